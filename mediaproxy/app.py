@@ -1,0 +1,94 @@
+"""create_app(settings) → falcon.App: the one route table, middleware, and
+the one place where exceptions become status codes."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import falcon
+import orjson
+import pyvips
+
+from .context import Context
+from .errors import MediaError
+from .http import error_body
+from .routes import attachments, cdn, external, internal, ops
+from .settings import Settings
+from .storage import Storage
+
+log = logging.getLogger("mediaproxy")
+access = logging.getLogger("mediaproxy.access")
+
+
+class CommonHeaders:
+    """nosniff and CORS on every response; one structured log line per request."""
+
+    def __init__(self, access_log: bool):
+        self.access_log = access_log
+
+    def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
+        req.context.t0 = time.perf_counter()
+        req.context.cache = "-"
+
+    def process_response(
+        self, req: falcon.Request, resp: falcon.Response, resource: object, req_succeeded: bool
+    ) -> None:
+        resp.set_header("X-Content-Type-Options", "nosniff")
+        resp.set_header("Access-Control-Allow-Origin", "*")
+        if self.access_log:
+            t0 = req.context.get("t0")
+            ms = (time.perf_counter() - t0) * 1000 if t0 else 0.0
+            access.info(
+                orjson.dumps(
+                    {
+                        "method": req.method,
+                        "path": req.path,
+                        "route": req.uri_template,
+                        "status": int(resp.status_code),
+                        "bytes": resp.content_length,
+                        "cache": req.context.get("cache", "-"),
+                        "ms": round(ms, 2),
+                    }
+                ).decode()
+            )
+
+
+def _media_error(req: falcon.Request, resp: falcon.Response, exc: MediaError, params: dict) -> None:
+    error_body(resp, exc.status, exc.reason, exc.headers)
+
+
+def _http_error(req: falcon.Request, resp: falcon.Response, exc: falcon.HTTPError, params: dict) -> None:
+    headers = dict(exc.headers or {})
+    reason = exc.title if exc.description is None else exc.description
+    error_body(resp, exc.status_code, str(reason).lower(), headers)
+
+
+def _unexpected(req: falcon.Request, resp: falcon.Response, exc: Exception, params: dict) -> None:
+    log.exception("unhandled error on %s %s", req.method, req.path)
+    error_body(resp, 500, "internal error")
+
+
+def configure_vips(settings: Settings) -> None:
+    # A server transforms each source once per spec and caches the result
+    # itself: libvips' operation cache only holds memory.
+    pyvips.cache_set_max(0)
+    pyvips.cache_set_max_mem(0)
+
+
+def create_app(settings: Settings, storage: Storage | None = None) -> falcon.App:
+    configure_vips(settings)
+    ctx = Context.build(settings, storage)
+    app = falcon.App(middleware=[CommonHeaders(settings.access_log)], cors_enable=False)
+    app.req_options.keep_blank_qs_values = True
+    app.req_options.strip_url_path_trailing_slash = False
+    app.resp_options.secure_cookies_by_default = False
+    app.add_error_handler(Exception, _unexpected)
+    app.add_error_handler(falcon.HTTPError, _http_error)
+    app.add_error_handler(MediaError, _media_error)
+    ops.add_routes(app, ctx)
+    cdn.add_routes(app, ctx)
+    attachments.add_routes(app, ctx)
+    external.add_routes(app, ctx)
+    internal.add_routes(app, ctx)
+    return app

@@ -1,0 +1,72 @@
+"""One exception hierarchy; app.py maps it to status codes in one place."""
+
+from __future__ import annotations
+
+
+class MediaError(Exception):
+    """Base error: carries an HTTP status and a short plain-text reason."""
+
+    status = 500
+    reason = "processing error"
+
+    def __init__(self, reason: str | None = None, *, headers: dict[str, str] | None = None):
+        super().__init__(reason or self.reason)
+        if reason:
+            self.reason = reason
+        self.headers = headers or {}
+
+
+class BadRequest(MediaError):
+    status = 400
+    reason = "bad request"
+
+
+class Unauthorized(MediaError):
+    status = 401
+    reason = "unauthorized"
+
+
+class Forbidden(MediaError):
+    status = 403
+    reason = "forbidden"
+
+
+class NotFound(MediaError):
+    status = 404
+    reason = "not found"
+
+
+class TooLarge(MediaError):
+    status = 413
+    reason = "source too large"
+
+
+class RangeNotSatisfiable(MediaError):
+    status = 416
+    reason = "range not satisfiable"
+
+
+class ProcessingError(MediaError):
+    status = 500
+    reason = "processing error"
+
+
+class UpstreamError(MediaError):
+    """Storage or external origin failed (unreachable, 5xx, protocol error)."""
+
+    status = 502
+    reason = "upstream failure"
+
+
+class Overloaded(MediaError):
+    status = 503
+    reason = "overloaded"
+
+
+class UpstreamTimeout(MediaError):
+    status = 504
+    reason = "upstream timeout"
+
+
+class ConfigError(Exception):
+    """Invalid settings at start-up; the message is meant for the operator."""

@@ -1,0 +1,122 @@
+"""HTTP semantics shared by every media route: headers, conditional requests,
+ranges, streaming. Routes hand an Entry (or a storage stream) to these."""
+
+from __future__ import annotations
+
+from email.utils import formatdate, parsedate_to_datetime
+from typing import BinaryIO
+
+import falcon
+
+from .cache import Entry
+from .errors import RangeNotSatisfiable
+from .hotpath import etag_matches, parse_range
+
+IMMUTABLE = "public, max-age=31536000, immutable"
+NO_STORE = "no-store"
+
+
+def http_date(ts: float) -> str:
+    return formatdate(ts, usegmt=True)
+
+
+def _not_modified(req: falcon.Request, etag: str, last_modified: float) -> bool:
+    inm = req.get_header("If-None-Match")
+    if inm is not None:
+        return etag_matches(inm, etag)
+    ims = req.get_header("If-Modified-Since")
+    if ims:
+        try:
+            since = parsedate_to_datetime(ims).timestamp()
+        except (TypeError, ValueError, IndexError, OverflowError):
+            return False
+        return int(last_modified) <= since
+    return False
+
+
+def _range(req: falcon.Request, etag: str, last_modified: float, size: int) -> tuple[int, int] | None:
+    header = req.get_header("Range")
+    if header is None:
+        return None
+    if_range = req.get_header("If-Range")
+    if if_range is not None:
+        if if_range.startswith('"') or if_range.startswith("W/"):
+            if if_range != etag:  # If-Range needs a strong match
+                return None
+        elif if_range.strip() != http_date(last_modified):
+            return None
+    rng = parse_range(header, size)
+    if rng is not None and rng[0] < 0:
+        raise RangeNotSatisfiable(headers={"Content-Range": f"bytes */{size}"})
+    return rng
+
+
+def media_headers(resp: falcon.Response, content_type: str, etag: str, last_modified: float) -> None:
+    resp.content_type = content_type
+    resp.set_header("ETag", etag)
+    resp.set_header("Last-Modified", http_date(last_modified))
+    resp.set_header("Cache-Control", IMMUTABLE)
+    resp.set_header("Accept-Ranges", "bytes")
+
+
+def respond(
+    req: falcon.Request,
+    resp: falcon.Response,
+    content_type: str,
+    etag: str,
+    last_modified: float,
+    size: int,
+    body: bytes | None = None,
+    opener=None,
+) -> None:
+    """Answer one media request: 304, 206, 416 or 200, GET or HEAD.
+
+    Either ``body`` (bytes in memory) or ``opener`` (opens a stream of a byte
+    range, called only when bytes are to be sent) gives the content.
+    """
+    media_headers(resp, content_type, etag, last_modified)
+    if _not_modified(req, etag, last_modified):
+        resp.status = falcon.HTTP_304
+        resp.content_type = None
+        return
+    rng = _range(req, etag, last_modified, size)
+    start, end = (0, size - 1) if rng is None else rng
+    length = max(0, end - start + 1)
+    if rng is not None:
+        resp.status = falcon.HTTP_206
+        resp.set_header("Content-Range", f"bytes {start}-{end}/{size}")
+    resp.content_length = length
+    if req.method == "HEAD" or length == 0:
+        return
+    if body is not None:
+        resp.data = body if rng is None else body[start : end + 1]
+    else:
+        resp.stream = opener(start, end)
+
+
+def respond_entry(req: falcon.Request, resp: falcon.Response, entry: Entry) -> None:
+    if entry.file is not None:
+        f: BinaryIO = entry.file
+        header_offset = 0
+
+        def opener(start: int, end: int) -> BinaryIO:
+            from .storage.local import BoundedFile
+
+            return BoundedFile(f, header_offset + start, end - start + 1)  # type: ignore[return-value]
+
+        try:
+            respond(req, resp, entry.content_type, entry.etag, entry.last_modified, entry.length, opener=opener)
+        finally:
+            if resp.stream is None:
+                entry.close()
+        return
+    respond(req, resp, entry.content_type, entry.etag, entry.last_modified, entry.length, body=entry.body)
+
+
+def error_body(resp: falcon.Response, status: int, reason: str, headers: dict[str, str] | None = None) -> None:
+    resp.status = falcon.code_to_http_status(status)
+    resp.content_type = "text/plain; charset=utf-8"
+    resp.data = (reason.rstrip("\n") + "\n").encode()
+    resp.set_header("Cache-Control", NO_STORE)
+    for name, value in (headers or {}).items():
+        resp.set_header(name, value)

@@ -1,0 +1,1 @@
+"""Media: transform specs, the pyvips pipeline, video, probing, placeholders, NSFW."""

@@ -1,0 +1,285 @@
+"""The pyvips pipeline: bytes + TransformSpec → encoded bytes.
+
+Ordered steps over one image, imgproxy-style:
+  probe the header (limits are checked here, before any pixel is decoded)
+  → plan the output geometry (fit, never enlarge)
+  → decode with shrink-on-load (``thumbnail_buffer``: JPEG/WebP decode at a
+    reduced size, EXIF orientation applied, ICC profiles imported)
+  → crop / letterbox per page (animations keep every frame and its timing)
+  → colour to sRGB → encode straight to bytes, metadata stripped.
+
+The input is decoded from the buffer the caller already holds and the output
+is the buffer that is stored and sent: no other copy of the bytes is made.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import pyvips
+
+from ..errors import BadRequest, ProcessingError, TooLarge
+from .spec import ANIMATABLE, MIME, SOURCE, TransformSpec
+
+# Loaders we accept, and the format each one stands for.
+LOADERS = {
+    "jpegload_buffer": "jpeg",
+    "pngload_buffer": "png",
+    "gifload_buffer": "gif",
+    "webpload_buffer": "webp",
+    "heifload_buffer": "avif",
+    "svgload_buffer": "svg",
+    "tiffload_buffer": "tiff",
+}
+WEB_FORMATS = frozenset(MIME)
+PIPELINE_VERSION = "1"
+_BIG = 10_000_000  # "no constraint" on one axis for thumbnail
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    max_pixels: int
+    max_frames: int
+    max_animation_pixels: int
+
+
+@dataclass(frozen=True, slots=True)
+class Probe:
+    format: str
+    width: int  # upright (EXIF orientation applied)
+    height: int  # upright, one frame
+    pages: int
+    has_alpha: bool
+    has_icc: bool
+
+    @property
+    def animated(self) -> bool:
+        return self.pages > 1 and self.format in ("gif", "webp")
+
+
+@dataclass(frozen=True, slots=True)
+class Output:
+    body: bytes
+    format: str
+    content_type: str
+    width: int
+    height: int
+    frames: int
+
+
+def probe(buf: bytes | memoryview) -> Probe:
+    """Read the header only; raise BadRequest for anything we cannot decode."""
+    try:
+        head = pyvips.Image.new_from_buffer(buf, "")
+        loader = head.get("vips-loader")
+    except pyvips.Error:
+        raise BadRequest("undecodable image") from None
+    fmt = LOADERS.get(loader)
+    if fmt is None:
+        raise BadRequest("unsupported image format")
+    if fmt == "avif" and head.get_typeof("heif-compression") and head.get("heif-compression") != "av1":
+        fmt = "heic"
+    width, height = head.width, head.height
+    pages = 1
+    if head.get_typeof("n-pages"):
+        pages = max(1, head.get("n-pages"))
+    if head.get_typeof("orientation") and head.get("orientation") in (5, 6, 7, 8):
+        width, height = height, width
+    return Probe(
+        format=fmt,
+        width=width,
+        height=height,
+        pages=pages,
+        has_alpha=head.hasalpha(),
+        has_icc=bool(head.get_typeof("icc-profile-data")),
+    )
+
+
+def check_limits(p: Probe, limits: Limits, animate: bool) -> None:
+    pixels = p.width * p.height
+    if pixels > limits.max_pixels:
+        raise TooLarge(f"image is {p.width}x{p.height}, over the {limits.max_pixels} pixel limit")
+    if animate:
+        if p.pages > limits.max_frames:
+            raise TooLarge(f"animation has {p.pages} frames, over the {limits.max_frames} frame limit")
+        if pixels * p.pages > limits.max_animation_pixels:
+            raise TooLarge("animation is over the frames x pixels limit")
+
+
+def output_format(spec: TransformSpec, p: Probe) -> str:
+    if spec.format != SOURCE:
+        return spec.format
+    if p.format in WEB_FORMATS:
+        return p.format
+    return "png" if p.has_alpha else "jpeg"
+
+
+def should_animate(spec: TransformSpec, p: Probe, fmt: str) -> bool:
+    if not p.animated or fmt not in ANIMATABLE:
+        return False
+    if spec.animated is not None:
+        return spec.animated
+    if spec.animated_opt_in:
+        return False
+    return p.format == "gif" or spec.animated_source
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    resize_w: int  # size every frame is resized to
+    resize_h: int
+    force: bool  # resize to exactly resize_w × resize_h (may change the aspect ratio)
+    out_w: int  # final frame size, after crop or letterbox
+    out_h: int
+
+
+def plan(spec: TransformSpec, src_w: int, src_h: int) -> Plan:
+    """Output geometry for one frame; never enlarges past the source."""
+    if not spec.resize:
+        return Plan(src_w, src_h, False, src_w, src_h)
+    bw, bh = spec.width, spec.height
+    if bw is None or bh is None:
+        scale = min(1.0, bw / src_w) if bw is not None else min(1.0, bh / src_h)  # type: ignore[operator]
+        w, h = max(1, round(src_w * scale)), max(1, round(src_h * scale))
+        return Plan(w, h, False, w, h)
+    sx, sy = bw / src_w, bh / src_h
+    fit = spec.fit
+    if fit in ("cover", "outside"):
+        scale = max(sx, sy)
+    elif fit == "fill":
+        scale = max(sx, sy)  # the axis stretched most decides how far the box must shrink
+    else:  # inside, contain
+        scale = min(sx, sy)
+    if scale > 1.0:  # the box asks for enlargement: shrink the box, keep its aspect ratio
+        bw, bh = max(1, round(bw / scale)), max(1, round(bh / scale))
+        sx, sy = bw / src_w, bh / src_h
+        scale = 1.0
+    if fit == "fill":
+        return Plan(bw, bh, True, bw, bh)
+    if fit in ("inside", "contain"):
+        w, h = max(1, round(src_w * scale)), max(1, round(src_h * scale))
+        w, h = min(w, bw), min(h, bh)
+        if fit == "inside":
+            return Plan(w, h, False, w, h)
+        return Plan(w, h, False, bw, bh)
+    # cover, outside: fill the box; cover crops the overflow
+    w, h = max(bw, math.ceil(src_w * scale - 1e-9)), max(bh, math.ceil(src_h * scale - 1e-9))
+    if fit == "outside":
+        return Plan(w, h, True, w, h)
+    return Plan(w, h, True, bw, bh)
+
+
+_GRAVITY = {"center": "centre", "top": "north", "bottom": "south", "left": "west", "right": "east"}
+_SMART = {"entropy": "entropy", "attention": "attention"}
+
+
+def _frames(im: pyvips.Image, page_h: int) -> list[pyvips.Image]:
+    return [im.crop(0, y, im.width, page_h) for y in range(0, im.height, page_h)]
+
+
+def _join(frames: list[pyvips.Image], template: pyvips.Image) -> pyvips.Image:
+    out = frames[0] if len(frames) == 1 else pyvips.Image.arrayjoin(frames, across=1)
+    out = out.copy()
+    out.set_type(pyvips.GValue.gint_type, "page-height", frames[0].height)
+    for name in ("delay", "loop", "gif-delay"):
+        if template.get_typeof(name):
+            out.set_type(template.get_typeof(name), name, template.get(name))
+    return out
+
+
+def _crop_box(frame: pyvips.Image, w: int, h: int, position: str) -> tuple[int, int]:
+    dx, dy = frame.width - w, frame.height - h
+    if position in _SMART:
+        try:
+            _, opts = frame.smartcrop(w, h, interesting=_SMART[position], attention_x=True, attention_y=True)
+            left = min(max(0, opts["attention_x"] - w // 2), dx)
+            top = min(max(0, opts["attention_y"] - h // 2), dy)
+            return left, top
+        except pyvips.Error:
+            position = "center"
+    left = {"left": 0, "right": dx}.get(position, dx // 2)
+    top = {"top": 0, "bottom": dy}.get(position, dy // 2)
+    return left, top
+
+
+def _letterbox(frame: pyvips.Image, w: int, h: int, position: str, alpha: bool) -> pyvips.Image:
+    if alpha and not frame.hasalpha():
+        frame = frame.bandjoin(255)
+    background = [0] * frame.bands
+    return frame.gravity(_GRAVITY.get(position, "centre"), w, h, extend="background", background=background)
+
+
+def _decode(buf: bytes, spec: TransformSpec, p: Probe, pl: Plan, animate: bool) -> pyvips.Image:
+    kwargs: dict[str, object] = {"height": pl.resize_h, "fail_on": "error"}
+    width = pl.resize_w
+    if not animate and spec.fit == "cover" and spec.position in _SMART and pl.force:
+        # libvips crops single frames itself, in one sequential pass.
+        width, kwargs["height"], kwargs["crop"] = pl.out_w, pl.out_h, _SMART[spec.position]
+    elif pl.force:
+        kwargs["size"] = "force"
+    if p.has_icc:
+        kwargs["output_profile"] = "srgb"
+    option_string = "n=-1" if animate else ""
+    im = pyvips.Image.thumbnail_buffer(buf, width, option_string=option_string, **kwargs)
+    if animate and spec.position in _SMART:
+        im = im.copy_memory()  # smartcrop reads frame 0 before the crop reads all frames
+    return im
+
+
+def _to_srgb(im: pyvips.Image) -> pyvips.Image:
+    if im.interpretation in ("srgb", "b-w"):
+        return im
+    if im.interpretation == "grey16":
+        return im.colourspace("b-w")
+    return im.colourspace("srgb")
+
+
+def _encode(im: pyvips.Image, fmt: str, spec: TransformSpec, animate: bool) -> bytes:
+    q = spec.quality_for(fmt)
+    if fmt == "jpeg":
+        if im.hasalpha():
+            im = im.flatten(background=[255] * (im.bands - 1))
+        return im.jpegsave_buffer(Q=q, keep="none", optimize_coding=True)
+    if fmt == "webp":
+        return im.webpsave_buffer(Q=q, lossless=spec.lossless, keep="none", effort=2 if animate else 4)
+    if fmt == "avif":
+        return im.heifsave_buffer(Q=q, lossless=spec.lossless, compression="av1", effort=2, keep="none")
+    if fmt == "png":
+        return im.pngsave_buffer(keep="none", compression=6)
+    if fmt == "gif":
+        return im.gifsave_buffer(keep="none")
+    raise BadRequest(f"cannot encode {fmt}")
+
+
+def transform(buf: bytes, spec: TransformSpec, limits: Limits, p: Probe | None = None) -> Output:
+    p = p or probe(buf)
+    fmt = output_format(spec, p)
+    animate = should_animate(spec, p, fmt)
+    check_limits(p, limits, animate)
+    pl = plan(spec, p.width, p.height)
+    try:
+        im = _decode(buf, spec, p, pl, animate)
+        page_h = im.get("page-height") if animate and im.get_typeof("page-height") else im.height
+        if not animate:
+            page_h = im.height
+        if (im.width, page_h) != (pl.out_w, pl.out_h):
+            alpha = fmt != "jpeg"
+            frames = _frames(im, page_h) if animate else [im]
+            if spec.fit == "contain":
+                frames = [_letterbox(f, pl.out_w, pl.out_h, spec.position, alpha) for f in frames]
+            else:
+                w, h = min(pl.out_w, frames[0].width), min(pl.out_h, frames[0].height)
+                left, top = _crop_box(frames[0], w, h, spec.position)
+                frames = [f.crop(left, top, w, h) for f in frames]
+            im = _join(frames, im) if animate else frames[0]
+            page_h = frames[0].height
+        im = _to_srgb(im)
+        body = _encode(im, fmt, spec, animate)
+    except pyvips.Error as exc:
+        msg = str(exc)
+        if "premature end" in msg or "not in a known format" in msg or "load" in msg.lower():
+            raise BadRequest("undecodable image") from None
+        raise ProcessingError("image processing failed") from None
+    frames_n = im.height // page_h if animate and page_h else 1
+    return Output(body, fmt, MIME[fmt], im.width, page_h, frames_n)

@@ -1,0 +1,232 @@
+"""Query string → one immutable, canonical TransformSpec.
+
+Defaults are filled in and aliases folded (``jpg``→``jpeg``, ``centre``→
+``center``, presets→numbers) so that two URLs that must give the same bytes
+give the same canonical text, and so the same cache key. Bad values raise
+``BadRequest`` here, before any I/O.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from ..errors import BadRequest
+
+SIZES = frozenset(
+    (16, 20, 22, 24, 28, 32, 40, 44, 48, 56, 60, 64, 80, 96, 100, 128, 160, 240, 256, 300, 320,
+     480, 512, 600, 640, 1024, 1280, 1536, 2048, 3072, 4096)
+)
+MAX_DIM = 4096
+
+FORMATS = {"jpeg": "jpeg", "jpg": "jpeg", "png": "png", "webp": "webp", "avif": "avif", "gif": "gif"}
+MIME = {
+    "jpeg": "image/jpeg",
+    "png": "image/png",
+    "webp": "image/webp",
+    "avif": "image/avif",
+    "gif": "image/gif",
+}
+ANIMATABLE = frozenset(("gif", "webp"))
+LOSSY = frozenset(("jpeg", "webp", "avif"))
+DEFAULT_QUALITY = {"jpeg": 80, "webp": 85, "avif": 60}
+PRESETS = {"high": 80, "low": 20, "lossless": 100}
+
+FITS = frozenset(("cover", "contain", "fill", "inside", "outside"))
+POSITIONS = {
+    "center": "center",
+    "centre": "center",
+    "top": "top",
+    "bottom": "bottom",
+    "left": "left",
+    "right": "right",
+    "entropy": "entropy",
+    "attention": "attention",
+}
+BOOLS = {"true": True, "1": True, "false": False, "0": False}
+
+SOURCE = "source"  # output format: the source's own (attachments, external)
+
+
+@dataclass(frozen=True, slots=True)
+class Profile:
+    """How one route family reads the image parameters."""
+
+    name: str
+    square: bool = False  # `size` gives a size×size output cropped per fit/position
+    box: bool = False  # `size` gives a size×size box the image fits inside (emojis, stickers)
+    dims: bool = False  # accepts width/height
+    default_size: int | None = None
+    default_lossless: bool = False  # attachments default to quality=lossless
+    animated_needs_opt_in: bool = False  # attachments keep animation only with animated=true
+
+
+SQUARE = Profile("square", square=True, default_size=128)
+BOX = Profile("box", box=True, default_size=128)
+BANNER = Profile("banner", dims=True)
+ATTACHMENT = Profile("attachment", dims=True, default_lossless=True, animated_needs_opt_in=True)
+EXTERNAL = Profile("external", dims=True)
+
+
+@dataclass(frozen=True, slots=True)
+class TransformSpec:
+    width: int | None  # target box; None on an axis means "keep the aspect ratio"
+    height: int | None
+    fit: str  # cover | contain | fill | inside | outside
+    position: str
+    format: str  # jpeg | png | webp | avif | gif | "source"
+    quality: int | None  # None: the format's default (resolved when the format is known)
+    lossless: bool
+    animated: bool | None  # None: the route's default
+    animated_source: bool = False  # the URL said so (`a_` hash)
+    animated_opt_in: bool = False  # the profile needs animated=true to keep animation
+    transform: bool = True  # False: an attachment asked for nothing, serve the stored bytes
+
+    @property
+    def resize(self) -> bool:
+        return self.width is not None or self.height is not None
+
+    def canonical(self) -> str:
+        """Text that is equal for exactly the specs that give equal bytes."""
+        if not self.transform:
+            return "passthrough"
+        fit = self.fit if self.resize else "-"
+        pos = self.position if self.resize and self.fit in ("cover", "contain") else "-"
+        if self.format in ("png", "gif"):
+            q = "-"
+        elif self.lossless:
+            q = "lossless"
+        else:
+            q = str(self.quality) if self.quality is not None else "default"
+        anim = {None: "-", True: "1", False: "0"}[self.animated]
+        return (
+            f"{self.width or '-'}x{self.height or '-'}|{fit}|{pos}|{self.format}|{q}|{anim}"
+            f"|{int(self.animated_source)}{int(self.animated_opt_in)}"
+        )
+
+    def quality_for(self, fmt: str) -> int:
+        if self.lossless:
+            return 100
+        if self.quality is not None:
+            return self.quality
+        return DEFAULT_QUALITY.get(fmt, 80)
+
+
+def _one(params: Mapping[str, object], name: str) -> str | None:
+    value = params.get(name)
+    if value is None:
+        return None
+    if isinstance(value, (list, tuple)):
+        value = value[-1] if value else ""
+    return str(value)
+
+
+def _dim(params: Mapping[str, object], name: str) -> int | None:
+    raw = _one(params, name)
+    if raw is None:
+        return None
+    if not raw.isdigit() or len(raw) > 5:
+        raise BadRequest(f"{name} must be an integer 1..{MAX_DIM}")
+    value = int(raw)
+    if not 1 <= value <= MAX_DIM:
+        raise BadRequest(f"{name} must be an integer 1..{MAX_DIM}")
+    return value
+
+
+def parse_size(raw: str | None) -> int | None:
+    if raw is None:
+        return None
+    if not raw.isdigit() or len(raw) > 4 or int(raw) not in SIZES:
+        raise BadRequest("size must be one of " + ", ".join(str(s) for s in sorted(SIZES)))
+    return int(raw)
+
+
+def parse_format(raw: str | None) -> str | None:
+    if raw is None:
+        return None
+    fmt = FORMATS.get(raw.lower())
+    if fmt is None:
+        raise BadRequest("format must be one of jpeg, jpg, png, webp, avif, gif")
+    return fmt
+
+
+def parse_quality(raw: str | None) -> tuple[int | None, bool]:
+    if raw is None:
+        return None, False
+    low = raw.lower()
+    if low in PRESETS:
+        return PRESETS[low], low == "lossless"
+    if raw.isdigit() and len(raw) <= 3 and 1 <= int(raw) <= 100:
+        return int(raw), False
+    raise BadRequest("quality must be an integer 1..100 or one of high, low, lossless")
+
+
+def parse_bool(name: str, raw: str | None) -> bool | None:
+    if raw is None:
+        return None
+    value = BOOLS.get(raw.lower())
+    if value is None:
+        raise BadRequest(f"{name} must be true or false")
+    return value
+
+
+def parse_spec(
+    profile: Profile,
+    params: Mapping[str, object],
+    ext_format: str | None = None,
+    animated_source: bool = False,
+) -> TransformSpec:
+    """Parse the image parameters of one request.
+
+    ``ext_format`` is the format named by the URL's extension (image families);
+    without it and without ``format`` the output keeps the source's format.
+    """
+    size = parse_size(_one(params, "size"))
+    fmt = parse_format(_one(params, "format"))
+    quality, lossless = parse_quality(_one(params, "quality"))
+    animated = parse_bool("animated", _one(params, "animated"))
+    fit_raw = _one(params, "fit")
+    if fit_raw is not None and fit_raw.lower() not in FITS:
+        raise BadRequest("fit must be one of cover, contain, fill, inside, outside")
+    pos_raw = _one(params, "position")
+    position = POSITIONS.get(pos_raw.lower()) if pos_raw is not None else "center"
+    if position is None:
+        raise BadRequest("position must be one of center, top, bottom, left, right, entropy, attention")
+    fit = fit_raw.lower() if fit_raw is not None else "cover"
+
+    width = height = None
+    if profile.dims:
+        width, height = _dim(params, "width"), _dim(params, "height")
+        if size is not None and width is None and height is None:
+            width = height = size
+            if fit_raw is None:
+                fit = "inside"  # `size` on these routes is a box
+    else:
+        size = size or profile.default_size
+        width = height = size
+        if profile.box:
+            fit = "inside"
+
+    transform = True
+    if profile is ATTACHMENT:
+        # No transform asked for: stream the stored bytes unchanged.
+        transform = not (
+            width is None and height is None and fmt is None and (quality is None or lossless) and animated is None
+        )
+    if quality is None and profile.default_lossless:
+        quality, lossless = 100, True
+
+    out_fmt = fmt or ext_format or SOURCE
+    return TransformSpec(
+        width=width,
+        height=height,
+        fit=fit,
+        position=position,
+        format=out_fmt,
+        quality=quality,
+        lossless=lossless,
+        animated=animated,
+        animated_source=animated_source,
+        animated_opt_in=profile.animated_needs_opt_in,
+        transform=transform,
+    )

@@ -1,0 +1,1 @@
+"""Falcon resources, one module per family: cdn, attachments, external, internal, ops."""

@@ -1,0 +1,102 @@
+"""The image families of the CDN: avatars, icons, banners, splashes,
+embed-splashes, emojis, stickers (Lottie included), guild-member avatars and
+banners, and themes. Each path maps to one object in the CDN bucket."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import falcon
+
+from ..context import Context
+from ..errors import BadRequest
+from ..media.spec import BANNER, BOX, FORMATS, SQUARE, Profile, parse_spec
+from .common import hash_segment, serve_stored, serve_transform, snowflake, split_ext
+
+
+@dataclass(frozen=True, slots=True)
+class Family:
+    route: str  # Falcon URI template
+    prefix: str  # object key = prefix + "/".join(ids) + "/" + hash
+    profile: Profile
+    id_fields: tuple[str, ...]
+    hashed: bool = True  # the file stem is a hash (`a_` marks animation); else a snowflake id
+    lottie: bool = False
+
+
+FAMILIES = (
+    Family("/avatars/{user_id}/{filename}", "avatars", SQUARE, ("user_id",)),
+    Family("/icons/{guild_id}/{filename}", "icons", SQUARE, ("guild_id",)),
+    Family("/banners/{guild_id}/{filename}", "banners", BANNER, ("guild_id",)),
+    Family("/splashes/{guild_id}/{filename}", "splashes", BANNER, ("guild_id",)),
+    Family("/embed-splashes/{guild_id}/{filename}", "embed-splashes", BANNER, ("guild_id",)),
+    Family("/emojis/{filename}", "emojis", BOX, (), hashed=False),
+    Family("/stickers/{filename}", "stickers", BOX, (), hashed=False, lottie=True),
+    Family(
+        "/guilds/{guild_id}/users/{user_id}/avatars/{filename}",
+        "guilds/{guild_id}/users/{user_id}/avatars",
+        SQUARE,
+        ("guild_id", "user_id"),
+    ),
+    Family(
+        "/guilds/{guild_id}/users/{user_id}/banners/{filename}",
+        "guilds/{guild_id}/users/{user_id}/banners",
+        BANNER,
+        ("guild_id", "user_id"),
+    ),
+)
+
+
+class ImageResource:
+    def __init__(self, ctx: Context, family: Family):
+        self.ctx = ctx
+        self.family = family
+
+    def _object_key(self, params: dict[str, str]) -> tuple[str, str, bool]:
+        """(object key, extension, animated hint) for one request, validated."""
+        fam = self.family
+        ids = {name: snowflake(params[name], name.replace("_", " ")) for name in fam.id_fields}
+        stem, ext = split_ext(params["filename"])
+        animated = False
+        if fam.hashed:
+            hash_segment(stem)
+            if stem.startswith("a_") and len(stem) > 2:
+                stem, animated = stem[2:], True
+        else:
+            snowflake(stem)
+        prefix = fam.prefix.format(**ids) if "{" in fam.prefix else "/".join((fam.prefix, *ids.values()))
+        return f"{prefix}/{stem}", ext, animated
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response, **params: str) -> None:
+        key, ext, animated = self._object_key(params)
+        bucket = self.ctx.settings.cdn_bucket
+        if ext == "json" and self.family.lottie:
+            serve_stored(req, resp, self.ctx, bucket, key, "application/json")
+            return
+        ext_format = FORMATS.get(ext)
+        if ext_format is None:
+            raise BadRequest("unsupported file extension")
+        spec = parse_spec(self.family.profile, req.params, ext_format, animated_source=animated)
+        serve_transform(req, resp, self.ctx, bucket, key, spec)
+
+    on_head = on_get
+
+
+class ThemeResource:
+    """``/themes/{theme_id}.css``: the stored stylesheet, streamed as text/css."""
+
+    def __init__(self, ctx: Context):
+        self.ctx = ctx
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response, theme_id: str) -> None:
+        snowflake(theme_id, "theme id")
+        key = f"themes/{theme_id}.css"
+        serve_stored(req, resp, self.ctx, self.ctx.settings.cdn_bucket, key, "text/css; charset=utf-8")
+
+    on_head = on_get
+
+
+def add_routes(app: falcon.App, ctx: Context) -> None:
+    for family in FAMILIES:
+        app.add_route(family.route, ImageResource(ctx, family))
+    app.add_route("/themes/{theme_id}.css", ThemeResource(ctx))

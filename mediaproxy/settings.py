@@ -1,0 +1,212 @@
+"""Environment → one frozen Settings object, validated at start-up.
+
+No other module reads ``os.environ``: the WSGI entry point calls
+``Settings.from_env(os.environ)`` once and passes the object down.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+from .errors import ConfigError
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+DEMO_SECRET = "mediaproxy-demo-secret-do-not-use-in-production"
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+
+
+def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = env.get(name)
+    if raw is None:
+        return default
+    value = raw.strip().lower()
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    raise ConfigError(f"{name}={raw!r}: expected one of 1/0, true/false, yes/no, on/off")
+
+
+def _int(env: Mapping[str, str], name: str, default: int, lo: int = 0, hi: int | None = None) -> int:
+    raw = env.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        value = int(raw.strip().replace("_", ""))
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r}: expected an integer") from None
+    if value < lo or (hi is not None and value > hi):
+        bound = f"{lo}..{hi}" if hi is not None else f">= {lo}"
+        raise ConfigError(f"{name}={raw!r}: must be {bound}")
+    return value
+
+
+def _float(env: Mapping[str, str], name: str, default: float, lo: float = 0.0, hi: float | None = None) -> float:
+    raw = env.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r}: expected a number") from None
+    if value < lo or (hi is not None and value > hi):
+        bound = f"{lo}..{hi}" if hi is not None else f">= {lo}"
+        raise ConfigError(f"{name}={raw!r}: must be {bound}")
+    return value
+
+
+def _cidrs(env: Mapping[str, str], name: str) -> tuple[IPNetwork, ...]:
+    raw = env.get(name, "")
+    nets = []
+    for part in raw.replace(";", ",").replace(" ", ",").split(","):
+        part = part.strip()
+        if not part:
+            continue
+        try:
+            nets.append(ipaddress.ip_network(part, strict=False))
+        except ValueError:
+            raise ConfigError(f"{name}: {part!r} is not an IP network (e.g. 10.0.0.0/8 or 2001:db8::/32)") from None
+    return tuple(nets)
+
+
+def _bucket(env: Mapping[str, str], name: str, default: str) -> str:
+    value = env.get(name, default).strip()
+    if not value or "/" in value or value in (".", ".."):
+        raise ConfigError(f"{name}={value!r}: not a valid bucket name")
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    # storage
+    storage: str = "./var/storage"  # "s3" or a directory laid out as {dir}/{bucket}/{key}
+    cdn_bucket: str = "cdn"
+    uploads_bucket: str = "uploads"
+    s3_addressing_style: str = "auto"
+    s3_connect_timeout: float = 2.0
+    s3_read_timeout: float = 10.0
+    s3_max_pool: int = 32
+    # secrets
+    secret_key: str = ""
+    internal_secret: str = ""
+    demo: bool = False
+    # cache
+    cache_dir: str | None = "./var/cache"
+    cache_size: int = 2 * 1024**3
+    # limits
+    max_source_bytes: int = 50 * 1024**2
+    max_pixels: int = 100_000_000
+    max_frames: int = 1000
+    max_animation_pixels: int = 400_000_000
+    max_concurrent_transforms: int = 4
+    transform_wait: float = 10.0
+    # external fetcher
+    fetch_allow_cidrs: tuple[IPNetwork, ...] = ()
+    fetch_connect_timeout: float = 3.0
+    fetch_timeout: float = 15.0
+    fetch_max_bytes: int = 50 * 1024**2
+    fetch_max_redirects: int = 5
+    # client allow-list
+    trusted_client_cidrs: tuple[IPNetwork, ...] = ()
+    trusted_proxy_cidrs: tuple[IPNetwork, ...] = ()
+    # internal endpoints
+    nsfw_threshold: float = 0.5
+    nsfw_enabled: bool = True
+    max_frames_count: int = 50
+    # ops
+    service_name: str = "mediaproxy"
+    telemetry_enabled: bool = False
+    access_log: bool = True
+    extra: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
+
+    @property
+    def storage_is_s3(self) -> bool:
+        return self.storage == "s3"
+
+    @property
+    def storage_dir(self) -> Path:
+        return Path(self.storage)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if env is None else env
+        d = {f.name: f.default for f in fields(cls)}
+        demo = _bool(env, "MEDIAPROXY_DEMO", False)
+        storage = env.get("MEDIAPROXY_STORAGE", d["storage"]).strip() or d["storage"]
+        secret = env.get("MEDIAPROXY_SECRET_KEY", "")
+        if not secret:
+            if not demo:
+                raise ConfigError(
+                    "MEDIAPROXY_SECRET_KEY is not set: it signs /external URLs and authenticates the internal "
+                    "endpoints. Set it to a long random string (e.g. `python -c 'import secrets; "
+                    "print(secrets.token_hex(32))'`), or set MEDIAPROXY_DEMO=1 for a local demo."
+                )
+            secret = DEMO_SECRET
+        internal = env.get("MEDIAPROXY_INTERNAL_SECRET", "") or secret
+        cache_dir: str | None = env.get("MEDIAPROXY_CACHE_DIR", d["cache_dir"])
+        if cache_dir is not None and cache_dir.strip() == "":
+            cache_dir = None
+        style = env.get("MEDIAPROXY_S3_ADDRESSING_STYLE", "auto").strip().lower()
+        if style not in ("auto", "path", "virtual"):
+            raise ConfigError(f"MEDIAPROXY_S3_ADDRESSING_STYLE={style!r}: expected auto, path or virtual")
+        settings = cls(
+            storage=storage,
+            cdn_bucket=_bucket(env, "MEDIAPROXY_CDN_BUCKET", d["cdn_bucket"]),
+            uploads_bucket=_bucket(env, "MEDIAPROXY_UPLOADS_BUCKET", d["uploads_bucket"]),
+            s3_addressing_style=style,
+            s3_connect_timeout=_float(env, "MEDIAPROXY_S3_CONNECT_TIMEOUT", d["s3_connect_timeout"], 0.01),
+            s3_read_timeout=_float(env, "MEDIAPROXY_S3_READ_TIMEOUT", d["s3_read_timeout"], 0.01),
+            s3_max_pool=_int(env, "MEDIAPROXY_S3_MAX_POOL", d["s3_max_pool"], 1, 1024),
+            secret_key=secret,
+            internal_secret=internal,
+            demo=demo,
+            cache_dir=cache_dir,
+            cache_size=_int(env, "MEDIAPROXY_CACHE_SIZE", d["cache_size"], 1024**2),
+            max_source_bytes=_int(env, "MEDIAPROXY_MAX_SOURCE_BYTES", d["max_source_bytes"], 1024),
+            max_pixels=_int(env, "MEDIAPROXY_MAX_PIXELS", d["max_pixels"], 1),
+            max_frames=_int(env, "MEDIAPROXY_MAX_FRAMES", d["max_frames"], 1),
+            max_animation_pixels=_int(env, "MEDIAPROXY_MAX_ANIMATION_PIXELS", d["max_animation_pixels"], 1),
+            max_concurrent_transforms=_int(
+                env, "MEDIAPROXY_MAX_CONCURRENT_TRANSFORMS", d["max_concurrent_transforms"], 1, 1024
+            ),
+            transform_wait=_float(env, "MEDIAPROXY_TRANSFORM_WAIT", d["transform_wait"], 0.0),
+            fetch_allow_cidrs=_cidrs(env, "MEDIAPROXY_FETCH_ALLOW_CIDRS"),
+            fetch_connect_timeout=_float(env, "MEDIAPROXY_FETCH_CONNECT_TIMEOUT", d["fetch_connect_timeout"], 0.01),
+            fetch_timeout=_float(env, "MEDIAPROXY_FETCH_TIMEOUT", d["fetch_timeout"], 0.01),
+            fetch_max_bytes=_int(env, "MEDIAPROXY_FETCH_MAX_BYTES", d["fetch_max_bytes"], 1024),
+            fetch_max_redirects=_int(env, "MEDIAPROXY_FETCH_MAX_REDIRECTS", d["fetch_max_redirects"], 0, 20),
+            trusted_client_cidrs=_cidrs(env, "MEDIAPROXY_TRUSTED_CLIENT_CIDRS"),
+            trusted_proxy_cidrs=_cidrs(env, "MEDIAPROXY_TRUSTED_PROXY_CIDRS"),
+            nsfw_threshold=_float(env, "MEDIAPROXY_NSFW_THRESHOLD", d["nsfw_threshold"], 0.0, 1.0),
+            nsfw_enabled=_bool(env, "MEDIAPROXY_NSFW_ENABLED", d["nsfw_enabled"]),
+            max_frames_count=_int(env, "MEDIAPROXY_MAX_FRAMES_COUNT", d["max_frames_count"], 1, 1000),
+            service_name=env.get("MEDIAPROXY_SERVICE_NAME", d["service_name"]) or d["service_name"],
+            telemetry_enabled=_bool(env, "MEDIAPROXY_TELEMETRY_ENABLED", d["telemetry_enabled"]),
+            access_log=_bool(env, "MEDIAPROXY_ACCESS_LOG", d["access_log"]),
+        )
+        if not settings.storage_is_s3:
+            path = Path(settings.storage)
+            if path.exists() and not path.is_dir():
+                raise ConfigError(f"MEDIAPROXY_STORAGE={storage!r}: exists and is not a directory")
+        return settings
+
+    def describe(self) -> dict[str, object]:
+        """Settings for logs, with secrets masked."""
+        out: dict[str, object] = {}
+        for f in fields(self):
+            if f.name == "extra":
+                continue
+            value = getattr(self, f.name)
+            if f.name in ("secret_key", "internal_secret"):
+                value = "***" if value else ""
+            elif isinstance(value, tuple):
+                value = [str(v) for v in value]
+            out[f.name] = value
+        return out

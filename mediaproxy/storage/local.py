@@ -1,0 +1,128 @@
+"""The local-directory backend: ``{root}/{bucket}/{key}``, the embedded default."""
+
+from __future__ import annotations
+
+import mimetypes
+import os
+import threading
+from collections import OrderedDict
+from pathlib import Path
+from typing import BinaryIO
+
+import xxhash
+
+from ..errors import BadRequest, NotFound, UpstreamError
+from . import CHUNK, ObjectInfo, check_size
+
+_TAGS_KEPT = 4096
+
+
+class BoundedFile:
+    """A file positioned at ``start`` that reads at most ``length`` bytes.
+
+    It keeps ``fileno()`` so gunicorn's ``wsgi.file_wrapper`` can ``sendfile``
+    (gunicorn sends from the current offset and stops at Content-Length).
+    """
+
+    __slots__ = ("_f", "_left")
+
+    def __init__(self, f: BinaryIO, start: int, length: int):
+        f.seek(start)
+        self._f = f
+        self._left = length
+
+    def read(self, n: int = -1) -> bytes:
+        if self._left <= 0:
+            return b""
+        if n is None or n < 0 or n > self._left:
+            n = self._left
+        data = self._f.read(n)
+        self._left -= len(data)
+        return data
+
+    def fileno(self) -> int:
+        return self._f.fileno()
+
+    def close(self) -> None:
+        self._f.close()
+
+
+class LocalStorage:
+    def __init__(self, root: str | os.PathLike[str]):
+        self.root = Path(root).resolve()
+        self._tags: OrderedDict[tuple[str, int, int], str] = OrderedDict()
+        self._tags_lock = threading.Lock()
+
+    def _content_tag(self, path: Path, st: os.stat_result) -> str:
+        """xxh3-128 of the file's bytes (like S3's MD5 ETag), memoised by (path, size, mtime)."""
+        memo = (str(path), st.st_size, st.st_mtime_ns)
+        with self._tags_lock:
+            tag = self._tags.get(memo)
+        if tag is None:
+            h = xxhash.xxh3_128()
+            with open(path, "rb") as f:
+                while chunk := f.read(CHUNK):
+                    h.update(chunk)
+            tag = h.hexdigest()
+            with self._tags_lock:
+                self._tags[memo] = tag
+                while len(self._tags) > _TAGS_KEPT:
+                    self._tags.popitem(last=False)
+        return tag
+
+    def _path(self, bucket: str, key: str) -> Path:
+        # Keys are validated by the routes; this is defence in depth.
+        if not key or key.startswith("/") or "\0" in key or ".." in key.split("/"):
+            raise BadRequest("invalid object key")
+        return self.root / bucket / key
+
+    def _info(self, path: Path, st: os.stat_result, tag: bool = True) -> ObjectInfo:
+        ctype = mimetypes.guess_type(path.name)[0]
+        return ObjectInfo(
+            size=st.st_size,
+            last_modified=st.st_mtime,
+            content_type=ctype,
+            etag=self._content_tag(path, st) if tag else None,
+        )
+
+    def head(self, bucket: str, key: str) -> ObjectInfo:
+        path = self._path(bucket, key)
+        try:
+            st = path.stat()
+        except FileNotFoundError:
+            raise NotFound("no such object") from None
+        except NotADirectoryError:
+            raise NotFound("no such object") from None
+        except OSError as exc:
+            raise UpstreamError(f"storage error: {exc.strerror}") from None
+        if not path.is_file():
+            raise NotFound("no such object")
+        return self._info(path, st)
+
+    def _open(self, bucket: str, key: str, tag: bool = True) -> tuple[ObjectInfo, BinaryIO]:
+        path = self._path(bucket, key)
+        try:
+            f = open(path, "rb")  # noqa: SIM115 - handed to the caller
+        except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+            raise NotFound("no such object") from None
+        except OSError as exc:
+            raise UpstreamError(f"storage error: {exc.strerror}") from None
+        return self._info(path, os.fstat(f.fileno()), tag), f
+
+    def get(self, bucket: str, key: str, max_bytes: int | None = None) -> tuple[ObjectInfo, bytes]:
+        info, f = self._open(bucket, key, tag=False)
+        with f:
+            check_size(info.size, max_bytes)
+            return info, f.read()
+
+    def open(self, bucket: str, key: str, start: int = 0, end: int | None = None) -> tuple[ObjectInfo, BinaryIO]:
+        info, f = self._open(bucket, key)
+        last = info.size - 1 if end is None else min(end, info.size - 1)
+        return info, BoundedFile(f, start, max(0, last - start + 1))  # type: ignore[return-value]
+
+    def put(self, bucket: str, key: str, data: bytes, content_type: str | None = None) -> None:
+        path = self._path(bucket, key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        tmp.write_bytes(data)
+        os.replace(tmp, path)

@@ -1,0 +1,143 @@
+"""S3 through boto3. Credentials, region and endpoint come from boto3's own
+sources (``AWS_*`` variables, config files, instance roles); path-style
+addressing is a setting so any S3-compatible store works."""
+
+from __future__ import annotations
+
+import threading
+from typing import BinaryIO
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    ConnectionClosedError,
+    ConnectTimeoutError,
+    EndpointConnectionError,
+    ReadTimeoutError,
+)
+from urllib3.exceptions import ProtocolError
+from urllib3.exceptions import ReadTimeoutError as Urllib3ReadTimeout
+
+from ..errors import MediaError, NotFound, RangeNotSatisfiable, UpstreamError, UpstreamTimeout
+from . import ObjectInfo, check_size
+
+_MISSING = {"404", "NoSuchKey", "NoSuchBucket", "NotFound"}
+
+
+def _map_error(exc: Exception) -> MediaError:
+    if isinstance(exc, ClientError):
+        code = str(exc.response.get("Error", {}).get("Code", ""))
+        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+        if code in _MISSING or status == 404:
+            return NotFound("no such object")
+        if code == "InvalidRange" or status == 416:
+            return RangeNotSatisfiable()
+        if status in (503, 500) or code in ("SlowDown", "InternalError", "ServiceUnavailable"):
+            return UpstreamError("storage unavailable")
+        if code in ("RequestTimeout",):
+            return UpstreamTimeout("storage timeout")
+        return UpstreamError(f"storage error: {code or status}")
+    if isinstance(exc, (ConnectTimeoutError, ReadTimeoutError, Urllib3ReadTimeout, TimeoutError)):
+        return UpstreamTimeout("storage timeout")
+    if isinstance(exc, (EndpointConnectionError, ConnectionClosedError, ProtocolError, ConnectionError)):
+        return UpstreamError("storage unreachable")
+    return UpstreamError("storage error")
+
+
+_ERRORS = (ClientError, BotoCoreError, ProtocolError, Urllib3ReadTimeout, OSError)
+
+
+class _S3Body:
+    """botocore's StreamingBody with errors mapped while the bytes flow."""
+
+    __slots__ = ("_body",)
+
+    def __init__(self, body):
+        self._body = body
+
+    def read(self, n: int = -1) -> bytes:
+        try:
+            return self._body.read(None if n is None or n < 0 else n)
+        except _ERRORS as exc:
+            raise _map_error(exc) from None
+
+    def close(self) -> None:
+        self._body.close()
+
+
+class S3Storage:
+    def __init__(self, settings):
+        self._config = Config(
+            connect_timeout=settings.s3_connect_timeout,
+            read_timeout=settings.s3_read_timeout,
+            retries={"max_attempts": 2, "mode": "standard"},
+            max_pool_connections=settings.s3_max_pool,
+            s3={"addressing_style": settings.s3_addressing_style},
+            tcp_keepalive=True,
+        )
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self._client = None
+
+    @property
+    def client(self):
+        # boto3 clients are thread-safe; create one per process, lazily (after fork).
+        if self._client is None:
+            with self._lock:
+                if self._client is None:
+                    self._client = boto3.session.Session().client("s3", config=self._config)
+        return self._client
+
+    @staticmethod
+    def _info(resp: dict) -> ObjectInfo:
+        size = resp.get("ContentLength", 0)
+        crange = resp.get("ContentRange")
+        if crange and "/" in crange:
+            total = crange.rsplit("/", 1)[1]
+            if total.isdigit():
+                size = int(total)
+        lm = resp.get("LastModified")
+        return ObjectInfo(
+            size=size,
+            last_modified=lm.timestamp() if lm is not None else 0.0,
+            content_type=resp.get("ContentType"),
+            etag=(resp.get("ETag") or "").strip('"') or None,
+        )
+
+    def head(self, bucket: str, key: str) -> ObjectInfo:
+        try:
+            return self._info(self.client.head_object(Bucket=bucket, Key=key))
+        except _ERRORS as exc:
+            raise _map_error(exc) from None
+
+    def get(self, bucket: str, key: str, max_bytes: int | None = None) -> tuple[ObjectInfo, bytes]:
+        try:
+            resp = self.client.get_object(Bucket=bucket, Key=key)
+        except _ERRORS as exc:
+            raise _map_error(exc) from None
+        info = self._info(resp)
+        body = _S3Body(resp["Body"])
+        try:
+            check_size(info.size, max_bytes)
+            return info, body.read()
+        finally:
+            body.close()
+
+    def open(self, bucket: str, key: str, start: int = 0, end: int | None = None) -> tuple[ObjectInfo, BinaryIO]:
+        kwargs = {"Bucket": bucket, "Key": key}
+        if start or end is not None:
+            kwargs["Range"] = f"bytes={start}-{'' if end is None else end}"
+        try:
+            resp = self.client.get_object(**kwargs)
+        except _ERRORS as exc:
+            raise _map_error(exc) from None
+        return self._info(resp), _S3Body(resp["Body"])  # type: ignore[return-value]
+
+    def put(self, bucket: str, key: str, data: bytes, content_type: str | None = None) -> None:
+        extra = {"ContentType": content_type} if content_type else {}
+        try:
+            self.client.put_object(Bucket=bucket, Key=key, Body=data, **extra)
+        except _ERRORS as exc:
+            raise _map_error(exc) from None
