@@ -46,7 +46,7 @@ class CommonHeaders:
                         "path": req.path,
                         "route": req.uri_template,
                         "status": int(resp.status_code),
-                        "bytes": resp.content_length,
+                        "bytes": resp.content_length if resp.content_length is not None else len(resp.data or b""),
                         "cache": req.context.get("cache", "-"),
                         "ms": round(ms, 2),
                     }
