@@ -22,16 +22,22 @@ import pyvips
 from ..errors import BadRequest, ProcessingError, TooLarge
 from .spec import ANIMATABLE, MIME, SOURCE, TransformSpec
 
-# Loaders we accept, and the format each one stands for.
+# Loaders we accept, and the format each one stands for. SVG (a vector format
+# whose rendering cost its header does not bound), PDF, ImageMagick and the
+# other libvips loaders are refused before any of them parses a byte.
 LOADERS = {
     "jpegload_buffer": "jpeg",
     "pngload_buffer": "png",
     "gifload_buffer": "gif",
     "webpload_buffer": "webp",
     "heifload_buffer": "avif",
-    "svgload_buffer": "svg",
     "tiffload_buffer": "tiff",
 }
+# The same loaders as libvips' class names (what the sniffer answers), lower case.
+_LOADER_CLASSES = ("jpeg", "png", "gif", "webp", "heif", "tiff")
+# Fail on truncated or corrupt data instead of serving a half-grey image forever.
+# (Given as a loader option: thumbnail_buffer's own fail_on is not passed on.)
+_FAIL_ON = "fail_on=error"
 WEB_FORMATS = frozenset(MIME)
 PIPELINE_VERSION = "1"
 _BIG = 10_000_000  # "no constraint" on one axis for thumbnail
@@ -68,8 +74,25 @@ class Output:
     frames: int
 
 
+def sniff(buf: bytes | memoryview) -> str | None:
+    """The libvips loader class that would open ``buf`` (magic bytes only, nothing parsed)."""
+    if len(buf) == 0:
+        return None
+    found = pyvips.vips_lib.vips_foreign_find_load_buffer(pyvips.ffi.from_buffer(buf), len(buf))
+    if found == pyvips.ffi.NULL:
+        pyvips.vips_lib.vips_error_clear()
+        return None
+    return pyvips.ffi.string(found).decode()
+
+
 def probe(buf: bytes | memoryview) -> Probe:
     """Read the header only; raise BadRequest for anything we cannot decode."""
+    loader_class = sniff(buf)
+    if loader_class is None:
+        raise BadRequest("undecodable image")
+    name = loader_class.lower().removeprefix("vipsforeignload")
+    if not name.startswith(_LOADER_CLASSES) and not name.startswith("nsgif") and not name.startswith("spng"):
+        raise BadRequest("unsupported image format")
     try:
         head = pyvips.Image.new_from_buffer(buf, "")
         loader = head.get("vips-loader")
@@ -203,15 +226,16 @@ def _crop_box(frame: pyvips.Image, w: int, h: int, position: str) -> tuple[int, 
     return left, top
 
 
-def _letterbox(frame: pyvips.Image, w: int, h: int, position: str, alpha: bool) -> pyvips.Image:
-    if alpha and not frame.hasalpha():
+def _letterbox(frame: pyvips.Image, w: int, h: int, position: str) -> pyvips.Image:
+    """Place the frame on a transparent w×h canvas (JPEG later flattens it onto white)."""
+    if not frame.hasalpha():
         frame = frame.bandjoin(255)
     background = [0] * frame.bands
     return frame.gravity(_GRAVITY.get(position, "centre"), w, h, extend="background", background=background)
 
 
 def _decode(buf: bytes, spec: TransformSpec, p: Probe, pl: Plan, animate: bool) -> pyvips.Image:
-    kwargs: dict[str, object] = {"height": pl.resize_h, "fail_on": "error"}
+    kwargs: dict[str, object] = {"height": pl.resize_h}
     width = pl.resize_w
     if not animate and spec.fit == "cover" and spec.position in _SMART and pl.force:
         # libvips crops single frames itself, in one sequential pass.
@@ -220,7 +244,7 @@ def _decode(buf: bytes, spec: TransformSpec, p: Probe, pl: Plan, animate: bool) 
         kwargs["size"] = "force"
     if p.has_icc:
         kwargs["output_profile"] = "srgb"
-    option_string = "n=-1" if animate else ""
+    option_string = f"n=-1,{_FAIL_ON}" if animate else _FAIL_ON
     im = pyvips.Image.thumbnail_buffer(buf, width, option_string=option_string, **kwargs)
     if animate and spec.position in _SMART:
         im = im.copy_memory()  # smartcrop reads frame 0 before the crop reads all frames
@@ -252,6 +276,20 @@ def _encode(im: pyvips.Image, fmt: str, spec: TransformSpec, animate: bool) -> b
     raise BadRequest(f"cannot encode {fmt}")
 
 
+# libvips decodes lazily, so a corrupt or truncated source fails while the
+# encoder pulls pixels; the first line of the error's detail names the cause.
+_INPUT_FAULTS = (
+    "load", "read error", "premature end", "unexpected end", "not in a known format", "corrupt",
+    "truncated", "vipspng", "vipsjpeg", "spng", "nsgif", "2vips",  # loaders are "x2vips", savers "vips2x"
+)
+
+
+def _bad_input(exc: pyvips.Error) -> bool:
+    detail = (exc.detail or exc.message or "").strip().lower()
+    first = detail.splitlines()[0] if detail else ""
+    return any(fault in first for fault in _INPUT_FAULTS)
+
+
 def transform(buf: bytes, spec: TransformSpec, limits: Limits, p: Probe | None = None) -> Output:
     p = p or probe(buf)
     fmt = output_format(spec, p)
@@ -264,10 +302,9 @@ def transform(buf: bytes, spec: TransformSpec, limits: Limits, p: Probe | None =
         if not animate:
             page_h = im.height
         if (im.width, page_h) != (pl.out_w, pl.out_h):
-            alpha = fmt != "jpeg"
             frames = _frames(im, page_h) if animate else [im]
             if spec.fit == "contain":
-                frames = [_letterbox(f, pl.out_w, pl.out_h, spec.position, alpha) for f in frames]
+                frames = [_letterbox(f, pl.out_w, pl.out_h, spec.position) for f in frames]
             else:
                 w, h = min(pl.out_w, frames[0].width), min(pl.out_h, frames[0].height)
                 left, top = _crop_box(frames[0], w, h, spec.position)
@@ -277,8 +314,7 @@ def transform(buf: bytes, spec: TransformSpec, limits: Limits, p: Probe | None =
         im = _to_srgb(im)
         body = _encode(im, fmt, spec, animate)
     except pyvips.Error as exc:
-        msg = str(exc)
-        if "premature end" in msg or "not in a known format" in msg or "load" in msg.lower():
+        if _bad_input(exc):
             raise BadRequest("undecodable image") from None
         raise ProcessingError("image processing failed") from None
     frames_n = im.height // page_h if animate and page_h else 1

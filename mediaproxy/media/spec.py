@@ -93,11 +93,15 @@ class TransformSpec:
         fit = self.fit if self.resize else "-"
         pos = self.position if self.resize and self.fit in ("cover", "contain") else "-"
         if self.format in ("png", "gif"):
-            q = "-"
+            q = "-"  # quality does not apply
+        elif self.format == "jpeg":
+            q = str(self.quality_for("jpeg"))  # lossless is Q=100, the default is spelled out
         elif self.lossless:
             q = "lossless"
-        else:
+        elif self.format == SOURCE:
             q = str(self.quality) if self.quality is not None else "default"
+        else:
+            q = str(self.quality_for(self.format))
         anim = {None: "-", True: "1", False: "0"}[self.animated]
         return (
             f"{self.width or '-'}x{self.height or '-'}|{fit}|{pos}|{self.format}|{q}|{anim}"
@@ -110,6 +114,11 @@ class TransformSpec:
         if self.quality is not None:
             return self.quality
         return DEFAULT_QUALITY.get(fmt, 80)
+
+
+def _digits(raw: str, most: int) -> bool:
+    """ASCII decimal digits only (``str.isdigit`` also accepts ``²`` and ``١``)."""
+    return 0 < len(raw) <= most and raw.isascii() and raw.isdigit()
 
 
 def _one(params: Mapping[str, object], name: str) -> str | None:
@@ -125,7 +134,7 @@ def _dim(params: Mapping[str, object], name: str) -> int | None:
     raw = _one(params, name)
     if raw is None:
         return None
-    if not raw.isdigit() or len(raw) > 5:
+    if not _digits(raw, 5):
         raise BadRequest(f"{name} must be an integer 1..{MAX_DIM}")
     value = int(raw)
     if not 1 <= value <= MAX_DIM:
@@ -136,7 +145,7 @@ def _dim(params: Mapping[str, object], name: str) -> int | None:
 def parse_size(raw: str | None) -> int | None:
     if raw is None:
         return None
-    if not raw.isdigit() or len(raw) > 4 or int(raw) not in SIZES:
+    if not _digits(raw, 4) or int(raw) not in SIZES:
         raise BadRequest("size must be one of " + ", ".join(str(s) for s in sorted(SIZES)))
     return int(raw)
 
@@ -156,7 +165,7 @@ def parse_quality(raw: str | None) -> tuple[int | None, bool]:
     low = raw.lower()
     if low in PRESETS:
         return PRESETS[low], low == "lossless"
-    if raw.isdigit() and len(raw) <= 3 and 1 <= int(raw) <= 100:
+    if _digits(raw, 3) and 1 <= int(raw) <= 100:
         return int(raw), False
     raise BadRequest("quality must be an integer 1..100 or one of high, low, lossless")
 

@@ -1,0 +1,173 @@
+"""The result cache: hits, misses, bounds, restarts, cross-process coalescing, failures."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import sqlite3
+import time
+from pathlib import Path
+
+from mediaproxy.cache import Entry, ResultCache
+
+MB = 1024 * 1024
+
+
+def entry(body: bytes, ctype: str = "image/png") -> Entry:
+    return Entry(ctype, f'"{len(body)}"', 1_700_000_000.0, len(body), body=body, extra={"w": 1})
+
+
+def test_miss_then_hit(tmp_path):
+    cache = ResultCache(str(tmp_path / "c"), 64 * MB)
+    calls = []
+
+    def compute():
+        calls.append(1)
+        return entry(b"abc")
+
+    got, hit = cache.get_or_compute("k", compute, 5)
+    assert (got.body, hit) == (b"abc", False)
+    got, hit = cache.get_or_compute("k", compute, 5)
+    assert (got.read_all(), hit, got.content_type, got.etag, got.last_modified, got.extra) == (
+        b"abc", True, "image/png", '"3"', 1_700_000_000.0, {"w": 1})
+    assert len(calls) == 1
+    assert cache.get("other") is None
+
+
+def test_large_entries_are_files(tmp_path):
+    cache = ResultCache(str(tmp_path / "c"), 64 * MB)
+    body = os.urandom(200_000)
+    cache.put("big", entry(body))
+    got = cache.get("big")
+    assert got is not None and got.file is not None and got.body is None  # sendfile-able
+    assert got.file.fileno() >= 0
+    assert got.read_all() == body
+
+
+def test_survives_reopening(tmp_path):
+    cache = ResultCache(str(tmp_path / "c"), 64 * MB)
+    cache.put("k", entry(b"x" * 100_000))
+    cache.put("s", entry(b"small"))
+    cache.close()
+    again = ResultCache(str(tmp_path / "c"), 64 * MB)
+    assert again.get("k").read_all() == b"x" * 100_000
+    assert again.get("s").read_all() == b"small"
+
+
+def test_size_bound(tmp_path):
+    limit = 2 * MB
+    cache = ResultCache(str(tmp_path / "c"), limit)
+    for i in range(60):
+        cache.put(f"k{i}", entry(os.urandom(100_000)))
+    stats = cache.stats()
+    assert stats["entries"] < 60
+    assert stats["bytes"] <= limit + 10 * 100_000  # culled back under the bound, 10 at a time
+    assert cache.get("k0") is None  # the oldest went first
+    assert cache.get("k59") is not None
+
+
+def test_disabled_cache_computes_every_time():
+    cache = ResultCache(None, MB)
+    calls = []
+    for _ in range(2):
+        _, hit = cache.get_or_compute("k", lambda: calls.append(1) or entry(b"x"), 1)
+        assert not hit
+    assert len(calls) == 2 and cache.stats() == {"enabled": 0}
+
+
+def _count_compute(directory: str, counter: str, barrier, results) -> None:
+    cache = ResultCache(directory, 64 * MB)
+    release = Path(counter + ".release")
+    barrier.wait()
+
+    def compute() -> Entry:
+        with open(counter, "a") as f:
+            f.write(f"{os.getpid()}\n")
+        # Hold the lock until the test lets go, so every other process finds it taken.
+        while not release.exists():
+            time.sleep(0.005)
+        return entry(b"result")
+
+    got, hit = cache.get_or_compute("shared", compute, 30)
+    results.put((got.read_all(), hit))
+
+
+def test_concurrent_misses_across_processes_compute_once(tmp_path):
+    ctx = multiprocessing.get_context("fork")
+    n = 4
+    directory, counter = str(tmp_path / "c"), tmp_path / "computes"
+    ResultCache(directory, 64 * MB).close()  # create the database before the race
+    barrier, results = ctx.Barrier(n), ctx.Queue()
+    procs = [ctx.Process(target=_count_compute, args=(directory, str(counter), barrier, results)) for _ in range(n)]
+    for p in procs:
+        p.start()
+    while not counter.exists():  # one process is computing and holds the lock
+        time.sleep(0.005)
+    time.sleep(0.2)  # let the others reach the lock (a process arriving later finds a hit: same assertions)
+    Path(str(counter) + ".release").touch()
+    got = [results.get(timeout=60) for _ in range(n)]
+    for p in procs:
+        p.join(30)
+    assert counter.read_text().count("\n") == 1
+    assert all(body == b"result" for body, _ in got)
+    assert sorted(hit for _, hit in got) == [False] + [True] * (n - 1)
+
+
+def test_stale_lock_of_a_dead_worker_expires(tmp_path):
+    cache = ResultCache(str(tmp_path / "c"), 64 * MB, lock_ttl=0.2)
+    cache._cache.add("lock:k", 999999, expire=0.2)  # a worker died holding it
+    got, hit = cache.get_or_compute("k", lambda: entry(b"v"), 30)
+    assert (got.body, hit) == (b"v", False)
+
+
+def test_cache_dir_that_is_a_file_degrades_to_no_cache(tmp_path):
+    bad = tmp_path / "file"
+    bad.write_text("not a directory")
+    cache = ResultCache(str(bad), MB)
+    assert not cache.enabled
+    got, hit = cache.get_or_compute("k", lambda: entry(b"v"), 1)
+    assert (got.body, hit) == (b"v", False)
+
+
+def test_corrupt_database_degrades_to_no_cache(tmp_path):
+    d = tmp_path / "c"
+    d.mkdir()
+    (d / "cache.db").write_bytes(b"this is not sqlite" * 100)
+    cache = ResultCache(str(d), MB)
+    got, hit = cache.get_or_compute("k", lambda: entry(b"v"), 1)
+    assert (got.body, hit) == (b"v", False)
+    cache.put("k", entry(b"v"))
+    assert cache.get("k") is None
+
+
+def test_database_corrupted_while_open(tmp_path):
+    d = tmp_path / "c"
+    cache = ResultCache(str(d), MB)
+    cache.put("k", entry(b"v"))
+    # another process wipes the schema out from under us
+    con = sqlite3.connect(d / "cache.db")
+    con.execute("DROP TABLE Cache")
+    con.commit()
+    con.close()
+    assert cache.get("k") is None
+    cache.put("k2", entry(b"v"))
+    got, hit = cache.get_or_compute("k3", lambda: entry(b"w"), 1)
+    assert (got.body, hit) == (b"w", False)
+    assert isinstance(cache.stats(), dict)
+
+
+def test_value_file_deleted_is_a_miss(tmp_path):
+    d = tmp_path / "c"
+    cache = ResultCache(str(d), 64 * MB)
+    cache.put("k", entry(os.urandom(100_000)))
+    for f in d.rglob("*.val"):
+        f.unlink()
+    assert cache.get("k") is None
+    got, hit = cache.get_or_compute("k", lambda: entry(b"again"), 1)
+    assert (got.body, hit) == (b"again", False)
+
+
+def test_corrupt_header_is_a_miss(tmp_path):
+    cache = ResultCache(str(tmp_path / "c"), MB)
+    cache._cache.set("k", b"body", tag=b"{not json")
+    assert cache.get("k") is None
