@@ -7,6 +7,7 @@ No other module reads ``os.environ``: the WSGI entry point calls
 from __future__ import annotations
 
 import ipaddress
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
@@ -56,6 +57,8 @@ def _float(env: Mapping[str, str], name: str, default: float, lo: float = 0.0, h
         value = float(raw)
     except ValueError:
         raise ConfigError(f"{name}={raw!r}: expected a number") from None
+    if not math.isfinite(value):
+        raise ConfigError(f"{name}={raw!r}: expected a number")
     if value < lo or (hi is not None and value > hi):
         bound = f"{lo}..{hi}" if hi is not None else f">= {lo}"
         raise ConfigError(f"{name}={raw!r}: must be {bound}")

@@ -1,0 +1,82 @@
+"""Settings from the environment: defaults and validation messages."""
+
+from __future__ import annotations
+
+import ipaddress
+
+import pytest
+
+from mediaproxy.errors import ConfigError
+from mediaproxy.settings import DEMO_SECRET, Settings
+
+BASE = {"MEDIAPROXY_SECRET_KEY": "s3cret"}
+
+
+def load(**env: str) -> Settings:
+    return Settings.from_env({**BASE, **env})
+
+
+def test_defaults():
+    s = load()
+    assert (s.storage, s.cdn_bucket, s.uploads_bucket) == ("./var/storage", "cdn", "uploads")
+    assert s.internal_secret == "s3cret" and not s.storage_is_s3
+    assert s.cache_dir == "./var/cache"
+    assert s.fetch_allow_cidrs == () and s.trusted_client_cidrs == ()
+
+
+def test_missing_secret_is_a_clear_error():
+    with pytest.raises(ConfigError, match="MEDIAPROXY_SECRET_KEY is not set.*MEDIAPROXY_DEMO=1"):
+        Settings.from_env({})
+    assert Settings.from_env({"MEDIAPROXY_DEMO": "1"}).secret_key == DEMO_SECRET
+
+
+def test_values_are_read():
+    s = load(MEDIAPROXY_STORAGE="s3", MEDIAPROXY_CDN_BUCKET="media", MEDIAPROXY_UPLOADS_BUCKET="raw",
+             MEDIAPROXY_INTERNAL_SECRET="other", MEDIAPROXY_CACHE_DIR="", MEDIAPROXY_CACHE_SIZE="10_000_000",
+             MEDIAPROXY_MAX_PIXELS="1000", MEDIAPROXY_FETCH_ALLOW_CIDRS="127.0.0.0/8, ::1/128;10.0.0.1",
+             MEDIAPROXY_S3_ADDRESSING_STYLE="PATH", MEDIAPROXY_S3_READ_TIMEOUT="0.5")
+    assert s.storage_is_s3 and (s.cdn_bucket, s.uploads_bucket) == ("media", "raw")
+    assert s.internal_secret == "other" and s.cache_dir is None and s.cache_size == 10_000_000
+    assert s.max_pixels == 1000 and s.s3_addressing_style == "path" and s.s3_read_timeout == 0.5
+    assert s.fetch_allow_cidrs == (ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("::1/128"),
+                                   ipaddress.ip_network("10.0.0.1/32"))
+
+
+@pytest.mark.parametrize(
+    "name, value, message",
+    [
+        ("MEDIAPROXY_MAX_PIXELS", "lots", "MEDIAPROXY_MAX_PIXELS='lots': expected an integer"),
+        ("MEDIAPROXY_MAX_PIXELS", "0", "MEDIAPROXY_MAX_PIXELS='0': must be >= 1"),
+        ("MEDIAPROXY_CACHE_SIZE", "100", "MEDIAPROXY_CACHE_SIZE='100': must be >= 1048576"),
+        ("MEDIAPROXY_MAX_SOURCE_BYTES", "1.5", "expected an integer"),
+        ("MEDIAPROXY_S3_READ_TIMEOUT", "soon", "MEDIAPROXY_S3_READ_TIMEOUT='soon': expected a number"),
+        ("MEDIAPROXY_S3_READ_TIMEOUT", "0", "MEDIAPROXY_S3_READ_TIMEOUT='0': must be >= 0.01"),
+        ("MEDIAPROXY_S3_READ_TIMEOUT", "nan", "MEDIAPROXY_S3_READ_TIMEOUT='nan': expected a number"),
+        ("MEDIAPROXY_TRANSFORM_WAIT", "inf", "expected a number"),
+        ("MEDIAPROXY_NSFW_THRESHOLD", "2", "MEDIAPROXY_NSFW_THRESHOLD='2': must be 0.0..1.0"),
+        ("MEDIAPROXY_FETCH_ALLOW_CIDRS", "10.0.0.0/8,localhost", "'localhost' is not an IP network"),
+        ("MEDIAPROXY_TRUSTED_PROXY_CIDRS", "300.1.1.1", "MEDIAPROXY_TRUSTED_PROXY_CIDRS: '300.1.1.1'"),
+        ("MEDIAPROXY_CDN_BUCKET", "a/b", "MEDIAPROXY_CDN_BUCKET='a/b': not a valid bucket name"),
+        ("MEDIAPROXY_UPLOADS_BUCKET", "..", "not a valid bucket name"),
+        ("MEDIAPROXY_S3_ADDRESSING_STYLE", "sideways", "expected auto, path or virtual"),
+        ("MEDIAPROXY_ACCESS_LOG", "maybe", "MEDIAPROXY_ACCESS_LOG='maybe': expected one of 1/0, true/false"),
+        ("MEDIAPROXY_MAX_CONCURRENT_TRANSFORMS", "0", "must be 1..1024"),
+    ],
+)
+def test_validation_messages(name, value, message):
+    with pytest.raises(ConfigError) as info:
+        load(**{name: value})
+    assert message in str(info.value)
+
+
+def test_storage_that_is_a_file(tmp_path):
+    f = tmp_path / "file"
+    f.write_text("x")
+    with pytest.raises(ConfigError, match="exists and is not a directory"):
+        load(MEDIAPROXY_STORAGE=str(f))
+
+
+def test_describe_masks_secrets():
+    d = load(MEDIAPROXY_INTERNAL_SECRET="other").describe()
+    assert d["secret_key"] == "***" and d["internal_secret"] == "***"
+    assert "s3cret" not in repr(d)
