@@ -1,0 +1,114 @@
+"""PyAV frame grabbing: seeking per frame, clamping, codec and container refusal,
+and reading only the byte ranges needed from storage."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+
+from mediaproxy.errors import BadRequest
+from mediaproxy.media import video
+from mediaproxy.storage.local import LocalStorage
+from mediaproxy.storage.reader import ObjectReader
+
+from . import avmedia
+
+
+@pytest.fixture(scope="module")
+def clips() -> dict[str, bytes]:
+    return {
+        "mp4": avmedia.make(avmedia.MP4),
+        "webm": avmedia.make(avmedia.WEBM),
+        "av1": avmedia.make(avmedia.Spec("webm", "libsvtav1", None)),
+    }
+
+
+def _open(data: bytes):
+    container = video.open_container(io.BytesIO(data))
+    return container, video.playable_video(container)
+
+
+def _index(im) -> int:
+    return avmedia.frame_index(im.getpoint(im.width // 2, im.height // 2)[0])
+
+
+@pytest.mark.parametrize("kind", ["mp4", "webm", "av1"])
+def test_frames_at_seeks_to_each_timestamp_in_any_order(clips, kind):
+    container, stream = _open(clips[kind])
+    asked = [0.0, 1.05, 0.5, 2.25, 0.0, 2.9]
+    got = video.frames_at(container, stream, asked)
+    for ts, (t, im) in zip(asked, got, strict=True):
+        # the first frame at or after the timestamp (frames are 0.1 s apart)
+        expected = min(29, -(-round(ts * 100) // 10))
+        assert _index(im) == expected, (ts, t)
+        assert t == pytest.approx(expected / 10, abs=1e-3)
+        assert (im.width, im.height) == (160, 90)
+
+
+@pytest.mark.parametrize("ts", [2.95, 3.0, 60.0, 1e6])
+def test_past_the_end_gives_the_last_frame(clips, ts):
+    container, stream = _open(clips["mp4"])
+    t, im = video.frames_at(container, stream, [ts])[0]
+    assert _index(im) == 29 and t == pytest.approx(2.9, abs=1e-3)
+
+
+def test_grab_frame_keeps_its_signature(clips):
+    container = video.open_container(io.BytesIO(clips["webm"]))
+    t, im = video.grab_frame(container, 0.3)
+    assert t == pytest.approx(0.3, abs=1e-3) and _index(im) == 3
+    t, im = video.grab_frame(container)  # back to the start on the same container
+    assert t == 0.0 and _index(im) == 0
+
+
+def test_duration(clips):
+    container, stream = _open(clips["mp4"])
+    assert video.duration_of(container, stream) == pytest.approx(3.0, abs=0.01)
+
+
+def test_seeking_reads_only_part_of_a_stored_video(tmp_path):
+    # 20 s at 1 keyframe/s of incompressible noise-like frames: a few MB.
+    spec = avmedia.Spec("mp4", "libx264", None, width=160, height=90, fps=10, seconds=20, gop=10)
+    data = avmedia.make_noisy(spec)
+    storage = LocalStorage(tmp_path)
+    storage.put("uploads", "v.mp4", data)
+    reader = ObjectReader(storage, "uploads", "v.mp4", block=16 * 1024)
+    container = video.open_container(reader)
+    stream = video.playable_video(container)
+    t, _ = video.frames_at(container, stream, [15.0])[0]
+    assert t == pytest.approx(15.0, abs=1e-3)
+    assert reader.size > 1_000_000
+    assert reader.fetched < reader.size / 4, (reader.fetched, reader.size)
+
+
+def test_non_web_codec_is_refused():
+    container = video.open_container(io.BytesIO(avmedia.make(avmedia.MPEG4_PART2)))
+    with pytest.raises(BadRequest, match="unsupported video codec: mpeg4"):
+        video.playable_video(container)
+
+
+def test_other_containers_are_refused():
+    data = avmedia.make(avmedia.Spec("avi", "libx264", None))
+    container = video.open_container(io.BytesIO(data))
+    with pytest.raises(BadRequest, match="unsupported container format: avi"):
+        video.playable_video(container)
+
+
+def test_audio_only_has_no_video_stream():
+    container = video.open_container(io.BytesIO(avmedia.make(avmedia.MP3)))
+    with pytest.raises(BadRequest, match="no video stream"):
+        video.playable_video(container)
+
+
+@pytest.mark.parametrize("data", [b"", b"not a video at all" * 100, b"\x00\x00\x00\x18ftypmp42" + b"\x00" * 500])
+def test_garbage_is_a_bad_request(data):
+    with pytest.raises(BadRequest):
+        container = video.open_container(io.BytesIO(data))
+        video.frames_at(container, video.playable_video(container), [0.0])
+
+
+def test_truncated_video_is_a_bad_request(clips):
+    data = clips["mp4"]
+    with pytest.raises(BadRequest):
+        container = video.open_container(io.BytesIO(data[: len(data) // 2]))
+        video.frames_at(container, video.playable_video(container), [0.0])
