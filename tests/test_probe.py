@@ -11,7 +11,7 @@ import pyvips
 from mediaproxy.errors import BadRequest, TooLarge
 from mediaproxy.media import pipeline, placeholder, probe
 
-from . import avmedia, media
+from . import avclips, media
 
 LIMITS = pipeline.Limits(max_pixels=100_000_000, max_frames=1000, max_animation_pixels=400_000_000)
 
@@ -79,7 +79,7 @@ def test_corrupt_image_is_400(data):
 
 
 def test_mp4():
-    data = avmedia.make(avmedia.MP4)
+    data = avclips.make(avclips.MP4)
     meta = av_meta(data)
     assert (meta.type, meta.format, meta.mime_type, meta.codec, meta.audio_codec) == (
         "video", "mp4", "video/mp4", "h264", "aac")
@@ -90,12 +90,12 @@ def test_mp4():
 
 
 def test_video_without_audio_and_quicktime():
-    meta = av_meta(avmedia.make(avmedia.Spec("mov", "libx264", None)))
+    meta = av_meta(avclips.make(avclips.Spec("mov", "libx264", None)))
     assert (meta.format, meta.mime_type, meta.has_audio, meta.audio_codec) == ("mov", "video/quicktime", False, None)
 
 
 def test_m4a_audio():
-    meta = av_meta(avmedia.make(avmedia.Spec("ipod", None, "aac")))
+    meta = av_meta(avclips.make(avclips.Spec("ipod", None, "aac")))
     assert (meta.type, meta.format, meta.mime_type, meta.codec) == ("audio", "m4a", "audio/mp4", "aac")
     assert meta.frames == [] and meta.width is None
 
@@ -106,7 +106,7 @@ def test_analyse_fills_blurhash_and_nsfw():
     assert meta.nsfw_detected is False and meta.nsfw_labels == []
     off = probe.analyse(probe.image(media.jpeg(320, 240), LIMITS), 0.5, nsfw_enabled=False)
     assert off.blurhash == meta.blurhash and off.nsfw_score is None and off.nsfw_detected is None
-    audio = probe.analyse(av_meta(avmedia.make(avmedia.MP3)), 0.5)
+    audio = probe.analyse(av_meta(avclips.make(avclips.MP3)), 0.5)
     assert audio.blurhash is None and audio.nsfw_score is None
 
 

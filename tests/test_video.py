@@ -12,15 +12,15 @@ from mediaproxy.media import video
 from mediaproxy.storage.local import LocalStorage
 from mediaproxy.storage.reader import ObjectReader
 
-from . import avmedia
+from . import avclips
 
 
 @pytest.fixture(scope="module")
 def clips() -> dict[str, bytes]:
     return {
-        "mp4": avmedia.make(avmedia.MP4),
-        "webm": avmedia.make(avmedia.WEBM),
-        "av1": avmedia.make(avmedia.Spec("webm", "libsvtav1", None)),
+        "mp4": avclips.make(avclips.MP4),
+        "webm": avclips.make(avclips.WEBM),
+        "av1": avclips.make(avclips.Spec("webm", "libsvtav1", None)),
     }
 
 
@@ -30,7 +30,7 @@ def _open(data: bytes):
 
 
 def _index(im) -> int:
-    return avmedia.frame_index(im.getpoint(im.width // 2, im.height // 2)[0])
+    return avclips.frame_index(im.getpoint(im.width // 2, im.height // 2)[0])
 
 
 @pytest.mark.parametrize("kind", ["mp4", "webm", "av1"])
@@ -68,8 +68,8 @@ def test_duration(clips):
 
 def test_seeking_reads_only_part_of_a_stored_video(tmp_path):
     # 20 s at 1 keyframe/s of incompressible noise-like frames: a few MB.
-    spec = avmedia.Spec("mp4", "libx264", None, width=160, height=90, fps=10, seconds=20, gop=10)
-    data = avmedia.make_noisy(spec)
+    spec = avclips.Spec("mp4", "libx264", None, width=160, height=90, fps=10, seconds=20, gop=10)
+    data = avclips.make(spec, noisy=True)
     storage = LocalStorage(tmp_path)
     storage.put("uploads", "v.mp4", data)
     reader = ObjectReader(storage, "uploads", "v.mp4", block=16 * 1024)
@@ -82,20 +82,20 @@ def test_seeking_reads_only_part_of_a_stored_video(tmp_path):
 
 
 def test_non_web_codec_is_refused():
-    container = video.open_container(io.BytesIO(avmedia.make(avmedia.MPEG4_PART2)))
+    container = video.open_container(io.BytesIO(avclips.make(avclips.MPEG4_PART2)))
     with pytest.raises(BadRequest, match="unsupported video codec: mpeg4"):
         video.playable_video(container)
 
 
 def test_other_containers_are_refused():
-    data = avmedia.make(avmedia.Spec("avi", "libx264", None))
+    data = avclips.make(avclips.Spec("avi", "libx264", None))
     container = video.open_container(io.BytesIO(data))
     with pytest.raises(BadRequest, match="unsupported container format: avi"):
         video.playable_video(container)
 
 
 def test_audio_only_has_no_video_stream():
-    container = video.open_container(io.BytesIO(avmedia.make(avmedia.MP3)))
+    container = video.open_container(io.BytesIO(avclips.make(avclips.MP3)))
     with pytest.raises(BadRequest, match="no video stream"):
         video.playable_video(container)
 
