@@ -25,7 +25,7 @@ def test_defaults():
 
 
 def test_missing_secret_is_a_clear_error():
-    with pytest.raises(ConfigError, match="MEDIAPROXY_SECRET_KEY is not set.*MEDIAPROXY_DEMO=1"):
+    with pytest.raises(ConfigError, match=r"MEDIAPROXY_SECRET_KEY is not set.*MEDIAPROXY_DEMO=1"):
         Settings.from_env({})
     assert Settings.from_env({"MEDIAPROXY_DEMO": "1"}).secret_key == DEMO_SECRET
 
