@@ -9,6 +9,7 @@ Audio is a 440 Hz sine. Everything is small: by default 3 s at 10 fps,
 from __future__ import annotations
 
 import io
+import struct
 from dataclasses import dataclass
 
 import av
@@ -69,7 +70,7 @@ def _audio(stream, seconds: float):
         pts += size
 
 
-def _video_frames(spec: Spec, noisy: bool, seed: int = 7):
+def _video_frames(spec: Spec, noisy: bool, split: bool, seed: int = 7):
     rng = np.random.default_rng(seed)
     for i in range(spec.frames):
         if noisy:
@@ -77,13 +78,16 @@ def _video_frames(spec: Spec, noisy: bool, seed: int = 7):
         else:
             arr = np.empty((spec.height, spec.width, 3), np.uint8)
             arr[:] = colour(i)
+            if split:
+                arr[:, spec.width // 2 :] = (0, 0, 255)
         frame = av.VideoFrame.from_ndarray(arr, format="rgb24")
         frame.pts = i
         yield frame
 
 
-def make(spec: Spec, noisy: bool = False) -> bytes:
-    """The clip; ``noisy`` makes every frame random noise (large, incompressible)."""
+def make(spec: Spec, noisy: bool = False, split: bool = False) -> bytes:
+    """The clip; ``noisy`` makes every frame random noise (large, incompressible);
+    ``split`` paints the right half of every frame blue."""
     buf = io.BytesIO()
     with av.open(buf, mode="w", format=spec.container) as out:
         vs = astream = None
@@ -96,7 +100,7 @@ def make(spec: Spec, noisy: bool = False) -> bytes:
             astream = out.add_stream(spec.acodec, rate=48000 if spec.acodec == "libopus" else 44100)
             astream.layout = "stereo"
         if vs is not None:
-            for frame in _video_frames(spec, noisy):
+            for frame in _video_frames(spec, noisy, split):
                 out.mux(vs.encode(frame))
             out.mux(vs.encode())
         if astream is not None:
@@ -111,3 +115,23 @@ WEBM = Spec("webm", "libvpx-vp9", "libopus")
 MP3 = Spec("mp3", None, "libmp3lame")
 OPUS = Spec("ogg", None, "libopus")
 MPEG4_PART2 = Spec("mp4", "mpeg4", None)  # decodable, but not a web codec: refused
+
+
+# tkhd matrices (16.16 fixed point a, b, u, c, d, v, x, y, w) for a display
+# rotation, as phones write them: "90" is what ``ffmpeg -metadata:s:v rotate=90`` writes.
+ROTATIONS = {
+    0: (1 << 16, 0, 0, 0, 1 << 16, 0, 0, 0, 1 << 30),
+    90: (0, 1 << 16, 0, -(1 << 16), 0, 0, 0, 0, 1 << 30),
+    180: (-(1 << 16), 0, 0, 0, -(1 << 16), 0, 0, 0, 1 << 30),
+    270: (0, -(1 << 16), 0, 1 << 16, 0, 0, 0, 0, 1 << 30),
+}
+
+
+def rotated_mp4(data: bytes, degrees: int) -> bytes:
+    """An MP4 whose (only, version 0) video track header asks players to rotate it clockwise."""
+    out = bytearray(data)
+    at = out.index(b"tkhd")
+    assert out[at + 4] == 0, "tkhd version 0 expected"
+    matrix = at + 4 + 40  # version+flags, times, track id, reserved, duration, reserved, layer, group, volume
+    out[matrix : matrix + 36] = struct.pack(">9i", *ROTATIONS[degrees])
+    return bytes(out)

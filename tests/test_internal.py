@@ -16,7 +16,7 @@ import pytest
 import pyvips
 
 from . import media
-from .avclips import MP3, MP4, MPEG4_PART2, OPUS, WEBM, Spec, frame_index, make
+from .avclips import MP3, MP4, MPEG4_PART2, OPUS, WEBM, Spec, frame_index, make, rotated_mp4
 from .server import SECRET
 
 AUTH = {"X-Internal-Secret": SECRET}
@@ -246,6 +246,15 @@ def test_thumbnail_fits_inside_the_box(server, files, box, size):
     im = jpeg_of(post(server, "/_thumbnail", body).content)
     assert (im.width, im.height) == size
     assert index_of(im) == 5
+
+
+def test_thumbnail_and_metadata_of_a_rotated_phone_video(server):
+    data = rotated_mp4(make(Spec("mp4", "libx264", None, seconds=1)), 90)
+    url = store(server, data)
+    im = jpeg_of(post(server, "/_thumbnail", {"video_url": url}).content)
+    assert (im.width, im.height) == (90, 160)  # upright, inside 320×180, not enlarged
+    m = post(server, "/_metadata", {"url": url}).json()
+    assert (m["width"], m["height"]) == (90, 160)
 
 
 @pytest.mark.parametrize("name", ["mp4", "webm"])

@@ -89,6 +89,13 @@ def test_mp4():
     assert len(meta.frames) == probe.SCORED_FRAMES
 
 
+def test_rotated_phone_video_reports_its_upright_size():
+    data = avclips.rotated_mp4(avclips.make(avclips.Spec("mp4", "libx264", None, seconds=1)), 90)
+    meta = av_meta(data)
+    assert (meta.width, meta.height) == (90, 160)
+    assert (meta.frames[0].width, meta.frames[0].height) == (90, 160)
+
+
 def test_video_without_audio_and_quicktime():
     meta = av_meta(avclips.make(avclips.Spec("mov", "libx264", None)))
     assert (meta.format, meta.mime_type, meta.has_audio, meta.audio_codec) == ("mov", "video/quicktime", False, None)

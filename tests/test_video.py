@@ -112,3 +112,27 @@ def test_truncated_video_is_a_bad_request(clips):
     with pytest.raises(BadRequest):
         container = video.open_container(io.BytesIO(data[: len(data) // 2]))
         video.frames_at(container, video.playable_video(container), [0.0])
+
+
+@pytest.mark.parametrize(
+    "degrees, size, green_at",
+    [(0, (160, 90), "left"), (90, (90, 160), "top"), (180, (160, 90), "right"), (270, (90, 160), "bottom")],
+)
+def test_phone_rotation_is_applied(degrees, size, green_at):
+    # Left half of every frame is the frame colour (frame 0: no red, full green), right half blue.
+    data = avclips.rotated_mp4(avclips.make(avclips.Spec("mp4", "libx264", None, seconds=1), split=True), degrees)
+    container, stream = _open(data)
+    _, im = video.frames_at(container, stream, [0.0])[0]
+    assert (im.width, im.height) == size
+    w, h = im.width, im.height
+    probes = {
+        "left": (w // 4, h // 2),
+        "right": (3 * w // 4, h // 2),
+        "top": (w // 2, h // 4),
+        "bottom": (w // 2, 3 * h // 4),
+    }
+    green = im.getpoint(*probes[green_at])
+    assert green[1] > 200 and green[2] < 180, green  # the frame colour (0, 255, 128)
+    opposite = {"left": "right", "right": "left", "top": "bottom", "bottom": "top"}[green_at]
+    blue = im.getpoint(*probes[opposite])
+    assert blue[2] > 200 and blue[1] < 60, blue

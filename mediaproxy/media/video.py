@@ -81,9 +81,16 @@ def duration_of(container: av.container.InputContainer, stream: av.video.stream.
 
 
 def frame_to_image(frame: av.VideoFrame) -> pyvips.Image:
+    """The frame as an 8-bit sRGB pyvips image, upright: a phone's rotation
+    (the container's display matrix) is applied, as players do."""
     rgb = frame.to_ndarray(format="rgb24")
     h, w, _ = rgb.shape
-    return pyvips.Image.new_from_memory(rgb.tobytes(), w, h, 3, "uchar").copy(interpretation="srgb")
+    im = pyvips.Image.new_from_memory(rgb.tobytes(), w, h, 3, "uchar").copy(interpretation="srgb")
+    # FFmpeg gives the rotation counter-clockwise; libvips' d90 turns clockwise.
+    angle = -round(getattr(frame, "rotation", 0) or 0) % 360
+    if angle in (90, 180, 270):
+        im = im.rot(f"d{angle}")
+    return im
 
 
 def _start(stream: av.video.stream.VideoStream) -> int:
