@@ -101,6 +101,20 @@ def test_video_without_audio_and_quicktime():
     assert (meta.format, meta.mime_type, meta.has_audio, meta.audio_codec) == ("mov", "video/quicktime", False, None)
 
 
+@pytest.mark.parametrize(
+    "spec, fmt, codec",
+    [
+        (avclips.Spec("mp4", "libx265", None, seconds=1), "mp4", "hevc"),
+        (avclips.Spec("webm", "libvpx", None, seconds=1), "webm", "vp8"),
+        (avclips.Spec("webm", "libsvtav1", None, seconds=1), "webm", "av1"),
+    ],
+)
+def test_other_web_codecs(spec, fmt, codec):
+    meta = av_meta(avclips.make(spec))
+    assert (meta.type, meta.format, meta.codec, meta.width, meta.height) == ("video", fmt, codec, 160, 90)
+    assert meta.frame_count == 10 and len(meta.frames) == probe.SCORED_FRAMES
+
+
 def test_m4a_audio():
     meta = av_meta(avclips.make(avclips.Spec("ipod", None, "aac")))
     assert (meta.type, meta.format, meta.mime_type, meta.codec) == ("audio", "m4a", "audio/mp4", "aac")
