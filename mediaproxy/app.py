@@ -101,4 +101,7 @@ def wsgi_layers(settings: Settings, ctx: Context, app: falcon.App):
     outermost, so that no faster path inside it can bypass it.
     """
     wsgi = app
+    from . import clientip
+
+    wsgi = clientip.install(wsgi, settings)  # the client IP allow-list: outermost, keep it last
     return wsgi

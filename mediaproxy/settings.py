@@ -65,11 +65,35 @@ def _float(env: Mapping[str, str], name: str, default: float, lo: float = 0.0, h
     return value
 
 
+DATA_DIR = Path(__file__).resolve().parent / "data"
+
+
+def _cidr_lines(name: str, ref: str) -> list[str]:
+    """``@cloudflare`` → the shipped list ``mediaproxy/data/cloudflare.txt``; ``@/path/to/file`` →
+    that file. One network per line, ``#`` comments."""
+    target = ref[1:]
+    if "/" in target or target.endswith(".txt"):
+        path = Path(target)
+    elif target.replace("-", "").replace("_", "").isalnum():
+        path = DATA_DIR / f"{target}.txt"
+    else:
+        raise ConfigError(f"{name}: {ref!r} names no network list")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        known = ", ".join(sorted("@" + p.stem for p in DATA_DIR.glob("*.txt")))
+        raise ConfigError(f"{name}: cannot read {ref!r} ({exc.strerror}); shipped lists: {known}") from None
+    return [line.split("#", 1)[0].strip() for line in text.splitlines()]
+
+
 def _cidrs(env: Mapping[str, str], name: str) -> tuple[IPNetwork, ...]:
     raw = env.get(name, "")
-    nets = []
+    parts = []
     for part in raw.replace(";", ",").replace(" ", ",").split(","):
         part = part.strip()
+        parts.extend(_cidr_lines(name, part) if part.startswith("@") else [part])
+    nets = []
+    for part in parts:
         if not part:
             continue
         try:
