@@ -297,7 +297,7 @@ class Fetcher:
             )
         return urllib3.HTTPConnectionPool(str(ip), **common)
 
-    def _request(self, target: Target, deadline: float) -> urllib3.BaseHTTPResponse:
+    def _request(self, target: Target, deadline: float) -> tuple[urllib3.HTTPConnectionPool, urllib3.BaseHTTPResponse]:
         headers = {
             "Host": target.host_header,
             "User-Agent": USER_AGENT,
@@ -311,7 +311,7 @@ class Fetcher:
                 raise UpstreamTimeout("origin timeout")
             pool = self._pool(target, ip, remaining)
             try:
-                return pool.urlopen(
+                return pool, pool.urlopen(
                     "GET", target.path, headers=headers, redirect=False, retries=False,
                     preload_content=False, decode_content=True, assert_same_host=False,
                 )
@@ -320,8 +320,10 @@ class Fetcher:
             except ConnectTimeoutError:
                 last_error = UpstreamTimeout("origin connect timeout")
             except ReadTimeoutError:
+                pool.close()
                 raise UpstreamTimeout("origin timeout") from None
             except (HTTPError, OSError) as exc:
+                pool.close()
                 raise UpstreamError(f"origin failure: {type(exc).__name__}") from None
             pool.close()
         raise last_error
@@ -332,7 +334,7 @@ class Fetcher:
         deadline = time.monotonic() + self.timeout
         for _hop in range(self.max_redirects + 1):
             target = self.target(url)
-            resp = self._request(target, deadline)
+            pool, resp = self._request(target, deadline)
             try:
                 if resp.status in REDIRECTS:
                     location = resp.headers.get("Location")
@@ -342,8 +344,8 @@ class Fetcher:
                     continue
                 return self._finish(url, resp, deadline)
             finally:
-                resp.release_conn()
-                resp.close()
+                resp.close()  # never back into a pool: the connection was for this hop only
+                pool.close()
         raise UpstreamError(f"too many redirects (more than {self.max_redirects})")
 
     def _finish(self, url: str, resp: urllib3.BaseHTTPResponse, deadline: float) -> Fetched:
