@@ -101,6 +101,10 @@ def wsgi_layers(settings: Settings, ctx: Context, app: falcon.App):
     outermost, so that no faster path inside it can bypass it.
     """
     wsgi = app
+    if settings.fast_path:
+        from .fastpath import install
+
+        wsgi = install(wsgi, ctx, settings.access_log)  # inside every guard added after it
     from . import clientip
 
     wsgi = clientip.install(wsgi, settings)  # the client IP allow-list: outermost, keep it last

@@ -20,11 +20,10 @@ def http_date(ts: float) -> str:
     return formatdate(ts, usegmt=True)
 
 
-def _not_modified(req: falcon.Request, etag: str, last_modified: float) -> bool:
-    inm = req.get_header("If-None-Match")
+def not_modified(inm: str | None, ims: str | None, etag: str, last_modified: float) -> bool:
+    """If-None-Match (wins when present), else If-Modified-Since: answer 304?"""
     if inm is not None:
         return etag_matches(inm, etag)
-    ims = req.get_header("If-Modified-Since")
     if ims:
         try:
             since = parsedate_to_datetime(ims).timestamp()
@@ -34,11 +33,12 @@ def _not_modified(req: falcon.Request, etag: str, last_modified: float) -> bool:
     return False
 
 
-def _range(req: falcon.Request, etag: str, last_modified: float, size: int) -> tuple[int, int] | None:
-    header = req.get_header("Range")
+def pick_range(
+    header: str | None, if_range: str | None, etag: str, last_modified: float, size: int
+) -> tuple[int, int] | None:
+    """The byte range to send (inclusive), None for the whole body; raises 416 when unsatisfiable."""
     if header is None:
         return None
-    if_range = req.get_header("If-Range")
     if if_range is not None:
         if if_range.startswith('"') or if_range.startswith("W/"):
             if if_range != etag:  # If-Range needs a strong match
@@ -49,6 +49,14 @@ def _range(req: falcon.Request, etag: str, last_modified: float, size: int) -> t
     if rng is not None and rng[0] < 0:
         raise RangeNotSatisfiable(headers={"Content-Range": f"bytes */{size}"})
     return rng
+
+
+def _not_modified(req: falcon.Request, etag: str, last_modified: float) -> bool:
+    return not_modified(req.get_header("If-None-Match"), req.get_header("If-Modified-Since"), etag, last_modified)
+
+
+def _range(req: falcon.Request, etag: str, last_modified: float, size: int) -> tuple[int, int] | None:
+    return pick_range(req.get_header("Range"), req.get_header("If-Range"), etag, last_modified, size)
 
 
 def media_headers(resp: falcon.Response, content_type: str, etag: str, last_modified: float) -> None:

@@ -151,6 +151,7 @@ class Settings:
     service_name: str = "mediaproxy"
     telemetry_enabled: bool = False
     access_log: bool = True
+    fast_path: bool = True  # answer result-cache hits before Falcon (mediaproxy/fastpath.py)
     extra: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
 
     @property
@@ -217,6 +218,7 @@ class Settings:
             service_name=env.get("MEDIAPROXY_SERVICE_NAME", d["service_name"]) or d["service_name"],
             telemetry_enabled=_bool(env, "MEDIAPROXY_TELEMETRY_ENABLED", d["telemetry_enabled"]),
             access_log=_bool(env, "MEDIAPROXY_ACCESS_LOG", d["access_log"]),
+            fast_path=_bool(env, "MEDIAPROXY_FAST_PATH", d["fast_path"]),
         )
         if not settings.storage_is_s3:
             path = Path(settings.storage)

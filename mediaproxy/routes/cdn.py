@@ -4,13 +4,14 @@ banners, and themes. Each path maps to one object in the CDN bucket."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import falcon
 
 from ..context import Context
 from ..errors import BadRequest
-from ..media.spec import BANNER, BOX, FORMATS, SQUARE, Profile, parse_spec
+from ..media.spec import BANNER, BOX, FORMATS, SQUARE, Profile, TransformSpec, parse_spec
 from .common import hash_segment, serve_stored, serve_transform, snowflake, split_ext
 
 
@@ -67,16 +68,26 @@ class ImageResource:
         prefix = fam.prefix.format(**ids) if "{" in fam.prefix else "/".join((fam.prefix, *ids.values()))
         return f"{prefix}/{stem}", ext, animated
 
-    def on_get(self, req: falcon.Request, resp: falcon.Response, **params: str) -> None:
+    def target(self, params: dict[str, str], query: Mapping[str, object]) -> tuple[str, TransformSpec | None]:
+        """(object key, spec) for one request, validated; spec None means "serve the stored bytes" (Lottie).
+
+        The one parse of these routes: ``on_get`` and the cache-hit fast path
+        (mediaproxy/fastpath.py) both call it, so both derive the same key.
+        """
         key, ext, animated = self._object_key(params)
-        bucket = self.ctx.settings.cdn_bucket
         if ext == "json" and self.family.lottie:
-            serve_stored(req, resp, self.ctx, bucket, key, "application/json")
-            return
+            return key, None
         ext_format = FORMATS.get(ext)
         if ext_format is None:
             raise BadRequest("unsupported file extension")
-        spec = parse_spec(self.family.profile, req.params, ext_format, animated_source=animated)
+        return key, parse_spec(self.family.profile, query, ext_format, animated_source=animated)
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response, **params: str) -> None:
+        key, spec = self.target(params, req.params)
+        bucket = self.ctx.settings.cdn_bucket
+        if spec is None:
+            serve_stored(req, resp, self.ctx, bucket, key, "application/json")
+            return
         serve_transform(req, resp, self.ctx, bucket, key, spec)
 
     on_head = on_get

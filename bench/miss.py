@@ -1,0 +1,175 @@
+"""Targets 2, 3 and 5: the miss workload (result cache off: every request transforms).
+
+    .venv/bin/python bench/miss.py [--duration 10] [--no-thumbor]
+
+Workloads: A = 1024px JPEG -> 256px WebP avatar, B = 2048px JPEG -> 800px-wide
+WebP banner, both at WebP quality 80 (thumbor's default) from local disk.
+
+2. end-to-end (wrk -t1 -c1 mean latency, one worker) / the bare in-process
+   pyvips pipeline doing the same work (thumbnail_buffer + webpsave_buffer on
+   bytes already in memory): target <= 1.25.
+3. req/s with 2 workers / 1 worker (wrk -t2 -c8): target >= 1.7. Measured
+   with 1 thread per worker (each worker one core: pure process scaling) and
+   with the default 4 threads.
+5. one mediaproxy worker / thumbor (installed from PyPI into bench/.venv-thumbor
+   by this script, file loader, no storage or result storage, one process),
+   wrk -t1 -c1 on each workload: target >= 1.2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("VIPS_CONCURRENCY", "1")  # as the server's workers (gunicorn.conf.py)
+
+import pyvips
+from common import BENCH, Server, free_port, jpeg, loadavg, wait_port, wait_quiet, write_results, wrk
+
+USER, GUILD = "80351110224678912", "41771983423143937"
+H = "8342729096ea3675442027381ff50dfe"
+PATHS = {
+    "A": f"/avatars/{USER}/{H}.webp?size=256&quality=80",
+    "B": f"/banners/{GUILD}/{H}.webp?width=800&quality=80",
+}
+THUMBOR_PATHS = {
+    "A": "/unsafe/256x256/filters:format(webp):quality(80)/a.jpg",
+    "B": "/unsafe/800x0/filters:format(webp):quality(80)/b.jpg",
+}
+THUMBOR_CONF = """
+LOADER = 'thumbor.loaders.file_loader'
+FILE_LOADER_ROOT_PATH = {root!r}
+STORAGE = 'thumbor.storages.no_storage'
+RESULT_STORAGE = None
+ALLOW_UNSAFE_URL = True
+QUALITY = 80
+AUTO_WEBP = False
+ENGINE = 'thumbor.engines.pil'
+"""
+
+
+def bare_pipeline(data: bytes, kind: str, seconds: float = 5.0) -> dict:
+    """The same work in-process: decode with shrink-on-load, resize/crop, encode."""
+    pyvips.cache_set_max(0)
+
+    def once() -> bytes:
+        if kind == "A":
+            im = pyvips.Image.thumbnail_buffer(data, 256, height=256, crop="centre")
+        else:
+            im = pyvips.Image.thumbnail_buffer(data, 800)
+        return im.webpsave_buffer(Q=80, effort=4, keep="none")
+
+    for _ in range(5):
+        once()
+    times = []
+    t_end = time.perf_counter() + seconds
+    while time.perf_counter() < t_end:
+        t = time.perf_counter()
+        once()
+        times.append((time.perf_counter() - t) * 1000)
+    return {"mean_ms": round(statistics.fmean(times), 3), "median_ms": round(statistics.median(times), 3),
+            "n": len(times)}
+
+
+def thumbor_python() -> Path:
+    venv = BENCH / ".venv-thumbor"
+    py = venv / "bin" / "python"
+    if not (venv / "bin" / "thumbor").exists():
+        print("installing thumbor into bench/.venv-thumbor", flush=True)
+        subprocess.run(["python3", "-m", "venv", str(venv)], check=True)
+        subprocess.run([str(py), "-m", "pip", "install", "-q", "thumbor"], check=True)
+    return venv / "bin" / "thumbor"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--duration", type=int, default=10)
+    ap.add_argument("--no-thumbor", action="store_true")
+    args = ap.parse_args()
+    d = args.duration
+    work = Path(tempfile.mkdtemp(prefix="bench-miss-"))
+    a, b = jpeg(1024, 1024, seed=2), jpeg(2048, 1365, seed=3)
+    images = work / "images"
+    images.mkdir()
+    (images / "a.jpg").write_bytes(a)
+    (images / "b.jpg").write_bytes(b)
+    load = wait_quiet()
+    out: dict = {"load": load, "source_bytes": {"A": len(a), "B": len(b)}}
+
+    # 2: end-to-end vs the bare pipeline
+    bare = {k: bare_pipeline(v, k) for k, v in (("A", a), ("B", b))}
+    nocache = {"MEDIAPROXY_CACHE_DIR": "", "MEDIAPROXY_WORKERS": "1"}
+    one: dict = {}
+    with Server(work / "one", env=nocache) as srv:
+        srv.put(f"avatars/{USER}/{H}", a)
+        srv.put(f"banners/{GUILD}/{H}", b)
+        for k, p in PATHS.items():
+            wrk(srv.url(p), threads=1, connections=1, duration=2)
+            one[k] = wrk(srv.url(p), threads=1, connections=1, duration=d)
+    out["bare_pipeline"] = bare
+    out["mediaproxy_1worker_c1"] = one
+    out["e2e_over_bare"] = {k: round(one[k]["mean_ms"] / bare[k]["mean_ms"], 3) for k in PATHS}
+
+    # 3: worker scaling on misses
+    scaling: dict = {}
+    for threads in ("1", "4"):
+        for workers in ("1", "2"):
+            env = {"MEDIAPROXY_CACHE_DIR": "", "MEDIAPROXY_WORKERS": workers, "MEDIAPROXY_THREADS": threads}
+            with Server(work / f"w{workers}t{threads}", env=env) as srv:
+                srv.put(f"avatars/{USER}/{H}", a)
+                wrk(srv.url(PATHS["A"]), threads=2, connections=8, duration=2)
+                scaling[f"{workers}w x {threads}t"] = wrk(srv.url(PATHS["A"]), threads=2, connections=8, duration=d)
+    out["scaling"] = scaling
+    out["scaling_ratio"] = {
+        t: round(scaling[f"2w x {t}t"]["rps"] / scaling[f"1w x {t}t"]["rps"], 3) for t in ("1", "4")
+    }
+
+    # 5: against thumbor
+    if not args.no_thumbor:
+        exe = thumbor_python()
+        conf = work / "thumbor.conf"
+        conf.write_text(THUMBOR_CONF.format(root=str(images)))
+        port = free_port()
+        proc = subprocess.Popen([str(exe), "-p", str(port), "-c", str(conf), "-l", "warning"],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        thumbor: dict = {}
+        try:
+            wait_port(port, path="/healthcheck")
+            for k, p in THUMBOR_PATHS.items():
+                wrk(f"http://127.0.0.1:{port}{p}", threads=1, connections=1, duration=2)
+                thumbor[k] = wrk(f"http://127.0.0.1:{port}{p}", threads=1, connections=1, duration=d)
+        finally:
+            proc.terminate()
+            proc.wait(10)
+        out["thumbor_c1"] = thumbor
+        out["mediaproxy_over_thumbor"] = {k: round(one[k]["rps"] / thumbor[k]["rps"], 3) for k in PATHS}
+    load["loadavg_1m_at_end"] = round(loadavg(), 2)
+
+    md = ["# Misses (result cache off)\n",
+          f"A = 1024px JPEG -> 256px WebP q80; B = 2048x1365 JPEG -> 800px-wide WebP q80. load {load}\n",
+          "## Target 2: end-to-end vs bare in-process pyvips (<= 1.25)\n",
+          "| workload | bare pipeline mean ms | mediaproxy wrk -c1 mean ms | ratio |", "|---|---:|---:|---:|"]
+    for k in PATHS:
+        md.append(f"| {k} | {bare[k]['mean_ms']:.2f} | {one[k]['mean_ms']:.2f} | {out['e2e_over_bare'][k]:.3f} |")
+    md += ["", "## Target 3: 2 workers vs 1 worker, workload A, wrk -t2 -c8 (>= 1.7)\n",
+           "| config | req/s | mean ms | p99 ms |", "|---|---:|---:|---:|"]
+    for name, r in scaling.items():
+        md.append(f"| {name} | {r['rps']:.1f} | {r['mean_ms']:.1f} | {r['p99_ms']} |")
+    md += [f"\nratio 2w/1w: 1 thread per worker {out['scaling_ratio']['1']:.3f}; "
+           f"4 threads per worker {out['scaling_ratio']['4']:.3f}"]
+    if "thumbor_c1" in out:
+        md += ["", "## Target 5: one worker vs thumbor, wrk -t1 -c1 (>= 1.2)\n",
+               "| workload | mediaproxy req/s | thumbor req/s | ratio |", "|---|---:|---:|---:|"]
+        for k in PATHS:
+            md.append(f"| {k} | {one[k]['rps']:.1f} | {out['thumbor_c1'][k]['rps']:.1f} | "
+                      f"{out['mediaproxy_over_thumbor'][k]:.3f} |")
+    write_results("miss", out, "\n".join(md))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,197 @@
+"""The cache-hit fast path: a WSGI layer that answers result-cache hits of the
+image routes without entering Falcon.
+
+A hit is the common case of a CDN origin (the same avatar asked for again by
+another edge), and on a sync WSGI stack Falcon's per-request machinery
+(Request/Response objects, middleware, routing, header handling) costs more
+than the hit itself. This layer does only what a hit needs:
+
+  route the path with the image families' own table (``cdn.FAMILIES``) →
+  parse and validate with the resource's own ``target()`` (the same code
+  Falcon's responder runs, so the same canonical spec and the same key) →
+  one cache read → headers from the stored entry → body (bytes, or the
+  cached file through ``wsgi.file_wrapper``/sendfile).
+
+Parsing is memoised per (path, query): a URL always parses to the same key.
+Anything else — another route or method, a bad parameter (the 400 comes from
+Falcon), a miss, a Lottie sticker, a non-ASCII path, a cache error — falls
+through to Falcon untouched. The responses are byte-identical to Falcon's for
+the same request (tests/test_fastpath.py compares both over HTTP).
+
+It sits *inside* every guard layer of ``app.wsgi_layers`` (the client IP
+allow-list is outermost), so it can never bypass one.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable
+
+import orjson
+from falcon.routing import CompiledRouter
+from falcon.uri import parse_query_string
+
+from .context import Context
+from .errors import MediaError
+from .hotpath import result_key
+from .http import IMMUTABLE, NO_STORE, http_date, not_modified, pick_range
+from .media.pipeline import PIPELINE_VERSION
+from .routes.cdn import FAMILIES, ImageResource
+
+access = logging.getLogger("mediaproxy.access")
+
+_MEMO_MAX = 8192  # parsed URLs kept per worker (a few hundred bytes each)
+_DATES_MAX = 4096
+_STATUS = {200: "200 OK", 206: "206 Partial Content", 304: "304 Not Modified", 416: "416 Range Not Satisfiable"}
+_TAIL = [("x-content-type-options", "nosniff"), ("access-control-allow-origin", "*")]
+
+WSGIApp = Callable[[dict, Callable], Iterable[bytes]]
+
+
+class FastPath:
+    """WSGI layer: answer result-cache hits of the image routes, pass everything else to ``app``."""
+
+    def __init__(self, app: WSGIApp, ctx: Context, access_log: bool):
+        self.app = app
+        self.cache = ctx.cache
+        self.bucket = ctx.settings.cdn_bucket
+        self.access_log = access_log
+        self.router = CompiledRouter()
+        for family in FAMILIES:
+            self.router.add_route(family.route, ImageResource(ctx, family))
+        self._memo: dict[tuple[str, str], tuple[str, str] | None] = {}
+        self._dates: dict[float, str] = {}
+
+    def _resolve(self, path: str, qs: str) -> tuple[str, str] | None:
+        """(result key, route template) of an image-route URL that parses, else None."""
+        memo = self._memo
+        found = memo.get((path, qs), False)
+        if found is not False:
+            return found  # type: ignore[return-value]
+        resolved = None
+        match = self.router.find(path) if path.isascii() else None
+        if match is not None:
+            resource, _, params, template = match
+            try:
+                key, spec = resource.target(params, parse_query_string(qs, keep_blank=True, csv=False))
+            except MediaError:
+                spec = None  # a bad request: Falcon answers it (and the memo remembers to pass it on)
+            if spec is not None:
+                resolved = (result_key(self.bucket, key, spec.canonical(), PIPELINE_VERSION), template)
+        if len(memo) >= _MEMO_MAX:
+            memo.clear()
+        memo[(path, qs)] = resolved
+        return resolved
+
+    def _date(self, ts: float) -> str:
+        s = self._dates.get(ts)
+        if s is None:
+            if len(self._dates) >= _DATES_MAX:
+                self._dates.clear()
+            s = self._dates[ts] = http_date(ts)
+        return s
+
+    def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
+        method = environ["REQUEST_METHOD"]
+        if (method != "GET" and method != "HEAD") or not self.cache.enabled:
+            return self.app(environ, start_response)
+        t0 = time.perf_counter()
+        path = environ.get("PATH_INFO") or "/"
+        resolved = self._resolve(path, environ.get("QUERY_STRING", ""))
+        if resolved is None:
+            return self.app(environ, start_response)
+        entry = self.cache.get(resolved[0])
+        if entry is None:
+            return self.app(environ, start_response)
+
+        etag, lm, size = entry.etag, entry.last_modified, entry.length
+        headers = [
+            ("x-cache", "HIT"),
+            ("content-type", entry.content_type),
+            ("etag", etag),
+            ("last-modified", self._date(lm)),
+            ("cache-control", IMMUTABLE),
+            ("accept-ranges", "bytes"),
+        ]
+        body: Iterable[bytes] = ()
+        length: int | str | None = None
+        get = environ.get
+        if not_modified(get("HTTP_IF_NONE_MATCH"), get("HTTP_IF_MODIFIED_SINCE"), etag, lm):
+            status = 304
+            del headers[1]  # a 304 has no Content-Type (as Falcon sends it)
+            entry.close()
+        else:
+            try:
+                rng = pick_range(get("HTTP_RANGE"), get("HTTP_IF_RANGE"), etag, lm, size)
+            except MediaError as exc:  # 416: the error body, as app.py's handler writes it
+                entry.close()
+                status, data = exc.status, (exc.reason + "\n").encode()
+                headers[1] = ("content-type", "text/plain; charset=utf-8")
+                headers[4] = ("cache-control", NO_STORE)
+                headers.extend((k.lower(), v) for k, v in exc.headers.items())
+                length = str(len(data))
+                headers.extend(_TAIL)  # Falcon adds an error body's Content-Length last
+                headers.append(("content-length", length))
+                body = [data] if method == "GET" else ()
+                start_response(_STATUS[status], headers)
+                self._log(method, path, resolved[1], status, length, t0)
+                return body
+            else:
+                start, end = (0, size - 1) if rng is None else rng
+                length = max(0, end - start + 1)
+                status = 200
+                if rng is not None:
+                    status = 206
+                    headers.append(("content-range", f"bytes {start}-{end}/{size}"))
+                headers.append(("content-length", str(length)))
+                if method == "HEAD" or length == 0:
+                    entry.close()
+                elif entry.file is not None:
+                    from .storage.local import BoundedFile
+
+                    f = BoundedFile(entry.file, start, length)
+                    wrapper = environ.get("wsgi.file_wrapper")
+                    body = wrapper(f, 64 * 1024) if wrapper else _chunks(f)
+                else:
+                    data = entry.body or b""
+                    body = [data if rng is None else data[start : end + 1]]
+        headers.extend(_TAIL)
+        start_response(_STATUS[status], headers)
+        self._log(method, path, resolved[1], status, length, t0)
+        return body
+
+    def _log(self, method: str, path: str, route: str, status: int, length: int | str | None, t0: float) -> None:
+        """The access line app.CommonHeaders writes, plus ``"fast": true``."""
+        if not self.access_log:
+            return
+        access.info(
+            orjson.dumps(
+                {
+                    "method": method,
+                    "path": path,
+                    "route": route,
+                    "status": status,
+                    "bytes": length,
+                    "cache": "hit",
+                    "ms": round((time.perf_counter() - t0) * 1000, 2),
+                    "fast": True,
+                }
+            ).decode()
+        )
+
+
+def _chunks(f) -> Iterable[bytes]:
+    try:
+        while data := f.read(64 * 1024):
+            yield data
+    finally:
+        f.close()
+
+
+def install(app: WSGIApp, ctx: Context, access_log: bool) -> WSGIApp:
+    """Wrap ``app`` in the fast path when the result cache is on."""
+    if not ctx.cache.enabled:
+        return app
+    return FastPath(app, ctx, access_log)
+

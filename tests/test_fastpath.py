@@ -1,0 +1,199 @@
+"""The cache-hit fast path (mediaproxy/fastpath.py) answers exactly what Falcon answers.
+
+Two gunicorn servers share one storage directory and one result cache: one
+with the fast path off (every request through Falcon), one with it on. The
+same request to both must give the same status line, the same headers in the
+same order (Date aside) and the same body. The access log shows which path
+answered.
+"""
+
+from __future__ import annotations
+
+import http.client
+import secrets
+import time
+from pathlib import Path
+
+import orjson
+import pytest
+import pyvips
+
+from . import media
+
+
+def _ids() -> tuple[str, str]:
+    return str(secrets.randbelow(10**17) + 10**17), secrets.token_hex(16)
+
+
+def raw(srv, method: str, path: str, headers: dict[str, str] | None = None) -> tuple[int, str, list, bytes]:
+    """Status, reason, ordered header list (without Date) and body, as sent on the wire."""
+    conn = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=60)
+    try:
+        conn.request(method, path, headers=headers or {})
+        resp = conn.getresponse()
+        body = resp.read()
+        hdrs = [(k.lower(), v) for k, v in resp.getheaders() if k.lower() != "date"]
+        return resp.status, resp.reason, hdrs, body
+    finally:
+        conn.close()
+
+
+@pytest.fixture(scope="module")
+def pair(make_server):
+    """(falcon-only server, fast-path server) over the same storage and cache, access log on."""
+    env = {"MEDIAPROXY_ACCESS_LOG": "1", "MEDIAPROXY_LOG_LEVEL": "info"}
+    slow = make_server("local", env={**env, "MEDIAPROXY_FAST_PATH": "0"})
+    fast = make_server(
+        "local",
+        env={**env, "MEDIAPROXY_STORAGE": str(slow.storage_dir), "MEDIAPROXY_CACHE_DIR": str(slow.cache_dir)},
+    )
+    return slow, fast
+
+
+def access_lines(srv) -> list[dict]:
+    srv.log.flush()
+    lines = []
+    for line in Path(srv.log.name).read_text(errors="replace").splitlines():
+        if line.startswith("{"):
+            try:
+                lines.append(orjson.loads(line))
+            except orjson.JSONDecodeError:
+                continue
+    return lines
+
+
+def wait_for_line(srv, pred, timeout: float = 5.0) -> dict:
+    deadline = time.monotonic() + timeout
+    while True:
+        for line in access_lines(srv):
+            if pred(line):
+                return line
+        if time.monotonic() > deadline:
+            raise AssertionError("no such access log line")
+        time.sleep(0.05)
+
+
+def noise_png(size: int) -> bytes:
+    """Incompressible pixels: a PNG whose cached result is file-backed (over 64 KiB)."""
+    return pyvips.Image.gaussnoise(size, size).cast("uchar").bandjoin([128, 200]).copy(
+        interpretation="srgb").pngsave_buffer()
+
+
+@pytest.fixture(scope="module")
+def objects(pair):
+    slow, _ = pair
+    user, h = _ids()
+    guild, emoji = _ids()[0], _ids()[0]
+    gh = secrets.token_hex(8)
+    slow.put("cdn", f"avatars/{user}/{h}", media.jpeg(1024, 1024))
+    slow.put("cdn", f"avatars/{user}/{gh}", media.animation())
+    slow.put("cdn", f"banners/{guild}/{h}", noise_png(600))
+    slow.put("cdn", f"emojis/{emoji}", media.png(96, 96, alpha=True))
+    slow.put("cdn", f"guilds/{guild}/users/{user}/avatars/{h}", media.webp(300, 300))
+    slow.put("cdn", f"stickers/{emoji}", b'{"v":"5.7.4","layers":[]}')
+    return {
+        "avatar": f"/avatars/{user}/{h}.webp?size=256",
+        "avatar_q": f"/avatars/{user}/{h}.jpg?size=128&quality=low&position=top",
+        "avatar_alias": f"/avatars/{user}/{h}.jpeg?quality=20&position=top&size=128&unknown=1",
+        "animated": f"/avatars/{user}/a_{gh}.gif?size=64",
+        "banner_file": f"/banners/{guild}/{h}.png?width=600",
+        "emoji": f"/emojis/{emoji}.webp?size=48",
+        "member": f"/guilds/{guild}/users/{user}/avatars/{h}.png?size=64",
+        "sticker": f"/stickers/{emoji}.json",
+        "bad_size": f"/avatars/{user}/{h}.webp?size=7",
+        "bad_ext": f"/avatars/{user}/{h}.bmp",
+        "bad_id": f"/avatars/x{user}/{h}.webp",
+        "missing": f"/avatars/{user}/{secrets.token_hex(16)}.webp",
+        "health": "/_health",
+    }
+
+
+def test_miss_then_hit_is_identical(server):
+    """On both storage backends: the first answer (a miss, through Falcon) and the second (a hit) match."""
+    user, h = _ids()
+    server.put("cdn", f"avatars/{user}/{h}", media.jpeg(1024, 1024))
+    path = f"/avatars/{user}/{h}.webp?size=256"
+    s1, _, h1, b1 = raw(server, "GET", path)
+    s2, _, h2, b2 = raw(server, "GET", path)
+    assert (s1, s2) == (200, 200)
+    assert ("x-cache", "MISS") in h1 and ("x-cache", "HIT") in h2
+    assert [x for x in h1 if x[0] != "x-cache"] == [x for x in h2 if x[0] != "x-cache"]
+    assert b1 == b2 and media.loader(b2) == "webp"
+
+
+CONDITIONAL = [
+    {},
+    {"Range": "bytes=0-9"},
+    {"Range": "bytes=-5"},
+    {"Range": "bytes=100-"},
+    {"Range": "bytes=99999999-"},  # 416
+    {"Range": "bytes=5-2"},  # invalid: whole body
+    {"Range": "bytes=0-1,4-5"},  # several ranges: whole body
+    {"If-None-Match": "*"},
+    {"If-None-Match": '"nope"'},
+    {"If-Modified-Since": "Tue, 01 Jan 2999 00:00:00 GMT"},
+    {"If-Modified-Since": "Thu, 01 Jan 1970 00:00:00 GMT"},
+    {"If-Modified-Since": "garbage"},
+    {"Range": "bytes=0-3", "If-Range": '"stale"'},
+]
+
+
+@pytest.mark.parametrize("method", ["GET", "HEAD"])
+@pytest.mark.parametrize(
+    "name",
+    ["avatar", "avatar_q", "avatar_alias", "animated", "banner_file", "emoji", "member", "sticker",
+     "bad_size", "bad_ext", "bad_id", "missing", "health"],
+)
+def test_fast_path_matches_falcon(pair, objects, name, method):
+    slow, fast = pair
+    path = objects[name]
+    raw(slow, "GET", path)  # fill the shared cache (a miss through Falcon)
+    first = raw(slow, method, path)
+    etag = dict(first[2]).get("etag")
+    extra = [{"If-None-Match": etag}, {"If-None-Match": f'W/{etag}, "x"'}, {"Range": "bytes=0-3", "If-Range": etag}]
+    for headers in CONDITIONAL + (extra if etag else []):
+        expected = raw(slow, method, path, headers)
+        got = raw(fast, method, path, headers)
+        assert got == expected, (name, method, headers)
+
+
+def test_fast_path_answers_hits_and_logs_them(pair, objects):
+    slow, fast = pair
+    path = objects["avatar"]
+    raw(slow, "GET", path)
+    status, _, headers, body = raw(fast, "GET", path, {"Range": "bytes=0-9"})
+    assert status == 206 and len(body) == 10 and ("x-cache", "HIT") in headers
+    bare = path.split("?")[0]
+    line = wait_for_line(fast, lambda d: d.get("fast") and d["path"] == bare and d["status"] == 206)
+    assert line == {**line, "method": "GET", "route": "/avatars/{user_id}/{filename}", "bytes": 10, "cache": "hit"}
+    assert isinstance(line["ms"], float)
+    # The Falcon-only server never takes the fast path.
+    assert not any(d.get("fast") for d in access_lines(slow))
+
+
+def test_file_backed_hit_uses_the_cached_file(pair, objects):
+    slow, fast = pair
+    path = objects["banner_file"]
+    raw(slow, "GET", path)
+    status, _, headers, body = raw(fast, "GET", path)
+    assert status == 200 and dict(headers)["x-cache"] == "HIT"
+    assert len(body) > 64 * 1024 and int(dict(headers)["content-length"]) == len(body)
+    status, _, headers, part = raw(fast, "GET", path, {"Range": "bytes=70000-70099"})
+    assert status == 206 and part == body[70000:70100]
+
+
+def test_bad_parameters_go_through_falcon(pair, objects):
+    _, fast = pair
+    status, _, headers, body = raw(fast, "GET", objects["bad_size"])
+    assert status == 400 and dict(headers)["cache-control"] == "no-store" and body.startswith(b"size must be")
+    line = wait_for_line(fast, lambda d: d["path"] == objects["bad_size"].split("?")[0] and d["status"] == 400)
+    assert "fast" not in line
+
+
+def test_cache_off_has_no_fast_path(make_server):
+    srv = make_server("local", env={"MEDIAPROXY_CACHE_DIR": ""})
+    user, h = _ids()
+    srv.put("cdn", f"avatars/{user}/{h}", media.jpeg(256, 256))
+    for _ in range(2):
+        status, _, headers, _ = raw(srv, "GET", f"/avatars/{user}/{h}.webp?size=64")
+        assert status == 200 and dict(headers)["x-cache"] == "MISS"
