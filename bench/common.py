@@ -165,10 +165,13 @@ def _ms(text: str) -> float:
     return float(m.group(1)) * _UNITS[m.group(2)] if m else float("nan")
 
 
-def wrk(url: str, threads: int = 2, connections: int = 16, duration: int = 10, script: str | None = None) -> dict:
+def wrk(url: str, threads: int = 2, connections: int = 16, duration: int = 10, script: str | None = None,
+        headers: tuple[str, ...] = ()) -> dict:
     """Run wrk; requests/s, mean and p50/p99 latency in ms, errors."""
     exe = need("wrk", "wrk")
     cmd = [exe, f"-t{threads}", f"-c{connections}", f"-d{duration}s", "--latency"]
+    for h in headers:
+        cmd += ["-H", h]
     if script:
         cmd += ["-s", script]
     out = subprocess.run([*cmd, url], capture_output=True, text=True, check=True).stdout

@@ -1,0 +1,141 @@
+"""Target 4: worker RSS stays flat (+-10%) over 20,000 mixed requests; and the
+glibc fragmentation answer, measured (glibc default, MALLOC_ARENA_MAX=2 via
+mallopt in post_fork, jemalloc via LD_PRELOAD).
+
+    .venv/bin/python bench/memory.py [--requests 20000] [--allocators glibc,arena2,jemalloc]
+
+Mix (8 client threads, keep-alive): 70% hits on 40 hot URLs, 30% misses
+(distinct size/format/quality per request over 30 sources: avatars, banners,
+emojis). RSS of each worker is read from /proc after a 2,000-request warm-up
+(the baseline) and every 2,000 requests; max_requests is off so no worker is
+recycled during the run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import itertools
+import random
+import tempfile
+import threading
+from pathlib import Path
+
+from common import Server, jpeg, loadavg, photo, rss_kb, wait_quiet, write_results
+
+USER, GUILD = "80351110224678912", "41771983423143937"
+SIZES = [16, 20, 22, 24, 28, 32, 40, 44, 48, 56, 60, 64, 80, 96, 100, 128, 160, 240, 256, 300, 320, 480, 512]
+FORMATS = ["webp", "png", "jpg", "avif"]
+JEMALLOC = "/usr/lib/x86_64-linux-gnu/libjemalloc.so.2"
+
+
+def seed(srv: Server, n: int = 30) -> tuple[list[str], itertools.count]:
+    for i in range(n):
+        srv.put(f"avatars/{USER}/h{i}", jpeg(768, 768, seed=i))
+        srv.put(f"banners/{GUILD}/h{i}", jpeg(1600, 900, seed=i + 100))
+        srv.put(f"emojis/{10**17 + i}", photo(128, 128, seed=i).bandjoin(255).pngsave_buffer())
+    hot = [f"/avatars/{USER}/h{i}.webp?size={s}" for i in range(20) for s in (64, 128)]
+    return hot, itertools.count()
+
+
+def miss_url(rng: random.Random, n: int) -> str:
+    i = rng.randrange(30)
+    kind = rng.random()
+    q = rng.randrange(30, 95)
+    if kind < 0.6:
+        return f"/avatars/{USER}/h{i}.{rng.choice(FORMATS)}?size={rng.choice(SIZES)}&quality={q}"
+    if kind < 0.85:
+        return f"/banners/{GUILD}/h{i}.{rng.choice(FORMATS)}?width={rng.randrange(100, 1200)}&quality={q}"
+    return f"/emojis/{10**17 + i}.{rng.choice(['webp', 'png'])}?size={rng.choice(SIZES[:14])}&quality={q}"
+
+
+def drive(port: int, hot: list[str], total: int, start: int, threads: int = 8) -> int:
+    """Send ``total`` requests; return how many were not 200."""
+    counter = itertools.count(start)
+    bad = [0]
+    lock = threading.Lock()
+
+    def worker(tid: int) -> None:
+        rng = random.Random(start * 100 + tid)
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+        while True:
+            with lock:
+                n = next(counter)
+            if n >= start + total:
+                break
+            path = rng.choice(hot) if rng.random() < 0.7 else miss_url(rng, n)
+            try:
+                conn.request("GET", path)
+                r = conn.getresponse()
+                r.read()
+                if r.status != 200:
+                    with lock:
+                        bad[0] += 1
+            except (OSError, http.client.HTTPException):
+                with lock:
+                    bad[0] += 1
+                conn.close()
+                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+        conn.close()
+
+    ts = [threading.Thread(target=worker, args=(t,)) for t in range(threads)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    return bad[0]
+
+
+def run(alloc: str, total: int, work: Path) -> dict:
+    env = {"MEDIAPROXY_MAX_REQUESTS": "0", "MEDIAPROXY_MALLOC_ARENA_MAX": "0" if alloc == "glibc" else "2"}
+    preload = JEMALLOC if alloc == "jemalloc" else ""
+    with Server(work / alloc, env=env, preload=preload) as srv:
+        hot, _ = seed(srv)
+        step, warm = 2000, 2000
+        errors = drive(srv.port, hot, warm, 0)
+        pids = srv.worker_pids()
+        samples = [[rss_kb(p) for p in pids]]
+        done = 0
+        while done < total:
+            errors += drive(srv.port, hot, step, warm + done)
+            done += step
+            samples.append([rss_kb(p) for p in pids])
+        base = [s / 1024 for s in samples[0]]
+        end = [s / 1024 for s in samples[-1]]
+        peak = [max(s[i] for s in samples) / 1024 for i in range(len(pids))]
+        change = [round((e - b) / b * 100, 1) for b, e in zip(base, end, strict=True)]
+        return {"errors": errors, "requests": total + warm, "workers": len(pids),
+                "rss_mib_samples": [[round(x / 1024, 1) for x in s] for s in samples],
+                "baseline_mib": [round(x, 1) for x in base], "end_mib": [round(x, 1) for x in end],
+                "peak_mib": [round(x, 1) for x in peak], "change_pct": change,
+                "flat": all(abs(c) <= 10 for c in change)}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--requests", type=int, default=20000)
+    ap.add_argument("--allocators", default="arena2,glibc,jemalloc")
+    args = ap.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="bench-mem-"))
+    load = wait_quiet()
+    out = {}
+    for alloc in args.allocators.split(","):
+        if alloc == "jemalloc" and not Path(JEMALLOC).exists():
+            print("jemalloc not installed (apt-get install libjemalloc2): skipped")
+            continue
+        out[alloc] = run(alloc, args.requests, work)
+        print(alloc, out[alloc]["baseline_mib"], "->", out[alloc]["end_mib"], out[alloc]["change_pct"], flush=True)
+    load["loadavg_1m_at_end"] = round(loadavg(), 2)
+    md = ["# Worker RSS over mixed requests (target 4: flat within +-10%)\n",
+          f"{args.requests} requests after a 2,000-request warm-up, 70% hits / 30% misses, 8 client threads, "
+          f"2 workers x 4 threads; load {load}\n",
+          "| allocator | baseline MiB (per worker) | end MiB | peak MiB | change % | flat | errors |",
+          "|---|---|---|---|---|---|---:|"]
+    for alloc, r in out.items():
+        md.append(f"| {alloc} | {r['baseline_mib']} | {r['end_mib']} | {r['peak_mib']} | {r['change_pct']} | "
+                  f"{'yes' if r['flat'] else 'no'} | {r['errors']} |")
+    write_results("memory", {"load": load, "results": out}, "\n".join(md))
+
+
+if __name__ == "__main__":
+    main()
