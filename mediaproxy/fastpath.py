@@ -32,6 +32,7 @@ import orjson
 from falcon.routing import CompiledRouter
 from falcon.uri import parse_query_string
 
+from .cache import Entry
 from .context import Context
 from .errors import MediaError
 from .hotpath import result_key
@@ -43,6 +44,9 @@ access = logging.getLogger("mediaproxy.access")
 
 _MEMO_MAX = 8192  # parsed URLs kept per worker (a few hundred bytes each)
 _DATES_MAX = 4096
+_L1_BYTES = 16 * 1024 * 1024  # memory tier per worker (cleared when full)
+_L1_ITEM_MAX = 64 * 1024  # entries up to this size (larger ones are files: sendfile)
+_L1_TTL = 5.0  # seconds an entry is served from memory before the disk cache is asked again
 _STATUS = {200: "200 OK", 206: "206 Partial Content", 304: "304 Not Modified", 416: "416 Range Not Satisfiable"}
 _TAIL = [("x-content-type-options", "nosniff"), ("access-control-allow-origin", "*")]
 
@@ -62,6 +66,8 @@ class FastPath:
             self.router.add_route(family.route, ImageResource(ctx, family))
         self._memo: dict[tuple[str, str], tuple[str, str] | None] = {}
         self._dates: dict[float, str] = {}
+        self._l1: dict[str, tuple[float, Entry]] = {}
+        self._l1_bytes = 0
 
     def _resolve(self, path: str, qs: str) -> tuple[str, str] | None:
         """(result key, route template) of an image-route URL that parses, else None."""
@@ -84,6 +90,29 @@ class FastPath:
         memo[(path, qs)] = resolved
         return resolved
 
+    def _lookup(self, rkey: str) -> Entry | None:
+        """The cached entry: from this worker's small memory tier, else from the disk cache.
+
+        Small entries (the avatars and emojis that make up most hits) are kept
+        in memory for a few seconds: the SQLite read releases and retakes the
+        GIL, and with several threads per worker that hand-off, not the read,
+        is what a disk hit costs. Entries are content-addressed and never
+        change under one key, so the only staleness is a purge of the disk
+        cache showing up at most ``_L1_TTL`` seconds late.
+        """
+        now = time.monotonic()
+        held = self._l1.get(rkey)
+        if held is not None and held[0] > now:
+            return held[1]
+        entry = self.cache.get(rkey)
+        if entry is not None and entry.body is not None and entry.length <= _L1_ITEM_MAX:
+            if self._l1_bytes + entry.length > _L1_BYTES:
+                self._l1.clear()
+                self._l1_bytes = 0
+            self._l1[rkey] = (now + _L1_TTL, entry)
+            self._l1_bytes += entry.length
+        return entry
+
     def _date(self, ts: float) -> str:
         s = self._dates.get(ts)
         if s is None:
@@ -101,7 +130,7 @@ class FastPath:
         resolved = self._resolve(path, environ.get("QUERY_STRING", ""))
         if resolved is None:
             return self.app(environ, start_response)
-        entry = self.cache.get(resolved[0])
+        entry = self._lookup(resolved[0])
         if entry is None:
             return self.app(environ, start_response)
 

@@ -262,6 +262,9 @@ def _decode(buf: bytes, spec: TransformSpec, p: Probe, pl: Plan, animate: bool) 
         # decoding straight to the largest scale that still covers the target (as thumbor's
         # PIL draft mode does) measured 25% faster on that path (docs/performance.md).
         src = pyvips.Image.new_from_buffer(buf, _FAIL_ON, shrink=shrink, access="sequential")
+        upright = not (src.get_typeof("orientation") and src.get("orientation") not in (0, 1))
+        if upright and not p.has_icc and (src.width, src.height) == (width, kwargs["height"]):
+            return src  # decoded at exactly the target size: nothing left for thumbnail to do
         return src.thumbnail_image(width, **kwargs)
     im = pyvips.Image.thumbnail_buffer(buf, width, option_string=option_string, **kwargs)
     if animate and spec.position in _SMART:
