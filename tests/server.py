@@ -36,9 +36,10 @@ def wait_http(url: str, timeout: float = 30.0, proc: subprocess.Popen | None = N
         if proc is not None and proc.poll() is not None:
             raise RuntimeError(f"server exited with {proc.returncode} before answering {url}")
         try:
-            requests.get(url, timeout=1)
+            requests.get(url, timeout=5)
             return
-        except requests.ConnectionError:
+        except (requests.ConnectionError, requests.Timeout):
+            # not listening yet, or a worker still booting on a loaded machine
             time.sleep(0.05)
     raise RuntimeError(f"no answer from {url} within {timeout}s")
 
