@@ -28,14 +28,13 @@ import falcon
 from ..cache import Entry
 from ..context import Context
 from ..errors import BadRequest
-from ..hotpath import etag
 from ..http import respond
 from ..media.poster import poster
 from ..media.sniff import is_media_type, is_passive, normalize_type, reconcile, sniff
 from ..media.spec import ATTACHMENT, SOURCE, TransformSpec, parse_bool, parse_spec
 from ..storage import ObjectInfo
 from ..storage.reader import ObjectReader
-from .common import serve_transform, snowflake
+from .common import output_entry, serve_transform, snowflake
 
 SNIFF_BYTES = 512
 SANDBOX = "default-src 'none'; sandbox"
@@ -154,14 +153,7 @@ class AttachmentResource:
             reader = ObjectReader(self.ctx.storage, bucket, key, info)
             with self.ctx.transform_slot():
                 out = poster(reader, spec, self.ctx.limits)  # type: ignore[arg-type]
-            return Entry(
-                out.content_type,
-                etag(out.body),
-                info.last_modified,
-                len(out.body),
-                body=out.body,
-                extra={"w": out.width, "h": out.height, "f": out.frames, "poster": 1},
-            )
+            return output_entry(out, info.last_modified, poster=1)
 
         return compute
 

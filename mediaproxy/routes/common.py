@@ -50,18 +50,23 @@ def load_original(ctx: Context, bucket: str, key: str) -> tuple[float, bytes]:
     return info.last_modified, data
 
 
-def render(ctx: Context, bucket: str, key: str, spec: TransformSpec) -> Entry:
-    last_modified, data = load_original(ctx, bucket, key)
-    with ctx.transform_slot():
-        out = pipeline.transform(data, spec, ctx.limits)
+def output_entry(out: pipeline.Output, last_modified: float, **extra: int) -> Entry:
+    """The cache entry for one encoded result: its bytes, a strong ETag from them, the source's date."""
     return Entry(
         out.content_type,
         etag(out.body),
         last_modified,
         len(out.body),
         body=out.body,
-        extra={"w": out.width, "h": out.height, "f": out.frames},
+        extra={"w": out.width, "h": out.height, "f": out.frames, **extra},
     )
+
+
+def render(ctx: Context, bucket: str, key: str, spec: TransformSpec) -> Entry:
+    last_modified, data = load_original(ctx, bucket, key)
+    with ctx.transform_slot():
+        out = pipeline.transform(data, spec, ctx.limits)
+    return output_entry(out, last_modified)
 
 
 def serve_transform(

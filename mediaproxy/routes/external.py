@@ -33,7 +33,7 @@ from ..media.poster import poster
 from ..media.spec import EXTERNAL, SOURCE, TransformSpec, parse_spec
 from ..netguard import Fetcher
 from ..signing import decode_url, verify
-from .common import serve_transform
+from .common import output_entry, serve_transform
 
 # The "bucket" of external sources in cache keys: no storage bucket can be named so.
 EXTERNAL_BUCKET = ":external"
@@ -120,14 +120,7 @@ class ExternalResource:
         else:
             with self.ctx.transform_slot():
                 out = pipeline.transform(data, spec, self.ctx.limits)
-        return Entry(
-            out.content_type,
-            etag(out.body),
-            original.last_modified,
-            len(out.body),
-            body=out.body,
-            extra={"w": out.width, "h": out.height, "f": out.frames},
-        )
+        return output_entry(out, original.last_modified)
 
 
 def add_routes(app: falcon.App, ctx: Context) -> None:
