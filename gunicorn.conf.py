@@ -20,12 +20,13 @@ def _int(name: str, default: int) -> int:
 cores = multiprocessing.cpu_count()
 
 bind = os.environ.get("MEDIAPROXY_BIND", "127.0.0.1:8000")
-# One process per core: libvips work is CPU-bound and releases the GIL, and
-# 2 workers measured 1.9x one worker on misses; a third worker on 2 cores
-# only added context switches (docs/performance.md).
+# One process per core: 2 workers measured 1.79x one worker on misses (1 thread
+# each); a third worker on 2 cores gave nothing (hits 10.9k vs 11.5k req/s,
+# misses 172 vs 176 req/s) and costs another ~72 MiB (docs/performance.md).
 workers = _int("MEDIAPROXY_WORKERS", cores)
-# Threads per worker: hits are short and GIL-bound, misses wait on storage and
-# on libvips (GIL released). 4 beat 2 on hits and matched 8 with less memory.
+# Threads per worker: hits are GIL-bound, libvips releases the GIL. On loopback
+# 2 and 4 measured equal (hits 11.6k/11.5k req/s, misses 175/176 req/s); 8 lost
+# (9.6k hits, p99 70 ms). 4 keeps a worker busy while others wait on S3.
 threads = _int("MEDIAPROXY_THREADS", 4)
 worker_class = os.environ.get("MEDIAPROXY_WORKER_CLASS", "gthread")
 timeout = _int("MEDIAPROXY_TIMEOUT", 60)
@@ -33,8 +34,9 @@ graceful_timeout = _int("MEDIAPROXY_GRACEFUL_TIMEOUT", 30)
 # Behind a CDN or load balancer connections are reused: keep them longer than
 # the balancer's idle timeout would be pointless, shorter wastes handshakes.
 keepalive = _int("MEDIAPROXY_KEEPALIVE", 5)
-# Recycling a worker costs a cold start (~1 s of imports): RSS measured flat
-# over 20,000 mixed requests (bench/memory.py), so it is a safety net only.
+# Recycling a worker costs a cold start (~1 s of imports) and a cold memory tier;
+# with the mallopt settings below RSS stays bounded (bench/memory.py), so this
+# is a safety net only, jittered so the workers never restart together.
 max_requests = _int("MEDIAPROXY_MAX_REQUESTS", 100_000)
 max_requests_jitter = _int("MEDIAPROXY_MAX_REQUESTS_JITTER", 10_000)
 backlog = _int("MEDIAPROXY_BACKLOG", 2048)
@@ -42,8 +44,8 @@ accesslog = None  # mediaproxy logs one structured line per request itself
 errorlog = "-"
 loglevel = os.environ.get("MEDIAPROXY_LOG_LEVEL", "info").lower()
 
-# libvips threads per operation: the workers already use every core, and one
-# thread per image measured fastest for thumbnail-sized work.
+# libvips threads per operation: the workers already use every core; 2 measured
+# slower on misses (104 vs 176 req/s, 2 x 4 threads) on thumbnail-sized work.
 vips_concurrency = _int("MEDIAPROXY_VIPS_CONCURRENCY", _int("VIPS_CONCURRENCY", 1))
 os.environ["VIPS_CONCURRENCY"] = str(vips_concurrency)  # read by libvips when a worker imports pyvips
 
@@ -52,26 +54,31 @@ os.environ["VIPS_CONCURRENCY"] = str(vips_concurrency)  # read by libvips when a
 # The environment variable MALLOC_ARENA_MAX only works if set before the
 # process starts (glibc reads it once), so a value set here would be ignored;
 # instead every worker calls mallopt(M_ARENA_MAX) right after the fork, before
-# any thread exists. 0 leaves glibc's default. jemalloc is the other answer:
-# scripts/serve preloads it (LD_PRELOAD) when MEDIAPROXY_JEMALLOC=1 and it is
-# installed, and then mallopt is skipped.
+# any thread exists. 0 leaves glibc's default. jemalloc is the other answer
+# (start gunicorn with LD_PRELOAD=.../libjemalloc.so.2; mallopt is then
+# skipped): bench/memory.py measures all three, docs/performance.md has the table.
 malloc_arena_max = _int("MEDIAPROXY_MALLOC_ARENA_MAX", 2)
-_M_ARENA_MAX = -8  # from glibc's malloc.h
+# Image buffers over this size are mmap()ed and so go back to the system when
+# freed. glibc otherwise raises the threshold after each large free (up to
+# 32 MiB), and later pixel buffers land in the heap and pin it. 0: glibc's default.
+malloc_mmap_threshold = _int("MEDIAPROXY_MALLOC_MMAP_THRESHOLD", 1024 * 1024)
+_M_MMAP_THRESHOLD, _M_ARENA_MAX = -3, -8  # from glibc's malloc.h
 
 
-def _mallopt_arena_max(log) -> None:
-    if malloc_arena_max <= 0 or "jemalloc" in os.environ.get("LD_PRELOAD", ""):
+def _mallopt(log) -> None:
+    if "jemalloc" in os.environ.get("LD_PRELOAD", ""):
         return
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-        if libc.mallopt(_M_ARENA_MAX, malloc_arena_max) != 1:
-            log.warning("mallopt(M_ARENA_MAX, %d) refused", malloc_arena_max)
+        for option, value in ((_M_ARENA_MAX, malloc_arena_max), (_M_MMAP_THRESHOLD, malloc_mmap_threshold)):
+            if value > 0 and libc.mallopt(option, value) != 1:
+                log.warning("mallopt(%d, %d) refused", option, value)
     except (OSError, AttributeError):  # not glibc (musl, macOS): nothing to tune
         pass
 
 
 def post_fork(server, worker) -> None:
-    _mallopt_arena_max(server.log)
+    _mallopt(server.log)
 
 
 def post_worker_init(worker) -> None:

@@ -150,9 +150,10 @@ class Server:
         self.stop()
 
 
-def rss_kb(pid: int) -> int:
+def rss_kb(pid: int, field: str = "VmRSS") -> int:
+    """Resident set in KiB; ``field="RssAnon"`` counts the heap only (not mmap()ed files such as SQLite's)."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
+        if line.startswith(field + ":"):
             return int(line.split()[1])
     return 0
 

@@ -87,7 +87,11 @@ def drive(port: int, hot: list[str], total: int, start: int, threads: int = 8) -
 
 
 def run(alloc: str, total: int, work: Path) -> dict:
-    env = {"MEDIAPROXY_MAX_REQUESTS": "0", "MEDIAPROXY_MALLOC_ARENA_MAX": "0" if alloc == "glibc" else "2"}
+    env = {"MEDIAPROXY_MAX_REQUESTS": "0"}
+    if alloc == "glibc":  # glibc's own defaults: no mallopt at all
+        env.update(MEDIAPROXY_MALLOC_ARENA_MAX="0", MEDIAPROXY_MALLOC_MMAP_THRESHOLD="0")
+    elif alloc == "arena2":  # the arena cap alone
+        env.update(MEDIAPROXY_MALLOC_MMAP_THRESHOLD="0")
     preload = JEMALLOC if alloc == "jemalloc" else ""
     with Server(work / alloc, env=env, preload=preload) as srv:
         hot, _ = seed(srv)
@@ -95,26 +99,35 @@ def run(alloc: str, total: int, work: Path) -> dict:
         errors = drive(srv.port, hot, warm, 0)
         pids = srv.worker_pids()
         samples = [[rss_kb(p) for p in pids]]
+        anon = [[rss_kb(p, "RssAnon") for p in pids]]
         done = 0
         while done < total:
             errors += drive(srv.port, hot, step, warm + done)
             done += step
             samples.append([rss_kb(p) for p in pids])
+            anon.append([rss_kb(p, "RssAnon") for p in pids])
         base = [s / 1024 for s in samples[0]]
         end = [s / 1024 for s in samples[-1]]
         peak = [max(s[i] for s in samples) / 1024 for i in range(len(pids))]
         change = [round((e - b) / b * 100, 1) for b, e in zip(base, end, strict=True)]
+        anon_change = [round((e - b) / b * 100, 1) for b, e in zip(anon[0], anon[-1], strict=True)]
+        # Trend, less sensitive to where one sample falls in a transform: mean of the last 3 vs the first 3.
+        first3 = [sum(s[i] for s in samples[:3]) / 3 for i in range(len(pids))]
+        last3 = [sum(s[i] for s in samples[-3:]) / 3 for i in range(len(pids))]
+        trend = [round((b - a) / a * 100, 1) for a, b in zip(first3, last3, strict=True)]
         return {"errors": errors, "requests": total + warm, "workers": len(pids),
                 "rss_mib_samples": [[round(x / 1024, 1) for x in s] for s in samples],
                 "baseline_mib": [round(x, 1) for x in base], "end_mib": [round(x, 1) for x in end],
-                "peak_mib": [round(x, 1) for x in peak], "change_pct": change,
+                "peak_mib": [round(x, 1) for x in peak], "change_pct": change, "trend_pct": trend,
+                "anon_mib_samples": [[round(x / 1024, 1) for x in s] for s in anon], "anon_change_pct": anon_change,
                 "flat": all(abs(c) <= 10 for c in change)}
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--requests", type=int, default=20000)
-    ap.add_argument("--allocators", default="arena2,glibc,jemalloc")
+    ap.add_argument("--allocators", default="default,arena2,glibc,jemalloc",
+                    help="default = gunicorn.conf.py's (arena cap + fixed mmap threshold)")
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="bench-mem-"))
     load = wait_quiet()
@@ -129,11 +142,12 @@ def main() -> None:
     md = ["# Worker RSS over mixed requests (target 4: flat within +-10%)\n",
           f"{args.requests} requests after a 2,000-request warm-up, 70% hits / 30% misses, 8 client threads, "
           f"2 workers x 4 threads; load {load}\n",
-          "| allocator | baseline MiB (per worker) | end MiB | peak MiB | change % | flat | errors |",
-          "|---|---|---|---|---|---|---:|"]
+          "| allocator | baseline MiB (per worker) | end MiB | peak MiB | end vs baseline % | last 3 vs first 3 % "
+          "| heap (RssAnon) end vs baseline % | flat | errors |",
+          "|---|---|---|---|---|---|---|---|---:|"]
     for alloc, r in out.items():
         md.append(f"| {alloc} | {r['baseline_mib']} | {r['end_mib']} | {r['peak_mib']} | {r['change_pct']} | "
-                  f"{'yes' if r['flat'] else 'no'} | {r['errors']} |")
+                  f"{r['trend_pct']} | {r['anon_change_pct']} | {'yes' if r['flat'] else 'no'} | {r['errors']} |")
     write_results("memory", {"load": load, "results": out}, "\n".join(md))
 
 
