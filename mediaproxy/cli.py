@@ -25,7 +25,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from .signing import sign_path
 
     url = "https://upload.wikimedia.org/wikipedia/commons/4/47/PNG_transparency_demonstration_1.png"
-    print(f"  {'signed external image':34s} {base}/external/{sign_path(url, settings.secret_key)}?width=200")
+    print(f"  {'signed external image (internet)':34s} {base}/external/{sign_path(url, settings.secret_key)}?width=200")
     return 0
 
 
