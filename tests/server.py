@@ -77,7 +77,7 @@ class Server:
     """One gunicorn process running mediaproxy with the given backend and settings."""
 
     def __init__(self, backend: str, workdir: Path, moto: MotoS3 | None = None, env: dict | None = None,
-                 workers: int = 1, threads: int = 4):
+                 workers: int = 1, threads: int = 4, extra_args: tuple[str, ...] = ()):
         self.backend = backend
         self.moto = moto
         self.port = free_port()
@@ -110,7 +110,7 @@ class Server:
         self.log = open(workdir / "gunicorn.log", "wb")  # noqa: SIM115
         self.proc = subprocess.Popen(
             [str(Path(sys.executable).with_name("gunicorn")), "-c", str(ROOT / "gunicorn.conf.py"),
-             "-b", f"127.0.0.1:{self.port}", "mediaproxy.wsgi:app"],
+             "-b", f"127.0.0.1:{self.port}", *extra_args, "mediaproxy.wsgi:app"],
             cwd=ROOT,
             env=full_env,
             stdout=self.log,

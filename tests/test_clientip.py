@@ -6,11 +6,7 @@ from __future__ import annotations
 
 import http.client
 import ipaddress
-import os
-import signal
 import socket
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -22,7 +18,7 @@ from mediaproxy.settings import Settings
 
 from . import media
 from .origin import Origin
-from .server import AWS_ENV, ROOT, SECRET, free_port, wait_http
+from .server import Server
 
 
 def nets(*cidrs: str) -> NetworkSet:
@@ -133,40 +129,18 @@ def test_refresh_rewrites_a_list_only_from_valid_data(tmp_path):
 # -- over HTTP ----------------------------------------------------------------------------------
 
 
-class Guarded:
+class Guarded(Server):
     """gunicorn listening on 127.0.0.1 and [::1], with the allow-list on."""
 
     def __init__(self, workdir: Path, env: dict[str, str]):
-        self.port4 = free_port()
         with socket.socket(socket.AF_INET6) as s:
             s.bind(("::1", 0))
             self.port6 = s.getsockname()[1]
-        self.storage = workdir / "storage"
-        self.storage.mkdir(parents=True, exist_ok=True)
-        full_env = {
-            **{k: v for k, v in os.environ.items() if not k.startswith("MEDIAPROXY_")},
-            **AWS_ENV,
-            "MEDIAPROXY_SECRET_KEY": SECRET,
-            "MEDIAPROXY_STORAGE": str(self.storage),
-            "MEDIAPROXY_CACHE_DIR": str(workdir / "cache"),
-            "MEDIAPROXY_ACCESS_LOG": "0",
-            "MEDIAPROXY_WORKERS": "1",
-            "MEDIAPROXY_THREADS": "2",
-            "MEDIAPROXY_LOG_LEVEL": "warning",
-            **env,
-        }
-        self.log = open(workdir / "gunicorn.log", "wb")  # noqa: SIM115
-        self.proc = subprocess.Popen(
-            [str(Path(sys.executable).with_name("gunicorn")), "-c", str(ROOT / "gunicorn.conf.py"),
-             "-b", f"127.0.0.1:{self.port4}", "-b", f"[::1]:{self.port6}", "mediaproxy.wsgi:app"],
-            cwd=ROOT, env=full_env, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True,
-        )
-        wait_http(f"http://127.0.0.1:{self.port4}/_health", proc=self.proc)
+        super().__init__("local", workdir, env=env, threads=2, extra_args=("-b", f"[::1]:{self.port6}"))
+        self.port4 = self.port
 
-    def put(self, key: str, data: bytes) -> None:
-        path = self.storage / "cdn" / key
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(data)
+    def put(self, key: str, data: bytes) -> None:  # type: ignore[override]
+        super().put("cdn", key, data)
 
     def request(self, path: str, source: str = "127.0.0.1", headers: list[tuple[str, str]] = (),
                 method: str = "GET", body: bytes | None = None) -> tuple[int, dict[str, str], bytes]:
@@ -184,15 +158,6 @@ class Guarded:
             return resp.status, {k.lower(): v for k, v in resp.getheaders()}, resp.read()
         finally:
             conn.close()
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-        self.log.close()
 
 
 @pytest.fixture(scope="module")

@@ -16,6 +16,7 @@ from mediaproxy.media import pipeline as P
 from mediaproxy.media.spec import BANNER, BOX, FITS, SQUARE, parse_spec
 
 from . import media
+from .cdnutil import gif6, webp6
 
 LIMITS = P.Limits(max_pixels=100_000_000, max_frames=1000, max_animation_pixels=400_000_000)
 
@@ -98,14 +99,6 @@ def jpeg640() -> bytes:
     return media.jpeg(640, 480)
 
 
-@cache
-def gif6() -> bytes:
-    return media.animation(120, 90, frames=6, delay=70, fmt="gif")
-
-
-@cache
-def webp6() -> bytes:
-    return media.animation(120, 90, frames=6, delay=70, fmt="webp")
 
 
 @pytest.mark.parametrize("fit", sorted(FITS))
