@@ -117,7 +117,11 @@ class Server:
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-        wait_http(self.base + "/_health", proc=self.proc)
+        try:
+            wait_http(self.base + "/_health", proc=self.proc)
+        except BaseException:
+            self.stop()  # never leave a half-started server behind
+            raise
 
     def url(self, path: str) -> str:
         return self.base + path
