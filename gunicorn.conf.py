@@ -2,7 +2,7 @@
 (``MEDIAPROXY_*``); gunicorn's own command-line flags still win.
 
 The defaults were chosen by measurement on a 2-core machine: see
-docs/performance.md "Tuning" for the numbers and bench/tune.sh to redo them.
+docs/performance.md "Tuning" for the numbers and bench/tune.py to redo them.
 """
 
 import ctypes

@@ -39,6 +39,7 @@ from .hotpath import result_key
 from .http import IMMUTABLE, NO_STORE, http_date, not_modified, pick_range
 from .media.pipeline import PIPELINE_VERSION
 from .routes.cdn import FAMILIES, ImageResource
+from .storage import BoundedFile
 
 access = logging.getLogger("mediaproxy.access")
 
@@ -177,8 +178,6 @@ class FastPath:
                 if method == "HEAD" or length == 0:
                     entry.close()
                 elif entry.file is not None:
-                    from .storage.local import BoundedFile
-
                     f = BoundedFile(entry.file, start, length)
                     wrapper = environ.get("wsgi.file_wrapper")
                     body = wrapper(f, 64 * 1024) if wrapper else _chunks(f)

@@ -11,6 +11,7 @@ import falcon
 from .cache import Entry
 from .errors import RangeNotSatisfiable
 from .hotpath import etag_matches, parse_range
+from .storage import BoundedFile
 
 IMMUTABLE = "public, max-age=31536000, immutable"
 NO_STORE = "no-store"
@@ -105,12 +106,9 @@ def respond(
 def respond_entry(req: falcon.Request, resp: falcon.Response, entry: Entry) -> None:
     if entry.file is not None:
         f: BinaryIO = entry.file
-        header_offset = 0
 
         def opener(start: int, end: int) -> BinaryIO:
-            from .storage.local import BoundedFile
-
-            return BoundedFile(f, header_offset + start, end - start + 1)  # type: ignore[return-value]
+            return BoundedFile(f, start, end - start + 1)  # type: ignore[return-value]
 
         try:
             respond(req, resp, entry.content_type, entry.etag, entry.last_modified, entry.length, opener=opener)

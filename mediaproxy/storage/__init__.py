@@ -24,6 +24,36 @@ class ObjectInfo:
     etag: str | None = None  # the store's own tag, without quotes
 
 
+class BoundedFile:
+    """A file positioned at ``start`` that reads at most ``length`` bytes.
+
+    It keeps ``fileno()`` so gunicorn's ``wsgi.file_wrapper`` can ``sendfile``
+    (gunicorn sends from the current offset and stops at Content-Length).
+    """
+
+    __slots__ = ("_f", "_left")
+
+    def __init__(self, f: BinaryIO, start: int, length: int):
+        f.seek(start)
+        self._f = f
+        self._left = length
+
+    def read(self, n: int = -1) -> bytes:
+        if self._left <= 0:
+            return b""
+        if n is None or n < 0 or n > self._left:
+            n = self._left
+        data = self._f.read(n)
+        self._left -= len(data)
+        return data
+
+    def fileno(self) -> int:
+        return self._f.fileno()
+
+    def close(self) -> None:
+        self._f.close()
+
+
 class Body(Protocol):
     """A readable stream of one object (or one range of it)."""
 
