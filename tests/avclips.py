@@ -85,14 +85,17 @@ def _video_frames(spec: Spec, noisy: bool, split: bool, seed: int = 7):
         yield frame
 
 
-def make(spec: Spec, noisy: bool = False, split: bool = False) -> bytes:
+def make(spec: Spec, noisy: bool = False, split: bool = False, video_options: dict | None = None,
+         container_options: dict | None = None) -> bytes:
     """The clip; ``noisy`` makes every frame random noise (large, incompressible);
-    ``split`` paints the right half of every frame blue."""
+    ``split`` paints the right half of every frame blue; the options go to the
+    encoder and the muxer (e.g. ``{"live": "1"}``: a WebM with no duration)."""
     buf = io.BytesIO()
-    with av.open(buf, mode="w", format=spec.container) as out:
+    with av.open(buf, mode="w", format=spec.container, options=container_options or {}) as out:
         vs = astream = None
         if spec.vcodec:
             opts = {"preset": "ultrafast", "crf": "10"} if noisy else {}
+            opts.update(video_options or {})
             vs = out.add_stream(spec.vcodec, rate=spec.fps, options=opts)
             vs.width, vs.height, vs.pix_fmt = spec.width, spec.height, "yuv420p"
             vs.gop_size = spec.gop

@@ -453,3 +453,26 @@ def test_external_urls_follow_the_network_rules(make_server, origin):
     assert r.status_code == 403, r.text
     r = post(guarded, "/_metadata", {"url": "http://169.254.169.254/latest/meta-data/"})
     assert r.status_code == 403
+
+
+def test_video_over_the_pixel_cap_is_413_before_decoding(make_server, files):
+    capped = make_server("local", env={"MEDIAPROXY_MAX_PIXELS": str(160 * 90 - 1)})  # the clips are 160x90
+    url = store(capped, files["mp4"])
+    for path, body in (("/_thumbnail", {"video_url": url}), ("/_frames", {"video_url": url, "count": 3}),
+                       ("/_metadata", {"url": url})):
+        r = post(capped, path, body)
+        assert r.status_code == 413, (path, r.status_code, r.text)
+        assert "pixel limit" in r.text and r.headers["Cache-Control"] == "no-store"
+
+
+def test_frames_and_metadata_of_a_video_with_no_stored_duration(server):
+    # A WebM muxed live (as a browser's MediaRecorder writes it) has no Duration element.
+    url = store(server, make(Spec("webm", "libvpx-vp9", None), container_options={"live": "1"}), ext=".webm")
+    r = post(server, "/_frames", {"video_url": url, "count": 5})
+    assert r.status_code == 200, r.text
+    frames = r.json()["frames"]
+    assert [f["timestamp"] for f in frames] == pytest.approx([0.0, 0.6, 1.2, 1.8, 2.4], abs=0.03)
+    assert [index_of(jpeg_of(base64.b64decode(f["data"]))) for f in frames] == [0, 6, 12, 18, 24]
+    meta = post(server, "/_metadata", {"url": url}).json()
+    assert meta["duration"] == pytest.approx(3.0, abs=0.11)
+    assert meta["frame_count"] == 30

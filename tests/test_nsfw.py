@@ -119,3 +119,23 @@ def test_prepare_handles_alpha_grey_and_small_images():
 
 def test_detector_is_loaded_once():
     assert nsfw.detector() is nsfw.detector()
+
+
+def test_a_model_that_cannot_load_gives_null_scores_and_is_not_retried(monkeypatch):
+    from mediaproxy.media import pipeline, probe
+
+    calls = []
+
+    def missing_model() -> str:
+        calls.append(1)
+        return "/nonexistent/320n.onnx"
+
+    monkeypatch.setattr(nsfw, "_detector", None)
+    monkeypatch.setattr(nsfw, "_failed", None)
+    monkeypatch.setattr(nsfw, "model_path", missing_model)
+    limits = pipeline.Limits(10**8, 100, 10**9)
+    for _ in range(2):
+        meta = probe.analyse(probe.image(media.png(64, 48), limits), 0.5)
+        assert meta.nsfw_score is None and meta.nsfw_detected is None
+        assert meta.blurhash  # the rest of the metadata is still answered
+    assert calls == [1]

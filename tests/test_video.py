@@ -7,7 +7,7 @@ import io
 
 import pytest
 
-from mediaproxy.errors import BadRequest
+from mediaproxy.errors import BadRequest, TooLarge
 from mediaproxy.media import video
 from mediaproxy.storage.local import LocalStorage
 from mediaproxy.storage.reader import ObjectReader
@@ -136,3 +136,48 @@ def test_phone_rotation_is_applied(degrees, size, green_at):
     opposite = {"left": "right", "right": "left", "top": "bottom", "bottom": "top"}[green_at]
     blue = im.getpoint(*probes[opposite])
     assert blue[2] > 200 and blue[1] < 60, blue
+
+
+def _one_keyframe() -> bytes:
+    """10 s, 100 frames, a single keyframe (as screen recorders write)."""
+    return avclips.make(avclips.Spec("mp4", "libx264", None, seconds=10, gop=1000),
+                        video_options={"x264-params": "keyint=1000:scenecut=0"})
+
+
+def test_one_keyframe_video_is_decoded_forward_once_not_per_timestamp():
+    container, stream = _open(_one_keyframe())
+    frames = video._Frames(container, stream, None)
+    stamps = [i * 10.0 / 10 for i in range(10)]
+    for ts in stamps:
+        t, frame = frames.at(ts)
+        assert t == pytest.approx(ts, abs=1e-3)
+        red = video.frame_to_image(frame).getpoint(80, 45)[0]
+        assert avclips.frame_index(red) == round(ts * 10) % 32  # the colour code wraps every 32 frames
+    # Seeking back to the only keyframe for every timestamp would decode ~460 frames.
+    assert frames.decoded <= 100
+
+
+def test_dense_keyframes_are_still_reached_by_seeking(clips):
+    container, stream = _open(clips["mp4"])  # a keyframe every second
+    frames = video._Frames(container, stream, None)
+    frames.at(0.0)
+    t, _ = frames.at(2.9)
+    assert t == pytest.approx(2.9, abs=1e-3)
+    assert frames.decoded <= 12  # frame 0, then the GOP from 2.0 s: not all 30 frames
+
+
+def test_duration_is_scanned_when_the_container_has_none():
+    live = avclips.make(avclips.Spec("webm", "libvpx-vp9", None), container_options={"live": "1"})
+    container, stream = _open(live)
+    assert stream.duration is None and container.duration is None  # what a browser's MediaRecorder writes
+    duration = video.duration_of(container, stream)
+    assert duration == pytest.approx(3.0, abs=0.11)
+    got = video.frames_at(container, stream, [i * duration / 5 for i in range(5)])
+    assert [_index(im) for _, im in got] == [0, 6, 12, 18, 24]
+
+
+def test_frames_over_the_pixel_cap_are_refused_before_decoding(clips):
+    container, stream = _open(clips["mp4"])  # 160x90
+    with pytest.raises(TooLarge):
+        video.frames_at(container, stream, [0.0], max_pixels=160 * 90 - 1)
+    assert video.frames_at(container, stream, [0.0], max_pixels=160 * 90)

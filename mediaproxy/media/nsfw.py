@@ -28,12 +28,15 @@ highest probability reaches the threshold.
 from __future__ import annotations
 
 import importlib.util
+import logging
 import os
 import threading
 from dataclasses import dataclass
 
 import numpy as np
 import pyvips
+
+log = logging.getLogger("mediaproxy.nsfw")
 
 SIZE = 320
 
@@ -147,13 +150,20 @@ class Detector:
 
 _lock = threading.Lock()
 _detector: Detector | None = None
+_failed: str | None = None  # why loading failed; a failed load is not retried per request
 
 
-def detector() -> Detector:
-    """The worker's detector, loaded on first use (about 0.1 s) and kept."""
-    global _detector
-    if _detector is None:
+def detector() -> Detector | None:
+    """The worker's detector, loaded on first use (about 0.1 s) and kept; None
+    when the model cannot be loaded (logged once: metadata is then answered
+    with ``nsfw_score: null`` rather than failing)."""
+    global _detector, _failed
+    if _detector is None and _failed is None:
         with _lock:
-            if _detector is None:
-                _detector = Detector()
+            if _detector is None and _failed is None:
+                try:
+                    _detector = Detector()
+                except Exception as exc:
+                    _failed = f"{type(exc).__name__}: {exc}"
+                    log.error("NSFW model unavailable, nsfw_score will be null: %s", _failed)
     return _detector

@@ -12,7 +12,7 @@ from typing import BinaryIO
 
 import pyvips
 
-from ..errors import ProcessingError, TooLarge
+from ..errors import ProcessingError
 from . import pipeline, video
 from .spec import TransformSpec
 
@@ -20,12 +20,7 @@ from .spec import TransformSpec
 def poster(source: BinaryIO, spec: TransformSpec, limits: pipeline.Limits, timestamp: float = 0.0) -> pipeline.Output:
     container = video.open_container(source)
     try:
-        stream = container.streams.video[0] if container.streams.video else None
-        if stream is not None and stream.codec_context is not None:
-            w, h = stream.codec_context.width or 0, stream.codec_context.height or 0
-            if w * h > limits.max_pixels:
-                raise TooLarge(f"video is {w}x{h}, over the {limits.max_pixels} pixel limit")
-        _, frame = video.grab_frame(container, timestamp)
+        _, frame = video.grab_frame(container, timestamp, limits.max_pixels)
     finally:
         container.close()
     try:

@@ -187,18 +187,19 @@ def _container_duration(container: av.container.InputContainer) -> float | None:
     return best
 
 
-def audio_video(source: BinaryIO, size: int) -> Metadata:
-    """Metadata of a video or audio file read through a seekable file."""
+def audio_video(source: BinaryIO, size: int, max_pixels: int | None = None) -> Metadata:
+    """Metadata of a video or audio file read through a seekable file; frames
+    over ``max_pixels`` are refused (413) before any is decoded."""
     head = source.read(64)
     source.seek(0)
     container = video.open_container(source)
     try:
-        return _audio_video(container, head, size)
+        return _audio_video(container, head, size, max_pixels)
     finally:
         container.close()
 
 
-def _audio_video(container: av.container.InputContainer, head: bytes, size: int) -> Metadata:
+def _audio_video(container: av.container.InputContainer, head: bytes, size: int, max_pixels: int | None) -> Metadata:
     video.check_container(container)
     vstream = video.video_stream(container)
     astream = container.streams.audio[0] if container.streams.audio else None
@@ -229,14 +230,21 @@ def _audio_video(container: av.container.InputContainer, head: bytes, size: int)
     if rate:
         meta.fps = round(float(rate), 3)
     vduration = video.duration_of(container, vstream)
+    if meta.duration is None and vduration:
+        meta.duration = round(vduration, 3)
+        if not meta.bitrate:
+            meta.bitrate = int(size * 8 / vduration)
     if vstream.frames:
         meta.frame_count = int(vstream.frames)
     elif rate and vduration:
         meta.frame_count = round(vduration * float(rate))  # estimate: the container keeps no count
     stamps = [i * vduration / SCORED_FRAMES for i in range(SCORED_FRAMES)] if vduration else [0.0]
-    meta.frames = [im for _, im in video.frames_at(container, vstream, stamps)]
-    if meta.frames:
-        meta.width, meta.height = meta.frames[0].width, meta.frames[0].height
+    for i, (_, im) in enumerate(video.iter_frames_at(container, vstream, stamps, max_pixels)):
+        if i == 0:
+            meta.width, meta.height = im.width, im.height  # upright: the display rotation applied
+        # Only NSFW scoring (320 px) and the BlurHash (32 px) look at the frames: keep them small,
+        # so the full-size decoded frames are freed one by one.
+        meta.frames.append(im.thumbnail_image(nsfw.SIZE, height=nsfw.SIZE, size="down").copy_memory())
     return meta
 
 
@@ -248,8 +256,9 @@ def analyse(meta: Metadata, nsfw_threshold: float, nsfw_enabled: bool = True) ->
     if not meta.frames:
         return meta
     meta.blurhash = placeholder.encode(meta.frames[0])
-    if nsfw_enabled:
-        result = nsfw.detector().score([nsfw.prepare(im) for im in meta.frames], nsfw_threshold)
+    detector = nsfw.detector() if nsfw_enabled else None
+    if detector is not None:
+        result = detector.score([nsfw.prepare(im) for im in meta.frames], nsfw_threshold)
         meta.nsfw_score = round(result.score, 6)
         meta.nsfw_detected = result.score >= nsfw_threshold
         meta.nsfw_labels = list(result.labels)

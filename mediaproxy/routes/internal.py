@@ -207,7 +207,7 @@ class MetadataResource(Internal):
             meta.content_hash = hashlib.sha256(data).hexdigest()
             return meta
         with self.ctx.transform_slot():
-            meta = probe.audio_video(reader, reader.size)
+            meta = probe.audio_video(reader, reader.size, self.ctx.limits.max_pixels)
         meta.content_hash = self.hash_object(reader, bucket, key)
         return meta
 
@@ -232,7 +232,7 @@ class MetadataResource(Internal):
                     raise TooLarge(f"source is over the {self.ctx.settings.max_source_bytes} byte cap")
                 meta = probe.image(data, self.ctx.limits)
             else:
-                meta = probe.audio_video(io.BytesIO(data), len(data))
+                meta = probe.audio_video(io.BytesIO(data), len(data), self.ctx.limits.max_pixels)
         meta.content_hash = hashlib.sha256(data).hexdigest()
         return meta
 
@@ -252,7 +252,7 @@ class ThumbnailResource(Internal):
             container = video.open_container(reader)
             try:
                 stream = video.playable_video(container)
-                t, im = video.frames_at(container, stream, [timestamp])[0]
+                t, im = video.frames_at(container, stream, [timestamp], self.ctx.limits.max_pixels)[0]
                 data = to_jpeg(im, width, height)
             finally:
                 container.close()
@@ -280,7 +280,8 @@ class FramesResource(Internal):
                 stream = video.playable_video(container)
                 duration = video.duration_of(container, stream)
                 stamps = [i * duration / count for i in range(count)]
-                for ts, (t, im) in zip(stamps, video.iter_frames_at(container, stream, stamps), strict=True):
+                decoded = video.iter_frames_at(container, stream, stamps, self.ctx.limits.max_pixels)
+                for ts, (t, im) in zip(stamps, decoded, strict=True):
                     frames.append(
                         {
                             "timestamp": round(ts, 3),
