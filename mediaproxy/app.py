@@ -74,6 +74,9 @@ def configure_vips(settings: Settings) -> None:
     # itself: libvips' operation cache only holds memory.
     pyvips.cache_set_max(0)
     pyvips.cache_set_max_mem(0)
+    # libvips' own chatter ("thumbnailing ...", one line per operation) reaches
+    # Python logging through pyvips at INFO: keep the log to one line per request.
+    logging.getLogger("pyvips").setLevel(logging.WARNING)
 
 
 def create_app(settings: Settings, storage: Storage | None = None) -> falcon.App:

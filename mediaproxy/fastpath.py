@@ -107,6 +107,8 @@ class FastPath:
             return held[1]
         entry = self.cache.get(rkey)
         if entry is not None and entry.body is not None and entry.length <= _L1_ITEM_MAX:
+            if held is not None:  # an expired copy is replaced: count its bytes once
+                self._l1_bytes -= held[1].length
             if self._l1_bytes + entry.length > _L1_BYTES:
                 self._l1.clear()
                 self._l1_bytes = 0

@@ -158,3 +158,24 @@ def test_bad_headers_do_not_break_anything(server):
                     {"If-Range": "garbage"}, {"Range": "bytes=\u00b2-"}):
         status, _, _ = raw_request(server.base, "GET", f"{path}.png", headers)
         assert status in (200, 206, 416), headers
+
+
+@pytest.mark.parametrize("fit", ["inside", "outside"])
+def test_square_routes_answer_a_square_for_every_fit(server, fit):
+    key = put_avatar(server, media.jpeg(200, 100))
+    r = server.get(f"{key}.png?size=64&fit={fit}")
+    assert r.status_code == 200, r.text
+    im = media.decode(r.content)
+    assert (im.width, im.height) == (64, 64)
+
+
+@pytest.mark.parametrize(("ext", "side"), [("webp", 16383), ("avif", 16384), ("jpg", 65500)])
+def test_output_wider_than_the_format_allows_is_400_with_a_reason(server, ext, side):
+    guild, h = snowflake(), hash_()
+    wide = media.gradient(side + 1, 2).pngsave_buffer()  # a valid, small source: 2 rows
+    server.put("cdn", f"banners/{guild}/{h}", wide)
+    r = server.get(f"/banners/{guild}/{h}.{ext}")
+    assert_error(r, 400)
+    assert f"at most {side} pixels" in r.text
+    r = server.get(f"/banners/{guild}/{h}.{ext}?width=4096")
+    assert r.status_code == 200 and media.decode(r.content).width == 4096

@@ -150,3 +150,9 @@ def test_attachment_profile_passthrough():
     assert parse_spec(ATTACHMENT, {"quality": "lossless"}, None).canonical() == "passthrough"
     spec = parse_spec(ATTACHMENT, {"width": "10"}, None)
     assert spec.transform and spec.format == SOURCE and spec.lossless
+
+
+def test_square_routes_stay_square_whatever_the_fit():
+    assert canon(SQUARE, {"size": "64", "fit": "inside"}) == canon(SQUARE, {"size": "64", "fit": "contain"})
+    assert canon(SQUARE, {"size": "64", "fit": "outside"}) == canon(SQUARE, {"size": "64", "fit": "cover"})
+    assert parse_spec(BANNER, {"width": "64", "height": "64", "fit": "inside"}, "png").fit == "inside"

@@ -312,12 +312,28 @@ def _bad_input(exc: pyvips.Error) -> bool:
     return any(fault in first for fault in _INPUT_FAULTS)
 
 
+# The largest frame side each encoder writes (libvips 8.18: WebP 16383, AVIF 16384,
+# JPEG 65500, GIF 65535; PNG has no practical limit).
+MAX_SIDE = {"webp": 16383, "avif": 16384, "jpeg": 65500, "gif": 65535}
+
+
+def check_output(fmt: str, pl: Plan) -> None:
+    """A 400 that says why, before decoding, for a frame the format cannot hold."""
+    side = MAX_SIDE.get(fmt)
+    if side is not None and max(pl.out_w, pl.out_h) > side:
+        raise BadRequest(
+            f"{fmt} cannot hold a {pl.out_w}x{pl.out_h} image (at most {side} pixels a side): "
+            "ask for a smaller width/height or another format"
+        )
+
+
 def transform(buf: bytes, spec: TransformSpec, limits: Limits, p: Probe | None = None) -> Output:
     p = p or probe(buf)
     fmt = output_format(spec, p)
     animate = should_animate(spec, p, fmt)
     check_limits(p, limits, animate)
     pl = plan(spec, p.width, p.height)
+    check_output(fmt, pl)
     try:
         im = _decode(buf, spec, p, pl, animate)
         page_h = im.get("page-height") if animate and im.get_typeof("page-height") else im.height

@@ -33,6 +33,7 @@ DEFAULT_QUALITY = {"jpeg": 80, "webp": 85, "avif": 60}
 PRESETS = {"high": 80, "low": 20, "lossless": 100}
 
 FITS = frozenset(("cover", "contain", "fill", "inside", "outside"))
+SQUARE_FITS = {"inside": "contain", "outside": "cover"}
 POSITIONS = {
     "center": "center",
     "centre": "center",
@@ -215,6 +216,10 @@ def parse_spec(
         width = height = size
         if profile.box:
             fit = "inside"
+        elif profile.square:
+            # The output is always size x size: the two fits that would not
+            # give a square fold into the ones that do (letterbox, crop).
+            fit = SQUARE_FITS.get(fit, fit)
 
     transform = True
     if profile is ATTACHMENT:
