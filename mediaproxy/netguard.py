@@ -23,9 +23,11 @@ missing) type is accepted when the bytes sniff as media.
 
 from __future__ import annotations
 
+import io
 import ipaddress
 import re
 import socket
+import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -204,6 +206,59 @@ def system_resolver(host: str, port: int) -> list[str]:
     return out
 
 
+class Watchdog:
+    """Enforces a fetch's total deadline on every socket it opens.
+
+    Socket timeouts bound each read, not the sum of them: an origin that
+    trickles one header byte just inside the read timeout would hold the
+    request forever. When the deadline passes, the watchdog shuts the open
+    sockets down, so whatever is blocked on them returns at once, and the
+    fetch reports a timeout.
+    """
+
+    def __init__(self, seconds: float):
+        self.expired = False
+        self._conns: list[object] = []
+        self._lock = threading.Lock()
+        self._timer = threading.Timer(seconds, self._fire)
+        self._timer.daemon = True
+        self._timer.start()
+
+    def watch(self, pool: urllib3.HTTPConnectionPool) -> None:
+        """Register every connection ``pool`` makes."""
+        new_conn = pool._new_conn
+
+        def watched():
+            conn = new_conn()
+            with self._lock:
+                self._conns.append(conn)
+                expired = self.expired
+            if expired:
+                _shutdown(conn)
+            return conn
+
+        pool._new_conn = watched  # type: ignore[method-assign]
+
+    def _fire(self) -> None:
+        with self._lock:
+            self.expired = True
+            conns = list(self._conns)
+        for conn in conns:
+            _shutdown(conn)
+
+    def cancel(self) -> None:
+        self._timer.cancel()
+
+
+def _shutdown(conn: object) -> None:
+    sock = getattr(conn, "sock", None)
+    if sock is not None:
+        try:
+            sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
+
 class Fetcher:
     def __init__(
         self,
@@ -297,7 +352,9 @@ class Fetcher:
             )
         return urllib3.HTTPConnectionPool(str(ip), **common)
 
-    def _request(self, target: Target, deadline: float) -> tuple[urllib3.HTTPConnectionPool, urllib3.BaseHTTPResponse]:
+    def _request(
+        self, target: Target, deadline: float, watchdog: Watchdog
+    ) -> tuple[urllib3.HTTPConnectionPool, urllib3.BaseHTTPResponse]:
         headers = {
             "Host": target.host_header,
             "User-Agent": USER_AGENT,
@@ -310,6 +367,7 @@ class Fetcher:
             if remaining <= 0:
                 raise UpstreamTimeout("origin timeout")
             pool = self._pool(target, ip, remaining)
+            watchdog.watch(pool)
             try:
                 return pool, pool.urlopen(
                     "GET", target.path, headers=headers, redirect=False, retries=False,
@@ -332,9 +390,23 @@ class Fetcher:
 
     def fetch(self, url: str) -> Fetched:
         deadline = time.monotonic() + self.timeout
+        watchdog = Watchdog(self.timeout)
+        try:
+            fetched = self._fetch(url, deadline, watchdog)
+        except MediaError:
+            if watchdog.expired:  # whatever broke, it broke because the deadline shut the socket
+                raise UpstreamTimeout("origin timeout") from None
+            raise
+        finally:
+            watchdog.cancel()
+        if watchdog.expired:  # a shut-down socket reads as a clean end: the body may be cut short
+            raise UpstreamTimeout("origin timeout")
+        return fetched
+
+    def _fetch(self, url: str, deadline: float, watchdog: Watchdog) -> Fetched:
         for _hop in range(self.max_redirects + 1):
             target = self.target(url)
-            pool, resp = self._request(target, deadline)
+            pool, resp = self._request(target, deadline, watchdog)
             try:
                 if resp.status in REDIRECTS:
                     location = resp.headers.get("Location")
@@ -364,7 +436,8 @@ class Fetcher:
         return Fetched(url, media_type_of(declared, body), body, _http_time(resp.headers.get("Last-Modified")))
 
     def _read(self, resp: urllib3.BaseHTTPResponse, deadline: float) -> bytes:
-        chunks: list[bytes] = []
+        # BytesIO hands its buffer over on getvalue(): the body is never held twice.
+        out = io.BytesIO()
         total = 0
         try:
             while True:
@@ -380,12 +453,12 @@ class Fetcher:
                 total += len(data)
                 if total > self.max_bytes:
                     raise TooLarge(f"origin body is over the {self.max_bytes} byte cap")
-                chunks.append(data)
+                out.write(data)
         except (ReadTimeoutError, TimeoutError):
             raise UpstreamTimeout("origin timeout") from None
         except (HTTPError, OSError) as exc:
             raise UpstreamError(f"origin failure: {type(exc).__name__}") from None
-        return b"".join(chunks)
+        return out.getvalue()
 
 
 def media_type_of(declared: str, body: bytes) -> str:

@@ -20,6 +20,7 @@ class Canned:
     trickle: float = 0.0  # seconds between 1-byte writes of the body
     length: bool = True  # send Content-Length (else the body ends when the connection closes)
     repeat: int = 1  # the body is sent this many times (large bodies without holding them)
+    header_lines: int = 0  # extra header lines sent one by one, ``trickle`` seconds apart
 
 
 class Origin:
@@ -95,12 +96,18 @@ class Origin:
             time.sleep(canned.delay)
         try:
             h.send_response(canned.status)
+            if canned.header_lines:
+                h.flush_headers()
+                for i in range(canned.header_lines):
+                    h.wfile.write(f"X-Pad-{i}: x\r\n".encode())
+                    h.wfile.flush()
+                    time.sleep(canned.trickle)
             for name, value in canned.headers.items():
                 h.send_header(name, value)
             if canned.length:
                 h.send_header("Content-Length", str(len(canned.body) * canned.repeat))
             h.end_headers()
-            if canned.trickle:
+            if canned.trickle and not canned.header_lines:
                 for i in range(len(canned.body)):
                     h.wfile.write(canned.body[i : i + 1])
                     h.wfile.flush()

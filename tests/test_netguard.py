@@ -8,6 +8,7 @@ import ipaddress
 import socket
 import ssl
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
@@ -259,6 +260,16 @@ def test_slow_headers_time_out(origin):
     origin.add("/ng/slow-headers.png", media.png(8, 8), delay=3)
     with pytest.raises(UpstreamTimeout):
         loopback_fetcher(timeout=0.5).fetch(origin.url("/ng/slow-headers.png"))
+
+
+def test_trickled_headers_hit_the_total_timeout(origin):
+    # One header line every 0.1 s for 6 s: each read is well inside any per-read
+    # timeout, so only the watchdog on the whole fetch's deadline can stop it.
+    origin.add("/ng/trickled-headers.png", media.png(8, 8), header_lines=60, trickle=0.1)
+    started = time.monotonic()
+    with pytest.raises(UpstreamTimeout):
+        loopback_fetcher(timeout=0.5).fetch(origin.url("/ng/trickled-headers.png"))
+    assert time.monotonic() - started < 4.0  # not after the 6 s the origin takes
 
 
 def test_slow_body_hits_the_total_timeout(origin):
