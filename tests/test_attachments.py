@@ -170,7 +170,7 @@ def test_download_filenames_survive(server, name):
 
 @pytest.mark.parametrize(
     "filename",
-    ["..", ".", "a..b.txt", "..%2Fetc%2Fpasswd", "a%2Fb.txt", "nul%00.txt", "ctl%01.txt", "tab%09.txt",
+    ["..", ".", "%2E%2E", "..%2Fetc%2Fpasswd", "a%2Fb.txt", "nul%00.txt", "ctl%01.txt", "tab%09.txt",
      "del%7F.txt", "c1%C2%85.txt", "bad%FF.txt", "x" * 256, "%C3%A9" * 128],
 )
 def test_bad_filenames_are_400(server, filename):
@@ -182,6 +182,12 @@ def test_bad_paths_are_400(server):
                  "/attachments/1234/5678/a/b.png", "/attachments/1234/5678/", "/attachments/1234/x.png"):
         assert_error(server.get(path), 400)
     assert_error(server.get("/attachments/1234/5678/x.png?width=5000"), 400)
+
+
+def test_dots_inside_a_filename_are_a_name_not_a_path(server):
+    server.put("cdn", "attachments/1234/5679/Screenshot...final..png", b"dots")
+    r = server.get("/attachments/1234/5679/Screenshot...final..png")
+    assert r.status_code == 200 and r.content == b"dots"
 
 
 def test_longest_filename_is_accepted(server):
