@@ -28,12 +28,21 @@ workers = _int("MEDIAPROXY_WORKERS", cores)
 # 2 and 4 measured equal (hits 11.6k/11.5k req/s, misses 175/176 req/s); 8 lost
 # (9.6k hits, p99 70 ms). 4 keeps a worker busy while others wait on S3.
 threads = _int("MEDIAPROXY_THREADS", 4)
-worker_class = os.environ.get("MEDIAPROXY_WORKER_CLASS", "gthread")
+# gthread that accepts a connection only while it has a thread free: with
+# stock gthread the worker already awake wins every accept race, and in 3 of
+# 16 fresh starts one worker held all 16 of wrk's connections (mediaproxy/worker.py).
+worker_class = os.environ.get("MEDIAPROXY_WORKER_CLASS", "mediaproxy.worker.ThreadWorker")
 timeout = _int("MEDIAPROXY_TIMEOUT", 60)
 graceful_timeout = _int("MEDIAPROXY_GRACEFUL_TIMEOUT", 30)
 # Behind a CDN or load balancer connections are reused: keep them longer than
 # the balancer's idle timeout would be pointless, shorter wastes handshakes.
 keepalive = _int("MEDIAPROXY_KEEPALIVE", 5)
+# Requests served on one kept-alive connection before the response says
+# "Connection: close" (nginx's keepalive_requests, same default). A busy
+# connection is never idle long enough for the keep-alive timeout, so without
+# this the connections a recycled worker dropped would stay piled on the
+# others for good. 0: no limit.
+keepalive_requests = _int("MEDIAPROXY_KEEPALIVE_REQUESTS", 1000)
 # Recycling a worker costs a cold start (~1 s of imports) and a cold memory tier;
 # with the mallopt settings below RSS stays bounded (bench/memory.py), so this
 # is a safety net only, jittered so the workers never restart together.
@@ -75,6 +84,12 @@ def _mallopt(log) -> None:
                 log.warning("mallopt(%d, %d) refused", option, value)
     except (OSError, AttributeError):  # not glibc (musl, macOS): nothing to tune
         pass
+
+
+def pre_request(worker, req) -> None:
+    # Replaces gunicorn's default hook (a debug line per request).
+    if keepalive_requests and req.req_number >= keepalive_requests:
+        req.must_close = True
 
 
 def post_fork(server, worker) -> None:

@@ -1,0 +1,75 @@
+"""The gunicorn worker class and connection settings of gunicorn.conf.py, over real HTTP:
+a worker with no free thread leaves new connections to the others, and a
+kept-alive connection is closed after MEDIAPROXY_KEEPALIVE_REQUESTS requests."""
+
+from __future__ import annotations
+
+import http.client
+import threading
+import time
+
+import pytest
+
+from . import media
+from .origin import Origin
+from .test_external import ext
+
+
+@pytest.fixture(scope="module")
+def origin():
+    o = Origin()
+    yield o
+    o.stop()
+
+
+def test_busy_worker_leaves_new_connections_to_an_idle_one(make_server, origin):
+    # Two workers of one thread each. One is held for 3 s by a slow origin; every
+    # new connection meanwhile must go to the other and be answered at once.
+    # (With MEDIAPROXY_WORKER_CLASS=gthread, stock gunicorn, this fails: about
+    # half of them are accepted by the busy worker and wait the 3 s out.)
+    srv = make_server("local", env={"MEDIAPROXY_FETCH_TIMEOUT": "10"}, workers=2, threads=1)
+    slow = origin.add("/slow-worker.png", media.png(8, 8), delay=3.0)
+    held = threading.Thread(target=lambda: srv.get(ext(slow), timeout=30))
+    held.start()
+    try:
+        time.sleep(0.5)  # the slow request is in its worker's only thread now
+        assert origin.hits("/slow-worker.png") == 1
+        waits = []
+        for _ in range(10):
+            t = time.monotonic()
+            r = srv.get("/_health", headers={"Connection": "close"}, timeout=30)
+            waits.append(time.monotonic() - t)
+            assert r.status_code == 200
+        assert max(waits) < 1.5, [round(w, 2) for w in waits]
+    finally:
+        held.join()
+
+
+def _conn_header(conn: http.client.HTTPConnection) -> tuple[int, str | None]:
+    conn.request("GET", "/_health")
+    r = conn.getresponse()
+    r.read()
+    return r.status, r.getheader("Connection")
+
+
+def test_keepalive_connection_closed_after_the_request_limit(make_server):
+    srv = make_server("local", env={"MEDIAPROXY_KEEPALIVE_REQUESTS": "3"})
+    conn = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=10)
+    try:
+        assert _conn_header(conn) == (200, "keep-alive")
+        assert _conn_header(conn) == (200, "keep-alive")
+        assert _conn_header(conn) == (200, "close")  # the third request on the connection is its last
+        sock = conn.sock
+        assert sock is None or sock.recv(1) == b""  # and the server closed it
+    finally:
+        conn.close()
+
+
+def test_keepalive_request_limit_off(make_server):
+    srv = make_server("local", env={"MEDIAPROXY_KEEPALIVE_REQUESTS": "0"})
+    conn = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=10)
+    try:
+        for _ in range(20):
+            assert _conn_header(conn) == (200, "keep-alive")
+    finally:
+        conn.close()
