@@ -118,7 +118,7 @@ class Server:
         self.proc = subprocess.Popen(
             [str(VENV_BIN / "gunicorn"), "-c", str(ROOT / "gunicorn.conf.py"), "-b", f"127.0.0.1:{self.port}",
              "mediaproxy.wsgi:app"],
-            cwd=ROOT, env=full, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True,
+            cwd=ROOT, env=full, stdout=self.log, stderr=subprocess.STDOUT, process_group=0,
         )
         wait_port(self.port, path="/_health")
 
@@ -219,7 +219,7 @@ http {{
 }}
 """)
         self.proc = subprocess.Popen([exe, "-c", str(conf), "-p", str(self.dir)], stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.DEVNULL, start_new_session=True)
+                                     stderr=subprocess.DEVNULL, process_group=0)
         wait_port(self.port)
 
     def stop(self) -> None:

@@ -149,7 +149,7 @@ def main() -> None:
         conf.write_text(THUMBOR_CONF.format(root=str(images)))
         port = free_port()
         proc = subprocess.Popen([str(exe), "-p", str(port), "-c", str(conf), "-l", "warning"],
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, process_group=0)
         thumbor: dict = {}
         try:
             wait_port(port, path="/healthcheck")
