@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import pyvips
 
 from ..errors import BadRequest, ProcessingError, TooLarge
+from . import jpeg
 from .spec import ANIMATABLE, MIME, SOURCE, TransformSpec
 
 # Loaders we accept, and the format each one stands for. SVG (a vector format
@@ -58,6 +59,7 @@ class Probe:
     pages: int
     has_alpha: bool
     has_icc: bool
+    orientation: int = 1  # EXIF orientation, 1 when absent
 
     @property
     def animated(self) -> bool:
@@ -107,7 +109,8 @@ def probe(buf: bytes | memoryview) -> Probe:
     pages = 1
     if head.get_typeof("n-pages"):
         pages = max(1, head.get("n-pages"))
-    if head.get_typeof("orientation") and head.get("orientation") in (5, 6, 7, 8):
+    orientation = head.get("orientation") if head.get_typeof("orientation") else 1
+    if orientation in (5, 6, 7, 8):
         width, height = height, width
     return Probe(
         format=fmt,
@@ -116,6 +119,7 @@ def probe(buf: bytes | memoryview) -> Probe:
         pages=pages,
         has_alpha=head.hasalpha(),
         has_icc=bool(head.get_typeof("icc-profile-data")),
+        orientation=orientation,
     )
 
 
@@ -256,12 +260,18 @@ def _decode(buf: bytes, spec: TransformSpec, p: Probe, pl: Plan, animate: bool) 
         kwargs["output_profile"] = "srgb"
     option_string = f"n=-1,{_FAIL_ON}" if animate else _FAIL_ON
     shrink = _jpeg_shrink(p, pl) if "crop" not in kwargs else 1
-    if shrink > 1:
+    src = None
+    if p.format == "jpeg" and not p.has_icc and "crop" not in kwargs:
+        # libjpeg-turbo straight, at the DCT scale (media/jpeg.py: 1.3-1.8x libvips' loader);
+        # None for what only libvips handles, or for input the decoder found fault with.
+        src = jpeg.decode(buf, shrink, p.orientation)
+    if src is None and shrink > 1:
         # JPEG decodes at 1/2, 1/4, 1/8 size almost for free (DCT scaling). thumbnail_buffer
         # keeps a factor of 2 for its own resampler (1024 -> 256 decodes 512 pixels across);
         # decoding straight to the largest scale that still covers the target (as thumbor's
         # PIL draft mode does) measured 25% faster on that path (docs/performance.md).
         src = pyvips.Image.new_from_buffer(buf, _FAIL_ON, shrink=shrink, access="sequential")
+    if src is not None:
         upright = not (src.get_typeof("orientation") and src.get("orientation") not in (0, 1))
         if upright and not p.has_icc and (src.width, src.height) == (width, kwargs["height"]):
             return src  # decoded at exactly the target size: nothing left for thumbnail to do

@@ -1,0 +1,140 @@
+"""media/jpeg.py, the libjpeg-turbo decoder in front of libvips' JPEG loader:
+same pixels as libvips at every DCT scale, and back to libvips (None) for
+everything it does not take, so the pipeline's answers never change."""
+
+from __future__ import annotations
+
+import pytest
+import pyvips
+
+from mediaproxy.errors import BadRequest
+from mediaproxy.media import jpeg
+from mediaproxy.media import pipeline as P
+from mediaproxy.media.spec import BANNER, SQUARE, parse_spec
+
+from . import media
+
+LIMITS = P.Limits(max_pixels=100_000_000, max_frames=1000, max_animation_pixels=400_000_000)
+
+
+def photo(width: int, height: int) -> pyvips.Image:
+    """Smooth shapes plus grain: real JPEG work, unlike a flat gradient."""
+    xyz = pyvips.Image.xyz(width, height)
+    r = (xyz[0] * 9.4 / width).sin() * 100 + 128
+    g = (xyz[1] * 6.3 / height).cos() * 100 + 128
+    b = ((xyz[0] + xyz[1]) * 6.3 / (width + height)).sin() * 90 + 128
+    im = r.bandjoin([g, b]) + pyvips.Image.gaussnoise(width, height, sigma=12)
+    return im.cast("uchar").copy(interpretation="srgb")
+
+
+def max_diff(a: pyvips.Image, b: pyvips.Image) -> float:
+    assert (a.width, a.height, a.bands) == (b.width, b.height, b.bands)
+    return (a.cast("int") - b.cast("int")).abs().max()
+
+
+@pytest.mark.parametrize("shrink", [1, 2, 4, 8])
+@pytest.mark.parametrize("subsample", ["on", "off"])
+def test_same_pixels_as_libvips_at_every_scale(shrink, subsample):
+    data = photo(1001, 603).jpegsave_buffer(Q=90, subsample_mode=subsample)  # libjpeg rounds up, libvips down
+    ours = jpeg.decode(data, shrink, 1)
+    theirs = pyvips.Image.new_from_buffer(data, "", shrink=shrink)
+    assert ours is not None
+    assert (ours.width, ours.height) == (theirs.width, theirs.height) == (1001 // shrink, 603 // shrink)
+    assert ours.interpretation == "srgb"
+    assert max_diff(ours, theirs) == 0  # both are libjpeg-turbo's scaled IDCT and upsampling: identical
+
+
+def test_greyscale_stays_one_band():
+    data = photo(320, 200).colourspace("b-w").jpegsave_buffer(Q=90)
+    ours = jpeg.decode(data, 2, 1)
+    assert ours is not None and ours.bands == 1 and ours.interpretation == "b-w"
+    assert max_diff(ours, pyvips.Image.new_from_buffer(data, "", shrink=2)) == 0
+
+
+def test_orientation_is_carried_for_the_pipeline():
+    ours = jpeg.decode(media.oriented_jpeg(200, 100, 6), 1, 6)
+    assert ours is not None and ours.get("orientation") == 6
+
+
+def test_cmyk_goes_to_libvips():
+    data = photo(120, 80).colourspace("cmyk").jpegsave_buffer(Q=90)
+    assert pyvips.Image.new_from_buffer(data, "").bands == 4
+    assert jpeg.decode(data, 1, 1) is None
+
+
+@pytest.mark.parametrize("cut", [0.3, 0.7, 0.98])
+def test_truncated_goes_to_libvips(cut):
+    data = photo(400, 300).jpegsave_buffer(Q=90, interlace=True)
+    assert jpeg.decode(data[: int(len(data) * cut)], 2, 1) is None
+
+
+@pytest.mark.parametrize("junk", [b"", b"\xff\xd8", b"\xff\xd8\xff\xe0" + b"\x00" * 40, b"not a jpeg at all"])
+def test_garbage_goes_to_libvips(junk):
+    assert jpeg.decode(junk, 1, 1) is None
+
+
+def test_large_outputs_go_to_libvips(monkeypatch):
+    data = photo(400, 300).jpegsave_buffer(Q=80)
+    monkeypatch.setattr(jpeg, "MAX_PIXELS", 400 * 300 - 1)
+    assert jpeg.decode(data, 1, 1) is None
+    assert jpeg.decode(data, 2, 1) is not None  # 200x150 is under the cap
+
+
+# ------------------------------------------------- through the pipeline
+
+
+def transform(data: bytes, profile, query: dict, ext: str, fast: bool, monkeypatch) -> tuple[P.Output, list]:
+    """The pipeline's output, and the scales it asked media/jpeg.py for (``fast=False``: it declines them all)."""
+    calls = []
+    real = jpeg.decode
+
+    def spy(buf, shrink, orientation):
+        calls.append(shrink)
+        return real(buf, shrink, orientation) if fast else None
+
+    monkeypatch.setattr(jpeg, "decode", spy)
+    out = P.transform(data, parse_spec(profile, query, ext), LIMITS)
+    monkeypatch.setattr(jpeg, "decode", real)
+    return out, calls
+
+
+@pytest.mark.parametrize(
+    "profile, query, size",
+    [
+        (SQUARE, {"size": "256"}, (256, 256)),  # 1024 -> 256: decoded at exactly the target
+        (SQUARE, {"size": "160"}, (160, 160)),  # decoded at 1/4, then resized
+        (BANNER, {"width": "800"}, (800, 600)),  # decoded at 1/1, then resized
+        (BANNER, {}, (1024, 768)),  # no resize at all
+    ],
+)
+def test_pipeline_output_matches_the_libvips_path(profile, query, size, monkeypatch):
+    data = photo(1024, 768).jpegsave_buffer(Q=90)
+    fast, fast_calls = transform(data, profile, query, "png", True, monkeypatch)
+    slow, slow_calls = transform(data, profile, query, "png", False, monkeypatch)
+    assert fast_calls and slow_calls  # both went through the decoder choice
+    a, b = media.decode(fast.body), media.decode(slow.body)
+    assert (a.width, a.height) == (b.width, b.height) == size
+    assert max_diff(a, b) == 0
+
+
+def test_pipeline_applies_orientation_on_the_fast_path(monkeypatch):
+    out, calls = transform(media.oriented_jpeg(200, 100, 6), BANNER, {}, "png", True, monkeypatch)
+    im = media.decode(out.body)
+    assert calls and (im.width, im.height) == (100, 200)
+    top, bottom = im.getpoint(50, 20), im.getpoint(50, 180)
+    assert top[0] > 200 and top[2] < 60 and bottom[2] > 200 and bottom[0] < 60
+
+
+def test_icc_sources_never_take_the_fast_path(monkeypatch):
+    im = photo(300, 200)
+    with_icc = im.icc_export(output_profile="srgb").copy()  # attaches an sRGB profile
+    data = with_icc.jpegsave_buffer(Q=90, keep="icc")
+    assert pyvips.Image.new_from_buffer(data, "").get_typeof("icc-profile-data")
+    out, calls = transform(data, BANNER, {"width": "100"}, "webp", True, monkeypatch)
+    assert calls == [] and out.width == 100
+
+
+def test_truncated_source_is_still_a_400(monkeypatch):
+    data = photo(800, 600).jpegsave_buffer(Q=90)
+    with pytest.raises(BadRequest):
+        transform(data[: len(data) // 2], SQUARE, {"size": "100"}, "webp", True, monkeypatch)
