@@ -10,6 +10,7 @@ import ctypes.util
 import gc
 import multiprocessing
 import os
+import time
 
 
 def _int(name: str, default: int) -> int:
@@ -71,10 +72,19 @@ malloc_arena_max = _int("MEDIAPROXY_MALLOC_ARENA_MAX", 2)
 # freed. glibc otherwise raises the threshold after each large free (up to
 # 32 MiB), and later pixel buffers land in the heap and pin it. 0: glibc's default.
 malloc_mmap_threshold = _int("MEDIAPROXY_MALLOC_MMAP_THRESHOLD", 1024 * 1024)
+# Seconds between malloc_trim(0) calls, made after a request at most this often
+# (0: never). Freed memory inside the heap stays resident until trimmed: an
+# AVIF-heavy mix held 92-109 MiB of heap per worker without it and 48-66 MiB
+# with it. A trim takes about 0.1 ms, 5 ms when it has 70 MiB to hand back;
+# ctypes drops the GIL for it and it runs after the response went out.
+malloc_trim_interval = float(os.environ.get("MEDIAPROXY_MALLOC_TRIM_INTERVAL", "").strip() or 1.0)
 _M_MMAP_THRESHOLD, _M_ARENA_MAX = -3, -8  # from glibc's malloc.h
+_glibc = None  # set in each worker when the allocator is glibc's
+_next_trim = 0.0
 
 
 def _mallopt(log) -> None:
+    global _glibc
     if "jemalloc" in os.environ.get("LD_PRELOAD", ""):
         return
     try:
@@ -82,6 +92,8 @@ def _mallopt(log) -> None:
         for option, value in ((_M_ARENA_MAX, malloc_arena_max), (_M_MMAP_THRESHOLD, malloc_mmap_threshold)):
             if value > 0 and libc.mallopt(option, value) != 1:
                 log.warning("mallopt(%d, %d) refused", option, value)
+        libc.malloc_trim.argtypes = [ctypes.c_size_t]
+        _glibc = libc
     except (OSError, AttributeError):  # not glibc (musl, macOS): nothing to tune
         pass
 
@@ -90,6 +102,16 @@ def pre_request(worker, req) -> None:
     # Replaces gunicorn's default hook (a debug line per request).
     if keepalive_requests and req.req_number >= keepalive_requests:
         req.must_close = True
+
+
+def post_request(worker, req, environ, resp) -> None:
+    global _next_trim
+    if _glibc is None or malloc_trim_interval <= 0:
+        return
+    now = time.monotonic()
+    if now >= _next_trim:  # two threads may both pass: a second trim is harmless and cheap
+        _next_trim = now + malloc_trim_interval
+        _glibc.malloc_trim(0)
 
 
 def post_fork(server, worker) -> None:

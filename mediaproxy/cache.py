@@ -92,6 +92,10 @@ class ResultCache:
                     cull_limit=10,
                     statistics=0,
                     sqlite_mmap_size=2**26,
+                    # SQLite's page cache is per connection, and diskcache opens one per
+                    # thread: its default (8,192 pages, 32 MiB) let each worker's heap creep
+                    # up as the database grew. Reads come through the mmap above anyway.
+                    sqlite_cache_size=256,
                 )
             except _FAILURES as exc:
                 self._warn("cache unavailable, serving without it", exc)

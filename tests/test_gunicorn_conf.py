@@ -1,0 +1,85 @@
+"""gunicorn.conf.py's hooks, called directly: the keep-alive request limit and the
+throttled malloc_trim. (tests/test_worker.py covers both over real HTTP.)"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+CONF = Path(__file__).resolve().parent.parent / "gunicorn.conf.py"
+
+
+def load(monkeypatch, **env: str):
+    monkeypatch.setenv("VIPS_CONCURRENCY", os.environ.get("VIPS_CONCURRENCY", "1"))  # the file sets it
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    spec = importlib.util.spec_from_file_location("gunicorn_conf_under_test", CONF)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+class FakeLibc:
+    def __init__(self) -> None:
+        self.trims = 0
+
+    def malloc_trim(self, pad: int) -> int:
+        self.trims += 1
+        return 1
+
+
+@pytest.mark.parametrize("limit, closes_at", [("3", 3), ("1", 1), ("1000", 1000)])
+def test_keepalive_request_limit(monkeypatch, limit, closes_at):
+    conf = load(monkeypatch, MEDIAPROXY_KEEPALIVE_REQUESTS=limit)
+    for n in range(1, closes_at + 2):
+        req = SimpleNamespace(req_number=n, must_close=False)
+        conf.pre_request(None, req)
+        assert req.must_close == (n >= closes_at), n
+
+
+def test_keepalive_request_limit_off(monkeypatch):
+    conf = load(monkeypatch, MEDIAPROXY_KEEPALIVE_REQUESTS="0")
+    req = SimpleNamespace(req_number=10**6, must_close=False)
+    conf.pre_request(None, req)
+    assert req.must_close is False
+
+
+def test_malloc_trim_at_most_once_per_interval(monkeypatch):
+    conf = load(monkeypatch, MEDIAPROXY_MALLOC_TRIM_INTERVAL="1.0")
+    libc = FakeLibc()
+    conf._glibc = libc
+    clock = [1000.0]
+    monkeypatch.setattr(conf.time, "monotonic", lambda: clock[0])
+    for _ in range(50):
+        conf.post_request(None, None, {}, None)
+    assert libc.trims == 1
+    clock[0] += 0.5
+    conf.post_request(None, None, {}, None)
+    assert libc.trims == 1
+    clock[0] += 0.6
+    conf.post_request(None, None, {}, None)
+    conf.post_request(None, None, {}, None)
+    assert libc.trims == 2
+
+
+def test_malloc_trim_off_or_without_glibc(monkeypatch):
+    conf = load(monkeypatch, MEDIAPROXY_MALLOC_TRIM_INTERVAL="0")
+    conf._glibc = libc = FakeLibc()
+    conf.post_request(None, None, {}, None)
+    assert libc.trims == 0
+    conf = load(monkeypatch, MEDIAPROXY_MALLOC_TRIM_INTERVAL="1")
+    conf._glibc = None  # jemalloc preloaded, or not glibc: post_fork leaves it unset
+    conf.post_request(None, None, {}, None)  # nothing to call, nothing raised
+
+
+def test_post_fork_finds_glibc(monkeypatch):
+    conf = load(monkeypatch)
+    monkeypatch.delenv("LD_PRELOAD", raising=False)
+    log = SimpleNamespace(warning=lambda *a: pytest.fail(f"mallopt refused: {a}"))
+    conf._mallopt(log)  # in this (test) process: the same calls a worker makes after the fork
+    assert conf._glibc is not None
+    assert conf._glibc.malloc_trim(0) in (0, 1)
