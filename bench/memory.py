@@ -1,14 +1,17 @@
 """Target 4: worker RSS stays flat (+-10%) over 20,000 mixed requests; and the
-glibc fragmentation answer, measured (glibc default, MALLOC_ARENA_MAX=2 via
-mallopt in post_fork, jemalloc via LD_PRELOAD).
+glibc fragmentation answer, measured: gunicorn.conf.py's default (arena cap and
+fixed mmap threshold via mallopt in post_fork, malloc_trim at most once a
+second after a request), the same without the trim, the arena cap alone,
+glibc's defaults, and jemalloc via LD_PRELOAD.
 
-    .venv/bin/python bench/memory.py [--requests 20000] [--allocators glibc,arena2,jemalloc]
+    .venv/bin/python bench/memory.py [--requests 20000] [--allocators default,no-trim,arena2,glibc,jemalloc]
 
 Mix (8 client threads, keep-alive): 70% hits on 40 hot URLs, 30% misses
 (distinct size/format/quality per request over 30 sources: avatars, banners,
 emojis). RSS of each worker is read from /proc after a 2,000-request warm-up
-(the baseline) and every 2,000 requests; max_requests is off so no worker is
-recycled during the run.
+(the baseline) and every 2,000 requests, each time at rest (1.2 s idle, then a
+few requests: past the malloc_trim interval, see settle()); max_requests is
+off so no worker is recycled during the run.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import itertools
 import random
 import tempfile
 import threading
+import time
 from pathlib import Path
 
 from common import Server, jpeg, loadavg, photo, rss_kb, wait_quiet, write_results
@@ -86,9 +90,23 @@ def drive(port: int, hot: list[str], total: int, start: int, threads: int = 8) -
     return bad[0]
 
 
+def settle(port: int) -> None:
+    """Let the workers come to rest: past gunicorn.conf.py's malloc_trim interval, then a few
+    requests on fresh connections (each worker's post_request hook trims), so every sample is
+    taken at the same point rather than wherever a transform's garbage happens to stand."""
+    time.sleep(1.2)
+    for _ in range(6):
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        conn.request("GET", "/_health", headers={"Connection": "close"})
+        conn.getresponse().read()
+        conn.close()
+
+
 def run(alloc: str, total: int, work: Path) -> dict:
     env = {"MEDIAPROXY_MAX_REQUESTS": "0"}
-    if alloc == "glibc":  # glibc's own defaults: no mallopt at all
+    if alloc != "default":  # only the default trims; the others show what each step alone does
+        env["MEDIAPROXY_MALLOC_TRIM_INTERVAL"] = "0"
+    if alloc == "glibc":  # glibc's own defaults: no mallopt, no trim
         env.update(MEDIAPROXY_MALLOC_ARENA_MAX="0", MEDIAPROXY_MALLOC_MMAP_THRESHOLD="0")
     elif alloc == "arena2":  # the arena cap alone
         env.update(MEDIAPROXY_MALLOC_MMAP_THRESHOLD="0")
@@ -97,6 +115,7 @@ def run(alloc: str, total: int, work: Path) -> dict:
         hot, _ = seed(srv)
         step, warm = 2000, 2000
         errors = drive(srv.port, hot, warm, 0)
+        settle(srv.port)
         pids = srv.worker_pids()
         samples = [[rss_kb(p) for p in pids]]
         anon = [[rss_kb(p, "RssAnon") for p in pids]]
@@ -104,6 +123,7 @@ def run(alloc: str, total: int, work: Path) -> dict:
         while done < total:
             errors += drive(srv.port, hot, step, warm + done)
             done += step
+            settle(srv.port)
             samples.append([rss_kb(p) for p in pids])
             anon.append([rss_kb(p, "RssAnon") for p in pids])
         base = [s / 1024 for s in samples[0]]
@@ -126,8 +146,9 @@ def run(alloc: str, total: int, work: Path) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--requests", type=int, default=20000)
-    ap.add_argument("--allocators", default="default,arena2,glibc,jemalloc",
-                    help="default = gunicorn.conf.py's (arena cap + fixed mmap threshold)")
+    ap.add_argument("--allocators", default="default,no-trim,arena2,glibc,jemalloc",
+                    help="default = gunicorn.conf.py's (arena cap, fixed mmap threshold, malloc_trim each second); "
+                         "no-trim = the same without malloc_trim")
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="bench-mem-"))
     load = wait_quiet()
