@@ -21,13 +21,14 @@ def _int(name: str, default: int) -> int:
 cores = multiprocessing.cpu_count()
 
 bind = os.environ.get("MEDIAPROXY_BIND", "127.0.0.1:8000")
-# One process per core: 2 workers measured 1.79x one worker on misses (1 thread
-# each); a third worker on 2 cores gave nothing (hits 10.9k vs 11.5k req/s,
-# misses 172 vs 176 req/s) and costs another ~72 MiB (docs/performance.md).
+# One process per core: 2 workers measured 2.0x one worker on misses (1 thread
+# each); a third worker on 2 cores gave nothing (hits 12.8k vs 13.2k req/s,
+# misses 195 vs 202 req/s) and costs another ~72 MiB (docs/performance.md).
 workers = _int("MEDIAPROXY_WORKERS", cores)
 # Threads per worker: hits are GIL-bound, libvips releases the GIL. On loopback
-# 2 and 4 measured equal (hits 11.6k/11.5k req/s, misses 175/176 req/s); 8 lost
-# (9.6k hits, p99 70 ms). 4 keeps a worker busy while others wait on S3.
+# 4 measured best on misses (202 req/s; 1: 182, 2: 176, 8: 188 with p99 81 ms);
+# hits 11.2k (1), 10.7k (2), 13.2k (4), 14.2k (8). 4 also keeps a worker busy
+# while others wait on S3.
 threads = _int("MEDIAPROXY_THREADS", 4)
 # gthread that accepts a connection only while it has a thread free: with
 # stock gthread the worker already awake wins every accept race, and in 3 of
@@ -55,7 +56,7 @@ errorlog = "-"
 loglevel = os.environ.get("MEDIAPROXY_LOG_LEVEL", "info").lower()
 
 # libvips threads per operation: the workers already use every core; 2 measured
-# slower on misses (104 vs 176 req/s, 2 x 4 threads) on thumbnail-sized work.
+# no faster on misses (203 vs 202 req/s, 2 x 4 threads, p99 67 vs 65 ms).
 vips_concurrency = _int("MEDIAPROXY_VIPS_CONCURRENCY", _int("VIPS_CONCURRENCY", 1))
 os.environ["VIPS_CONCURRENCY"] = str(vips_concurrency)  # read by libvips when a worker imports pyvips
 

@@ -104,7 +104,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--rate", type=float, help="skip the search: run at this offered rate (req/s)")
     ap.add_argument("--duration", type=int, default=300)
-    ap.add_argument("--rates", default="100,200,300,400,500,600,800", help="search steps (req/s)")
+    ap.add_argument("--rates", default="200,400,600,800,1000,1200,1500", help="search steps (req/s)")
     ap.add_argument("--step", type=int, default=20, help="seconds per search step")
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="bench-load-"))

@@ -18,7 +18,7 @@ from common import USER, Server, jpeg, loadavg, wait_quiet, write_results, wrk
 
 H = "8342729096ea3675442027381ff50dfe"
 PATH = f"/avatars/{USER}/{H}.webp?size=256"
-GRID = [("2", "2", "1"), ("2", "4", "1"), ("2", "8", "1"), ("3", "4", "1"), ("2", "4", "2")]
+GRID = [("2", "1", "1"), ("2", "2", "1"), ("2", "4", "1"), ("2", "8", "1"), ("3", "4", "1"), ("2", "4", "2")]
 
 
 def main() -> None:
