@@ -32,8 +32,10 @@ def test_busy_worker_leaves_new_connections_to_an_idle_one(make_server, origin):
     held = threading.Thread(target=lambda: srv.get(ext(slow), timeout=30))
     held.start()
     try:
-        time.sleep(0.5)  # the slow request is in its worker's only thread now
-        assert origin.hits("/slow-worker.png") == 1
+        deadline = time.monotonic() + 10
+        while origin.hits("/slow-worker.png") == 0 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert origin.hits("/slow-worker.png") == 1  # the slow request holds its worker's only thread now
         waits = []
         for _ in range(10):
             t = time.monotonic()
