@@ -11,9 +11,18 @@ import itertools
 
 import pytest
 
+from .origin import Origin
 from .server import MotoS3, Server
 
 _counter = itertools.count()
+
+
+@pytest.fixture(scope="module")
+def origin():
+    """A loopback origin server (tests/origin.py) for the fetcher and external-media tests."""
+    o = Origin()
+    yield o
+    o.stop()
 
 
 @pytest.fixture(scope="session")

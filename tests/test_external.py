@@ -13,17 +13,9 @@ import pytest
 from mediaproxy.signing import sign_path, signature
 
 from . import avmedia, media
-from .origin import Origin
 from .server import SECRET
 
 _n = itertools.count()
-
-
-@pytest.fixture(scope="module")
-def origin():
-    o = Origin()
-    yield o
-    o.stop()
 
 
 @pytest.fixture(scope="module")

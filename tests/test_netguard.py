@@ -17,16 +17,8 @@ from mediaproxy.errors import BadRequest, Forbidden, NotFound, TooLarge, Upstrea
 from mediaproxy.netguard import AddressPolicy, Fetcher, numeric_ipv4, parse_ip
 
 from . import avmedia, media
-from .origin import Origin
 
 LOOPBACK = (ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("::1/128"))
-
-
-@pytest.fixture(scope="module")
-def origin():
-    o = Origin()
-    yield o
-    o.stop()
 
 
 class CountingResolver:

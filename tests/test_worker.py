@@ -8,18 +8,8 @@ import http.client
 import threading
 import time
 
-import pytest
-
 from . import media
-from .origin import Origin
 from .test_external import ext
-
-
-@pytest.fixture(scope="module")
-def origin():
-    o = Origin()
-    yield o
-    o.stop()
 
 
 def test_busy_worker_leaves_new_connections_to_an_idle_one(make_server, origin):
