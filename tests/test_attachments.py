@@ -147,6 +147,20 @@ def test_animated_gif_stays_a_still_unless_asked(server):
     assert still.status_code == 200 and media.pages(still.content) == 1
     moving = server.get(path + "?width=60&animated=true")
     assert media.pages(moving.content) == 4
+    assert server.get(path + "?width=60&animated=false").content == still.content
+
+
+@pytest.mark.parametrize("query", ["animated=false", "animated=0", "animated=false&quality=lossless"])
+def test_animated_false_alone_is_not_a_transform(server, query):
+    """`animated=false` is the default: alone it asks for nothing and the stored bytes are streamed."""
+    jpeg = media.jpeg(800, 600, q=75)
+    for name, data, ctype in (("photo.jpg", jpeg, "image/jpeg"), ("anim.gif", media.animation(frames=4), "image/gif")):
+        path = put(server, name, data, ctype)
+        r = server.get(f"{path}?{query}")
+        assert r.status_code == 200 and r.content == data, name
+        assert "X-Cache" not in r.headers  # streamed from storage, not a transform
+        r = server.get(f"{path}?{query}", headers={"Range": "bytes=10-19"})
+        assert r.status_code == 206 and r.content == data[10:20]
 
 
 @pytest.mark.parametrize(

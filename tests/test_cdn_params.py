@@ -148,7 +148,9 @@ def test_quality_numbers_and_presets(server):
     assert len(q1.content) < len(q50.content) < len(q100.content)
     assert get("&quality=high").headers["ETag"] == get("&quality=80").headers["ETag"] == get("").headers["ETag"]
     assert get("&quality=low").headers["ETag"] == get("&quality=20").headers["ETag"]
-    assert get("", "webp").headers["ETag"] == get("&quality=85", "webp").headers["ETag"]  # WebP default 85
+    webp = get("", "webp").headers["ETag"]  # WebP default: `high` (80), as seed 001 says
+    assert webp == get("&quality=80", "webp").headers["ETag"] == get("&quality=high", "webp").headers["ETag"]
+    assert webp != get("&quality=85", "webp").headers["ETag"]
     assert get("&quality=lossless").headers["ETag"] == q100.headers["ETag"]  # JPEG: lossless is Q=100
     a20, a90 = get("&quality=20", "avif"), get("&quality=90", "avif")
     assert len(a20.content) < len(a90.content)
@@ -269,11 +271,12 @@ def test_animated_param(server):
     gif = avatar(server, gif6())
     webp = avatar(server, webp6())
     cases = [
-        (f"{gif}.gif?size=64", 6), (f"{gif}.gif?size=64&animated=true", 6), (f"{gif}.gif?size=64&animated=false", 1),
-        (f"{gif}.webp?size=64", 6), (f"{gif}.webp?size=64&animated=false", 1), (f"{gif}.png?animated=true", 1),
-        (f"{gif}.jpg?animated=true", 1), (f"{gif}.avif?animated=true", 1),
+        # GIF output: always animated; WebP output: only with animated=true; the others: the first frame
+        (f"{gif}.gif?size=64", 6), (f"{gif}.gif?size=64&animated=true", 6), (f"{gif}.gif?size=64&animated=false", 6),
+        (f"{gif}.webp?size=64", 1), (f"{gif}.webp?size=64&animated=false", 1), (f"{gif}.webp?animated=true", 6),
+        (f"{gif}.png?animated=true", 1), (f"{gif}.jpg?animated=true", 1), (f"{gif}.avif?animated=true", 1),
         (f"{webp}.webp?size=64", 1), (f"{webp}.webp?size=64&animated=true", 6), (f"{webp}.gif?animated=true", 6),
-        (f"{webp}.gif", 1), (f"{webp}.png?animated=true", 1),
+        (f"{webp}.gif", 6), (f"{webp}.gif?animated=false", 6), (f"{webp}.png?animated=true", 1),
     ]
     for url, frames in cases:
         r = server.get(url)

@@ -75,7 +75,7 @@ def test_route_missing_object_is_404(server, name):
 
 
 @pytest.mark.parametrize("name", ["avatar", "icon", "member-avatar", "banner", "member-banner"])
-def test_animated_hash_strips_prefix_and_animates(server, name):
+def test_animated_hash_strips_prefix_and_animates_by_format(server, name):
     _, path, key, kind = next(r for r in routes() if r[0] == name)
     server.put("cdn", key, gif6())
     head, _, stem = path.rpartition("/")
@@ -84,7 +84,10 @@ def test_animated_hash_strips_prefix_and_animates(server, name):
     assert r.status_code == 200, r.text
     assert r.headers["Content-Type"] == "image/gif"
     assert media.pages(r.content) == 6
+    # `a_` turns nothing on: platform clients ask for a_….webp to show a still
     r = server.get(f"{apath}.webp?size=64")
+    assert media.loader(r.content) == "webp" and media.pages(r.content) == 1
+    r = server.get(f"{apath}.webp?size=64&animated=true")
     assert media.loader(r.content) == "webp" and media.pages(r.content) == 6
     im = media.decode(r.content, all_frames=True)
     assert list(im.get("delay")) == [70] * 6
@@ -92,9 +95,10 @@ def test_animated_hash_strips_prefix_and_animates(server, name):
         assert (im.width, im.get("page-height")) == (64, 64)
     else:
         assert (im.width, im.get("page-height")) == (64, 48)  # a banner's size is a box
-    # without the prefix, a GIF is still animated (a GIF source stays animated)
+    # without the prefix, GIF output is still animated, even with animated=false
     r = server.get(f"{path}.gif?size=64")
     assert media.pages(r.content) == 6
+    assert media.pages(server.get(f"{path}.gif?size=64&animated=false").content) == 6
     # a still format gives the first frame
     r = server.get(f"{apath}.png?size=64")
     assert media.pages(r.content) == 1 and media.loader(r.content) == "png"
@@ -103,11 +107,44 @@ def test_animated_hash_strips_prefix_and_animates(server, name):
 def test_animated_webp_avatar(server):
     u, h = snowflake(), hash_()
     server.put("cdn", f"avatars/{u}/{h}", webp6())
-    assert media.pages(server.get(f"/avatars/{u}/a_{h}.webp?size=64").content) == 6
+    assert media.pages(server.get(f"/avatars/{u}/a_{h}.webp?size=64").content) == 1
     assert media.pages(server.get(f"/avatars/{u}/{h}.webp?size=64").content) == 1
     assert media.pages(server.get(f"/avatars/{u}/{h}.webp?size=64&animated=true").content) == 6
+    assert media.pages(server.get(f"/avatars/{u}/a_{h}.webp?size=64&animated=true").content) == 6
     assert media.pages(server.get(f"/avatars/{u}/a_{h}.webp?size=64&animated=false").content) == 1
     assert media.pages(server.get(f"/avatars/{u}/a_{h}.gif?size=64").content) == 6
+    assert media.pages(server.get(f"/avatars/{u}/{h}.gif?size=64&animated=false").content) == 6
+
+
+@pytest.mark.parametrize("src", ["gif", "webp"])
+def test_same_output_same_cache_entry(server, src):
+    """`a_x.webp` and `x.webp` are one entry; so are `x.gif` with and without animated=false."""
+    u, h = snowflake(), hash_()
+    server.put("cdn", f"avatars/{u}/{h}", gif6() if src == "gif" else webp6())
+
+    def get(path: str):
+        r = server.get(path)
+        assert r.status_code == 200, r.text
+        return r
+
+    groups = [
+        [f"/avatars/{u}/a_{h}.webp?size=64", f"/avatars/{u}/{h}.webp?size=64",
+         f"/avatars/{u}/{h}.webp?size=64&animated=false", f"/avatars/{u}/a_{h}.webp?size=64&animated=0"],
+        [f"/avatars/{u}/a_{h}.webp?size=64&animated=true", f"/avatars/{u}/{h}.webp?size=64&animated=1"],
+        [f"/avatars/{u}/{h}.gif?size=64", f"/avatars/{u}/{h}.gif?size=64&animated=false",
+         f"/avatars/{u}/a_{h}.gif?size=64&animated=true", f"/avatars/{u}/a_{h}.gif?size=64"],
+        [f"/avatars/{u}/{h}.png?size=64", f"/avatars/{u}/a_{h}.png?size=64&animated=true"],
+    ]
+    tags = []
+    for group in groups:
+        first = get(group[0])
+        assert first.headers["X-Cache"] == "MISS", group[0]
+        for path in group[1:]:
+            r = get(path)
+            assert r.headers["X-Cache"] == "HIT", path  # the first one's entry
+            assert r.headers["ETag"] == first.headers["ETag"] and r.content == first.content, path
+        tags.append(first.headers["ETag"])
+    assert len(set(tags)) == len(groups)  # and different outputs are different entries
 
 
 def test_sticker_kinds(server):
@@ -124,6 +161,8 @@ def test_sticker_kinds(server):
     r = server.get(f"/stickers/{gif}.gif?size=80")
     assert media.pages(r.content) == 6 and media.decode(r.content).width == 80
     r = server.get(f"/stickers/{gif}.webp?size=80")
+    assert media.pages(r.content) == 1  # WebP output animates only with animated=true
+    r = server.get(f"/stickers/{gif}.webp?size=80&animated=true")
     assert media.pages(r.content) == 6
     r = server.get(f"/stickers/{webp}.webp?size=80")
     assert media.pages(r.content) == 1
@@ -153,9 +192,10 @@ def test_emoji_gif_stays_animated_and_boxed(server):
     assert r.status_code == 200 and media.pages(r.content) == 6
     im = media.decode(r.content)
     assert (im.width, im.height) == (120, 90)  # default 128 box, never enlarged
-    r = server.get(f"/emojis/{e}.webp?size=48")
+    r = server.get(f"/emojis/{e}.webp?size=48&animated=true")
     im = media.decode(r.content)
     assert (im.width, im.height) == (48, 36) and media.pages(r.content) == 6
+    assert media.pages(server.get(f"/emojis/{e}.webp?size=48").content) == 1
     r = server.get(f"/emojis/{e}.png?size=48")
     assert media.pages(r.content) == 1
 

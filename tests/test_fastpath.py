@@ -96,6 +96,8 @@ def objects(pair):
         "avatar_q": f"/avatars/{user}/{h}.jpg?size=128&quality=low&position=top",
         "avatar_alias": f"/avatars/{user}/{h}.jpeg?quality=20&position=top&size=128&unknown=1",
         "animated": f"/avatars/{user}/a_{gh}.gif?size=64",
+        "animated_still": f"/avatars/{user}/a_{gh}.webp?size=64",
+        "animated_webp": f"/avatars/{user}/a_{gh}.webp?size=64&animated=true",
         "banner_file": f"/banners/{guild}/{h}.png?width=600",
         "emoji": f"/emojis/{emoji}.webp?size=48",
         "member": f"/guilds/{guild}/users/{user}/avatars/{h}.png?size=64",
@@ -141,8 +143,8 @@ CONDITIONAL = [
 @pytest.mark.parametrize("method", ["GET", "HEAD"])
 @pytest.mark.parametrize(
     "name",
-    ["avatar", "avatar_q", "avatar_alias", "animated", "banner_file", "emoji", "member", "sticker",
-     "bad_size", "bad_ext", "bad_id", "missing", "health"],
+    ["avatar", "avatar_q", "avatar_alias", "animated", "animated_still", "animated_webp", "banner_file", "emoji",
+     "member", "sticker", "bad_size", "bad_ext", "bad_id", "missing", "health"],
 )
 def test_fast_path_matches_falcon(pair, objects, name, method):
     slow, fast = pair
@@ -197,3 +199,14 @@ def test_cache_off_has_no_fast_path(make_server):
     for _ in range(2):
         status, _, headers, _ = raw(srv, "GET", f"/avatars/{user}/{h}.webp?size=64")
         assert status == 200 and dict(headers)["x-cache"] == "MISS"
+
+
+def test_animated_hash_shares_the_entry_on_the_fast_path(pair, objects):
+    """`a_x.webp` is `x.webp` (the prefix only marks the hash): a hit of one answers the other."""
+    slow, fast = pair
+    path = objects["animated_still"]
+    raw(slow, "GET", path.replace("/a_", "/"))  # fill the cache through the unprefixed URL
+    status, _, headers, body = raw(fast, "GET", path)
+    assert status == 200 and ("x-cache", "HIT") in headers and media.pages(body) == 1
+    line = wait_for_line(fast, lambda d: d["path"] == path.split("?")[0] and d["status"] == 200)
+    assert line.get("fast") is True

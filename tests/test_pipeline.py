@@ -13,7 +13,7 @@ import pyvips
 
 from mediaproxy.errors import BadRequest, TooLarge
 from mediaproxy.media import pipeline as P
-from mediaproxy.media.spec import BANNER, BOX, FITS, SQUARE, parse_spec
+from mediaproxy.media.spec import ATTACHMENT, BANNER, BOX, FITS, SQUARE, parse_spec
 
 from . import media
 from .cdnutil import gif6, webp6
@@ -21,8 +21,8 @@ from .cdnutil import gif6, webp6
 LIMITS = P.Limits(max_pixels=100_000_000, max_frames=1000, max_animation_pixels=400_000_000)
 
 
-def run(buf: bytes, profile, query: dict, ext: str = "png", animated_source: bool = False, limits=LIMITS):
-    return P.transform(buf, parse_spec(profile, query, ext, animated_source=animated_source), limits)
+def run(buf: bytes, profile, query: dict, ext: str = "png", limits=LIMITS):
+    return P.transform(buf, parse_spec(profile, query, ext), limits)
 
 
 def spec(query: dict, profile=BANNER):
@@ -122,7 +122,7 @@ def test_probe_reads_the_header():
 def test_animation_keeps_frames_and_timing(src):
     buf = gif6() if src == "gif" else webp6()
     for ext in ("gif", "webp"):
-        out = run(buf, SQUARE, {"size": "64"}, ext, animated_source=True)
+        out = run(buf, SQUARE, {"size": "64", "animated": "true"}, ext)
         im = media.decode(out.body, all_frames=True)
         assert out.frames == 6 and media.pages(out.body) == 6
         assert im.get("page-height") == 64 and im.width == 64
@@ -134,26 +134,44 @@ def test_animation_keeps_frames_and_timing(src):
 
 @pytest.mark.parametrize("fit", sorted(FITS))
 def test_animation_every_fit(fit):
-    out = run(gif6(), BANNER, {"width": "50", "height": "30", "fit": fit}, "gif", animated_source=True)
+    out = run(gif6(), BANNER, {"width": "50", "height": "30", "fit": fit}, "gif")
     im = media.decode(out.body, all_frames=True)
     pl = P.plan(spec({"width": "50", "height": "30", "fit": fit}), 120, 90)
     assert media.pages(out.body) == 6
     assert (im.width, im.get("page-height")) == (pl.out_w, pl.out_h)
 
 
-def test_animated_webp_needs_opt_in_unless_hash_says_so():
-    assert run(webp6(), BOX, {"size": "64"}, "webp").frames == 1
-    assert run(webp6(), BOX, {"size": "64", "animated": "true"}, "webp").frames == 6
-    assert run(webp6(), SQUARE, {"size": "64"}, "webp", animated_source=True).frames == 6
-    assert run(gif6(), BOX, {"size": "64"}, "webp").frames == 6  # a GIF stays animated
-    assert run(gif6(), BOX, {"size": "64", "animated": "false"}, "gif").frames == 1
-    assert run(gif6(), BOX, {"size": "64"}, "png").frames == 1  # cannot animate
+@pytest.mark.parametrize("src", ["gif", "webp"])
+def test_animation_is_decided_by_the_output_format(src):
+    buf = gif6() if src == "gif" else webp6()
+    for profile in (SQUARE, BOX, BANNER):
+        # GIF output keeps the animation whatever `animated` says
+        for q in ({}, {"animated": "false"}, {"animated": "true"}):
+            assert run(buf, profile, {"size": "64", **q}, "gif").frames == 6
+        # WebP output only with animated=true
+        assert run(buf, profile, {"size": "64"}, "webp").frames == 1
+        assert run(buf, profile, {"size": "64", "animated": "false"}, "webp").frames == 1
+        assert run(buf, profile, {"size": "64", "animated": "true"}, "webp").frames == 6
+        # every other format is the first frame
+        for ext in ("png", "jpeg", "avif"):
+            assert run(buf, profile, {"size": "64", "animated": "true"}, ext).frames == 1
+
+
+@pytest.mark.parametrize("src", ["gif", "webp"])
+def test_attachments_keep_animation_only_when_asked(src):
+    buf = gif6() if src == "gif" else webp6()
+    for fmt in ("gif", "webp"):
+        assert run(buf, ATTACHMENT, {"width": "64", "format": fmt}, None).frames == 1
+        assert run(buf, ATTACHMENT, {"width": "64", "format": fmt, "animated": "false"}, None).frames == 1
+        assert run(buf, ATTACHMENT, {"width": "64", "format": fmt, "animated": "true"}, None).frames == 6
+    assert run(buf, ATTACHMENT, {"width": "64"}, None).frames == 1  # the source's own format
+    assert run(buf, ATTACHMENT, {"width": "64", "animated": "true"}, None).frames == 6
 
 
 @pytest.mark.parametrize("pos", ["entropy", "attention"])
 def test_smart_crop_on_animation_keeps_frames(pos):
-    out = run(media.animation(100, 300, frames=3), SQUARE, {"size": "100", "position": pos}, "webp",
-              animated_source=True)
+    out = run(media.animation(100, 300, frames=3), SQUARE, {"size": "100", "position": pos, "animated": "true"},
+              "webp")
     assert out.frames == 3 and (out.width, out.height) == (100, 100)
 
 

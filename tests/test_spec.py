@@ -16,8 +16,8 @@ from mediaproxy.media.spec import (
 )
 
 
-def canon(profile, query, ext="png", animated_source=False) -> str:
-    return parse_spec(profile, query, ext, animated_source=animated_source).canonical()
+def canon(profile, query, ext="png") -> str:
+    return parse_spec(profile, query, ext).canonical()
 
 
 def test_size_list_is_the_contracts():
@@ -64,7 +64,8 @@ def test_banner_size_is_a_box_and_dims_keep_aspect():
         ({"size": "0128"}, {"size": "128"}),
         ({"format": "jpeg"}, {"format": "jpeg", "quality": "80"}),  # the JPEG default, spelled out
         ({"format": "jpeg", "quality": "lossless"}, {"format": "jpeg", "quality": "100"}),
-        ({"format": "webp"}, {"format": "webp", "quality": "85"}),  # the WebP default
+        ({"format": "webp"}, {"format": "webp", "quality": "80"}),  # the WebP default
+        ({"format": "webp"}, {"format": "webp", "quality": "high"}),  # ... is `high` (seed 001)
         ({"format": "png", "quality": "10"}, {"format": "png"}),  # quality does not apply to PNG
         ({"format": "gif", "quality": "lossless"}, {"format": "gif"}),
         ({"animated": "1"}, {"animated": "true"}),
@@ -103,16 +104,35 @@ def test_position_only_matters_when_it_can():
         ({"fit": "cover"}, {"fit": "contain"}),
         ({"position": "top"}, {"position": "bottom"}),
         ({"position": "entropy"}, {"position": "attention"}),
-        ({"animated": "true"}, {"animated": "false"}),
-        ({"animated": "true"}, {}),
+        ({"format": "webp", "animated": "true"}, {"format": "webp", "animated": "false"}),
+        ({"format": "webp", "animated": "true"}, {"format": "webp"}),
     ],
 )
 def test_different_specs_have_different_canonical_text(a, b):
     assert canon(SQUARE, a) != canon(SQUARE, b)
 
 
-def test_animated_hash_is_part_of_the_spec():
-    assert canon(SQUARE, {}, animated_source=True) != canon(SQUARE, {})
+@pytest.mark.parametrize("profile", [SQUARE, BOX, BANNER])
+def test_animation_key_follows_the_output_format(profile):
+    """Same bytes out <=> same key: `animated` only counts where it changes the output."""
+    q = {"size": "64"}
+    gif = {canon(profile, {**q, **a}, "gif") for a in ({}, {"animated": "false"}, {"animated": "true"})}
+    assert len(gif) == 1  # GIF output is animated whatever `animated` says
+    assert canon(profile, q, "webp") == canon(profile, {**q, "animated": "false"}, "webp")
+    assert canon(profile, q, "webp") != canon(profile, {**q, "animated": "true"}, "webp")
+    for ext in ("png", "jpeg", "avif"):  # never animated
+        assert canon(profile, q, ext) == canon(profile, {**q, "animated": "true"}, ext)
+
+
+def test_attachment_animation_key():
+    q = {"width": "64"}
+    assert canon(ATTACHMENT, q, None) == canon(ATTACHMENT, {**q, "animated": "false"}, None)
+    assert canon(ATTACHMENT, q, None) != canon(ATTACHMENT, {**q, "animated": "true"}, None)
+    for fmt in ("gif", "webp"):
+        assert canon(ATTACHMENT, {**q, "format": fmt}, None) != canon(ATTACHMENT, {**q, "format": fmt,
+                                                                                   "animated": "true"}, None)
+    assert canon(ATTACHMENT, {**q, "format": "png"}, None) == canon(ATTACHMENT, {**q, "format": "png",
+                                                                               "animated": "true"}, None)
 
 
 @pytest.mark.parametrize(
@@ -148,6 +168,10 @@ def test_dimension_bounds():
 def test_attachment_profile_passthrough():
     assert parse_spec(ATTACHMENT, {}, None).canonical() == "passthrough"
     assert parse_spec(ATTACHMENT, {"quality": "lossless"}, None).canonical() == "passthrough"
+    # animated=false is the default: alone it asks for nothing
+    assert parse_spec(ATTACHMENT, {"animated": "false"}, None).canonical() == "passthrough"
+    assert parse_spec(ATTACHMENT, {"animated": "0", "quality": "lossless"}, None).canonical() == "passthrough"
+    assert parse_spec(ATTACHMENT, {"animated": "true"}, None).transform
     spec = parse_spec(ATTACHMENT, {"width": "10"}, None)
     assert spec.transform and spec.format == SOURCE and spec.lossless
 

@@ -143,13 +143,8 @@ def output_format(spec: TransformSpec, p: Probe) -> str:
 
 
 def should_animate(spec: TransformSpec, p: Probe, fmt: str) -> bool:
-    if not p.animated or fmt not in ANIMATABLE:
-        return False
-    if spec.animated is not None:
-        return spec.animated
-    if spec.animated_opt_in:
-        return False
-    return p.format == "gif" or spec.animated_source
+    """An animated source keeps its frames when the output format can hold them and the spec says so."""
+    return p.animated and fmt in ANIMATABLE and spec.keeps_animation(fmt)
 
 
 @dataclass(frozen=True, slots=True)

@@ -29,7 +29,7 @@ MIME = {
 }
 ANIMATABLE = frozenset(("gif", "webp"))
 LOSSY = frozenset(("jpeg", "webp", "avif"))
-DEFAULT_QUALITY = {"jpeg": 80, "webp": 85, "avif": 60}
+DEFAULT_QUALITY = {"jpeg": 80, "webp": 80, "avif": 60}  # `high` for JPEG and WebP (seed 001)
 PRESETS = {"high": 80, "low": 20, "lossless": 100}
 
 FITS = frozenset(("cover", "contain", "fill", "inside", "outside"))
@@ -60,12 +60,13 @@ class Profile:
     default_size: int | None = None
     default_lossless: bool = False  # attachments default to quality=lossless
     animated_needs_opt_in: bool = False  # attachments keep animation only with animated=true
+    passthrough: bool = False  # no transform parameter: serve the stored bytes (attachments, static assets)
 
 
 SQUARE = Profile("square", square=True, default_size=128)
 BOX = Profile("box", box=True, default_size=128)
 BANNER = Profile("banner", dims=True)
-ATTACHMENT = Profile("attachment", dims=True, default_lossless=True, animated_needs_opt_in=True)
+ATTACHMENT = Profile("attachment", dims=True, default_lossless=True, animated_needs_opt_in=True, passthrough=True)
 EXTERNAL = Profile("external", dims=True)
 
 
@@ -79,7 +80,6 @@ class TransformSpec:
     quality: int | None  # None: the format's default (resolved when the format is known)
     lossless: bool
     animated: bool | None  # None: the route's default
-    animated_source: bool = False  # the URL said so (`a_` hash)
     animated_opt_in: bool = False  # the profile needs animated=true to keep animation
     transform: bool = True  # False: an attachment asked for nothing, serve the stored bytes
 
@@ -103,11 +103,24 @@ class TransformSpec:
             q = str(self.quality) if self.quality is not None else "default"
         else:
             q = str(self.quality_for(self.format))
-        anim = {None: "-", True: "1", False: "0"}[self.animated]
-        return (
-            f"{self.width or '-'}x{self.height or '-'}|{fit}|{pos}|{self.format}|{q}|{anim}"
-            f"|{int(self.animated_source)}{int(self.animated_opt_in)}"
-        )
+        anim = "A" if self.keeps_animation(self.format) else "-"
+        return f"{self.width or '-'}x{self.height or '-'}|{fit}|{pos}|{self.format}|{q}|{anim}"
+
+    def keeps_animation(self, fmt: str) -> bool:
+        """Whether output in ``fmt`` keeps an animated source's frames (the reference implementation's rule).
+
+        Image families: GIF output always does, whatever ``animated`` says; WebP
+        only with ``animated=true``; every other format is the first frame.
+        Attachments and external media: GIF/WebP (or the source's own format)
+        only with ``animated=true``. Nothing else counts: not the ``a_`` hash,
+        and not the source's format, so that the decision (and the cache key)
+        follows from the URL alone.
+        """
+        if fmt not in ANIMATABLE and fmt != SOURCE:
+            return False
+        if fmt == "gif" and not self.animated_opt_in:
+            return True
+        return self.animated is True
 
     def quality_for(self, fmt: str) -> int:
         if self.lossless:
@@ -184,7 +197,6 @@ def parse_spec(
     profile: Profile,
     params: Mapping[str, object],
     ext_format: str | None = None,
-    animated_source: bool = False,
 ) -> TransformSpec:
     """Parse the image parameters of one request.
 
@@ -222,10 +234,11 @@ def parse_spec(
             fit = SQUARE_FITS.get(fit, fit)
 
     transform = True
-    if profile is ATTACHMENT:
-        # No transform asked for: stream the stored bytes unchanged.
+    if profile.passthrough:
+        # No transform asked for: stream the stored bytes unchanged. `animated=false`
+        # alone asks for nothing (it is the default), `quality=lossless` neither.
         transform = not (
-            width is None and height is None and fmt is None and (quality is None or lossless) and animated is None
+            width is None and height is None and fmt is None and (quality is None or lossless) and not animated
         )
     if quality is None and profile.default_lossless:
         quality, lossless = 100, True
@@ -240,7 +253,6 @@ def parse_spec(
         quality=quality,
         lossless=lossless,
         animated=animated,
-        animated_source=animated_source,
         animated_opt_in=profile.animated_needs_opt_in,
         transform=transform,
     )

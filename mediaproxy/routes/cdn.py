@@ -53,20 +53,24 @@ class ImageResource:
         self.ctx = ctx
         self.family = family
 
-    def _object_key(self, params: dict[str, str]) -> tuple[str, str, bool]:
-        """(object key, extension, animated hint) for one request, validated."""
+    def _object_key(self, params: dict[str, str]) -> tuple[str, str]:
+        """(object key, extension) for one request, validated.
+
+        A leading ``a_`` on a hash only marks an animated image: it is stripped
+        for the key and turns nothing on (animation follows the output format
+        and ``animated``; see ``TransformSpec.keeps_animation``).
+        """
         fam = self.family
         ids = {name: snowflake(params[name], name.replace("_", " ")) for name in fam.id_fields}
         stem, ext = split_ext(params["filename"])
-        animated = False
         if fam.hashed:
             hash_segment(stem)
             if stem.startswith("a_") and len(stem) > 2:
-                stem, animated = stem[2:], True
+                stem = stem[2:]
         else:
             snowflake(stem)
         prefix = fam.prefix.format(**ids) if "{" in fam.prefix else "/".join((fam.prefix, *ids.values()))
-        return f"{prefix}/{stem}", ext, animated
+        return f"{prefix}/{stem}", ext
 
     def target(self, params: dict[str, str], query: Mapping[str, object]) -> tuple[str, TransformSpec | None]:
         """(object key, spec) for one request, validated; spec None means "serve the stored bytes" (Lottie).
@@ -74,13 +78,13 @@ class ImageResource:
         The one parse of these routes: ``on_get`` and the cache-hit fast path
         (mediaproxy/fastpath.py) both call it, so both derive the same key.
         """
-        key, ext, animated = self._object_key(params)
+        key, ext = self._object_key(params)
         if ext == "json" and self.family.lottie:
             return key, None
         ext_format = FORMATS.get(ext)
         if ext_format is None:
             raise BadRequest("unsupported file extension")
-        return key, parse_spec(self.family.profile, query, ext_format, animated_source=animated)
+        return key, parse_spec(self.family.profile, query, ext_format)
 
     def on_get(self, req: falcon.Request, resp: falcon.Response, **params: str) -> None:
         key, spec = self.target(params, req.params)

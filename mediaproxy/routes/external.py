@@ -61,7 +61,7 @@ def asks_nothing(spec: TransformSpec) -> bool:
         and spec.format == SOURCE
         and spec.quality is None
         and not spec.lossless
-        and spec.animated is None
+        and not spec.animated  # animated=false is the default: it asks for nothing
     )
 
 
