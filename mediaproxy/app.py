@@ -103,7 +103,9 @@ def wsgi_layers(settings: Settings, ctx: Context, app: falcon.App):
     Anything that must hold for every request (the client IP allow-list) is
     outermost, so that no faster path inside it can bypass it.
     """
-    wsgi = app
+    from .http import ClosingLayer
+
+    wsgi = ClosingLayer(app)  # lets a responder end the connection (http.close_connection)
     if settings.fast_path:
         from .fastpath import install
 

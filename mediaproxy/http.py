@@ -15,6 +15,7 @@ from .storage import BoundedFile
 
 IMMUTABLE = "public, max-age=31536000, immutable"
 NO_STORE = "no-store"
+CLOSE = "mediaproxy.close_connection"  # WSGI environ key: end the connection after this response
 
 
 def http_date(ts: float) -> str:
@@ -117,6 +118,43 @@ def respond_entry(req: falcon.Request, resp: falcon.Response, entry: Entry) -> N
                 entry.close()
         return
     respond(req, resp, entry.content_type, entry.etag, entry.last_modified, entry.length, body=entry.body)
+
+
+def close_connection(req: falcon.Request) -> None:
+    """Answer this request with ``Connection: close`` and end the connection after it.
+
+    For a response sent before the request body was read (a body over the cap,
+    a wrong secret): the unread bytes would otherwise be taken for the next
+    request, or the server would drop a connection it had announced as
+    kept alive, and the client's next request on it would meet a reset.
+    ``ClosingLayer`` carries this to the server.
+    """
+    req.env[CLOSE] = True
+
+
+class ClosingLayer:
+    """WSGI layer: honour ``close_connection`` on servers that can be told.
+
+    WSGI gives an application no say over the connection (``Connection`` is a
+    hop-by-hop header, which servers drop), so this asks the server itself:
+    gunicorn's ``start_response`` is a method of its response object, whose
+    ``force_close()`` makes it send ``Connection: close`` and close gracefully
+    (half-close, then drain what the client still sends, so it sees no reset).
+    On a server without that method nothing changes.
+    """
+
+    def __init__(self, app):
+        self.app = app
+
+    def __call__(self, environ: dict, start_response):
+        def start(status, headers, exc_info=None):
+            if environ.get(CLOSE):
+                force_close = getattr(getattr(start_response, "__self__", None), "force_close", None)
+                if callable(force_close):
+                    force_close()
+            return start_response(status, headers, exc_info)
+
+        return self.app(environ, start)
 
 
 def error_body(resp: falcon.Response, status: int, reason: str, headers: dict[str, str] | None = None) -> None:

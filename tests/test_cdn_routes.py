@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import secrets
+
 import orjson
 import pytest
 
@@ -183,6 +185,28 @@ def test_sticker_kinds(server):
     assert_error(server.get(f"/stickers/{snowflake()}.json"), 404)
     # .json is only the stickers' Lottie representation
     assert_error(server.get(f"/emojis/{lottie}.json"), 400)
+    # ... and only when the stored object is JSON: an image sticker has none (as if missing)
+    for image in (static, gif, webp):
+        assert_error(server.get(f"/stickers/{image}.json"), 404)
+        h = server.head(f"/stickers/{image}.json")
+        assert h.status_code == 404 and h.content == b""
+
+
+@pytest.mark.parametrize("doc", [b'{"v":"5.7.4","layers":[]}', b'\xef\xbb\xbf \r\n\t{"v":"5.7.4"}', b"[]"])
+@pytest.mark.parametrize("stored_type", [None, "application/json", "application/octet-stream", "image/png"])
+def test_lottie_is_served_when_the_bytes_are_json(server, doc, stored_type):
+    s = snowflake()
+    server.put("cdn", f"stickers/{s}", doc, stored_type)
+    r = server.get(f"/stickers/{s}.json")
+    assert r.status_code == 200 and r.content == doc
+    assert r.headers["Content-Type"] == "application/json"
+
+
+@pytest.mark.parametrize("data", [media.png(8, 8), b"", b"   ", b"GIF89a{", b"<html>{}</html>", b"\x00{}"])
+def test_non_json_sticker_has_no_lottie(server, data):
+    s = snowflake()
+    server.put("cdn", f"stickers/{s}", data, "application/json")  # whatever the store says
+    assert_error(server.get(f"/stickers/{s}.json"), 404)
 
 
 def test_emoji_gif_stays_animated_and_boxed(server):
@@ -200,8 +224,13 @@ def test_emoji_gif_stays_animated_and_boxed(server):
     assert media.pages(r.content) == 1
 
 
+def theme_id() -> str:
+    """The platform's theme ids: 16 lowercase hex digits."""
+    return secrets.token_hex(8)
+
+
 def test_theme(server):
-    t = snowflake()
+    t = theme_id()
     css = b"body { color: #fff; }\n/* \xe2\x9c\x93 */\n" * 50
     server.put("cdn", f"themes/{t}.css", css)
     r = server.get(f"/themes/{t}.css")
@@ -218,13 +247,28 @@ def test_theme(server):
     assert r2.headers["Content-Range"] == f"bytes 10-19/{len(css)}"
     assert server.get(f"/themes/{t}.css", headers={"If-None-Match": r.headers["ETag"]}).status_code == 304
     assert_error(server.get(f"/themes/{t}.css", headers={"Range": f"bytes={len(css)}-"}), 416)
-    assert_error(server.get(f"/themes/{snowflake()}.css"), 404)
-    assert_error(server.get("/themes/abc.css"), 400)
-    assert_error(server.get(f"/themes/{'1' * 21}.css"), 400)
+    assert_error(server.get(f"/themes/{theme_id()}.css"), 404)
+
+
+@pytest.mark.parametrize("bad", ["abc", "1" * 21, "123456789012345678", "0123456789ABCDEF", "0123456789abcde",
+                                 "0123456789abcdef0", "0123456789abcdeg", "０123456789abcdef", "0123456789abcde%20",
+                                 "%00123456789abcdef", "0123456789abcdef.css"])
+def test_bad_theme_ids_are_400(server, bad):
+    assert_error(server.get(f"/themes/{bad}.css"), 400)
+
+
+def test_bad_theme_id_is_400_before_any_storage_lookup(make_server):
+    """With storage unreachable, a bad id is still 400 (no lookup); a good one is the storage error."""
+    from .server import free_port
+
+    srv = make_server("s3", env={"AWS_ENDPOINT_URL": f"http://127.0.0.1:{free_port()}",
+                                 "MEDIAPROXY_S3_CONNECT_TIMEOUT": "1"})
+    assert_error(srv.get("/themes/123456789012345678.css"), 400)
+    assert srv.get(f"/themes/{theme_id()}.css").status_code == 502
 
 
 def test_empty_theme(server):
-    t = snowflake()
+    t = theme_id()
     server.put("cdn", f"themes/{t}.css", b"")
     r = server.get(f"/themes/{t}.css")
     assert r.status_code == 200 and r.content == b"" and r.headers["Content-Length"] == "0"

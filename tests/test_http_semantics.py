@@ -175,7 +175,7 @@ def test_502_storage_unreachable(make_server):
     srv = make_server("s3", env={"AWS_ENDPOINT_URL": f"http://127.0.0.1:{free_port()}",
                                  "MEDIAPROXY_S3_CONNECT_TIMEOUT": "1"})
     assert_error(srv.get(f"/avatars/1/{hash_()}.png"), 502)
-    assert_error(srv.get("/themes/1.css"), 502)
+    assert_error(srv.get("/themes/0123456789abcdef.css"), 502)
     assert_error(srv.get("/stickers/1.json"), 502)
     assert srv.head(f"/icons/1/{hash_()}.png").status_code == 502
 
@@ -186,7 +186,7 @@ def test_504_storage_timeout(make_server):
         srv = make_server("s3", env={"AWS_ENDPOINT_URL": f"http://127.0.0.1:{hole.port}",
                                      "MEDIAPROXY_S3_READ_TIMEOUT": "0.3"})
         assert_error(srv.get(f"/avatars/1/{hash_()}.png"), 504)
-        assert_error(srv.get("/themes/1.css"), 504)
+        assert_error(srv.get("/themes/0123456789abcdef.css"), 504)
     finally:
         hole.close()
 

@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import http.client
 import secrets
+import socket
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -393,6 +395,85 @@ def test_oversized_body_is_413_and_get_is_405(server):
     r = server.post("/_metadata", data=b'{"url": "' + b"a" * 70_000 + b'"}', headers=AUTH)
     assert r.status_code == 413
     assert server.get("/_metadata", headers=AUTH).status_code == 405
+
+
+class KeepAlive:
+    """One raw keep-alive connection: requests written by hand, answers parsed one at a time."""
+
+    def __init__(self, server):
+        self.sock = socket.create_connection(("127.0.0.1", server.port), timeout=30)
+
+    def send(self, method: str, path: str, headers: dict, body: bytes = b"", chunked: bool = False) -> None:
+        lines = [f"{method} {path} HTTP/1.1", "Host: 127.0.0.1"] + [f"{k}: {v}" for k, v in headers.items()]
+        if chunked:
+            lines.append("Transfer-Encoding: chunked")
+            step = 16 * 1024
+            body = b"".join(b"%x\r\n%s\r\n" % (len(body[i:i + step]), body[i:i + step])
+                            for i in range(0, len(body), step)) + b"0\r\n\r\n"
+        else:
+            lines.append(f"Content-Length: {len(body)}")
+        self.sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode() + body)
+
+    def answer(self) -> http.client.HTTPResponse:
+        resp = http.client.HTTPResponse(self.sock, method="POST")
+        resp.begin()
+        resp.body = resp.read()  # type: ignore[attr-defined]
+        return resp
+
+    def closed_cleanly(self) -> bool:
+        """The server ended the connection with a FIN, not a reset (nothing more to read)."""
+        try:
+            return self.sock.recv(65536) == b""
+        except ConnectionResetError:
+            return False
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+@pytest.mark.parametrize("chunked", [False, True])
+@pytest.mark.parametrize("size", [70_000, 900_000])
+@pytest.mark.parametrize("auth", [True, False])
+def test_refused_body_keeps_the_connection_usable(server, size, chunked, auth):
+    """A body over the cap (413), or sent without the secret (401), is read and dropped: the kept-alive
+    connection then carries the next request. (Unread, it made gunicorn drop a connection it had just
+    announced as kept alive, and the client's next request met a reset.)"""
+    conn = KeepAlive(server)
+    try:
+        body = b'{"url": "s3://uploads/' + b"a" * size + b'"}'
+        conn.send("POST", "/_metadata", AUTH if auth else {}, body, chunked=chunked)
+        r = conn.answer()
+        assert r.status == (413 if auth else 401) and r.getheader("Connection") == "keep-alive"
+        assert r.getheader("Cache-Control") == "no-store"
+        conn.send("GET", "/_health", {})
+        r = conn.answer()
+        assert (r.status, r.body) == (200, b"OK")
+        conn.send("POST", "/_metadata", AUTH, b"{}", chunked=chunked)  # a small refused body: still kept alive
+        r = conn.answer()
+        assert (r.status, r.body.strip()) == (400, b"missing field: url")
+        assert r.getheader("Connection") == "keep-alive"
+        conn.send("GET", "/_health", {})
+        assert conn.answer().status == 200
+    finally:
+        conn.close()
+
+
+@pytest.mark.parametrize("auth", [True, False])
+def test_huge_body_is_refused_with_connection_close(server, auth):
+    """A declared body too large to be worth reading: the answer comes at once, says so, and the connection
+    ends with a FIN (the client is told not to reuse it, and sees no reset)."""
+    conn = KeepAlive(server)
+    try:
+        head = ["POST /_metadata HTTP/1.1", "Host: 127.0.0.1", "Content-Length: 50000000"]
+        if auth:
+            head.append(f"X-Internal-Secret: {SECRET}")
+        conn.sock.sendall(("\r\n".join(head) + "\r\n\r\n").encode() + b'{"url": "s3://uploads/' + b"a" * 1000)
+        r = conn.answer()
+        assert r.status == (413 if auth else 401) and r.getheader("Connection") == "close"
+        assert conn.closed_cleanly()
+    finally:
+        conn.close()
+    assert server.get("/_health").status_code == 200
 
 
 # ---- external http(s) URLs through the guarded fetcher ----------------------

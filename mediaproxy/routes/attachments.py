@@ -18,9 +18,7 @@ a download under ``Content-Security-Policy: default-src 'none'; sandbox``.
 from __future__ import annotations
 
 import re
-import threading
 import unicodedata
-from collections import OrderedDict
 from urllib.parse import quote
 
 import falcon
@@ -34,16 +32,14 @@ from ..media.sniff import is_media_type, is_passive, normalize_type, reconcile, 
 from ..media.spec import ATTACHMENT, SOURCE, TransformSpec, parse_bool, parse_spec
 from ..storage import ObjectInfo
 from ..storage.reader import ObjectReader
-from .common import output_entry, serve_transform, snowflake
+from .common import HeadSniffer, output_entry, serve_transform, snowflake
 
-SNIFF_BYTES = 512
 SANDBOX = "default-src 'none'; sandbox"
 GENERIC_TYPES = frozenset(("", "application/octet-stream", "binary/octet-stream", "application/unknown"))
 MAX_FILENAME_BYTES = 255
 _ATTR_CHARS = "!#$&+-.^_`|~"  # RFC 5987 attr-char besides ALPHA / DIGIT
 _HEADER_VALUE = re.compile(r"[\x21-\x7e][\x20-\x7e]{0,200}")
 _EXT = {"jpeg": "jpg"}
-_TYPES_KEPT = 4096
 
 
 def filename_segment(filename: str) -> str:
@@ -104,28 +100,7 @@ def renamed(filename: str, fmt: str) -> str:
 class AttachmentResource:
     def __init__(self, ctx: Context):
         self.ctx = ctx
-        self._types: OrderedDict[tuple, str] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def _content_type(self, bucket: str, key: str, info: ObjectInfo) -> str:
-        memo = (bucket, key, info.etag, info.size, info.last_modified, info.content_type)
-        with self._lock:
-            found = self._types.get(memo)
-        if found is not None:
-            return found
-        head = b""
-        if info.size:
-            _, body = self.ctx.storage.open(bucket, key, 0, min(info.size, SNIFF_BYTES) - 1)
-            try:
-                head = body.read(SNIFF_BYTES)
-            finally:
-                body.close()
-        ctype = resolve_type(info.content_type, head)
-        with self._lock:
-            self._types[memo] = ctype
-            while len(self._types) > _TYPES_KEPT:
-                self._types.popitem(last=False)
-        return ctype
+        self._content_type = HeadSniffer(ctx, lambda info, head: resolve_type(info.content_type, head))
 
     def on_get(self, req: falcon.Request, resp: falcon.Response, rest: str = "") -> None:
         channel, attachment, filename = parse_path(req)

@@ -4,15 +4,27 @@ banners, and themes. Each path maps to one object in the CDN bucket."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
 import falcon
 
 from ..context import Context
-from ..errors import BadRequest
+from ..errors import BadRequest, NotFound
 from ..media.spec import BANNER, BOX, FORMATS, SQUARE, Profile, TransformSpec, parse_spec
-from .common import hash_segment, serve_stored, serve_transform, snowflake, split_ext
+from ..storage import ObjectInfo
+from .common import HeadSniffer, hash_segment, serve_stored, serve_transform, snowflake, split_ext
+
+# The platform's theme ids: 16 lowercase hex digits (its reference implementation checks this).
+THEME_ID = re.compile(r"[a-f0-9]{16}")
+_JSON_BLANK = b" \t\r\n"
+
+
+def looks_like_json(head: bytes) -> bool:
+    """The first bytes open a JSON object or array (a Lottie file is an object), after an optional BOM."""
+    text = head.removeprefix(b"\xef\xbb\xbf").lstrip(_JSON_BLANK)
+    return text[:1] in (b"{", b"[")
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +64,7 @@ class ImageResource:
     def __init__(self, ctx: Context, family: Family):
         self.ctx = ctx
         self.family = family
+        self._json = HeadSniffer(ctx, lambda info, head: looks_like_json(head)) if family.lottie else None
 
     def _object_key(self, params: dict[str, str]) -> tuple[str, str]:
         """(object key, extension) for one request, validated.
@@ -90,9 +103,17 @@ class ImageResource:
         key, spec = self.target(params, req.params)
         bucket = self.ctx.settings.cdn_bucket
         if spec is None:
-            serve_stored(req, resp, self.ctx, bucket, key, "application/json")
+            self._lottie(req, resp, bucket, key)
             return
         serve_transform(req, resp, self.ctx, bucket, key, spec)
+
+    def _lottie(self, req: falcon.Request, resp: falcon.Response, bucket: str, key: str) -> None:
+        """``.json``: the stored object as ``application/json``, only when it is JSON (a Lottie animation);
+        a sticker stored as an image has no Lottie representation (404)."""
+        info: ObjectInfo = self.ctx.storage.head(bucket, key)
+        if self._json is None or not self._json(bucket, key, info):
+            raise NotFound("no Lottie animation for this sticker")
+        serve_stored(req, resp, self.ctx, bucket, key, "application/json", info=info)
 
     on_head = on_get
 
@@ -104,7 +125,8 @@ class ThemeResource:
         self.ctx = ctx
 
     def on_get(self, req: falcon.Request, resp: falcon.Response, theme_id: str) -> None:
-        snowflake(theme_id, "theme id")
+        if not THEME_ID.fullmatch(theme_id):
+            raise BadRequest("invalid theme id: 16 lowercase hex digits")
         key = f"themes/{theme_id}.css"
         serve_stored(req, resp, self.ctx, self.ctx.settings.cdn_bucket, key, "text/css; charset=utf-8")
 

@@ -4,7 +4,10 @@ cached transform, and streaming a stored object."""
 from __future__ import annotations
 
 import re
+import threading
+from collections import OrderedDict
 from collections.abc import Callable
+from typing import Generic, TypeVar
 
 import falcon
 
@@ -15,6 +18,11 @@ from ..hotpath import etag, result_key
 from ..http import respond, respond_entry
 from ..media import pipeline
 from ..media.spec import TransformSpec
+from ..storage import ObjectInfo
+
+T = TypeVar("T")
+SNIFF_BYTES = 512
+_VERDICTS_KEPT = 4096
 
 _SNOWFLAKE = re.compile(r"[0-9]{1,20}")
 _HASH = re.compile(r"[A-Za-z0-9_]{1,100}")
@@ -88,6 +96,40 @@ def serve_transform(
     respond_entry(req, resp, entry)
 
 
+class HeadSniffer(Generic[T]):
+    """A verdict on the first bytes of a stored object, read once per object version.
+
+    One ranged read of at most ``SNIFF_BYTES``; the verdict is remembered
+    (bounded, least recently added dropped first) by bucket, key and the
+    object's tag, size and date, so a replaced object is judged again.
+    """
+
+    def __init__(self, ctx: Context, judge: Callable[[ObjectInfo, bytes], T]):
+        self.ctx = ctx
+        self.judge = judge
+        self._memo: OrderedDict[tuple, T] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def __call__(self, bucket: str, key: str, info: ObjectInfo) -> T:
+        memo = (bucket, key, info.etag, info.size, info.last_modified, info.content_type)
+        with self._lock:
+            if memo in self._memo:
+                return self._memo[memo]
+        head = b""
+        if info.size:
+            _, body = self.ctx.storage.open(bucket, key, 0, min(info.size, SNIFF_BYTES) - 1)
+            try:
+                head = body.read(SNIFF_BYTES)
+            finally:
+                body.close()
+        verdict = self.judge(info, head)
+        with self._lock:
+            self._memo[memo] = verdict
+            while len(self._memo) > _VERDICTS_KEPT:
+                self._memo.popitem(last=False)
+        return verdict
+
+
 def serve_stored(
     req: falcon.Request,
     resp: falcon.Response,
@@ -95,9 +137,10 @@ def serve_stored(
     bucket: str,
     key: str,
     content_type: str | None = None,
+    info: ObjectInfo | None = None,
 ) -> None:
     """Stream a stored object unchanged, with Range, never holding it whole."""
-    info = ctx.storage.head(bucket, key)
+    info = info or ctx.storage.head(bucket, key)
     tag = '"' + (info.etag or f"{info.size:x}-{int(info.last_modified):x}") + '"'
     req.context.cache = "stream"
 

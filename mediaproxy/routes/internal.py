@@ -21,11 +21,16 @@ import pyvips
 
 from ..context import Context
 from ..errors import BadRequest, TooLarge, Unauthorized
+from ..http import close_connection
 from ..media import probe, video
 from ..storage import iter_chunks
 from ..storage.reader import ObjectReader
 
 MAX_BODY = 64 * 1024
+# A refused body (over MAX_BODY, or sent without the secret) up to this size is
+# read and discarded, so that the connection stays usable; beyond it the answer
+# says "Connection: close" and the connection ends.
+DRAIN_BODY = 1024 * 1024
 MAX_DIMENSION = 4096
 MAX_TIMESTAMP = 7 * 24 * 3600.0
 MAX_KEY_BYTES = 1024
@@ -42,12 +47,41 @@ def check_secret(req: falcon.Request, secret: str) -> None:
         raise Unauthorized("missing or wrong X-Internal-Secret")
 
 
+def body_stream(req: falcon.Request):
+    """The request body: bounded by Content-Length, or the server's de-chunked stream
+    (Falcon's ``bounded_stream`` reads nothing of a chunked body)."""
+    return req.bounded_stream if req.content_length is not None else req.stream
+
+
+def discard_body(req: falcon.Request, already: int = 0) -> None:
+    """Before refusing a request: read and drop the rest of its body, so the
+    kept-alive connection carries the client's next request cleanly; a body
+    larger than ``DRAIN_BODY`` is not read and the connection is closed
+    after the answer (``Connection: close``) instead."""
+    length = req.content_length
+    if length == 0 or (length is None and req.get_header("Transfer-Encoding") is None):
+        return
+    if length is not None and length > DRAIN_BODY:
+        close_connection(req)
+        return
+    left = DRAIN_BODY - already
+    while left > 0:
+        chunk = body_stream(req).read(min(left, 64 * 1024))
+        if not chunk:
+            return  # all of it read
+        left -= len(chunk)
+    close_connection(req)
+
+
 def read_body(req: falcon.Request) -> dict:
+    """The JSON object body, at most ``MAX_BODY`` bytes; a larger one is 413 (see ``discard_body``)."""
     length = req.content_length
     if length is not None and length > MAX_BODY:
+        discard_body(req)
         raise TooLarge(f"request body is over {MAX_BODY} bytes")
-    raw = req.bounded_stream.read(MAX_BODY + 1)
+    raw = body_stream(req).read(MAX_BODY + 1)
     if len(raw) > MAX_BODY:
+        discard_body(req, len(raw))
         raise TooLarge(f"request body is over {MAX_BODY} bytes")
     if not raw.strip():
         raise BadRequest("missing JSON body")
@@ -144,7 +178,11 @@ class Internal:
         self.ctx = ctx
 
     def begin(self, req: falcon.Request) -> dict:
-        check_secret(req, self.ctx.settings.internal_secret)
+        try:
+            check_secret(req, self.ctx.settings.internal_secret)
+        except Unauthorized:
+            discard_body(req)
+            raise
         return read_body(req)
 
     def uploads_video(self, body: dict, name: str = "video_url") -> tuple[str, str]:

@@ -37,6 +37,8 @@ class TelemetryResource:
         )
         req.context.cache = "-"
 
+    on_head = on_get
+
 
 def add_routes(app: falcon.App, ctx: Context) -> None:
     app.add_route("/_health", HealthResource())
