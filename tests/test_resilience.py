@@ -9,6 +9,7 @@ import collections
 import os
 import signal
 import socket
+import subprocess
 import threading
 import time
 from contextlib import contextmanager
@@ -221,3 +222,71 @@ def test_hits_are_answered_while_every_miss_slot_is_busy(make_server, origin):
             t.join()
     assert sorted(results) == [200] * 6 + [503] * 2, results
 
+
+@pytest.fixture
+def small_tmpfs(tmp_path):
+    """A 4 MiB tmpfs of this test's own (needs root; skipped where mount is not allowed)."""
+    mnt = tmp_path / "cachefs"
+    mnt.mkdir()
+    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mnt)],
+                                           capture_output=True).returncode != 0:
+        pytest.skip("cannot mount a tmpfs here")
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
+
+
+def test_full_then_read_only_cache_disk_costs_no_request_more_than_its_work(make_server, small_tmpfs):
+    srv = make_server("local", env={"MEDIAPROXY_CACHE_DIR": str(small_tmpfs / "cache")}, workers=2)
+    u = snowflake()
+    hashes = [hash_() for _ in range(4)]
+    for h in hashes:
+        srv.put("cdn", f"avatars/{u}/{h}", media.jpeg(640, 640))
+    assert srv.get(f"/avatars/{u}/{hashes[0]}.png?size=64").status_code == 200  # database and locks exist
+    with open(small_tmpfs / "filler", "wb", buffering=0) as f:  # fill the disk to the last byte
+        for block in (65536, 4096, 512, 1):
+            try:
+                while True:
+                    f.write(b"\0" * block)
+            except OSError:
+                pass
+
+    def burst(size: int) -> list[tuple[int, float]]:
+        # concurrent misses of the same few URLs: the coalescing path, each time
+        out: list[tuple[int, float]] = []
+
+        def one(h: str) -> None:
+            r, took = _timed(lambda: srv.get(f"/avatars/{u}/{h}.webp?size={size}", timeout=60))
+            out.append((r.status_code, took))
+
+        threads = [threading.Thread(target=one, args=(h,)) for h in hashes[1:] for _ in range(3)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        return out
+
+    for size in (128, 256):
+        got = burst(size)
+        assert {s for s, _ in got} == {200}, got
+        assert max(t for _, t in got) < 5, got  # the work is ~0.05 s; the coalescing wait is 10 s
+    assert srv.get(f"/avatars/{u}/{hashes[0]}.png?size=64").headers["X-Cache"] == "HIT"  # stored before
+    # The same cache, read-only (a bind mount remounted ro: a tmpfs with open files
+    # cannot be remounted), under a second server.
+    ro = small_tmpfs.parent / "ro"
+    ro.mkdir()
+    subprocess.run(["mount", "--bind", str(small_tmpfs / "cache"), str(ro)], check=True)
+    try:
+        subprocess.run(["mount", "-o", "remount,ro,bind", str(ro)], check=True)
+        srv = srv2 = make_server(
+            "local", env={"MEDIAPROXY_CACHE_DIR": str(ro), "MEDIAPROXY_STORAGE": str(srv.storage_dir)}, workers=2
+        )
+        for size in (160, 240):
+            got = burst(size)
+            assert {s for s, _ in got} == {200}, got
+            assert max(t for _, t in got) < 5, got
+        assert srv2.get(f"/avatars/{u}/{hashes[0]}.png?size=64").status_code == 200
+        srv2.stop()
+    finally:
+        subprocess.run(["umount", "-l", str(ro)], capture_output=True)
