@@ -25,11 +25,14 @@ bind = os.environ.get("MEDIAPROXY_BIND", "127.0.0.1:8000")
 # each); a third worker on 2 cores gave nothing (hits 12.8k vs 13.2k req/s,
 # misses 195 vs 202 req/s) and costs another ~72 MiB (docs/performance.md).
 workers = _int("MEDIAPROXY_WORKERS", cores)
-# Threads per worker: hits are GIL-bound, libvips releases the GIL. On loopback
+# Threads per worker (measured with 4 transform slots): hits are GIL-bound, libvips releases the GIL. On loopback
 # 4 measured best on misses (202 req/s; 1: 182, 2: 176, 8: 188 with p99 81 ms);
 # hits 11.2k (1), 10.7k (2), 13.2k (4), 14.2k (8). 4 also keeps a worker busy
 # while others wait on S3.
-threads = _int("MEDIAPROXY_THREADS", 4)
+# 8 threads, of which misses (storage, transforms) may hold MEDIAPROXY_MAX_CONCURRENT_MISSES
+# (6): the other two always answer cache hits, 304s and /_health, however stuck
+# storage or the transforms are (docs/resilience.md).
+threads = _int("MEDIAPROXY_THREADS", 8)
 # gthread that accepts a connection only while it has a thread free: with
 # stock gthread the worker already awake wins every accept race, and in 3 of
 # 16 fresh starts one worker held all 16 of wrk's connections (mediaproxy/worker.py).

@@ -5,8 +5,14 @@ ETag, Last-Modified) kept in diskcache's ``tag`` column, so a hit needs one
 SQLite read and, for large values, one ``open()`` handed to sendfile.
 
 Concurrent misses for one key are computed once across processes: the first
-worker takes a lock entry (``Cache.add`` is atomic across processes), the
-others poll for the result; a holder that dies leaves a lock that expires.
+request takes the key's lock, the others wait for its result. The locks are
+``flock``s on a fixed set of lock files (one per stripe of the key space)
+plus a thread lock per stripe, never rows of the database: a lock entry in
+SQLite had to be written and deleted, and on a full disk the delete failed
+and left the lock behind, so the next request for that key waited the whole
+transform wait (10 s) for a result nobody was computing. An ``flock`` needs
+no disk space, still works on a disk remounted read-only, and is released
+the moment its holder finishes or dies (no expiry to wait out).
 
 The cache never turns into an error: a full disk, a corrupt database or a
 lock timeout is logged and the request is served without caching.
@@ -14,10 +20,13 @@ lock timeout is logged and the request is served without caching.
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import os
 import sqlite3
+import threading
 import time
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import BinaryIO
@@ -28,6 +37,7 @@ import orjson
 log = logging.getLogger("mediaproxy.cache")
 
 _FAILURES = (sqlite3.Error, OSError, diskcache.Timeout, ValueError, orjson.JSONDecodeError)
+_STRIPES = 256  # lock files; unrelated keys share one with probability ~ concurrent misses / 256
 
 
 @dataclass(slots=True)
@@ -75,11 +85,15 @@ class Entry:
 class ResultCache:
     """The disk cache, or a no-op when ``directory`` is None (caching disabled)."""
 
-    def __init__(self, directory: str | None, size_limit: int, lock_ttl: float = 60.0, timeout: float = 1.0):
+    def __init__(self, directory: str | None, size_limit: int, timeout: float = 1.0):
         self.enabled = directory is not None
-        self.lock_ttl = lock_ttl
         self._last_warning = 0.0
         self._cache: diskcache.Cache | None = None
+        self._lock_dir = os.path.join(directory, "locks") if directory is not None else None
+        self._lock_fds: dict[int, int] = {}  # stripe -> fd, opened in this process (flock is per open file)
+        self._lock_pid = 0
+        self._thread_locks = [threading.Lock() for _ in range(_STRIPES)]
+        self._held = threading.local()  # stripes this thread holds (nested computes)
         if directory is not None:
             try:
                 self._cache = diskcache.Cache(
@@ -127,43 +141,78 @@ class ResultCache:
         except _FAILURES as exc:
             self._warn("cache write failed", exc)
 
+    def _lock_fd(self, stripe: int) -> int | None:
+        """This process's fd of the stripe's lock file (created on first use), None if unusable."""
+        if self._lock_pid != os.getpid():  # forked: flocks must not be shared with the parent
+            self._lock_fds, self._lock_pid = {}, os.getpid()
+        fd = self._lock_fds.get(stripe)
+        if fd is None and self._lock_dir is not None:
+            path = os.path.join(self._lock_dir, f"{stripe:02x}")
+            try:
+                try:
+                    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)  # works on a read-only disk too
+                except FileNotFoundError:
+                    os.makedirs(self._lock_dir, exist_ok=True)
+                    fd = os.open(path, os.O_RDONLY | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            except OSError as exc:
+                self._warn("cache lock unavailable, misses are not coalesced", exc)
+                return None
+            self._lock_fds[stripe] = fd
+        return fd
+
     def get_or_compute(self, key: str, compute: Callable[[], Entry], wait: float) -> tuple[Entry, bool]:
-        """The cached entry, or one computed by exactly one worker. Returns (entry, hit)."""
+        """The cached entry, or one computed by exactly one worker. Returns (entry, hit).
+
+        Waiting for another request's result is bounded by ``wait``; past it
+        (or when the lock cannot be used) the entry is computed here too.
+        """
         entry = self.get(key)
         if entry is not None:
             return entry, True
         if self._cache is None:
             return compute(), False
-        lock = "lock:" + key
+        stripe = zlib.crc32(key.encode()) % _STRIPES
+        held: set[int] = self._held.__dict__.setdefault("stripes", set())
+        if stripe in held:  # a nested compute that hashes to a stripe this thread holds
+            return compute(), False
         deadline = time.monotonic() + wait
-        delay = 0.002
-        while True:
-            try:
-                owner = self._cache.add(lock, os.getpid(), expire=self.lock_ttl, retry=False)
-            except _FAILURES as exc:
-                self._warn("cache lock failed", exc)
-                return compute(), False
-            if owner:
+        tlock = self._thread_locks[stripe]
+        if not tlock.acquire(timeout=max(wait, 0.0)):
+            return compute(), False
+        held.add(stripe)
+        try:
+            fd = self._lock_fd(stripe)
+            delay = 0.002
+            while fd is not None:
                 try:
-                    entry = self.get(key)  # someone finished between our miss and our lock
-                    if entry is not None:
-                        return entry, True
-                    entry = compute()
-                    self.put(key, entry)
-                    return entry, False
-                finally:
-                    try:
-                        self._cache.delete(lock, retry=False)
-                    except _FAILURES as exc:
-                        self._warn("cache unlock failed", exc)
-            # Another worker is computing it: wait for its result.
-            time.sleep(delay)
-            delay = min(delay * 1.5, 0.05)
-            entry = self.get(key)
-            if entry is not None:
-                return entry, True
-            if time.monotonic() > deadline:
-                return compute(), False
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:  # another worker computes something of this stripe
+                    pass
+                except OSError as exc:
+                    self._warn("cache lock failed", exc)
+                    fd = None
+                    break
+                entry = self.get(key)
+                if entry is not None:
+                    return entry, True
+                if time.monotonic() > deadline:
+                    return compute(), False
+                time.sleep(delay)
+                delay = min(delay * 1.5, 0.05)
+            try:
+                entry = self.get(key)  # someone finished while we waited for the lock
+                if entry is not None:
+                    return entry, True
+                entry = compute()
+                self.put(key, entry)
+                return entry, False
+            finally:
+                if fd is not None:
+                    fcntl.flock(fd, fcntl.LOCK_UN)
+        finally:
+            held.discard(stripe)
+            tlock.release()
 
     def stats(self) -> dict[str, int]:
         if self._cache is None:
@@ -176,3 +225,7 @@ class ResultCache:
     def close(self) -> None:
         if self._cache is not None:
             self._cache.close()
+        if self._lock_pid == os.getpid():
+            for fd in self._lock_fds.values():
+                os.close(fd)
+        self._lock_fds = {}

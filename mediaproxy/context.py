@@ -7,11 +7,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
+from .bulkhead import Breaker, Bulkhead
 from .cache import ResultCache
-from .errors import Overloaded
 from .media.pipeline import Limits
 from .settings import Settings
 from .storage import Storage, make_storage
+from .storage.guard import GuardedStorage
 
 
 @dataclass
@@ -20,25 +21,43 @@ class Context:
     storage: Storage
     cache: ResultCache
     limits: Limits
-    _gate: threading.BoundedSemaphore = field(repr=False, default=None)  # type: ignore[assignment]
+    transforms: Bulkhead = field(repr=False, default=None)  # type: ignore[assignment]
+    breaker: Breaker = field(repr=False, default=None)  # type: ignore[assignment]
+    misses: Bulkhead = field(repr=False, default=None)  # type: ignore[assignment]
+    _held: threading.local = field(repr=False, default_factory=threading.local)
 
     @classmethod
     def build(cls, settings: Settings, storage: Storage | None = None) -> Context:
-        ctx = cls(
+        breaker = Breaker(settings.storage_breaker_failures, settings.storage_breaker_cooldown)
+        storage_slots = Bulkhead("storage reads", settings.max_concurrent_storage, settings.storage_wait)
+        return cls(
             settings=settings,
-            storage=storage or make_storage(settings),
+            storage=GuardedStorage(storage or make_storage(settings), storage_slots, breaker),
             cache=ResultCache(settings.cache_dir, settings.cache_size),
             limits=Limits(settings.max_pixels, settings.max_frames, settings.max_animation_pixels),
+            transforms=Bulkhead("transforms", settings.max_concurrent_transforms, settings.transform_wait),
+            breaker=breaker,
+            # No waiting: a request past this share is answered 503 at once, so the
+            # threads left over (gunicorn.conf.py: threads > this) stay free for hits.
+            misses=Bulkhead("misses", settings.max_concurrent_misses, 0.0),
         )
-        ctx._gate = threading.BoundedSemaphore(settings.max_concurrent_transforms)
-        return ctx
+
+    @contextmanager
+    def miss_slot(self) -> Iterator[None]:
+        """Work that needs storage or a transform (a miss, a stream, an internal call) holds
+        one of ``max_concurrent_misses`` places per worker; nested calls share the outer one."""
+        if getattr(self._held, "miss", False):
+            yield
+            return
+        with self.misses.slot():
+            self._held.miss = True
+            try:
+                yield
+            finally:
+                self._held.miss = False
 
     @contextmanager
     def transform_slot(self) -> Iterator[None]:
         """Bound the CPU-heavy work a worker takes on; past the wait, shed load (503)."""
-        if not self._gate.acquire(timeout=self.settings.transform_wait):
-            raise Overloaded("too many transforms in progress", headers={"Retry-After": "1"})
-        try:
+        with self.transforms.slot():
             yield
-        finally:
-            self._gate.release()

@@ -63,6 +63,12 @@ class Overloaded(MediaError):
     reason = "overloaded"
 
 
+class StorageUnavailable(Overloaded):
+    """Storage failed repeatedly: refused at once until a probe succeeds (the circuit breaker)."""
+
+    reason = "storage unavailable"
+
+
 class UpstreamTimeout(MediaError):
     status = 504
     reason = "upstream timeout"

@@ -117,9 +117,14 @@ class Settings:
     cdn_bucket: str = "cdn"
     uploads_bucket: str = "uploads"
     s3_addressing_style: str = "auto"
-    s3_connect_timeout: float = 2.0
-    s3_read_timeout: float = 10.0
+    s3_connect_timeout: float = 0.5  # same-region: a connect takes < 5 ms; a lost SYN is retried at 1 s
+    s3_read_timeout: float = 1.0  # first byte / between bytes; with the one retry a dead store answers in ~2 s
     s3_max_pool: int = 32
+    # storage resilience (mediaproxy/bulkhead.py, storage/guard.py)
+    max_concurrent_storage: int = 4  # storage calls in progress per worker
+    storage_wait: float = 1.0  # seconds a call waits for a storage slot before 503
+    storage_breaker_failures: int = 5  # failures in a row that open the circuit breaker (0: never)
+    storage_breaker_cooldown: float = 2.0  # seconds the breaker stays open before a probe
     # secrets
     secret_key: str = ""
     internal_secret: str = ""
@@ -133,6 +138,7 @@ class Settings:
     max_frames: int = 1000
     max_animation_pixels: int = 400_000_000
     max_concurrent_transforms: int = 4
+    max_concurrent_misses: int = 6  # requests needing storage or a transform per worker (threads: 8)
     transform_wait: float = 10.0
     # external fetcher
     fetch_allow_cidrs: tuple[IPNetwork, ...] = ()
@@ -192,6 +198,14 @@ class Settings:
             s3_connect_timeout=_float(env, "MEDIAPROXY_S3_CONNECT_TIMEOUT", d["s3_connect_timeout"], 0.01),
             s3_read_timeout=_float(env, "MEDIAPROXY_S3_READ_TIMEOUT", d["s3_read_timeout"], 0.01),
             s3_max_pool=_int(env, "MEDIAPROXY_S3_MAX_POOL", d["s3_max_pool"], 1, 1024),
+            max_concurrent_storage=_int(env, "MEDIAPROXY_MAX_CONCURRENT_STORAGE", d["max_concurrent_storage"], 1, 1024),
+            storage_wait=_float(env, "MEDIAPROXY_STORAGE_WAIT", d["storage_wait"], 0.0, 600.0),
+            storage_breaker_failures=_int(
+                env, "MEDIAPROXY_STORAGE_BREAKER_FAILURES", d["storage_breaker_failures"], 0, 10_000
+            ),
+            storage_breaker_cooldown=_float(
+                env, "MEDIAPROXY_STORAGE_BREAKER_COOLDOWN", d["storage_breaker_cooldown"], 0.1, 3600.0
+            ),
             secret_key=secret,
             internal_secret=internal,
             demo=demo,
@@ -204,6 +218,7 @@ class Settings:
             max_concurrent_transforms=_int(
                 env, "MEDIAPROXY_MAX_CONCURRENT_TRANSFORMS", d["max_concurrent_transforms"], 1, 1024
             ),
+            max_concurrent_misses=_int(env, "MEDIAPROXY_MAX_CONCURRENT_MISSES", d["max_concurrent_misses"], 1, 1024),
             transform_wait=_float(env, "MEDIAPROXY_TRANSFORM_WAIT", d["transform_wait"], 0.0),
             fetch_allow_cidrs=_cidrs(env, "MEDIAPROXY_FETCH_ALLOW_CIDRS"),
             fetch_connect_timeout=_float(env, "MEDIAPROXY_FETCH_CONNECT_TIMEOUT", d["fetch_connect_timeout"], 0.01),

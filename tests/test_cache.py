@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import signal
 import sqlite3
+import threading
 import time
 from pathlib import Path
 
@@ -113,11 +115,57 @@ def test_concurrent_misses_across_processes_compute_once(tmp_path):
     assert sorted(hit for _, hit in got) == [False] + [True] * (n - 1)
 
 
-def test_stale_lock_of_a_dead_worker_expires(tmp_path):
-    cache = ResultCache(str(tmp_path / "c"), 64 * MB, lock_ttl=0.2)
-    cache._cache.add("lock:k", 999999, expire=0.2)  # a worker died holding it
-    got, hit = cache.get_or_compute("k", lambda: entry(b"v"), 30)
+def _hold_lock_forever(directory: str, started: str) -> None:
+    cache = ResultCache(directory, 64 * MB)
+
+    def compute() -> Entry:
+        Path(started).touch()
+        time.sleep(600)
+        return entry(b"never")
+
+    cache.get_or_compute("k", compute, 30)
+
+
+def test_lock_of_a_killed_worker_is_released_at_once(tmp_path):
+    directory, started = str(tmp_path / "c"), tmp_path / "started"
+    ResultCache(directory, 64 * MB).close()
+    proc = multiprocessing.get_context("fork").Process(target=_hold_lock_forever, args=(directory, str(started)))
+    proc.start()
+    deadline = time.monotonic() + 30
+    while not started.exists() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    os.kill(proc.pid, signal.SIGKILL)  # dies holding the lock, mid-compute
+    proc.join(10)
+    t = time.monotonic()
+    got, hit = ResultCache(directory, 64 * MB).get_or_compute("k", lambda: entry(b"v"), 30)
     assert (got.body, hit) == (b"v", False)
+    assert time.monotonic() - t < 5  # no expiry to wait out (a lock row in SQLite lived 60 s)
+
+
+def test_unwritable_cache_never_makes_a_request_wait_for_a_result_nobody_stores(tmp_path, monkeypatch):
+    # A full disk: every write fails. Concurrent misses of one key then each take their
+    # own work's time, never the coalescing wait (the issue saw exactly the 10 s wait).
+    cache = ResultCache(str(tmp_path / "c"), 64 * MB)
+
+    def full(*args, **kwargs):
+        raise sqlite3.OperationalError("database or disk is full")
+
+    monkeypatch.setattr(cache._cache, "set", full)
+    monkeypatch.setattr(cache._cache, "delete", full)
+    took = []
+
+    def one() -> None:
+        t = time.monotonic()
+        got, hit = cache.get_or_compute("k", lambda: (time.sleep(0.2), entry(b"v"))[1], 10)
+        assert got.body == b"v" and not hit
+        took.append(time.monotonic() - t)
+
+    threads = [threading.Thread(target=one) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(took) == 4 and max(took) < 4 * 0.2 + 2, took
 
 
 def test_cache_dir_that_is_a_file_degrades_to_no_cache(tmp_path):

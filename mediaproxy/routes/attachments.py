@@ -106,6 +106,11 @@ class AttachmentResource:
         channel, attachment, filename = parse_path(req)
         spec = parse_spec(ATTACHMENT, req.params)
         download = parse_bool("download", _last(req.params.get("download"))) or False
+        with self.ctx.miss_slot():  # every attachment answer asks storage first
+            self._get(req, resp, channel, attachment, filename, spec, download)
+
+    def _get(self, req: falcon.Request, resp: falcon.Response, channel: str, attachment: str, filename: str,
+             spec: TransformSpec, download: bool) -> None:
         bucket, key = self.ctx.settings.cdn_bucket, f"attachments/{channel}/{attachment}/{filename}"
         info = self.ctx.storage.head(bucket, key)
         ctype = normalize_type(self._content_type(bucket, key, info)) if spec.transform else ""

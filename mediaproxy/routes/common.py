@@ -88,9 +88,12 @@ def serve_transform(
 ) -> None:
     """Serve one transformed result, from the cache or computed once."""
     rkey = result_key(bucket, key, spec.canonical(), pipeline.PIPELINE_VERSION)
-    entry, hit = ctx.cache.get_or_compute(
-        rkey, compute or (lambda: render(ctx, bucket, key, spec)), ctx.settings.transform_wait
-    )
+    entry, hit = ctx.cache.get(rkey), True
+    if entry is None:  # a miss: storage and a transform, in a bounded share of the threads
+        with ctx.miss_slot():
+            entry, hit = ctx.cache.get_or_compute(
+                rkey, compute or (lambda: render(ctx, bucket, key, spec)), ctx.settings.transform_wait
+            )
     req.context.cache = "hit" if hit else "miss"
     resp.set_header("X-Cache", "HIT" if hit else "MISS")
     respond_entry(req, resp, entry)
@@ -140,6 +143,19 @@ def serve_stored(
     info: ObjectInfo | None = None,
 ) -> None:
     """Stream a stored object unchanged, with Range, never holding it whole."""
+    with ctx.miss_slot():
+        _serve_stored(req, resp, ctx, bucket, key, content_type, info)
+
+
+def _serve_stored(
+    req: falcon.Request,
+    resp: falcon.Response,
+    ctx: Context,
+    bucket: str,
+    key: str,
+    content_type: str | None,
+    info: ObjectInfo | None,
+) -> None:
     info = info or ctx.storage.head(bucket, key)
     tag = '"' + (info.etag or f"{info.size:x}-{int(info.last_modified):x}") + '"'
     req.context.cache = "stream"

@@ -94,8 +94,12 @@ class ExternalResource:
     def _original(self, url: str) -> tuple[Entry, bool]:
         """The fetched original, from the cache or fetched once (coalesced across workers)."""
         okey = result_key(EXTERNAL_BUCKET, url, "original", "")
-        wait = self.ctx.settings.fetch_timeout + 1.0
-        return self.ctx.cache.get_or_compute(okey, lambda: self._fetch(url), wait)
+        entry = self.ctx.cache.get(okey)
+        if entry is not None:
+            return entry, True
+        with self.ctx.miss_slot():  # a fetch: in the worker's bounded share of threads
+            wait = self.ctx.settings.fetch_timeout + 1.0
+            return self.ctx.cache.get_or_compute(okey, lambda: self._fetch(url), wait)
 
     def _fetch(self, url: str) -> Entry:
         fetched = self.fetcher.fetch(url)

@@ -177,6 +177,13 @@ class Internal:
     def __init__(self, ctx: Context):
         self.ctx = ctx
 
+    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
+        with self.ctx.miss_slot():  # storage and decoding: never every thread of the worker
+            self.post(req, resp)
+
+    def post(self, req: falcon.Request, resp: falcon.Response) -> None:
+        raise NotImplementedError
+
     def begin(self, req: falcon.Request) -> dict:
         try:
             check_secret(req, self.ctx.settings.internal_secret)
@@ -212,7 +219,7 @@ class MetadataResource(Internal):
                     self._fetcher = Fetcher.from_settings(self.ctx.settings)
         return self._fetcher
 
-    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
+    def post(self, req: falcon.Request, resp: falcon.Response) -> None:
         body = self.begin(req)
         url = field_str(body, "url")
         hint = body.get("type")
@@ -279,7 +286,7 @@ class MetadataResource(Internal):
 
 
 class ThumbnailResource(Internal):
-    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
+    def post(self, req: falcon.Request, resp: falcon.Response) -> None:
         body = self.begin(req)
         bucket, key = self.uploads_video(body)
         timestamp = field_float(body, "timestamp", 0.0, 0.0, MAX_TIMESTAMP)
@@ -304,7 +311,7 @@ class ThumbnailResource(Internal):
 
 
 class FramesResource(Internal):
-    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
+    def post(self, req: falcon.Request, resp: falcon.Response) -> None:
         body = self.begin(req)
         bucket, key = self.uploads_video(body)
         count = field_int(body, "count", None, 1, self.ctx.settings.max_frames_count)

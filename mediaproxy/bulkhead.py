@@ -1,0 +1,116 @@
+"""Bulkheads and a circuit breaker: bounded concurrency for each kind of slow work,
+and fast failure while a dependency is down.
+
+A worker has a fixed number of threads. Anything that can be slow (a transform,
+a storage read, a storage that stopped answering) gets its own bounded number
+of them, waits a bounded time for one, and is refused (``503`` with
+``Retry-After``) past that, so the threads that are left keep answering what
+needs none of it: cache hits, ``304``s, ``/_health``.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+from .errors import Overloaded, StorageUnavailable
+
+
+class Bulkhead:
+    """At most ``limit`` holders at once; a caller waits at most ``wait`` seconds for a place."""
+
+    def __init__(self, name: str, limit: int, wait: float):
+        self.name = name
+        self.limit = limit
+        self.wait = wait
+        self._sem = threading.BoundedSemaphore(limit)
+        self._lock = threading.Lock()
+        self.in_use = 0
+        self.refused = 0
+
+    @contextmanager
+    def slot(self) -> Iterator[None]:
+        acquired = self._sem.acquire(blocking=False) or (self.wait > 0 and self._sem.acquire(timeout=self.wait))
+        if not acquired:
+            with self._lock:
+                self.refused += 1
+            raise Overloaded(f"too many {self.name} in progress", headers={"Retry-After": "1"})
+        with self._lock:
+            self.in_use += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self.in_use -= 1
+            self._sem.release()
+
+
+class Breaker:
+    """A circuit breaker over consecutive failures, per process.
+
+    closed: calls go through; ``threshold`` failures in a row open it.
+    open: calls are refused at once (``StorageUnavailable``, 503 with the
+    seconds left as ``Retry-After``) for ``cooldown`` seconds.
+    half-open: after the cooldown one call goes through as a probe (the others
+    are still refused); its success closes the breaker, its failure opens it
+    for another cooldown. So recovery needs no restart and costs at most one
+    probe's wait plus one cooldown.
+    """
+
+    def __init__(self, threshold: int, cooldown: float, clock: Callable[[], float] = time.monotonic):
+        self.threshold = threshold  # 0: never opens
+        self.cooldown = cooldown
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._failures = 0
+        self._open_until = 0.0
+        self._probing = False
+        self.opened = 0  # times it opened, for tests and logs
+
+    @property
+    def state(self) -> str:
+        with self._lock:
+            if self._failures < self.threshold or not self.threshold:
+                return "closed"
+            return "half-open" if self._probing or self._clock() >= self._open_until else "open"
+
+    def before(self) -> bool:
+        """Admit one call or raise; True when the call is the probe of a half-open breaker."""
+        if not self.threshold:
+            return False
+        with self._lock:
+            if self._failures < self.threshold:
+                return False
+            now = self._clock()
+            if now >= self._open_until and not self._probing:
+                self._probing = True
+                return True
+            left = max(self._open_until - now, 0.0) if not self._probing else self.cooldown
+        raise StorageUnavailable(headers={"Retry-After": str(max(1, math.ceil(left)))})
+
+    def success(self, probe: bool) -> None:
+        with self._lock:
+            self._failures = 0
+            if probe:
+                self._probing = False
+
+    def failure(self, probe: bool) -> bool:
+        """Count one failure; True when this one opened the breaker."""
+        with self._lock:
+            if probe:
+                self._probing = False
+            self._failures += 1
+            if self.threshold and (probe or self._failures == self.threshold):
+                self._open_until = self._clock() + self.cooldown
+                self.opened += 1
+                return True
+            return False
+
+    def abandon(self, probe: bool) -> None:
+        """The call ended without telling whether the store is healthy (e.g. refused by a bulkhead)."""
+        if probe:
+            with self._lock:
+                self._probing = False

@@ -1,0 +1,124 @@
+"""The bulkhead and the circuit breaker on their own (a fake clock; no sleeping)."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from mediaproxy.bulkhead import Breaker, Bulkhead
+from mediaproxy.errors import NotFound, Overloaded, StorageUnavailable, UpstreamError, UpstreamTimeout
+from mediaproxy.storage.guard import GuardedStorage
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_breaker_opens_after_consecutive_failures_and_recovers_through_one_probe():
+    clock = Clock()
+    b = Breaker(3, 2.0, clock)
+    for _ in range(2):
+        assert b.before() is False
+        b.failure(False)
+    b.success(False)  # a success in between resets the count
+    for _ in range(3):
+        b.before()
+        b.failure(False)
+    assert b.state == "open" and b.opened == 1
+    with pytest.raises(StorageUnavailable) as exc:
+        b.before()
+    assert exc.value.status == 503 and exc.value.headers["Retry-After"] == "2"
+    clock.now += 2.0
+    assert b.before() is True  # the probe
+    with pytest.raises(StorageUnavailable):
+        b.before()  # only one probe at a time
+    b.failure(True)  # the probe failed: open for another cooldown
+    assert b.state == "open" and b.opened == 2
+    clock.now += 1.0
+    with pytest.raises(StorageUnavailable):
+        b.before()
+    clock.now += 1.0
+    assert b.before() is True
+    b.success(True)
+    assert b.state == "closed" and b.before() is False
+
+
+def test_breaker_zero_threshold_never_opens():
+    b = Breaker(0, 1.0)
+    for _ in range(100):
+        b.before()
+        b.failure(False)
+    assert b.state == "closed"
+
+
+def test_bulkhead_bounds_holders_and_refuses_past_its_wait():
+    bh = Bulkhead("things", 2, 0.05)
+    release = threading.Event()
+    entered = threading.Barrier(3)
+
+    def hold() -> None:
+        with bh.slot():
+            entered.wait()
+            release.wait()
+
+    threads = [threading.Thread(target=hold) for _ in range(2)]
+    for t in threads:
+        t.start()
+    entered.wait()
+    assert bh.in_use == 2
+    with pytest.raises(Overloaded) as exc, bh.slot():
+        pass
+    assert exc.value.headers == {"Retry-After": "1"} and bh.refused == 1
+    release.set()
+    for t in threads:
+        t.join()
+    with bh.slot():
+        assert bh.in_use == 1
+
+
+class FlakyStore:
+    def __init__(self, faults: list[Exception | None]):
+        self.faults = faults
+        self.calls = 0
+
+    def head(self, bucket: str, key: str):
+        self.calls += 1
+        fault = self.faults.pop(0) if self.faults else None
+        if fault is not None:
+            raise fault
+        return "info"
+
+
+def guarded(store, threshold: int = 2) -> GuardedStorage:
+    return GuardedStorage(store, Bulkhead("storage reads", 4, 0.0), Breaker(threshold, 60.0))
+
+
+def test_guard_retries_a_store_fault_once():
+    store = FlakyStore([UpstreamTimeout()])
+    assert guarded(store).head("b", "k") == "info" and store.calls == 2
+    store = FlakyStore([UpstreamError(), UpstreamError()])
+    with pytest.raises(UpstreamError):
+        guarded(store).head("b", "k")
+    assert store.calls == 2  # at most one retry
+
+
+def test_guard_counts_only_store_faults_towards_the_breaker():
+    store = FlakyStore([NotFound()] * 10)
+    g = guarded(store)
+    for _ in range(10):
+        with pytest.raises(NotFound):
+            g.head("b", "k")
+    assert g.breaker.state == "closed"  # a 404 is a healthy store answering
+    store.faults = [UpstreamTimeout()] * 4
+    for _ in range(2):
+        with pytest.raises(UpstreamTimeout):
+            g.head("b", "k")
+    calls = store.calls
+    with pytest.raises(StorageUnavailable):
+        g.head("b", "k")
+    assert store.calls == calls  # refused without asking the store
