@@ -13,9 +13,16 @@ import pyvips
 from .context import Context
 from .errors import MediaError
 from .http import error_body
-from .routes import attachments, cdn, external, internal, ops
+from .routes import attachments, cdn, external, internal, ops, static
 from .settings import Settings
 from .storage import Storage
+
+# The route groups each MEDIAPROXY_MODE serves, besides /_health and telemetry
+# (every mode). One line per mode; settings.MODES names the accepted values.
+MODES = {
+    "media": (cdn, attachments, external, internal),
+    "static": (static,),
+}
 
 log = logging.getLogger("mediaproxy")
 access = logging.getLogger("mediaproxy.access")
@@ -90,10 +97,8 @@ def create_app(settings: Settings, storage: Storage | None = None) -> falcon.App
     app.add_error_handler(falcon.HTTPError, _http_error)
     app.add_error_handler(MediaError, _media_error)
     ops.add_routes(app, ctx)
-    cdn.add_routes(app, ctx)
-    attachments.add_routes(app, ctx)
-    external.add_routes(app, ctx)
-    internal.add_routes(app, ctx)
+    for group in MODES[settings.mode]:
+        group.add_routes(app, ctx)
     return wsgi_layers(settings, ctx, app)
 
 
@@ -106,7 +111,7 @@ def wsgi_layers(settings: Settings, ctx: Context, app: falcon.App):
     from .http import ClosingLayer
 
     wsgi = ClosingLayer(app)  # lets a responder end the connection (http.close_connection)
-    if settings.fast_path:
+    if settings.fast_path and cdn in MODES[settings.mode]:  # it answers the image families' hits only
         from .fastpath import install
 
         wsgi = install(wsgi, ctx, settings.access_log)  # inside every guard added after it

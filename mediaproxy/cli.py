@@ -17,7 +17,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
     env = dict(os.environ)
     env.setdefault("MEDIAPROXY_DEMO", "1")
     settings = Settings.from_env(env)
-    examples = demo.seed(make_storage(settings), settings.cdn_bucket)
+    storage = make_storage(settings)
+    examples = demo.seed(storage, settings.cdn_bucket)
+    static_examples = demo.seed_static(storage, settings.static_bucket)
     base = args.base_url.rstrip("/")
     print(f"Demo objects written to {settings.storage}. Try:")
     for description, path in examples:
@@ -26,6 +28,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     url = "https://upload.wikimedia.org/wikipedia/commons/4/47/PNG_transparency_demonstration_1.png"
     print(f"  {'signed external image (internet)':34s} {base}/external/{sign_path(url, settings.secret_key)}?width=200")
+    static_base = args.static_base_url.rstrip("/")
+    print(f"Static-assets host (MEDIAPROXY_MODE=static) at {static_base}:")
+    for description, path in static_examples:
+        print(f"  {description:34s} {static_base}{path}")
     return 0
 
 
@@ -43,6 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("demo", help="write the demo objects into local storage and print example URLs")
     p.add_argument("--base-url", default="http://127.0.0.1:8000")
+    p.add_argument("--static-base-url", default="http://127.0.0.1:8001", help="the static-assets host")
     p.set_defaults(func=cmd_demo)
     p = sub.add_parser("sign", help="print the signed /external path for a URL (uses MEDIAPROXY_SECRET_KEY)")
     p.add_argument("url")

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import pyvips
 
+from . import avatars
 from .storage import Storage
 
 USER = "80351110224678912"
@@ -84,4 +85,16 @@ def seed(storage: Storage, cdn_bucket: str) -> list[tuple[str, str]]:
         ("attachment, original bytes", f"/attachments/{CHANNEL}/{ATTACHMENT}/photo.jpg"),
         ("attachment, resized", f"/attachments/{CHANNEL}/{ATTACHMENT}/photo.jpg?width=400&format=webp"),
         ("health", "/_health"),
+    ]
+
+
+def seed_static(storage: Storage, static_bucket: str) -> list[tuple[str, str]]:
+    """Write the six default avatars into the static bucket; return example (description, path) pairs
+    for the static-assets host (``MEDIAPROXY_MODE=static``)."""
+    for i in range(avatars.COUNT):
+        storage.put(static_bucket, f"avatars/{i}.png", avatars.png(i), "image/png")
+    index = int(USER) % avatars.COUNT
+    return [
+        (f"default avatar (user_id % 6 = {index})", f"/avatars/{index}.png"),
+        ("the same, 64px WebP", f"/avatars/{index}.png?size=64&format=webp"),
     ]

@@ -18,6 +18,8 @@ from .errors import ConfigError
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 DEMO_SECRET = "mediaproxy-demo-secret-do-not-use-in-production"
+# MEDIAPROXY_MODE values: which routes one instance serves (app.MODES maps each to its route groups).
+MODES = ("media", "static")
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
@@ -112,10 +114,12 @@ def _bucket(env: Mapping[str, str], name: str, default: str) -> str:
 
 @dataclass(frozen=True, slots=True)
 class Settings:
+    mode: str = "media"  # media: the user-content CDN and internal endpoints; static: the static-assets host
     # storage
     storage: str = "./var/storage"  # "s3" or a directory laid out as {dir}/{bucket}/{key}
     cdn_bucket: str = "cdn"
     uploads_bucket: str = "uploads"
+    static_bucket: str = "static"
     s3_addressing_style: str = "auto"
     s3_connect_timeout: float = 0.5  # same-region: a connect takes < 5 ms; a lost SYN is retried at 1 s
     s3_read_timeout: float = 1.0  # first byte / between bytes; with the one retry a dead store answers in ~2 s
@@ -187,13 +191,18 @@ class Settings:
         cache_dir: str | None = env.get("MEDIAPROXY_CACHE_DIR", d["cache_dir"])
         if cache_dir is not None and cache_dir.strip() == "":
             cache_dir = None
+        mode = env.get("MEDIAPROXY_MODE", d["mode"]).strip().lower() or d["mode"]
+        if mode not in MODES:
+            raise ConfigError(f"MEDIAPROXY_MODE={mode!r}: expected one of {', '.join(MODES)}")
         style = env.get("MEDIAPROXY_S3_ADDRESSING_STYLE", "auto").strip().lower()
         if style not in ("auto", "path", "virtual"):
             raise ConfigError(f"MEDIAPROXY_S3_ADDRESSING_STYLE={style!r}: expected auto, path or virtual")
         settings = cls(
+            mode=mode,
             storage=storage,
             cdn_bucket=_bucket(env, "MEDIAPROXY_CDN_BUCKET", d["cdn_bucket"]),
             uploads_bucket=_bucket(env, "MEDIAPROXY_UPLOADS_BUCKET", d["uploads_bucket"]),
+            static_bucket=_bucket(env, "MEDIAPROXY_STATIC_BUCKET", d["static_bucket"]),
             s3_addressing_style=style,
             s3_connect_timeout=_float(env, "MEDIAPROXY_S3_CONNECT_TIMEOUT", d["s3_connect_timeout"], 0.01),
             s3_read_timeout=_float(env, "MEDIAPROXY_S3_READ_TIMEOUT", d["s3_read_timeout"], 0.01),

@@ -68,6 +68,9 @@ def test_image_passthrough_cached_and_revalidated(srv, origin):
     assert ims.status_code == 304
     part = srv.get(ext(url), headers={"Range": "bytes=0-7"})
     assert part.status_code == 206 and part.content == png[:8]
+    # animated=false is the default: it asks for nothing, the original is passed through
+    same = srv.get(ext(url, "animated=false"))
+    assert same.content == png and same.headers["ETag"] == r.headers["ETag"]
     assert part.headers["Content-Range"] == f"bytes 0-7/{len(png)}"
     head = srv.head(ext(url))
     assert head.status_code == 200 and head.content == b"" and head.headers["Content-Length"] == str(len(png))

@@ -97,27 +97,44 @@ def renamed(filename: str, fmt: str) -> str:
     return f"{stem if dot and stem else filename}.{_EXT.get(fmt, fmt)}"
 
 
-class AttachmentResource:
-    def __init__(self, ctx: Context):
+class StoredFileResource:
+    """A stored file served by the attachment rules (the module docstring): streamed unchanged with
+    Range and conditional requests, or transformed when an image is asked for a transform.
+
+    Subclasses say where files live (``bucket``), how a URL names one
+    (``on_get``), and which stored types take transforms.
+    """
+
+    # Stored types that take the image parameters; None: every image type.
+    transformable: frozenset[str] | None = None
+    posters = True  # `format` on a video or audio file gives a poster frame
+
+    def __init__(self, ctx: Context, bucket: str):
         self.ctx = ctx
+        self.bucket = bucket
         self._content_type = HeadSniffer(ctx, lambda info, head: resolve_type(info.content_type, head))
 
-    def on_get(self, req: falcon.Request, resp: falcon.Response, rest: str = "") -> None:
-        channel, attachment, filename = parse_path(req)
+    def _transforms(self, ctype: str) -> bool:
+        if self.transformable is not None:
+            return ctype in self.transformable
+        return is_media_type(ctype) and ctype.startswith("image/")
+
+    def serve(self, req: falcon.Request, resp: falcon.Response, key: str, filename: str) -> None:
+        """Answer one request for the stored file ``key`` (named ``filename`` in Content-Disposition)."""
         spec = parse_spec(ATTACHMENT, req.params)
         download = parse_bool("download", _last(req.params.get("download"))) or False
-        with self.ctx.miss_slot():  # every attachment answer asks storage first
-            self._get(req, resp, channel, attachment, filename, spec, download)
+        with self.ctx.miss_slot():  # every stored-file answer asks storage first
+            self._get(req, resp, key, filename, spec, download)
 
-    def _get(self, req: falcon.Request, resp: falcon.Response, channel: str, attachment: str, filename: str,
+    def _get(self, req: falcon.Request, resp: falcon.Response, key: str, filename: str,
              spec: TransformSpec, download: bool) -> None:
-        bucket, key = self.ctx.settings.cdn_bucket, f"attachments/{channel}/{attachment}/{filename}"
+        bucket = self.bucket
         info = self.ctx.storage.head(bucket, key)
         ctype = normalize_type(self._content_type(bucket, key, info)) if spec.transform else ""
 
-        if spec.transform and is_media_type(ctype) and ctype.startswith("image/"):
+        if spec.transform and self._transforms(ctype):
             serve_transform(req, resp, self.ctx, bucket, key, spec)
-        elif spec.transform and spec.format != SOURCE and ctype.startswith(("video/", "audio/")):
+        elif self.posters and spec.transform and spec.format != SOURCE and ctype.startswith(("video/", "audio/")):
             serve_transform(req, resp, self.ctx, bucket, key, spec, compute=self._poster(bucket, key, info, spec))
         else:
             self._stream(req, resp, bucket, key, info, filename, download)
@@ -125,8 +142,6 @@ class AttachmentResource:
         fmt = spec.format if spec.format != SOURCE else (resp.content_type or "").removeprefix("image/")
         name = renamed(filename, fmt) if fmt else filename
         resp.set_header("Content-Disposition", content_disposition("attachment" if download else "inline", name))
-
-    on_head = on_get
 
     def _poster(self, bucket: str, key: str, info: ObjectInfo, spec: TransformSpec):
         def compute() -> Entry:
@@ -168,6 +183,17 @@ def _last(value: object) -> str | None:
     if isinstance(value, (list, tuple)):
         return str(value[-1]) if value else ""
     return None if value is None else str(value)
+
+
+class AttachmentResource(StoredFileResource):
+    def __init__(self, ctx: Context):
+        super().__init__(ctx, ctx.settings.cdn_bucket)
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response, rest: str = "") -> None:
+        channel, attachment, filename = parse_path(req)
+        self.serve(req, resp, f"attachments/{channel}/{attachment}/{filename}", filename)
+
+    on_head = on_get
 
 
 def add_routes(app: falcon.App, ctx: Context) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import mimetypes
 import os
 import threading
@@ -44,7 +45,13 @@ class LocalStorage:
         # Keys are validated by the routes; this is defence in depth.
         if not key or key.startswith("/") or "\0" in key or ".." in key.split("/"):
             raise BadRequest("invalid object key")
-        return self.root / bucket / key
+        base = self.root / bucket
+        path = base / key
+        # A symbolic link on the way must not lead out of the bucket directory.
+        real, real_base = os.path.realpath(path), os.path.realpath(base)
+        if not real.startswith(real_base + os.sep):
+            raise BadRequest("invalid object key: outside the bucket")
+        return path
 
     def _info(self, path: Path, st: os.stat_result, tag: bool = True) -> ObjectInfo:
         ctype = mimetypes.guess_type(path.name)[0]
@@ -64,6 +71,8 @@ class LocalStorage:
         except NotADirectoryError:
             raise NotFound("no such object") from None
         except OSError as exc:
+            if exc.errno == errno.ENAMETOOLONG:  # no file can have that name
+                raise NotFound("no such object") from None
             raise UpstreamError(f"storage error: {exc.strerror}") from None
         if not path.is_file():
             raise NotFound("no such object")
@@ -76,6 +85,8 @@ class LocalStorage:
         except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
             raise NotFound("no such object") from None
         except OSError as exc:
+            if exc.errno == errno.ENAMETOOLONG:
+                raise NotFound("no such object") from None
             raise UpstreamError(f"storage error: {exc.strerror}") from None
         return self._info(path, os.fstat(f.fileno()), tag), f
 
