@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
+from . import metrics
 from .cache import ResultCache
 from .errors import Overloaded
 from .media.pipeline import Limits
@@ -37,8 +38,11 @@ class Context:
     def transform_slot(self) -> Iterator[None]:
         """Bound the CPU-heavy work a worker takes on; past the wait, shed load (503)."""
         if not self._gate.acquire(timeout=self.settings.transform_wait):
+            metrics.OVERLOADED.inc()
             raise Overloaded("too many transforms in progress", headers={"Retry-After": "1"})
+        metrics.TRANSFORMS_IN_FLIGHT.inc()
         try:
             yield
         finally:
+            metrics.TRANSFORMS_IN_FLIGHT.dec()
             self._gate.release()

@@ -95,7 +95,7 @@ class ExternalResource:
         """The fetched original, from the cache or fetched once (coalesced across workers)."""
         okey = result_key(EXTERNAL_BUCKET, url, "original", "")
         wait = self.ctx.settings.fetch_timeout + 1.0
-        return self.ctx.cache.get_or_compute(okey, lambda: self._fetch(url), wait)
+        return self.ctx.cache.get_or_compute(okey, lambda: self._fetch(url), wait, (EXTERNAL_BUCKET, url))
 
     def _fetch(self, url: str) -> Entry:
         fetched = self.fetcher.fetch(url)
