@@ -19,10 +19,12 @@ looked up once and kept (``_child``), so a request pays two updates.
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
 import threading
 import time
+from bisect import bisect_left
 from collections.abc import Callable, Iterable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -93,6 +95,38 @@ def _child(metric, *labels: str):
     return child
 
 
+# The per-request updates go straight to the value objects behind a labelled
+# child: prometheus_client's public inc()/observe() re-check each call what
+# never changes here (observability, sign, exemplars) and walk the bucket list
+# in Python, about 1 us each; this is a dict lookup and one value write.
+_adders: dict[tuple, Callable[[float], None]] = {}
+_observers: dict[tuple, Callable[[float], None]] = {}
+
+
+def _adder(metric, *labels: str) -> Callable[[float], None]:
+    key = (id(metric), labels)
+    add = _adders.get(key)
+    if add is None:
+        child = _child(metric, *labels) if labels else metric
+        add = _adders.setdefault(key, child._value.inc)
+    return add
+
+
+def _observer(metric, *labels: str) -> Callable[[float], None]:
+    key = (id(metric), labels)
+    observe = _observers.get(key)
+    if observe is None:
+        child = _child(metric, *labels) if labels else metric
+        bounds, buckets, total = tuple(child._upper_bounds), [b.inc for b in child._buckets], child._sum.inc
+
+        def observe(amount: float) -> None:
+            total(amount)
+            buckets[bisect_left(bounds, amount)](1)  # the last bound is +Inf: always found
+
+        observe = _observers.setdefault(key, observe)
+    return observe
+
+
 def route_family(template: str | None) -> str:
     """A bounded label for a Falcon URI template: ``/avatars/{user_id}/{filename}`` → ``avatars``,
     ``/guilds/{guild_id}/users/{user_id}/banners/{filename}`` → ``member-banners``, none → ``unmatched``."""
@@ -113,18 +147,86 @@ def route_family(template: str | None) -> str:
 _families: dict[str | None, str] = {}
 
 
+# The two updates every request makes (its count and its latency; a fast-path
+# hit also counts a cache hit) are tallied in this process's memory under one
+# lock, bucket already chosen, and written to the shared values by a
+# background thread once a second (and at exit): a scrape sees them up to a
+# second late, and a hit pays ~1 us instead of ~6 us of prometheus_client calls.
+FLUSH_INTERVAL = 1.0
+_pending: dict[tuple, float] = {}
+_pending_lock = threading.Lock()
+_flusher_started = False
+_LATENCY_INF = len(LATENCY_BUCKETS)  # index of the +Inf bucket
+
+
+def _forked() -> None:
+    global _flusher_started, _pending
+    _flusher_started, _pending = False, {}  # a forked child starts its own thread; counts are the parent's
+
+
+os.register_at_fork(after_in_child=_forked)
+
+
+def _start_flusher() -> None:
+    global _flusher_started
+    with _pending_lock:
+        if _flusher_started:
+            return
+        _flusher_started = True
+
+    def loop() -> None:
+        while True:
+            time.sleep(FLUSH_INTERVAL)
+            flush()
+
+    threading.Thread(target=loop, name="mediaproxy-metrics", daemon=True).start()
+    atexit.register(flush)
+
+
+def flush() -> None:
+    """Write the tallied updates into the metric values (the flusher thread calls it)."""
+    global _pending
+    with _pending_lock:
+        pending, _pending = _pending, {}
+    for (metric, labels, part), amount in pending.items():
+        child = _child(metric, *labels) if labels else metric
+        if part is None:
+            child._value.inc(amount)
+        elif part < 0:
+            child._sum.inc(amount)
+        else:
+            child._buckets[part].inc(amount)
+
+
 def observe_request(template: str | None, method: str, status: int, seconds: float, length: int) -> None:
-    family = route_family(template)
-    _child(REQUESTS, family, method if method in METHODS else "other", str(status)).inc()
-    _child(REQUEST_SECONDS, family).observe(seconds)
-    if length:
-        _child(RESPONSE_BYTES, family).inc(length)
+    family = _families.get(template) or route_family(template)
+    req = (REQUESTS, (family, method if method in METHODS else "other", str(status)), None)
+    lat = (family,)
+    bucket = (REQUEST_SECONDS, lat, bisect_left(LATENCY_BUCKETS, seconds))
+    total = (REQUEST_SECONDS, lat, -1)
+    if not _flusher_started:
+        _start_flusher()
+    with _pending_lock:
+        p = _pending
+        p[req] = p.get(req, 0) + 1
+        p[bucket] = p.get(bucket, 0) + 1
+        p[total] = p.get(total, 0.0) + seconds
+        if length:
+            nbytes = (RESPONSE_BYTES, lat, None)
+            p[nbytes] = p.get(nbytes, 0) + length
+
+
+_HIT, _MISS = (RESULT_CACHE, ("hit",), None), (RESULT_CACHE, ("miss",), None)
+_HIT_BYTES = (RESULT_CACHE_HIT_BYTES, (), None)
 
 
 def cache_outcome(hit: bool, length: int = 0) -> None:
-    _child(RESULT_CACHE, "hit" if hit else "miss").inc()
-    if hit and length:
-        RESULT_CACHE_HIT_BYTES.inc(length)
+    with _pending_lock:
+        p = _pending
+        key = _HIT if hit else _MISS
+        p[key] = p.get(key, 0) + 1
+        if hit and length:
+            p[_HIT_BYTES] = p.get(_HIT_BYTES, 0) + length
 
 
 def transform_done(content_type: str, seconds: float) -> None:
@@ -132,7 +234,7 @@ def transform_done(content_type: str, seconds: float) -> None:
     fmt = _formats.get(content_type)
     if fmt is None:
         fmt = _formats.setdefault(content_type, content_type.split(";")[0].rpartition("/")[2] or "unknown")
-    _child(TRANSFORM_SECONDS, fmt).observe(seconds)
+    _observer(TRANSFORM_SECONDS, fmt)(seconds)
 
 
 _formats: dict[str, str] = {}
@@ -175,7 +277,7 @@ class InstrumentedStorage:
                 log.warning("storage %s %s %s failed: %s", self.backend, op, where, getattr(exc, "reason", exc))
             raise
         finally:
-            _child(STORAGE_SECONDS, self.backend, op).observe(time.perf_counter() - t0)
+            _observer(STORAGE_SECONDS, self.backend, op)(time.perf_counter() - t0)
 
     def head(self, bucket, key):
         return self._call("head", self._inner.head, bucket, key)

@@ -32,6 +32,7 @@ Inner layers report route and cache outcome through ``environ`` keys
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import re
@@ -50,8 +51,22 @@ _NO_BODY = (204, 304)
 WSGIApp = Callable[[dict, Callable], Iterable[bytes]]
 
 
+class _Ids:
+    prefix = os.urandom(4).hex()
+    count = itertools.count()
+
+    @classmethod
+    def reset(cls) -> None:  # in a forked child: its own prefix
+        cls.prefix, cls.count = os.urandom(4).hex(), itertools.count()
+
+
+os.register_at_fork(after_in_child=_Ids.reset)
+
+
 def new_request_id() -> str:
-    return os.urandom(8).hex()
+    """16 hex digits: 8 random per process (drawn again after a fork), then a counter.
+    Unique, not secret; a syscall per request (os.urandom, even os.getpid) costs more than the rest."""
+    return f"{_Ids.prefix}{next(_Ids.count) & 0xFFFFFFFF:08x}"
 
 
 class RequestLayer:

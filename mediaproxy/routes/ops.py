@@ -59,6 +59,7 @@ class MetricsResource:
         from .internal import check_secret
 
         check_secret(req, self.ctx.settings.internal_secret)
+        metrics.flush()  # this worker's tally is current; the others' are at most a second old
         resp.content_type = "text/plain; version=0.0.4; charset=utf-8"
         resp.set_header("Cache-Control", "no-store")
         resp.data = metrics.exposition(metrics.sibling_workers, self.ctx.settings.cache_dir)
