@@ -8,59 +8,96 @@ docs/performance.md "Tuning" for the numbers and bench/tune.py to redo them.
 import ctypes
 import ctypes.util
 import gc
-import multiprocessing
+import glob
 import os
+import shutil
+import sys
+import tempfile
 import time
 
+from mediaproxy.errors import ConfigError
+from mediaproxy.settings import Settings
 
-def _int(name: str, default: int) -> int:
-    raw = os.environ.get(name, "")
-    return int(raw) if raw.strip() else default
+# Every setting, the application's included, is validated here in the master,
+# before anything forks: a bad value stops gunicorn at once with one line
+# naming the variable (exit status 2), instead of workers failing one after
+# another. Settings other modules add to Settings.from_env are covered for free.
+try:
+    settings = Settings.from_env(os.environ)
+    from mediaproxy.storage import prepare as _prepare_storage
+
+    _storage_notes = _prepare_storage(settings)
+except ConfigError as _exc:
+    sys.stderr.write(f"mediaproxy: configuration error: {_exc}\n")
+    sys.stderr.flush()
+    sys.exit(2)
+srv = settings.server
 
 
-cores = multiprocessing.cpu_count()
+def _metrics_dir() -> tuple[str, bool]:
+    """prometheus_client's multiprocess directory, set before any worker imports the client.
 
-bind = os.environ.get("MEDIAPROXY_BIND", "127.0.0.1:8000")
-# One process per core: 2 workers measured 2.0x one worker on misses (1 thread
-# each); a third worker on 2 cores gave nothing (hits 12.8k vs 13.2k req/s,
-# misses 195 vs 202 req/s) and costs another ~72 MiB (docs/performance.md).
-workers = _int("MEDIAPROXY_WORKERS", cores)
-# Threads per worker (measured with 4 transform slots): hits are GIL-bound, libvips releases the GIL. On loopback
-# 4 measured best on misses (202 req/s; 1: 182, 2: 176, 8: 188 with p99 81 ms);
-# hits 11.2k (1), 10.7k (2), 13.2k (4), 14.2k (8). 4 also keeps a worker busy
-# while others wait on S3.
+    Emptied at start (files of a previous run would be summed in); on a reload
+    (SIGHUP) this file runs again in the same master and the live files stay."""
+    if os.environ.get("_MEDIAPROXY_METRICS_MASTER") == str(os.getpid()):
+        return os.environ["PROMETHEUS_MULTIPROC_DIR"], False
+    path = srv.metrics_dir or tempfile.mkdtemp(prefix="mediaproxy-metrics-")
+    try:
+        os.makedirs(path, exist_ok=True)
+        for stale in glob.glob(os.path.join(path, "*.db")):
+            os.remove(stale)
+    except OSError as exc:
+        sys.stderr.write(f"mediaproxy: configuration error: MEDIAPROXY_METRICS_DIR={path!r}: {exc.strerror}\n")
+        sys.exit(2)
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = path
+    os.environ["_MEDIAPROXY_METRICS_MASTER"] = str(os.getpid())
+    return path, not srv.metrics_dir
+
+
+metrics_dir, _metrics_dir_is_ours = _metrics_dir()
+
+bind = srv.bind
+# One process per core (the CPUs this process may use: affinity mask and
+# cgroup quota, so a container limited to 2 CPUs on a big host runs 2): 2
+# workers measured 2.0x one worker on misses (1 thread each); a third worker on
+# 2 cores gave nothing (hits 12.8k vs 13.2k req/s, misses 195 vs 202 req/s)
+# and costs another ~72 MiB (docs/performance.md).
+workers = srv.workers
+# Threads per worker (measured with 4 transform slots): hits are GIL-bound, libvips
+# releases the GIL. On loopback 4 measured best on misses (202 req/s; 1: 182, 2: 176,
+# 8: 188 with p99 81 ms); hits 11.2k (1), 10.7k (2), 13.2k (4), 14.2k (8).
 # 8 threads, of which misses (storage, transforms) may hold MEDIAPROXY_MAX_CONCURRENT_MISSES
 # (6): the other two always answer cache hits, 304s and /_health, however stuck
 # storage or the transforms are (docs/resilience.md).
-threads = _int("MEDIAPROXY_THREADS", 8)
+threads = srv.threads
 # gthread that accepts a connection only while it has a thread free: with
 # stock gthread the worker already awake wins every accept race, and in 3 of
 # 16 fresh starts one worker held all 16 of wrk's connections (mediaproxy/worker.py).
-worker_class = os.environ.get("MEDIAPROXY_WORKER_CLASS", "mediaproxy.worker.ThreadWorker")
-timeout = _int("MEDIAPROXY_TIMEOUT", 60)
-graceful_timeout = _int("MEDIAPROXY_GRACEFUL_TIMEOUT", 30)
+worker_class = srv.worker_class
+timeout = srv.timeout
+graceful_timeout = srv.graceful_timeout
 # Behind a CDN or load balancer connections are reused: keep them longer than
 # the balancer's idle timeout would be pointless, shorter wastes handshakes.
-keepalive = _int("MEDIAPROXY_KEEPALIVE", 5)
+keepalive = srv.keepalive
 # Requests served on one kept-alive connection before the response says
 # "Connection: close" (nginx's keepalive_requests, same default). A busy
 # connection is never idle long enough for the keep-alive timeout, so without
 # this the connections a recycled worker dropped would stay piled on the
 # others for good. 0: no limit.
-keepalive_requests = _int("MEDIAPROXY_KEEPALIVE_REQUESTS", 1000)
+keepalive_requests = srv.keepalive_requests
 # Recycling a worker costs a cold start (~1 s of imports) and a cold memory tier;
 # with the mallopt settings below RSS stays bounded (bench/memory.py), so this
 # is a safety net only, jittered so the workers never restart together.
-max_requests = _int("MEDIAPROXY_MAX_REQUESTS", 100_000)
-max_requests_jitter = _int("MEDIAPROXY_MAX_REQUESTS_JITTER", 10_000)
-backlog = _int("MEDIAPROXY_BACKLOG", 2048)
+max_requests = srv.max_requests
+max_requests_jitter = srv.max_requests_jitter
+backlog = srv.backlog
 accesslog = None  # mediaproxy logs one structured line per request itself
 errorlog = "-"
-loglevel = os.environ.get("MEDIAPROXY_LOG_LEVEL", "info").lower()
+loglevel = srv.log_level
 
 # libvips threads per operation: the workers already use every core; 2 measured
 # no faster on misses (203 vs 202 req/s, 2 x 4 threads, p99 67 vs 65 ms).
-vips_concurrency = _int("MEDIAPROXY_VIPS_CONCURRENCY", _int("VIPS_CONCURRENCY", 1))
+vips_concurrency = srv.vips_concurrency
 os.environ["VIPS_CONCURRENCY"] = str(vips_concurrency)  # read by libvips when a worker imports pyvips
 
 # glibc malloc arenas. libvips' worker threads each get an arena by default
@@ -71,17 +108,17 @@ os.environ["VIPS_CONCURRENCY"] = str(vips_concurrency)  # read by libvips when a
 # any thread exists. 0 leaves glibc's default. jemalloc is the other answer
 # (start gunicorn with LD_PRELOAD=.../libjemalloc.so.2; mallopt is then
 # skipped): bench/memory.py measures all three, docs/performance.md has the table.
-malloc_arena_max = _int("MEDIAPROXY_MALLOC_ARENA_MAX", 2)
+malloc_arena_max = srv.malloc_arena_max
 # Image buffers over this size are mmap()ed and so go back to the system when
 # freed. glibc otherwise raises the threshold after each large free (up to
 # 32 MiB), and later pixel buffers land in the heap and pin it. 0: glibc's default.
-malloc_mmap_threshold = _int("MEDIAPROXY_MALLOC_MMAP_THRESHOLD", 1024 * 1024)
+malloc_mmap_threshold = srv.malloc_mmap_threshold
 # Seconds between malloc_trim(0) calls, made after a request at most this often
 # (0: never). Freed memory inside the heap stays resident until trimmed: an
 # AVIF-heavy mix held 92-109 MiB of heap per worker without it and 48-66 MiB
 # with it. A trim takes about 0.1 ms, 5 ms when it has 70 MiB to hand back;
 # ctypes drops the GIL for it and it runs after the response went out.
-malloc_trim_interval = float(os.environ.get("MEDIAPROXY_MALLOC_TRIM_INTERVAL", "").strip() or 1.0)
+malloc_trim_interval = srv.malloc_trim_interval
 _M_MMAP_THRESHOLD, _M_ARENA_MAX = -3, -8  # from glibc's malloc.h
 _glibc = None  # set in each worker when the allocator is glibc's
 _next_trim = 0.0
@@ -116,6 +153,35 @@ def post_request(worker, req, environ, resp) -> None:
     if now >= _next_trim:  # two threads may both pass: a second trim is harmless and cheap
         _next_trim = now + malloc_trim_interval
         _glibc.malloc_trim(0)
+
+
+def on_starting(server) -> None:
+    for level, message in _storage_notes:
+        getattr(server.log, level)("mediaproxy: %s", message)
+
+
+def when_ready(server) -> None:
+    if not srv.metrics_bind:
+        return
+    from mediaproxy import metrics
+
+    try:
+        metrics.serve(srv.metrics_bind, lambda: list(server.WORKERS), settings.cache_dir)
+    except OSError as exc:
+        server.log.error("mediaproxy: configuration error: MEDIAPROXY_METRICS_BIND=%r: %s", srv.metrics_bind, exc)
+        sys.exit(2)
+    server.log.info("mediaproxy: metrics on http://%s/metrics (from the master)", srv.metrics_bind)
+
+
+def child_exit(server, worker) -> None:
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)  # its live gauges (transforms in flight) stop counting
+
+
+def on_exit(server) -> None:
+    if _metrics_dir_is_ours:
+        shutil.rmtree(metrics_dir, ignore_errors=True)
 
 
 def post_fork(server, worker) -> None:

@@ -4,10 +4,8 @@ the one place where exceptions become status codes."""
 from __future__ import annotations
 
 import logging
-import time
 
 import falcon
-import orjson
 import pyvips
 
 from .context import Context
@@ -25,40 +23,20 @@ MODES = {
 }
 
 log = logging.getLogger("mediaproxy")
-access = logging.getLogger("mediaproxy.access")
 
 
 class CommonHeaders:
-    """nosniff and CORS on every response; one structured log line per request."""
-
-    def __init__(self, access_log: bool):
-        self.access_log = access_log
-
-    def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
-        req.context.t0 = time.perf_counter()
-        req.context.cache = "-"
+    """nosniff and CORS on every response; the route and cache outcome for the access log
+    (written by the outermost layer, ``mediaproxy/observe.py``)."""
 
     def process_response(
         self, req: falcon.Request, resp: falcon.Response, resource: object, req_succeeded: bool
     ) -> None:
         resp.set_header("X-Content-Type-Options", "nosniff")
         resp.set_header("Access-Control-Allow-Origin", "*")
-        if self.access_log:
-            t0 = req.context.get("t0")
-            ms = (time.perf_counter() - t0) * 1000 if t0 else 0.0
-            access.info(
-                orjson.dumps(
-                    {
-                        "method": req.method,
-                        "path": req.path,
-                        "route": req.uri_template,
-                        "status": int(resp.status_code),
-                        "bytes": resp.content_length if resp.content_length is not None else len(resp.data or b""),
-                        "cache": req.context.get("cache", "-"),
-                        "ms": round(ms, 2),
-                    }
-                ).decode()
-            )
+        env = req.env
+        env["mediaproxy.route"] = req.uri_template
+        env["mediaproxy.cache"] = req.context.get("cache", "-")
 
 
 def _media_error(req: falcon.Request, resp: falcon.Response, exc: MediaError, params: dict) -> None:
@@ -86,10 +64,16 @@ def configure_vips(settings: Settings) -> None:
     logging.getLogger("pyvips").setLevel(logging.WARNING)
 
 
-def create_app(settings: Settings, storage: Storage | None = None) -> falcon.App:
+def create_app(settings: Settings, storage: Storage | None = None):
+    """The WSGI application: Falcon's routes inside the WSGI layers (``wsgi_layers``)."""
     configure_vips(settings)
     ctx = Context.build(settings, storage)
-    app = falcon.App(middleware=[CommonHeaders(settings.access_log)], cors_enable=False)
+    return wsgi_layers(settings, ctx, create_falcon_app(settings, ctx))
+
+
+def create_falcon_app(settings: Settings, ctx: Context) -> falcon.App:
+    """The route table of the running mode (``settings.mode``) and the error mapping."""
+    app = falcon.App(middleware=[CommonHeaders()], cors_enable=False)
     app.req_options.keep_blank_qs_values = True
     app.req_options.strip_url_path_trailing_slash = False
     app.resp_options.secure_cookies_by_default = False
@@ -99,14 +83,15 @@ def create_app(settings: Settings, storage: Storage | None = None) -> falcon.App
     ops.add_routes(app, ctx)
     for group in MODES[settings.mode]:
         group.add_routes(app, ctx)
-    return wsgi_layers(settings, ctx, app)
+    return app
 
 
 def wsgi_layers(settings: Settings, ctx: Context, app: falcon.App):
     """The WSGI layers around Falcon, built inside out; the last one added is outermost.
 
     Anything that must hold for every request (the client IP allow-list) is
-    outermost, so that no faster path inside it can bypass it.
+    outside every path that answers, so that no faster path can bypass it;
+    only the observing layer (``observe.py``) wraps it.
     """
     from .http import ClosingLayer
 
@@ -114,8 +99,12 @@ def wsgi_layers(settings: Settings, ctx: Context, app: falcon.App):
     if settings.fast_path and cdn in MODES[settings.mode]:  # it answers the image families' hits only
         from .fastpath import install
 
-        wsgi = install(wsgi, ctx, settings.access_log)  # inside every guard added after it
+        wsgi = install(wsgi, ctx)  # inside every guard added after it
     from . import clientip
 
-    wsgi = clientip.install(wsgi, settings)  # the client IP allow-list: outermost, keep it last
-    return wsgi
+    wsgi = clientip.install(wsgi, settings)  # the client IP allow-list: outermost guard
+    from . import observe
+
+    # Request ids, the access log and request metrics: around everything (it
+    # answers nothing itself), so a refusal by the guard is logged and counted too.
+    return observe.install(wsgi, settings)

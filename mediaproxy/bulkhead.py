@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
+from . import metrics
 from .errors import Overloaded, StorageUnavailable
 
 
@@ -37,6 +38,7 @@ class Bulkhead:
         if not acquired:
             with self._lock:
                 self.refused += 1
+            metrics.OVERLOADED.labels(self.name).inc()
             raise Overloaded(f"too many {self.name} in progress", headers={"Retry-After": "1"})
         with self._lock:
             self.in_use += 1

@@ -34,6 +34,8 @@ from typing import BinaryIO
 import diskcache
 import orjson
 
+from . import metrics
+
 log = logging.getLogger("mediaproxy.cache")
 
 _FAILURES = (sqlite3.Error, OSError, diskcache.Timeout, ValueError, orjson.JSONDecodeError)
@@ -52,10 +54,11 @@ class Entry:
     file: BinaryIO | None = None
     extra: dict | None = None
 
-    def meta(self) -> bytes:
-        return orjson.dumps(
-            {"ct": self.content_type, "et": self.etag, "lm": self.last_modified, "n": self.length, "x": self.extra}
-        )
+    def meta(self, source: tuple[str, str] | None = None) -> bytes:
+        meta = {"ct": self.content_type, "et": self.etag, "lm": self.last_modified, "n": self.length, "x": self.extra}
+        if source is not None:
+            meta["s"] = source  # (bucket, object key): what ResultCache.purge matches
+        return orjson.dumps(meta)
 
     @classmethod
     def from_stored(cls, value: bytes | BinaryIO, tag: bytes) -> Entry:
@@ -133,13 +136,53 @@ class ResultCache:
             self._warn("cache read failed", exc)
             return None
 
-    def put(self, key: str, entry: Entry) -> None:
+    def put(self, key: str, entry: Entry, source: tuple[str, str] | None = None) -> None:
+        """Store one entry; ``source`` (bucket, object key) is recorded with it for ``purge``."""
         if self._cache is None or entry.body is None:
             return
         try:
-            self._cache.set(key, entry.body, tag=entry.meta(), retry=False)
+            self._cache.set(key, entry.body, tag=entry.meta(source), retry=False)
+            metrics.RESULT_CACHE_STORED_BYTES.inc(entry.length)
         except _FAILURES as exc:
             self._warn("cache write failed", exc)
+
+    def purge(self, bucket: str, key_or_prefix: str, prefix: bool = False) -> int:
+        """Delete every entry made from ``bucket``/``key_or_prefix`` (results and the cached
+        original), or from every key under the prefix; returns how many.
+
+        Cache keys are hashes, so the entries' recorded sources are scanned (one
+        pass over the index, no values read): the day an object is replaced in
+        place. A fast-path worker may keep serving a purged small entry from
+        its memory tier for up to 5 seconds."""
+        if self._cache is None:
+            return 0
+        doomed: list[str] = []
+        con = self._cache._sql  # diskcache's own connection: the index is the table "Cache"
+        last = 0
+        while True:
+            rows = con(
+                "SELECT rowid, key, tag FROM Cache WHERE rowid > ? AND tag IS NOT NULL ORDER BY rowid LIMIT 1000",
+                (last,),
+            ).fetchall()
+            if not rows:
+                break
+            for rowid, ckey, tag in rows:
+                last = rowid
+                try:
+                    src = orjson.loads(tag).get("s")
+                except (orjson.JSONDecodeError, AttributeError, TypeError):
+                    continue
+                if not src or src[0] != bucket:
+                    continue
+                if src[1].startswith(key_or_prefix) if prefix else src[1] == key_or_prefix:
+                    doomed.append(ckey)
+        removed = 0
+        for ckey in doomed:
+            try:
+                removed += bool(self._cache.delete(ckey, retry=True))
+            except _FAILURES as exc:
+                self._warn("cache purge failed", exc)
+        return removed
 
     def _lock_fd(self, stripe: int) -> int | None:
         """This process's fd of the stripe's lock file (created on first use), None if unusable."""
@@ -160,7 +203,9 @@ class ResultCache:
             self._lock_fds[stripe] = fd
         return fd
 
-    def get_or_compute(self, key: str, compute: Callable[[], Entry], wait: float) -> tuple[Entry, bool]:
+    def get_or_compute(
+        self, key: str, compute: Callable[[], Entry], wait: float, source: tuple[str, str] | None = None
+    ) -> tuple[Entry, bool]:
         """The cached entry, or one computed by exactly one worker. Returns (entry, hit).
 
         Waiting for another request's result is bounded by ``wait``; past it
@@ -205,7 +250,7 @@ class ResultCache:
                 if entry is not None:
                     return entry, True
                 entry = compute()
-                self.put(key, entry)
+                self.put(key, entry, source)
                 return entry, False
             finally:
                 if fd is not None:

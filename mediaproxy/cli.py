@@ -1,22 +1,62 @@
-"""``mediaproxy`` command: sign external URLs, seed the demo objects."""
+"""``mediaproxy`` command: check the configuration, put objects into storage,
+purge cached results, sign external URLs, seed the demo.
+
+Every command reads the same settings the server reads (``MEDIAPROXY_*``), so
+``put`` writes where the server looks and ``purge`` empties the cache it uses.
+Exit status: 0 done, 1 the command failed (a file, storage), 2 bad usage or
+an invalid setting (one line on stderr naming it).
+"""
 
 from __future__ import annotations
 
 import argparse
+import mimetypes
 import os
 import sys
+from collections.abc import Iterator
+from pathlib import Path
 
-from .errors import ConfigError
-from .settings import Settings
+from . import __version__
+from .errors import ConfigError, MediaError
+from .settings import DEMO_SECRET, Settings
+
+
+def _settings(demo_default: bool = False) -> Settings:
+    env = dict(os.environ)
+    if demo_default:
+        env.setdefault("MEDIAPROXY_DEMO", "1")
+    return Settings.from_env(env)
+
+
+def _flat(prefix: str, value: object) -> Iterator[tuple[str, object]]:
+    if isinstance(value, dict):
+        for k, v in value.items():
+            yield from _flat(f"{prefix}.{k}" if prefix else k, v)
+    else:
+        yield prefix, value
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    from .storage import prepare
+
+    settings = _settings()
+    notes = prepare(settings, create=False)
+    for name, value in _flat("", settings.describe()):
+        if isinstance(value, list):
+            value = ", ".join(map(str, value)) or "(none)"
+        print(f"{name} = {value}")
+    for level, message in notes:
+        print(f"{level}: {message}", file=sys.stderr)
+    print("configuration OK")
+    return 0
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
     from . import demo
+    from .signing import sign_path
     from .storage import make_storage
 
-    env = dict(os.environ)
-    env.setdefault("MEDIAPROXY_DEMO", "1")
-    settings = Settings.from_env(env)
+    settings = _settings(demo_default=True)
     storage = make_storage(settings)
     examples = demo.seed(storage, settings.cdn_bucket)
     static_examples = demo.seed_static(storage, settings.static_bucket)
@@ -24,43 +64,170 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print(f"Demo objects written to {settings.storage}. Try:")
     for description, path in examples:
         print(f"  {description:34s} {base}{path}")
-    from .signing import sign_path
-
     url = "https://upload.wikimedia.org/wikipedia/commons/4/47/PNG_transparency_demonstration_1.png"
     print(f"  {'signed external image (internet)':34s} {base}/external/{sign_path(url, settings.secret_key)}?width=200")
     static_base = args.static_base_url.rstrip("/")
     print(f"Static-assets host (MEDIAPROXY_MODE=static) at {static_base}:")
     for description, path in static_examples:
         print(f"  {description:34s} {static_base}{path}")
+    video_key = demo.seed_uploads(storage, settings.uploads_bucket)
+    video = f"s3://{settings.uploads_bucket}/{video_key}"
+    secret = settings.internal_secret
+    print()
+    if secret == DEMO_SECRET:
+        print(f"Internal endpoints; X-Internal-Secret is the public demo key {secret!r} (never in production):")
+    else:
+        print("Internal endpoints; X-Internal-Secret is your MEDIAPROXY_INTERNAL_SECRET (or MEDIAPROXY_SECRET_KEY):")
+    hdr = f"-H 'X-Internal-Secret: {secret}' -H 'Content-Type: application/json'"
+    print(f"  curl -s {hdr} -d '{{\"url\": \"{video}\"}}' {base}/_metadata")
+    print(f"  curl -s {hdr} -d '{{\"video_url\": \"{video}\", \"timestamp\": 1.5}}' {base}/_thumbnail -o thumb.jpg")
+    print(f"  curl -s {hdr} -d '{{\"video_url\": \"{video}\", \"count\": 4}}' {base}/_frames")
     return 0
 
 
 def cmd_sign(args: argparse.Namespace) -> int:
-    from .signing import sign_path
+    from .netguard import Fetcher
+    from .routes.external import decode_target
+    from .signing import encode_url, sign_path
 
-    settings = Settings.from_env(os.environ)
+    settings = _settings()
+
+    class _Name(Exception):
+        pass
+
+    def unresolved(host: str, port: int) -> list[str]:
+        raise _Name  # a host name: the server resolves and checks it at fetch time
+
+    try:
+        decode_target(encode_url(args.url))
+        Fetcher.from_settings(settings, resolver=unresolved).target(args.url)
+    except _Name:
+        pass
+    except MediaError as exc:
+        print(f"mediaproxy sign: {args.url!r}: {exc.reason} (the server would answer {exc.status})",
+              file=sys.stderr)
+        return 2
     path = f"/external/{sign_path(args.url, settings.secret_key)}"
     print(args.base_url.rstrip("/") + path if args.base_url else path)
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="mediaproxy", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("demo", help="write the demo objects into local storage and print example URLs")
-    p.add_argument("--base-url", default="http://127.0.0.1:8000")
-    p.add_argument("--static-base-url", default="http://127.0.0.1:8001", help="the static-assets host")
-    p.set_defaults(func=cmd_demo)
-    p = sub.add_parser("sign", help="print the signed /external path for a URL (uses MEDIAPROXY_SECRET_KEY)")
-    p.add_argument("url")
-    p.add_argument("--base-url", default="")
-    p.set_defaults(func=cmd_sign)
-    args = parser.parse_args(argv)
+def _files(root: Path) -> Iterator[Path]:
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames.sort()
+        for name in sorted(filenames):
+            path = Path(dirpath) / name
+            if path.is_file():
+                yield path
+
+
+def guess_type(path: Path, data: bytes) -> str | None:
+    """By file name, else by content (object keys of the image families have no extension)."""
+    from .media.sniff import sniff
+
+    return mimetypes.guess_type(path.name)[0] or sniff(data[:4096])
+
+
+def cmd_put(args: argparse.Namespace) -> int:
+    from .storage import make_storage
+
+    settings = _settings()
+    bucket = args.bucket or settings.cdn_bucket
+    src = Path(args.path)
+    if src.is_dir():
+        if args.key:
+            print("mediaproxy put: --key names one object; use --prefix with a directory", file=sys.stderr)
+            return 2
+        prefix = (args.prefix or "").strip("/")
+        pairs = [(p, "/".join(filter(None, [prefix, p.relative_to(src).as_posix()]))) for p in _files(src)]
+    elif src.is_file():
+        key = args.key or "/".join(filter(None, [(args.prefix or "").strip("/"), src.name]))
+        pairs = [(src, key.lstrip("/"))]
+    else:
+        print(f"mediaproxy put: {args.path}: no such file or directory", file=sys.stderr)
+        return 1
+    storage = make_storage(settings)
+    for path, key in pairs:
+        data = path.read_bytes()
+        ctype = args.content_type or guess_type(path, data)
+        try:
+            storage.put(bucket, key, data, ctype)
+        except MediaError as exc:
+            print(f"mediaproxy put: {path} -> {bucket}/{key}: {exc.reason}", file=sys.stderr)
+            return 1
+        print(f"{bucket}/{key}\t{len(data)}\t{ctype or '-'}")
+    return 0
+
+
+def cmd_purge(args: argparse.Namespace) -> int:
+    from .cache import ResultCache
+
+    settings = _settings()
+    if settings.cache_dir is None:
+        print("mediaproxy purge: the result cache is off (MEDIAPROXY_CACHE_DIR is empty): nothing to purge")
+        return 0
+    bucket = args.bucket or settings.cdn_bucket
+    cache = ResultCache(settings.cache_dir, settings.cache_size)
     try:
-        return args.func(args)
+        removed = cache.purge(bucket, args.key, prefix=args.prefix)
+    finally:
+        cache.close()
+    what = "under prefix" if args.prefix else "of"
+    print(f"purged {removed} cached entr{'y' if removed == 1 else 'ies'} {what} {bucket}/{args.key}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="mediaproxy", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--version", action="version", version=f"mediaproxy {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("check-config", help="validate the settings and print them, secrets masked")
+    p.set_defaults(func=cmd_check_config)
+
+    p = sub.add_parser("put", help="store a file, or every file under a directory, in a bucket (either backend)")
+    p.add_argument("path", help="a file, or a directory (its files are stored under their relative paths)")
+    p.add_argument("--bucket", help="target bucket (default: MEDIAPROXY_CDN_BUCKET)")
+    p.add_argument("--key", help="object key of a single file (default: --prefix + the file's name)")
+    p.add_argument("--prefix", default="", help="key prefix, e.g. avatars/80351110224678912")
+    p.add_argument("--content-type", help="Content-Type to store (default: guessed from the name, else the bytes)")
+    p.set_defaults(func=cmd_put)
+
+    p = sub.add_parser("purge", help="delete the cached results of one object key, or of every key under a prefix")
+    p.add_argument("key", help="object key, e.g. avatars/80351110224678912/8342729096ea3675442027381ff50dfe")
+    p.add_argument("--bucket", help="bucket of the object (default: MEDIAPROXY_CDN_BUCKET; ':external' for URLs)")
+    p.add_argument("--prefix", action="store_true", help="treat KEY as a prefix: purge every key that starts with it")
+    p.set_defaults(func=cmd_purge)
+
+    p = sub.add_parser("sign", help="print the signed /external path for a URL (uses MEDIAPROXY_SECRET_KEY)")
+    p.add_argument("url", help="an http(s) URL the server may fetch")
+    p.add_argument("--base-url", default="", help="prefix the printed path with this, e.g. https://media.example.com")
+    p.set_defaults(func=cmd_sign)
+
+    p = sub.add_parser("demo", help="write the demo objects into storage and print example URLs and curl lines")
+    p.add_argument("--base-url", default="http://127.0.0.1:8000", help="server URL the examples point at")
+    p.add_argument("--static-base-url", default="http://127.0.0.1:8001", help="the static-assets host's URL")
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        code = args.func(args)
+        sys.stdout.flush()
+        return code
     except ConfigError as exc:
         print(f"mediaproxy: configuration error: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:
+        # The reader went away (`mediaproxy demo | head`): stop quietly. Python would
+        # report the pipe again when it flushes stdout at exit, so point it elsewhere.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":

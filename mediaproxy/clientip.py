@@ -9,8 +9,8 @@ unknown, which is refused: a forged or malformed header can only narrow
 access, never widen it. Hops left of the client are never looked at, so a
 client cannot prepend an allowed address.
 
-``/_health`` is exempt (load balancers), and so are the internal endpoints,
-which authenticate with their secret. The refusal is ``403`` plain text,
+``/_health`` and ``/_ready`` are exempt (load balancers), and so are the internal
+endpoints and ``/metrics``, which authenticate with their secret. The refusal is ``403`` plain text,
 ``Cache-Control: no-store``, ``X-Content-Type-Options: nosniff``.
 
 This layer is the outermost one of ``app.wsgi_layers``: nothing inside it
@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterable
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
-EXEMPT = frozenset(("/_health", "/_metadata", "/_thumbnail", "/_frames"))
+EXEMPT = frozenset(("/_health", "/_ready", "/metrics", "/_metadata", "/_thumbnail", "/_frames"))
 BODY = b"ip not allowed\n"
 HEADERS = [
     ("Content-Type", "text/plain; charset=utf-8"),

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
+from . import metrics
 from .bulkhead import Breaker, Bulkhead
 from .cache import ResultCache
 from .media.pipeline import Limits
@@ -60,4 +61,8 @@ class Context:
     def transform_slot(self) -> Iterator[None]:
         """Bound the CPU-heavy work a worker takes on; past the wait, shed load (503)."""
         with self.transforms.slot():
-            yield
+            metrics.TRANSFORMS_IN_FLIGHT.inc()
+            try:
+                yield
+            finally:
+                metrics.TRANSFORMS_IN_FLIGHT.dec()

@@ -98,3 +98,41 @@ def seed_static(storage: Storage, static_bucket: str) -> list[tuple[str, str]]:
         (f"default avatar (user_id % 6 = {index})", f"/avatars/{index}.png"),
         ("the same, 64px WebP", f"/avatars/{index}.png?size=64&format=webp"),
     ]
+
+
+VIDEO_KEY = "videos/demo-clip.mp4"
+
+
+def _video(width: int = 640, height: int = 360, seconds: int = 4, fps: int = 24) -> bytes:
+    """An H.264 MP4 (PyAV): a gradient with a white square crossing it, so frames differ."""
+    import io
+
+    import av
+    import numpy as np
+
+    x = np.linspace(0, 255, width, dtype=np.float32)
+    y = np.linspace(0, 255, height, dtype=np.float32)[:, None]
+    base = np.stack([np.broadcast_to(x, (height, width)), np.broadcast_to(y, (height, width)),
+                     (x + y) / 2], axis=2).astype(np.uint8)
+    side = height // 4
+    buf = io.BytesIO()
+    with av.open(buf, mode="w", format="mp4") as out:
+        stream = out.add_stream("libx264", rate=fps)
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        stream.options = {"preset": "ultrafast"}
+        frames = seconds * fps
+        for i in range(frames):
+            img = base.copy()
+            left = (width - side) * i // max(1, frames - 1)
+            img[height // 2 - side // 2 : height // 2 + side // 2, left : left + side] = 255
+            for packet in stream.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+    return buf.getvalue()
+
+
+def seed_uploads(storage: Storage, uploads_bucket: str) -> str:
+    """Write the demo video into the uploads bucket (what the internal endpoints read); its key."""
+    storage.put(uploads_bucket, VIDEO_KEY, _video(), "video/mp4")
+    return VIDEO_KEY

@@ -24,14 +24,13 @@ allow-list is outermost), so it can never bypass one.
 
 from __future__ import annotations
 
-import logging
 import time
 from collections.abc import Callable, Iterable
 
-import orjson
 from falcon.routing import CompiledRouter
 from falcon.uri import parse_query_string
 
+from . import metrics
 from .cache import Entry
 from .context import Context
 from .errors import MediaError
@@ -40,8 +39,6 @@ from .http import IMMUTABLE, NO_STORE, http_date, not_modified, pick_range
 from .media.pipeline import PIPELINE_VERSION
 from .routes.cdn import FAMILIES, ImageResource
 from .storage import BoundedFile
-
-access = logging.getLogger("mediaproxy.access")
 
 _MEMO_MAX = 8192  # parsed URLs kept per worker (a few hundred bytes each)
 _DATES_MAX = 4096
@@ -57,11 +54,10 @@ WSGIApp = Callable[[dict, Callable], Iterable[bytes]]
 class FastPath:
     """WSGI layer: answer result-cache hits of the image routes, pass everything else to ``app``."""
 
-    def __init__(self, app: WSGIApp, ctx: Context, access_log: bool):
+    def __init__(self, app: WSGIApp, ctx: Context):
         self.app = app
         self.cache = ctx.cache
         self.bucket = ctx.settings.cdn_bucket
-        self.access_log = access_log
         self.router = CompiledRouter()
         for family in FAMILIES:
             self.router.add_route(family.route, ImageResource(ctx, family))
@@ -128,7 +124,6 @@ class FastPath:
         method = environ["REQUEST_METHOD"]
         if (method != "GET" and method != "HEAD") or not self.cache.enabled:
             return self.app(environ, start_response)
-        t0 = time.perf_counter()
         path = environ.get("PATH_INFO") or "/"
         resolved = self._resolve(path, environ.get("QUERY_STRING", ""))
         if resolved is None:
@@ -167,7 +162,7 @@ class FastPath:
                 headers.append(("content-length", length))
                 body = [data] if method == "GET" else ()
                 start_response(_STATUS[status], headers)
-                self._log(method, path, resolved[1], status, length, t0)
+                _mark(environ, resolved[1], 0)
                 return body
             else:
                 start, end = (0, size - 1) if rng is None else rng
@@ -188,27 +183,17 @@ class FastPath:
                     body = [data if rng is None else data[start : end + 1]]
         headers.extend(_TAIL)
         start_response(_STATUS[status], headers)
-        self._log(method, path, resolved[1], status, length, t0)
+        _mark(environ, resolved[1], length if isinstance(length, int) and method == "GET" else 0)
         return body
 
-    def _log(self, method: str, path: str, route: str, status: int, length: int | str | None, t0: float) -> None:
-        """The access line app.CommonHeaders writes, plus ``"fast": true``."""
-        if not self.access_log:
-            return
-        access.info(
-            orjson.dumps(
-                {
-                    "method": method,
-                    "path": path,
-                    "route": route,
-                    "status": status,
-                    "bytes": length,
-                    "cache": "hit",
-                    "ms": round((time.perf_counter() - t0) * 1000, 2),
-                    "fast": True,
-                }
-            ).decode()
-        )
+
+
+def _mark(environ: dict, route: str, length: int) -> None:
+    """What the access log and the metrics need (observe.RequestLayer writes them)."""
+    environ["mediaproxy.route"] = route
+    environ["mediaproxy.cache"] = "hit"
+    environ["mediaproxy.fast"] = True
+    metrics.cache_outcome(True, length)
 
 
 def _chunks(f) -> Iterable[bytes]:
@@ -219,9 +204,9 @@ def _chunks(f) -> Iterable[bytes]:
         f.close()
 
 
-def install(app: WSGIApp, ctx: Context, access_log: bool) -> WSGIApp:
+def install(app: WSGIApp, ctx: Context) -> WSGIApp:
     """Wrap ``app`` in the fast path when the result cache is on."""
     if not ctx.cache.enabled:
         return app
-    return FastPath(app, ctx, access_log)
+    return FastPath(app, ctx)
 

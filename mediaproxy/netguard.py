@@ -37,6 +37,7 @@ from urllib.parse import urljoin, urlsplit
 import urllib3
 from urllib3.exceptions import ConnectTimeoutError, HTTPError, NewConnectionError, ReadTimeoutError
 
+from . import metrics
 from .errors import BadRequest, Forbidden, MediaError, NotFound, TooLarge, UpstreamError, UpstreamTimeout
 from .media.sniff import MEDIA_PREFIXES, is_media_type, normalize_type, reconcile, sniff
 
@@ -305,10 +306,12 @@ class Fetcher:
             raise BadRequest("invalid URL") from None
         scheme = parts.scheme.lower()
         if scheme not in ("http", "https"):
+            metrics.refused("scheme")
             raise Forbidden("refused target: only http and https URLs are fetched")
         if not host:
             raise BadRequest("invalid URL: no host")
         if parts.username is not None or parts.password is not None:
+            metrics.refused("credentials")
             raise Forbidden("refused target: URLs with credentials are not fetched")
         port = port or (443 if scheme == "https" else 80)
         if port == 0:
@@ -333,6 +336,7 @@ class Fetcher:
                 raise UpstreamError("cannot resolve host")
         permitted = tuple(a for a in addresses if self.policy.permits(a))
         if not permitted:
+            metrics.refused("address")
             raise Forbidden("refused target: address not allowed")
         path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
         return Target(scheme, host, port, path, permitted)
@@ -389,6 +393,16 @@ class Fetcher:
     # -- the whole fetch -------------------------------------------------------------------------
 
     def fetch(self, url: str) -> Fetched:
+        t0 = time.monotonic()
+        try:
+            return self._fetch_within_deadline(url)
+        except MediaError as exc:
+            metrics.origin_failed(exc)
+            raise
+        finally:
+            metrics.ORIGIN_SECONDS.observe(time.monotonic() - t0)
+
+    def _fetch_within_deadline(self, url: str) -> Fetched:
         deadline = time.monotonic() + self.timeout
         watchdog = Watchdog(self.timeout)
         try:

@@ -20,6 +20,7 @@ IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 DEMO_SECRET = "mediaproxy-demo-secret-do-not-use-in-production"
 # MEDIAPROXY_MODE values: which routes one instance serves (app.MODES maps each to its route groups).
 MODES = ("media", "static")
+DEFAULT_STORAGE = "./var/storage"
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
@@ -68,6 +69,123 @@ def _float(env: Mapping[str, str], name: str, default: float, lo: float = 0.0, h
 
 
 DATA_DIR = Path(__file__).resolve().parent / "data"
+LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+
+
+def _choice(env: Mapping[str, str], name: str, default: str, choices: tuple[str, ...]) -> str:
+    raw = env.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    value = raw.strip().lower()
+    if value not in choices:
+        raise ConfigError(f"{name}={raw!r}: expected one of {', '.join(choices)}")
+    return value
+
+
+def _address(env: Mapping[str, str], name: str, default: str, unix: bool = True) -> str:
+    """``host:port``, ``[v6]:port`` or (when allowed) ``unix:/path``; empty stays empty."""
+    raw = env.get(name)
+    value = default if raw is None else raw.strip()
+    if not value or (unix and value.startswith("unix:") and len(value) > 5):
+        return value
+    host, sep, port = value.rpartition(":")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    ok = bool(sep and host and port.isdigit() and 0 <= int(port) <= 65535) and "/" not in host
+    if ok and ":" in host:
+        try:
+            ipaddress.IPv6Address(host)
+        except ValueError:
+            ok = False
+    if not ok:
+        forms = "HOST:PORT (e.g. 127.0.0.1:8000 or [::1]:8000)" + (" or unix:/path/to.sock" if unix else "")
+        raise ConfigError(f"{name}={raw!r}: expected {forms}")
+    return value
+
+
+def available_cpus(cgroup_root: str | os.PathLike[str] = "/sys/fs/cgroup") -> int:
+    """CPUs this process may use: the affinity mask, capped by a cgroup CPU quota
+    (v2 ``cpu.max``, else v1 ``cpu.cfs_quota_us``/``cpu.cfs_period_us``), rounded up, at least 1.
+
+    A container limited to 1.5 CPUs on a 64-core host gets 2, not 64."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cpus = os.cpu_count() or 1
+    root = Path(cgroup_root)
+    quota = period = None
+    try:
+        parts = (root / "cpu.max").read_text().split()
+        if len(parts) == 2 and parts[0] != "max":
+            quota, period = int(parts[0]), int(parts[1])
+    except (OSError, ValueError):
+        for v1 in (root / "cpu", root / "cpu,cpuacct", root):
+            try:
+                q = int((v1 / "cpu.cfs_quota_us").read_text())
+                p = int((v1 / "cpu.cfs_period_us").read_text())
+            except (OSError, ValueError):
+                continue
+            if q > 0:
+                quota, period = q, p
+            break
+    if quota and period and quota > 0 and period > 0:
+        cpus = min(cpus, -(-quota // period))
+    return max(1, cpus)
+
+
+@dataclass(frozen=True, slots=True)
+class ServerSettings:
+    """gunicorn's knobs (gunicorn.conf.py applies them; gunicorn's own flags still win)."""
+
+    bind: str = "127.0.0.1:8000"
+    workers: int = 1  # from_env: the CPUs available (affinity and cgroup quota)
+    threads: int = 8  # misses may hold Settings.max_concurrent_misses of them (docs/resilience.md)
+    worker_class: str = "mediaproxy.worker.ThreadWorker"
+    timeout: int = 60
+    graceful_timeout: int = 30
+    keepalive: int = 5
+    keepalive_requests: int = 1000
+    max_requests: int = 100_000
+    max_requests_jitter: int = 10_000
+    backlog: int = 2048
+    log_level: str = "info"
+    vips_concurrency: int = 1
+    malloc_arena_max: int = 2
+    malloc_mmap_threshold: int = 1024 * 1024
+    malloc_trim_interval: float = 1.0
+    metrics_bind: str = ""  # a separate listener for /metrics, served by the gunicorn master
+    metrics_dir: str = ""  # prometheus_client's multiprocess directory; empty: a fresh temporary one
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> ServerSettings:
+        d = {f.name: f.default for f in fields(cls)}
+        worker_class = (env.get("MEDIAPROXY_WORKER_CLASS") or d["worker_class"]).strip()
+        if not all(part.isidentifier() for part in worker_class.split(".")):
+            raise ConfigError(
+                f"MEDIAPROXY_WORKER_CLASS={worker_class!r}: expected a dotted class path or a gunicorn "
+                "worker name (e.g. mediaproxy.worker.ThreadWorker, gthread, sync)"
+            )
+        vips_default = _int(env, "VIPS_CONCURRENCY", d["vips_concurrency"], 1, 1024)
+        return cls(
+            bind=_address(env, "MEDIAPROXY_BIND", d["bind"]),
+            workers=_int(env, "MEDIAPROXY_WORKERS", available_cpus(), 1, 1024),
+            threads=_int(env, "MEDIAPROXY_THREADS", d["threads"], 1, 1024),
+            worker_class=worker_class,
+            timeout=_int(env, "MEDIAPROXY_TIMEOUT", d["timeout"], 1, 86400),
+            graceful_timeout=_int(env, "MEDIAPROXY_GRACEFUL_TIMEOUT", d["graceful_timeout"], 0, 86400),
+            keepalive=_int(env, "MEDIAPROXY_KEEPALIVE", d["keepalive"], 0, 3600),
+            keepalive_requests=_int(env, "MEDIAPROXY_KEEPALIVE_REQUESTS", d["keepalive_requests"], 0),
+            max_requests=_int(env, "MEDIAPROXY_MAX_REQUESTS", d["max_requests"], 0),
+            max_requests_jitter=_int(env, "MEDIAPROXY_MAX_REQUESTS_JITTER", d["max_requests_jitter"], 0),
+            backlog=_int(env, "MEDIAPROXY_BACKLOG", d["backlog"], 1, 65535),
+            log_level=_choice(env, "MEDIAPROXY_LOG_LEVEL", d["log_level"], LOG_LEVELS),
+            vips_concurrency=_int(env, "MEDIAPROXY_VIPS_CONCURRENCY", vips_default, 1, 1024),
+            malloc_arena_max=_int(env, "MEDIAPROXY_MALLOC_ARENA_MAX", d["malloc_arena_max"], 0, 1024),
+            malloc_mmap_threshold=_int(env, "MEDIAPROXY_MALLOC_MMAP_THRESHOLD", d["malloc_mmap_threshold"], 0),
+            malloc_trim_interval=_float(env, "MEDIAPROXY_MALLOC_TRIM_INTERVAL", d["malloc_trim_interval"], 0.0),
+            metrics_bind=_address(env, "MEDIAPROXY_METRICS_BIND", d["metrics_bind"], unix=False),
+            metrics_dir=(env.get("MEDIAPROXY_METRICS_DIR") or "").strip(),
+        )
 
 
 def _cidr_lines(name: str, ref: str) -> list[str]:
@@ -116,7 +234,7 @@ def _bucket(env: Mapping[str, str], name: str, default: str) -> str:
 class Settings:
     mode: str = "media"  # media: the user-content CDN and internal endpoints; static: the static-assets host
     # storage
-    storage: str = "./var/storage"  # "s3" or a directory laid out as {dir}/{bucket}/{key}
+    storage: str = DEFAULT_STORAGE  # "s3" or a directory laid out as {dir}/{bucket}/{key}
     cdn_bucket: str = "cdn"
     uploads_bucket: str = "uploads"
     static_bucket: str = "static"
@@ -162,11 +280,16 @@ class Settings:
     telemetry_enabled: bool = False
     access_log: bool = True
     fast_path: bool = True  # answer result-cache hits before Falcon (mediaproxy/fastpath.py)
+    server: ServerSettings = field(default_factory=ServerSettings)
     extra: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def storage_is_s3(self) -> bool:
         return self.storage == "s3"
+
+    @property
+    def storage_is_default(self) -> bool:
+        return self.storage == DEFAULT_STORAGE
 
     @property
     def storage_dir(self) -> Path:
@@ -178,6 +301,8 @@ class Settings:
         d = {f.name: f.default for f in fields(cls)}
         demo = _bool(env, "MEDIAPROXY_DEMO", False)
         storage = env.get("MEDIAPROXY_STORAGE", d["storage"]).strip() or d["storage"]
+        if storage.lower() == "s3":
+            storage = "s3"
         secret = env.get("MEDIAPROXY_SECRET_KEY", "")
         if not secret:
             if not demo:
@@ -191,14 +316,11 @@ class Settings:
         cache_dir: str | None = env.get("MEDIAPROXY_CACHE_DIR", d["cache_dir"])
         if cache_dir is not None and cache_dir.strip() == "":
             cache_dir = None
-        mode = env.get("MEDIAPROXY_MODE", d["mode"]).strip().lower() or d["mode"]
-        if mode not in MODES:
-            raise ConfigError(f"MEDIAPROXY_MODE={mode!r}: expected one of {', '.join(MODES)}")
         style = env.get("MEDIAPROXY_S3_ADDRESSING_STYLE", "auto").strip().lower()
         if style not in ("auto", "path", "virtual"):
             raise ConfigError(f"MEDIAPROXY_S3_ADDRESSING_STYLE={style!r}: expected auto, path or virtual")
         settings = cls(
-            mode=mode,
+            mode=_choice(env, "MEDIAPROXY_MODE", d["mode"], MODES),
             storage=storage,
             cdn_bucket=_bucket(env, "MEDIAPROXY_CDN_BUCKET", d["cdn_bucket"]),
             uploads_bucket=_bucket(env, "MEDIAPROXY_UPLOADS_BUCKET", d["uploads_bucket"]),
@@ -243,6 +365,7 @@ class Settings:
             telemetry_enabled=_bool(env, "MEDIAPROXY_TELEMETRY_ENABLED", d["telemetry_enabled"]),
             access_log=_bool(env, "MEDIAPROXY_ACCESS_LOG", d["access_log"]),
             fast_path=_bool(env, "MEDIAPROXY_FAST_PATH", d["fast_path"]),
+            server=ServerSettings.from_env(env),
         )
         if not settings.storage_is_s3:
             path = Path(settings.storage)
@@ -261,5 +384,7 @@ class Settings:
                 value = "***" if value else ""
             elif isinstance(value, tuple):
                 value = [str(v) for v in value]
+            elif isinstance(value, ServerSettings):
+                value = {g.name: getattr(value, g.name) for g in fields(value)}
             out[f.name] = value
         return out

@@ -2,20 +2,26 @@
 
 from __future__ import annotations
 
-import logging
 import os
 import sys
 
+from . import logs
 from .app import create_app
 from .errors import ConfigError
 from .settings import Settings
 
-logging.basicConfig(level=os.environ.get("MEDIAPROXY_LOG_LEVEL", "INFO").upper(), format="%(message)s")
+# gunicorn's Arbiter.WORKER_BOOT_ERROR: a worker exiting with it makes the
+# master stop instead of respawning it forever. gunicorn.conf.py validates the
+# same settings before any fork; this is the second line of defence (another
+# config file, or a setting that only fails in the worker).
+WORKER_BOOT_ERROR = 3
 
 try:
     settings = Settings.from_env(os.environ)
 except ConfigError as exc:
     sys.stderr.write(f"mediaproxy: configuration error: {exc}\n")
-    raise SystemExit(2) from None
+    sys.stderr.flush()
+    raise SystemExit(WORKER_BOOT_ERROR) from None
 
+logs.configure(settings.server.log_level)
 app = create_app(settings)

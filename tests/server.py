@@ -84,7 +84,8 @@ class Server:
         self.base = f"http://127.0.0.1:{self.port}"
         self.storage_dir = workdir / "storage"
         self.cache_dir = workdir / "cache"
-        self.storage_dir.mkdir(parents=True, exist_ok=True)
+        for bucket in BUCKETS:  # as MotoS3 creates them
+            (self.storage_dir / bucket).mkdir(parents=True, exist_ok=True)
         full_env = {
             **{k: v for k, v in os.environ.items() if not k.startswith("MEDIAPROXY_")},
             **AWS_ENV,

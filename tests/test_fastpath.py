@@ -26,13 +26,16 @@ def _ids() -> tuple[str, str]:
 
 
 def raw(srv, method: str, path: str, headers: dict[str, str] | None = None) -> tuple[int, str, list, bytes]:
-    """Status, reason, ordered header list (without Date) and body, as sent on the wire."""
+    """Status, reason, ordered header list (without Date and the per-request X-Request-Id,
+    which every response must carry once) and body, as sent on the wire."""
     conn = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=60)
     try:
         conn.request(method, path, headers=headers or {})
         resp = conn.getresponse()
         body = resp.read()
-        hdrs = [(k.lower(), v) for k, v in resp.getheaders() if k.lower() != "date"]
+        ids = [v for k, v in resp.getheaders() if k.lower() == "x-request-id"]
+        assert len(ids) == 1 and len(ids[0]) == 16, resp.getheaders()
+        hdrs = [(k.lower(), v) for k, v in resp.getheaders() if k.lower() not in ("date", "x-request-id")]
         return resp.status, resp.reason, hdrs, body
     finally:
         conn.close()
@@ -167,8 +170,9 @@ def test_fast_path_answers_hits_and_logs_them(pair, objects):
     assert status == 206 and len(body) == 10 and ("x-cache", "HIT") in headers
     bare = path.split("?")[0]
     line = wait_for_line(fast, lambda d: d.get("fast") and d["path"] == bare and d["status"] == 206)
-    assert line == {**line, "method": "GET", "route": "/avatars/{user_id}/{filename}", "bytes": 10, "cache": "hit"}
-    assert isinstance(line["ms"], float)
+    assert line == {**line, "method": "GET", "route": "/avatars/{user_id}/{filename}", "bytes": 10, "cache": "hit",
+                    "query": path.split("?")[1], "client": "127.0.0.1"}
+    assert isinstance(line["ms"], float) and line["ts"].endswith("Z") and len(line["request_id"]) == 16
     # The Falcon-only server never takes the fast path.
     assert not any(d.get("fast") for d in access_lines(slow))
 
@@ -189,7 +193,7 @@ def test_bad_parameters_go_through_falcon(pair, objects):
     status, _, headers, body = raw(fast, "GET", objects["bad_size"])
     assert status == 400 and dict(headers)["cache-control"] == "no-store" and body.startswith(b"size must be")
     line = wait_for_line(fast, lambda d: d["path"] == objects["bad_size"].split("?")[0] and d["status"] == 400)
-    assert "fast" not in line
+    assert line["fast"] is False and line["cache"] == "-" and line["bytes"] == len(body)
 
 
 def test_cache_off_has_no_fast_path(make_server):

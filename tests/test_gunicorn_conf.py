@@ -10,11 +10,17 @@ from types import SimpleNamespace
 
 import pytest
 
-CONF = Path(__file__).resolve().parent.parent / "gunicorn.conf.py"
+ROOT = Path(__file__).resolve().parent.parent
+CONF = ROOT / "gunicorn.conf.py"
 
 
 def load(monkeypatch, **env: str):
     monkeypatch.setenv("VIPS_CONCURRENCY", os.environ.get("VIPS_CONCURRENCY", "1"))  # the file sets it
+    # the file exports these two; setting them here makes monkeypatch restore them
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", "")
+    monkeypatch.setenv("_MEDIAPROXY_METRICS_MASTER", "")
+    monkeypatch.setenv("MEDIAPROXY_DEMO", "1")
+    monkeypatch.setenv("MEDIAPROXY_STORAGE", str(ROOT / "tests"))  # a directory that exists and is not empty
     for k, v in env.items():
         monkeypatch.setenv(k, v)
     spec = importlib.util.spec_from_file_location("gunicorn_conf_under_test", CONF)

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import re
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Callable
 from typing import Generic, TypeVar
 
 import falcon
 
+from .. import metrics
 from ..cache import Entry
 from ..context import Context
 from ..errors import BadRequest
@@ -54,7 +56,7 @@ def load_original(ctx: Context, bucket: str, key: str) -> tuple[float, bytes]:
     if entry is not None:
         return entry.last_modified, entry.read_all()
     info, data = ctx.storage.get(bucket, key, ctx.settings.max_source_bytes)
-    ctx.cache.put(okey, Entry(info.content_type or "", "", info.last_modified, len(data), body=data))
+    ctx.cache.put(okey, Entry(info.content_type or "", "", info.last_modified, len(data), body=data), (bucket, key))
     return info.last_modified, data
 
 
@@ -73,7 +75,9 @@ def output_entry(out: pipeline.Output, last_modified: float, **extra: int) -> En
 def render(ctx: Context, bucket: str, key: str, spec: TransformSpec) -> Entry:
     last_modified, data = load_original(ctx, bucket, key)
     with ctx.transform_slot():
+        t0 = time.perf_counter()
         out = pipeline.transform(data, spec, ctx.limits)
+        metrics.transform_done(out.content_type, time.perf_counter() - t0)
     return output_entry(out, last_modified)
 
 
@@ -92,9 +96,10 @@ def serve_transform(
     if entry is None:  # a miss: storage and a transform, in a bounded share of the threads
         with ctx.miss_slot():
             entry, hit = ctx.cache.get_or_compute(
-                rkey, compute or (lambda: render(ctx, bucket, key, spec)), ctx.settings.transform_wait
+                rkey, compute or (lambda: render(ctx, bucket, key, spec)), ctx.settings.transform_wait, (bucket, key)
             )
     req.context.cache = "hit" if hit else "miss"
+    metrics.cache_outcome(hit, entry.length)
     resp.set_header("X-Cache", "HIT" if hit else "MISS")
     respond_entry(req, resp, entry)
 

@@ -99,7 +99,7 @@ class ExternalResource:
             return entry, True
         with self.ctx.miss_slot():  # a fetch: in the worker's bounded share of threads
             wait = self.ctx.settings.fetch_timeout + 1.0
-            return self.ctx.cache.get_or_compute(okey, lambda: self._fetch(url), wait)
+            return self.ctx.cache.get_or_compute(okey, lambda: self._fetch(url), wait, (EXTERNAL_BUCKET, url))
 
     def _fetch(self, url: str) -> Entry:
         fetched = self.fetcher.fetch(url)

@@ -1,13 +1,17 @@
-"""Health and telemetry."""
+"""Health, readiness, telemetry and metrics."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from pathlib import Path
 
 import falcon
 import orjson
 
+from .. import metrics
 from ..context import Context
+from ..errors import MediaError, NotFound
+from ..storage import check_ready
 
 
 class HealthResource:
@@ -18,6 +22,107 @@ class HealthResource:
         req.context.cache = "-"
 
     on_head = on_get
+
+
+class ReadyResource:
+    """Readiness: ``200 ready`` when storage answers for the CDN bucket (a directory that
+    exists, or S3's HeadBucket), else ``503`` with the reason. ``/_health`` stays liveness only."""
+
+    def __init__(self, ctx: Context):
+        self.ctx = ctx
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        resp.content_type = "text/plain; charset=utf-8"
+        resp.set_header("Cache-Control", "no-store")
+        try:
+            check_ready(self.ctx.storage, self.ctx.settings)
+        except MediaError as exc:
+            resp.status = falcon.HTTP_503
+            resp.data = f"not ready: storage: {exc.reason}\n".encode()
+            return
+        resp.data = b"ready\n"
+
+    on_head = on_get
+
+
+class MetricsResource:
+    """``GET /metrics`` in Prometheus' text format, for ``X-Internal-Secret`` holders only.
+
+    Under gunicorn it sums every worker (multiprocess mode). The listener on
+    ``MEDIAPROXY_METRICS_BIND`` serves the same from the master, which answers
+    even while every worker thread is busy: prefer it where a port can be kept private."""
+
+    def __init__(self, ctx: Context):
+        self.ctx = ctx
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        from .internal import check_secret
+
+        check_secret(req, self.ctx.settings.internal_secret)
+        metrics.flush()  # this worker's tally is current; the others' are at most a second old
+        resp.content_type = "text/plain; version=0.0.4; charset=utf-8"
+        resp.set_header("Cache-Control", "no-store")
+        resp.data = metrics.exposition(metrics.sibling_workers, self.ctx.settings.cache_dir)
+
+
+class OpenAPIResource:
+    """``/openapi.json``: built once at start-up for the running mode (``mediaproxy/openapi``)."""
+
+    def __init__(self, ctx: Context):
+        from ..openapi import build
+
+        self.body = orjson.dumps(build(ctx.settings.mode))
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        resp.content_type = "application/json"
+        resp.set_header("Cache-Control", "no-cache")
+        resp.data = self.body
+
+
+_DOCS_PAGE = b"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>mediaproxy API</title>
+<link rel="stylesheet" href="/docs/swagger-ui.css"><link rel="icon" href="/docs/favicon-32x32.png"></head>
+<body><div id="swagger-ui"></div><script src="/docs/swagger-ui-bundle.js"></script>
+<script src="/docs/init.js"></script></body></html>
+"""
+_DOCS_INIT = b"""window.ui = SwaggerUIBundle({url: "/openapi.json", dom_id: "#swagger-ui", deepLinking: true});
+"""
+_DOCS_TYPES = {
+    "swagger-ui.css": "text/css; charset=utf-8",
+    "swagger-ui-bundle.js": "application/javascript; charset=utf-8",
+    "favicon-32x32.png": "image/png",
+}
+
+
+class DocsResource:
+    """Swagger UI at ``/docs``, its files from the ``swagger-ui-py`` package (no CDN).
+
+    (``swagger-ui-bundle`` ships Swagger UI 4.15, which cannot read OpenAPI 3.1.)"""
+
+    def __init__(self) -> None:
+        import swagger_ui
+
+        self.static = Path(swagger_ui.__file__).resolve().parent / "static"
+        self.files: dict[str, bytes] = {}
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        resp.content_type = "text/html; charset=utf-8"
+        resp.set_header("Cache-Control", "no-cache")
+        resp.data = _DOCS_PAGE
+
+    def on_get_asset(self, req: falcon.Request, resp: falcon.Response, asset: str) -> None:
+        if asset == "init.js":
+            data, ctype = _DOCS_INIT, "application/javascript; charset=utf-8"
+        elif asset in _DOCS_TYPES:
+            data = self.files.get(asset)
+            if data is None:
+                data = self.files.setdefault(asset, (self.static / asset).read_bytes())
+            ctype = _DOCS_TYPES[asset]
+        else:
+            raise NotFound("no such file")
+        resp.content_type = ctype
+        resp.set_header("Cache-Control", "public, max-age=3600")
+        resp.data = data
 
 
 class TelemetryResource:
@@ -42,4 +147,10 @@ class TelemetryResource:
 
 def add_routes(app: falcon.App, ctx: Context) -> None:
     app.add_route("/_health", HealthResource())
+    app.add_route("/_ready", ReadyResource(ctx))
+    app.add_route("/metrics", MetricsResource(ctx))
+    app.add_route("/openapi.json", OpenAPIResource(ctx))
+    docs = DocsResource()
+    app.add_route("/docs", docs)
+    app.add_route("/docs/{asset}", docs, suffix="asset")
     app.add_route("/internal/telemetry", TelemetryResource(ctx))

@@ -7,6 +7,7 @@ unreachable store ``UpstreamError`` (502), a timeout ``UpstreamTimeout`` (504).
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import BinaryIO, Protocol
@@ -74,6 +75,10 @@ class Storage(Protocol):
 
     def put(self, bucket: str, key: str, data: bytes, content_type: str | None = None) -> None: ...
 
+    def ping(self, bucket: str) -> None:
+        """Return if the bucket answers; else raise ``UpstreamError``/``UpstreamTimeout`` with the reason."""
+        ...
+
 
 def check_size(size: int, max_bytes: int | None) -> None:
     if max_bytes is not None and size > max_bytes:
@@ -92,10 +97,66 @@ def iter_chunks(body: Body, chunk: int = CHUNK) -> Iterator[bytes]:
 
 
 def make_storage(settings) -> Storage:
+    """The configured backend, each call timed and counted (``metrics.InstrumentedStorage``)."""
+    from ..metrics import InstrumentedStorage
+
     if settings.storage_is_s3:
         from .s3 import S3Storage
 
-        return S3Storage(settings)
+        return InstrumentedStorage(S3Storage(settings), "s3")  # type: ignore[return-value]
     from .local import LocalStorage
 
-    return LocalStorage(settings.storage_dir)
+    return InstrumentedStorage(LocalStorage(settings.storage_dir), "local")  # type: ignore[return-value]
+
+
+def check_ready(storage: Storage, settings) -> None:
+    """Raise ``UpstreamError`` with the reason unless storage answers for the CDN bucket."""
+    ping = getattr(storage, "ping", None)
+    if ping is not None:
+        ping(settings.cdn_bucket)
+
+
+def prepare(settings, create: bool = True) -> list[tuple[str, str]]:
+    """Start-up checks of the configured storage, in the master before any fork.
+
+    A missing local directory is created (and said so); one that cannot be is a
+    ``ConfigError``, as is ``s3`` with no credentials anywhere boto3 looks. Returns
+    (level, message) pairs for the log."""
+    from ..errors import ConfigError
+
+    notes: list[tuple[str, str]] = []
+    if settings.storage_is_s3:
+        import boto3
+
+        if boto3.session.Session().get_credentials() is None:
+            raise ConfigError(
+                "MEDIAPROXY_STORAGE='s3': no AWS credentials found (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, "
+                "AWS_PROFILE, ~/.aws/credentials, a container or instance role)"
+            )
+        return notes
+    root = settings.storage_dir
+    if not root.is_dir() and not create:
+        parent = next((p for p in root.resolve().parents if p.exists()), None)
+        if parent is None or not os.access(parent, os.W_OK | os.X_OK):
+            raise ConfigError(f"MEDIAPROXY_STORAGE={settings.storage!r}: does not exist and cannot be created")
+        return [("info", f"storage directory {root.resolve()} will be created at start")]
+    if not root.is_dir():
+        try:
+            root.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ConfigError(
+                f"MEDIAPROXY_STORAGE={settings.storage!r}: cannot create the directory ({exc.strerror}); "
+                "expected s3 or a writable directory"
+            ) from None
+        notes.append(("info", f"created storage directory {root.resolve()}"))
+    if not os.access(root, os.R_OK | os.X_OK):
+        raise ConfigError(f"MEDIAPROXY_STORAGE={settings.storage!r}: directory is not readable")
+    if not any(root.iterdir()):
+        where = "the embedded default " if settings.storage_is_default else ""
+        notes.append((
+            "warning",
+            f"STORAGE IS EMPTY: {where}directory {root.resolve()} holds no buckets, so every media route "
+            "answers 404. Set MEDIAPROXY_STORAGE=s3 (or a directory with {bucket}/{key} objects), "
+            "or seed it with `mediaproxy put` / `mediaproxy demo`.",
+        ))
+    return notes

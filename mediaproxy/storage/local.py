@@ -101,6 +101,13 @@ class LocalStorage:
         last = info.size - 1 if end is None else min(end, info.size - 1)
         return info, BoundedFile(f, start, max(0, last - start + 1))  # type: ignore[return-value]
 
+    def ping(self, bucket: str) -> None:
+        path = self.root / bucket
+        if not path.is_dir():
+            raise UpstreamError(f"bucket {bucket!r} not found: no directory {path}")
+        if not os.access(path, os.R_OK | os.X_OK):
+            raise UpstreamError(f"bucket {bucket!r}: directory {path} is not readable")
+
     def put(self, bucket: str, key: str, data: bytes, content_type: str | None = None) -> None:
         path = self._path(bucket, key)
         path.parent.mkdir(parents=True, exist_ok=True)

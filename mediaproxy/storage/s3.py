@@ -137,6 +137,21 @@ class S3Storage:
             raise _map_error(exc) from None
         return self._info(resp), _S3Body(resp["Body"])  # type: ignore[return-value]
 
+    def ping(self, bucket: str) -> None:
+        try:
+            self.client.head_bucket(Bucket=bucket)
+        except ClientError as exc:
+            status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+            if status == 404:
+                raise UpstreamError(f"bucket {bucket!r} does not exist") from None
+            if status == 403:
+                raise UpstreamError(f"bucket {bucket!r}: access denied") from None
+            raise _map_error(exc) from None
+        except _ERRORS as exc:
+            err = _map_error(exc)
+            err.reason = f"{err.reason} ({type(exc).__name__})"
+            raise err from None
+
     def put(self, bucket: str, key: str, data: bytes, content_type: str | None = None) -> None:
         extra = {"ContentType": content_type} if content_type else {}
         try:

@@ -1,0 +1,55 @@
+"""The OpenAPI 3.1 document, assembled from fragments so route groups plug in on their own.
+
+``base.json`` holds ``openapi``, ``info``, the routes every mode serves and the
+shared components. Every other ``*.json`` here is a fragment of one route
+group::
+
+    {"x-modes": ["media", "all"], "paths": {...}, "components": {...}, "tags": [...]}
+
+``build(mode)`` merges the base with the fragments whose ``x-modes`` include
+the running mode (``MEDIAPROXY_MODE``), in file-name order. Two fragments may
+share a component only if they define it identically; a path may be defined
+once. A path whose Falcon template differs from its OpenAPI form (a
+``{rest:path}`` catch-all) names the template in ``x-falcon-route``.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import orjson
+
+HERE = Path(__file__).resolve().parent
+
+
+class FragmentError(ValueError):
+    """Two fragments disagree (a path defined twice, a component defined differently)."""
+
+
+def fragments(directory: Path = HERE) -> list[tuple[str, dict]]:
+    return [(p.name, orjson.loads(p.read_bytes())) for p in sorted(directory.glob("*.json")) if p.name != "base.json"]
+
+
+def build(mode: str, directory: Path = HERE) -> dict:
+    doc = orjson.loads((directory / "base.json").read_bytes())
+    doc.setdefault("paths", {})
+    components = doc.setdefault("components", {})
+    tags = doc.setdefault("tags", [])
+    for name, frag in fragments(directory):
+        if mode not in frag.get("x-modes", ()):
+            continue
+        for path, item in frag.get("paths", {}).items():
+            if path in doc["paths"]:
+                raise FragmentError(f"{name}: path {path} is already defined")
+            doc["paths"][path] = item
+        for section, entries in frag.get("components", {}).items():
+            target = components.setdefault(section, {})
+            for key, value in entries.items():
+                if key in target and target[key] != value:
+                    raise FragmentError(f"{name}: components.{section}.{key} differs from an earlier definition")
+                target[key] = value
+        known = {t["name"] for t in tags}
+        tags.extend(copy.deepcopy(t) for t in frag.get("tags", ()) if t["name"] not in known)
+    doc["info"]["x-mode"] = mode
+    return doc
