@@ -91,11 +91,9 @@ def wsgi_layers(settings: Settings, ctx: Context, app: falcon.App):
 
     Anything that must hold for every request (the client IP allow-list) is
     outside every path that answers, so that no faster path can bypass it;
-    only the observing layer (``observe.py``) wraps it.
+    only the observing layer (``observe.py``) and the connection-closing hook wrap it.
     """
-    from .http import ClosingLayer
-
-    wsgi = ClosingLayer(app)  # lets a responder end the connection (http.close_connection)
+    wsgi = app
     if settings.fast_path and cdn in MODES[settings.mode]:  # it answers the image families' hits only
         from .fastpath import install
 
@@ -107,4 +105,9 @@ def wsgi_layers(settings: Settings, ctx: Context, app: falcon.App):
 
     # Request ids, the access log and request metrics: around everything (it
     # answers nothing itself), so a refusal by the guard is logged and counted too.
-    return observe.install(wsgi, settings)
+    wsgi = observe.install(wsgi, settings)
+    from .http import ClosingLayer
+
+    # Lets a responder end the connection (http.close_connection): it must see the
+    # server's own start_response, so it is the outermost layer.
+    return ClosingLayer(wsgi)
