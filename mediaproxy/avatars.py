@@ -53,5 +53,7 @@ def svg(index: int) -> bytes:
 
 def png(index: int, size: int = SIZE) -> bytes:
     """Default avatar ``index`` as a ``size``×``size`` RGBA PNG."""
+    if not pyvips.type_find("VipsForeignLoad", "svgload_buffer"):
+        raise RuntimeError("this libvips has no SVG loader (librsvg): the default avatars cannot be drawn")
     im = pyvips.Image.svgload_buffer(svg(index), scale=size / SIZE)
     return im.pngsave_buffer(compression=9, keep="none")

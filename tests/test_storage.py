@@ -104,6 +104,32 @@ def test_local_refuses_traversal(tmp_path):
             st.head("cdn", bad)
 
 
+def test_local_symlinks_stay_inside_the_bucket(tmp_path):
+    root, elsewhere = tmp_path / "root", tmp_path / "elsewhere"
+    (root / "b" / "dir").mkdir(parents=True)
+    elsewhere.mkdir()
+    (elsewhere / "secret").write_bytes(b"s")
+    (root / "b" / "dir" / "file").write_bytes(b"f")
+    (root / "b" / "out").symlink_to(elsewhere / "secret")
+    (root / "b" / "outdir").symlink_to(elsewhere)
+    (root / "b" / "updir").symlink_to(root / "b" / "dir" / "..")
+    (root / "b" / "alias").symlink_to(root / "b" / "dir")
+    (root / "b" / "dir" / "deep").symlink_to(elsewhere)
+    st = LocalStorage(root)
+    for key in ("out", "outdir/secret", "dir/deep/secret", "alias/deep/secret"):
+        with pytest.raises(BadRequest):
+            st.head("b", key)
+    assert st.get("b", "alias/file")[1] == b"f"  # a link that stays inside is followed
+    assert st.get("b", "updir/dir/file")[1] == b"f"
+    with pytest.raises(NotFound):
+        st.head("b", "nothing/here")
+    with pytest.raises(NotFound):
+        st.head("b", "x" * 300)  # longer than a file name can be: no such object
+    # the bucket directory itself may be a link (a bucket on another disk)
+    (root / "c").symlink_to(elsewhere)
+    assert st.get("c", "secret")[1] == b"s"
+
+
 def test_local_directory_is_not_an_object(tmp_path):
     st = LocalStorage(tmp_path)
     (tmp_path / "cdn" / "dir").mkdir(parents=True)
