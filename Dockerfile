@@ -1,7 +1,10 @@
+# syntax=docker/dockerfile:1
 # mediaproxy: slim image, non-root, health-checked.
 # docker build -t mediaproxy . && docker run -p 8000:8000 -e MEDIAPROXY_SECRET_KEY=... -e MEDIAPROXY_STORAGE=s3 mediaproxy
-FROM python:3.11-slim AS build
-RUN apt-get update && apt-get install -y --no-install-recommends gcc libc6-dev && rm -rf /var/lib/apt/lists/*
+
+# The full Python image has gcc and the C headers for the Cython extension, so the
+# build stage needs no apt-get. Every wheel (ours and all dependencies) is built here once.
+FROM python:3.11 AS build
 WORKDIR /src
 COPY . .
 RUN pip wheel --no-cache-dir --wheel-dir /wheels . \
@@ -9,18 +12,21 @@ RUN pip wheel --no-cache-dir --wheel-dir /wheels . \
 
 FROM python:3.11-slim
 RUN useradd --system --uid 10001 --home-dir /srv/mediaproxy --create-home mediaproxy
-COPY --from=build /wheels /wheels
-RUN pip install --no-cache-dir /wheels/mediaproxy-*.whl \
- && pip install --no-cache-dir --no-deps /wheels/nudenet-*.whl \
- && rm -rf /wheels
+# Installed from the wheels built above only (--no-index): nothing is fetched again, and the
+# wheels are bind-mounted for this step, so they never become a layer of the image.
+RUN --mount=type=bind,from=build,source=/wheels,target=/wheels \
+    pip install --no-cache-dir --no-index --find-links /wheels /wheels/mediaproxy-*.whl \
+ && pip install --no-cache-dir --no-index --find-links /wheels --no-deps 'nudenet==3.4.2'
 WORKDIR /srv/mediaproxy
 COPY gunicorn.conf.py ./
-USER mediaproxy
+USER 10001
+# Workers default to the CPUs the container may use (its cgroup CPU quota), not the host's.
+# Storage defaults to ./var/storage (empty: the server says so loudly at start);
+# set MEDIAPROXY_STORAGE=s3 (or mount a directory) for real use.
 ENV MEDIAPROXY_BIND=0.0.0.0:8000 \
-    MEDIAPROXY_STORAGE=/srv/mediaproxy/var/storage \
     MEDIAPROXY_CACHE_DIR=/srv/mediaproxy/var/cache \
     PYTHONUNBUFFERED=1
 EXPOSE 8000
-HEALTHCHECK --interval=15s --timeout=3s --start-period=20s --retries=3 \
-  CMD python -c "import urllib.request,sys; sys.exit(0 if urllib.request.urlopen('http://127.0.0.1:8000/_health', timeout=2).status == 200 else 1)"
+# Exec form, on the port MEDIAPROXY_BIND names (mediaproxy/healthcheck.py).
+HEALTHCHECK --interval=15s --timeout=3s --start-period=20s --retries=3 CMD ["python", "-m", "mediaproxy.healthcheck"]
 CMD ["gunicorn", "-c", "gunicorn.conf.py", "mediaproxy.wsgi:app"]

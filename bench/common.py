@@ -2,8 +2,9 @@
 
 Benchmarks are not tests: each script starts what it compares (mediaproxy on
 gunicorn, nginx, thumbor), measures on loopback with bounded durations,
-prints ratios measured in the same run and writes bench/results/<name>.json
-and .md. Run them from the repository root with the project venv.
+prints ratios measured in the same run, and writes <name>.json and .md only
+where asked: ``--out DIR`` (``--out bench/results`` to replace the committed
+figures). Run them from the repository root with the project venv.
 """
 
 from __future__ import annotations
@@ -235,10 +236,21 @@ http {{
         self.stop()
 
 
-def write_results(name: str, data: dict, markdown: str) -> None:
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    data = {"benchmark": name, "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "cores": os.cpu_count(), **data}
-    (RESULTS / f"{name}.json").write_text(json.dumps(data, indent=2) + "\n")
-    (RESULTS / f"{name}.md").write_text(markdown.rstrip() + "\n")
+def add_out_argument(ap) -> None:
+    ap.add_argument("--out", metavar="DIR", help="write <name>.json and .md into DIR (bench/results: the committed "
+                    "figures); without it nothing is written")
+
+
+def write_results(name: str, data: dict, markdown: str, out: str | None) -> None:
+    """Print the results; write them only into ``out`` (never over the committed files by default)."""
     print(markdown)
-    print(f"wrote {RESULTS / name}.json and .md")
+    if not out:
+        print(f"(not written: pass --out DIR to keep them; --out {RESULTS.relative_to(ROOT)} replaces the committed "
+              "figures)")
+        return
+    target = Path(out)
+    target.mkdir(parents=True, exist_ok=True)
+    data = {"benchmark": name, "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "cores": os.cpu_count(), **data}
+    (target / f"{name}.json").write_text(json.dumps(data, indent=2) + "\n")
+    (target / f"{name}.md").write_text(markdown.rstrip() + "\n")
+    print(f"wrote {target / name}.json and .md")

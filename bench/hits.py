@@ -27,7 +27,20 @@ import tempfile
 import urllib.request
 from pathlib import Path
 
-from common import ROOT, USER, VENV_BIN, Nginx, Server, free_port, jpeg, wait_port, wait_quiet, write_results, wrk
+from common import (
+    ROOT,
+    USER,
+    VENV_BIN,
+    Nginx,
+    Server,
+    add_out_argument,
+    free_port,
+    jpeg,
+    wait_port,
+    wait_quiet,
+    write_results,
+    wrk,
+)
 
 BARE = """
 data = open({path!r}, "rb").read()
@@ -47,6 +60,8 @@ class Bare:
         self.port = free_port()
         flags = ["-c", str(ROOT / "gunicorn.conf.py")] if conf else ["-w", "2", "--threads", "4", "-k", "gthread"]
         env = {k: v for k, v in os.environ.items() if not k.startswith("MEDIAPROXY_")}
+        # gunicorn.conf.py validates mediaproxy's settings before it starts anything, even for a bare app
+        env.update(MEDIAPROXY_DEMO="1", MEDIAPROXY_STORAGE=str(work))
         self.proc = subprocess.Popen([str(VENV_BIN / "gunicorn"), *flags, "-b", f"127.0.0.1:{self.port}",
                                       "--chdir", str(work), "bare:app"], env=env, stdout=subprocess.DEVNULL,
                                      stderr=subprocess.DEVNULL, process_group=0)
@@ -67,6 +82,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--duration", type=int, default=5)
+    add_out_argument(ap)
     args = ap.parse_args()
     d = args.duration
     work = Path(tempfile.mkdtemp(prefix="bench-hits-"))
@@ -152,7 +168,8 @@ def main() -> None:
         md.append(f"| {name} | {statistics.median(rps):.0f} | {', '.join(f'{v:.0f}' for v in rps)}{note} | {p99} |")
     md += ["", "| ratio | median | per round |", "|---|---:|---|"]
     md += [f"| {k} | {v['median']:.3f} | {', '.join(f'{x:.3f}' for x in v['rounds'])} |" for k, v in ratios.items()]
-    write_results("hits", {"load": load, "body_bytes": len(body), "rounds": rounds, "ratios": ratios}, "\n".join(md))
+    data = {"load": load, "body_bytes": len(body), "rounds": rounds, "ratios": ratios}
+    write_results("hits", data, "\n".join(md), args.out)
 
 
 if __name__ == "__main__":

@@ -20,7 +20,19 @@ import sys
 import tempfile
 from pathlib import Path
 
-from common import BENCH, VENV_BIN, Server, free_port, jpeg, loadavg, photo, wait_port, wait_quiet, write_results
+from common import (
+    BENCH,
+    VENV_BIN,
+    Server,
+    add_out_argument,
+    free_port,
+    jpeg,
+    loadavg,
+    photo,
+    wait_port,
+    wait_quiet,
+    write_results,
+)
 
 from mediaproxy.signing import sign_path
 
@@ -106,6 +118,7 @@ def main() -> None:
     ap.add_argument("--duration", type=int, default=300)
     ap.add_argument("--rates", default="200,400,600,800,1000,1200,1500", help="search steps (req/s)")
     ap.add_argument("--step", type=int, default=20, help="seconds per search step")
+    add_out_argument(ap)
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="bench-load-"))
     origin_dir = work / "origin"
@@ -152,7 +165,7 @@ def main() -> None:
         md += ["", "Search steps:", "", "| offered req/s | done req/s | p99 ms | failures |", "|---:|---:|---:|---:|"]
         md += [f"| {s['offered_rps']:.0f} | {s['aggregate']['rps']} | {s['aggregate']['p99']} | "
                f"{s['aggregate']['failures']} |" for s in search]
-    write_results("load", {"load": load, "rate": rate, "final": final, "search": search}, "\n".join(md))
+    write_results("load", {"load": load, "rate": rate, "final": final, "search": search}, "\n".join(md), args.out)
 
 
 if __name__ == "__main__":

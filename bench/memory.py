@@ -25,7 +25,7 @@ import threading
 import time
 from pathlib import Path
 
-from common import Server, jpeg, loadavg, photo, rss_kb, wait_quiet, write_results
+from common import Server, add_out_argument, jpeg, loadavg, photo, rss_kb, wait_quiet, write_results
 
 USER, GUILD = "80351110224678912", "41771983423143937"
 SIZES = [16, 20, 22, 24, 28, 32, 40, 44, 48, 56, 60, 64, 80, 96, 100, 128, 160, 240, 256, 300, 320, 480, 512]
@@ -149,6 +149,7 @@ def main() -> None:
     ap.add_argument("--allocators", default="default,no-trim,arena2,glibc,jemalloc",
                     help="default = gunicorn.conf.py's (arena cap, fixed mmap threshold, malloc_trim each second); "
                          "no-trim = the same without malloc_trim")
+    add_out_argument(ap)
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="bench-mem-"))
     load = wait_quiet()
@@ -169,7 +170,7 @@ def main() -> None:
     for alloc, r in out.items():
         md.append(f"| {alloc} | {r['baseline_mib']} | {r['end_mib']} | {r['peak_mib']} | {r['change_pct']} | "
                   f"{r['trend_pct']} | {r['anon_change_pct']} | {'yes' if r['flat'] else 'no'} | {r['errors']} |")
-    write_results("memory", {"load": load, "results": out}, "\n".join(md))
+    write_results("memory", {"load": load, "results": out}, "\n".join(md), args.out)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """Microbenchmark of the hot-path functions: compiled (mediaproxy._native)
 against the pure-Python reference, plus the fast path's per-request parse.
 
-    .venv/bin/python bench/micro.py            # prints a table, writes bench/results/micro.json
+    .venv/bin/python bench/micro.py [--out DIR]   # prints a table; with --out, writes DIR/micro.json
 """
 
 from __future__ import annotations
@@ -36,6 +36,11 @@ def per_call(fn, args, n: int = N) -> float:
 
 
 def main() -> int:
+    import argparse
+
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--out", metavar="DIR", help="write micro.json into DIR (bench/results: the committed figures)")
+    opts = ap.parse_args()
     try:
         from mediaproxy import _native
     except ImportError:
@@ -56,7 +61,10 @@ def main() -> int:
             print(f"{r['function']:14s} {r['python_ns']:10d} {'-':>10s} {'(python)':>8s}")
         else:
             print(f"{r['function']:14s} {r['python_ns']:10d} {r['native_ns']:10d} {r['speedup']:7.2f}x")
-    out = Path(__file__).resolve().parent / "results" / "micro.json"
+    if not opts.out:
+        print("(not written: pass --out DIR to keep them)")
+        return 0
+    out = Path(opts.out) / "micro.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"loadavg": os.getloadavg(), "rows": rows}, indent=2) + "\n")
     print(f"wrote {out}")

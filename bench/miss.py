@@ -29,7 +29,7 @@ from pathlib import Path
 os.environ.setdefault("VIPS_CONCURRENCY", "1")  # as the server's workers (gunicorn.conf.py)
 
 import pyvips
-from common import BENCH, Server, free_port, jpeg, loadavg, wait_port, wait_quiet, write_results, wrk
+from common import BENCH, Server, add_out_argument, free_port, jpeg, loadavg, wait_port, wait_quiet, write_results, wrk
 
 from mediaproxy.media import jpeg as turbo
 
@@ -104,6 +104,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--duration", type=int, default=10)
     ap.add_argument("--no-thumbor", action="store_true")
+    add_out_argument(ap)
     args = ap.parse_args()
     d = args.duration
     work = Path(tempfile.mkdtemp(prefix="bench-miss-"))
@@ -191,7 +192,7 @@ def main() -> None:
         for k in PATHS:
             md.append(f"| {k} | {one[k]['rps']:.1f} | {out['thumbor_c1'][k]['rps']:.1f} | "
                       f"{out['mediaproxy_over_thumbor'][k]:.3f} |")
-    write_results("miss", out, "\n".join(md))
+    write_results("miss", out, "\n".join(md), args.out)
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ import tempfile
 import urllib.request
 from pathlib import Path
 
-from common import USER, Server, jpeg, loadavg, wait_quiet, write_results, wrk
+from common import USER, Server, add_out_argument, jpeg, loadavg, wait_quiet, write_results, wrk
 
 H = "8342729096ea3675442027381ff50dfe"
 PATH = f"/avatars/{USER}/{H}.webp?size=256"
@@ -24,6 +24,7 @@ GRID = [("2", "1", "1"), ("2", "2", "1"), ("2", "4", "1"), ("2", "8", "1"), ("3"
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--duration", type=int, default=8)
+    add_out_argument(ap)
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="bench-tune-"))
     src = jpeg(1024, 1024, seed=2)
@@ -52,7 +53,7 @@ def main() -> None:
     for r in rows:
         md.append(f"| {r['workers']} | {r['threads']} | {r['vips_concurrency']} | {r['hits']['rps']:.0f} | "
                   f"{r['hits']['p99_ms']} | {r['misses']['rps']:.1f} | {r['misses']['p99_ms']} | {r['rss_mib']} |")
-    write_results("tune", {"load": load, "rows": rows}, "\n".join(md))
+    write_results("tune", {"load": load, "rows": rows}, "\n".join(md), args.out)
 
 
 if __name__ == "__main__":

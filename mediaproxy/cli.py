@@ -125,7 +125,10 @@ def guess_type(path: Path, data: bytes) -> str | None:
     """By file name, else by content (object keys of the image families have no extension)."""
     from .media.sniff import sniff
 
-    return mimetypes.guess_type(path.name)[0] or sniff(data[:4096])
+    by_name = mimetypes.guess_type(path.name)[0]
+    if by_name and by_name != "application/octet-stream":
+        return by_name
+    return sniff(data[:4096]) or by_name
 
 
 def cmd_put(args: argparse.Namespace) -> int:
