@@ -57,6 +57,13 @@ def _metrics_dir() -> tuple[str, bool]:
 metrics_dir, _metrics_dir_is_ours = _metrics_dir()
 
 bind = srv.bind
+# gunicorn 25+ opens a control socket for `gunicornc` at one path per user
+# (~/.gunicorn/gunicorn.ctl), so every instance on a machine (the two hosts of
+# scripts/serve, test servers) took over the others'. Off unless
+# MEDIAPROXY_CONTROL_SOCKET names a path for this instance.
+control_socket_disable = not srv.control_socket
+if srv.control_socket:
+    control_socket = srv.control_socket
 # One process per core (the CPUs this process may use: affinity mask and
 # cgroup quota, so a container limited to 2 CPUs on a big host runs 2): 2
 # workers measured 2.0x one worker on misses (1 thread each); a third worker on

@@ -155,6 +155,7 @@ class ServerSettings:
     malloc_trim_interval: float = 1.0
     metrics_bind: str = ""  # a separate listener for /metrics, served by the gunicorn master
     metrics_dir: str = ""  # prometheus_client's multiprocess directory; empty: a fresh temporary one
+    control_socket: str = ""  # gunicorn's control socket (gunicornc); empty: none
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> ServerSettings:
@@ -185,6 +186,7 @@ class ServerSettings:
             malloc_trim_interval=_float(env, "MEDIAPROXY_MALLOC_TRIM_INTERVAL", d["malloc_trim_interval"], 0.0),
             metrics_bind=_address(env, "MEDIAPROXY_METRICS_BIND", d["metrics_bind"], unix=False),
             metrics_dir=(env.get("MEDIAPROXY_METRICS_DIR") or "").strip(),
+            control_socket=(env.get("MEDIAPROXY_CONTROL_SOCKET") or "").strip(),
         )
 
 

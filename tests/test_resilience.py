@@ -120,7 +120,8 @@ def private_s3(tmp_path):
     srv = None
     try:
         srv = Server("s3", tmp_path, moto, workers=1, env={
-            "MEDIAPROXY_STORAGE_BREAKER_FAILURES": "3", "MEDIAPROXY_STORAGE_BREAKER_COOLDOWN": "1.5"})
+            "MEDIAPROXY_STORAGE_BREAKER_FAILURES": "3", "MEDIAPROXY_STORAGE_BREAKER_COOLDOWN": "1.5",
+            "MEDIAPROXY_S3_READ_TIMEOUT": "1"})  # the default deadline (tests/server.py relaxes it for the rest)
         yield moto, srv
     finally:
         os.kill(moto.proc.pid, signal.SIGCONT)
@@ -171,8 +172,13 @@ def test_frozen_storage_fails_fast_trips_the_breaker_and_recovers(private_s3):
         # the number was 30 s; the target 3 s (2 attempts of the 1 s read timeout)
         assert max(took for _, took in results) < 8, results
         assert max(hit_times) < 2, hit_times  # never behind the stuck misses (was 28 s)
-        # the breaker is open now: a miss is refused at once, with Retry-After
-        r, took = _timed(lambda: srv.get(next(misses)))
+        # the breaker is open now (or after a few more failures, when a loaded machine let
+        # fewer of the 8 reach storage): a miss is then refused at once, with Retry-After
+        for _ in range(5):
+            r, took = _timed(lambda: srv.get(next(misses)))
+            if r.status_code == 503 and took < 1.5:
+                break
+            assert r.status_code in (503, 504), (r.status_code, r.text)
         assert r.status_code == 503 and int(r.headers["Retry-After"]) >= 1, (r.status_code, r.text)
         assert took < 1.5
         assert srv.get(hit).status_code == 200

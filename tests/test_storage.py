@@ -22,7 +22,7 @@ def s3_storage(monkeypatch, endpoint: str, **env: str) -> S3Storage:
     for k, v in {**AWS_ENV, "AWS_ENDPOINT_URL": endpoint}.items():
         monkeypatch.setenv(k, v)
     settings = Settings.from_env({"MEDIAPROXY_SECRET_KEY": "x", "MEDIAPROXY_STORAGE": "s3",
-                                  "MEDIAPROXY_S3_ADDRESSING_STYLE": "path", **env})
+                                  "MEDIAPROXY_S3_ADDRESSING_STYLE": "path", "MEDIAPROXY_S3_READ_TIMEOUT": "5", **env})
     return S3Storage(settings)
 
 

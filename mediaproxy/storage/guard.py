@@ -74,3 +74,14 @@ class GuardedStorage:
 
     def put(self, bucket: str, key: str, data: bytes, content_type: str | None = None) -> None:
         return self._call("put", lambda: self.inner.put(bucket, key, data, content_type))
+
+    def ping(self, bucket: str) -> None:
+        """Readiness asks the store itself, past the breaker and the bulkhead: it reports the store's state."""
+        ping = getattr(self.inner, "ping", None)
+        if ping is not None:
+            ping(bucket)
+
+    def __getattr__(self, name: str):
+        # The rest of the interface (the library's writes, deletes, listings, presigning) is
+        # not on the miss path this guard protects: straight to the store.
+        return getattr(self.inner, name)
