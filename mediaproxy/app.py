@@ -10,6 +10,7 @@ import falcon
 import orjson
 import pyvips
 
+from . import logs
 from .context import Context
 from .errors import MediaError
 from .http import error_body
@@ -66,6 +67,7 @@ def _http_error(req: falcon.Request, resp: falcon.Response, exc: falcon.HTTPErro
 
 def _unexpected(req: falcon.Request, resp: falcon.Response, exc: Exception, params: dict) -> None:
     log.exception("unhandled error on %s %s", req.method, req.path)
+    req.context.logged = True  # logs.FaultLog: the stack trace is the line
     error_body(resp, 500, "internal error")
 
 
@@ -77,12 +79,13 @@ def configure_vips(settings: Settings) -> None:
     # libvips' own chatter ("thumbnailing ...", one line per operation) reaches
     # Python logging through pyvips at INFO: keep the log to one line per request.
     logging.getLogger("pyvips").setLevel(logging.WARNING)
+    logs.install()  # ...and its per-tile warnings folded into the request's fault line
 
 
 def create_app(settings: Settings, storage: Storage | None = None) -> falcon.App:
     configure_vips(settings)
     ctx = Context.build(settings, storage)
-    app = falcon.App(middleware=[CommonHeaders(settings.access_log)], cors_enable=False)
+    app = falcon.App(middleware=[CommonHeaders(settings.access_log), logs.FaultLog()], cors_enable=False)
     app.req_options.keep_blank_qs_values = True
     app.req_options.strip_url_path_trailing_slash = False
     app.resp_options.secure_cookies_by_default = False
