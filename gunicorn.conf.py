@@ -29,15 +29,23 @@ workers = _int("MEDIAPROXY_WORKERS", cores)
 # 4 measured best on misses (202 req/s; 1: 182, 2: 176, 8: 188 with p99 81 ms);
 # hits 11.2k (1), 10.7k (2), 13.2k (4), 14.2k (8). 4 also keeps a worker busy
 # while others wait on S3.
-# 8 threads, of which misses (storage, transforms) may hold MEDIAPROXY_MAX_CONCURRENT_MISSES
-# (6): the other two always answer cache hits, 304s and /_health, however stuck
-# storage or the transforms are (docs/resilience.md).
-threads = _int("MEDIAPROXY_THREADS", 8)
+# 12 threads: misses (storage, transforms) may hold MEDIAPROXY_MAX_CONCURRENT_MISSES (6),
+# stored bodies being sent MEDIAPROXY_MAX_CONCURRENT_STREAMS (4); the other two always
+# answer cache hits, 304s and /_health, however stuck storage, the transforms or the
+# clients reading attachments are (docs/resilience.md). A blocked thread costs no CPU.
+threads = _int("MEDIAPROXY_THREADS", 12)
 # gthread that accepts a connection only while it has a thread free: with
 # stock gthread the worker already awake wins every accept race, and in 3 of
 # 16 fresh starts one worker held all 16 of wrk's connections (mediaproxy/worker.py).
 worker_class = os.environ.get("MEDIAPROXY_WORKER_CLASS", "mediaproxy.worker.ThreadWorker")
 timeout = _int("MEDIAPROXY_TIMEOUT", 60)
+# Slow clients (mediaproxy/worker.py, docs/resilience.md). Request headers are read by
+# the worker's event loop, and a thread is taken only once they are complete: a
+# client gets this many seconds to send them (then 408). A response send that
+# makes no progress for MEDIAPROXY_SEND_TIMEOUT seconds (a client that stopped
+# reading, or reads a 256 KiB chunk slower than that) is abandoned. 0: off.
+header_timeout = float(os.environ.get("MEDIAPROXY_HEADER_TIMEOUT", "").strip() or 10.0)
+send_timeout = float(os.environ.get("MEDIAPROXY_SEND_TIMEOUT", "").strip() or 10.0)
 graceful_timeout = _int("MEDIAPROXY_GRACEFUL_TIMEOUT", 30)
 # Behind a CDN or load balancer connections are reused: keep them longer than
 # the balancer's idle timeout would be pointless, shorter wastes handshakes.
@@ -120,6 +128,8 @@ def post_request(worker, req, environ, resp) -> None:
 
 def post_fork(server, worker) -> None:
     _mallopt(server.log)
+    if hasattr(worker, "header_timeout"):  # mediaproxy's worker class (not stock gthread)
+        worker.header_timeout, worker.send_timeout = header_timeout, send_timeout
 
 
 def post_worker_init(worker) -> None:

@@ -118,7 +118,7 @@ class Settings:
     uploads_bucket: str = "uploads"
     s3_addressing_style: str = "auto"
     s3_connect_timeout: float = 0.5  # same-region: a connect takes < 5 ms; a lost SYN is retried at 1 s
-    s3_read_timeout: float = 1.0  # first byte / between bytes; with the one retry a dead store answers in ~2 s
+    s3_read_timeout: float = 2.5  # first byte / between bytes; a timeout is not retried: 504 in 2.5 s
     s3_max_pool: int = 32
     # storage resilience (mediaproxy/bulkhead.py, storage/guard.py)
     max_concurrent_storage: int = 4  # storage calls in progress per worker
@@ -138,7 +138,8 @@ class Settings:
     max_frames: int = 1000
     max_animation_pixels: int = 400_000_000
     max_concurrent_transforms: int = 4
-    max_concurrent_misses: int = 6  # requests needing storage or a transform per worker (threads: 8)
+    max_concurrent_misses: int = 6  # requests needing storage or a transform per worker (threads: 12)
+    max_concurrent_streams: int = 4  # stored bodies being sent per worker (attachments, themes)
     transform_wait: float = 10.0
     # external fetcher
     fetch_allow_cidrs: tuple[IPNetwork, ...] = ()
@@ -219,6 +220,7 @@ class Settings:
                 env, "MEDIAPROXY_MAX_CONCURRENT_TRANSFORMS", d["max_concurrent_transforms"], 1, 1024
             ),
             max_concurrent_misses=_int(env, "MEDIAPROXY_MAX_CONCURRENT_MISSES", d["max_concurrent_misses"], 1, 1024),
+            max_concurrent_streams=_int(env, "MEDIAPROXY_MAX_CONCURRENT_STREAMS", d["max_concurrent_streams"], 1, 1024),
             transform_wait=_float(env, "MEDIAPROXY_TRANSFORM_WAIT", d["transform_wait"], 0.0),
             fetch_allow_cidrs=_cidrs(env, "MEDIAPROXY_FETCH_ALLOW_CIDRS"),
             fetch_connect_timeout=_float(env, "MEDIAPROXY_FETCH_CONNECT_TIMEOUT", d["fetch_connect_timeout"], 0.01),
