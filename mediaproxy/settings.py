@@ -118,11 +118,11 @@ class Settings:
     uploads_bucket: str = "uploads"
     s3_addressing_style: str = "auto"
     s3_connect_timeout: float = 0.5  # same-region: a connect takes < 5 ms; a lost SYN is retried at 1 s
-    s3_read_timeout: float = 2.5  # first byte / between bytes; a timeout is not retried: 504 in 2.5 s
+    s3_read_timeout: float = 2.0  # first byte / between bytes; a timeout is not retried: 504 in 2 s
     s3_max_pool: int = 32
     # storage resilience (mediaproxy/bulkhead.py, storage/guard.py)
     max_concurrent_storage: int = 4  # storage calls in progress per worker
-    storage_wait: float = 1.0  # seconds a call waits for a storage slot before 503
+    storage_wait: float = 0.5  # seconds a call waits for a storage slot before 503 (+ read timeout: < 3 s)
     storage_breaker_failures: int = 5  # failures in a row that open the circuit breaker (0: never)
     storage_breaker_cooldown: float = 2.0  # seconds the breaker stays open before a probe
     # secrets
