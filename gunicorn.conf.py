@@ -73,15 +73,23 @@ workers = srv.workers
 # Threads per worker (measured with 4 transform slots): hits are GIL-bound, libvips
 # releases the GIL. On loopback 4 measured best on misses (202 req/s; 1: 182, 2: 176,
 # 8: 188 with p99 81 ms); hits 11.2k (1), 10.7k (2), 13.2k (4), 14.2k (8).
-# 8 threads, of which misses (storage, transforms) may hold MEDIAPROXY_MAX_CONCURRENT_MISSES
-# (6): the other two always answer cache hits, 304s and /_health, however stuck
-# storage or the transforms are (docs/resilience.md).
+# 12 threads: misses (storage, transforms) may hold MEDIAPROXY_MAX_CONCURRENT_MISSES (6),
+# stored bodies being sent MEDIAPROXY_MAX_CONCURRENT_STREAMS (4); the other two always
+# answer cache hits, 304s and /_health, however stuck storage, the transforms or the
+# clients reading attachments are (docs/resilience.md). A blocked thread costs no CPU.
 threads = srv.threads
 # gthread that accepts a connection only while it has a thread free: with
 # stock gthread the worker already awake wins every accept race, and in 3 of
 # 16 fresh starts one worker held all 16 of wrk's connections (mediaproxy/worker.py).
 worker_class = srv.worker_class
 timeout = srv.timeout
+# Slow clients (mediaproxy/worker.py, docs/resilience.md). Request headers are read by
+# the worker's event loop, and a thread is taken only once they are complete: a
+# client gets MEDIAPROXY_HEADER_TIMEOUT seconds to send them (then 408). A response
+# send that makes no progress for MEDIAPROXY_SEND_TIMEOUT seconds (a client that
+# stopped reading, or reads a 256 KiB chunk slower than that) is abandoned. 0: off.
+header_timeout = srv.header_timeout
+send_timeout = srv.send_timeout
 graceful_timeout = srv.graceful_timeout
 # Behind a CDN or load balancer connections are reused: keep them longer than
 # the balancer's idle timeout would be pointless, shorter wastes handshakes.
@@ -193,6 +201,8 @@ def on_exit(server) -> None:
 
 def post_fork(server, worker) -> None:
     _mallopt(server.log)
+    if hasattr(worker, "header_timeout"):  # mediaproxy's worker class (not stock gthread)
+        worker.header_timeout, worker.send_timeout = header_timeout, send_timeout
 
 
 def post_worker_init(worker) -> None:

@@ -8,6 +8,7 @@ import logging
 import falcon
 import pyvips
 
+from . import logs
 from .context import Context
 from .errors import MediaError
 from .http import error_body
@@ -51,6 +52,7 @@ def _http_error(req: falcon.Request, resp: falcon.Response, exc: falcon.HTTPErro
 
 def _unexpected(req: falcon.Request, resp: falcon.Response, exc: Exception, params: dict) -> None:
     log.exception("unhandled error on %s %s", req.method, req.path)
+    req.context.logged = True  # logs.FaultLog: the stack trace is the line
     error_body(resp, 500, "internal error")
 
 
@@ -62,6 +64,7 @@ def configure_vips(settings: Settings) -> None:
     # libvips' own chatter ("thumbnailing ...", one line per operation) reaches
     # Python logging through pyvips at INFO: keep the log to one line per request.
     logging.getLogger("pyvips").setLevel(logging.WARNING)
+    logs.install()  # ...and its per-tile warnings folded into the request's fault line
 
 
 def create_app(settings: Settings, storage: Storage | None = None):
@@ -73,7 +76,7 @@ def create_app(settings: Settings, storage: Storage | None = None):
 
 def create_falcon_app(settings: Settings, ctx: Context) -> falcon.App:
     """The route table of the running mode (``settings.mode``) and the error mapping."""
-    app = falcon.App(middleware=[CommonHeaders()], cors_enable=False)
+    app = falcon.App(middleware=[CommonHeaders(), logs.FaultLog()], cors_enable=False)
     app.req_options.keep_blank_qs_values = True
     app.req_options.strip_url_path_trailing_slash = False
     app.resp_options.secure_cookies_by_default = False

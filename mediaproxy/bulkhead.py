@@ -32,8 +32,8 @@ class Bulkhead:
         self.in_use = 0
         self.refused = 0
 
-    @contextmanager
-    def slot(self) -> Iterator[None]:
+    def acquire(self) -> None:
+        """Take a place or raise ``Overloaded``; pair with ``release()`` (or use ``slot()``)."""
         acquired = self._sem.acquire(blocking=False) or (self.wait > 0 and self._sem.acquire(timeout=self.wait))
         if not acquired:
             with self._lock:
@@ -42,12 +42,56 @@ class Bulkhead:
             raise Overloaded(f"too many {self.name} in progress", headers={"Retry-After": "1"})
         with self._lock:
             self.in_use += 1
+
+    def release(self) -> None:
+        with self._lock:
+            self.in_use -= 1
+        self._sem.release()
+
+    @contextmanager
+    def slot(self) -> Iterator[None]:
+        self.acquire()
         try:
             yield
         finally:
-            with self._lock:
-                self.in_use -= 1
-            self._sem.release()
+            self.release()
+
+    def hold(self, stream):
+        """Take a place for as long as ``stream`` (a response body) is open."""
+        self.acquire()
+        return HeldStream(stream, self.release)
+
+
+class HeldStream:
+    """A response body that gives its bulkhead place back when closed (once; or when collected).
+
+    ``fileno`` is passed through only if the inner stream has one, so a file
+    still goes to sendfile."""
+
+    def __init__(self, inner, release: Callable[[], None]):
+        self._inner = inner
+        self._release: Callable[[], None] | None = release
+
+    def read(self, n: int = -1) -> bytes:
+        return self._inner.read(n)
+
+    def __getattr__(self, name: str):
+        if name == "fileno":
+            return self._inner.fileno
+        raise AttributeError(name)
+
+    def close(self) -> None:
+        try:
+            self._inner.close()
+        finally:
+            release, self._release = self._release, None
+            if release is not None:
+                release()
+
+    def __del__(self) -> None:
+        if self._release is not None:  # never closed (an error after the body was set): no leak
+            self._release()
+            self._release = None
 
 
 class Breaker:

@@ -8,7 +8,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from . import metrics
-from .bulkhead import Breaker, Bulkhead
+from .bulkhead import Breaker, Bulkhead, HeldStream
 from .cache import ResultCache
 from .media.pipeline import Limits
 from .settings import Settings
@@ -25,6 +25,7 @@ class Context:
     transforms: Bulkhead = field(repr=False, default=None)  # type: ignore[assignment]
     breaker: Breaker = field(repr=False, default=None)  # type: ignore[assignment]
     misses: Bulkhead = field(repr=False, default=None)  # type: ignore[assignment]
+    streams: Bulkhead = field(repr=False, default=None)  # type: ignore[assignment]
     _held: threading.local = field(repr=False, default_factory=threading.local)
 
     @classmethod
@@ -41,6 +42,9 @@ class Context:
             # No waiting: a request past this share is answered 503 at once, so the
             # threads left over (gunicorn.conf.py: threads > this) stay free for hits.
             misses=Bulkhead("misses", settings.max_concurrent_misses, 0.0),
+            # Stored bodies streamed to clients (attachments, themes, Lottie): a thread
+            # each for as long as the client reads, so a bounded share too.
+            streams=Bulkhead("streams", settings.max_concurrent_streams, 0.0),
         )
 
     @contextmanager
@@ -56,6 +60,16 @@ class Context:
                 yield
             finally:
                 self._held.miss = False
+
+    def open_stream(self, bucket: str, key: str, start: int, end: int):
+        """A stored object's bytes as a response body, holding a stream place until closed."""
+        self.streams.acquire()
+        try:
+            _, body = self.storage.open(bucket, key, start, end)
+        except BaseException:
+            self.streams.release()
+            raise
+        return HeldStream(body, self.streams.release)
 
     @contextmanager
     def transform_slot(self) -> Iterator[None]:

@@ -3,15 +3,18 @@ ranges, streaming. Routes hand an Entry (or a storage stream) to these."""
 
 from __future__ import annotations
 
+import socket
+from collections.abc import Iterator
 from email.utils import formatdate, parsedate_to_datetime
 from typing import BinaryIO
 
 import falcon
 
+from . import logs
 from .cache import Entry
-from .errors import RangeNotSatisfiable
+from .errors import MediaError, RangeNotSatisfiable
 from .hotpath import etag_matches, parse_range
-from .storage import BoundedFile
+from .storage import CHUNK, BoundedFile
 
 IMMUTABLE = "public, max-age=31536000, immutable"
 NO_STORE = "no-store"
@@ -101,7 +104,42 @@ def respond(
     if body is not None:
         resp.data = body if rng is None else body[start : end + 1]
     else:
-        resp.stream = opener(start, end)
+        stream = opener(start, end)
+        # A file goes to sendfile as it is; a storage stream is read through a guard.
+        resp.stream = stream if hasattr(stream, "fileno") else GuardedStream(stream, req, length)
+
+
+class GuardedStream:
+    """A storage stream sent as the body: if storage fails mid-body (S3 cut, a timeout),
+    the status line is long gone, so the connection is closed at once (the client sees
+    fewer bytes than Content-Length, never a wrong body) and the fault is one WARNING
+    line, not the stack trace gunicorn writes for an exception out of the body."""
+
+    def __init__(self, body: BinaryIO, req: falcon.Request, length: int):
+        self._body = body
+        self._req = req
+        self._length = length
+
+    def __iter__(self) -> Iterator[bytes]:
+        sent = 0
+        try:
+            while data := self._body.read(CHUNK):
+                sent += len(data)
+                yield data
+        except MediaError as exc:
+            req = self._req
+            logs.fault(req.method, req.path, f"{exc.reason} after {sent} of {self._length} bytes; connection closed")
+            sock = req.env.get("gunicorn.socket")
+            if sock is not None:
+                try:
+                    sock.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        self._body.close()
 
 
 def respond_entry(req: falcon.Request, resp: falcon.Response, entry: Entry) -> None:

@@ -139,7 +139,7 @@ class ServerSettings:
 
     bind: str = "127.0.0.1:8000"
     workers: int = 1  # from_env: the CPUs available (affinity and cgroup quota)
-    threads: int = 8  # misses may hold Settings.max_concurrent_misses of them (docs/resilience.md)
+    threads: int = 12  # misses hold at most max_concurrent_misses, streams max_concurrent_streams (docs/resilience.md)
     worker_class: str = "mediaproxy.worker.ThreadWorker"
     timeout: int = 60
     graceful_timeout: int = 30
@@ -156,6 +156,8 @@ class ServerSettings:
     metrics_bind: str = ""  # a separate listener for /metrics, served by the gunicorn master
     metrics_dir: str = ""  # prometheus_client's multiprocess directory; empty: a fresh temporary one
     control_socket: str = ""  # gunicorn's control socket (gunicornc); empty: none
+    header_timeout: float = 10.0  # seconds a client has to send its request headers (then 408); 0: off
+    send_timeout: float = 10.0  # seconds a response send may make no progress before it is abandoned; 0: off
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> ServerSettings:
@@ -187,6 +189,8 @@ class ServerSettings:
             metrics_bind=_address(env, "MEDIAPROXY_METRICS_BIND", d["metrics_bind"], unix=False),
             metrics_dir=(env.get("MEDIAPROXY_METRICS_DIR") or "").strip(),
             control_socket=(env.get("MEDIAPROXY_CONTROL_SOCKET") or "").strip(),
+            header_timeout=_float(env, "MEDIAPROXY_HEADER_TIMEOUT", d["header_timeout"], 0.0, 3600.0),
+            send_timeout=_float(env, "MEDIAPROXY_SEND_TIMEOUT", d["send_timeout"], 0.0, 3600.0),
         )
 
 
@@ -242,11 +246,11 @@ class Settings:
     static_bucket: str = "static"
     s3_addressing_style: str = "auto"
     s3_connect_timeout: float = 0.5  # same-region: a connect takes < 5 ms; a lost SYN is retried at 1 s
-    s3_read_timeout: float = 1.0  # first byte / between bytes; with the one retry a dead store answers in ~2 s
+    s3_read_timeout: float = 2.0  # first byte / between bytes; a timeout is not retried: 504 in 2 s
     s3_max_pool: int = 32
     # storage resilience (mediaproxy/bulkhead.py, storage/guard.py)
     max_concurrent_storage: int = 4  # storage calls in progress per worker
-    storage_wait: float = 1.0  # seconds a call waits for a storage slot before 503
+    storage_wait: float = 0.5  # seconds a call waits for a storage slot before 503 (+ read timeout: < 3 s)
     storage_breaker_failures: int = 5  # failures in a row that open the circuit breaker (0: never)
     storage_breaker_cooldown: float = 2.0  # seconds the breaker stays open before a probe
     # secrets
@@ -262,7 +266,8 @@ class Settings:
     max_frames: int = 1000
     max_animation_pixels: int = 400_000_000
     max_concurrent_transforms: int = 4
-    max_concurrent_misses: int = 6  # requests needing storage or a transform per worker (threads: 8)
+    max_concurrent_misses: int = 6  # requests needing storage or a transform per worker (threads: 12)
+    max_concurrent_streams: int = 4  # stored bodies being sent per worker (attachments, themes)
     transform_wait: float = 10.0
     # external fetcher
     fetch_allow_cidrs: tuple[IPNetwork, ...] = ()
@@ -352,6 +357,7 @@ class Settings:
                 env, "MEDIAPROXY_MAX_CONCURRENT_TRANSFORMS", d["max_concurrent_transforms"], 1, 1024
             ),
             max_concurrent_misses=_int(env, "MEDIAPROXY_MAX_CONCURRENT_MISSES", d["max_concurrent_misses"], 1, 1024),
+            max_concurrent_streams=_int(env, "MEDIAPROXY_MAX_CONCURRENT_STREAMS", d["max_concurrent_streams"], 1, 1024),
             transform_wait=_float(env, "MEDIAPROXY_TRANSFORM_WAIT", d["transform_wait"], 0.0),
             fetch_allow_cidrs=_cidrs(env, "MEDIAPROXY_FETCH_ALLOW_CIDRS"),
             fetch_connect_timeout=_float(env, "MEDIAPROXY_FETCH_CONNECT_TIMEOUT", d["fetch_connect_timeout"], 0.01),

@@ -22,11 +22,48 @@ Measured under worker recycling: 0 errors this way, 129-9,000 with reuse_port
 
 from __future__ import annotations
 
+import errno
+import selectors
+import socket
 import ssl
+import struct
+import time
+from collections import OrderedDict
+from functools import partial
 
 from gunicorn import util
 from gunicorn.http import errors as gerrors
+from gunicorn.workers.gthread import TConn
 from gunicorn.workers.gthread import ThreadWorker as _GThreadWorker
+
+_HEADERS_MAX = 1024 * 1024  # past this without a blank line, the parser gets it (and answers 431)
+_LINGER = 2.0  # seconds a closed connection is drained for the peer's FIN (gunicorn's close_graceful)
+_LINGER_MAX = 4096  # connections lingering at once; past it they are closed at once
+
+
+class Conn(TConn):
+    """gunicorn's connection, closed gracefully by the event loop instead of blocking it.
+
+    gunicorn's ``close_graceful`` (half-close, then read until the peer closes,
+    up to 2 s) runs on the worker's main thread: every client that does not
+    close promptly after a ``Connection: close`` answer stalled the whole event
+    loop (accepts, keep-alives, every finished request) for up to 2 s.
+    """
+
+    worker: ThreadWorker | None = None
+    abort = False  # an abandoned response: reset, dropping what the kernel still queues for the client
+
+    def close(self, graceful: bool = False) -> None:
+        if self.abort:
+            try:
+                self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            except OSError:
+                pass
+            super().close()
+        elif graceful and self.worker is not None:
+            self.worker.linger(self)
+        else:
+            super().close()
 
 # gunicorn's parser errors → (status, reason), as gunicorn's own handle_error
 # maps them; the first match wins, anything else from the parser is a 400.
@@ -66,9 +103,178 @@ def error_page(status: int, reason: str) -> bytes:
 
 
 class ThreadWorker(_GThreadWorker):
+    """gthread, plus: a thread only for a request whose headers are all here, a header
+    deadline, a send deadline, and error answers in the project's format.
+
+    Slow clients (docs/resilience.md): gthread hands a connection to a thread as
+    soon as a byte is readable, and the thread then blocks in the parser until the
+    headers are complete; 20 clients sending one byte a second held every thread.
+    Here the event loop reads request headers itself, non-blocking, into a buffer
+    per connection, and only a connection whose headers are complete (a blank
+    line) goes to a thread, the buffered bytes handed to its parser. Headers not
+    complete within ``header_timeout`` seconds get a 408 and the connection is
+    closed. While a thread writes a response, a socket timeout of
+    ``send_timeout`` seconds bounds every send: a client that takes nothing for
+    that long (or reads a 256 KiB chunk slower than that) loses the response and
+    its connection, and the thread is free again.
+    """
+
+    header_timeout = 10.0  # set from MEDIAPROXY_HEADER_TIMEOUT by gunicorn.conf.py's post_fork
+    send_timeout = 10.0  # MEDIAPROXY_SEND_TIMEOUT
+
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.busy = 0  # connections handed to the thread pool and not finished
+        self.reading: OrderedDict[int, object] = OrderedDict()  # id(conn) -> conn, oldest deadline first
+        self.lingering: OrderedDict[int, object] = OrderedDict()  # closed by us, waiting for the peer's FIN
+
+    def _loop_reads_headers(self) -> bool:
+        return not self.cfg.is_ssl and self.header_timeout > 0
+
+    # --- request headers, read by the event loop -----------------------------
+
+    def accept(self, listener) -> None:
+        if not self._loop_reads_headers():
+            return super().accept(listener)
+        try:
+            client_sock, client_addr = listener.accept()
+        except BlockingIOError:
+            return
+        except OSError as exc:
+            if exc.errno not in (errno.EAGAIN, errno.ECONNABORTED, errno.EWOULDBLOCK):
+                raise
+            return
+        self.nr_conns += 1
+        conn = Conn(self.cfg, client_sock, client_addr, listener.getsockname())
+        conn.worker = self
+        self._read_headers(conn)
+
+    def on_client_socket_readable(self, conn, client) -> None:
+        # A kept-alive connection starts its next request: its headers too are read here.
+        if not self._loop_reads_headers():
+            return super().on_client_socket_readable(conn, client)
+        self.poller.unregister(client)
+        self.keepalived_conns.remove(conn)
+        self._read_headers(conn)
+
+    def _read_headers(self, conn) -> None:
+        conn.sock.setblocking(False)
+        conn.head = bytearray()
+        conn.head_deadline = time.monotonic() + self.header_timeout
+        self.reading[id(conn)] = conn
+        self.poller.register(conn.sock, selectors.EVENT_READ, partial(self._on_header_bytes, conn))
+        self._on_header_bytes(conn, conn.sock)  # bytes may be here already
+
+    def _on_header_bytes(self, conn, sock) -> None:
+        try:
+            data = sock.recv(65536)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            data = b""
+        if not data:  # closed before a whole request arrived
+            self._stop_reading(conn)
+            self.nr_conns -= 1
+            conn.close()
+            return
+        head = conn.head
+        start = max(0, len(head) - 3)
+        head += data
+        if head.find(b"\r\n\r\n", start) < 0 and head.find(b"\n\n", start) < 0 and len(head) < _HEADERS_MAX:
+            return
+        self._stop_reading(conn)
+        conn.data_ready = True
+        conn.prebuf = bytes(head)
+        conn.head = None
+        self.enqueue_req(conn)
+
+    def _stop_reading(self, conn) -> None:
+        self.reading.pop(id(conn), None)
+        try:
+            self.poller.unregister(conn.sock)
+        except (KeyError, ValueError, OSError):
+            pass
+
+    def linger(self, conn) -> None:
+        """Half-close now; drain what the peer still sends from the event loop; close on its FIN."""
+        sock = conn.sock
+        try:
+            sock.shutdown(socket.SHUT_WR)
+        except OSError:
+            sock.close()
+            return
+        if len(self.lingering) >= _LINGER_MAX or not self.alive:
+            sock.close()
+            return
+        sock.setblocking(False)
+        conn.linger_until = time.monotonic() + _LINGER
+        conn.drained = 0
+        self.lingering[id(conn)] = conn
+        self.poller.register(sock, selectors.EVENT_READ, partial(self._on_linger, conn))
+
+    def _on_linger(self, conn, sock) -> None:
+        try:
+            data = sock.recv(65536)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            data = b""
+        conn.drained += len(data)
+        if not data or conn.drained > 65536:
+            self._end_linger(conn)
+
+    def _end_linger(self, conn) -> None:
+        self.lingering.pop(id(conn), None)
+        try:
+            self.poller.unregister(conn.sock)
+        except (KeyError, ValueError, OSError):
+            pass
+        conn.sock.close()
+
+    def murder_pending(self) -> None:
+        super().murder_pending()
+        now = time.monotonic()
+        while self.lingering:
+            conn = next(iter(self.lingering.values()))
+            if conn.linger_until > now and self.alive:
+                break
+            self._end_linger(conn)
+        while self.reading:
+            conn = next(iter(self.reading.values()))
+            if conn.head_deadline > now and self.alive:
+                break
+            self._stop_reading(conn)
+            self.nr_conns -= 1
+            if conn.head:  # it started a request: say why it ends
+                self.log.warning("request headers from %s incomplete after %.0f s: 408, closed",
+                                 (conn.client or ("",))[0], self.header_timeout)
+                try:
+                    conn.sock.send(error_page(408, "Request Timeout"))
+                except OSError:
+                    pass
+            conn.close()
+
+    def handle(self, conn):
+        prebuf = getattr(conn, "prebuf", None)
+        if prebuf is not None:  # headers the event loop read: the parser starts with them
+            conn.prebuf = None
+            conn.sock.setblocking(True)
+            conn.init()
+            conn.parser.unreader.unread(prebuf)
+        return super().handle(conn)
+
+    # --- the response: a deadline on every send --------------------------------
+
+    def handle_request(self, req, conn):
+        if self.send_timeout > 0:
+            conn.sock.settimeout(self.send_timeout)
+        try:
+            return super().handle_request(req, conn)
+        except TimeoutError:
+            self.log.warning("%s %s: client %s took nothing for %.0f s: response abandoned, connection closed",
+                             req.method, req.path, (conn.client or ("",))[0], self.send_timeout)
+            conn.abort = True  # closed with a reset: the megabytes queued for it are dropped too
+            return False
 
     def set_accept_enabled(self, enabled: bool) -> None:
         # Called by the main loop whenever its own test (a connection limit)

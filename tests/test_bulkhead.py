@@ -98,9 +98,13 @@ def guarded(store, threshold: int = 2) -> GuardedStorage:
     return GuardedStorage(store, Bulkhead("storage reads", 4, 0.0), Breaker(threshold, 60.0))
 
 
-def test_guard_retries_a_store_fault_once():
-    store = FlakyStore([UpstreamTimeout()])
+def test_guard_retries_a_fast_store_fault_once_and_a_timeout_never():
+    store = FlakyStore([UpstreamError()])
     assert guarded(store).head("b", "k") == "info" and store.calls == 2
+    store = FlakyStore([UpstreamTimeout()])
+    with pytest.raises(UpstreamTimeout):
+        guarded(store).head("b", "k")
+    assert store.calls == 1  # a timeout already spent the time a retry would need
     store = FlakyStore([UpstreamError(), UpstreamError()])
     with pytest.raises(UpstreamError):
         guarded(store).head("b", "k")

@@ -13,9 +13,12 @@ import subprocess
 import threading
 import time
 from contextlib import contextmanager
+from pathlib import Path
 
 import pytest
 import requests
+
+from mediaproxy.settings import Settings
 
 from . import media
 from .cdnutil import hash_, jpeg640, snowflake
@@ -119,9 +122,10 @@ def private_s3(tmp_path):
     moto = MotoS3()
     srv = None
     try:
-        srv = Server("s3", tmp_path, moto, workers=1, env={
-            "MEDIAPROXY_STORAGE_BREAKER_FAILURES": "3", "MEDIAPROXY_STORAGE_BREAKER_COOLDOWN": "1.5",
-            "MEDIAPROXY_S3_READ_TIMEOUT": "1"})  # the default deadline (tests/server.py relaxes it for the rest)
+        srv = Server("s3", tmp_path, moto, workers=1, threads=12, env={
+            "MEDIAPROXY_STORAGE_BREAKER_FAILURES": "3", "MEDIAPROXY_STORAGE_BREAKER_COOLDOWN": "5",
+            # the default deadline (tests/server.py relaxes it for the other tests)
+            "MEDIAPROXY_S3_READ_TIMEOUT": str(Settings().s3_read_timeout)})
         yield moto, srv
     finally:
         os.kill(moto.proc.pid, signal.SIGCONT)
@@ -296,3 +300,192 @@ def test_full_then_read_only_cache_disk_costs_no_request_more_than_its_work(make
         srv2.stop()
     finally:
         subprocess.run(["umount", "-l", str(ro)], capture_output=True)
+
+
+def _log_text(srv: Server) -> str:
+    srv.log.flush()
+    return (Path(srv.log.name)).read_text(errors="replace")
+
+
+def test_corrupt_input_is_one_warning_line_with_libvips_warnings_folded_in(make_server):
+    srv = make_server("local")
+    data = media.jpeg(1024, 1024)
+    broken = data[: len(data) // 2] + bytes(400) + data[len(data) // 2 + 400 :]  # decodes, with tile errors
+    cut = data[: len(data) // 3]
+    u = snowflake()
+    paths = []
+    for body in (broken, cut):
+        h = hash_()
+        srv.put("cdn", f"avatars/{u}/{h}", body)
+        paths.append(f"/avatars/{u}/{h}")
+    before = len(_log_text(srv).splitlines())
+    assert srv.get(f"{paths[1]}.webp?size=1024").status_code == 400
+    srv.get(f"{paths[0]}.webp?size=1024")  # libvips warns per tile (answered 200 or 400)
+    assert srv.get(f"{paths[1]}.png?size=1024").status_code == 400
+    time.sleep(0.5)
+    lines = _log_text(srv).splitlines()[before:]
+    assert not any("error in tile" in line and "libvips:" not in line for line in lines), lines
+    faults = [line for line in lines if f"/avatars/{u}/" in line]
+    assert faults and all("400 undecodable image" in line for line in faults if paths[1] in line), lines
+    assert len([line for line in faults if paths[1] in line]) == 2  # one line per request
+    assert "Traceback" not in "\n".join(lines)
+    assert any("libvips:" in line for line in lines), lines
+
+
+def test_storage_cut_mid_body_closes_the_connection_with_one_warning_line(private_s3):
+    moto, srv = private_s3
+    size = 32 * 1024 * 1024
+    key = f"attachments/{snowflake()}/{snowflake()}/big.bin"
+    srv.put("cdn", key, os.urandom(1024 * 1024) * 32)
+    before = len(_log_text(srv).splitlines())
+    with requests.get(srv.url("/" + key), stream=True, timeout=30) as r:
+        assert r.status_code == 200 and int(r.headers["Content-Length"]) == size
+        got = len(next(r.iter_content(65536)))
+        with frozen(moto.proc):
+            try:
+                for chunk in r.iter_content(65536):
+                    got += len(chunk)
+            except requests.exceptions.RequestException:
+                pass
+    assert got < size  # the client can tell: fewer bytes than Content-Length, connection closed
+    time.sleep(0.5)
+    lines = _log_text(srv).splitlines()[before:]
+    warned = [line for line in lines if key in line]
+    assert len(warned) == 1 and "storage timeout after" in warned[0], lines
+    assert "Traceback" not in "\n".join(lines), lines
+    assert srv.get("/_health").status_code == 200
+
+
+class Slowloris:
+    """Connections that send a request's headers one byte at a time, never finishing."""
+
+    def __init__(self, port: int, n: int, interval: float = 0.5):
+        self.socks = [socket.create_connection(("127.0.0.1", port), timeout=10) for _ in range(n)]
+        self.interval = interval
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        line = b"GET /_health HTTP/1.1\r\nHost: x\r\nX-Slow: " + b"y" * 10_000
+        for i in range(len(line)):
+            if self.stop.wait(self.interval):
+                return
+            for s in self.socks:
+                try:
+                    s.send(line[i : i + 1])
+                except OSError:
+                    pass
+
+    def close(self) -> None:
+        self.stop.set()
+        self.thread.join()
+        for s in self.socks:
+            s.close()
+
+
+def test_slow_request_headers_hold_no_thread_and_time_out(make_server):
+    srv = make_server("local", env={"MEDIAPROXY_HEADER_TIMEOUT": "4"}, workers=1, threads=2)
+    u, h = snowflake(), hash_()
+    srv.put("cdn", f"avatars/{u}/{h}", media.jpeg(64, 64))
+    hit = f"/avatars/{u}/{h}.png?size=32"
+    assert srv.get(hit).status_code == 200
+    loris = Slowloris(srv.port, 20)
+    try:
+        time.sleep(1.5)  # every slow connection has started its headers
+        waits = []
+        for _ in range(10):
+            for path in (hit, "/_health"):
+                r, took = _timed(lambda p=path: srv.get(p, headers={"Connection": "close"}, timeout=30))
+                assert r.status_code == 200
+                waits.append(took)
+        assert max(waits) < 1.5, [round(w, 2) for w in waits]  # stock gthread: 0 of 4 served
+        # past the header deadline each slow connection is answered 408 and closed
+        time.sleep(4)
+        s = loris.socks[0]
+        s.settimeout(10)
+        answer = b""
+        try:
+            while chunk := s.recv(4096):
+                answer += chunk
+        except OSError:
+            pass
+        assert answer.startswith(b"HTTP/1.1 408"), answer[:100]
+    finally:
+        loris.close()
+    assert "request headers from 127.0.0.1 incomplete" in _log_text(srv)
+
+
+def test_headers_split_over_several_packets_are_served(local_server):
+    with socket.create_connection(("127.0.0.1", local_server.port), timeout=10) as s:
+        for part in (b"GET /_hea", b"lth HTTP/1.1\r\nHo", b"st: x\r\n", b"\r\n"):
+            s.sendall(part)
+            time.sleep(0.2)
+        code, headers, body = _parse(s.recv(65536))
+        assert code == 200 and body.startswith(b"OK") and headers["connection"] != "close"
+        s.sendall(b"GET /_health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")  # kept alive: again
+        rest = b""
+        while chunk := s.recv(65536):
+            rest += chunk
+        assert _parse(rest)[0] == 200
+
+
+@pytest.mark.parametrize("backend", ["local", "s3"])
+def test_a_client_that_stops_reading_loses_the_response_not_a_thread(make_server, backend):
+    srv = make_server(backend, env={"MEDIAPROXY_SEND_TIMEOUT": "2"}, workers=1, threads=2)
+    key = f"attachments/{snowflake()}/{snowflake()}/big.bin"
+    size = 16 * 1024 * 1024
+    srv.put("cdn", key, b"\0" * size)
+    stalled = []
+    for _ in range(4):  # twice the threads: all stuck at once with stock gthread, forever
+        s = socket.create_connection(("127.0.0.1", srv.port), timeout=30)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        s.sendall(f"GET /{key} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+        stalled.append(s)
+    try:
+        time.sleep(0.5)
+        r, took = _timed(lambda: srv.get("/_health", timeout=30))
+        assert r.status_code == 200 and took < 2 * 2 + 3, took  # a thread is free again within two deadlines
+        for s in stalled:  # each was cut off: fewer bytes than Content-Length, then EOF
+            got = 0
+            try:
+                while chunk := s.recv(1 << 20):
+                    got += len(chunk)
+            except OSError:
+                pass
+            assert got < size
+    finally:
+        for s in stalled:
+            s.close()
+    text = _log_text(srv)
+    assert "took nothing for 2 s: response abandoned" in text and "Traceback" not in text
+
+
+def test_streams_past_their_share_are_refused_and_hits_go_on(make_server):
+    srv = make_server("local", env={"MEDIAPROXY_MAX_CONCURRENT_STREAMS": "2", "MEDIAPROXY_SEND_TIMEOUT": "30"},
+                      workers=1)
+    key = f"attachments/{snowflake()}/{snowflake()}/big.bin"
+    srv.put("cdn", key, b"\0" * (16 * 1024 * 1024))
+    u, h = snowflake(), hash_()
+    srv.put("cdn", f"avatars/{u}/{h}", media.jpeg(64, 64))
+    hit = f"/avatars/{u}/{h}.png?size=32"
+    assert srv.get(hit).status_code == 200
+    stalled, statuses = [], []
+    try:
+        for _ in range(4):
+            s = socket.create_connection(("127.0.0.1", srv.port), timeout=30)
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            s.sendall(f"GET /{key} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+            statuses.append(int(s.recv(64).split()[1]))
+            stalled.append(s)
+        assert sorted(statuses) == [200, 200, 503, 503], statuses
+        for path in (hit, "/_health"):
+            r, took = _timed(lambda p=path: srv.get(p, timeout=30))
+            assert r.status_code == 200 and took < 2
+    finally:
+        for s in stalled:
+            s.close()
+    deadline = time.monotonic() + 20  # the places come back when the stalled bodies end
+    while srv.get(f"/{key}", headers={"Range": "bytes=0-9"}).status_code != 206:
+        assert time.monotonic() < deadline
+        time.sleep(0.2)

@@ -169,7 +169,7 @@ class StoredFileResource:
         req.context.cache = "stream"
 
         def opener(start: int, end: int):
-            return self.ctx.storage.open(bucket, key, start, end)[1]
+            return self.ctx.open_stream(bucket, key, start, end)
 
         respond(req, resp, ctype, tag, info.last_modified, info.size, opener=opener)
         passive = is_passive(base)

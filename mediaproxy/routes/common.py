@@ -166,7 +166,7 @@ def _serve_stored(
     req.context.cache = "stream"
 
     def opener(start: int, end: int):
-        return ctx.storage.open(bucket, key, start, end)[1]
+        return ctx.open_stream(bucket, key, start, end)
 
     respond(
         req,

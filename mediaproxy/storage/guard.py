@@ -4,8 +4,9 @@ Wraps either backend (``Context.build`` puts it around the store). Each call (``
 ``get``, ``open`` up to the first byte, ``put``) takes a storage slot (at most
 ``MEDIAPROXY_MAX_CONCURRENT_STORAGE`` per worker, waiting at most
 ``MEDIAPROXY_STORAGE_WAIT`` seconds, else ``503``); a failure of the store
-itself (unreachable, 5xx, timeout: ``UpstreamError``/``UpstreamTimeout``) is
-retried once at once, then counts towards the breaker. Answers that come from
+itself counts towards the breaker: a fast one (refused, reset, 5xx:
+``UpstreamError``) after one immediate retry, a timeout (``UpstreamTimeout``)
+at once, since it has already spent the time a retry would need. Answers that come from
 a healthy store (``404``, ``416``, ``413``) count as successes. While the
 breaker is open every call is refused at once with ``503`` and
 ``Retry-After``; cache hits never reach storage and are served throughout.
@@ -39,7 +40,7 @@ class GuardedStorage:
             with self.bulkhead.slot():
                 try:
                     result = fn()
-                except _STORE_FAULTS as exc:
+                except UpstreamError as exc:
                     if probe:
                         raise  # a probe is not retried: the breaker decides
                     log.info("storage %s failed (%s), retrying once", what, exc.reason)

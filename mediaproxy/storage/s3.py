@@ -72,8 +72,9 @@ class S3Storage:
         self._config = Config(
             connect_timeout=settings.s3_connect_timeout,
             read_timeout=settings.s3_read_timeout,
-            # botocore retries nothing: storage/guard.py retries a failed call once, at
-            # once (botocore's standard mode made 3 attempts with backoff: 30 s to a 504).
+            # botocore retries nothing: storage/guard.py retries a fast failure once, at
+            # once, and no timeout (botocore's standard mode made 3 attempts with backoff:
+            # 30 s to a 504).
             retries={"total_max_attempts": 1, "mode": "standard"},
             max_pool_connections=settings.s3_max_pool,
             s3={"addressing_style": settings.s3_addressing_style},

@@ -1,0 +1,99 @@
+"""deploy/nginx.conf in front of gunicorn, both on loopback: a miss, a hit, a 304, a Range
+and an error pass through intact, with nosniff and CORS exactly once."""
+
+from __future__ import annotations
+
+import shutil
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+from . import media
+from .cdnutil import assert_error, hash_, snowflake
+from .server import ROOT, free_port
+
+NGINX = shutil.which("nginx") or ("/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None)
+pytestmark = pytest.mark.skipif(NGINX is None, reason="nginx not installed (.ci/run installs nginx-light)")
+
+
+@pytest.fixture(scope="module")
+def proxied(server, tmp_path_factory):
+    prefix = tmp_path_factory.mktemp("nginx")
+    (prefix / "tmp").mkdir()
+    port = free_port()
+    conf = (ROOT / "deploy" / "nginx.conf").read_text()
+    assert "server 127.0.0.1:8000;" in conf and "listen 127.0.0.1:8080;" in conf
+    conf = conf.replace("server 127.0.0.1:8000;", f"server 127.0.0.1:{server.port};")
+    conf = conf.replace("listen 127.0.0.1:8080;", f"listen 127.0.0.1:{port};")
+    (prefix / "nginx.conf").write_text(conf)
+    proc = subprocess.Popen([NGINX, "-p", str(prefix), "-c", str(prefix / "nginx.conf"), "-g", "daemon off;"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            requests.get(base + "/_health", timeout=5)
+            break
+        except requests.ConnectionError:
+            if time.monotonic() > deadline or proc.poll() is not None:
+                proc.kill()
+                raise
+            time.sleep(0.05)
+    yield base, server
+    proc.send_signal(signal.SIGQUIT)
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+def _once(r: requests.Response) -> None:
+    # requests joins repeated headers with ", ": exactly one copy of each
+    assert r.headers["X-Content-Type-Options"] == "nosniff"
+    assert r.headers["Access-Control-Allow-Origin"] == "*"
+
+
+def test_miss_hit_and_304_pass_through(proxied):
+    base, srv = proxied
+    u, h = snowflake(), hash_()
+    srv.put("cdn", f"avatars/{u}/{h}", media.jpeg(256, 256))
+    path = f"/avatars/{u}/{h}.webp?size=64"
+    miss = requests.get(base + path, timeout=60)
+    assert miss.status_code == 200 and miss.headers["X-Cache"] == "MISS"
+    hit = requests.get(base + path, timeout=60)
+    assert hit.status_code == 200 and hit.headers["X-Cache"] == "HIT"
+    direct = srv.get(path)
+    assert hit.content == miss.content == direct.content
+    for name in ("ETag", "Last-Modified", "Cache-Control", "Content-Type", "Content-Length", "Accept-Ranges"):
+        assert hit.headers[name] == direct.headers[name], name
+    _once(hit)
+    r = requests.get(base + path, headers={"If-None-Match": hit.headers["ETag"]}, timeout=60)
+    assert r.status_code == 304 and r.content == b""
+    _once(r)
+
+
+def test_range_passes_through(proxied):
+    base, srv = proxied
+    data = bytes(range(256)) * 4096  # 1 MiB
+    key = f"attachments/{snowflake()}/{snowflake()}/blob.bin"
+    srv.put("cdn", key, data)
+    r = requests.get(f"{base}/{key}", headers={"Range": "bytes=1000-1999"}, timeout=60)
+    assert r.status_code == 206 and r.content == data[1000:2000]
+    assert r.headers["Content-Range"] == f"bytes 1000-1999/{len(data)}"
+    _once(r)
+    whole = requests.get(f"{base}/{key}", timeout=60)
+    assert whole.status_code == 200 and whole.content == data
+
+
+def test_errors_pass_through(proxied):
+    base, _ = proxied
+    r = requests.get(f"{base}/avatars/not-a-snowflake/abc.png", timeout=60)
+    assert_error(r, 400)
+    _once(r)
+    r = requests.get(f"{base}/avatars/{snowflake()}/{hash_()}.png", timeout=60)
+    assert_error(r, 404)
+    _once(r)
