@@ -184,6 +184,7 @@ def when_ready(server) -> None:
         metrics.serve(srv.metrics_bind, lambda: list(server.WORKERS), settings.cache_dir)
     except OSError as exc:
         server.log.error("mediaproxy: configuration error: MEDIAPROXY_METRICS_BIND=%r: %s", srv.metrics_bind, exc)
+        on_exit(server)
         sys.exit(2)
     server.log.info("mediaproxy: metrics on http://%s/metrics (from the master)", srv.metrics_bind)
 

@@ -85,6 +85,8 @@ def seed(storage: Storage, cdn_bucket: str) -> list[tuple[str, str]]:
         ("attachment, original bytes", f"/attachments/{CHANNEL}/{ATTACHMENT}/photo.jpg"),
         ("attachment, resized", f"/attachments/{CHANNEL}/{ATTACHMENT}/photo.jpg?width=400&format=webp"),
         ("health", "/_health"),
+        ("readiness (storage answers)", "/_ready"),
+        ("API documentation (Swagger UI)", "/docs"),
     ]
 
 

@@ -89,10 +89,12 @@ def _address(env: Mapping[str, str], name: str, default: str, unix: bool = True)
     if not value or (unix and value.startswith("unix:") and len(value) > 5):
         return value
     host, sep, port = value.rpartition(":")
-    if host.startswith("[") and host.endswith("]"):
+    bracketed = host.startswith("[") and host.endswith("]")
+    if bracketed:
         host = host[1:-1]
     ok = bool(sep and host and port.isdigit() and 0 <= int(port) <= 65535) and "/" not in host
-    if ok and ":" in host:
+    ok = ok and (bracketed == (":" in host))  # an IPv6 host is written in brackets, only it
+    if ok and bracketed:
         try:
             ipaddress.IPv6Address(host)
         except ValueError:

@@ -129,6 +129,16 @@ def test_demo_into_a_closed_pipe_and_its_internal_examples(make_server, tmp_path
     assert len(curls) == 3 and "mediaproxy-demo-secret" in done.stdout
     demo_srv = make_server("local", env={"MEDIAPROXY_SECRET_KEY": "", "MEDIAPROXY_DEMO": "1",
                                          "MEDIAPROXY_STORAGE": str(srv.storage_dir)})
+    import requests
+
+    urls = [line.split()[-1] for line in done.stdout.splitlines()
+            if line.split() and line.split()[-1].startswith(srv.base) and "curl " not in line]
+    assert len(urls) >= 12
+    for url in urls:
+        if "/external/" in url:
+            continue  # an image on the internet: the suite stays on loopback
+        r = requests.get(url.replace(srv.base, demo_srv.base), timeout=120)
+        assert r.status_code == 200, (url, r.status_code, r.text[:200])
     for line in curls:
         line = line.replace(srv.base, demo_srv.base).replace(" -o thumb.jpg", f" -o {tmp_path}/t.jpg")
         got = subprocess.run(["sh", "-c", line + " -w '%{http_code}' -o /dev/null" if "-o " not in line

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import tempfile
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -20,6 +21,8 @@ def load(monkeypatch, **env: str):
     monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", "")
     monkeypatch.setenv("_MEDIAPROXY_METRICS_MASTER", "")
     monkeypatch.setenv("MEDIAPROXY_DEMO", "1")
+    # one fixed directory for every load, instead of a fresh temporary one each time
+    monkeypatch.setenv("MEDIAPROXY_METRICS_DIR", str(Path(tempfile.gettempdir()) / "mediaproxy-test-conf-metrics"))
     monkeypatch.setenv("MEDIAPROXY_STORAGE", str(ROOT / "tests"))  # a directory that exists and is not empty
     for k, v in env.items():
         monkeypatch.setenv(k, v)

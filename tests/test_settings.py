@@ -80,3 +80,29 @@ def test_describe_masks_secrets():
     d = load(MEDIAPROXY_INTERNAL_SECRET="other").describe()
     assert d["secret_key"] == "***" and d["internal_secret"] == "***"
     assert "s3cret" not in repr(d)
+
+
+@pytest.mark.parametrize("value, ok", [
+    ("127.0.0.1:8000", True), ("0.0.0.0:80", True), ("[::1]:8000", True), ("[::]:0", True),
+    ("unix:/run/mediaproxy.sock", True), ("localhost:8000", True),
+    ("8000", False), ("127.0.0.1:", False), (":8000", False), ("127.0.0.1:99999", False), ("[::1:8000", False),
+    ("::1:8000", False), ("unix:", False), ("a/b:80", False),
+])
+def test_bind_forms(value, ok):
+    if ok:
+        assert load(MEDIAPROXY_BIND=value).server.bind == value
+    else:
+        with pytest.raises(ConfigError, match=r"MEDIAPROXY_BIND=.*expected HOST:PORT"):
+            load(MEDIAPROXY_BIND=value)
+
+
+def test_server_settings_and_storage_case():
+    s = load(MEDIAPROXY_THREADS="8", MEDIAPROXY_LOG_LEVEL="WARNING", MEDIAPROXY_MALLOC_TRIM_INTERVAL="0.5",
+             MEDIAPROXY_STORAGE="S3", MEDIAPROXY_METRICS_BIND="127.0.0.1:9100", MEDIAPROXY_WORKER_CLASS="gthread")
+    assert (s.server.threads, s.server.log_level, s.server.malloc_trim_interval) == (8, "warning", 0.5)
+    assert s.storage_is_s3 and s.server.metrics_bind == "127.0.0.1:9100" and s.server.worker_class == "gthread"
+    assert s.describe()["server"]["threads"] == 8
+    with pytest.raises(ConfigError, match=r"MEDIAPROXY_WORKER_CLASS=.x;y.: expected a dotted class path"):
+        load(MEDIAPROXY_WORKER_CLASS="x;y")
+    with pytest.raises(ConfigError, match=r"MEDIAPROXY_METRICS_BIND=.unix:/x.: expected HOST:PORT"):
+        load(MEDIAPROXY_METRICS_BIND="unix:/x")

@@ -145,3 +145,16 @@ def test_ready_says_why_when_storage_is_gone(make_server, moto):
     r = srv.get("/_ready")
     assert r.status_code == 503 and r.text.startswith("not ready: storage: storage unreachable"), r.text
     assert srv.get("/_health").text == "OK"  # liveness: the process is fine
+
+
+def test_metrics_port_in_use_stops_the_master(tmp_path):
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        code, out, _ = run_gunicorn(base_env(tmp_path, MEDIAPROXY_METRICS_BIND=f"127.0.0.1:{port}"))
+    assert code == 2, out
+    assert f"configuration error: MEDIAPROXY_METRICS_BIND='127.0.0.1:{port}'" in out
+    assert "Traceback" not in out and "Booting worker" not in out

@@ -51,5 +51,8 @@ def build(mode: str, directory: Path = HERE) -> dict:
                 target[key] = value
         known = {t["name"] for t in tags}
         tags.extend(copy.deepcopy(t) for t in frag.get("tags", ()) if t["name"] not in known)
+    from .. import __version__
+
+    doc["info"]["version"] = __version__
     doc["info"]["x-mode"] = mode
     return doc

@@ -23,6 +23,7 @@ import time
 
 import falcon
 
+from .. import metrics
 from ..cache import Entry
 from ..context import Context
 from ..errors import BadRequest, Forbidden
@@ -123,7 +124,9 @@ class ExternalResource:
                 out = poster(io.BytesIO(data), spec, self.ctx.limits)
         else:
             with self.ctx.transform_slot():
+                t0 = time.perf_counter()
                 out = pipeline.transform(data, spec, self.ctx.limits)
+                metrics.transform_done(out.content_type, time.perf_counter() - t0)
         return output_entry(out, original.last_modified)
 
 
