@@ -148,7 +148,7 @@ def test_quality_numbers_and_presets(server):
     assert len(q1.content) < len(q50.content) < len(q100.content)
     assert get("&quality=high").headers["ETag"] == get("&quality=80").headers["ETag"] == get("").headers["ETag"]
     assert get("&quality=low").headers["ETag"] == get("&quality=20").headers["ETag"]
-    assert get("", "webp").headers["ETag"] == get("&quality=85", "webp").headers["ETag"]  # WebP default 85
+    assert get("", "webp").headers["ETag"] == get("&quality=80", "webp").headers["ETag"]  # WebP default 80 (`high`)
     assert get("&quality=lossless").headers["ETag"] == q100.headers["ETag"]  # JPEG: lossless is Q=100
     a20, a90 = get("&quality=20", "avif"), get("&quality=90", "avif")
     assert len(a20.content) < len(a90.content)

@@ -64,7 +64,7 @@ def test_banner_size_is_a_box_and_dims_keep_aspect():
         ({"size": "0128"}, {"size": "128"}),
         ({"format": "jpeg"}, {"format": "jpeg", "quality": "80"}),  # the JPEG default, spelled out
         ({"format": "jpeg", "quality": "lossless"}, {"format": "jpeg", "quality": "100"}),
-        ({"format": "webp"}, {"format": "webp", "quality": "85"}),  # the WebP default
+        ({"format": "webp"}, {"format": "webp", "quality": "80"}),  # the WebP default
         ({"format": "png", "quality": "10"}, {"format": "png"}),  # quality does not apply to PNG
         ({"format": "gif", "quality": "lossless"}, {"format": "gif"}),
         ({"animated": "1"}, {"animated": "true"}),

@@ -29,7 +29,7 @@ MIME = {
 }
 ANIMATABLE = frozenset(("gif", "webp"))
 LOSSY = frozenset(("jpeg", "webp", "avif"))
-DEFAULT_QUALITY = {"jpeg": 80, "webp": 85, "avif": 60}
+DEFAULT_QUALITY = {"jpeg": 80, "webp": 80, "avif": 60}
 PRESETS = {"high": 80, "low": 20, "lossless": 100}
 
 FITS = frozenset(("cover", "contain", "fill", "inside", "outside"))
