@@ -526,6 +526,7 @@ def main() -> None:
     ap.add_argument("--encoders", default="mediaproxy,sharp,pillow,libvips")
     ap.add_argument("--butteraugli", action="store_true", help="also butteraugli on the default outputs")
     ap.add_argument("--out", action="store_true", help="write bench/results/quality.json and .md")
+    ap.add_argument("--name", default="quality", help="results file name (bench/results/NAME.json, .md)")
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="bench-quality-"))
     sharp = Sharp(tmp)
@@ -546,7 +547,7 @@ def main() -> None:
     meta = {
         "sharp": sharp.version, "libvips (pyvips)": ".".join(str(pyvips.version(i)) for i in range(3)),
         "pipeline_version": pipeline.PIPELINE_VERSION, "photos": args.photos,
-        "loadavg_1m": round(os.getloadavg()[0], 2),
+        "loadavg_1m": round(os.getloadavg()[0], 2), "cases": list(results),
     }
     meta["note"] = (f"sharp {meta['sharp']}, pyvips' libvips {meta['libvips (pyvips)']}, mediaproxy pipeline "
                     f"{meta['pipeline_version']}, {args.photos} photos per photo case; Pillow as thumbor drives it "
@@ -555,7 +556,7 @@ def main() -> None:
                     "timings are not the point here, sizes and scores do not depend on load).")
     md = markdown(results, meta)
     if args.out:
-        write_results("quality", {"meta": meta, "cases": results}, md)
+        write_results(args.name, {"meta": meta, "cases": results}, md)
     else:
         print(md)
     for c, r in results.items():

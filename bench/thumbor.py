@@ -63,6 +63,60 @@ class Thumbor:
             self.proc.wait(20)
 
 
+# pipeline 1's settings, for the in-process CPU comparison (issue 12 changed these)
+PIPELINE_1 = {"LINEAR": False, "DCT_MARGIN": 1.0, "WEBP_EFFORT": 2, "WEBP_SHARP_YUV_PIXELS": 0,
+              "JPEG_FULL_CHROMA_PIXELS": 0}
+
+
+def cpu_per_request(sources: dict[str, bytes], n: int) -> dict:
+    """CPU ms per transform in this process (getrusage, all threads), interleaved: mediaproxy's pipeline,
+    the same with pipeline 1's settings, and Pillow as thumbor drives it. CPU time, unlike wall time or
+    req/s, hardly moves with the load of other jobs on a shared machine."""
+    import resource
+
+    from mediaproxy.media import pipeline
+
+    def cpu() -> float:
+        r = resource.getrusage(resource.RUSAGE_SELF)
+        return r.ru_utime + r.ru_stime
+
+    def with_settings(settings: dict, fn):
+        def run():
+            old = {k: getattr(pipeline, k) for k in settings}
+            for k, v in settings.items():
+                setattr(pipeline, k, v)
+            try:
+                fn()
+            finally:
+                for k, v in old.items():
+                    setattr(pipeline, k, v)
+        return run
+
+    out = {}
+    for c in CASES:
+        case, src = quality.CASES[c], sources[c]
+        def ours(src=src, case=case):
+            quality.mediaproxy(src, case, None)
+
+        def pillow(src=src, case=case):
+            quality.pillow_thumbor(src, case, None)
+
+        fns = {"mediaproxy": ours, "pipeline 1 settings": with_settings(PIPELINE_1, ours), "pillow (thumbor)": pillow}
+        total = dict.fromkeys(fns, 0.0)
+        for f in fns.values():
+            f()
+        for _ in range(n):
+            for name, f in fns.items():
+                t = cpu()
+                f()
+                total[name] += cpu() - t
+        ms = {k: round(v / n * 1000, 2) for k, v in total.items()}
+        out[c] = {"cpu_ms": ms, "pillow_over_mediaproxy": round(ms["pillow (thumbor)"] / ms["mediaproxy"], 3),
+                  "pillow_over_pipeline_1": round(ms["pillow (thumbor)"] / ms["pipeline 1 settings"], 3)}
+        print(f"  cpu {c}: {ms}", flush=True)
+    return out
+
+
 def measure(url: str, connections: int, duration: int) -> dict:
     wrk(url, threads=1, connections=connections, duration=1)
     return wrk(url, threads=1, connections=connections, duration=duration)
@@ -73,6 +127,7 @@ def main() -> None:
     ap.add_argument("--duration", type=int, default=5)
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--cpu-n", type=int, default=40, help="transforms per implementation for the CPU table")
     ap.add_argument("--out", action="store_true")
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="bench-thumbor-"))
@@ -83,6 +138,8 @@ def main() -> None:
     (images / "a.jpg").write_bytes(a)
     (images / "d.jpg").write_bytes(d)
     load_start = round(loadavg(), 2)
+    os.environ.setdefault("VIPS_CONCURRENCY", "1")  # as the server's workers
+    cpu = cpu_per_request({"a": a, "b": a, "d": d}, args.cpu_n)
     runs: dict = {f"{c} c{n}": {"mediaproxy": [], "thumbor": []} for c in CASES for n in CONNECTIONS}
     env = {"MEDIAPROXY_CACHE_DIR": "", "MEDIAPROXY_WORKERS": str(args.workers)}
     for r in range(args.rounds):
@@ -124,8 +181,18 @@ def main() -> None:
         c, n = key.split()
         md.append(f"| {c} | {n[1:]} | {t['mediaproxy_rps']:.1f} | {t['thumbor_rps']:.1f} | {t['ratio']:.3f}× | "
                   f"{t['mediaproxy_p99_ms']} / {t['thumbor_p99_ms']} |")
+    md += ["", "CPU per transform in one process (getrusage, interleaved, mean of "
+           f"{args.cpu_n}; VIPS_CONCURRENCY=1 as in the workers): mediaproxy, the same code with pipeline 1's "
+           "settings (no linear light, DCT scale straight to the target, WebP effort 2, no sharp YUV, JPEG "
+           "4:2:0), and Pillow as thumbor drives it.\n",
+           "| case | mediaproxy ms | pipeline 1 settings ms | Pillow (thumbor) ms | Pillow / mediaproxy "
+           "| Pillow / pipeline 1 |", "|---|---:|---:|---:|---:|---:|"]
+    for c, r in cpu.items():
+        ms = r["cpu_ms"]
+        md.append(f"| {c} | {ms['mediaproxy']} | {ms['pipeline 1 settings']} | {ms['pillow (thumbor)']} | "
+                  f"{r['pillow_over_mediaproxy']:.3f}× | {r['pillow_over_pipeline_1']:.3f}× |")
     data = {"load": load, "workers": args.workers, "duration_s": args.duration, "rounds": args.rounds,
-            "table": table, "runs": runs}
+            "table": table, "runs": runs, "cpu_per_transform": cpu}
     if args.out:
         write_results("thumbor", data, "\n".join(md))
     else:

@@ -245,8 +245,10 @@ def _letterbox(frame: pyvips.Image, w: int, h: int, position: str) -> pyvips.Ima
 # filter and measured 2-2.5 SSIMULACRA2 points below at 128-256 px; 1.5x and 2x
 # scored the same, and 1.5x decodes fewer pixels (docs/images.md, bench/quality.py).
 DCT_MARGIN = 1.5
-# Resample in linear light (libvips' scRGB, premultiplied alpha): fine light detail
-# keeps its brightness. +2 points at the same bytes on photos (bench/quality.py).
+# Resample still images in linear light (libvips' scRGB, premultiplied alpha): fine light
+# detail keeps its brightness; +2 points at the same bytes on photos (bench/quality.py).
+# Animations (GIF sources: palettes, dithering) measured better in sRGB values: 0.76x
+# sharp's bytes for its score in linear light, lower still without.
 LINEAR = True
 
 
@@ -275,7 +277,7 @@ def _decode(buf: bytes, spec: TransformSpec, p: Probe, pl: Plan, animate: bool) 
         kwargs["size"] = "force"
     if p.has_icc:
         kwargs["output_profile"] = "srgb"
-    if LINEAR and (pl.resize_w < p.width or pl.resize_h < p.height):
+    if LINEAR and not animate and (pl.resize_w < p.width or pl.resize_h < p.height):
         kwargs["linear"] = True
     option_string = f"n=-1,{_FAIL_ON}" if animate else _FAIL_ON
     scale = _dct_scale(p, pl) if "crop" not in kwargs else Fraction(1)  # smart crops: thumbnail_buffer's own
@@ -310,9 +312,10 @@ def _to_srgb(im: pyvips.Image) -> pyvips.Image:
 # plain libvips (bench/quality.py, bench/results/quality.md, docs/images.md).
 WEBP_EFFORT = 4  # effort 2: 1.03-1.09x the bytes for the same score (bench/quality.py)
 # libwebp's sharp RGB->YUV conversion ("smart subsample"): colour edges survive 4:2:0. On
-# 64 px graphics with alpha +25 points at sharp's bytes, on 256 px photos 0.86x vs 0.94x the
-# bytes; its cost grows with the pixels, so larger outputs go without.
-WEBP_SHARP_YUV_PIXELS = 512 * 512
+# 64 px graphics with alpha +25 points at sharp's bytes; on 256 px photos 0.86x instead of
+# 0.94x the bytes, but for 7.5 of 27 ms of CPU (bench/thumbor.py), and nothing at 800x600.
+# Emoji, sticker and small avatar sizes (up to 128x128) get it: there it costs little.
+WEBP_SHARP_YUV_PIXELS = 128 * 128
 # JPEG chroma: full (4:4:4) for thumbnails up to 512x512, where colour detail is pixel-sized and
 # 4:2:0 measured -11 SSIMULACRA2 points at sharp's bytes at 128 px (0.86x vs 0.91x the bytes at
 # 256 px, 0.975x vs 0.994x at 512 px); 4:2:0 above, at every quality (libvips' "auto" drops it
