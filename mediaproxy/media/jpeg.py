@@ -19,6 +19,9 @@ what it is: the error a client sees never depends on which decoder tried.
 
 from __future__ import annotations
 
+import math
+from fractions import Fraction
+
 import pyvips
 import simplejpeg
 
@@ -26,19 +29,30 @@ MAX_PIXELS = 8_000_000  # decoded size this path takes; larger outputs stream th
 _COLOURSPACES = {"YCbCr": ("RGB", 3), "Gray": ("GRAY", 1)}
 
 
-def decode(buf: bytes, shrink: int, orientation: int) -> pyvips.Image | None:
-    """``buf`` decoded at 1/``shrink`` scale (1, 2, 4 or 8), or None: use libvips."""
+def decode(buf: bytes, shrink: int | Fraction, orientation: int) -> pyvips.Image | None:
+    """``buf`` decoded at 1/``shrink`` scale, or None: use libvips.
+
+    ``shrink`` 1, 2, 4 or 8 gives libvips' loader geometry (its ``shrink``: the
+    partial last row and column dropped). libjpeg-turbo also scales by n/8 for
+    any n from 1 to 16 (``Fraction(8, 3)``: 3/8 size), which libvips' loader
+    cannot: those keep libjpeg's size, the scaled size rounded up.
+    """
     try:
         height, width, colourspace, _ = simplejpeg.decode_jpeg_header(buf)
         mode = _COLOURSPACES.get(colourspace)
-        out_w, out_h = -(-width // shrink), -(-height // shrink)  # libjpeg rounds scaled sizes up
-        keep_w, keep_h = width // shrink, height // shrink  # libvips drops the partial last row/column
+        out_w, out_h = math.ceil(width / shrink), math.ceil(height / shrink)  # libjpeg rounds scaled sizes up
+        if shrink in (1, 2, 4, 8):
+            keep_w, keep_h = width // shrink, height // shrink  # libvips drops the partial last row/column
+        else:
+            keep_w, keep_h = out_w, out_h
         if mode is None or out_w * out_h > MAX_PIXELS or keep_w < 1 or keep_h < 1:
             return None
         pixels = simplejpeg.decode_jpeg(buf, colorspace=mode[0], min_width=out_w, min_height=out_h, strict=True)
     except ValueError:
         return None
     h, w, bands = pixels.shape
+    if w < keep_w or h < keep_h:
+        return None  # a scale libjpeg-turbo does not have: never serve a smaller decode than planned
     im = pyvips.Image.new_from_memory(pixels.data, w, h, bands, "uchar")
     if (w, h) != (keep_w, keep_h):
         im = im.crop(0, 0, keep_w, keep_h)  # the same geometry as libvips' loader

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from fractions import Fraction
 
 import pyvips
 
@@ -40,7 +41,7 @@ _LOADER_CLASSES = ("jpeg", "png", "gif", "webp", "heif", "tiff")
 # (Given as a loader option: thumbnail_buffer's own fail_on is not passed on.)
 _FAIL_ON = "fail_on=error"
 WEB_FORMATS = frozenset(MIME)
-PIPELINE_VERSION = "1"
+PIPELINE_VERSION = "2"  # 2: Lanczos3 in linear light after the shrink-on-load, encoder settings by measurement
 _BIG = 10_000_000  # "no constraint" on one axis for thumbnail
 
 
@@ -233,14 +234,32 @@ def _letterbox(frame: pyvips.Image, w: int, h: int, position: str) -> pyvips.Ima
     return frame.gravity(_GRAVITY.get(position, "centre"), w, h, extend="background", background=background)
 
 
-def _jpeg_shrink(p: Probe, pl: Plan) -> int:
-    """The largest JPEG DCT scale-down whose output still covers the resize target (1: none)."""
+# Shrink-on-load leaves the decoded image at least this many times the target, so
+# that a real Lanczos3 step does the last of the reduction. Decoding a JPEG
+# straight at the target size (its DCT scale, as PIL's draft() does) skips the
+# filter and measured 2-2.5 SSIMULACRA2 points below at 128-256 px; 1.5x and 2x
+# scored the same, and 1.5x decodes fewer pixels (docs/images.md, bench/quality.py).
+DCT_MARGIN = 1.5
+# Resample still images in linear light (libvips' scRGB, premultiplied alpha): fine light
+# detail keeps its brightness; +2 points at the same bytes on photos (bench/quality.py).
+# Animations (GIF sources: palettes, dithering) measured better in sRGB values: 0.76x
+# sharp's bytes for its score in linear light, lower still without.
+LINEAR = True
+
+
+def _dct_scale(p: Probe, pl: Plan) -> Fraction:
+    """The JPEG shrink-on-load: 8/n for the smallest n/8 scale that leaves DCT_MARGIN for the resampler."""
     if p.format != "jpeg":
-        return 1
-    for n in (8, 4, 2):
-        if p.width // n >= pl.resize_w and p.height // n >= pl.resize_h:
-            return n
-    return 1
+        return Fraction(1)
+    for n in range(1, 8):
+        if p.width * n >= DCT_MARGIN * 8 * pl.resize_w and p.height * n >= DCT_MARGIN * 8 * pl.resize_h:
+            return Fraction(8, n)
+    return Fraction(1)
+
+
+def _vips_shrink(scale: Fraction) -> int:
+    """The largest of libvips' JPEG shrinks (1, 2, 4, 8) that is not more than ``scale``."""
+    return next(s for s in (8, 4, 2, 1) if s <= scale)
 
 
 def _decode(buf: bytes, spec: TransformSpec, p: Probe, pl: Plan, animate: bool) -> pyvips.Image:
@@ -253,19 +272,18 @@ def _decode(buf: bytes, spec: TransformSpec, p: Probe, pl: Plan, animate: bool) 
         kwargs["size"] = "force"
     if p.has_icc:
         kwargs["output_profile"] = "srgb"
+    if LINEAR and not animate and (pl.resize_w < p.width or pl.resize_h < p.height):
+        kwargs["linear"] = True
     option_string = f"n=-1,{_FAIL_ON}" if animate else _FAIL_ON
-    shrink = _jpeg_shrink(p, pl) if "crop" not in kwargs else 1
+    scale = _dct_scale(p, pl) if "crop" not in kwargs else Fraction(1)  # smart crops: thumbnail_buffer's own
     src = None
     if p.format == "jpeg" and not p.has_icc and "crop" not in kwargs:
         # libjpeg-turbo straight, at the DCT scale (media/jpeg.py: 1.3-1.8x libvips' loader);
         # None for what only libvips handles, or for input the decoder found fault with.
-        src = jpeg.decode(buf, shrink, p.orientation)
-    if src is None and shrink > 1:
-        # JPEG decodes at 1/2, 1/4, 1/8 size almost for free (DCT scaling). thumbnail_buffer
-        # keeps a factor of 2 for its own resampler (1024 -> 256 decodes 512 pixels across);
-        # decoding straight to the largest scale that still covers the target (as thumbor's
-        # PIL draft mode does) measured 25% faster on that path (docs/performance.md).
-        src = pyvips.Image.new_from_buffer(buf, _FAIL_ON, shrink=shrink, access="sequential")
+        src = jpeg.decode(buf, scale, p.orientation)
+    if src is None and scale > 1:
+        # libvips' loader shrinks by 2, 4 or 8 only: the largest that still leaves the margin.
+        src = pyvips.Image.new_from_buffer(buf, _FAIL_ON, shrink=_vips_shrink(scale), access="sequential")
     if src is not None:
         upright = not (src.get_typeof("orientation") and src.get("orientation") not in (0, 1))
         if upright and not p.has_icc and (src.width, src.height) == (width, kwargs["height"]):
@@ -285,17 +303,46 @@ def _to_srgb(im: pyvips.Image) -> pyvips.Image:
     return im.colourspace("srgb")
 
 
+# Encoder settings, chosen per format by measurement against sharp, Pillow and
+# plain libvips (bench/quality.py, bench/results/quality.md, docs/images.md).
+WEBP_EFFORT = 4  # effort 2: 1.03-1.09x the bytes for the same score (bench/quality.py)
+# libwebp's sharp RGB->YUV conversion ("smart subsample"): colour edges survive 4:2:0. On
+# 64 px graphics with alpha +25 points at sharp's bytes; on 256 px photos 0.86x instead of
+# 0.94x the bytes, but for 7.5 of 27 ms of CPU (bench/thumbor.py), and nothing at 800x600.
+# Emoji, sticker and small avatar sizes (up to 128x128) get it: there it costs little.
+WEBP_SHARP_YUV_PIXELS = 128 * 128
+# JPEG chroma: full (4:4:4) for thumbnails up to 512x512, where colour detail is pixel-sized and
+# 4:2:0 measured -11 SSIMULACRA2 points at sharp's bytes at 128 px (0.86x vs 0.91x the bytes at
+# 256 px, 0.975x vs 0.994x at 512 px); 4:2:0 above, at every quality (libvips' "auto" drops it
+# at Q >= 90 on its own, for 1.5x the bytes).
+JPEG_FULL_CHROMA_PIXELS = 512 * 512
+# AVIF: 4:4:4 (4:2:0 measured 0.99x sharp's bytes for its score, 4:4:4 0.95x), libaom effort 6
+# up to 512x512 (0.91x; effort 4 0.95x, 5 0.94x) and 4 above, where each step costs seconds.
+AVIF_EFFORT_SMALL, AVIF_EFFORT = 6, 4
+AVIF_SMALL_PIXELS = 512 * 512
+AVIF_SUBSAMPLE = "off"
+AVIF_TUNE = "iq"  # libaom's tune for still images (libvips 8.18's default; "ssim" measured 1.09x the bytes)
+
+
 def _encode(im: pyvips.Image, fmt: str, spec: TransformSpec, animate: bool) -> bytes:
     q = spec.quality_for(fmt)
     if fmt == "jpeg":
         if im.hasalpha():
             im = im.flatten(background=[255] * (im.bands - 1))
-        return im.jpegsave_buffer(Q=q, keep="none", optimize_coding=True)
+        chroma = "off" if im.width * im.height <= JPEG_FULL_CHROMA_PIXELS else "on"
+        return im.jpegsave_buffer(Q=q, keep="none", optimize_coding=True, subsample_mode=chroma)
     if fmt == "webp":
-        # effort 2: half of effort 4's time for the same size (docs/performance.md)
-        return im.webpsave_buffer(Q=q, lossless=spec.lossless, keep="none", effort=2)
+        if spec.lossless:
+            return im.webpsave_buffer(lossless=True, keep="none", effort=2)  # as before: attachments' default
+        page_h = im.get("page-height") if animate and im.get_typeof("page-height") else im.height
+        sharp_yuv = im.width * page_h <= WEBP_SHARP_YUV_PIXELS
+        return im.webpsave_buffer(Q=q, keep="none", effort=WEBP_EFFORT, smart_subsample=sharp_yuv)
     if fmt == "avif":
-        return im.heifsave_buffer(Q=q, lossless=spec.lossless, compression="av1", effort=2, keep="none")
+        if spec.lossless:
+            return im.heifsave_buffer(lossless=True, compression="av1", effort=2, keep="none")
+        effort = AVIF_EFFORT_SMALL if im.width * im.height <= AVIF_SMALL_PIXELS else AVIF_EFFORT
+        return im.heifsave_buffer(Q=q, compression="av1", effort=effort, subsample_mode=AVIF_SUBSAMPLE,
+                                  tune=AVIF_TUNE, keep="none")
     if fmt == "png":
         return im.pngsave_buffer(keep="none", compression=6)
     if fmt == "gif":

@@ -1,0 +1,571 @@
+"""Quality per byte: mediaproxy's pipeline against sharp, Pillow (as thumbor uses it) and plain libvips.
+
+    .venv/bin/python bench/quality.py [--cases a,b,c,d,e,anim] [--photos N] [--butteraugli] [--out]
+
+Needs the ``bench`` extra (scikit-image for the corpus, ssimulacra2, Pillow),
+Node with npm (sharp 0.35 is installed from npm into a temporary directory on
+every run) and ``butteraugli_main`` (Debian's ``libjxl-devtools``, installed
+from apt when missing and ``--butteraugli`` is given).
+
+Corpus: the colour photographs shipped inside scikit-image (no downloads),
+centre-cropped and resized (Lanczos3) to the source size of each case and
+saved as JPEG q90; graphics with alpha (scikit-image's logo and shapes
+rendered here with antialiased edges) as PNG; animations rendered here (a pan
+over a photo, moving shapes) and saved as GIF by libvips.
+
+| case | source | output |
+|---|---|---|
+| a | 1024x1024 JPEG | 256x256 WebP |
+| b | 1024x1024 JPEG | 128x128 JPEG |
+| c | 512x512 PNG with alpha | 64x64 WebP |
+| d | 2048x1536 JPEG | 800x600 WebP |
+| e | 1024x1024 JPEG | 256x256 AVIF |
+| anim | 256x256 GIF, 12 frames | 128x128 animated WebP |
+
+Reference: the source decoded upright in sRGB, converted to linear light
+(float), downscaled with Lanczos3 (alpha premultiplied), back to 8-bit sRGB.
+Every output is decoded by libvips and scored against it: SSIMULACRA2 (higher
+is better; on alpha, the worse of the image over a dark and a light
+background; on animations, the mean over frames) and, with ``--butteraugli``,
+butteraugli's max-norm distance (lower is better; defaults only, it is slow).
+
+Each encoder is swept over its quality setting; its rate-distortion curve is
+the total bytes of the case's corpus against the mean score. "Bytes to reach
+sharp's default" is each curve interpolated (linearly in score against log
+bytes) at the mean score of sharp's default output, divided by sharp's
+default bytes. "Points at equal bytes" is the curve read the other way, at
+sharp's default bytes. Ratios are printed; results are written only with
+``--out`` (bench/results/quality.json and .md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import math
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyvips
+from common import need, write_results
+
+from mediaproxy.media import pipeline
+from mediaproxy.media.spec import BANNER, BOX, SQUARE, parse_spec
+
+pyvips.cache_set_max(0)
+
+SHARP_VERSION = "0.35"
+PHOTOS = ("astronaut.png", "coffee.png", "motorcycle_left.png", "rocket.jpg", "chelsea.png",
+          "hubble_deep_field.jpg", "retina.jpg", "ihc.png")
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    title: str
+    kind: str  # photo | alpha | anim
+    src_w: int
+    src_h: int
+    out_w: int
+    out_h: int
+    fmt: str
+    sweep: tuple[int, ...]
+
+
+SWEEP = (20, 30, 40, 50, 60, 70, 80, 90, 95)
+CASES = {
+    "a": Case("a", "1024² JPEG → 256² WebP", "photo", 1024, 1024, 256, 256, "webp", SWEEP),
+    "b": Case("b", "1024² JPEG → 128² JPEG", "photo", 1024, 1024, 128, 128, "jpeg", SWEEP),
+    "c": Case("c", "alpha PNG → 64² WebP", "alpha", 512, 512, 64, 64, "webp", SWEEP),
+    "d": Case("d", "2048×1536 JPEG → 800×600 WebP", "photo", 2048, 1536, 800, 600, "webp", SWEEP),
+    "e": Case("e", "1024² JPEG → 256² AVIF", "photo", 1024, 1024, 256, 256, "avif",
+              (20, 30, 40, 50, 60, 70, 80, 90)),
+    "anim": Case("anim", "GIF 256² → 128² animated WebP", "anim", 256, 256, 128, 128, "webp", SWEEP),
+}
+
+
+# ---------------------------------------------------------------- corpus
+
+def _skimage_dir() -> Path:
+    import skimage
+
+    return Path(skimage.__file__).parent / "data"
+
+
+def _fit(im: pyvips.Image, w: int, h: int) -> pyvips.Image:
+    """Centre crop to w:h, then Lanczos3 to w x h (up or down)."""
+    scale = max(w / im.width, h / im.height)
+    cw, ch = min(im.width, round(w / scale)), min(im.height, round(h / scale))
+    im = im.crop((im.width - cw) // 2, (im.height - ch) // 2, cw, ch)
+    return im.resize(w / cw, vscale=h / ch, kernel="lanczos3")
+
+
+def photo_sources(case: Case, n: int) -> list[tuple[str, bytes]]:
+    out = []
+    for name in PHOTOS[:n]:
+        im = pyvips.Image.new_from_file(str(_skimage_dir() / name))
+        im = _fit(im.colourspace("srgb")[:3], case.src_w, case.src_h).cast("uchar")
+        out.append((name.split(".")[0], im.jpegsave_buffer(Q=90, keep="none")))
+    return out
+
+
+def _disc_layer(size: int, cx: float, cy: float, r: float, rgb: tuple[int, int, int]) -> np.ndarray:
+    y, x = np.mgrid[0:size, 0:size]
+    inside = ((x - cx) ** 2 + (y - cy) ** 2) <= r * r
+    layer = np.zeros((size, size, 4), np.float32)
+    layer[inside] = (*rgb, 255)
+    return layer
+
+
+def _over(dst: np.ndarray, src: np.ndarray) -> np.ndarray:
+    a = src[..., 3:4] / 255
+    out = dst.copy()
+    out[..., :3] = src[..., :3] * a + dst[..., :3] * (1 - a)
+    out[..., 3:4] = src[..., 3:4] + dst[..., 3:4] * (1 - a)
+    return out
+
+
+def _graphic(seed: int, size: int = 512, ss: int = 4) -> pyvips.Image:
+    """Flat-colour shapes on transparency, rendered 4x larger and box-filtered: antialiased edges."""
+    rng = np.random.default_rng(seed)
+    big = size * ss
+    canvas = np.zeros((big, big, 4), np.float32)
+    for _ in range(6):
+        rgb = tuple(int(v) for v in rng.integers(0, 256, 3))
+        layer = _disc_layer(big, *rng.uniform(0.2, 0.8, 2) * big, rng.uniform(0.08, 0.25) * big, rgb)
+        canvas = _over(canvas, layer)
+    # a ring and a diagonal bar: thin features at the 64 px output
+    y, x = np.mgrid[0:big, 0:big]
+    d = np.hypot(x - big / 2, y - big / 2)
+    ring = (np.abs(d - big * 0.4) < big * 0.02)
+    bar = np.abs((x - y) / math.sqrt(2)) < big * 0.015
+    for mask, rgb in ((ring, (20, 20, 30)), (bar, (250, 250, 245))):
+        layer = np.zeros_like(canvas)
+        layer[mask] = (*rgb, 255)
+        canvas = _over(canvas, layer)
+    small = canvas.reshape(size, ss, size, ss, 4).mean(axis=(1, 3))
+    # premultiplied average -> straight alpha
+    return pyvips.Image.new_from_array(np.ascontiguousarray(small)).copy(interpretation="srgb").cast("uchar")
+
+
+def alpha_sources(case: Case, n: int) -> list[tuple[str, bytes]]:
+    logo = pyvips.Image.new_from_file(str(_skimage_dir() / "logo.png"))
+    logo = logo.resize(case.src_w / logo.width, kernel="lanczos3")
+    out = [("logo", logo.cast("uchar").pngsave_buffer())]
+    for seed in range(1, max(2, n)):
+        out.append((f"shapes{seed}", _graphic(seed, case.src_w).pngsave_buffer()))
+    return out[:max(2, n)]
+
+
+def anim_sources(case: Case, n: int) -> list[tuple[str, bytes]]:
+    frames_n, size = 12, case.src_w
+    out = []
+    for name in ("astronaut.png", "coffee.png")[:max(1, n - 1)]:
+        im = pyvips.Image.new_from_file(str(_skimage_dir() / name)).colourspace("srgb")[:3]
+        im = _fit(im, 384, 384)
+        frames = [im.crop(i * 8, i * 6, size, size) for i in range(frames_n)]  # a pan
+        out.append((name.split(".")[0], frames))
+    shapes = []
+    for i in range(frames_n):
+        g = _graphic(7, size, ss=2).flatten(background=[255, 255, 255])
+        shapes.append(g.wrap(x=i * 11, y=i * 5))  # scrolling flat graphics
+    out.append(("shapes", shapes))
+    result = []
+    for name, frames in out:
+        strip = pyvips.Image.arrayjoin([f.cast("uchar") for f in frames], across=1).copy()
+        strip.set_type(pyvips.GValue.gint_type, "page-height", size)
+        strip.set_type(pyvips.GValue.array_int_type, "delay", [80] * frames_n)
+        strip.set_type(pyvips.GValue.gint_type, "loop", 0)
+        result.append((name, strip.gifsave_buffer(keep="none")))
+    return result
+
+
+def sources(case: Case, n: int) -> list[tuple[str, bytes]]:
+    return {"photo": photo_sources, "alpha": alpha_sources, "anim": anim_sources}[case.kind](case, n)
+
+
+# ---------------------------------------------------------------- reference and metrics
+
+def _frames(im: pyvips.Image) -> list[pyvips.Image]:
+    ph = im.get("page-height") if im.get_typeof("page-height") else im.height
+    return [im.crop(0, y, im.width, ph) for y in range(0, im.height, ph)]
+
+
+def decode_frames(buf: bytes) -> list[pyvips.Image]:
+    multi = pipeline.sniff(buf) in ("VipsForeignLoadNsgifBuffer", "VipsForeignLoadWebpBuffer")
+    im = pyvips.Image.new_from_buffer(buf, "n=-1" if multi else "")
+    if im.get_typeof("icc-profile-data"):
+        im = im.icc_transform("srgb")
+    frames = _frames(im)
+    return [f.autorot().colourspace("srgb").cast("uchar") for f in frames]
+
+
+def reference(buf: bytes, case: Case) -> list[np.ndarray]:
+    """The source upright in sRGB, Lanczos3 in linear light (premultiplied alpha), to the output size."""
+    refs = []
+    for f in decode_frames(buf):
+        lin = f[:3].colourspace("scrgb")  # float, linear light
+        if f.hasalpha():
+            alpha = f[f.bands - 1].cast("float") / 255
+            im = _fit_reduce((lin * alpha).bandjoin(alpha), case.out_w, case.out_h)
+            a = np.clip(_float_array(im[3]), 0, 1)
+            rgb = _float_array(im[:3]) / np.maximum(a, 1e-6)
+            srgb = pyvips.Image.new_from_array(np.ascontiguousarray(rgb)).copy(interpretation="scrgb")
+            out = np.concatenate([_to_array(srgb.colourspace("srgb")), np.rint(a * 255).astype(np.uint8)], axis=2)
+        else:
+            out = _to_array(_fit_reduce(lin, case.out_w, case.out_h).copy(interpretation="scrgb").colourspace("srgb"))
+        refs.append(out)
+    return refs
+
+
+def _float_array(im: pyvips.Image) -> np.ndarray:
+    return np.ndarray(buffer=im.cast("float").write_to_memory(), dtype=np.float32,
+                      shape=(im.height, im.width, im.bands))
+
+
+def _fit_reduce(im: pyvips.Image, w: int, h: int) -> pyvips.Image:
+    scale = max(w / im.width, h / im.height)
+    cw, ch = round(w / scale), round(h / scale)
+    im = im.crop((im.width - cw) // 2, (im.height - ch) // 2, cw, ch)
+    return im.reduce(cw / w, ch / h, kernel="lanczos3")
+
+
+def _to_array(im: pyvips.Image) -> np.ndarray:
+    arr = _float_array(im)
+    return np.clip(np.rint(arr), 0, 255).astype(np.uint8)
+
+
+def _blend(rgba: np.ndarray, bg: float) -> np.ndarray:
+    if rgba.shape[2] == 3:
+        return rgba
+    a = rgba[..., 3:4].astype(np.float64) / 255
+    rgb = rgba[..., :3] * a + bg * 255 * (1 - a)
+    return np.clip(np.rint(rgb), 0, 255).astype(np.uint8)
+
+
+def _as_rgb(arr: np.ndarray) -> np.ndarray:
+    if arr.shape[2] in (1, 2):  # grey (+alpha)
+        arr = np.concatenate([arr[..., :1]] * 3 + ([arr[..., 1:2]] if arr.shape[2] == 2 else []), axis=2)
+    return arr
+
+
+class Scorer:
+    def __init__(self, tmp: Path, butteraugli: bool):
+        self.tmp = tmp
+        self.butteraugli = need("butteraugli_main", "libjxl-devtools") if butteraugli else None
+
+    def _png(self, arr: np.ndarray, name: str) -> str:
+        path = self.tmp / name
+        pyvips.Image.new_from_array(arr).copy(interpretation="srgb").pngsave(str(path), compression=1)
+        return str(path)
+
+    def score(self, refs: list[np.ndarray], buf: bytes, with_butteraugli: bool = False) -> dict:
+        from ssimulacra2 import compute_ssimulacra2
+
+        outs = [_as_rgb(_to_array(f)) for f in decode_frames(buf)]
+        if len(outs) != len(refs):
+            raise RuntimeError(f"{len(outs)} frames out for {len(refs)} in")
+        s2, ba = [], []
+        for ref, out in zip(refs, outs, strict=True):
+            ref = _as_rgb(ref)
+            if ref.shape[:2] != out.shape[:2]:
+                raise RuntimeError(f"output is {out.shape[1]}x{out.shape[0]}, reference {ref.shape[1]}x{ref.shape[0]}")
+            if ref.shape[2] == 4 and out.shape[2] == 3:
+                out = np.concatenate([out, np.full((*out.shape[:2], 1), 255, np.uint8)], axis=2)
+            worst, worst_ba = 100.0, 0.0
+            for bg in ((0.1, 0.9) if ref.shape[2] == 4 else (0.5,)):
+                r, o = self._png(_blend(ref, bg), "ref.png"), self._png(_blend(out, bg), "out.png")
+                worst = min(worst, compute_ssimulacra2(r, o))
+                if with_butteraugli and self.butteraugli:
+                    res = subprocess.run([self.butteraugli, r, o], capture_output=True, text=True, check=True)
+                    worst_ba = max(worst_ba, float(res.stdout.split()[0]))
+            s2.append(worst)
+            ba.append(worst_ba)
+        result = {"ssimulacra2": float(np.mean(s2))}
+        if with_butteraugli and self.butteraugli:
+            result["butteraugli"] = float(np.mean(ba))
+        return result
+
+
+# ---------------------------------------------------------------- encoders
+
+class Sharp:
+    """One node process with sharp (concurrency 1, no cache) taking one JSON job per line."""
+
+    SCRIPT = r"""
+const sharp = require('sharp');
+sharp.concurrency(1); sharp.cache(false);
+const rl = require('readline').createInterface({ input: process.stdin });
+const queue = [];
+let busy = false;
+async function next() {
+  if (busy || !queue.length) return;
+  busy = true;
+  const j = queue.shift();
+  try {
+    let p = sharp(j.in, { animated: j.animated }).resize(j.w, j.h);
+    p = p[j.format](j.q == null ? {} : { quality: j.q });
+    await p.toFile(j.out);
+    process.stdout.write('ok\n');
+  } catch (e) { process.stdout.write('error ' + e.message.replace(/\n/g, ' ') + '\n'); }
+  busy = false; next();
+}
+rl.on('line', l => { queue.push(JSON.parse(l)); next(); });
+"""
+
+    def __init__(self, tmp: Path):
+        self.dir = tmp / "sharp"
+        self.dir.mkdir()
+        npm = need("npm", "npm")
+        print(f"installing sharp@{SHARP_VERSION} from npm into {self.dir}", flush=True)
+        subprocess.run([npm, "install", "--silent", "--no-audit", "--no-fund", "--prefix", str(self.dir),
+                        f"sharp@{SHARP_VERSION}"], check=True, stdout=subprocess.DEVNULL)
+        (self.dir / "serve.js").write_text(self.SCRIPT)
+        self.proc = subprocess.Popen(["node", str(self.dir / "serve.js")], cwd=self.dir, stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, text=True, process_group=0)
+        self.version = json.loads((self.dir / "node_modules" / "sharp" / "package.json").read_text())["version"]
+        self.n = 0
+
+    def __call__(self, src: bytes, case: Case, q: int | None) -> bytes:
+        self.n += 1
+        inp, out = self.dir / f"in{self.n}", self.dir / f"out{self.n}.{case.fmt}"
+        inp.write_bytes(src)
+        job = {"in": str(inp), "out": str(out), "w": case.out_w, "h": case.out_h, "format": case.fmt, "q": q,
+               "animated": case.kind == "anim"}
+        self.proc.stdin.write(json.dumps(job) + "\n")
+        self.proc.stdin.flush()
+        reply = self.proc.stdout.readline().strip()
+        if reply != "ok":
+            raise RuntimeError(f"sharp: {reply}")
+        data = out.read_bytes()
+        inp.unlink()
+        out.unlink()
+        return data
+
+    def stop(self) -> None:
+        self.proc.stdin.close()
+        self.proc.wait(10)
+
+
+_LIMITS = pipeline.Limits(max_pixels=100_000_000, max_frames=1000, max_animation_pixels=400_000_000)
+
+
+def mediaproxy(src: bytes, case: Case, q: int | None) -> bytes:
+    params = {"format": case.fmt}
+    if q is not None:
+        params["quality"] = str(q)
+    if case.name == "d":
+        spec = parse_spec(BANNER, {**params, "width": str(case.out_w)})
+    elif case.kind == "anim":
+        spec = parse_spec(BOX, {**params, "size": str(case.out_w)})  # stickers, emojis
+    else:
+        spec = parse_spec(SQUARE, {**params, "size": str(case.out_w)})
+    return pipeline.transform(src, spec, _LIMITS).body
+
+
+_VIPS_SAVE = {"webp": "webpsave_buffer", "jpeg": "jpegsave_buffer", "avif": "heifsave_buffer"}
+
+
+def plain_libvips(src: bytes, case: Case, q: int | None) -> bytes:
+    """The textbook libvips call: thumbnail_buffer, then the saver's defaults."""
+    opts = "n=-1" if case.kind == "anim" else ""
+    im = pyvips.Image.thumbnail_buffer(src, case.out_w, height=case.out_h, crop="centre", option_string=opts)
+    kwargs: dict = {"keep": "none"}
+    if q is not None:
+        kwargs["Q"] = q
+    if case.fmt == "avif":
+        kwargs["compression"] = "av1"
+    return getattr(im, _VIPS_SAVE[case.fmt])(**kwargs)
+
+
+def pillow_thumbor(src: bytes, case: Case, q: int | None) -> bytes:
+    """Pillow the way thumbor's PIL engine drives it: draft() decode, LANCZOS resize, quality 80."""
+    import io
+
+    from PIL import Image, ImageSequence
+
+    im = Image.open(io.BytesIO(src))
+    quality = 80 if q is None else q
+    out = io.BytesIO()
+    if case.kind == "anim":
+        frames, durations = [], []
+        for frame in ImageSequence.Iterator(im):
+            frames.append(frame.convert("RGBA").resize((case.out_w, case.out_h), Image.LANCZOS))
+            durations.append(frame.info.get("duration", 100))
+        frames[0].save(out, "WEBP", save_all=True, append_images=frames[1:], duration=durations,
+                       loop=im.info.get("loop", 0), quality=quality)
+        return out.getvalue()
+    if im.format == "JPEG":
+        im.draft("RGB", (case.out_w, case.out_h))
+    im = im.convert("RGBA" if im.mode in ("RGBA", "LA", "P") else "RGB")
+    im = im.resize((case.out_w, case.out_h), Image.LANCZOS)
+    if case.fmt == "jpeg":
+        im.convert("RGB").save(out, "JPEG", quality=quality, optimize=True)
+    elif case.fmt == "webp":
+        im.save(out, "WEBP", quality=quality)
+    else:
+        im.save(out, "AVIF", quality=quality)
+    return out.getvalue()
+
+
+# ---------------------------------------------------------------- curves
+
+def curve_at_score(points: list[tuple[float, float]], score: float) -> float | None:
+    """Bytes at ``score`` on a (bytes, score) curve: linear in score vs log(bytes) between neighbours."""
+    pts = sorted(points, key=lambda p: p[1])
+    for (b0, s0), (b1, s1) in itertools.pairwise(pts):
+        if s0 <= score <= s1 and s1 > s0:
+            t = (score - s0) / (s1 - s0)
+            return math.exp(math.log(b0) + t * (math.log(b1) - math.log(b0)))
+    return None
+
+
+def curve_at_bytes(points: list[tuple[float, float]], nbytes: float) -> float | None:
+    pts = sorted(points)
+    for (b0, s0), (b1, s1) in itertools.pairwise(pts):
+        if b0 <= nbytes <= b1 and b1 > b0:
+            t = (math.log(nbytes) - math.log(b0)) / (math.log(b1) - math.log(b0))
+            return s0 + t * (s1 - s0)
+    return None
+
+
+def run_case(case: Case, encoders: dict[str, Callable], scorer: Scorer, n_photos: int, butteraugli: bool) -> dict:
+    corpus = sources(case, n_photos)
+    refs = {name: reference(buf, case) for name, buf in corpus}
+    result: dict = {"title": case.title, "images": [name for name, _ in corpus], "encoders": {}}
+    for enc_name, enc in encoders.items():
+        if enc_name == "pillow" and case.fmt == "avif" and not _pillow_avif():
+            continue
+        rows = {}
+        for q in (None, *case.sweep):
+            total, scores, bas, ms = 0, [], [], 0.0
+            for name, buf in corpus:
+                t = time.perf_counter()
+                out = enc(buf, case, q)
+                ms += (time.perf_counter() - t) * 1000
+                total += len(out)
+                s = scorer.score(refs[name], out, with_butteraugli=butteraugli and q is None)
+                scores.append(s["ssimulacra2"])
+                if "butteraugli" in s:
+                    bas.append(s["butteraugli"])
+            row = {"bytes": total, "ssimulacra2": round(float(np.mean(scores)), 3), "encode_ms": round(ms, 1)}
+            if bas:
+                row["butteraugli"] = round(float(np.mean(bas)), 3)
+            rows["default" if q is None else str(q)] = row
+            print(f"  {case.name} {enc_name:10} q={q!s:7} {total:8d} B  ssimulacra2 {row['ssimulacra2']:6.2f}"
+                  + (f"  butteraugli {row['butteraugli']:.3f}" if bas else ""), flush=True)
+        result["encoders"][enc_name] = rows
+    sharp_default = result["encoders"]["sharp"]["default"]
+    for rows in result["encoders"].values():
+        points = [(r["bytes"], r["ssimulacra2"]) for k, r in rows.items() if k != "default"]
+        at = curve_at_score(points, sharp_default["ssimulacra2"])
+        pts = curve_at_bytes(points, sharp_default["bytes"])
+        rows["_vs_sharp"] = {
+            "bytes_to_reach_sharp_default": round(at / sharp_default["bytes"], 3) if at else None,
+            "points_at_sharp_default_bytes": round(pts - sharp_default["ssimulacra2"], 2) if pts is not None else None,
+            "default_score_minus_sharp": round(rows["default"]["ssimulacra2"] - sharp_default["ssimulacra2"], 2),
+            "default_bytes_over_sharp": round(rows["default"]["bytes"] / sharp_default["bytes"], 3),
+        }
+    return result
+
+
+def _pillow_avif() -> bool:
+    from PIL import features
+
+    return bool(features.check("avif"))
+
+
+def markdown(results: dict, meta: dict) -> str:
+    md = ["# Quality per byte (bench/quality.py)\n",
+          f"{meta['note']}\n",
+          "Ratios against sharp's default output (sharp's default settings, mean SSIMULACRA2 over the case's "
+          "corpus): bytes each encoder's quality sweep needs to reach that score (≤ 0.95 is the target for "
+          "mediaproxy), its score at sharp's bytes, and its own default output.\n",
+          "| case | encoder | bytes to reach sharp's default score | points at sharp's bytes | default bytes "
+          "| default score − sharp's | default butteraugli |",
+          "|---|---|---:|---:|---:|---:|---:|"]
+    for case in results.values():
+        for enc, rows in case["encoders"].items():
+            v = rows["_vs_sharp"]
+            d = rows["default"]
+            reach = "—" if v["bytes_to_reach_sharp_default"] is None else f"{v['bytes_to_reach_sharp_default']:.3f}×"
+            pts = v["points_at_sharp_default_bytes"]
+            md.append(f"| {case['title']} | {enc} | {reach} | {'—' if pts is None else f'{pts:+.2f}'} | "
+                      f"{d['bytes']:,} ({v['default_bytes_over_sharp']:.2f}×) | {v['default_score_minus_sharp']:+.2f} "
+                      f"| {d.get('butteraugli', '—')} |")
+    md += ["", "## Sweeps (total bytes over the corpus / mean SSIMULACRA2)\n"]
+    for case in results.values():
+        md.append(f"### {case['title']} ({', '.join(case['images'])})\n")
+        encs = list(case["encoders"])
+        qs = [k for k in case["encoders"]["sharp"] if not k.startswith("_")]
+        md.append("| quality | " + " | ".join(encs) + " |")
+        md.append("|---|" + "---:|" * len(encs))
+        for q in qs:
+            cells = []
+            for e in encs:
+                r = case["encoders"][e].get(q)
+                cells.append(f"{r['bytes']:,} / {r['ssimulacra2']:.2f}" if r else "")
+            md.append(f"| {q} | " + " | ".join(cells) + " |")
+        md.append("")
+    return "\n".join(md)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--cases", default=",".join(CASES))
+    ap.add_argument("--photos", type=int, default=6, help=f"photos per photo case (at most {len(PHOTOS)})")
+    ap.add_argument("--encoders", default="mediaproxy,sharp,pillow,libvips")
+    ap.add_argument("--butteraugli", action="store_true", help="also butteraugli on the default outputs")
+    ap.add_argument("--out", action="store_true", help="write bench/results/quality.json and .md")
+    ap.add_argument("--name", default="quality", help="results file name (bench/results/NAME.json, .md)")
+    args = ap.parse_args()
+    tmp = Path(tempfile.mkdtemp(prefix="bench-quality-"))
+    sharp = Sharp(tmp)
+    try:
+        all_encoders = {"mediaproxy": mediaproxy, "sharp": sharp, "pillow": pillow_thumbor, "libvips": plain_libvips}
+        names = [e for e in args.encoders.split(",") if e]
+        if "sharp" not in names:
+            names.append("sharp")
+        encoders = {e: all_encoders[e] for e in names}
+        scorer = Scorer(tmp, args.butteraugli)
+        results = {}
+        for c in args.cases.split(","):
+            print(f"case {c}: {CASES[c].title}", flush=True)
+            results[c] = run_case(CASES[c], encoders, scorer, args.photos, args.butteraugli)
+    finally:
+        sharp.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
+    meta = {
+        "sharp": sharp.version, "libvips (pyvips)": ".".join(str(pyvips.version(i)) for i in range(3)),
+        "pipeline_version": pipeline.PIPELINE_VERSION, "photos": args.photos,
+        "loadavg_1m": round(os.getloadavg()[0], 2), "cases": list(results),
+    }
+    meta["note"] = (f"sharp {meta['sharp']}, pyvips' libvips {meta['libvips (pyvips)']}, mediaproxy pipeline "
+                    f"{meta['pipeline_version']}, {args.photos} photos per photo case; Pillow as thumbor drives it "
+                    "(draft, LANCZOS, quality 80); libvips = thumbnail_buffer + the saver's defaults. "
+                    f"Single-threaded encoders, load {meta['loadavg_1m']} at the end (a shared machine: "
+                    "timings are not the point here, sizes and scores do not depend on load).")
+    md = markdown(results, meta)
+    if args.out:
+        write_results(args.name, {"meta": meta, "cases": results}, md)
+    else:
+        print(md)
+    for c, r in results.items():
+        v = r["encoders"].get("mediaproxy", {}).get("_vs_sharp")
+        if v:
+            print(f"{c}: mediaproxy bytes to reach sharp's default {v['bytes_to_reach_sharp_default']}×, "
+                  f"default score {v['default_score_minus_sharp']:+.2f} vs sharp")
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    main()
