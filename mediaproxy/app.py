@@ -12,7 +12,7 @@ import pyvips
 
 from .context import Context
 from .errors import MediaError
-from .http import error_body
+from .http import error_body, error_json
 from .routes import attachments, cdn, external, internal, ops
 from .settings import Settings
 from .storage import Storage
@@ -54,19 +54,28 @@ class CommonHeaders:
             )
 
 
+def _error(req: falcon.Request, resp: falcon.Response, status: int, reason: str,
+           headers: dict[str, str] | None = None) -> None:
+    # The library's APIs answer {"error": reason}; the origin's routes keep plain text.
+    if req.context.get("json_errors"):
+        error_json(resp, status, reason, headers)
+    else:
+        error_body(resp, status, reason, headers)
+
+
 def _media_error(req: falcon.Request, resp: falcon.Response, exc: MediaError, params: dict) -> None:
-    error_body(resp, exc.status, exc.reason, exc.headers)
+    _error(req, resp, exc.status, exc.reason, exc.headers)
 
 
 def _http_error(req: falcon.Request, resp: falcon.Response, exc: falcon.HTTPError, params: dict) -> None:
     headers = dict(exc.headers or {})
     reason = exc.title if exc.description is None else exc.description
-    error_body(resp, exc.status_code, str(reason).lower(), headers)
+    _error(req, resp, exc.status_code, str(reason).lower(), headers)
 
 
 def _unexpected(req: falcon.Request, resp: falcon.Response, exc: Exception, params: dict) -> None:
     log.exception("unhandled error on %s %s", req.method, req.path)
-    error_body(resp, 500, "internal error")
+    _error(req, resp, 500, "internal error")
 
 
 def configure_vips(settings: Settings) -> None:
@@ -80,9 +89,20 @@ def configure_vips(settings: Settings) -> None:
 
 
 def create_app(settings: Settings, storage: Storage | None = None) -> falcon.App:
+    """The route groups of ``settings.mode``: ``media`` the origin, ``library`` the library's
+    APIs and public URLs, ``all`` both."""
     configure_vips(settings)
     ctx = Context.build(settings, storage)
-    app = falcon.App(middleware=[CommonHeaders(settings.access_log)], cors_enable=False)
+    origin = settings.mode in ("media", "all")
+    middleware: list[object] = [CommonHeaders(settings.access_log)]
+    lib = None
+    if settings.mode in ("library", "all"):
+        from .library.api.common import LibraryMiddleware
+        from .library.build import build_library
+
+        lib = build_library(settings, ctx)
+        middleware.append(LibraryMiddleware(lib))
+    app = falcon.App(middleware=middleware, cors_enable=False)
     app.req_options.keep_blank_qs_values = True
     app.req_options.strip_url_path_trailing_slash = False
     app.resp_options.secure_cookies_by_default = False
@@ -90,21 +110,28 @@ def create_app(settings: Settings, storage: Storage | None = None) -> falcon.App
     app.add_error_handler(falcon.HTTPError, _http_error)
     app.add_error_handler(MediaError, _media_error)
     ops.add_routes(app, ctx)
-    cdn.add_routes(app, ctx)
-    attachments.add_routes(app, ctx)
-    external.add_routes(app, ctx)
-    internal.add_routes(app, ctx)
-    return wsgi_layers(settings, ctx, app)
+    if origin:
+        cdn.add_routes(app, ctx)
+        attachments.add_routes(app, ctx)
+        external.add_routes(app, ctx)
+        internal.add_routes(app, ctx)
+    if lib is not None:
+        from .library.api import v1
+        from .routes import library
+
+        v1.add_routes(app, lib)
+        library.add_routes(app, lib)
+    return wsgi_layers(settings, ctx, app, fast_path=origin)
 
 
-def wsgi_layers(settings: Settings, ctx: Context, app: falcon.App):
+def wsgi_layers(settings: Settings, ctx: Context, app: falcon.App, fast_path: bool = True):
     """The WSGI layers around Falcon, built inside out; the last one added is outermost.
 
     Anything that must hold for every request (the client IP allow-list) is
     outermost, so that no faster path inside it can bypass it.
     """
     wsgi = app
-    if settings.fast_path:
+    if settings.fast_path and fast_path:
         from .fastpath import install
 
         wsgi = install(wsgi, ctx, settings.access_log)  # inside every guard added after it

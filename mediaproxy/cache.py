@@ -176,3 +176,32 @@ class ResultCache:
     def close(self) -> None:
         if self._cache is not None:
             self._cache.close()
+
+    # -- the library: forgetting every result of one stored object -------------------------------
+
+    def remember(self, source: str, rkey: str) -> None:
+        """Note that ``rkey`` was rendered from ``source`` (``bucket/key``), for ``purge_source``."""
+        if self._cache is None:
+            return
+        idx = "src:" + source
+        try:
+            with self._cache.transact(retry=False):
+                keys = self._cache.get(idx, default=None, retry=False) or []
+                if rkey not in keys:
+                    self._cache.set(idx, [*keys, rkey][-256:], retry=False)
+        except _FAILURES as exc:
+            self._warn("cache index write failed", exc)
+
+    def purge_source(self, bucket: str, key: str, *extra_keys: str) -> int:
+        """Drop every entry noted for ``bucket/key`` (and ``extra_keys``); returns how many."""
+        if self._cache is None:
+            return 0
+        idx = f"src:{bucket}/{key}"
+        n = 0
+        try:
+            keys = self._cache.pop(idx, default=None, retry=False) or []
+            for k in (*keys, *extra_keys):
+                n += bool(self._cache.delete(k, retry=False))
+        except _FAILURES as exc:
+            self._warn("cache purge failed", exc)
+        return n

@@ -38,6 +38,54 @@ def cmd_sign(args: argparse.Namespace) -> int:
     return 0
 
 
+def _library_settings() -> Settings:
+    # The database and key commands sign nothing: they run without MEDIAPROXY_SECRET_KEY.
+    env = dict(os.environ)
+    env.setdefault("MEDIAPROXY_SECRET_KEY", "unused-by-this-command")
+    return Settings.from_env(env)
+
+
+def cmd_db_upgrade(args: argparse.Namespace) -> int:
+    from .library.db import Database, current, upgrade_locked
+
+    settings = _library_settings()
+    db = Database(settings.library.database_url)
+    before = current(db.engine)
+    upgrade_locked(db)
+    after = current(db.engine)
+    print(f"database at revision {after}" + ("" if before == after else f" (was {before or 'empty'})"))
+    return 0
+
+
+def cmd_keys_create(args: argparse.Namespace) -> int:
+    from .errors import MediaError
+    from .library import auth
+    from .library.db import Database, upgrade_locked
+
+    settings = _library_settings()
+    db = Database(settings.library.database_url)
+    upgrade_locked(db)
+    try:
+        with db.transaction() as s:
+            key = auth.create_key(s, args.org, args.name or "")
+    except MediaError as exc:
+        print(f"mediaproxy: {exc.reason}", file=sys.stderr)
+        return 2
+    print(f"New API key for organization {args.org!r} (shown once; store it now):")
+    print(key)
+    return 0
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    import logging
+
+    from .library.jobs import run_worker
+
+    logging.basicConfig(level=os.environ.get("MEDIAPROXY_LOG_LEVEL", "INFO").upper(), format="%(message)s")
+    run_worker(Settings.from_env(os.environ))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="mediaproxy", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -48,6 +96,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("url")
     p.add_argument("--base-url", default="")
     p.set_defaults(func=cmd_sign)
+    p = sub.add_parser("db", help="the media library's database")
+    dbsub = p.add_subparsers(dest="db_command", required=True)
+    q = dbsub.add_parser("upgrade", help="apply the migrations (idempotent)")
+    q.set_defaults(func=cmd_db_upgrade)
+    p = sub.add_parser("keys", help="API keys of the media library")
+    ksub = p.add_subparsers(dest="keys_command", required=True)
+    q = ksub.add_parser("create", help="create a key (and the organization if needed); the key is the last line")
+    q.add_argument("--org", required=True, help="organization slug (a-z, 0-9, '-')")
+    q.add_argument("--name", default="", help="a label for the key")
+    q.set_defaults(func=cmd_keys_create)
+    p = sub.add_parser("worker", help="run the library's job worker (huey consumer)")
+    p.set_defaults(func=cmd_worker)
     args = parser.parse_args(argv)
     try:
         return args.func(args)

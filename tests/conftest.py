@@ -57,3 +57,16 @@ def server(request, make_server) -> Server:
 @pytest.fixture(scope="session")
 def local_server(make_server) -> Server:
     return make_server("local")
+
+
+@pytest.fixture(scope="session", params=["local", "s3"])
+def library(request, make_server, tmp_path_factory):
+    """The media library over real HTTP (gunicorn in MEDIAPROXY_MODE=all + a real worker), per backend."""
+    from .library import Stack, library_env
+
+    workdir = tmp_path_factory.mktemp(f"lib-{request.param}")
+    srv = make_server(request.param, env=library_env(workdir, {"MEDIAPROXY_UPLOAD_MAX_BYTES": str(3 * 1024**2)}),
+                      workers=2)
+    stack = Stack(srv, workdir)
+    yield stack
+    stack.stop()

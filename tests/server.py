@@ -21,7 +21,7 @@ AWS_ENV = {
     "AWS_REGION": "us-east-1",
     "AWS_DEFAULT_REGION": "us-east-1",
 }
-BUCKETS = ("cdn", "uploads")
+BUCKETS = ("cdn", "uploads", "library")
 
 
 def free_port() -> int:
