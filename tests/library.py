@@ -58,9 +58,20 @@ class Stack:
         self.env = server.env
         self.workdir = workdir
         self.worker = Worker(self.env, workdir / "worker.log") if worker else None
-        self.key = create_key(self.env, "acme")
-        self.other_key = create_key(self.env, "other-org")
+        self.key = create_key(self.env, "acme")  # the real command, once per stack
+        self.other_key = self._key_in_process("other-org")
         self.auth = {"X-API-Key": self.key}
+
+    def _key_in_process(self, org: str) -> str:
+        from mediaproxy.library import auth
+        from mediaproxy.library.db import Database
+
+        db = Database(self.env["MEDIAPROXY_DATABASE_URL"])
+        try:
+            with db.transaction() as s:
+                return auth.create_key(s, org)
+        finally:
+            db.dispose()
 
     @property
     def base(self) -> str:
@@ -103,3 +114,4 @@ class Stack:
     def stop(self) -> None:
         if self.worker is not None:
             self.worker.stop()
+            self.worker = None
