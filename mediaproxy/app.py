@@ -116,10 +116,11 @@ def create_app(settings: Settings, storage: Storage | None = None) -> falcon.App
         external.add_routes(app, ctx)
         internal.add_routes(app, ctx)
     if lib is not None:
-        from .library.api import v1
+        from .library.api import media, v1
         from .routes import library
 
         v1.add_routes(app, lib)
+        media.add_routes(app, lib)
         library.add_routes(app, lib)
     return wsgi_layers(settings, ctx, app, fast_path=origin)
 

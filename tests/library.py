@@ -57,9 +57,10 @@ class Stack:
         self.server = server
         self.env = server.env
         self.workdir = workdir
-        self.worker = Worker(self.env, workdir / "worker.log") if worker else None
+        # `keys create` migrates first (as `mediaproxy db upgrade` would), then the worker starts
         self.key = create_key(self.env, "acme")  # the real command, once per stack
         self.other_key = self._key_in_process("other-org")
+        self.worker = Worker(self.env, workdir / "worker.log") if worker else None
         self.auth = {"X-API-Key": self.key}
 
     def _key_in_process(self, org: str) -> str:

@@ -37,7 +37,7 @@ def test_upload_with_variants(library):
     assert m["filename"] == "holiday_photo.jpg"
     assert m["objectKey"].startswith(f"acme/{m['id']}/") and m["objectKey"].endswith("/holiday_photo.jpg")
     assert m["alt"] == "a gradient" and m["caption"] == "c" and m["description"] is None
-    assert m["isPrivate"] is False and m["blurHash"] and m["createdAt"].endswith("Z")
+    assert m["isPrivate"] is False and m["blurHash"] and m["thumbHash"] and m["createdAt"].endswith("Z")
     names = {v["name"]: v for v in m["variants"]}
     assert set(names) == {"thumbnail", "small", "medium", "large", "original_webp"}
     assert (names["thumbnail"]["width"], names["thumbnail"]["height"]) == (150, 150)

@@ -146,7 +146,10 @@ def run_worker(settings: Settings) -> None:
     queue = Queue(settings)
     queue._runner = runner(settings, lib)
     lib._enqueue = queue.enqueue
-    recover(queue, lib)
+    try:
+        recover(queue, lib)
+    except Exception as exc:  # e.g. a database not migrated yet: serve the queue anyway
+        log.warning("could not look for interrupted jobs: %s: %s", type(exc).__name__, exc)
     consumer = queue.huey.create_consumer(workers=settings.library.worker_threads, worker_type="thread",
                                           periodic=False, initial_delay=0.05, backoff=1.5, max_delay=0.5,
                                           check_worker_health=True, graceful_signal="INT")

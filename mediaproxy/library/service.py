@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 import re
 import time
 import unicodedata
@@ -37,6 +38,7 @@ from ..storage import Writer
 from .db import Database
 from .models import Job, Media, Organization, StoredObject, Variant, Version, now
 
+log = logging.getLogger("mediaproxy.library")
 SNIFF_BYTES = 4096
 PROBE_BYTES = 512 * 1024  # the head kept in memory to read the dimensions from
 SORTS = {
@@ -343,6 +345,29 @@ class Library:
             self.enqueue(s, self.org_of(s, media), "finalize", media, {})
         return media
 
+    def _content_address(self, s: Session, media: Media, obj: StoredObject) -> tuple[str, str] | None:
+        """Seed 003: hash the bytes; when the organization already has them, point at that object
+        and drop the copy, before any URL of the copy has been handed out."""
+        h = hashlib.sha256()
+        _, body = self.ctx.storage.open(obj.bucket, obj.key)
+        try:
+            while chunk := body.read(256 * 1024):
+                h.update(chunk)
+        finally:
+            body.close()
+        obj.sha256 = h.hexdigest()
+        same = s.scalar(select(StoredObject).where(StoredObject.org_id == obj.org_id,
+                                                   StoredObject.sha256 == obj.sha256,
+                                                   StoredObject.bucket == obj.bucket,
+                                                   StoredObject.id != obj.id).limit(1))
+        if same is None:
+            return None
+        media.current.object_id, media.current.object = same.id, same
+        s.flush()
+        s.delete(obj)
+        s.flush()
+        return obj.bucket, obj.key
+
     def org_of(self, s: Session, media: Media) -> Organization:
         return s.get(Organization, media.org_id)
 
@@ -471,10 +496,13 @@ class Library:
         if not media.mime_type.startswith("image/"):
             return
         try:
-            im = pyvips.Image.thumbnail_buffer(data, 64, height=64)
+            im = pyvips.Image.thumbnail_buffer(data, placeholder.THUMB_SIDE, height=placeholder.THUMB_SIDE)
+            im = im.copy_memory()  # read twice below: decode once
+            media.thumb_hash = placeholder.thumbhash(im)
             media.blur_hash = placeholder.encode(im)
-        except pyvips.Error:
-            media.blur_hash = None
+        except pyvips.Error as exc:
+            log.warning("no placeholders for media %s: %s", media.id, (exc.message or "").strip())
+            media.blur_hash = media.thumb_hash = None
 
     def finalize(self, s: Session, media: Media) -> Media:
         """The placeholder job: BlurHash (and the canonical hash when the bytes came by presigned PUT)."""
@@ -602,8 +630,9 @@ class Library:
         expires = self.settings.upload_url_expiry
         obj = StoredObject(org_id=org.id, bucket=self.bucket, key=key, sha256=None, size=0, mime_type=mime)
         s.add(obj)
+        shown = filename.strip()[:255] if dialect == "media" else fname  # seed 003 echoes the name given
         media = Media(id=media_id, org_id=org.id, owner=owner, dialect=dialect, state="uploading",
-                      filename=fname, mime_type=mime)
+                      filename=shown or fname, mime_type=mime)
         s.add(media)
         s.flush()
         version = Version(id=version_id, media_id=media_id, object_id=obj.id, folder=folder)
@@ -642,10 +671,13 @@ class Library:
             return False
         width, height = self._dimensions(head, obj.key)
         obj.size, obj.mime_type, obj.width, obj.height = info.size, mime, width, height
+        drop = self._content_address(s, media, obj) if media.dialect == "media" else None
         media.size, media.mime_type, media.width, media.height = info.size, mime, width, height
         media.state = "ready"
         media.updated_at = now()
         s.commit()
+        if drop is not None:
+            self.ctx.storage.delete(*drop)  # the copy: the record now points at the first upload
         return True
 
     # -- jobs ---------------------------------------------------------------------------------------
