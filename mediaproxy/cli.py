@@ -26,6 +26,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     url = "https://upload.wikimedia.org/wikipedia/commons/4/47/PNG_transparency_demonstration_1.png"
     print(f"  {'signed external image (internet)':34s} {base}/external/{sign_path(url, settings.secret_key)}?width=200")
+    if settings.mode in ("library", "all"):
+        from .library import demo as library_demo
+
+        print("The media library (MEDIAPROXY_MODE=" + settings.mode + "): one image uploaded through it. Try:")
+        for description, value in library_demo.seed(settings, base):
+            print(f"  {description:34s} {value}")
     return 0
 
 
