@@ -348,14 +348,7 @@ class Library:
     def _content_address(self, s: Session, media: Media, obj: StoredObject) -> tuple[str, str] | None:
         """Seed 003: hash the bytes; when the organization already has them, point at that object
         and drop the copy, before any URL of the copy has been handed out."""
-        h = hashlib.sha256()
-        _, body = self.ctx.storage.open(obj.bucket, obj.key)
-        try:
-            while chunk := body.read(256 * 1024):
-                h.update(chunk)
-        finally:
-            body.close()
-        obj.sha256 = h.hexdigest()
+        obj.sha256 = self._hash_stored(obj)
         same = s.scalar(select(StoredObject).where(StoredObject.org_id == obj.org_id,
                                                    StoredObject.sha256 == obj.sha256,
                                                    StoredObject.bucket == obj.bucket,
@@ -390,8 +383,10 @@ class Library:
         cond = [Media.org_id == org.id, Media.state == "ready"]
         if search:
             pattern = "%" + search.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-            cond.append(or_(Media.filename.ilike(pattern, escape="\\"), Media.alt.ilike(pattern, escape="\\"),
-                            Media.caption.ilike(pattern, escape="\\")))
+            # SQLite's LIKE is case-insensitive already (ASCII); its ILIKE would call lower() on every row
+            sqlite = s.get_bind().dialect.name == "sqlite"
+            cond.append(or_(*((col.like(pattern, escape="\\") if sqlite else col.ilike(pattern, escape="\\"))
+                              for col in (Media.filename, Media.alt, Media.caption))))
         if mime_prefix:
             like = mime_prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
             cond.append(Media.mime_type.like(like, escape="\\"))
@@ -468,8 +463,9 @@ class Library:
 
     def render_variants(self, s: Session, media: Media) -> list[Variant]:
         """Render every configured variant of the current version through the origin's pipeline."""
-        if not media.mime_type.startswith("image/"):
-            return []
+        if not self.renderable(media):
+            raise TooLarge(f"over the {self.ctx.settings.max_source_bytes} byte limit of the image pipeline: "
+                           "stored, but no variants")
         version = media.current
         data = self._original(media)
         made: dict[str, tuple[str, pipeline.Output]] = {}
@@ -492,6 +488,10 @@ class Library:
         s.commit()
         return list(version.variants)
 
+    def renderable(self, media: Media) -> bool:
+        """Images the origin's pipeline would take (larger ones are stored and served, not rendered)."""
+        return media.mime_type.startswith("image/") and media.size <= self.ctx.settings.max_source_bytes
+
     def _placeholders(self, media: Media, data: bytes) -> None:
         if not media.mime_type.startswith("image/"):
             return
@@ -506,13 +506,28 @@ class Library:
 
     def finalize(self, s: Session, media: Media) -> Media:
         """The placeholder job: BlurHash (and the canonical hash when the bytes came by presigned PUT)."""
-        data = self._original(media)
         obj = media.current.object
+        if not self.renderable(media):
+            if obj.sha256 is None:
+                obj.sha256 = self._hash_stored(obj)
+            s.commit()
+            return media
+        data = self._original(media)
         if obj.sha256 is None:
             obj.sha256 = hashlib.sha256(data).hexdigest()
         self._placeholders(media, data)
         s.commit()
         return media
+
+    def _hash_stored(self, obj: StoredObject) -> str:
+        h = hashlib.sha256()
+        _, body = self.ctx.storage.open(obj.bucket, obj.key)
+        try:
+            while chunk := body.read(256 * 1024):
+                h.update(chunk)
+        finally:
+            body.close()
+        return h.hexdigest()
 
     # -- crop: a new version, the pointer moved -------------------------------------------
 

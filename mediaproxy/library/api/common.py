@@ -19,7 +19,7 @@ from ..service import Library, Upload
 JSON_MAX = 1024 * 1024  # a JSON body larger than this is refused (413)
 FIELD_MAX = 64 * 1024  # one form field other than the file
 DRAIN_MAX = 2 * 1024 * 1024  # bytes read and dropped after a refused upload, so the client sees the answer
-CHUNK = 64 * 1024
+CHUNK = 256 * 1024  # read from the socket and handed to the parser at a time
 
 
 class LibraryMiddleware:

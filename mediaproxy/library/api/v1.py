@@ -67,9 +67,9 @@ class Upload(Resource):
             job = lib.enqueue(s, org, "variants" if variants else "finalize", media, {})
             send_json(resp, {"jobId": job.id, "state": job.state, "media": lib.describe(media, self.base(req))}, 202)
             return
-        if variants:
+        if variants and lib.renderable(media):
             lib.render_variants(s, media)
-        else:
+        else:  # files over MEDIAPROXY_MAX_SOURCE_BYTES are stored and served, but get no variants
             lib.finalize(s, media)
         send_json(resp, lib.describe(media, self.base(req)), 201)
 
