@@ -15,7 +15,7 @@ import json
 import os
 import random
 
-from locust import FastHttpUser, constant_throughput, task
+from locust import FastHttpUser, HttpUser, constant_throughput, task
 
 # bench/load.py writes the plan; the library scenario alone runs without one.
 PLAN = json.loads(open(os.environ["LOCUST_PLAN"]).read()) if "LOCUST_PLAN" in os.environ else {}  # noqa: SIM115
@@ -95,7 +95,7 @@ if os.environ.get("LOCUST_LIBRARY_KEY"):
         return (im[0] % 256).cast("uchar").bandjoin([(im[1] % 256).cast("uchar"), (im[0] * 0 + i % 256).cast(
             "uchar")]).copy(interpretation="srgb").jpegsave_buffer(Q=85)
 
-    class LibraryClient(FastHttpUser):
+    class LibraryClient(HttpUser):  # requests-based: multipart uploads
         """The media library (MEDIAPROXY_MODE=all, a `mediaproxy worker` running): upload, get, list,
         variant fetch. Only defined with LOCUST_LIBRARY_KEY (a key from `mediaproxy keys create`):
 
