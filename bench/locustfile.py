@@ -15,9 +15,10 @@ import json
 import os
 import random
 
-from locust import FastHttpUser, constant_throughput, task
+from locust import FastHttpUser, HttpUser, constant_throughput, task
 
-PLAN = json.loads(open(os.environ["LOCUST_PLAN"]).read())  # noqa: SIM115
+# bench/load.py writes the plan; the library scenario alone runs without one.
+PLAN = json.loads(open(os.environ["LOCUST_PLAN"]).read()) if "LOCUST_PLAN" in os.environ else {}  # noqa: SIM115
 RATE = float(os.environ.get("LOCUST_USER_RATE", "10"))
 AVATAR_SIZES = [(128, 30), (64, 15), (256, 12), (80, 10), (40, 8), (32, 8), (512, 5), (1024, 2), (16, 2), (96, 8)]
 AVATAR_FORMATS = [("webp", 70), ("png", 20), ("jpg", 5), ("gif", 5)]
@@ -84,3 +85,62 @@ class Client(FastHttpUser):
         size = random.choice([48, 64, 100, 128, 160, 240, 256, 300])
         fmt = random.choice(["webp", "png", "jpg"])
         self._get(f"/avatars/{user}/{h}.{fmt}?size={size}&quality={q}", "miss")
+
+
+if os.environ.get("LOCUST_LIBRARY_KEY"):
+    import pyvips
+
+    def _library_image(i: int) -> bytes:
+        im = pyvips.Image.xyz(640 + i % 7, 480)
+        return (im[0] % 256).cast("uchar").bandjoin([(im[1] % 256).cast("uchar"), (im[0] * 0 + i % 256).cast(
+            "uchar")]).copy(interpretation="srgb").jpegsave_buffer(Q=85)
+
+    class LibraryClient(HttpUser):  # requests-based: multipart uploads
+        """The media library (MEDIAPROXY_MODE=all, a `mediaproxy worker` running): upload, get, list,
+        variant fetch. Only defined with LOCUST_LIBRARY_KEY (a key from `mediaproxy keys create`):
+
+            LOCUST_LIBRARY_KEY=mpk_... locust -f bench/locustfile.py LibraryClient -H http://127.0.0.1:8000
+        """
+
+        wait_time = constant_throughput(RATE)
+
+        def on_start(self) -> None:
+            self.headers = {"X-API-Key": os.environ["LOCUST_LIBRARY_KEY"]}
+            self.ids: list[str] = []
+            self.variant_urls: list[str] = []
+
+        @task(1)
+        def upload(self) -> None:
+            data = _library_image(next(_unique))
+            with self.client.post("/api/v1/media/upload", name="library upload", headers=self.headers,
+                                  files={"file": ("load.jpg", data, "image/jpeg")},
+                                  data={"generateVariants": "true", "async": "true"}, catch_response=True) as r:
+                if r.status_code != 202:
+                    r.failure(f"status {r.status_code}")
+                    return
+                self.ids.append(r.json()["media"]["id"])
+
+        @task(6)
+        def get(self) -> None:
+            if not self.ids:
+                return
+            with self.client.get(f"/api/v1/media/{random.choice(self.ids)}", name="library get",
+                                 headers=self.headers, catch_response=True) as r:
+                if r.status_code != 200:
+                    r.failure(f"status {r.status_code}")
+                    return
+                self.variant_urls.extend(v["url"] for v in r.json()["variants"] if v["url"])
+                del self.variant_urls[:-200]
+
+        @task(3)
+        def list(self) -> None:
+            q = random.choice(["", "&search=load", "&type=image/&sort=size&order=asc"])
+            self._get(f"/api/v1/media/list?limit=20{q}", "library list", headers=self.headers)
+
+        @task(10)
+        def variant(self) -> None:
+            if self.variant_urls:
+                path = "/" + random.choice(self.variant_urls).split("/", 3)[3]
+                self._get(path, "library variant")
+
+        _get = Client._get

@@ -11,16 +11,32 @@ import pyvips
 from . import logs
 from .context import Context
 from .errors import MediaError
-from .http import error_body
+from .http import error_body, error_json
 from .routes import attachments, cdn, external, internal, ops, static
 from .settings import Settings
 from .storage import Storage
+
+
+class _LibraryGroup:
+    """The library's route group (mediaproxy/library/build.py), imported only by the modes
+    that serve it: SQLAlchemy, Alembic and huey stay out of a media-only worker."""
+
+    @staticmethod
+    def add_routes(app: falcon.App, ctx: Context) -> None:
+        from .library.build import add_routes
+
+        add_routes(app, ctx)
+
+
+library = _LibraryGroup()
 
 # The route groups each MEDIAPROXY_MODE serves, besides /_health and telemetry
 # (every mode). One line per mode; settings.MODES names the accepted values.
 MODES = {
     "media": (cdn, attachments, external, internal),
     "static": (static,),
+    "library": (library,),
+    "all": (cdn, attachments, external, internal, library),
 }
 
 log = logging.getLogger("mediaproxy")
@@ -40,20 +56,29 @@ class CommonHeaders:
         env["mediaproxy.cache"] = req.context.get("cache", "-")
 
 
+def _error(req: falcon.Request, resp: falcon.Response, status: int, reason: str,
+           headers: dict[str, str] | None = None) -> None:
+    # The library's APIs answer {"error": reason}; the origin's routes keep plain text.
+    if req.context.get("json_errors"):
+        error_json(resp, status, reason, headers)
+    else:
+        error_body(resp, status, reason, headers)
+
+
 def _media_error(req: falcon.Request, resp: falcon.Response, exc: MediaError, params: dict) -> None:
-    error_body(resp, exc.status, exc.reason, exc.headers)
+    _error(req, resp, exc.status, exc.reason, exc.headers)
 
 
 def _http_error(req: falcon.Request, resp: falcon.Response, exc: falcon.HTTPError, params: dict) -> None:
     headers = dict(exc.headers or {})
     reason = exc.title if exc.description is None else exc.description
-    error_body(resp, exc.status_code, str(reason).lower(), headers)
+    _error(req, resp, exc.status_code, str(reason).lower(), headers)
 
 
 def _unexpected(req: falcon.Request, resp: falcon.Response, exc: Exception, params: dict) -> None:
     log.exception("unhandled error on %s %s", req.method, req.path)
     req.context.logged = True  # logs.FaultLog: the stack trace is the line
-    error_body(resp, 500, "internal error")
+    _error(req, resp, 500, "internal error")
 
 
 def configure_vips(settings: Settings) -> None:

@@ -82,6 +82,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print(f"  curl -s {hdr} -d '{{\"url\": \"{video}\"}}' {base}/_metadata")
     print(f"  curl -s {hdr} -d '{{\"video_url\": \"{video}\", \"timestamp\": 1.5}}' {base}/_thumbnail -o thumb.jpg")
     print(f"  curl -s {hdr} -d '{{\"video_url\": \"{video}\", \"count\": 4}}' {base}/_frames")
+    if settings.mode in ("library", "all"):
+        from .library import demo as library_demo
+
+        print("The media library (MEDIAPROXY_MODE=" + settings.mode + "): one image uploaded through it. Try:")
+        for description, value in library_demo.seed(settings, base):
+            print(f"  {description:34s} {value}")
     return 0
 
 
@@ -180,6 +186,54 @@ def cmd_purge(args: argparse.Namespace) -> int:
     return 0
 
 
+def _library_settings() -> Settings:
+    # The database and key commands sign nothing: they run without MEDIAPROXY_SECRET_KEY.
+    env = dict(os.environ)
+    env.setdefault("MEDIAPROXY_SECRET_KEY", "unused-by-this-command")
+    return Settings.from_env(env)
+
+
+def cmd_db_upgrade(args: argparse.Namespace) -> int:
+    from .library.db import Database, current, upgrade_locked
+
+    settings = _library_settings()
+    db = Database(settings.library.database_url)
+    before = current(db.engine)
+    upgrade_locked(db)
+    after = current(db.engine)
+    print(f"database at revision {after}" + ("" if before == after else f" (was {before or 'empty'})"))
+    return 0
+
+
+def cmd_keys_create(args: argparse.Namespace) -> int:
+    from .errors import MediaError
+    from .library import auth
+    from .library.db import Database, upgrade_locked
+
+    settings = _library_settings()
+    db = Database(settings.library.database_url)
+    upgrade_locked(db)
+    try:
+        with db.transaction() as s:
+            key = auth.create_key(s, args.org, args.name or "")
+    except MediaError as exc:
+        print(f"mediaproxy: {exc.reason}", file=sys.stderr)
+        return 2
+    print(f"New API key for organization {args.org!r} (shown once; store it now):")
+    print(key)
+    return 0
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    import logging
+
+    from .library.jobs import run_worker
+
+    logging.basicConfig(level=os.environ.get("MEDIAPROXY_LOG_LEVEL", "INFO").upper(), format="%(message)s")
+    run_worker(Settings.from_env(os.environ))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mediaproxy", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -213,6 +267,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--base-url", default="http://127.0.0.1:8000", help="server URL the examples point at")
     p.add_argument("--static-base-url", default="http://127.0.0.1:8001", help="the static-assets host's URL")
     p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("db", help="the media library's database")
+    dbsub = p.add_subparsers(dest="db_command", required=True, metavar="COMMAND")
+    q = dbsub.add_parser("upgrade", help="apply the migrations (idempotent)")
+    q.set_defaults(func=cmd_db_upgrade)
+
+    p = sub.add_parser("keys", help="API keys of the media library")
+    ksub = p.add_subparsers(dest="keys_command", required=True, metavar="COMMAND")
+    q = ksub.add_parser("create", help="create a key (and the organization if needed); the key is the last line")
+    q.add_argument("--org", required=True, help="organization slug (a-z, 0-9, '-')")
+    q.add_argument("--name", default="", help="a label for the key")
+    q.set_defaults(func=cmd_keys_create)
+
+    p = sub.add_parser("worker", help="run the library's job worker (huey consumer)")
+    p.set_defaults(func=cmd_worker)
     return parser
 
 

@@ -41,6 +41,11 @@ class TooLarge(MediaError):
     reason = "source too large"
 
 
+class UnsupportedType(MediaError):
+    status = 415
+    reason = "unsupported media type"
+
+
 class RangeNotSatisfiable(MediaError):
     status = 416
     reason = "range not satisfiable"

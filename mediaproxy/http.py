@@ -195,6 +195,17 @@ class ClosingLayer:
         return self.app(environ, start)
 
 
+def error_json(resp: falcon.Response, status: int, reason: str, headers: dict[str, str] | None = None) -> None:
+    import orjson
+
+    resp.status = falcon.code_to_http_status(status)
+    resp.content_type = "application/json"
+    resp.data = orjson.dumps({"error": reason})
+    resp.set_header("Cache-Control", NO_STORE)
+    for name, value in (headers or {}).items():
+        resp.set_header(name, value)
+
+
 def error_body(resp: falcon.Response, status: int, reason: str, headers: dict[str, str] | None = None) -> None:
     resp.status = falcon.code_to_http_status(status)
     resp.content_type = "text/plain; charset=utf-8"

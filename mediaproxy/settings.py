@@ -19,7 +19,7 @@ IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 DEMO_SECRET = "mediaproxy-demo-secret-do-not-use-in-production"
 # MEDIAPROXY_MODE values: which routes one instance serves (app.MODES maps each to its route groups).
-MODES = ("media", "static")
+MODES = ("media", "static", "library", "all")
 DEFAULT_STORAGE = "./var/storage"
 
 _TRUE = {"1", "true", "yes", "on"}
@@ -238,9 +238,110 @@ def _bucket(env: Mapping[str, str], name: str, default: str) -> str:
     return value
 
 
+
+# The library's variants: name → (box side, fit). ``cover`` crops to a square,
+# ``inside`` keeps the aspect ratio within the box; 0 is "full size".
+DEFAULT_VARIANTS = "thumbnail=150:cover,small=320,medium=640,large=1280,original_webp=0"
+LIBRARY_TYPES = "image/jpeg,image/png,image/gif,image/webp,image/avif"
+MEDIA_API_TYPES = "image/png,image/jpeg,image/gif,image/webp"
+
+
+def _variants(env: Mapping[str, str], name: str) -> tuple[tuple[str, int, str], ...]:
+    raw = env.get(name, "").strip() or DEFAULT_VARIANTS
+    out = []
+    for part in raw.split(","):
+        part = part.strip()
+        vname, eq, spec = part.partition("=")
+        size, _, fit = spec.partition(":")
+        fit = fit or "inside"
+        if not eq or not vname.replace("_", "").isalnum() or not size.isdigit() or fit not in ("inside", "cover"):
+            raise ConfigError(f"{name}: {part!r} is not NAME=SIDE[:inside|cover] (e.g. small=320)")
+        if int(size) > 16383:
+            raise ConfigError(f"{name}: {part!r}: at most 16383 pixels a side")
+        out.append((vname, int(size), fit))
+    if len({v[0] for v in out}) != len(out):
+        raise ConfigError(f"{name}: a variant name is given twice")
+    return tuple(out)
+
+
+def _types(env: Mapping[str, str], name: str, default: str) -> frozenset[str]:
+    raw = env.get(name, "").strip() or default
+    return frozenset(t.strip().lower() for t in raw.split(",") if t.strip())
+
+
+def _sqlite_url(path: str) -> str:
+    return "sqlite:///" + str(Path(path).resolve())
+
+
+@dataclass(frozen=True, slots=True)
+class LibrarySettings:
+    """The media library's section (seeds 002-004): records, jobs, uploads, variants, presigning."""
+
+    database_url: str = "sqlite:///var/library.db"
+    queue_url: str = "sqlite:///var/queue.db"
+    bucket: str = "library"  # where the library keeps originals and variants
+    upload_max_bytes: int = 50 * 1024**2  # seed 002's direct and presigned uploads
+    media_max_bytes: int = 10 * 1000**2  # seed 003: "10 MB per file"
+    allowed_types: frozenset[str] = frozenset(LIBRARY_TYPES.split(","))
+    media_api_types: frozenset[str] = frozenset(MEDIA_API_TYPES.split(","))
+    variants: tuple[tuple[str, int, str], ...] = _variants({}, "MEDIAPROXY_VARIANTS")
+    presign_default: int = 3600
+    presign_min: int = 1
+    presign_max: int = 86400
+    upload_url_expiry: int = 900  # seconds an upload URL of POST /media or /upload/presigned stays valid
+    public_base_url: str = ""  # absolute URLs in answers; empty: from the request's own host
+    api_prefix: str = "/v2"  # seed 004's routes (issue 14)
+    job_retries: int = 3
+    job_retry_delay: float = 1.0  # first retry after this many seconds, doubling
+    worker_threads: int = 2
+    migrate_on_start: bool = True  # embedded SQLite: apply migrations when the app starts
+
+    @property
+    def variant_names(self) -> tuple[str, ...]:
+        return tuple(v[0] for v in self.variants)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> LibrarySettings:
+        d = {f.name: f.default for f in fields(cls)}
+        db = env.get("MEDIAPROXY_DATABASE_URL", "").strip() or _sqlite_url("./var/library.db")
+        queue = env.get("MEDIAPROXY_QUEUE_URL", "").strip() or _sqlite_url("./var/queue.db")
+        if not queue.startswith(("sqlite:///", "redis://", "rediss://", "unix://")):
+            raise ConfigError(f"MEDIAPROXY_QUEUE_URL={queue!r}: expected sqlite:///PATH or redis://HOST:PORT/DB")
+        if not db.startswith(("sqlite:", "postgresql")):
+            raise ConfigError(f"MEDIAPROXY_DATABASE_URL={db!r}: expected sqlite:///PATH or postgresql+psycopg://...")
+        prefix = env.get("MEDIAPROXY_API_PREFIX", d["api_prefix"]).strip().rstrip("/")
+        if not prefix.startswith("/") or "{" in prefix or " " in prefix:
+            raise ConfigError(f"MEDIAPROXY_API_PREFIX={prefix!r}: expected a path such as /v2")
+        pmin = _int(env, "MEDIAPROXY_PRESIGN_MIN", d["presign_min"], 1)
+        pmax = _int(env, "MEDIAPROXY_PRESIGN_MAX", d["presign_max"], pmin, 7 * 86400)
+        base = env.get("MEDIAPROXY_PUBLIC_BASE_URL", "").strip().rstrip("/")
+        if base and not base.startswith(("http://", "https://")):
+            raise ConfigError(f"MEDIAPROXY_PUBLIC_BASE_URL={base!r}: expected http(s)://host[:port]")
+        return cls(
+            database_url=db,
+            queue_url=queue,
+            bucket=_bucket(env, "MEDIAPROXY_LIBRARY_BUCKET", d["bucket"]),
+            upload_max_bytes=_int(env, "MEDIAPROXY_UPLOAD_MAX_BYTES", d["upload_max_bytes"], 1024),
+            media_max_bytes=_int(env, "MEDIAPROXY_MEDIA_MAX_BYTES", d["media_max_bytes"], 1024),
+            allowed_types=_types(env, "MEDIAPROXY_LIBRARY_TYPES", LIBRARY_TYPES),
+            media_api_types=_types(env, "MEDIAPROXY_MEDIA_API_TYPES", MEDIA_API_TYPES),
+            variants=_variants(env, "MEDIAPROXY_VARIANTS"),
+            presign_default=min(max(_int(env, "MEDIAPROXY_PRESIGN_DEFAULT", d["presign_default"], 1), pmin), pmax),
+            presign_min=pmin,
+            presign_max=pmax,
+            upload_url_expiry=_int(env, "MEDIAPROXY_UPLOAD_URL_EXPIRY", d["upload_url_expiry"], 1, 7 * 86400),
+            public_base_url=base,
+            api_prefix=prefix,
+            job_retries=_int(env, "MEDIAPROXY_JOB_RETRIES", d["job_retries"], 0, 100),
+            job_retry_delay=_float(env, "MEDIAPROXY_JOB_RETRY_DELAY", d["job_retry_delay"], 0.0, 3600.0),
+            worker_threads=_int(env, "MEDIAPROXY_WORKER_THREADS", d["worker_threads"], 1, 64),
+            migrate_on_start=_bool(env, "MEDIAPROXY_MIGRATE_ON_START", db.startswith("sqlite")),
+        )
+
+
 @dataclass(frozen=True, slots=True)
 class Settings:
-    mode: str = "media"  # media: the user-content CDN and internal endpoints; static: the static-assets host
+    mode: str = "media"  # media (the origin), static (static assets), library (seeds 002-004), all (media + library)
     # storage
     storage: str = DEFAULT_STORAGE  # "s3" or a directory laid out as {dir}/{bucket}/{key}
     cdn_bucket: str = "cdn"
@@ -290,6 +391,7 @@ class Settings:
     access_log: bool = True
     fast_path: bool = True  # answer result-cache hits before Falcon (mediaproxy/fastpath.py)
     server: ServerSettings = field(default_factory=ServerSettings)
+    library: LibrarySettings = field(default_factory=LibrarySettings, compare=False)
     extra: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
 
     @property
@@ -376,6 +478,7 @@ class Settings:
             access_log=_bool(env, "MEDIAPROXY_ACCESS_LOG", d["access_log"]),
             fast_path=_bool(env, "MEDIAPROXY_FAST_PATH", d["fast_path"]),
             server=ServerSettings.from_env(env),
+            library=LibrarySettings.from_env(env),
         )
         if not settings.storage_is_s3:
             path = Path(settings.storage)
@@ -392,9 +495,31 @@ class Settings:
             value = getattr(self, f.name)
             if f.name in ("secret_key", "internal_secret"):
                 value = "***" if value else ""
+            elif isinstance(value, LibrarySettings):
+                value = {k.name: _plain(getattr(value, k.name)) for k in fields(value)}
+                value["database_url"] = _mask_url(str(value["database_url"]))
+                value["queue_url"] = _mask_url(str(value["queue_url"]))
             elif isinstance(value, tuple):
                 value = [str(v) for v in value]
             elif isinstance(value, ServerSettings):
                 value = {g.name: getattr(value, g.name) for g in fields(value)}
             out[f.name] = value
         return out
+
+
+def _plain(value: object) -> object:
+    if isinstance(value, frozenset):
+        return sorted(value)
+    if isinstance(value, tuple):
+        return [list(v) if isinstance(v, tuple) else v for v in value]
+    return value
+
+
+def _mask_url(url: str) -> str:
+    """``scheme://user:secret@host`` → ``scheme://user:***@host``."""
+    scheme, sep, rest = url.partition("://")
+    if not sep or "@" not in rest:
+        return url
+    cred, _, host = rest.rpartition("@")
+    user = cred.split(":", 1)[0]
+    return f"{scheme}://{user}:***@{host}" if ":" in cred else url

@@ -21,7 +21,7 @@ AWS_ENV = {
     "AWS_REGION": "us-east-1",
     "AWS_DEFAULT_REGION": "us-east-1",
 }
-BUCKETS = ("cdn", "uploads", "static")
+BUCKETS = ("cdn", "uploads", "static", "library")
 
 
 def free_port() -> int:

@@ -198,3 +198,66 @@ def test_local_bucket_path_that_is_a_file(tmp_path):
     with pytest.raises(NotFound):
         st.get("cdn", "x")
     assert os.path.isfile(tmp_path / "cdn")
+
+
+def test_put_stream_small_and_multipart(storage, monkeypatch):
+    """A streamed put lands whole; bodies larger than one part go up as an S3 multipart upload."""
+    import io
+
+    from mediaproxy.storage import put_stream
+    from mediaproxy.storage.s3 import S3Writer
+
+    monkeypatch.setattr(S3Writer, "PART", 5 * 1024 * 1024)
+    big = os.urandom(11 * 1024 * 1024 + 17)
+    for body in (DATA, big, b""):
+        k = key()
+        n = put_stream(storage, "cdn", k, io.BytesIO(body), max_bytes=len(big), content_type="image/png")
+        assert n == len(body)
+        assert storage.get("cdn", k)[1] == body
+
+
+def test_put_stream_over_the_limit_leaves_nothing(storage):
+    import io
+
+    from mediaproxy.storage import put_stream
+
+    k = key()
+    with pytest.raises(TooLarge):
+        put_stream(storage, "cdn", k, io.BytesIO(DATA), max_bytes=len(DATA) - 1)
+    with pytest.raises(NotFound):
+        storage.head("cdn", k)
+    assert list(storage.list("cdn", k)) == []
+
+
+def test_writer_is_invisible_until_commit(storage):
+    k = key()
+    w = storage.writer("cdn", k, "image/png")
+    w.write(DATA)
+    with pytest.raises(NotFound):
+        storage.head("cdn", k)
+    w.commit()
+    assert storage.get("cdn", k)[1] == DATA
+    w2 = storage.writer("cdn", k)
+    w2.write(b"other")
+    w2.abort()
+    w2.abort()
+    assert storage.get("cdn", k)[1] == DATA  # an aborted write never touches the object
+
+
+def test_list_and_delete(storage):
+    from mediaproxy.storage import delete_prefix
+
+    base = key()
+    keys = {f"{base}/a", f"{base}/b/c.webp", f"{base}/b/d"}
+    for k in keys:
+        storage.put("cdn", k, DATA)
+    storage.put("cdn", base + "x/other", DATA)
+    assert set(storage.list("cdn", base + "/")) == keys
+    assert set(storage.list("cdn", base + "/b/")) == {f"{base}/b/c.webp", f"{base}/b/d"}
+    assert set(storage.list("cdn", base)) == keys | {base + "x/other"}
+    storage.delete("cdn", f"{base}/a")
+    storage.delete("cdn", f"{base}/a")  # a missing object is not an error
+    assert delete_prefix(storage, "cdn", base + "/") == 2
+    assert list(storage.list("cdn", base + "/")) == []
+    assert storage.get("cdn", base + "x/other")[1] == DATA
+    assert list(storage.list("no-such-bucket", "x")) == []

@@ -79,6 +79,69 @@ class Storage(Protocol):
         """Return if the bucket answers; else raise ``UpstreamError``/``UpstreamTimeout`` with the reason."""
         ...
 
+    def writer(self, bucket: str, key: str, content_type: str | None = None,
+               max_bytes: int | None = None) -> Writer:
+        """A streaming upload: nothing is visible under ``key`` until ``commit()``."""
+        ...
+
+    def delete(self, bucket: str, key: str) -> None:
+        """Remove one object; a missing one is not an error."""
+        ...
+
+    def list(self, bucket: str, prefix: str) -> Iterator[str]:
+        """The keys under ``prefix`` (a plain string prefix, as S3's), in no promised order."""
+        ...
+
+    def presign_get(self, bucket: str, key: str, expires: int) -> str | None:
+        """A URL the store itself answers for ``expires`` seconds, or None (the local backend)."""
+        ...
+
+    def presign_put(self, bucket: str, key: str, content_type: str, expires: int,
+                    content_length: int | None = None) -> tuple[str, dict[str, str]] | None:
+        """(URL, headers to send) for a client's PUT straight into the store, or None."""
+        ...
+
+
+class Writer(Protocol):
+    """A streamed put: ``write`` raises ``TooLarge`` past the limit; ``commit`` makes the object
+    appear whole under its key at once; ``abort`` (safe to call twice) leaves nothing behind."""
+
+    written: int
+
+    def write(self, data: bytes) -> None: ...
+    def commit(self) -> None: ...
+    def abort(self) -> None: ...
+
+
+def count_limit(written: int, max_bytes: int | None) -> None:
+    if max_bytes is not None and written > max_bytes:
+        raise TooLarge(f"upload is over the {max_bytes} byte limit")
+
+
+def put_stream(storage: Storage, bucket: str, key: str, f: BinaryIO, max_bytes: int | None = None,
+               content_type: str | None = None, chunk: int = CHUNK) -> int:
+    """Copy a readable file to ``key`` without holding it whole; returns the byte count.
+
+    Past ``max_bytes`` it raises ``TooLarge`` and nothing is stored."""
+    w = storage.writer(bucket, key, content_type, max_bytes)
+    try:
+        while data := f.read(chunk):
+            w.write(data)
+        w.commit()
+    except BaseException:
+        w.abort()
+        raise
+    return w.written
+
+
+def delete_prefix(storage: Storage, bucket: str, prefix: str) -> int:
+    """Remove every object under ``prefix``; returns how many."""
+    n = 0
+    for key in list(storage.list(bucket, prefix)):
+        storage.delete(bucket, key)
+        n += 1
+    return n
+
 
 def check_size(size: int, max_bytes: int | None) -> None:
     if max_bytes is not None and size > max_bytes:

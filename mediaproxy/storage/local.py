@@ -7,14 +7,16 @@ import mimetypes
 import os
 import stat
 import threading
+import uuid
 from collections import OrderedDict
+from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
 import xxhash
 
 from ..errors import BadRequest, NotFound, UpstreamError
-from . import CHUNK, BoundedFile, ObjectInfo, check_size
+from . import CHUNK, BoundedFile, ObjectInfo, check_size, count_limit
 
 _TAGS_KEPT = 4096
 
@@ -135,3 +137,75 @@ class LocalStorage:
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         tmp.write_bytes(data)
         os.replace(tmp, path)
+
+    def writer(self, bucket: str, key: str, content_type: str | None = None,
+               max_bytes: int | None = None) -> LocalWriter:
+        return LocalWriter(self._path(bucket, key), max_bytes)
+
+    def delete(self, bucket: str, key: str) -> None:
+        path = self._path(bucket, key)
+        try:
+            path.unlink()
+        except (FileNotFoundError, NotADirectoryError):
+            return
+        except OSError as exc:
+            raise UpstreamError(f"storage error: {exc.strerror}") from None
+        # Empty folders left behind would list as nothing anyway; keep the tree tidy.
+        top = self.root / bucket
+        parent = path.parent
+        while parent != top and top in parent.parents:
+            try:
+                parent.rmdir()
+            except OSError:
+                break
+            parent = parent.parent
+
+    def list(self, bucket: str, prefix: str) -> Iterator[str]:
+        top = self.root / bucket
+        folder = prefix.rpartition("/")[0]
+        start = top / folder if folder else top
+        if ".." in prefix.split("/") or not start.is_dir():
+            return
+        for dirpath, _dirs, files in os.walk(start):
+            rel = Path(dirpath).relative_to(top).as_posix()
+            for name in files:
+                if name.startswith(".") and name.endswith(".tmp"):
+                    continue  # an upload in progress
+                key = name if rel == "." else f"{rel}/{name}"
+                if key.startswith(prefix):
+                    yield key
+
+    def presign_get(self, bucket: str, key: str, expires: int) -> str | None:
+        return None
+
+    def presign_put(self, bucket: str, key: str, content_type: str, expires: int,
+                    content_length: int | None = None) -> tuple[str, dict[str, str]] | None:
+        return None
+
+
+class LocalWriter:
+    """A temp file beside the target, renamed over it on commit (atomic on one filesystem)."""
+
+    def __init__(self, path: Path, max_bytes: int | None):
+        self.path = path
+        self.max_bytes = max_bytes
+        self.written = 0
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+        self._f = open(self.tmp, "wb")  # noqa: SIM115 - closed by commit/abort
+
+    def write(self, data: bytes) -> None:
+        self.written += len(data)
+        count_limit(self.written, self.max_bytes)
+        self._f.write(data)
+
+    def commit(self) -> None:
+        self._f.close()
+        os.replace(self.tmp, self.path)
+
+    def abort(self) -> None:
+        self._f.close()
+        try:
+            self.tmp.unlink()
+        except FileNotFoundError:
+            pass

@@ -5,6 +5,7 @@ addressing is a setting so any S3-compatible store works."""
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
 from typing import BinaryIO
 
 import boto3
@@ -21,7 +22,7 @@ from urllib3.exceptions import ProtocolError
 from urllib3.exceptions import ReadTimeoutError as Urllib3ReadTimeout
 
 from ..errors import MediaError, NotFound, RangeNotSatisfiable, UpstreamError, UpstreamTimeout
-from . import ObjectInfo, check_size
+from . import ObjectInfo, check_size, count_limit
 
 _MISSING = {"404", "NoSuchKey", "NoSuchBucket", "NotFound"}
 
@@ -159,3 +160,104 @@ class S3Storage:
             self.client.put_object(Bucket=bucket, Key=key, Body=data, **extra)
         except _ERRORS as exc:
             raise _map_error(exc) from None
+
+    def writer(self, bucket: str, key: str, content_type: str | None = None,
+               max_bytes: int | None = None) -> S3Writer:
+        return S3Writer(self, bucket, key, content_type, max_bytes)
+
+    def delete(self, bucket: str, key: str) -> None:
+        try:
+            self.client.delete_object(Bucket=bucket, Key=key)
+        except _ERRORS as exc:
+            err = _map_error(exc)
+            if not isinstance(err, NotFound):
+                raise err from None
+
+    def list(self, bucket: str, prefix: str) -> Iterator[str]:
+        try:
+            for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+                for item in page.get("Contents", ()):
+                    yield item["Key"]
+        except _ERRORS as exc:
+            err = _map_error(exc)
+            if not isinstance(err, NotFound):
+                raise err from None
+
+    def presign_get(self, bucket: str, key: str, expires: int) -> str | None:
+        return self.client.generate_presigned_url(
+            "get_object", Params={"Bucket": bucket, "Key": key}, ExpiresIn=expires
+        )
+
+    def presign_put(self, bucket: str, key: str, content_type: str, expires: int,
+                    content_length: int | None = None) -> tuple[str, dict[str, str]] | None:
+        # Content-Type (and the length, when the client gave it) are signed: S3 refuses
+        # a PUT whose headers differ from what was signed.
+        params: dict[str, object] = {"Bucket": bucket, "Key": key, "ContentType": content_type}
+        headers = {"Content-Type": content_type}
+        if content_length is not None:
+            params["ContentLength"] = content_length
+            headers["Content-Length"] = str(content_length)
+        url = self.client.generate_presigned_url("put_object", Params=params, ExpiresIn=expires)
+        return url, headers
+
+
+class S3Writer:
+    """A streamed put: one PutObject for small bodies, else a multipart upload in parts of
+    ``PART`` bytes (S3's minimum), so at most one part is held in memory."""
+
+    PART = 5 * 1024 * 1024
+
+    def __init__(self, storage: S3Storage, bucket: str, key: str, content_type: str | None,
+                 max_bytes: int | None):
+        self.s, self.bucket, self.key = storage, bucket, key
+        self.extra = {"ContentType": content_type} if content_type else {}
+        self.max_bytes = max_bytes
+        self.written = 0
+        self._buf = bytearray()
+        self._upload_id: str | None = None
+        self._parts: list[dict] = []
+
+    def write(self, data: bytes) -> None:
+        self.written += len(data)
+        count_limit(self.written, self.max_bytes)
+        self._buf += data
+        if len(self._buf) >= self.PART:
+            self._flush_part()
+
+    def _flush_part(self) -> None:
+        c = self.s.client
+        try:
+            if self._upload_id is None:
+                resp = c.create_multipart_upload(Bucket=self.bucket, Key=self.key, **self.extra)
+                self._upload_id = resp["UploadId"]
+            n = len(self._parts) + 1
+            resp = c.upload_part(Bucket=self.bucket, Key=self.key, UploadId=self._upload_id, PartNumber=n,
+                                 Body=bytes(self._buf))
+        except _ERRORS as exc:
+            raise _map_error(exc) from None
+        self._parts.append({"PartNumber": n, "ETag": resp["ETag"]})
+        self._buf = bytearray()
+
+    def commit(self) -> None:
+        c = self.s.client
+        try:
+            if self._upload_id is None:
+                c.put_object(Bucket=self.bucket, Key=self.key, Body=bytes(self._buf), **self.extra)
+                self._buf = bytearray()
+                return
+            if self._buf:
+                self._flush_part()
+            c.complete_multipart_upload(Bucket=self.bucket, Key=self.key, UploadId=self._upload_id,
+                                        MultipartUpload={"Parts": self._parts})
+            self._upload_id = None
+        except _ERRORS as exc:
+            raise _map_error(exc) from None
+
+    def abort(self) -> None:
+        self._buf = bytearray()
+        if self._upload_id is not None:
+            upload_id, self._upload_id = self._upload_id, None
+            try:
+                self.s.client.abort_multipart_upload(Bucket=self.bucket, Key=self.key, UploadId=upload_id)
+            except _ERRORS:
+                pass  # the bucket's lifecycle rule for incomplete uploads is the backstop

@@ -1,0 +1,272 @@
+"""What the library's dialects share: the session-per-request middleware, authentication,
+JSON in and out, and the streaming multipart reader."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import falcon
+import orjson
+from streaming_form_data import StreamingFormDataParser
+from streaming_form_data.targets import BaseTarget, ValueTarget
+from streaming_form_data.validators import MaxSizeValidator, ValidationError
+
+from ...errors import BadRequest, MediaError, TooLarge
+from .. import auth
+from ..models import Organization
+from ..service import Library, Upload
+
+JSON_MAX = 1024 * 1024  # a JSON body larger than this is refused (413)
+FIELD_MAX = 64 * 1024  # one form field other than the file
+DRAIN_MAX = 2 * 1024 * 1024  # bytes read and dropped after a refused upload, so the client sees the answer
+CHUNK = 256 * 1024  # read from the socket and handed to the parser at a time
+
+
+class LibraryMiddleware:
+    """One database session per request of a library resource: committed when the responder
+    succeeds, rolled back otherwise, always closed. The only place sessions are opened for HTTP."""
+
+    def __init__(self, lib: Library):
+        self.lib = lib
+
+    def process_resource(self, req: falcon.Request, resp: falcon.Response, resource: object, params: dict) -> None:
+        if getattr(resource, "library", None) is None:
+            return
+        req.context.json_errors = getattr(resource, "json_errors", True)
+        req.context.db = self.lib.db.session()
+
+    def process_response(self, req: falcon.Request, resp: falcon.Response, resource: object,
+                         req_succeeded: bool) -> None:
+        s = req.context.get("db")
+        if s is None:
+            return
+        req.context.db = None
+        try:
+            if req_succeeded:
+                s.commit()
+            else:
+                s.rollback()
+        finally:
+            s.close()
+
+
+class Resource:
+    json_errors = True
+
+    def __init__(self, lib: Library):
+        self.library = lib
+
+    def org(self, req: falcon.Request) -> Organization:
+        key = req.get_header("X-API-Key")
+        if key is None:
+            authz = req.get_header("Authorization") or ""
+            scheme, _, token = authz.partition(" ")
+            if scheme.lower() == "bearer":
+                key = token.strip()
+        return auth.authenticate(req.context.db, key)
+
+    def base(self, req: falcon.Request) -> str:
+        return self.library.settings.public_base_url or req.prefix
+
+
+def body_stream(req: falcon.Request):
+    """The request body: Falcon's bounded stream, or for a chunked body (no Content-Length) the
+    server's own input, which ends at the last chunk (Falcon would treat it as empty)."""
+    return req.bounded_stream if req.content_length is not None else req.stream
+
+
+def send_json(resp: falcon.Response, body: object, status: int = 200) -> None:
+    resp.status = falcon.code_to_http_status(status)
+    resp.content_type = "application/json"
+    resp.data = orjson.dumps(body)
+    resp.set_header("Cache-Control", "no-store")
+
+
+def read_json(req: falcon.Request) -> dict:
+    if req.content_length is not None and req.content_length > JSON_MAX:
+        raise TooLarge(f"JSON body over {JSON_MAX} bytes")
+    raw = req.bounded_stream.read(JSON_MAX + 1)
+    if len(raw) > JSON_MAX:
+        raise TooLarge(f"JSON body over {JSON_MAX} bytes")
+    if not raw.strip():
+        return {}
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise BadRequest(f"malformed JSON: {exc}") from None
+    if not isinstance(body, dict):
+        raise BadRequest("the JSON body must be an object")
+    return body
+
+
+def body_params(req: falcon.Request) -> dict:
+    """A JSON body, a urlencoded form, or the query string (the seeds' playground sends any of them)."""
+    ctype = (req.content_type or "").split(";", 1)[0].strip().lower()
+    if ctype == "application/x-www-form-urlencoded":
+        from falcon.uri import parse_query_string
+
+        raw = req.bounded_stream.read(JSON_MAX + 1)
+        if len(raw) > JSON_MAX:
+            raise TooLarge(f"form body over {JSON_MAX} bytes")
+        try:
+            return {**req.params, **parse_query_string(raw.decode("utf-8"), keep_blank=True)}
+        except UnicodeDecodeError:
+            raise BadRequest("malformed form body: not UTF-8") from None
+    body = read_json(req)
+    return {**req.params, **body}
+
+
+# -- typed parameters ---------------------------------------------------------------------------
+
+def text(params: dict, name: str, required: bool = False, most: int = 4096) -> str | None:
+    value = params.get(name)
+    if isinstance(value, list):
+        value = value[-1] if value else None
+    if value is None or value == "":
+        if required:
+            raise BadRequest(f"{name} is required")
+        return None if value is None else ""
+    if not isinstance(value, str):
+        raise BadRequest(f"{name} must be a string")
+    if len(value) > most:
+        raise BadRequest(f"{name} is longer than {most} characters")
+    return value
+
+
+def integer(params: dict, name: str, default: int | None = None, lo: int | None = None,
+            hi: int | None = None, required: bool = False) -> int | None:
+    value = params.get(name)
+    if isinstance(value, list):
+        value = value[-1] if value else None
+    if value is None or value == "":
+        if required:
+            raise BadRequest(f"{name} is required")
+        return default
+    if isinstance(value, bool):
+        raise BadRequest(f"{name} must be an integer")
+    if isinstance(value, str):
+        s = value.strip()
+        if not (s.lstrip("-").isdigit() and s.isascii() and len(s) <= 12):
+            raise BadRequest(f"{name} must be an integer")
+        value = int(s)
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if not isinstance(value, int):
+        raise BadRequest(f"{name} must be an integer")
+    if (lo is not None and value < lo) or (hi is not None and value > hi):
+        raise BadRequest(f"{name} must be {lo if lo is not None else ''}..{hi if hi is not None else ''}")
+    return value
+
+
+def number(params: dict, name: str, default: float, lo: float, hi: float) -> float:
+    value = params.get(name)
+    if value is None or value == "":
+        return default
+    try:
+        f = float(value) if not isinstance(value, bool) else float("nan")
+    except (TypeError, ValueError):
+        raise BadRequest(f"{name} must be a number") from None
+    if not lo <= f <= hi:  # also refuses NaN
+        raise BadRequest(f"{name} must be a number {lo}..{hi}")
+    return f
+
+
+def boolean(params: dict, name: str, default: bool = False) -> bool:
+    value = params.get(name)
+    if isinstance(value, list):
+        value = value[-1] if value else None
+    if value is None or value == "":
+        return default
+    if isinstance(value, bool):
+        return value
+    low = str(value).strip().lower()
+    if low in ("true", "1"):
+        return True
+    if low in ("false", "0"):
+        return False
+    raise BadRequest(f"{name} must be true or false")
+
+
+# -- multipart, streamed -------------------------------------------------------------------------
+
+class _FileTarget(BaseTarget):
+    def __init__(self, form: Form):
+        super().__init__()
+        self.form = form
+
+    def on_start(self) -> None:
+        if self.form.upload is not None:
+            raise BadRequest("more than one file in the form")
+        self.form.upload = self.form.begin(self.multipart_filename)
+
+    def on_data_received(self, chunk: bytes) -> None:
+        self.form.upload.write(chunk)
+
+
+@dataclass
+class Form:
+    begin: object  # filename → Upload
+    fields: dict = field(default_factory=dict)
+    upload: Upload | None = None
+
+
+def read_multipart(req: falcon.Request, begin, names: tuple[str, ...], max_bytes: int) -> Form:
+    """Parse a multipart body as it arrives, streaming the ``file`` part into storage.
+
+    Past ``max_bytes`` (or for a type not allowed) the upload is aborted, so nothing is stored, and
+    the answer is sent after dropping at most DRAIN_MAX more bytes (a client that is still
+    sending would otherwise see a reset instead of the 413/415)."""
+    ctype = req.content_type or ""
+    if not ctype.lower().startswith("multipart/form-data"):
+        raise BadRequest("expected a multipart/form-data body")
+    if req.content_length is not None and req.content_length > max_bytes + FIELD_MAX * (len(names) + 2):
+        raise TooLarge(f"upload is over the {max_bytes} byte limit")
+    try:
+        parser = StreamingFormDataParser(headers={"Content-Type": ctype})
+    except Exception as exc:  # the parser's own error types: a missing or bad boundary
+        raise BadRequest(f"malformed multipart body: {exc}") from None
+    form = Form(begin=begin)
+    targets = {n: ValueTarget(validator=MaxSizeValidator(FIELD_MAX)) for n in names}
+    for n, t in targets.items():
+        parser.register(n, t)
+    parser.register("file", _FileTarget(form))
+    stream = body_stream(req)
+    try:
+        while chunk := stream.read(CHUNK):
+            parser.data_received(chunk)
+    except MediaError:
+        _abort(form, stream)
+        raise
+    except ValidationError:
+        _abort(form, stream)
+        raise BadRequest(f"a form field is longer than {FIELD_MAX} bytes") from None
+    except Exception as exc:
+        cause = exc.__cause__ or exc.__context__
+        if isinstance(cause, MediaError):
+            _abort(form, stream)
+            raise cause from None
+        _abort(form, stream)
+        raise BadRequest(f"malformed multipart body: {exc}") from None
+    for n, t in targets.items():
+        if t.multipart_filename is not None or t.value or n in _seen(t):
+            try:
+                form.fields[n] = t.value.decode("utf-8")
+            except UnicodeDecodeError:
+                _abort(form, stream)
+                raise BadRequest(f"{n} is not UTF-8") from None
+    return form
+
+
+def _seen(t: ValueTarget) -> tuple[str, ...]:
+    return ("",) if t._started else ()
+
+
+def _abort(form: Form, stream) -> None:
+    if form.upload is not None:
+        form.upload.abort()
+    left = DRAIN_MAX
+    while left > 0:
+        data = stream.read(min(CHUNK, left))
+        if not data:
+            break
+        left -= len(data)

@@ -1,0 +1,94 @@
+"""Seed 003's API: ``POST /media`` (a record and a presigned upload URL) and ``GET /media/{id}``
+(only for the uploader). The uploader is the ``X-User-Id`` header, within the API key's
+organization; anyone else gets 404, as for an id that does not exist."""
+
+from __future__ import annotations
+
+import falcon
+
+from ...errors import BadRequest, UnsupportedType
+from ..models import Media
+from ..service import iso
+from .common import Resource, read_json, send_json, text
+
+USER_MAX = 255
+
+
+def user_id(req: falcon.Request) -> str:
+    user = (req.get_header("X-User-Id") or "").strip()
+    if not user:
+        raise BadRequest("X-User-Id is required: the end user the media belongs to")
+    if len(user) > USER_MAX or not user.isprintable():
+        raise BadRequest(f"X-User-Id must be printable and at most {USER_MAX} characters")
+    return user
+
+
+def disposition(filename: str) -> str:
+    from urllib.parse import quote
+
+    ascii_name = filename.encode("ascii", "replace").decode().replace('"', "_").replace("\\", "_")
+    value = f'inline; filename="{ascii_name}"'
+    if ascii_name != filename:
+        value += f"; filename*=UTF-8''{quote(filename)}"
+    return value
+
+
+class MediaCollection(Resource):
+    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
+        org = self.org(req)
+        user = user_id(req)
+        p = read_json(req)
+        lib = self.library
+        filename = text(p, "filename", required=True, most=255)
+        ctype = (text(p, "contentType", required=True, most=127) or "").lower()
+        if ctype not in lib.settings.media_api_types:
+            raise UnsupportedType(f"{ctype} is not allowed; allowed: {', '.join(sorted(lib.settings.media_api_types))}")
+        media, signed = lib.presign_upload(req.context.db, org, self.base(req), filename, ctype, None, owner=user,
+                                           dialect="media", max_bytes=lib.settings.media_max_bytes)
+        send_json(resp, {
+            "uploadUrl": signed["uploadUrl"],
+            "contentDispositionHeader": disposition(filename),
+            "headers": signed["headers"],
+            "expiresAt": signed["expiresAt"],
+            "maxBytes": lib.settings.media_max_bytes,
+            "media": {"id": media.id, "filename": filename, "contentType": ctype},
+        }, 201)
+
+
+class MediaItem(Resource):
+    def on_get(self, req: falcon.Request, resp: falcon.Response, media_id: str) -> None:
+        org = self.org(req)
+        user = user_id(req)
+        lib = self.library
+        media = lib.get(req.context.db, org, media_id)
+        if media.owner != user:
+            from ...errors import NotFound
+
+            raise NotFound("no such media")
+        send_json(resp, describe(lib, media, self.base(req)))
+
+
+def describe(lib, media: Media, base: str) -> dict:
+    obj = media.current.object if media.current is not None else None
+    ready = media.state == "ready" and obj is not None
+    placed = media.thumb_hash is not None or media.blur_hash is not None  # the job has run
+    return {
+        "id": media.id,
+        "filename": media.filename,
+        "contentType": media.mime_type,
+        "size": media.size if ready else None,
+        "width": media.width,
+        "height": media.height,
+        "status": "uploaded" if ready else "pending_upload",
+        "publicDownloadUrl": lib.public_url(base, obj.key) if ready and not media.is_private else None,
+        "blurHash": media.blur_hash,
+        "thumbHash": media.thumb_hash,
+        "canonicalUri": (f"{lib.settings.public_base_url or base}/sha256/{obj.sha256}"
+                         if ready and placed and obj.sha256 and not media.is_private else None),
+        "createdAt": iso(media.created_at),
+    }
+
+
+def add_routes(app: falcon.App, lib) -> None:
+    app.add_route("/media", MediaCollection(lib))
+    app.add_route("/media/{media_id}", MediaItem(lib))

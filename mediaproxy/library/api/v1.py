@@ -1,0 +1,361 @@
+"""Seed 002's API (``/healthz``, ``/api/v1/media/...``): HTTP ↔ service calls, nothing more."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import falcon
+import orjson
+from sqlalchemy import text as sql
+
+from ...errors import BadRequest, Forbidden, NotFound
+from ..service import SORTS, iso
+from .common import Resource, body_params, body_stream, boolean, integer, number, read_multipart, send_json, text
+
+P = "/api/v1/media"
+FORM_FIELDS = ("orgSlug", "alt", "caption", "description", "generateVariants", "async", "isPrivate")
+PATCHABLE = {"alt": "alt", "caption": "caption", "description": "description", "isPrivate": "is_private"}
+
+
+def job_answer(job) -> dict:
+    return {
+        "jobId": job.id,
+        "state": job.state,
+        "failedReason": job.failed_reason,
+        "result": orjson.loads(job.result) if job.result else None,
+        "attempts": job.attempts,
+        "createdAt": iso(job.created_at),
+        "updatedAt": iso(job.updated_at),
+    }
+
+
+class Health(Resource):
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        try:
+            req.context.db.execute(sql("SELECT 1"))
+        except Exception:
+            send_json(resp, {"status": "error", "database": "unreachable"}, 503)
+            return
+        send_json(resp, {"status": "ok", "database": "ok", "timestamp": iso(datetime.now(UTC).replace(tzinfo=None))})
+
+
+class Upload(Resource):
+    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
+        org = self.org(req)
+        lib = self.library
+        limit = lib.settings.upload_max_bytes
+        form = read_multipart(req, lambda filename: lib.begin_upload(org, filename, limit), FORM_FIELDS, limit)
+        up = form.upload
+        if up is None:
+            raise BadRequest("the form has no file field")
+        try:
+            slug = form.fields.get("orgSlug")
+            if slug is not None and slug != org.slug:
+                raise Forbidden("orgSlug is not the API key's organization")
+            fields = {"alt": form.fields.get("alt"), "caption": form.fields.get("caption"),
+                      "description": form.fields.get("description"),
+                      "is_private": boolean(form.fields, "isPrivate")}
+            variants = boolean(form.fields, "generateVariants")
+            run_async = boolean(form.fields, "async")
+            obj, _ = up.finish()
+        except BaseException:
+            up.abort()
+            raise
+        s = req.context.db
+        media = lib.create_media(s, up, obj, fields=fields)
+        if run_async:
+            job = lib.enqueue(s, org, "variants" if variants else "finalize", media, {})
+            send_json(resp, {"jobId": job.id, "state": job.state, "media": lib.describe(media, self.base(req))}, 202)
+            return
+        if variants and lib.renderable(media):
+            lib.render_variants(s, media)
+        else:  # files over MEDIAPROXY_MAX_SOURCE_BYTES are stored and served, but get no variants
+            lib.finalize(s, media)
+        send_json(resp, lib.describe(media, self.base(req)), 201)
+
+
+class Presigned(Resource):
+    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
+        org = self.org(req)
+        p = body_params(req)
+        slug = text(p, "orgSlug")
+        if slug is not None and slug != org.slug:
+            raise Forbidden("orgSlug is not the API key's organization")
+        filename = text(p, "filename", required=True, most=255)
+        mime = (text(p, "mimeType") or "application/octet-stream").lower()
+        if mime not in self.library.settings.allowed_types:
+            raise falcon_415(mime, self.library.settings.allowed_types)
+        size = integer(p, "size", None, 1)
+        media, signed = self.library.presign_upload(req.context.db, org, self.base(req), filename, mime, size)
+        send_json(resp, {**signed, "id": media.id, "bucket": self.library.bucket}, 201)
+
+
+def falcon_415(mime: str, allowed) -> Exception:
+    from ...errors import UnsupportedType
+
+    return UnsupportedType(f"{mime} is not allowed; allowed: {', '.join(sorted(allowed))}")
+
+
+class One(Resource):
+    def on_get(self, req: falcon.Request, resp: falcon.Response, media_id: str) -> None:
+        media = self.library.get(req.context.db, self.org(req), media_id)
+        send_json(resp, self.library.describe(media, self.base(req)))
+
+    def on_patch(self, req: falcon.Request, resp: falcon.Response, media_id: str) -> None:
+        org = self.org(req)
+        p = read_json_or_form(req)
+        changes = {}
+        for name, attr in PATCHABLE.items():
+            if name not in p:
+                continue
+            if name == "isPrivate":
+                changes[attr] = boolean(p, name)
+            else:
+                value = p[name]
+                if value is not None and not isinstance(value, str):
+                    raise BadRequest(f"{name} must be a string or null")
+                if value is not None and len(value) > 4096:
+                    raise BadRequest(f"{name} is longer than 4096 characters")
+                changes[attr] = value
+        unknown = sorted(set(p) - set(PATCHABLE))
+        if unknown:
+            raise BadRequest(f"cannot change {', '.join(unknown)} (only {', '.join(PATCHABLE)})")
+        media = self.library.get(req.context.db, org, media_id)
+        self.library.patch(req.context.db, media, changes)
+        send_json(resp, self.library.describe(media, self.base(req)))
+
+    def on_delete(self, req: falcon.Request, resp: falcon.Response, media_id: str) -> None:
+        media = self.library.get(req.context.db, self.org(req), media_id)
+        n = self.library.delete(req.context.db, media)
+        send_json(resp, {"deleted": True, "id": media_id, "objectsDeleted": n})
+
+
+def read_json_or_form(req: falcon.Request) -> dict:
+    from .common import read_json
+
+    return read_json(req)
+
+
+class ListMedia(Resource):
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        org = self.org(req)
+        p = req.params
+        limit = integer(p, "limit", 20, 1, 100)
+        offset = integer(p, "offset", 0, 0, 10_000_000)
+        sort = text(p, "sort") or "createdAt"
+        if sort not in SORTS:
+            raise BadRequest(f"sort must be one of {', '.join(SORTS)}")
+        order = (text(p, "order") or "desc").lower()
+        if order not in ("asc", "desc"):
+            raise BadRequest("order must be asc or desc")
+        items, total = self.library.list(req.context.db, org, limit=limit, offset=offset,
+                                         search=text(p, "search", most=200), mime_prefix=text(p, "type", most=127),
+                                         sort=sort, order=order)
+        base = self.base(req)
+        send_json(resp, {"items": [self.library.describe(m, base) for m in items], "total": total,
+                         "limit": limit, "offset": offset})
+
+
+class Batch(Resource):
+    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
+        org = self.org(req)
+        p = body_params(req)
+        ids = p.get("ids")
+        if isinstance(ids, str):
+            ids = [i.strip() for i in ids.split(",") if i.strip()]
+        if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids) or not ids:
+            raise BadRequest("ids must be a non-empty list of ids (or a comma-separated string)")
+        if len(ids) > 100:
+            raise BadRequest("at most 100 ids")
+        items = self.library.batch(req.context.db, org, ids)
+        base = self.base(req)
+        found = {m.id for m in items}
+        send_json(resp, {"items": [self.library.describe(m, base) for m in items],
+                         "missing": [i for i in ids if i not in found]})
+
+
+class Variants(Resource):
+    def on_get(self, req: falcon.Request, resp: falcon.Response, media_id: str) -> None:
+        media = self.library.get(req.context.db, self.org(req), media_id)
+        send_json(resp, {"id": media.id, "variants": self.library.describe_variants(media, self.base(req))})
+
+
+class Crop(Resource):
+    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
+        org = self.org(req)
+        p = body_params(req)
+        lib = self.library
+        params = {
+            "x": integer(p, "x", 0, 0, 1_000_000),
+            "y": integer(p, "y", 0, 0, 1_000_000),
+            "width": integer(p, "width", None, 1, 1_000_000, required=True),
+            "height": integer(p, "height", None, 1, 1_000_000, required=True),
+            "rotate": integer(p, "rotate", 0),
+            "scale": number(p, "scale", 1.0, 0.01, 4.0),
+            "quality": integer(p, "quality", None, 1, 100),
+            "format": (text(p, "format") or "").lower() or None,
+            "regenerateVariants": boolean(p, "regenerateVariants"),
+        }
+        if params["rotate"] not in (0, 90, 180, 270):
+            raise BadRequest("rotate must be 0, 90, 180 or 270")
+        if params["format"] not in (None, "webp", "jpeg", "jpg", "png"):
+            raise BadRequest("format must be webp, jpeg or png")
+        s = req.context.db
+        if text(p, "id"):
+            media = lib.get(s, org, text(p, "id"))
+        else:
+            media = lib.by_key(s, org, text(p, "bucketName") or text(p, "bucket"),
+                               text(p, "objectKey", required=True, most=1024))
+        if boolean(p, "async"):
+            job = lib.enqueue(s, org, "crop", media, params)
+            send_json(resp, {"jobId": job.id, "state": job.state, "media": lib.describe(media, self.base(req))}, 202)
+            return
+        lib.crop(s, media, params)
+        send_json(resp, lib.describe(media, self.base(req)))
+
+
+class Regenerate(Resource):
+    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
+        org = self.org(req)
+        p = body_params(req)
+        lib = self.library
+        s = req.context.db
+        if text(p, "id"):
+            media = lib.get(s, org, text(p, "id"))
+        else:
+            key = text(p, "objectKey", required=True, most=1024)
+            media = lib.by_key_any_state(s, org, text(p, "bucketName") or text(p, "bucket"), key)
+        job = lib.enqueue(s, org, "variants", media, {})
+        send_json(resp, {"jobId": job.id, "state": job.state, "media": lib.describe(media, self.base(req))}, 202)
+
+
+class VariantsInfo(Resource):
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        org = self.org(req)
+        p = req.params
+        media = self.library.by_key(req.context.db, org, text(p, "bucket") or text(p, "bucketName"),
+                                    text(p, "objectKey", required=True, most=1024))
+        base = self.base(req)
+        send_json(resp, {"id": media.id, "objectKey": media.current.object.key, "bucket": self.library.bucket,
+                         "variants": self.library.describe_variants(media, base)})
+
+
+class VariantRedirect(Resource):
+    def on_get(self, req: falcon.Request, resp: falcon.Response, bucket: str, name: str, folder: str) -> None:
+        org = self.org(req)
+        lib = self.library
+        media, variant = lib.variant_by_folder(req.context.db, org, bucket, folder.strip("/"), name)
+        if media.is_private:
+            url = lib.presign_download(self.base(req), variant.key, lib.settings.presign_default)
+        else:
+            url = lib.public_url(self.base(req), variant.key)
+        resp.status = falcon.HTTP_302
+        resp.set_header("Location", url)
+        resp.set_header("Cache-Control", "no-store")
+
+
+class Presign(Resource):
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        org = self.org(req)
+        p = req.params
+        lib = self.library
+        key = text(p, "objectKey", required=True, most=1024)
+        expires = lib.expiry(integer(p, "expiry", None))
+        lib.owned_key(req.context.db, org, text(p, "bucket") or text(p, "bucketName"), key)
+        at = datetime.now(UTC).replace(tzinfo=None) + timedelta(seconds=expires)
+        send_json(resp, {"url": lib.presign_download(self.base(req), key, expires), "objectKey": key,
+                         "bucket": lib.bucket, "expiresIn": expires, "expiresAt": iso(at)})
+
+
+class Download(Resource):
+    def on_get(self, req: falcon.Request, resp: falcon.Response, bucket: str, key: str) -> None:
+        org = self.org(req)
+        media = self.library.owned_key(req.context.db, org, bucket, key)
+        serve_object(req, resp, self.library, bucket, key, media.is_private)
+
+    on_head = on_get
+
+
+class Signed(Resource):
+    """The local backend's presigned URLs (S3 answers its own): GET downloads, PUT uploads."""
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response, bucket: str, key: str) -> None:
+        lib = self.library
+        lib_check(req, "GET", bucket, key, lib)
+        private = lib.key_is_private(req.context.db, bucket, key)
+        serve_object(req, resp, lib, bucket, key, private)
+
+    on_head = on_get
+
+    def on_put(self, req: falcon.Request, resp: falcon.Response, bucket: str, key: str) -> None:
+        lib = self.library
+        lib_check(req, "PUT", bucket, key, lib)
+        lib.receive_put(req.context.db, bucket, key, body_stream(req), req.content_length)
+        resp.status = falcon.HTTP_200
+        resp.set_header("Cache-Control", "no-store")
+        send_json(resp, {"objectKey": key, "bucket": bucket, "uploaded": True})
+
+
+def lib_check(req: falcon.Request, method: str, bucket: str, key: str, lib) -> None:
+    from ..service import check_signature
+
+    if bucket != lib.bucket:
+        raise NotFound("no such object")
+    check_signature(method, bucket, key, req.get_param("expires"), req.get_param("signature"),
+                    lib.ctx.settings.secret_key)
+
+
+def serve_object(req, resp, lib, bucket: str, key: str, private: bool) -> None:
+    from ...routes.common import serve_stored
+
+    serve_stored(req, resp, lib.ctx, bucket, key)
+    if private:
+        # Objects never change under a key, but a private one must stay out of shared caches.
+        resp.set_header("Cache-Control", "private, max-age=31536000, immutable")
+
+
+class Delete(Resource):
+    def on_delete(self, req: falcon.Request, resp: falcon.Response) -> None:
+        org = self.org(req)
+        p = body_params(req)
+        lib = self.library
+        s = req.context.db
+        media_id = text(p, "id")
+        if media_id:
+            media = lib.get(s, org, media_id)
+        else:
+            key = text(p, "objectKey", most=1024)
+            if not key:
+                raise BadRequest("give id, or objectKey and bucketName")
+            media = lib.by_key_any_state(s, org, text(p, "bucketName") or text(p, "bucket"), key)
+        mid = media.id
+        n = lib.delete(s, media)
+        send_json(resp, {"deleted": True, "id": mid, "objectsDeleted": n})
+
+
+class JobStatus(Resource):
+    def on_get(self, req: falcon.Request, resp: falcon.Response, job_id: str) -> None:
+        job = self.library.job(req.context.db, self.org(req), job_id)
+        send_json(resp, job_answer(job))
+
+
+def add_routes(app: falcon.App, lib) -> None:
+    app.add_route("/healthz", Health(lib))
+    app.add_route(f"{P}/upload", Upload(lib))
+    app.add_route(f"{P}/upload/presigned", Presigned(lib))
+    app.add_route(f"{P}/list", ListMedia(lib))
+    app.add_route(f"{P}/batch", Batch(lib))
+    app.add_route(f"{P}/crop", Crop(lib))
+    app.add_route(f"{P}/variants", Regenerate(lib))
+    app.add_route(f"{P}/variants/info", VariantsInfo(lib))
+    app.add_route(f"{P}/variant/{{bucket}}/{{name}}/{{folder:path}}", VariantRedirect(lib))
+    app.add_route(f"{P}/presign", Presign(lib))
+    app.add_route(f"{P}/download/{{bucket}}/{{key:path}}", Download(lib))
+    app.add_route(f"{P}/signed/{{bucket}}/{{key:path}}", Signed(lib))
+    app.add_route(f"{P}/job/{{job_id}}", JobStatus(lib))
+    app.add_route(f"{P}/{{media_id}}", One(lib))
+    app.add_route(f"{P}/{{media_id}}/variants", Variants(lib))
+    delete = Delete(lib)
+    app.add_route(f"{P}/", delete)
+    app.add_route(P, delete)
+

@@ -1,0 +1,153 @@
+"""SQLAlchemy tables of the media library.
+
+One ``media`` row per media object, pointing at its current ``version``; a
+version points at the stored ``object`` (bucket, key, SHA-256) and owns its
+``variants``. Objects never change under a key: crop and replace add a
+version and move the pointer. Identical bytes of one organization share one
+object row (content addressing, seed 003).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+
+def now() -> datetime:
+    return datetime.now(UTC).replace(tzinfo=None)  # stored naive, always UTC
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Organization(Base):
+    __tablename__ = "organizations"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    slug: Mapped[str] = mapped_column(String(64), unique=True)
+    name: Mapped[str] = mapped_column(String(255), default="")
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=now)
+
+
+class ApiKey(Base):
+    """A key is ``mpk_{prefix}_{secret}``; only its prefix and SHA-256 digest are stored."""
+
+    __tablename__ = "api_keys"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    org_id: Mapped[int] = mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"), index=True)
+    prefix: Mapped[str] = mapped_column(String(16), unique=True)
+    digest: Mapped[str] = mapped_column(String(64))
+    name: Mapped[str] = mapped_column(String(255), default="")
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=now)
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    org: Mapped[Organization] = relationship()
+
+
+class StoredObject(Base):
+    __tablename__ = "objects"
+    __table_args__ = (
+        UniqueConstraint("bucket", "key", name="uq_objects_bucket_key"),
+        Index("ix_objects_org_sha256", "org_id", "sha256"),
+        Index("ix_objects_sha256", "sha256"),
+    )
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    org_id: Mapped[int] = mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"))
+    bucket: Mapped[str] = mapped_column(String(63))
+    key: Mapped[str] = mapped_column(String(1024))
+    sha256: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    size: Mapped[int] = mapped_column(BigInteger, default=0)
+    mime_type: Mapped[str] = mapped_column(String(127), default="application/octet-stream")
+    width: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    height: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=now)
+
+
+class Media(Base):
+    __tablename__ = "media"
+    __table_args__ = (
+        Index("ix_media_org_created", "org_id", "created_at"),
+        Index("ix_media_org_filename", "org_id", "filename"),
+        Index("ix_media_org_mime", "org_id", "mime_type"),
+        Index("ix_media_org_owner", "org_id", "owner"),
+    )
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    org_id: Mapped[int] = mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"))
+    owner: Mapped[str | None] = mapped_column(String(255), nullable=True)  # X-User-Id of the uploader
+    dialect: Mapped[str] = mapped_column(String(8), default="v1")  # which API made it: v1, media, v2
+    state: Mapped[str] = mapped_column(String(16), default="ready")  # uploading | ready
+    filename: Mapped[str] = mapped_column(String(255), default="")
+    mime_type: Mapped[str] = mapped_column(String(127), default="application/octet-stream")
+    size: Mapped[int] = mapped_column(BigInteger, default=0)
+    width: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    height: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    is_private: Mapped[bool] = mapped_column(Boolean, default=False)
+    alt: Mapped[str | None] = mapped_column(Text, nullable=True)
+    caption: Mapped[str | None] = mapped_column(Text, nullable=True)
+    description: Mapped[str | None] = mapped_column(Text, nullable=True)
+    blur_hash: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    thumb_hash: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    current_version_id: Mapped[str | None] = mapped_column(
+        ForeignKey("versions.id", use_alter=True, name="fk_media_current_version", ondelete="SET NULL"),
+        nullable=True,
+    )
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=now)
+    updated_at: Mapped[datetime] = mapped_column(DateTime, default=now, onupdate=now)
+    current: Mapped[Version | None] = relationship(foreign_keys=[current_version_id], post_update=True)
+
+
+class Version(Base):
+    __tablename__ = "versions"
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    media_id: Mapped[str] = mapped_column(ForeignKey("media.id", ondelete="CASCADE"), index=True)
+    object_id: Mapped[int] = mapped_column(ForeignKey("objects.id"), index=True)
+    folder: Mapped[str] = mapped_column(String(1024))  # variants live under it
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=now)
+    object: Mapped[StoredObject] = relationship()
+    variants: Mapped[list[Variant]] = relationship(
+        cascade="all, delete-orphan", order_by="Variant.id", back_populates="version"
+    )
+
+
+class Variant(Base):
+    __tablename__ = "variants"
+    __table_args__ = (
+        UniqueConstraint("version_id", "name", name="uq_variants_version_name"),
+        UniqueConstraint("bucket", "key", name="uq_variants_bucket_key"),
+    )
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    version_id: Mapped[str] = mapped_column(ForeignKey("versions.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(32))
+    bucket: Mapped[str] = mapped_column(String(63))
+    key: Mapped[str] = mapped_column(String(1024))
+    width: Mapped[int] = mapped_column(Integer)
+    height: Mapped[int] = mapped_column(Integer)
+    size: Mapped[int] = mapped_column(BigInteger)
+    mime_type: Mapped[str] = mapped_column(String(127))
+    version: Mapped[Version] = relationship(back_populates="variants")
+
+
+class Job(Base):
+    __tablename__ = "jobs"
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    org_id: Mapped[int] = mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"), index=True)
+    media_id: Mapped[str | None] = mapped_column(String(40), nullable=True, index=True)
+    kind: Mapped[str] = mapped_column(String(32))  # variants | crop | finalize
+    params: Mapped[str] = mapped_column(Text, default="{}")  # JSON
+    state: Mapped[str] = mapped_column(String(16), default="pending")  # pending|active|completed|failed
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    failed_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    result: Mapped[str | None] = mapped_column(Text, nullable=True)  # JSON
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=now)
+    updated_at: Mapped[datetime] = mapped_column(DateTime, default=now, onupdate=now)

@@ -1,0 +1,825 @@
+"""The verbs every API dialect shares: ingest, describe, list, patch, crop, variants, delete,
+presign, jobs. Dialects translate HTTP to these calls; only this module touches records,
+storage and the queue together.
+
+Ordering rules that keep records and bytes consistent when a process dies at any point:
+- bytes are written (and committed in storage) before a record points at them;
+- a pointer moves (crop, replace) in one transaction, after the new objects exist;
+- objects are deleted only after the records that pointed at them are gone.
+A crash therefore leaves at worst an orphaned object, never a record that points at nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import re
+import time
+import unicodedata
+import uuid
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import orjson
+import pyvips
+from sqlalchemy import func, or_, select
+from sqlalchemy.orm import Session, selectinload
+
+from ..context import Context
+from ..errors import BadRequest, Forbidden, MediaError, NotFound, TooLarge, UnsupportedType
+from ..media import pipeline, placeholder
+from ..media.sniff import sniff
+from ..media.spec import MIME, TransformSpec
+from ..settings import LibrarySettings
+from ..storage import Writer
+from .db import Database
+from .models import Job, Media, Organization, StoredObject, Variant, Version, now
+
+log = logging.getLogger("mediaproxy.library")
+SNIFF_BYTES = 4096
+PROBE_BYTES = 512 * 1024  # the head kept in memory to read the dimensions from
+SORTS = {
+    "createdAt": Media.created_at,
+    "updatedAt": Media.updated_at,
+    "filename": Media.filename,
+    "size": Media.size,
+    "mimeType": Media.mime_type,
+}
+EDIT_FORMATS = {"webp": "webp", "jpeg": "jpeg", "jpg": "jpeg", "png": "png"}
+_ID = re.compile(r"[0-9a-f]{32}")
+
+
+def new_id() -> str:
+    return uuid.uuid4().hex
+
+
+def safe_filename(name: str | None, fallback: str = "file") -> str:
+    """A filename fit for an object key: no folders, no control characters, at most 100 characters."""
+    name = unicodedata.normalize("NFC", (name or "").replace("\\", "/").rsplit("/", 1)[-1])
+    name = re.sub(r"[^\w.\-]+", "_", name, flags=re.UNICODE).strip("._")[:100]
+    return name or fallback
+
+
+def iso(dt: datetime | None) -> str | None:
+    return None if dt is None else dt.replace(tzinfo=UTC).isoformat().replace("+00:00", "Z")
+
+
+@dataclass
+class Upload:
+    """One upload streaming into storage: type sniffed from the first bytes, size counted, hashed."""
+
+    lib: Library
+    org: Organization
+    filename: str
+    max_bytes: int
+    allowed: frozenset[str]
+    media_id: str
+    version_id: str
+    key: str
+    writer: Writer | None = None
+    mime: str | None = None
+    _head: bytearray | None = None
+    _sha: object = None
+
+    def write(self, chunk: bytes) -> None:
+        if self._sha is None:
+            self._sha = hashlib.sha256()
+            self._head = bytearray()
+        if self.writer is None:
+            self._head += chunk
+            if len(self._head) < SNIFF_BYTES:
+                # the type is decided on the first bytes; count the limit meanwhile too
+                if len(self._head) > self.max_bytes:
+                    raise TooLarge(f"upload is over the {self.max_bytes} byte limit")
+                return
+            self._start(bytes(self._head))
+            self._sha.update(self._head)
+            self.writer.write(bytes(self._head))
+            return
+        self._sha.update(chunk)
+        if len(self._head) < PROBE_BYTES:
+            self._head += chunk[: PROBE_BYTES - len(self._head)]
+        self.writer.write(chunk)
+
+    def _start(self, head: bytes) -> None:
+        mime = sniff(head)
+        if mime is None or mime not in self.allowed:
+            raise UnsupportedType(
+                f"the bytes are {mime or 'of an unknown type'}; allowed: {', '.join(sorted(self.allowed))}"
+            )
+        self.mime = mime
+        self.writer = self.lib.ctx.storage.writer(self.lib.bucket, self.key, mime, self.max_bytes)
+
+    def finish(self) -> tuple[StoredObject, bool]:
+        """Commit the bytes to storage; (the object row, whether it is new)."""
+        if self.writer is None:
+            if not self._head:
+                raise BadRequest("the file is empty")
+            self._start(bytes(self._head))
+            self._sha.update(self._head)
+            self.writer.write(bytes(self._head))
+        self.writer.commit()
+        return self.lib._object_for(self.org, self.key, self._sha.hexdigest(), self.writer.written, self.mime,
+                                    bytes(self._head))
+
+    def abort(self) -> None:
+        if self.writer is not None:
+            self.writer.abort()
+
+
+class Library:
+    def __init__(self, ctx: Context, db: Database, enqueue: Callable[[str], None] | None = None):
+        self.ctx = ctx
+        self.db = db
+        self.settings: LibrarySettings = ctx.settings.library
+        self.bucket = self.settings.bucket
+        self._enqueue = enqueue
+
+    # -- ingest ---------------------------------------------------------------------------
+
+    def begin_upload(self, org: Organization, filename: str | None, max_bytes: int | None = None,
+                     allowed: frozenset[str] | None = None) -> Upload:
+        media_id, version_id = new_id(), new_id()
+        fname = safe_filename(filename)
+        return Upload(self, org, fname, max_bytes or self.settings.upload_max_bytes,
+                      allowed or self.settings.allowed_types, media_id, version_id,
+                      f"{org.slug}/{media_id}/{version_id}/{fname}")
+
+    def _object_for(self, org: Organization, key: str, sha: str, size: int, mime: str | None,
+                    head: bytes) -> tuple[StoredObject, bool]:
+        width, height = self._dimensions(head, key)
+        return StoredObject(org_id=org.id, bucket=self.bucket, key=key, sha256=sha, size=size,
+                            mime_type=mime or "application/octet-stream", width=width, height=height), True
+
+    def _dimensions(self, head: bytes, key: str) -> tuple[int | None, int | None]:
+        try:
+            p = pipeline.probe(head)
+            return p.width, p.height
+        except MediaError:
+            pass
+        try:  # a header past the first bytes (a JPEG with a big EXIF block): read the object
+            _, data = self.ctx.storage.get(self.bucket, key, self.ctx.settings.max_source_bytes)
+            p = pipeline.probe(data)
+            return p.width, p.height
+        except MediaError:
+            return None, None
+
+    def create_media(self, s: Session, up: Upload, obj: StoredObject, *, owner: str | None = None,
+                     dialect: str = "v1", fields: dict | None = None) -> Media:
+        """Record an upload whose bytes are committed.
+
+        Seed 003's media are content-addressed: identical bytes of one organization are stored
+        once (the new record points at the existing object). Seed 002's uploads each keep their
+        own folder (original + variants under one prefix, as its API deletes and redirects by
+        folder), and share only the ``canonicalUri``."""
+        same = None
+        if dialect == "media":
+            same = s.scalar(select(StoredObject).where(StoredObject.org_id == obj.org_id,
+                                                       StoredObject.sha256 == obj.sha256,
+                                                       StoredObject.bucket == obj.bucket).limit(1))
+        duplicate_key = None
+        if same is not None:
+            duplicate_key, obj = obj.key, same
+        else:
+            s.add(obj)
+            s.flush()
+        folder = f"{up.org.slug}/{up.media_id}/{up.version_id}"
+        media = Media(id=up.media_id, org_id=up.org.id, owner=owner, dialect=dialect, state="ready",
+                      filename=up.filename, mime_type=obj.mime_type, size=obj.size, width=obj.width,
+                      height=obj.height, **(fields or {}))
+        s.add(media)
+        s.flush()
+        version = Version(id=up.version_id, media_id=media.id, object_id=obj.id, folder=folder)
+        s.add(version)
+        s.flush()
+        media.current_version_id = version.id
+        media.current = version
+        s.commit()
+        if duplicate_key is not None:
+            self.ctx.storage.delete(self.bucket, duplicate_key)  # the bytes already exist under obj.key
+        return media
+
+    # -- reading ----------------------------------------------------------------------------
+
+    def get(self, s: Session, org: Organization, media_id: str) -> Media:
+        media = None
+        if _ID.fullmatch(media_id or ""):
+            media = s.scalar(self._media_query().where(Media.id == media_id, Media.org_id == org.id))
+        if media is None:
+            raise NotFound("no such media")
+        return self.refresh(s, media)
+
+    @staticmethod
+    def _media_query():
+        return select(Media).options(
+            selectinload(Media.current).selectinload(Version.object),
+            selectinload(Media.current).selectinload(Version.variants),
+        )
+
+    def by_key(self, s: Session, org: Organization, bucket: str | None, key: str) -> Media:
+        """The organization's media whose current original is ``key`` (the newest, if several)."""
+        if (bucket or self.bucket) != self.bucket or not key:
+            raise NotFound("no such object")
+        media = s.scalar(
+            self._media_query()
+            .join(Version, Version.id == Media.current_version_id)
+            .join(StoredObject, StoredObject.id == Version.object_id)
+            .where(Media.org_id == org.id, StoredObject.bucket == self.bucket, StoredObject.key == key)
+            .order_by(Media.created_at.desc())
+            .limit(1)
+        )
+        if media is None:
+            raise NotFound("no such object")
+        return media
+
+    def by_key_any_state(self, s: Session, org: Organization, bucket: str | None, key: str) -> Media:
+        return self.by_key(s, org, bucket, key)
+
+    def _owner_of_key(self, s: Session, bucket: str, key: str) -> tuple[Media, bool] | None:
+        """(the newest media whose current version has ``key`` as original or variant, is-variant)."""
+        if bucket != self.bucket or not key:
+            return None
+        media = s.scalar(
+            select(Media).join(Version, Version.id == Media.current_version_id)
+            .join(StoredObject, StoredObject.id == Version.object_id)
+            .where(StoredObject.bucket == bucket, StoredObject.key == key)
+            .order_by(Media.is_private.asc(), Media.created_at.desc()).limit(1))
+        if media is not None:
+            return media, False
+        media = s.scalar(
+            select(Media).join(Version, Version.id == Media.current_version_id)
+            .join(Variant, Variant.version_id == Version.id)
+            .where(Variant.bucket == bucket, Variant.key == key).limit(1))
+        return (media, True) if media is not None else None
+
+    def owned_key(self, s: Session, org: Organization, bucket: str | None, key: str) -> Media:
+        """The organization's media that ``key`` (its original or a variant) belongs to; 404 otherwise."""
+        bucket = bucket or self.bucket
+        if bucket != self.bucket or not key:
+            raise NotFound("no such object")
+        media = s.scalar(
+            select(Media).join(Version, Version.id == Media.current_version_id)
+            .join(StoredObject, StoredObject.id == Version.object_id)
+            .where(Media.org_id == org.id, StoredObject.bucket == bucket, StoredObject.key == key).limit(1))
+        if media is None:
+            media = s.scalar(
+                select(Media).join(Version, Version.id == Media.current_version_id)
+                .join(Variant, Variant.version_id == Version.id)
+                .where(Media.org_id == org.id, Variant.bucket == bucket, Variant.key == key).limit(1))
+        if media is None or media.state != "ready":
+            raise NotFound("no such object")
+        return media
+
+    def key_is_private(self, s: Session, bucket: str, key: str) -> bool:
+        found = self._owner_of_key(s, bucket, key)
+        if found is None:
+            raise NotFound("no such object")
+        return found[0].is_private
+
+    def public_mime(self, s: Session, bucket: str, key: str) -> str | None:
+        """May ``key`` be served through a public URL? Its type when a public, uploaded media uses it."""
+        found = self._owner_of_key(s, bucket, key)
+        if found is None or found[0].is_private or found[0].state != "ready":
+            return None
+        media, is_variant = found
+        if is_variant:
+            return s.scalar(select(Variant.mime_type).where(Variant.bucket == bucket, Variant.key == key))
+        return media.mime_type
+
+    def public_sha256(self, s: Session, sha: str) -> StoredObject | None:
+        """The object of a public media with these bytes (the canonical, content-addressed URI)."""
+        return s.scalar(
+            select(StoredObject).join(Version, Version.object_id == StoredObject.id)
+            .join(Media, Media.current_version_id == Version.id)
+            .where(StoredObject.sha256 == sha, Media.is_private.is_(False), Media.state == "ready").limit(1))
+
+    def variant_by_folder(self, s: Session, org: Organization, bucket: str, folder: str,
+                          name: str) -> tuple[Media, Variant]:
+        if bucket != self.bucket or name not in self.settings.variant_names:
+            raise NotFound("no such variant")
+        row = s.execute(
+            select(Media, Variant).join(Version, Version.id == Media.current_version_id)
+            .join(Variant, Variant.version_id == Version.id)
+            .where(Media.org_id == org.id, Version.folder == folder, Variant.name == name).limit(1)).first()
+        if row is None:
+            raise NotFound("no such variant")
+        return row[0], row[1]
+
+    def receive_put(self, s: Session, bucket: str, key: str, stream, content_length: int | None) -> Media:
+        """The bytes of a presigned upload URL of the local backend: streamed, sniffed, bounded."""
+        media = s.scalar(
+            self._media_query().join(Version, Version.id == Media.current_version_id)
+            .join(StoredObject, StoredObject.id == Version.object_id)
+            .where(StoredObject.bucket == bucket, StoredObject.key == key).limit(1))
+        if media is None:
+            raise NotFound("no such upload")
+        if media.state != "uploading":
+            raise Forbidden("this upload URL has been used: objects never change under a key")
+        limit = self.settings.media_max_bytes if media.dialect == "media" else self.settings.upload_max_bytes
+        allowed = self.settings.media_api_types if media.dialect == "media" else self.settings.allowed_types
+        if content_length is not None and content_length > limit:
+            raise TooLarge(f"upload is over the {limit} byte limit")
+        head = b""
+        while len(head) < SNIFF_BYTES:
+            chunk = stream.read(SNIFF_BYTES - len(head))
+            if not chunk:
+                break
+            head += chunk
+        mime = sniff(head)
+        if mime is None or mime not in allowed:
+            raise UnsupportedType(
+                f"the bytes are {mime or 'of an unknown type'}; allowed: {', '.join(sorted(allowed))}")
+        w = self.ctx.storage.writer(bucket, key, mime, limit)
+        try:
+            w.write(head)
+            while chunk := stream.read(256 * 1024):
+                w.write(chunk)
+            w.commit()
+        except BaseException:
+            w.abort()
+            raise
+        if self.complete_upload(s, media):
+            self.enqueue(s, self.org_of(s, media), "finalize", media, {})
+        return media
+
+    def _content_address(self, s: Session, media: Media, obj: StoredObject) -> tuple[str, str] | None:
+        """Seed 003: hash the bytes; when the organization already has them, point at that object
+        and drop the copy, before any URL of the copy has been handed out."""
+        obj.sha256 = self._hash_stored(obj)
+        same = s.scalar(select(StoredObject).where(StoredObject.org_id == obj.org_id,
+                                                   StoredObject.sha256 == obj.sha256,
+                                                   StoredObject.bucket == obj.bucket,
+                                                   StoredObject.id != obj.id).limit(1))
+        if same is None:
+            return None
+        media.current.object_id, media.current.object = same.id, same
+        s.flush()
+        s.delete(obj)
+        s.flush()
+        return obj.bucket, obj.key
+
+    def org_of(self, s: Session, media: Media) -> Organization:
+        return s.get(Organization, media.org_id)
+
+    def refresh(self, s: Session, media: Media) -> Media:
+        """A presigned upload straight to S3 is noticed when its record is next read."""
+        if media.state == "uploading" and self.complete_upload(s, media):
+            self.enqueue(s, self.org_of(s, media), "finalize", media, {})
+        return media
+
+    def batch(self, s: Session, org: Organization, ids: list[str]) -> list[Media]:
+        wanted = [i for i in ids if _ID.fullmatch(i)]
+        if not wanted:
+            return []
+        found = {m.id: m for m in s.scalars(self._media_query().where(Media.org_id == org.id,
+                                                                      Media.id.in_(wanted)))}
+        return [found[i] for i in ids if i in found]
+
+    def list(self, s: Session, org: Organization, *, limit: int, offset: int, search: str | None,
+             mime_prefix: str | None, sort: str, order: str, owner: str | None = None) -> tuple[list[Media], int]:
+        cond = [Media.org_id == org.id, Media.state == "ready"]
+        if search:
+            pattern = "%" + search.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+            # SQLite's LIKE is case-insensitive already (ASCII); its ILIKE would call lower() on every row
+            sqlite = s.get_bind().dialect.name == "sqlite"
+            cond.append(or_(*((col.like(pattern, escape="\\") if sqlite else col.ilike(pattern, escape="\\"))
+                              for col in (Media.filename, Media.alt, Media.caption))))
+        if mime_prefix:
+            like = mime_prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+            cond.append(Media.mime_type.like(like, escape="\\"))
+        if owner is not None:
+            cond.append(Media.owner == owner)
+        total = s.scalar(select(func.count()).select_from(Media).where(*cond)) or 0
+        col = SORTS[sort]
+        q = (self._media_query().where(*cond)
+             .order_by(col.asc() if order == "asc" else col.desc(), Media.id.asc() if order == "asc"
+                       else Media.id.desc()).limit(limit).offset(offset))
+        return list(s.scalars(q)), total
+
+    def patch(self, s: Session, media: Media, changes: dict) -> Media:
+        for name, value in changes.items():
+            setattr(media, name, value)
+        media.updated_at = now()
+        s.commit()
+        if "is_private" in changes:
+            self.purge_media(media)
+        return media
+
+    # -- answers ------------------------------------------------------------------------------
+
+    def public_url(self, base: str, key: str) -> str:
+        return f"{self.settings.public_base_url or base}/library/{key}"
+
+    def describe(self, media: Media, base: str) -> dict:
+        v = media.current
+        obj = v.object if v is not None else None
+        public = not media.is_private and media.state == "ready" and obj is not None
+        return {
+            "id": media.id,
+            "filename": media.filename,
+            "mimeType": media.mime_type,
+            "size": media.size,
+            "width": media.width,
+            "height": media.height,
+            "objectKey": obj.key if obj is not None else None,
+            "bucket": self.bucket,
+            "isPrivate": media.is_private,
+            "status": media.state,
+            "alt": media.alt,
+            "caption": media.caption,
+            "description": media.description,
+            "blurHash": media.blur_hash,
+            "thumbHash": media.thumb_hash,
+            "canonicalUri": (f"{self.settings.public_base_url or base}/sha256/{obj.sha256}"
+                             if public and obj.sha256 else None),
+            "url": self.public_url(base, obj.key) if public else None,
+            "variants": self.describe_variants(media, base),
+            "createdAt": iso(media.created_at),
+            "updatedAt": iso(media.updated_at),
+        }
+
+    def describe_variants(self, media: Media, base: str) -> list[dict]:
+        v = media.current
+        if v is None:
+            return []
+        return [
+            {"name": x.name, "url": None if media.is_private else self.public_url(base, x.key),
+             "objectKey": x.key, "width": x.width, "height": x.height, "size": x.size, "mimeType": x.mime_type}
+            for x in v.variants
+        ]
+
+    # -- variants and placeholders ---------------------------------------------------------
+
+    def _original(self, media: Media) -> bytes:
+        obj = media.current.object
+        return self.ctx.storage.get(obj.bucket, obj.key, self.ctx.settings.max_source_bytes)[1]
+
+    def variant_spec(self, side: int, fit: str) -> TransformSpec:
+        return TransformSpec(width=side or None, height=side or None, fit=fit, position="center",
+                             format="webp", quality=None, lossless=False, animated=None)
+
+    def render_variants(self, s: Session, media: Media) -> list[Variant]:
+        """Render every configured variant of the current version through the origin's pipeline."""
+        if not self.renderable(media):
+            raise TooLarge(f"over the {self.ctx.settings.max_source_bytes} byte limit of the image pipeline: "
+                           "stored, but no variants")
+        version = media.current
+        data = self._original(media)
+        made: dict[str, tuple[str, pipeline.Output]] = {}
+        for name, side, fit in self.settings.variants:
+            with self.ctx.transform_slot():
+                out = pipeline.transform(data, self.variant_spec(side, fit), self.ctx.limits)
+            key = f"{version.folder}/{name}.{out.format}"
+            self.ctx.storage.put(self.bucket, key, out.body, out.content_type)
+            made[name] = (key, out)
+        self._placeholders(media, data)
+        existing = {x.name: x for x in version.variants}
+        for name, (key, out) in made.items():
+            row = existing.get(name)
+            if row is None:
+                row = Variant(name=name, bucket=self.bucket, key=key, width=0, height=0, size=0, mime_type="")
+                version.variants.append(row)
+            row.key, row.width, row.height = key, out.width, out.height
+            row.size, row.mime_type = len(out.body), out.content_type
+        media.updated_at = now()
+        s.commit()
+        return list(version.variants)
+
+    def renderable(self, media: Media) -> bool:
+        """Images the origin's pipeline would take (larger ones are stored and served, not rendered)."""
+        return media.mime_type.startswith("image/") and media.size <= self.ctx.settings.max_source_bytes
+
+    def _placeholders(self, media: Media, data: bytes) -> None:
+        if not media.mime_type.startswith("image/"):
+            return
+        try:
+            im = pyvips.Image.thumbnail_buffer(data, placeholder.THUMB_SIDE, height=placeholder.THUMB_SIDE)
+            im = im.copy_memory()  # read twice below: decode once
+            media.thumb_hash = placeholder.thumbhash(im)
+            media.blur_hash = placeholder.encode(im)
+        except pyvips.Error as exc:
+            log.warning("no placeholders for media %s: %s", media.id, (exc.message or "").strip())
+            media.blur_hash = media.thumb_hash = None
+
+    def finalize(self, s: Session, media: Media) -> Media:
+        """The placeholder job: BlurHash (and the canonical hash when the bytes came by presigned PUT)."""
+        obj = media.current.object
+        if not self.renderable(media):
+            if obj.sha256 is None:
+                obj.sha256 = self._hash_stored(obj)
+            s.commit()
+            return media
+        data = self._original(media)
+        if obj.sha256 is None:
+            obj.sha256 = hashlib.sha256(data).hexdigest()
+        self._placeholders(media, data)
+        s.commit()
+        return media
+
+    def _hash_stored(self, obj: StoredObject) -> str:
+        h = hashlib.sha256()
+        _, body = self.ctx.storage.open(obj.bucket, obj.key)
+        try:
+            while chunk := body.read(256 * 1024):
+                h.update(chunk)
+        finally:
+            body.close()
+        return h.hexdigest()
+
+    # -- crop: a new version, the pointer moved -------------------------------------------
+
+    def crop(self, s: Session, media: Media, p: dict) -> Media:
+        """Crop/rotate/scale/re-encode the current original into a new version; the old one is removed."""
+        data = self._original(media)
+        out = edit_image(data, p, self.ctx)
+        old = media.current
+        version_id = new_id()
+        folder = f"{old.folder.rsplit('/', 1)[0]}/{version_id}"
+        stem = media.filename.rsplit(".", 1)[0] if "." in media.filename else media.filename
+        filename = f"{stem}.{'jpg' if out.format == 'jpeg' else out.format}"
+        key = f"{folder}/{filename}"
+        self.ctx.storage.put(self.bucket, key, out.body, out.content_type)
+        obj = StoredObject(org_id=media.org_id, bucket=self.bucket, key=key,
+                           sha256=hashlib.sha256(out.body).hexdigest(), size=len(out.body),
+                           mime_type=out.content_type, width=out.width, height=out.height)
+        s.add(obj)
+        s.flush()
+        version = Version(id=version_id, media_id=media.id, object_id=obj.id, folder=folder)
+        s.add(version)
+        s.flush()
+        media.current_version_id, media.current = version.id, version
+        media.filename, media.mime_type, media.size = filename, out.content_type, len(out.body)
+        media.width, media.height, media.updated_at = out.width, out.height, now()
+        s.commit()  # the pointer has moved: from here on the old version is garbage
+        self._drop_versions(s, media, keep=version.id)
+        self._placeholders(media, out.body)
+        s.commit()
+        if p.get("regenerateVariants"):
+            self.render_variants(s, media)
+        return media
+
+    # -- delete ---------------------------------------------------------------------------------
+
+    def _drop_versions(self, s: Session, media: Media, keep: str | None) -> None:
+        old = [v for v in s.scalars(select(Version).options(selectinload(Version.variants),
+                                                            selectinload(Version.object))
+                                    .where(Version.media_id == media.id)) if v.id != keep]
+        keys = [(x.bucket, x.key) for v in old for x in v.variants]
+        objects = {v.object_id: v.object for v in old}
+        for v in old:
+            s.delete(v)
+        s.flush()
+        for oid, obj in objects.items():
+            still = s.scalar(select(func.count()).select_from(Version).where(Version.object_id == oid))
+            if not still:
+                keys.append((obj.bucket, obj.key))
+                s.delete(obj)
+        s.commit()
+        self._remove(keys)
+
+    def delete(self, s: Session, media: Media) -> int:
+        """Remove the record, then the original and every variant (bytes shared with another record stay)."""
+        media.current_version_id, media.current = None, None
+        s.flush()
+        versions = list(s.scalars(select(Version).options(selectinload(Version.variants),
+                                                          selectinload(Version.object))
+                                  .where(Version.media_id == media.id)))
+        keys = [(x.bucket, x.key) for v in versions for x in v.variants]
+        objects = {v.object_id: v.object for v in versions}
+        for v in versions:
+            s.delete(v)
+        s.delete(media)
+        s.flush()
+        for oid, obj in objects.items():
+            still = s.scalar(select(func.count()).select_from(Version).where(Version.object_id == oid))
+            if not still:
+                keys.append((obj.bucket, obj.key))
+                s.delete(obj)
+        s.commit()
+        self._remove(keys)
+        return len(keys)
+
+    def _remove(self, keys: Iterable[tuple[str, str]]) -> None:
+        for bucket, key in keys:
+            self.ctx.storage.delete(bucket, key)
+            purge(self.ctx, bucket, key)
+
+    def purge_media(self, media: Media) -> None:
+        v = media.current
+        if v is None:
+            return
+        purge(self.ctx, v.object.bucket, v.object.key)
+        for x in v.variants:
+            purge(self.ctx, x.bucket, x.key)
+
+    # -- presigning -------------------------------------------------------------------------------
+
+    def expiry(self, raw: int | None) -> int:
+        st = self.settings
+        value = st.presign_default if raw is None else raw
+        if not st.presign_min <= value <= st.presign_max:
+            raise BadRequest(f"expiry must be {st.presign_min}..{st.presign_max} seconds")
+        return value
+
+    def presign_download(self, base: str, key: str, expires: int) -> str:
+        url = self.ctx.storage.presign_get(self.bucket, key, expires)
+        if url is not None:
+            return url
+        q = sign_query("GET", self.bucket, key, expires, self.ctx.settings.secret_key)
+        return f"{base}/api/v1/media/signed/{self.bucket}/{key}?{q}"
+
+    def presign_upload(self, s: Session, org: Organization, base: str, filename: str, mime: str,
+                       size: int | None, *, owner: str | None = None, dialect: str = "v1",
+                       max_bytes: int | None = None) -> tuple[Media, dict]:
+        """A record waiting for its bytes, and where the client PUTs them."""
+        limit = max_bytes or self.settings.upload_max_bytes
+        if size is not None and size > limit:
+            raise TooLarge(f"size {size} is over the {limit} byte limit")
+        media_id, version_id = new_id(), new_id()
+        fname = safe_filename(filename)
+        folder = f"{org.slug}/{media_id}/{version_id}"
+        key = f"{folder}/{fname}"
+        expires = self.settings.upload_url_expiry
+        obj = StoredObject(org_id=org.id, bucket=self.bucket, key=key, sha256=None, size=0, mime_type=mime)
+        s.add(obj)
+        shown = filename.strip()[:255] if dialect == "media" else fname  # seed 003 echoes the name given
+        media = Media(id=media_id, org_id=org.id, owner=owner, dialect=dialect, state="uploading",
+                      filename=shown or fname, mime_type=mime)
+        s.add(media)
+        s.flush()
+        version = Version(id=version_id, media_id=media_id, object_id=obj.id, folder=folder)
+        s.add(version)
+        s.flush()
+        media.current_version_id, media.current = version.id, version
+        s.commit()
+        signed = self.ctx.storage.presign_put(self.bucket, key, mime, expires, size)
+        if signed is not None:
+            url, headers = signed
+        else:
+            q = sign_query("PUT", self.bucket, key, expires, self.ctx.settings.secret_key)
+            url, headers = f"{base}/api/v1/media/signed/{self.bucket}/{key}?{q}", {"Content-Type": mime}
+        return media, {"uploadUrl": url, "objectKey": key, "method": "PUT", "headers": headers,
+                       "expiresAt": iso(datetime.now(UTC).replace(tzinfo=None) + _seconds(expires))}
+
+    def complete_upload(self, s: Session, media: Media) -> bool:
+        """An upload by presigned PUT: check the stored bytes (type by content, size) and mark it ready."""
+        if media.state != "uploading":
+            return True
+        obj = media.current.object
+        try:
+            info = self.ctx.storage.head(obj.bucket, obj.key)
+        except NotFound:
+            return False
+        limit = self.settings.media_max_bytes if media.dialect == "media" else self.settings.upload_max_bytes
+        allowed = self.settings.media_api_types if media.dialect == "media" else self.settings.allowed_types
+        _, body = self.ctx.storage.open(obj.bucket, obj.key, 0, PROBE_BYTES - 1)
+        try:
+            head = body.read(PROBE_BYTES)
+        finally:
+            body.close()
+        mime = sniff(head)
+        if info.size > limit or mime not in allowed:
+            self.ctx.storage.delete(obj.bucket, obj.key)  # refuse it: the record waits for a new PUT
+            return False
+        width, height = self._dimensions(head, obj.key)
+        obj.size, obj.mime_type, obj.width, obj.height = info.size, mime, width, height
+        drop = self._content_address(s, media, obj) if media.dialect == "media" else None
+        media.size, media.mime_type, media.width, media.height = info.size, mime, width, height
+        media.state = "ready"
+        media.updated_at = now()
+        s.commit()
+        if drop is not None:
+            self.ctx.storage.delete(*drop)  # the copy: the record now points at the first upload
+        return True
+
+    # -- jobs ---------------------------------------------------------------------------------------
+
+    def enqueue(self, s: Session, org: Organization, kind: str, media: Media | None, params: dict) -> Job:
+        job = Job(id=new_id(), org_id=org.id, media_id=media.id if media else None, kind=kind,
+                  params=orjson.dumps(params).decode(), state="pending")
+        s.add(job)
+        s.commit()  # the worker must find the row before it can find the task
+        if self._enqueue is not None:
+            self._enqueue(job.id)
+        return job
+
+    def job(self, s: Session, org: Organization, job_id: str) -> Job:
+        job = s.get(Job, job_id) if _ID.fullmatch(job_id or "") else None
+        if job is None or job.org_id != org.id:
+            raise NotFound("no such job")
+        return job
+
+    def run_job(self, s: Session, job_id: str) -> dict | None:
+        """Run one job to completion; raises to ask for a retry. Never half-applies a crop."""
+        job = s.get(Job, job_id)
+        if job is None or job.state in ("completed", "failed"):
+            return None
+        job.state, job.attempts = "active", job.attempts + 1
+        s.commit()
+        params = orjson.loads(job.params)
+        media = s.scalar(self._media_query().where(Media.id == job.media_id)) if job.media_id else None
+        if media is None:
+            raise NotFound("the media was deleted")
+        if job.kind == "variants":
+            if not self.complete_upload(s, media):
+                raise _not_yet()
+            self.render_variants(s, media)
+        elif job.kind == "crop":
+            self.crop(s, media, params)
+        elif job.kind == "finalize":
+            if not self.complete_upload(s, media):
+                raise _not_yet()
+            self.finalize(s, media)
+        else:
+            raise BadRequest(f"unknown job kind {job.kind!r}")
+        result = {"media": media.id, "objectKey": media.current.object.key,
+                  "variants": [x.name for x in media.current.variants]}
+        job.state, job.result, job.failed_reason = "completed", orjson.dumps(result).decode(), None
+        s.commit()
+        return result
+
+    def job_failed(self, s: Session, job_id: str, reason: str, final: bool) -> None:
+        job = s.get(Job, job_id)
+        if job is None:
+            return
+        job.failed_reason = reason
+        job.state = "failed" if final else "pending"
+        s.commit()
+
+
+def _not_yet() -> MediaError:
+    from .jobs import NotYet
+
+    return NotYet("the upload has not arrived")
+
+
+def _seconds(n: int):
+    from datetime import timedelta
+
+    return timedelta(seconds=n)
+
+
+def purge(ctx: Context, bucket: str, key: str) -> None:
+    """Forget every cached result of one stored object: its original and every rendition."""
+    ctx.cache.purge(bucket, key)
+
+
+# -- signed URLs of the local backend -------------------------------------------------------------
+
+def _signature(method: str, bucket: str, key: str, expires_at: int, secret: str) -> str:
+    msg = f"{method}\n{bucket}\n{key}\n{expires_at}".encode()
+    return hmac.new(secret.encode(), msg, hashlib.sha256).hexdigest()
+
+
+def sign_query(method: str, bucket: str, key: str, expires: int, secret: str) -> str:
+    at = int(time.time()) + expires
+    return f"expires={at}&signature={_signature(method, bucket, key, at, secret)}"
+
+
+def check_signature(method: str, bucket: str, key: str, expires: str | None, signature: str | None,
+                    secret: str) -> None:
+    """403 for a tampered or expired URL (the signature is checked first, in constant time)."""
+    if not expires or not expires.isdigit() or not signature:
+        raise Forbidden("missing or malformed signature")
+    if not hmac.compare_digest(_signature(method, bucket, key, int(expires), secret), signature):
+        raise Forbidden("invalid signature")
+    if int(expires) < time.time():
+        raise Forbidden("the URL has expired")
+
+
+# -- the one image edit the library adds: crop / rotate / scale / re-encode ------------------------
+
+def edit_image(data: bytes, p: dict, ctx: Context) -> pipeline.Output:
+    probe = pipeline.probe(data)
+    pipeline.check_limits(probe, ctx.limits, False)
+    fmt = EDIT_FORMATS.get(str(p.get("format") or "").lower()) or (
+        probe.format if probe.format in ("webp", "jpeg", "png") else "webp")
+    x, y, w, h = p["x"], p["y"], p["width"], p["height"]
+    if x + w > probe.width or y + h > probe.height:
+        raise BadRequest(f"the crop {x},{y} {w}x{h} is outside the {probe.width}x{probe.height} image")
+    try:
+        with ctx.transform_slot():
+            im = pyvips.Image.new_from_buffer(data, "", access="sequential").autorot()
+            if im.hasalpha() and fmt == "jpeg":
+                im = im.flatten(background=[255] * (im.bands - 1))
+            im = im.crop(x, y, w, h)
+            rotate = p.get("rotate") or 0
+            if rotate:
+                im = im.rot(f"d{rotate}")
+            scale = p.get("scale") or 1.0
+            if scale != 1.0:
+                im = im.resize(scale)
+            if im.interpretation not in ("srgb", "b-w"):
+                im = im.colourspace("srgb")
+            q = p.get("quality") or 85
+            if fmt == "jpeg":
+                body = im.jpegsave_buffer(Q=q, keep="none", optimize_coding=True)
+            elif fmt == "webp":
+                body = im.webpsave_buffer(Q=q, keep="none", effort=2)
+            else:
+                body = im.pngsave_buffer(keep="none", compression=6)
+    except pyvips.Error:
+        raise BadRequest("undecodable image") from None
+    return pipeline.Output(body, fmt, MIME[fmt], im.width, im.height, 1)
