@@ -73,8 +73,9 @@ workers = srv.workers
 # Threads per worker (measured with 4 transform slots): hits are GIL-bound, libvips
 # releases the GIL. On loopback 4 measured best on misses (202 req/s; 1: 182, 2: 176,
 # 8: 188 with p99 81 ms); hits 11.2k (1), 10.7k (2), 13.2k (4), 14.2k (8).
-# 12 threads: misses (storage, transforms) may hold MEDIAPROXY_MAX_CONCURRENT_MISSES (6),
-# stored bodies being sent MEDIAPROXY_MAX_CONCURRENT_STREAMS (4); the other two always
+# 18 threads: misses (storage, transforms) may hold MEDIAPROXY_MAX_CONCURRENT_MISSES (6)
+# and MEDIAPROXY_MAX_QUEUED_MISSES (6) more waiting for a place, stored bodies being
+# sent MEDIAPROXY_MAX_CONCURRENT_STREAMS (4); the other two always
 # answer cache hits, 304s and /_health, however stuck storage, the transforms or the
 # clients reading attachments are (docs/resilience.md). A blocked thread costs no CPU.
 threads = srv.threads

@@ -21,20 +21,35 @@ from .errors import Overloaded, StorageUnavailable
 
 
 class Bulkhead:
-    """At most ``limit`` holders at once; a caller waits at most ``wait`` seconds for a place."""
+    """At most ``limit`` holders at once; a caller waits at most ``wait`` seconds for a place,
+    and at most ``max_waiters`` callers wait at once (None: any number) — the rest are refused
+    at once, so a burst queues briefly but waiting never takes every thread."""
 
-    def __init__(self, name: str, limit: int, wait: float):
+    def __init__(self, name: str, limit: int, wait: float, max_waiters: int | None = None):
         self.name = name
         self.limit = limit
         self.wait = wait
+        self.max_waiters = max_waiters
         self._sem = threading.BoundedSemaphore(limit)
         self._lock = threading.Lock()
         self.in_use = 0
+        self.waiting = 0
         self.refused = 0
+
+    def _wait_for_place(self) -> bool:
+        with self._lock:
+            if self.max_waiters is not None and self.waiting >= self.max_waiters:
+                return False
+            self.waiting += 1
+        try:
+            return self._sem.acquire(timeout=self.wait)
+        finally:
+            with self._lock:
+                self.waiting -= 1
 
     def acquire(self) -> None:
         """Take a place or raise ``Overloaded``; pair with ``release()`` (or use ``slot()``)."""
-        acquired = self._sem.acquire(blocking=False) or (self.wait > 0 and self._sem.acquire(timeout=self.wait))
+        acquired = self._sem.acquire(blocking=False) or (self.wait > 0 and self._wait_for_place())
         if not acquired:
             with self._lock:
                 self.refused += 1

@@ -39,9 +39,11 @@ class Context:
             limits=Limits(settings.max_pixels, settings.max_frames, settings.max_animation_pixels),
             transforms=Bulkhead("transforms", settings.max_concurrent_transforms, settings.transform_wait),
             breaker=breaker,
-            # No waiting: a request past this share is answered 503 at once, so the
-            # threads left over (gunicorn.conf.py: threads > this) stay free for hits.
-            misses=Bulkhead("misses", settings.max_concurrent_misses, 0.0),
+            # A burst past this share queues (at most max_queued_misses of them, for at most
+            # the transform wait); past that a miss is answered 503 at once, so the threads
+            # left over (gunicorn.conf.py: threads > misses + queued + streams) stay free for hits.
+            misses=Bulkhead("misses", settings.max_concurrent_misses, settings.transform_wait,
+                            settings.max_queued_misses),
             # Stored bodies streamed to clients (attachments, themes, Lottie): a thread
             # each for as long as the client reads, so a bounded share too.
             streams=Bulkhead("streams", settings.max_concurrent_streams, 0.0),

@@ -141,7 +141,9 @@ class ServerSettings:
 
     bind: str = "127.0.0.1:8000"
     workers: int = 1  # from_env: the CPUs available (affinity and cgroup quota)
-    threads: int = 12  # misses hold at most max_concurrent_misses, streams max_concurrent_streams (docs/resilience.md)
+    # misses hold at most max_concurrent_misses (+ max_queued_misses waiting), streams
+    # max_concurrent_streams; the rest stay free for hits (docs/resilience.md)
+    threads: int = 18
     worker_class: str = "mediaproxy.worker.ThreadWorker"
     timeout: int = 60
     graceful_timeout: int = 30
@@ -369,7 +371,8 @@ class Settings:
     max_frames: int = 1000
     max_animation_pixels: int = 400_000_000
     max_concurrent_transforms: int = 4
-    max_concurrent_misses: int = 6  # requests needing storage or a transform per worker (threads: 12)
+    max_concurrent_misses: int = 6  # requests needing storage or a transform per worker (threads: 18)
+    max_queued_misses: int = 6  # misses that may wait for a place (up to transform_wait); more: 503 at once
     max_concurrent_streams: int = 4  # stored bodies being sent per worker (attachments, themes)
     transform_wait: float = 10.0
     # external fetcher
@@ -461,6 +464,7 @@ class Settings:
                 env, "MEDIAPROXY_MAX_CONCURRENT_TRANSFORMS", d["max_concurrent_transforms"], 1, 1024
             ),
             max_concurrent_misses=_int(env, "MEDIAPROXY_MAX_CONCURRENT_MISSES", d["max_concurrent_misses"], 1, 1024),
+            max_queued_misses=_int(env, "MEDIAPROXY_MAX_QUEUED_MISSES", d["max_queued_misses"], 0, 1024),
             max_concurrent_streams=_int(env, "MEDIAPROXY_MAX_CONCURRENT_STREAMS", d["max_concurrent_streams"], 1, 1024),
             transform_wait=_float(env, "MEDIAPROXY_TRANSFORM_WAIT", d["transform_wait"], 0.0),
             fetch_allow_cidrs=_cidrs(env, "MEDIAPROXY_FETCH_ALLOW_CIDRS"),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 
 import pytest
 
@@ -79,6 +80,40 @@ def test_bulkhead_bounds_holders_and_refuses_past_its_wait():
         t.join()
     with bh.slot():
         assert bh.in_use == 1
+
+
+def test_bulkhead_queues_at_most_max_waiters_and_refuses_the_rest_at_once():
+    bh = Bulkhead("misses", 1, 5.0, max_waiters=1)
+    release = threading.Event()
+    held = threading.Event()
+    got: list[str] = []
+
+    def hold() -> None:
+        with bh.slot():
+            held.set()
+            release.wait()
+
+    def queued() -> None:
+        with bh.slot():
+            got.append("queued")
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    held.wait()
+    waiter = threading.Thread(target=queued)
+    waiter.start()
+    deadline = time.monotonic() + 5
+    while bh.waiting < 1 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert bh.waiting == 1
+    t0 = time.monotonic()
+    with pytest.raises(Overloaded), bh.slot():  # the queue is full: refused at once, not after the wait
+        pass
+    assert time.monotonic() - t0 < 1.0 and bh.refused == 1
+    release.set()
+    holder.join()
+    waiter.join()
+    assert got == ["queued"] and bh.waiting == 0 and bh.in_use == 0
 
 
 class FlakyStore:

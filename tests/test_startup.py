@@ -121,7 +121,7 @@ def test_check_config(tmp_path):
     done = subprocess.run([CLI, "check-config"], env=env, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert SECRET not in done.stdout and "internal-secret-value" not in done.stdout
-    assert "secret_key = ***" in done.stdout and "server.threads = 8" in done.stdout
+    assert "secret_key = ***" in done.stdout and "server.threads = 18" in done.stdout
     assert "configuration OK" in done.stdout
     env["MEDIAPROXY_THREADS"] = "0"
     done = subprocess.run([CLI, "check-config"], env=env, capture_output=True, text=True, timeout=60)
