@@ -269,12 +269,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("db", help="the media library's database")
-    dbsub = p.add_subparsers(dest="db_command", required=True, metavar="COMMAND")
+    dbsub = p.add_subparsers(dest="db_command", required=True, metavar="COMMAND", help="upgrade")
     q = dbsub.add_parser("upgrade", help="apply the migrations (idempotent)")
     q.set_defaults(func=cmd_db_upgrade)
 
     p = sub.add_parser("keys", help="API keys of the media library")
-    ksub = p.add_subparsers(dest="keys_command", required=True, metavar="COMMAND")
+    ksub = p.add_subparsers(dest="keys_command", required=True, metavar="COMMAND", help="create")
     q = ksub.add_parser("create", help="create a key (and the organization if needed); the key is the last line")
     q.add_argument("--org", required=True, help="organization slug (a-z, 0-9, '-')")
     q.add_argument("--name", default="", help="a label for the key")

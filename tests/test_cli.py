@@ -4,6 +4,7 @@ help, and a closed pipe."""
 
 from __future__ import annotations
 
+import argparse
 import os
 import secrets
 import subprocess
@@ -31,14 +32,24 @@ def test_version_and_help_on_every_option():
     assert (done.returncode, done.stdout.strip()) == (0, f"mediaproxy {__version__}")
     parser = build_parser()
     sub = next(a for a in parser._actions if a.dest == "command")
-    assert set(sub.choices) == {"check-config", "put", "purge", "sign", "demo"}
-    for name, p in sub.choices.items():
+    assert set(sub.choices) == {"check-config", "put", "purge", "sign", "demo", "db", "keys", "worker"}
+
+    def walk(p, words):  # every command and sub-command (db upgrade, keys create)
+        yield p, words
         for action in p._actions:
-            assert action.help, (name, action.dest)
-        text = run(dict(os.environ), name, "--help").stdout
+            if isinstance(action, argparse._SubParsersAction):
+                for name, child in action.choices.items():
+                    yield from walk(child, [*words, name])
+
+    for p, words in walk(parser, []):
+        if not words:
+            continue
+        for action in p._actions:
+            assert action.help, (words, action.dest)
+        text = run(dict(os.environ), *words, "--help").stdout
         for action in p._actions:
             if action.option_strings:
-                assert action.option_strings[-1] in text, (name, action.option_strings)
+                assert action.option_strings[-1] in text, (words, action.option_strings)
 
 
 @pytest.mark.parametrize("url, reason", [
