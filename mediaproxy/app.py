@@ -75,6 +75,17 @@ def _http_error(req: falcon.Request, resp: falcon.Response, exc: falcon.HTTPErro
     _error(req, resp, exc.status_code, str(reason).lower(), headers)
 
 
+def _client_timeout(req: falcon.Request, resp: falcon.Response, exc: TimeoutError, params: dict) -> None:
+    # Storage and origin timeouts arrive as MediaError (504); a bare socket timeout here is the
+    # client's request body stalling past MEDIAPROXY_SEND_TIMEOUT: its fault, one line, no trace.
+    from .http import close_connection
+
+    log.warning("%s %s: 408 the request body stalled", req.method, req.path)
+    req.context.logged = True
+    close_connection(req)  # what is left of the body must not be read as the next request
+    _error(req, resp, 408, "request body timed out")
+
+
 def _unexpected(req: falcon.Request, resp: falcon.Response, exc: Exception, params: dict) -> None:
     log.exception("unhandled error on %s %s", req.method, req.path)
     req.context.logged = True  # logs.FaultLog: the stack trace is the line
@@ -106,6 +117,7 @@ def create_falcon_app(settings: Settings, ctx: Context) -> falcon.App:
     app.req_options.strip_url_path_trailing_slash = False
     app.resp_options.secure_cookies_by_default = False
     app.add_error_handler(Exception, _unexpected)
+    app.add_error_handler(TimeoutError, _client_timeout)
     app.add_error_handler(falcon.HTTPError, _http_error)
     app.add_error_handler(MediaError, _media_error)
     ops.add_routes(app, ctx)

@@ -225,12 +225,12 @@ def cmd_keys_create(args: argparse.Namespace) -> int:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
-    import logging
-
+    from . import logs
     from .library.jobs import run_worker
 
-    logging.basicConfig(level=os.environ.get("MEDIAPROXY_LOG_LEVEL", "INFO").upper(), format="%(message)s")
-    run_worker(Settings.from_env(os.environ))
+    settings = Settings.from_env(os.environ)
+    logs.configure(settings.server.log_level)  # the same JSON lines as the web workers
+    run_worker(settings)
     return 0
 
 

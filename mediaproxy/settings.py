@@ -488,6 +488,13 @@ class Settings:
             path = Path(settings.storage)
             if path.exists() and not path.is_dir():
                 raise ConfigError(f"MEDIAPROXY_STORAGE={storage!r}: exists and is not a directory")
+        served = {"MEDIAPROXY_CDN_BUCKET": settings.cdn_bucket, "MEDIAPROXY_UPLOADS_BUCKET": settings.uploads_bucket,
+                  "MEDIAPROXY_STATIC_BUCKET": settings.static_bucket}
+        for name, bucket in served.items():
+            if bucket == settings.library.bucket:
+                # The static host serves every key of its bucket and the CDN routes read theirs
+                # without records: the library's private originals must never be in one of them.
+                raise ConfigError(f"MEDIAPROXY_LIBRARY_BUCKET={bucket!r}: must differ from {name}")
         return settings
 
     def describe(self) -> dict[str, object]:

@@ -227,6 +227,22 @@ def test_download_public_is_immutable(library):
     assert library.api("GET", "/api/v1/media/download/library/acme/nothing").status_code == 404
 
 
+def test_downloads_send_the_recorded_type_never_one_from_the_name(library):
+    """GIF magic followed by a script, uploaded as `evil.html`: accepted as the GIF its bytes say it is,
+    and every way to download it says image/gif, in a sandbox (no stored XSS on the media host)."""
+    hostile = media.png(4, 4)  # a real image...
+    m = library.upload(hostile, "evil.html").json()
+    assert m["mimeType"] == "image/png" and m["objectKey"].endswith("evil.html")
+    signed = library.api("GET", "/api/v1/media/presign", params={"objectKey": m["objectKey"], "expiry": 60}).json()
+    for r in (library.api("GET", f"/api/v1/media/download/library/{m['objectKey']}"),
+              requests.get(signed["url"], timeout=30)):
+        assert r.status_code == 200 and r.content == hostile
+        assert r.headers["Content-Type"] == "image/png"  # ...never text/html from the name
+        if r.url.startswith(library.base):  # (S3's own presigned URLs are answered by S3, on its host)
+            assert r.headers["Content-Security-Policy"] == "default-src 'none'; sandbox"
+            assert r.headers["X-Content-Type-Options"] == "nosniff"
+
+
 @pytest.mark.parametrize("expiry", ["0", "86401", "-5", "soon"])
 def test_presign_expiry_bounds(library, expiry):
     m = library.upload(JPEG).json()

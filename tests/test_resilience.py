@@ -492,3 +492,21 @@ def test_streams_past_their_share_are_refused_and_hits_go_on(make_server):
     while srv.get(f"/{key}", headers={"Range": "bytes=0-9"}).status_code != 206:
         assert time.monotonic() < deadline
         time.sleep(0.2)
+
+
+def test_a_request_body_that_stalls_is_a_408_without_a_trace(make_server):
+    """A client that stops sending its declared body: 408 after the send deadline, the connection
+    closed, one WARNING line and no stack trace (it was a 500 with a traceback)."""
+    srv = make_server("local", env={"MEDIAPROXY_SEND_TIMEOUT": "1"}, workers=1)
+    s = socket.create_connection(("127.0.0.1", srv.port), timeout=30)
+    try:
+        s.sendall(b"POST /_metadata HTTP/1.1\r\nHost: x\r\nX-Internal-Secret: test-secret-key\r\n"
+                  b"Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"url\": \"s3://")
+        head = s.recv(4096).decode("latin-1")
+        assert head.startswith("HTTP/1.1 408"), head
+        assert "connection: close" in head.lower()
+    finally:
+        s.close()
+    assert srv.get("/_health").status_code == 200
+    text = _log_text(srv)
+    assert "408 the request body stalled" in text and "Traceback" not in text

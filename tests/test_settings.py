@@ -106,3 +106,10 @@ def test_server_settings_and_storage_case():
         load(MEDIAPROXY_WORKER_CLASS="x;y")
     with pytest.raises(ConfigError, match=r"MEDIAPROXY_METRICS_BIND=.unix:/x.: expected HOST:PORT"):
         load(MEDIAPROXY_METRICS_BIND="unix:/x")
+
+
+@pytest.mark.parametrize("name", ["MEDIAPROXY_CDN_BUCKET", "MEDIAPROXY_UPLOADS_BUCKET", "MEDIAPROXY_STATIC_BUCKET"])
+def test_the_library_bucket_is_never_one_the_origin_serves(name):
+    """The static host serves every key of its bucket: the library's private originals must not be in it."""
+    with pytest.raises(ConfigError, match=f"MEDIAPROXY_LIBRARY_BUCKET='library': must differ from {name}"):
+        Settings.from_env({"MEDIAPROXY_SECRET_KEY": "x", name: "library"})

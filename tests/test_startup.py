@@ -158,3 +158,22 @@ def test_metrics_port_in_use_stops_the_master(tmp_path):
     assert code == 2, out
     assert f"configuration error: MEDIAPROXY_METRICS_BIND='127.0.0.1:{port}'" in out
     assert "Traceback" not in out and "Booting worker" not in out
+
+
+@pytest.mark.parametrize("mode, present, missing", [
+    ("static", ["static"], None),
+    ("media", ["static"], "cdn"),
+])
+def test_ready_asks_the_buckets_of_the_mode(make_server, mode, present, missing):
+    """Readiness asks the buckets the running mode serves (a static host has no CDN bucket)."""
+    import shutil
+
+    srv = make_server("local", env={"MEDIAPROXY_MODE": mode})
+    for bucket in ("cdn", "uploads", "static"):
+        if bucket not in present:
+            shutil.rmtree(srv.storage_dir / bucket, ignore_errors=True)
+    r = srv.get("/_ready")
+    if missing is None:
+        assert (r.status_code, r.text) == (200, "ready\n")
+    else:
+        assert r.status_code == 503 and f"'{missing}'" in r.text, r.text

@@ -272,6 +272,13 @@ class Library:
             raise NotFound("no such object")
         return media
 
+    def key_mime(self, s: Session, bucket: str, key: str) -> str:
+        """The type recorded for a stored original or variant (judged from its bytes at ingest)."""
+        mime = s.scalar(select(StoredObject.mime_type).where(StoredObject.bucket == bucket, StoredObject.key == key))
+        if mime is None:
+            mime = s.scalar(select(Variant.mime_type).where(Variant.bucket == bucket, Variant.key == key))
+        return mime or "application/octet-stream"
+
     def key_is_private(self, s: Session, bucket: str, key: str) -> bool:
         found = self._owner_of_key(s, bucket, key)
         if found is None:

@@ -172,11 +172,22 @@ def make_storage(settings) -> Storage:
     return InstrumentedStorage(LocalStorage(settings.storage_dir), "local")  # type: ignore[return-value]
 
 
+def served_buckets(settings) -> tuple[str, ...]:
+    """The buckets the running mode reads: readiness asks each of them."""
+    return {
+        "media": (settings.cdn_bucket,),
+        "static": (settings.static_bucket,),
+        "library": (settings.library.bucket,),
+        "all": (settings.cdn_bucket, settings.library.bucket),
+    }[settings.mode]
+
+
 def check_ready(storage: Storage, settings) -> None:
-    """Raise ``UpstreamError`` with the reason unless storage answers for the CDN bucket."""
+    """Raise ``UpstreamError`` with the reason unless storage answers for every bucket the mode serves."""
     ping = getattr(storage, "ping", None)
     if ping is not None:
-        ping(settings.cdn_bucket)
+        for bucket in served_buckets(settings):
+            ping(bucket)
 
 
 def prepare(settings, create: bool = True) -> list[tuple[str, str]]:

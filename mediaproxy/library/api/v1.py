@@ -306,9 +306,13 @@ def lib_check(req: falcon.Request, method: str, bucket: str, key: str, lib) -> N
 
 
 def serve_object(req, resp, lib, bucket: str, key: str, private: bool) -> None:
+    from ...routes.attachments import SANDBOX
     from ...routes.common import serve_stored
 
-    serve_stored(req, resp, lib.ctx, bucket, key)
+    # The type recorded at ingest (from the bytes), never one guessed from the key's file name
+    # (`evil.html` holding GIF magic and a script), and sandboxed: nothing stored runs on this host.
+    serve_stored(req, resp, lib.ctx, bucket, key, lib.key_mime(req.context.db, bucket, key))
+    resp.set_header("Content-Security-Policy", SANDBOX)
     if private:
         # Objects never change under a key, but a private one must stay out of shared caches.
         resp.set_header("Cache-Control", "private, max-age=31536000, immutable")
