@@ -118,13 +118,17 @@ class RequestLayer:
         metrics.observe_request(route, method, status, seconds, length)
         if not self.access_log:
             return
-        ip = client_address(environ, self.proxies)
+        if self.proxies:
+            ip = client_address(environ, self.proxies)
+            client = str(ip) if ip is not None else environ.get("REMOTE_ADDR", "")
+        else:  # the peer, as the server wrote it (no address parsing per request)
+            client = environ.get("REMOTE_ADDR", "")
         access.info(
             "access",
             extra={
                 "access": {
                     "request_id": rid,
-                    "client": str(ip) if ip is not None else environ.get("REMOTE_ADDR", ""),
+                    "client": client,
                     "method": method,
                     "path": environ.get("PATH_INFO") or "/",
                     "query": environ.get("QUERY_STRING", ""),

@@ -103,6 +103,6 @@ def test_schemathesis_against_a_live_server(make_server, tmp_path):
          "--max-examples", "8", "--seed", "11", "--workers", "1", "--request-timeout", "60",
          "--generation-database", "none", "--no-color", "--suppress-health-check", "all",
          "--header", f"X-Internal-Secret: {SECRET}", "--report", "json", "--report-json-path", str(report)],
-        capture_output=True, text=True, timeout=900,
+        capture_output=True, text=True, timeout=900, cwd=tmp_path,  # its cache directory stays out of the repo
     )
     assert done.returncode == 0, done.stdout[-6000:] + done.stderr[-2000:]
