@@ -356,7 +356,7 @@ def _encode(im: pyvips.Image, fmt: str, spec: TransformSpec, animate: bool) -> b
     raise BadRequest(f"cannot encode {fmt}")
 
 
-def _input_fails(buf: bytes, spec: TransformSpec, p: Probe, pl: Plan, animate: bool) -> bool:
+def _input_fails(buf: bytes, spec: TransformSpec, p: Probe, pl: Plan, animate: bool, fmt: str) -> bool:
     """Whether the decode step alone fails on this input: 400 (the input) or 500 (we failed).
 
     libvips decodes lazily, so a corrupt or truncated source fails while the
@@ -369,7 +369,7 @@ def _input_fails(buf: bytes, spec: TransformSpec, p: Probe, pl: Plan, animate: b
     encoded. It costs one more decode, on the error path only.
     """
     try:
-        _decode(buf, spec, p, pl, animate).avg()
+        _decode(buf, spec, p, pl, animate, fmt).avg()
     except pyvips.Error:
         return True
     return False
@@ -415,7 +415,7 @@ def transform(buf: bytes, spec: TransformSpec, limits: Limits, p: Probe | None =
         im = _to_srgb(im)
         body = _encode(im, fmt, spec, animate)
     except pyvips.Error:
-        if _input_fails(buf, spec, p, pl, animate):
+        if _input_fails(buf, spec, p, pl, animate, fmt):
             raise BadRequest("undecodable image") from None
         raise ProcessingError("image processing failed") from None
     frames_n = im.height // page_h if animate and page_h else 1
