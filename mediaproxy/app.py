@@ -122,6 +122,9 @@ def create_app(settings: Settings, storage: Storage | None = None) -> falcon.App
         v1.add_routes(app, lib)
         media.add_routes(app, lib)
         library.add_routes(app, lib)
+        from .library.api import v2  # seed 004 (issue 14)
+
+        v2.add_routes(app, lib)
     return wsgi_layers(settings, ctx, app, fast_path=origin)
 
 
