@@ -86,6 +86,27 @@ def cmd_worker(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_admin_create(args: argparse.Namespace) -> int:
+    """Seed 004's first admin: the password comes from standard input (one line), never argv."""
+    from .errors import MediaError
+    from .library import auth
+    from .library.db import Database, upgrade_locked
+
+    settings = _library_settings()
+    password = sys.stdin.readline().rstrip("\r\n")
+    db = Database(settings.library.database_url)
+    upgrade_locked(db)
+    try:
+        with db.transaction() as s:
+            admin = auth.create_admin(s, args.email, password, args.name)
+            email = admin.email
+    except MediaError as exc:
+        print(f"mediaproxy: {exc.reason}", file=sys.stderr)
+        return 2
+    print(f"admin {email} created")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="mediaproxy", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -108,6 +129,12 @@ def main(argv: list[str] | None = None) -> int:
     q.set_defaults(func=cmd_keys_create)
     p = sub.add_parser("worker", help="run the library's job worker (huey consumer)")
     p.set_defaults(func=cmd_worker)
+    p = sub.add_parser("admin", help="admins of seed 004's admin API")
+    asub = p.add_subparsers(dest="admin_command", required=True)
+    q = asub.add_parser("create", help="create an admin; the password is read from standard input")
+    q.add_argument("--email", required=True)
+    q.add_argument("--name", default="")
+    q.set_defaults(func=cmd_admin_create)
     args = parser.parse_args(argv)
     try:
         return args.func(args)

@@ -261,29 +261,7 @@ class Image(V2Resource):
     def on_patch(self, req: falcon.Request, resp: falcon.Response, image_id: str) -> None:
         org = self.org(req)
         media = owned_image(self, req, org, image_id)
-        p = read_json(req)
-        unknown = sorted(set(p) - {"tags", "description", "isPrivate"})
-        if unknown:
-            raise BadRequest(f"unknown field(s): {', '.join(unknown)}")
-        changes: dict = {}
-        if "description" in p:
-            d = p["description"]
-            if d is not None and not isinstance(d, str):
-                raise BadRequest("description must be a string or null")
-            if d is not None and len(d) > 4096:
-                raise BadRequest("description is longer than 4096 characters")
-            changes["description"] = d
-        if "isPrivate" in p:
-            if not isinstance(p["isPrivate"], bool):
-                raise BadRequest("isPrivate must be true or false")
-            if p["isPrivate"] and media.owner is None:
-                raise BadRequest("an image without an owner (X-User-Id at upload) cannot be private")
-            changes["is_private"] = p["isPrivate"]
-        tags = _tags(p["tags"]) if "tags" in p and p["tags"] is not None else None
-        s = req.context.db
-        if tags is not None:
-            self.gallery.set_tags(s, media.id, tags)
-        self.library.patch(s, media, changes)
+        patch_image(self, req, media)
         send_json(resp, self.image_json(req, media))
 
     def on_delete(self, req: falcon.Request, resp: falcon.Response, image_id: str) -> None:
@@ -291,6 +269,33 @@ class Image(V2Resource):
         media = owned_image(self, req, org, image_id)
         self.gallery.delete_image(req.context.db, media)
         resp.status = falcon.HTTP_204
+
+
+def patch_image(r: V2Resource, req: falcon.Request, media: Media) -> None:
+    """PATCH's fields (``tags``, ``description``, ``isPrivate``): the client's and the admin's."""
+    p = read_json(req)
+    unknown = sorted(set(p) - {"tags", "description", "isPrivate"})
+    if unknown:
+        raise BadRequest(f"unknown field(s): {', '.join(unknown)}")
+    changes: dict = {}
+    if "description" in p:
+        d = p["description"]
+        if d is not None and not isinstance(d, str):
+            raise BadRequest("description must be a string or null")
+        if d is not None and len(d) > 4096:
+            raise BadRequest("description is longer than 4096 characters")
+        changes["description"] = d
+    if "isPrivate" in p:
+        if not isinstance(p["isPrivate"], bool):
+            raise BadRequest("isPrivate must be true or false")
+        if p["isPrivate"] and media.owner is None:
+            raise BadRequest("an image without an owner (X-User-Id at upload) cannot be private")
+        changes["is_private"] = p["isPrivate"]
+    tags = _tags(p["tags"]) if "tags" in p and p["tags"] is not None else None
+    s = req.context.db
+    if tags is not None:
+        r.gallery.set_tags(s, media.id, tags)
+    r.library.patch(s, media, changes)
 
 
 def owned_image(r: V2Resource, req: falcon.Request, org: Organization, image_id: str) -> Media:
@@ -573,6 +578,9 @@ class V2:
         app.add_route(f"{P}/albums/{{album_id}}/tokens/{{token}}", AlbumToken(lib, self))
         app.add_route(f"{P}/status", Status(lib, self))
         app.add_route(f"{P}/client/stats", ClientStats(lib, self))
+        from . import admin
+
+        admin.add_routes(app, self)
 
 
 def add_routes(app: falcon.App, lib) -> None:
