@@ -469,13 +469,15 @@ class Albums(V2Resource):
                          "limit": limit, "offset": offset})
 
 
-class AlbumOne(V2Resource):
+class AlbumBase(V2Resource):
     def _album(self, req: falcon.Request, album_id: str, write: bool = False) -> Album:
         org = self.org(req)
         user = _user(req, True)
         return self.gallery.album(req.context.db, org.id, album_id, user, text(req.params, "token", most=128),
                                   write=write)
 
+
+class AlbumOne(AlbumBase):
     def on_get(self, req: falcon.Request, resp: falcon.Response, album_id: str) -> None:
         send_json(resp, self.album_json(req, self._album(req, album_id)))
 
@@ -491,7 +493,7 @@ class AlbumOne(V2Resource):
         resp.status = falcon.HTTP_204
 
 
-class AlbumImages(AlbumOne):
+class AlbumImages(AlbumBase):
     def on_get(self, req: falcon.Request, resp: falcon.Response, album_id: str) -> None:
         album = self._album(req, album_id)
         user = _user(req, True)
@@ -519,7 +521,7 @@ class AlbumImages(AlbumOne):
         send_json(resp, {"removed": removed, "album": self.album_json(req, album)})
 
 
-class AlbumTokens(AlbumOne):
+class AlbumTokens(AlbumBase):
     def on_post(self, req: falcon.Request, resp: falcon.Response, album_id: str) -> None:
         album = self._album(req, album_id, write=True)
         org = self.org(req)
@@ -530,7 +532,7 @@ class AlbumTokens(AlbumOne):
                          "url": f"{base}{self.api.prefix}/albums/{album.id}?token={token}"}, 201)
 
 
-class AlbumToken(AlbumOne):
+class AlbumToken(AlbumBase):
     def on_delete(self, req: falcon.Request, resp: falcon.Response, album_id: str, token: str) -> None:
         album = self._album(req, album_id, write=True)
         self.gallery.revoke_token(req.context.db, self.org(req), "album", album.id, token)
