@@ -49,3 +49,14 @@ def test_every_v2_route_is_documented(tmp_path):
                   for p, item in json.loads(FRAGMENT.read_text())["paths"].items() for m in item}
     assert served - documented == set(), "served but not documented"
     assert documented - served == set(), "documented but not served"
+
+
+def test_the_prefix_is_a_setting(tmp_path):
+    settings = Settings.from_env({"MEDIAPROXY_SECRET_KEY": "x", "MEDIAPROXY_MODE": "library",
+                                  "MEDIAPROXY_STORAGE": str(tmp_path / "s"),
+                                  "MEDIAPROXY_CACHE_DIR": str(tmp_path / "c"), "MEDIAPROXY_API_PREFIX": "/api/img/",
+                                  "MEDIAPROXY_DATABASE_URL": f"sqlite:///{tmp_path}/l.db",
+                                  "MEDIAPROXY_QUEUE_URL": f"sqlite:///{tmp_path}/q.db", "MEDIAPROXY_FAST_PATH": "0"})
+    served = _served(create_app(settings))
+    assert ("GET", "/api/img/images/{}") in served and ("POST", "/api/img/admin/auth/login") in served
+    assert not any(t.startswith("/v2/") for _, t in served)
