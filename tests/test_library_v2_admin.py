@@ -149,12 +149,12 @@ def test_admin_sees_every_client(library):
     assert admin_api(library, "GET", "/clients/999999", tok).status_code == 404
     # images: upload on behalf of a client, list across clients, tags, get, patch, delete
     r = admin_api(library, "POST", "/images", tok, params={"clientId": acme["id"]},
-                  files=[("file", ("a.png", img(), "image/png")), ("tags[]", (None, "adminmade")),
+                  files=[("file", ("by-admin.png", img(), "image/png")), ("tags[]", (None, "adminmade")),
                          ("externalUserId", (None, "zed")), ("isPrivate", (None, "true"))])
     assert r.status_code == 201, r.text
     m = r.json()
     assert m["clientId"] == acme["id"] and m["isPrivate"] and m["userId"] == "zed"
-    no_client = admin_api(library, "POST", "/images", tok, files=[("file", ("a.png", img(), "image/png"))])
+    no_client = admin_api(library, "POST", "/images", tok, files=[("file", ("by-admin.png", img(), "image/png"))])
     assert no_client.status_code == 400
     other = created(library, key=library.other_key, tags=["adminother"])
     listed = admin_api(library, "GET", "/images", tok, params={"limit": 100, "tag": "adminmade"}).json()
