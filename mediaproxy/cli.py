@@ -234,6 +234,27 @@ def cmd_worker(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_admin_create(args: argparse.Namespace) -> int:
+    """Seed 004's first admin: the password comes from standard input (one line), never argv."""
+    from .errors import MediaError
+    from .library import auth
+    from .library.db import Database, upgrade_locked
+
+    settings = _library_settings()
+    password = sys.stdin.readline().rstrip("\r\n")
+    db = Database(settings.library.database_url)
+    upgrade_locked(db)
+    try:
+        with db.transaction() as s:
+            admin = auth.create_admin(s, args.email, password, args.name)
+            email = admin.email
+    except MediaError as exc:
+        print(f"mediaproxy: {exc.reason}", file=sys.stderr)
+        return 2
+    print(f"admin {email} created")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mediaproxy", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -282,6 +303,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("worker", help="run the library's job worker (huey consumer)")
     p.set_defaults(func=cmd_worker)
+
+    p = sub.add_parser("admin", help="admins of seed 004's admin API")
+    asub = p.add_subparsers(dest="admin_command", required=True, metavar="COMMAND", help="create")
+    q = asub.add_parser("create", help="create an admin; the password is read from standard input")
+    q.add_argument("--email", required=True, help="the admin's e-mail address (the login)")
+    q.add_argument("--name", default="", help="a display name")
+    q.set_defaults(func=cmd_admin_create)
     return parser
 
 

@@ -65,3 +65,204 @@ def authenticate(session: Session, key: str | None) -> Organization:
     if row is None or not ok or row.revoked_at is not None:
         raise Unauthorized("invalid API key")
     return row.org
+
+
+# -- seed 004's admins: argon2id passwords, HS256 access JWTs, rotating refresh tokens --------------
+#
+# An access token is a JWT (HS256 with a key derived from MEDIAPROXY_SECRET_KEY) that lives
+# ACCESS_TTL seconds and carries the admin's ``token_version``: a password change or a reused refresh
+# token bumps it, which ends every access token at once. Only HS256 is accepted (``alg: none`` and
+# every other algorithm are refused by PyJWT's ``algorithms=``); ``exp`` is required and checked.
+# A refresh token is opaque (256 bits, stored as SHA-256), single use: refreshing rotates it; a used
+# one presented again means it was stolen, so its whole family (that login's chain) is revoked.
+# Failed logins are counted per account and per address: past LOGIN_FREE (an address: LOGIN_FREE_ADDR)
+# failures each further attempt waits 2^(n - free) seconds (at most LOGIN_MAX_WAIT), answered 429 with Retry-After.
+
+ACCESS_TTL = 900
+REFRESH_TTL = 30 * 86400
+LOGIN_FREE = 5  # failures of one account before it slows down
+LOGIN_FREE_ADDR = 20  # of one address (many users may share one behind a NAT)
+LOGIN_FORGET = 3600  # a counter untouched this long starts again
+LOGIN_MAX_WAIT = 900
+PASSWORD_MIN = 10
+_EMAIL = re.compile(r"[^@\s]{1,64}@[^@\s]{1,190}")
+
+
+def _hasher():
+    from argon2 import PasswordHasher
+
+    return PasswordHasher()
+
+
+def check_email(email: str | None) -> str:
+    email = (email or "").strip().lower()
+    if not _EMAIL.fullmatch(email):
+        raise BadRequest("email must be an address")
+    return email
+
+
+def check_password(password: str | None) -> str:
+    if not isinstance(password, str) or len(password) < PASSWORD_MIN or len(password) > 1024:
+        raise BadRequest(f"the password must be {PASSWORD_MIN}..1024 characters")
+    return password
+
+
+def create_admin(session: Session, email: str, password: str, name: str = ""):
+    from .models import Admin
+
+    email = check_email(email)
+    if session.scalar(select(Admin).where(Admin.email == email)) is not None:
+        raise BadRequest(f"an admin {email} exists")
+    admin = Admin(email=email, name=name, password_hash=_hasher().hash(check_password(password)), token_version=0)
+    session.add(admin)
+    session.flush()
+    return admin
+
+
+_DUMMY_HASH: list[str] = []
+
+
+def verify_password(admin, password: str) -> bool:
+    """Constant work whether or not the account exists (a dummy hash is checked for none)."""
+    from argon2.exceptions import InvalidHashError, VerificationError
+
+    h = _hasher()
+    if admin is None:
+        if not _DUMMY_HASH:
+            _DUMMY_HASH.append(h.hash(secrets.token_hex(16)))
+        target = _DUMMY_HASH[0]
+    else:
+        target = admin.password_hash
+    try:
+        ok = h.verify(target, password)
+    except (VerificationError, InvalidHashError):
+        ok = False
+    return ok and admin is not None
+
+
+def jwt_key(secret: str) -> bytes:
+    return hmac.new(secret.encode(), b"mediaproxy admin access token", hashlib.sha256).digest()
+
+
+def access_token(admin, secret: str) -> str:
+    import time
+
+    import jwt
+
+    t = int(time.time())
+    claims = {"sub": str(admin.id), "ver": admin.token_version, "typ": "access", "iat": t, "exp": t + ACCESS_TTL}
+    return jwt.encode(claims, jwt_key(secret), algorithm="HS256")
+
+
+def admin_from_token(session: Session, token: str | None, secret: str):
+    """The admin of a valid access token; ``Unauthorized`` for anything else."""
+    import jwt
+
+    from .models import Admin
+
+    if not token:
+        raise Unauthorized("missing Authorization: Bearer access token")
+    try:
+        claims = jwt.decode(token, jwt_key(secret), algorithms=["HS256"],
+                            options={"require": ["exp", "iat", "sub"]})
+    except jwt.ExpiredSignatureError:
+        raise Unauthorized("the access token has expired") from None
+    except jwt.PyJWTError:
+        raise Unauthorized("invalid access token") from None
+    if claims.get("typ") != "access" or not str(claims.get("sub", "")).isdigit():
+        raise Unauthorized("invalid access token")
+    admin = session.get(Admin, int(claims["sub"]))
+    if admin is None or admin.token_version != claims.get("ver"):
+        raise Unauthorized("the access token has been revoked")
+    return admin
+
+
+def issue_refresh(session: Session, admin, family: str | None = None) -> str:
+    from datetime import timedelta
+
+    from .models import RefreshToken, now
+
+    token = secrets.token_urlsafe(32)
+    session.add(RefreshToken(admin_id=admin.id, family=family or secrets.token_hex(16), digest=digest(token),
+                             expires_at=now() + timedelta(seconds=REFRESH_TTL)))
+    session.flush()
+    return token
+
+
+def rotate_refresh(session: Session, token: str | None):
+    """(admin, a new refresh token) for a valid one, which is used up; a reused token revokes its
+    whole family and every access token of the admin."""
+    from sqlalchemy import update
+
+    from .models import Admin, RefreshToken, now
+
+    row = session.scalar(select(RefreshToken).where(RefreshToken.digest == digest(token or ""))) if token else None
+    if row is None or row.revoked_at is not None or row.expires_at <= now():
+        raise Unauthorized("invalid refresh token")
+    admin = session.get(Admin, row.admin_id)
+    if row.used_at is not None:
+        revoke_family(session, row.family)
+        admin.token_version += 1
+        session.commit()
+        raise Unauthorized("the refresh token was used before: its session is revoked")
+    # compare-and-set: of two concurrent refreshes with one token, only one wins
+    won = session.execute(update(RefreshToken).where(RefreshToken.id == row.id, RefreshToken.used_at.is_(None))
+                          .values(used_at=now())).rowcount
+    if not won:
+        raise Unauthorized("invalid refresh token")
+    return admin, issue_refresh(session, admin, row.family)
+
+
+def revoke_family(session: Session, family: str) -> None:
+    from sqlalchemy import update
+
+    from .models import RefreshToken, now
+
+    session.execute(update(RefreshToken).where(RefreshToken.family == family, RefreshToken.revoked_at.is_(None))
+                    .values(revoked_at=now()))
+
+
+def revoke_refresh(session: Session, admin, token: str | None) -> None:
+    from .models import RefreshToken
+
+    row = session.scalar(select(RefreshToken).where(RefreshToken.digest == digest(token or ""),
+                                                    RefreshToken.admin_id == admin.id)) if token else None
+    if row is not None:
+        revoke_family(session, row.family)
+
+
+def throttle_wait(session: Session, keys: list[str]) -> int:
+    """Seconds until the next login attempt is allowed for any of ``keys`` (0: now)."""
+    from .models import LoginThrottle, now
+
+    t = now()
+    wait = 0
+    for k in keys:
+        row = session.get(LoginThrottle, k)
+        if row is not None and row.locked_until is not None and row.locked_until > t:
+            wait = max(wait, int((row.locked_until - t).total_seconds()) + 1)
+    return wait
+
+
+def throttle_record(session: Session, keys: list[str], ok: bool) -> None:
+    from datetime import timedelta
+
+    from .models import LoginThrottle, now
+
+    for k in keys:
+        row = session.get(LoginThrottle, k)
+        if ok:
+            if row is not None and k.startswith("acct:"):
+                session.delete(row)
+            continue
+        if row is None:
+            row = LoginThrottle(key=k, failures=0)
+            session.add(row)
+        elif row.updated_at < now() - timedelta(seconds=LOGIN_FORGET):
+            row.failures = 0
+        row.failures += 1
+        row.updated_at = now()
+        free = LOGIN_FREE if k.startswith("acct:") else LOGIN_FREE_ADDR
+        if row.failures >= free:
+            row.locked_until = now() + timedelta(seconds=min(2 ** (row.failures - free), LOGIN_MAX_WAIT))
+    session.flush()

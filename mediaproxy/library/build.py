@@ -21,11 +21,12 @@ def add_routes(app, ctx: Context) -> None:
     """The library's route group (``MEDIAPROXY_MODE=library|all``): its APIs, its public URLs,
     and the middleware that opens one database session per library request."""
     from ..routes import library as public
-    from .api import media, v1
+    from .api import media, v1, v2
     from .api.common import LibraryMiddleware
 
     lib = build_library(ctx.settings, ctx)
     app.add_middleware(LibraryMiddleware(lib))
     v1.add_routes(app, lib)
     media.add_routes(app, lib)
+    v2.add_routes(app, lib)  # seed 004, under MEDIAPROXY_API_PREFIX
     public.add_routes(app, lib)

@@ -151,3 +151,103 @@ class Job(Base):
     result: Mapped[str | None] = mapped_column(Text, nullable=True)  # JSON
     created_at: Mapped[datetime] = mapped_column(DateTime, default=now)
     updated_at: Mapped[datetime] = mapped_column(DateTime, default=now, onupdate=now)
+
+
+# -- seed 004 (issue 14): tags, albums, share tokens, avatars --------------------------------------
+
+class MediaTag(Base):
+    """One tag of one media (seed 004's ``tags[]``); filtered on, so a row per tag, not a JSON blob."""
+
+    __tablename__ = "media_tags"
+    __table_args__ = (Index("ix_media_tags_tag", "tag", "media_id"),)
+    media_id: Mapped[str] = mapped_column(ForeignKey("media.id", ondelete="CASCADE"), primary_key=True)
+    tag: Mapped[str] = mapped_column(String(64), primary_key=True)
+
+
+class Album(Base):
+    __tablename__ = "albums"
+    __table_args__ = (Index("ix_albums_org_owner", "org_id", "owner", "created_at"),)
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    org_id: Mapped[int] = mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"))
+    owner: Mapped[str] = mapped_column(String(255))  # X-User-Id of its creator
+    name: Mapped[str] = mapped_column(String(255))
+    description: Mapped[str | None] = mapped_column(Text, nullable=True)
+    is_public: Mapped[bool] = mapped_column(Boolean, default=False)
+    external_id: Mapped[str | None] = mapped_column(String(255), nullable=True)  # seed 004's albumId
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=now)
+    updated_at: Mapped[datetime] = mapped_column(DateTime, default=now, onupdate=now)
+
+
+class AlbumImage(Base):
+    __tablename__ = "album_images"
+    __table_args__ = (Index("ix_album_images_media", "media_id"),)
+    album_id: Mapped[str] = mapped_column(ForeignKey("albums.id", ondelete="CASCADE"), primary_key=True)
+    media_id: Mapped[str] = mapped_column(ForeignKey("media.id", ondelete="CASCADE"), primary_key=True)
+    added_at: Mapped[datetime] = mapped_column(DateTime, default=now)
+
+
+class ShareToken(Base):
+    """A share link of an image or an access token of an album. Only the SHA-256 of the token is
+    stored; it expires (``expires_at``) and can be revoked (``revoked_at``)."""
+
+    __tablename__ = "share_tokens"
+    __table_args__ = (Index("ix_share_tokens_target", "kind", "target_id"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    org_id: Mapped[int] = mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(8))  # image | album
+    target_id: Mapped[str] = mapped_column(String(40))
+    digest: Mapped[str] = mapped_column(String(64), unique=True)
+    created_by: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    expires_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=now)
+
+
+class Avatar(Base):
+    """One avatar per (client, external user): a pointer to an ordinary media record."""
+
+    __tablename__ = "avatars"
+    __table_args__ = (UniqueConstraint("org_id", "external_user_id", name="uq_avatars_org_user"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    org_id: Mapped[int] = mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"))
+    external_user_id: Mapped[str] = mapped_column(String(255))
+    media_id: Mapped[str] = mapped_column(ForeignKey("media.id", ondelete="CASCADE"))
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=now)
+    updated_at: Mapped[datetime] = mapped_column(DateTime, default=now, onupdate=now)
+
+
+# -- seed 004's admin API (issue 14): admins, refresh tokens, login throttling ---------------------
+
+class Admin(Base):
+    __tablename__ = "admins"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    email: Mapped[str] = mapped_column(String(255), unique=True)
+    name: Mapped[str] = mapped_column(String(255), default="")
+    password_hash: Mapped[str] = mapped_column(String(255))  # argon2id
+    token_version: Mapped[int] = mapped_column(Integer, default=0)  # bumped: every access token dies
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=now)
+    updated_at: Mapped[datetime] = mapped_column(DateTime, default=now, onupdate=now)
+
+
+class RefreshToken(Base):
+    """Opaque, stored as SHA-256; one use each (rotation); a family is one login's chain."""
+
+    __tablename__ = "refresh_tokens"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    admin_id: Mapped[int] = mapped_column(ForeignKey("admins.id", ondelete="CASCADE"), index=True)
+    family: Mapped[str] = mapped_column(String(40), index=True)
+    digest: Mapped[str] = mapped_column(String(64), unique=True)
+    expires_at: Mapped[datetime] = mapped_column(DateTime)
+    used_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=now)
+
+
+class LoginThrottle(Base):
+    """Failed logins per account (``acct:EMAIL``) and per address (``addr:IP``)."""
+
+    __tablename__ = "login_throttle"
+    key: Mapped[str] = mapped_column(String(300), primary_key=True)
+    failures: Mapped[int] = mapped_column(Integer, default=0)
+    locked_until: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    updated_at: Mapped[datetime] = mapped_column(DateTime, default=now)

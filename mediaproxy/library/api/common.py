@@ -210,7 +210,8 @@ class Form:
     upload: Upload | None = None
 
 
-def read_multipart(req: falcon.Request, begin, names: tuple[str, ...], max_bytes: int) -> Form:
+def read_multipart(req: falcon.Request, begin, names: tuple[str, ...], max_bytes: int,
+                   lists: tuple[str, ...] = ()) -> Form:
     """Parse a multipart body as it arrives, streaming the ``file`` part into storage.
 
     Past ``max_bytes`` (or for a type not allowed) the upload is aborted, so nothing is stored, and
@@ -230,6 +231,9 @@ def read_multipart(req: falcon.Request, begin, names: tuple[str, ...], max_bytes
     for n, t in targets.items():
         parser.register(n, t)
     parser.register("file", _FileTarget(form))
+    repeated = {n: _ListTarget() for n in lists}  # a field sent several times (seed 004's tags[])
+    for n, t in repeated.items():
+        parser.register(n, t)
     stream = body_stream(req)
     try:
         while chunk := stream.read(CHUNK):
@@ -254,7 +258,32 @@ def read_multipart(req: falcon.Request, begin, names: tuple[str, ...], max_bytes
             except UnicodeDecodeError:
                 _abort(form, stream)
                 raise BadRequest(f"{n} is not UTF-8") from None
+    for n, t in repeated.items():
+        if t.values:
+            try:
+                form.fields[n] = [bytes(v).decode("utf-8") for v in t.values]
+            except UnicodeDecodeError:
+                _abort(form, stream)
+                raise BadRequest(f"{n} is not UTF-8") from None
     return form
+
+
+class _ListTarget(BaseTarget):
+    """Every value of a repeated field, at most FIELD_MAX bytes in all."""
+
+    def __init__(self):
+        super().__init__()
+        self.values: list[bytearray] = []
+        self.size = 0
+
+    def on_start(self) -> None:
+        self.values.append(bytearray())
+
+    def on_data_received(self, chunk: bytes) -> None:
+        self.size += len(chunk)
+        if self.size > FIELD_MAX:
+            raise ValidationError(f"a form field is longer than {FIELD_MAX} bytes")
+        self.values[-1] += chunk
 
 
 def _seen(t: ValueTarget) -> tuple[str, ...]:

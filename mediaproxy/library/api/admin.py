@@ -1,0 +1,332 @@
+"""Seed 004's admin API (``{prefix}/admin/...``): ``Authorization: Bearer ACCESS_TOKEN`` (a JWT
+from ``/admin/auth/login``; see ``auth.py`` for tokens, rotation and login throttling). An admin
+sees every client; the records and verbs are the same as the client API's (``gallery.py``)."""
+
+from __future__ import annotations
+
+import falcon
+from sqlalchemy import func, select
+
+from ...errors import BadRequest, MediaError, NotFound
+from .. import auth
+from ..models import Admin, Album, Avatar, Media, Organization
+from ..service import iso
+from .common import boolean, integer, read_json, read_multipart, send_json, text
+from .v2 import IMAGE_FIELDS, V2, V2Resource, _page, _tags, album_fields, patch_image
+
+
+class TooManyAttempts(MediaError):
+    status = 429
+    reason = "too many failed logins"
+
+
+def admin_json(a: Admin) -> dict:
+    return {"id": a.id, "email": a.email, "name": a.name, "createdAt": iso(a.created_at),
+            "updatedAt": iso(a.updated_at)}
+
+
+def client_json(org: Organization, stats: dict | None = None) -> dict:
+    out = {"id": org.id, "slug": org.slug, "name": org.name, "createdAt": iso(org.created_at)}
+    if stats is not None:
+        out["stats"] = stats
+    return out
+
+
+class AdminResource(V2Resource):
+    def admin(self, req: falcon.Request) -> Admin:
+        scheme, _, token = (req.get_header("Authorization") or "").partition(" ")
+        return auth.admin_from_token(req.context.db, token.strip() if scheme.lower() == "bearer" else None,
+                                     self.library.ctx.settings.secret_key)
+
+    def tokens(self, req: falcon.Request, a: Admin, refresh: str) -> dict:
+        return {"accessToken": auth.access_token(a, self.library.ctx.settings.secret_key), "tokenType": "Bearer",
+                "expiresIn": auth.ACCESS_TTL, "refreshToken": refresh, "refreshExpiresIn": auth.REFRESH_TTL,
+                "admin": admin_json(a)}
+
+    def client(self, req: falcon.Request, client_id: str) -> Organization:
+        org = req.context.db.get(Organization, int(client_id)) if client_id.isdigit() and len(client_id) < 12 else None
+        if org is None:
+            raise NotFound("no such client")
+        return org
+
+    def any_image(self, req: falcon.Request, image_id: str) -> Media:
+        s = req.context.db
+        row = self.gallery.served(s, image_id)
+        if row is None:
+            raise NotFound("no such image")
+        return self.gallery.image(s, s.get(Organization, row.org_id), image_id)
+
+
+class Login(AdminResource):
+    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
+        p = read_json(req)
+        s = req.context.db
+        email = (text(p, "email", required=True, most=255) or "").strip().lower()
+        password = text(p, "password", required=True, most=1024)
+        keys = [f"acct:{email}", f"addr:{req.remote_addr}"]
+        wait = auth.throttle_wait(s, keys)
+        if wait:
+            raise TooManyAttempts(f"too many failed logins; retry in {wait} s", headers={"Retry-After": str(wait)})
+        a = s.scalar(select(Admin).where(Admin.email == email))
+        ok = auth.verify_password(a, password)
+        auth.throttle_record(s, keys, ok)
+        if not ok:
+            s.commit()  # the failure counts even though the answer is an error
+            raise auth.Unauthorized("wrong email or password")
+        send_json(resp, self.tokens(req, a, auth.issue_refresh(s, a)))
+
+
+class Refresh(AdminResource):
+    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
+        p = read_json(req)
+        a, refresh = auth.rotate_refresh(req.context.db, text(p, "refreshToken", required=True, most=256))
+        send_json(resp, self.tokens(req, a, refresh))
+
+
+class Logout(AdminResource):
+    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
+        a = self.admin(req)
+        p = read_json(req)
+        s = req.context.db
+        auth.revoke_refresh(s, a, text(p, "refreshToken", most=256))
+        if p.get("everywhere") is True or not p.get("refreshToken"):
+            a.token_version += 1  # every access token of this admin ends now
+        resp.status = falcon.HTTP_204
+
+
+class Me(AdminResource):
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        send_json(resp, admin_json(self.admin(req)))
+
+    def on_patch(self, req: falcon.Request, resp: falcon.Response) -> None:
+        a = self.admin(req)
+        p = read_json(req)
+        unknown = sorted(set(p) - {"name", "email"})
+        if unknown:
+            raise BadRequest(f"unknown field(s): {', '.join(unknown)}")
+        s = req.context.db
+        if "name" in p:
+            a.name = text(p, "name", most=255) or ""
+        if "email" in p:
+            email = auth.check_email(p["email"] if isinstance(p["email"], str) else None)
+            if email != a.email and s.scalar(select(Admin).where(Admin.email == email)) is not None:
+                raise BadRequest("that email belongs to another admin")
+            a.email = email
+        s.flush()
+        send_json(resp, admin_json(a))
+
+
+class ChangePassword(AdminResource):
+    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
+        a = self.admin(req)
+        p = read_json(req)
+        current = text(p, "currentPassword", required=True, most=1024)
+        new = auth.check_password(text(p, "newPassword", required=True, most=1024))
+        if not auth.verify_password(a, current):
+            raise BadRequest("the current password is wrong")
+        a.password_hash = auth._hasher().hash(new)
+        a.token_version += 1  # every session ends: log in again
+        from sqlalchemy import update
+
+        from ..models import RefreshToken, now
+
+        req.context.db.execute(update(RefreshToken).where(RefreshToken.admin_id == a.id,
+                                                          RefreshToken.revoked_at.is_(None)).values(revoked_at=now()))
+        s = req.context.db
+        send_json(resp, self.tokens(req, a, auth.issue_refresh(s, a)))
+
+
+class Stats(AdminResource):
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        self.admin(req)
+        s = req.context.db
+        clients = [client_json(o, self.gallery.stats(s, o.id))
+                   for o in s.scalars(select(Organization).order_by(Organization.id))]
+        total: dict = {}
+        for c in clients:
+            for k, v in c["stats"].items():
+                total[k] = total.get(k, 0) + v
+        send_json(resp, {"clients": len(clients), **total, "perClient": clients})
+
+
+class Clients(AdminResource):
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        self.admin(req)
+        limit, offset = _page(req.params)
+        s = req.context.db
+        total = s.scalar(select(func.count()).select_from(Organization))
+        rows = s.scalars(select(Organization).order_by(Organization.id).limit(limit).offset(offset))
+        send_json(resp, {"items": [client_json(o) for o in rows], "total": total, "limit": limit, "offset": offset})
+
+
+class ClientOne(AdminResource):
+    def on_get(self, req: falcon.Request, resp: falcon.Response, client_id: str) -> None:
+        self.admin(req)
+        org = self.client(req, client_id)
+        send_json(resp, client_json(org, self.gallery.stats(req.context.db, org.id)))
+
+    def on_patch(self, req: falcon.Request, resp: falcon.Response, client_id: str) -> None:
+        self.admin(req)
+        org = self.client(req, client_id)
+        p = read_json(req)
+        unknown = sorted(set(p) - {"name"})
+        if unknown:
+            raise BadRequest(f"unknown field(s): {', '.join(unknown)} (a client's slug never changes)")
+        org.name = text(p, "name", required=True, most=255)
+        req.context.db.flush()
+        send_json(resp, client_json(org))
+
+
+class AdminImages(AdminResource):
+    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
+        """Upload on behalf of a client: ``clientId`` in the query (the form's fields come after the
+        file in many clients, and the upload must know its client before the first byte is stored)."""
+        self.admin(req)
+        org = self.client(req, str(integer(req.params, "clientId", required=True, lo=1)))
+        lib, s = self.library, req.context.db
+        limit = lib.settings.upload_max_bytes
+        form = read_multipart(req, lambda filename: lib.begin_upload(org, filename, limit), IMAGE_FIELDS, limit,
+                              lists=("tags[]",))
+        up = form.upload
+        if up is None:
+            raise BadRequest("the form has no file field")
+        try:
+            user = text(form.fields, "externalUserId", most=255)
+            private = boolean(form.fields, "isPrivate")
+            if private and not user:
+                raise BadRequest("a private image needs externalUserId: its owner")
+            tags = _tags(form.fields.get("tags[]", []) + ([form.fields["tags"]] if "tags" in form.fields else []))
+            description = text(form.fields, "description", most=4096)
+            obj, _ = up.finish()
+        except BaseException:
+            up.abort()
+            raise
+        media = lib.create_media(s, up, obj, owner=user, dialect="v2",
+                                 fields={"description": description, "is_private": private})
+        self.gallery.set_tags(s, media.id, tags)
+        s.commit()
+        lib.enqueue(s, org, "finalize", media, {})
+        send_json(resp, {**self.image_json(req, media), "clientId": org.id}, 201)
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        self.admin(req)
+        p = req.params
+        limit, offset = _page(p)
+        client = integer(p, "clientId", None, 1)
+        items, total = self.gallery.list_images(req.context.db, client, user=None, limit=limit, offset=offset,
+                                                tag=text(p, "tag", most=64), owner=text(p, "userId", most=255),
+                                                all_private=True)
+        send_json(resp, {"items": [{**j, "clientId": m.org_id} for j, m in zip(self.images_json(req, items), items,
+                                                                               strict=True)],
+                         "total": total, "limit": limit, "offset": offset})
+
+
+class AdminTags(AdminResource):
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        self.admin(req)
+        p = req.params
+        limit = integer(p, "limit", 50, 1, 500)
+        send_json(resp, {"items": self.gallery.tag_counts(req.context.db, integer(p, "clientId", None, 1),
+                                                          text(p, "search", most=64), limit)})
+
+
+class AdminImage(AdminResource):
+    def on_get(self, req: falcon.Request, resp: falcon.Response, image_id: str) -> None:
+        self.admin(req)
+        m = self.any_image(req, image_id)
+        send_json(resp, {**self.image_json(req, m), "clientId": m.org_id})
+
+    def on_patch(self, req: falcon.Request, resp: falcon.Response, image_id: str) -> None:
+        self.admin(req)
+        m = self.any_image(req, image_id)
+        patch_image(self, req, m)
+        send_json(resp, {**self.image_json(req, m), "clientId": m.org_id})
+
+    def on_delete(self, req: falcon.Request, resp: falcon.Response, image_id: str) -> None:
+        self.admin(req)
+        self.gallery.delete_image(req.context.db, self.any_image(req, image_id))
+        resp.status = falcon.HTTP_204
+
+
+def avatar_admin_json(row: Avatar, m: Media) -> dict:
+    return {"id": row.id, "clientId": row.org_id, "externalUserId": row.external_user_id, "mediaId": m.id,
+            "mimeType": m.mime_type, "size": m.size, "width": m.width, "height": m.height,
+            "createdAt": iso(row.created_at), "updatedAt": iso(row.updated_at)}
+
+
+class AdminAvatars(AdminResource):
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        self.admin(req)
+        limit, offset = _page(req.params)
+        rows, total = self.gallery.list_avatars(req.context.db, integer(req.params, "clientId", None, 1),
+                                                limit, offset)
+        send_json(resp, {"items": [avatar_admin_json(a, m) for a, m in rows], "total": total, "limit": limit,
+                         "offset": offset})
+
+
+class AdminAvatar(AdminResource):
+    def _row(self, req: falcon.Request, avatar_id: str) -> Avatar:
+        self.admin(req)
+        row = req.context.db.get(Avatar, int(avatar_id)) if avatar_id.isdigit() and len(avatar_id) < 12 else None
+        if row is None:
+            raise NotFound("no such avatar")
+        return row
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response, avatar_id: str) -> None:
+        row = self._row(req, avatar_id)
+        send_json(resp, avatar_admin_json(row, req.context.db.get(Media, row.media_id)))
+
+    def on_delete(self, req: falcon.Request, resp: falcon.Response, avatar_id: str) -> None:
+        self.gallery.delete_avatar(req.context.db, self._row(req, avatar_id))
+        resp.status = falcon.HTTP_204
+
+
+class AdminAlbums(AdminResource):
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        self.admin(req)
+        limit, offset = _page(req.params)
+        items, total = self.gallery.list_albums(req.context.db, integer(req.params, "clientId", None, 1), None,
+                                                limit, offset)
+        counts = self.gallery.image_counts(req.context.db, [a.id for a in items])
+        send_json(resp, {"items": [{**self.album_json(req, a, counts.get(a.id, 0)), "clientId": a.org_id}
+                                   for a in items], "total": total, "limit": limit, "offset": offset})
+
+
+class AdminAlbum(AdminResource):
+    def _album(self, req: falcon.Request, album_id: str) -> Album:
+        self.admin(req)
+        return self.gallery.album(req.context.db, None, album_id)
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response, album_id: str) -> None:
+        a = self._album(req, album_id)
+        send_json(resp, {**self.album_json(req, a), "clientId": a.org_id})
+
+    def on_patch(self, req: falcon.Request, resp: falcon.Response, album_id: str) -> None:
+        a = self._album(req, album_id)
+        for k, v in album_fields(read_json(req), False).items():
+            setattr(a, k, v)
+        req.context.db.flush()
+        send_json(resp, {**self.album_json(req, a), "clientId": a.org_id})
+
+    def on_delete(self, req: falcon.Request, resp: falcon.Response, album_id: str) -> None:
+        self.gallery.delete_album(req.context.db, self._album(req, album_id))
+        resp.status = falcon.HTTP_204
+
+
+def add_routes(app: falcon.App, api: V2) -> None:
+    P, lib = f"{api.prefix}/admin", api.lib
+    app.add_route(f"{P}/auth/login", Login(lib, api))
+    app.add_route(f"{P}/auth/refresh", Refresh(lib, api))
+    app.add_route(f"{P}/auth/logout", Logout(lib, api))
+    app.add_route(f"{P}/auth/me", Me(lib, api))
+    app.add_route(f"{P}/auth/me/change-password", ChangePassword(lib, api))
+    app.add_route(f"{P}/stats", Stats(lib, api))
+    app.add_route(f"{P}/clients", Clients(lib, api))
+    app.add_route(f"{P}/clients/{{client_id}}", ClientOne(lib, api))
+    app.add_route(f"{P}/images", AdminImages(lib, api))
+    app.add_route(f"{P}/images/tags", AdminTags(lib, api))
+    app.add_route(f"{P}/images/{{image_id}}", AdminImage(lib, api))
+    app.add_route(f"{P}/avatars", AdminAvatars(lib, api))
+    app.add_route(f"{P}/avatars/{{avatar_id}}", AdminAvatar(lib, api))
+    app.add_route(f"{P}/albums", AdminAlbums(lib, api))
+    app.add_route(f"{P}/albums/{{album_id}}", AdminAlbum(lib, api))

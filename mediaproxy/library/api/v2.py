@@ -1,0 +1,590 @@
+"""Seed 004's API (under ``MEDIAPROXY_API_PREFIX``, ``/v2`` by default): images with tags,
+privacy and share links, avatars, albums with access tokens, the client's status and statistics.
+HTTP ↔ ``service.Library`` and ``gallery.Gallery`` calls, nothing more.
+
+A client is an organization of the core (``X-API-Key``: the same keys as seeds 002/003); the end
+user is ``X-User-Id``. Who sees what:
+
+- ``GET /images/{id}`` (the bytes) needs no key for a public image (ids are global and random), so
+  it can sit in an ``<img>``. A private image is served to its owner (the client's key and the
+  owner's ``X-User-Id``) or with a valid ``token`` (a share link of the image, or an access token
+  of an album holding it). Anyone else — and any id that does not exist, was deleted, or belongs
+  to another client — gets the same precomputed fallback WebP with ``200`` and
+  ``Cache-Control: private, no-store``: one answer for all, so it tells nothing.
+- Everything else needs the key; another client's images, albums and avatars are ``404``.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import falcon
+from sqlalchemy import text as sql
+
+from ...errors import BadRequest, NotFound
+from ...hotpath import result_key
+from ...media.pipeline import PIPELINE_VERSION
+from ...media.spec import FORMATS, MAX_DIM, TransformSpec
+from ...routes.common import serve_transform
+from .. import auth
+from ..gallery import Gallery, Served, clean_tags, fallback_webp
+from ..models import Album, Media, Organization
+from ..service import iso
+from .common import Resource, boolean, integer, read_json, read_multipart, send_json, text
+
+USER_MAX = 255
+THUMB_SIDE = 256
+SHARE_DEFAULT = 7 * 86400
+SHARE_MAX = 365 * 86400
+LIMIT_DEFAULT, LIMIT_MAX = 20, 100
+IMAGE_FIELDS = ("albumId", "description", "isPrivate", "tags", "externalUserId")
+PUBLIC_CACHE = "public, no-cache"  # always revalidated (ETag → 304): making it private takes effect at once
+OWNER_CACHE = "private, no-cache"
+FALLBACK_CACHE = "private, no-store"
+AVATAR_CACHE = "private, max-age=60, must-revalidate"
+
+
+# -- request helpers -------------------------------------------------------------------------------
+
+def _user(req: falcon.Request, required: bool) -> str | None:
+    user = req.get_header("X-User-Id")
+    if user is None or not user.strip():
+        if required:
+            raise BadRequest("X-User-Id is required")
+        return None
+    user = user.strip()
+    if len(user) > USER_MAX or not user.isprintable():
+        raise BadRequest(f"X-User-Id must be printable and at most {USER_MAX} characters")
+    return user
+
+
+def _page(params: dict) -> tuple[int, int]:
+    limit = integer(params, "limit", LIMIT_DEFAULT, 1, LIMIT_MAX)
+    page = integer(params, "page", None, 1, 10**6)
+    offset = (page - 1) * limit if page is not None else integer(params, "offset", 0, 0, 10**9)
+    return limit, offset
+
+
+def _date(params: dict, name: str) -> datetime | None:
+    raw = text(params, name, most=40)
+    if not raw:
+        return None
+    try:
+        dt = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+    except ValueError:
+        raise BadRequest(f"{name} must be an ISO 8601 date or time") from None
+    if dt.tzinfo is not None:
+        dt = dt.astimezone(UTC).replace(tzinfo=None)
+    return dt
+
+
+def _expiry(p: dict) -> int:
+    return integer(p, "expiresIn", SHARE_DEFAULT, 1, SHARE_MAX)
+
+
+def _tags(value) -> list[str]:
+    """``tags`` as a JSON list, repeated form fields, or one comma-separated string."""
+    if value is None:
+        return []
+    if isinstance(value, str):
+        value = value.split(",")
+    if not isinstance(value, list):
+        raise BadRequest("tags must be a list of strings")
+    out: list[str] = []
+    for v in value:
+        if not isinstance(v, str):
+            raise BadRequest("tags must be a list of strings")
+        out.extend(v.split(","))
+    return clean_tags(out)
+
+
+def image_spec(params: dict) -> TransformSpec:
+    """``w``, ``h`` (1..4096), ``q`` (1..100), ``format`` (default WebP), ``thumb`` (a 256-pixel
+    square crop unless ``w``/``h`` say otherwise); ``t`` and ``token`` are not part of the result."""
+
+    def dim(name: str) -> int | None:
+        return integer(params, name, None, 1, MAX_DIM)
+
+    width, height = dim("w"), dim("h")
+    thumb = boolean(params, "thumb")
+    fmt_raw = text(params, "format", most=8)
+    fmt = FORMATS.get(fmt_raw.lower()) if fmt_raw else "webp"
+    if fmt is None:
+        raise BadRequest("format must be one of jpeg, jpg, png, webp, avif, gif")
+    quality = integer(params, "q", None, 1, 100)
+    fit = "inside"
+    if thumb:
+        if width is None and height is None:
+            width = height = THUMB_SIDE
+        fit = "cover" if width and height else "inside"
+    return TransformSpec(width=width, height=height, fit=fit, position="attention" if thumb else "center",
+                         format=fmt, quality=quality, lossless=False, animated=None)
+
+
+class V2Resource(Resource):
+    """Seed 004 takes its key from ``X-API-Key`` only (``Authorization`` is the admin's JWT)."""
+
+    def __init__(self, lib, api: V2):
+        super().__init__(lib)
+        self.api = api
+        self.gallery = api.gallery
+
+    def org(self, req: falcon.Request) -> Organization:
+        return auth.authenticate(req.context.db, req.get_header("X-API-Key"))
+
+    def image_json(self, req: falcon.Request, media: Media, tags: list[str] | None = None,
+                   albums: list[str] | None = None) -> dict:
+        s = req.context.db
+        base = self.base(req)
+        if tags is None:
+            tags = self.gallery.tags_of(s, [media.id])[media.id]
+        if albums is None:
+            albums = self.gallery.albums_of(s, [media.id])[media.id]
+        return {**self.library.describe(media, base), "userId": media.owner, "tags": tags, "albumIds": albums,
+                "imageUrl": f"{base}{self.api.prefix}/images/{media.id}"}
+
+    def images_json(self, req: falcon.Request, items: list[Media]) -> list[dict]:
+        ids = [m.id for m in items]
+        tags = self.gallery.tags_of(req.context.db, ids)
+        albums = self.gallery.albums_of(req.context.db, ids)
+        return [self.image_json(req, m, tags[m.id], albums[m.id]) for m in items]
+
+    def album_json(self, req: falcon.Request, album: Album, count: int | None = None) -> dict:
+        if count is None:
+            count = self.gallery.image_counts(req.context.db, [album.id]).get(album.id, 0)
+        return {"id": album.id, "name": album.name, "description": album.description, "isPublic": album.is_public,
+                "albumId": album.external_id, "userId": album.owner, "imageCount": count,
+                "createdAt": iso(album.created_at), "updatedAt": iso(album.updated_at)}
+
+    # -- serving ---------------------------------------------------------------------------------
+
+    def serve(self, req: falcon.Request, resp: falcon.Response, img: Served, spec: TransformSpec,
+              cache_control: str) -> None:
+        ctx = self.library.ctx
+        serve_transform(req, resp, ctx, img.bucket, img.key, spec)
+        if req.context.get("cache") == "miss":  # purged with the object when it is replaced or deleted
+            ctx.cache.remember(f"{img.bucket}/{img.key}",
+                               result_key(img.bucket, img.key, spec.canonical(), PIPELINE_VERSION))
+        resp.set_header("Cache-Control", cache_control)
+
+    def fallback(self, resp: falcon.Response) -> None:
+        resp.status = falcon.HTTP_200
+        resp.content_type = "image/webp"
+        resp.data = self.api.fallback
+        resp.set_header("Cache-Control", FALLBACK_CACHE)
+
+
+# -- images ---------------------------------------------------------------------------------------
+
+class Images(V2Resource):
+    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
+        org = self.org(req)
+        user = _user(req, False)
+        lib, s = self.library, req.context.db
+        limit = lib.settings.upload_max_bytes
+        form = read_multipart(req, lambda filename: lib.begin_upload(org, filename, limit), IMAGE_FIELDS, limit,
+                              lists=("tags[]",))
+        up = form.upload
+        if up is None:
+            raise BadRequest("the form has no file field")
+        try:
+            private = boolean(form.fields, "isPrivate")
+            if private and user is None:
+                raise BadRequest("a private image needs X-User-Id: its owner")
+            tags = _tags(form.fields.get("tags[]", []) + ([form.fields["tags"]] if "tags" in form.fields else []))
+            description = text(form.fields, "description", most=4096)
+            album = None
+            album_id = text(form.fields, "albumId", most=64)
+            if album_id:
+                if user is None:
+                    raise BadRequest("albumId needs X-User-Id: the album's owner")
+                album = self.gallery.album(s, org.id, album_id, user, write=True)
+            obj, _ = up.finish()
+        except BaseException:
+            up.abort()
+            raise
+        media = lib.create_media(s, up, obj, owner=user, dialect="v2",
+                                 fields={"description": description, "is_private": private})
+        self.gallery.set_tags(s, media.id, tags)
+        if album is not None:
+            self.gallery.add_to_album(s, album, [media.id])
+        s.commit()
+        lib.enqueue(s, org, "finalize", media, {})  # placeholders, by the worker
+        send_json(resp, self.image_json(req, media), 201)
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        org = self.org(req)
+        user = _user(req, False)
+        p = req.params
+        limit, offset = _page(p)
+        private = None if p.get("isPrivate") in (None, "") else boolean(p, "isPrivate")
+        album_id = text(p, "albumId", most=64)
+        if album_id:
+            self.gallery.album(req.context.db, org.id, album_id, user, text(p, "token", most=128))
+        items, total = self.gallery.list_images(
+            req.context.db, org.id, user=user, limit=limit, offset=offset, tag=text(p, "tag", most=64),
+            album_id=album_id, private=private, owner=text(p, "userId", most=USER_MAX),
+            since=_date(p, "from"), until=_date(p, "to"))
+        send_json(resp, {"items": self.images_json(req, items), "total": total, "limit": limit, "offset": offset})
+
+
+class Image(V2Resource):
+    def on_get(self, req: falcon.Request, resp: falcon.Response, image_id: str) -> None:
+        if boolean(req.params, "info"):
+            org = self.org(req)
+            media = self._visible(req, org, image_id)
+            send_json(resp, self.image_json(req, media))
+            return
+        spec = image_spec(req.params)  # a malformed request is 400 whatever the image
+        s = req.context.db
+        key = req.get_header("X-API-Key")
+        org = auth.authenticate(s, key) if key is not None else None
+        img = self.gallery.served(s, image_id)
+        if img is None or (org is not None and org.id != img.org_id) or not self.gallery.may_view(
+                s, img, org, _user(req, False), text(req.params, "token", most=128)):
+            self.fallback(resp)
+            return
+        self.serve(req, resp, img, spec, OWNER_CACHE if img.is_private else PUBLIC_CACHE)
+
+    on_head = on_get
+
+    def _visible(self, req: falcon.Request, org: Organization, image_id: str) -> Media:
+        s = req.context.db
+        media = self.gallery.image(s, org, image_id)
+        if media.is_private:
+            img = self.gallery.served(s, media.id)
+            if img is None or not self.gallery.may_view(s, img, org, _user(req, False),
+                                                        text(req.params, "token", most=128)):
+                raise NotFound("no such image")
+        return media
+
+    def on_patch(self, req: falcon.Request, resp: falcon.Response, image_id: str) -> None:
+        org = self.org(req)
+        media = owned_image(self, req, org, image_id)
+        patch_image(self, req, media)
+        send_json(resp, self.image_json(req, media))
+
+    def on_delete(self, req: falcon.Request, resp: falcon.Response, image_id: str) -> None:
+        org = self.org(req)
+        media = owned_image(self, req, org, image_id)
+        self.gallery.delete_image(req.context.db, media)
+        resp.status = falcon.HTTP_204
+
+
+def patch_image(r: V2Resource, req: falcon.Request, media: Media) -> None:
+    """PATCH's fields (``tags``, ``description``, ``isPrivate``): the client's and the admin's."""
+    p = read_json(req)
+    unknown = sorted(set(p) - {"tags", "description", "isPrivate"})
+    if unknown:
+        raise BadRequest(f"unknown field(s): {', '.join(unknown)}")
+    changes: dict = {}
+    if "description" in p:
+        d = p["description"]
+        if d is not None and not isinstance(d, str):
+            raise BadRequest("description must be a string or null")
+        if d is not None and len(d) > 4096:
+            raise BadRequest("description is longer than 4096 characters")
+        changes["description"] = d
+    if "isPrivate" in p:
+        if not isinstance(p["isPrivate"], bool):
+            raise BadRequest("isPrivate must be true or false")
+        if p["isPrivate"] and media.owner is None:
+            raise BadRequest("an image without an owner (X-User-Id at upload) cannot be private")
+        changes["is_private"] = p["isPrivate"]
+    tags = _tags(p["tags"]) if "tags" in p and p["tags"] is not None else None
+    s = req.context.db
+    if tags is not None:
+        r.gallery.set_tags(s, media.id, tags)
+    r.library.patch(s, media, changes)
+
+
+def owned_image(r: V2Resource, req: falcon.Request, org: Organization, image_id: str) -> Media:
+    """The client's image that this user may change: its owner's (an image uploaded without
+    X-User-Id is the client's own, changed with the key alone)."""
+    media = r.gallery.image(req.context.db, org, image_id)
+    if media.owner is not None and media.owner != _user(req, False):
+        raise NotFound("no such image")
+    return media
+
+
+class Share(V2Resource):
+    def on_post(self, req: falcon.Request, resp: falcon.Response, image_id: str) -> None:
+        org = self.org(req)
+        media = owned_image(self, req, org, image_id)
+        p = read_json(req)
+        expires = _expiry(p)
+        token, row = self.gallery.create_token(req.context.db, org, "image", media.id, media.owner, expires)
+        base = self.base(req)
+        send_json(resp, {"token": token, "imageId": media.id, "expiresAt": iso(row.expires_at),
+                         "url": f"{base}{self.api.prefix}/images/share/{token}",
+                         "imageUrl": f"{base}{self.api.prefix}/images/{media.id}?token={token}"}, 201)
+
+
+class ShareRevoke(V2Resource):
+    def on_delete(self, req: falcon.Request, resp: falcon.Response, image_id: str, token: str) -> None:
+        org = self.org(req)
+        media = owned_image(self, req, org, image_id)
+        self.gallery.revoke_token(req.context.db, org, "image", media.id, token)
+        resp.status = falcon.HTTP_204
+
+
+class Shared(V2Resource):
+    """A share link: no key, the token is the credential. Invalid, expired or revoked: the fallback."""
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response, token: str) -> None:
+        spec = image_spec(req.params)
+        s = req.context.db
+        row = self.gallery.valid_token(s, token, "image")
+        img = self.gallery.served(s, row.target_id) if row is not None else None
+        if img is None or img.org_id != row.org_id:
+            self.fallback(resp)
+            return
+        self.serve(req, resp, img, spec, FALLBACK_CACHE if img.is_private else PUBLIC_CACHE)
+
+    on_head = on_get
+
+
+# -- avatars --------------------------------------------------------------------------------------
+
+class Avatars(V2Resource):
+    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
+        org = self.org(req)
+        lib, s = self.library, req.context.db
+        limit = lib.settings.upload_max_bytes
+        form = read_multipart(req, lambda filename: lib.begin_upload(org, filename, limit), IMAGE_FIELDS, limit)
+        up = form.upload
+        if up is None:
+            raise BadRequest("the form has no file field")
+        try:
+            user = text(form.fields, "externalUserId", most=USER_MAX) or _user(req, False)
+            if not user or not user.isprintable():
+                raise BadRequest("externalUserId is required")
+            obj, _ = up.finish()
+        except BaseException:
+            up.abort()
+            raise
+        media = lib.create_media(s, up, obj, owner=user, dialect="avatar")
+        answer = self.avatar_json(req, user, media)  # before a concurrent upload may replace it
+        old = self.gallery.set_avatar(s, org, user, media)
+        if old is not None:
+            self.gallery.drop_media(s, old)  # the replaced avatar: its record, bytes and cached results
+        send_json(resp, answer, 201)
+
+    def avatar_json(self, req: falcon.Request, user: str, media: Media) -> dict:
+        base = self.base(req)
+        from urllib.parse import quote
+
+        return {"externalUserId": user, "id": media.id, "mimeType": media.mime_type, "size": media.size,
+                "width": media.width, "height": media.height,
+                "url": f"{base}{self.api.prefix}/avatars/{quote(user, safe='')}",
+                "versionedUrl": self.library.public_url(base, media.current.object.key),
+                "createdAt": iso(media.created_at), "updatedAt": iso(media.updated_at)}
+
+
+class AvatarOne(V2Resource):
+    def _find(self, req: falcon.Request, user: str) -> tuple[Organization, object, Media]:
+        org = self.org(req)
+        s = req.context.db
+        row = self.gallery.avatar(s, org.id, user)
+        media = s.scalar(self.library._media_query().where(Media.id == row.media_id)) if row else None
+        if row is None or media is None:
+            raise NotFound("no avatar for this user")
+        return org, row, media
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response, user: str) -> None:
+        if boolean(req.params, "info"):
+            _, _, media = self._find(req, user)
+            send_json(resp, Avatars.avatar_json(self, req, user, media))
+            return
+        spec = image_spec(req.params)
+        _, _, media = self._find(req, user)
+        obj = media.current.object
+        img = Served(media.id, media.org_id, media.owner, False, obj.bucket, obj.key, obj.mime_type,
+                     media.updated_at)
+        self.serve(req, resp, img, spec, AVATAR_CACHE)
+        resp.set_header("Content-Location", self.library.public_url(self.base(req), obj.key))
+
+    on_head = on_get
+
+    def on_delete(self, req: falcon.Request, resp: falcon.Response, user: str) -> None:
+        _, row, _ = self._find(req, user)
+        self.gallery.delete_avatar(req.context.db, row)
+        resp.status = falcon.HTTP_204
+
+
+# -- albums ---------------------------------------------------------------------------------------
+
+def album_fields(p: dict, creating: bool) -> dict:
+    unknown = sorted(set(p) - {"name", "description", "isPublic", "albumId"})
+    if unknown:
+        raise BadRequest(f"unknown field(s): {', '.join(unknown)}")
+    out: dict = {}
+    if creating or "name" in p:
+        name = p.get("name")
+        if not isinstance(name, str) or not name.strip():
+            raise BadRequest("name is required: a non-empty string")
+        if len(name) > 255:
+            raise BadRequest("name is longer than 255 characters")
+        out["name"] = name.strip()
+    if "description" in p:
+        d = p["description"]
+        if d is not None and (not isinstance(d, str) or len(d) > 4096):
+            raise BadRequest("description must be a string of at most 4096 characters, or null")
+        out["description"] = d
+    if "isPublic" in p:
+        if not isinstance(p["isPublic"], bool):
+            raise BadRequest("isPublic must be true or false")
+        out["is_public"] = p["isPublic"]
+    if "albumId" in p:
+        a = p["albumId"]
+        if a is not None and (not isinstance(a, str) or len(a) > 255):
+            raise BadRequest("albumId must be a string of at most 255 characters, or null")
+        out["external_id"] = a
+    return out
+
+
+def _image_ids(p: dict) -> list[str]:
+    ids = p.get("imageIds", p.get("images"))
+    if not isinstance(ids, list) or not ids or not all(isinstance(i, str) for i in ids):
+        raise BadRequest("imageIds must be a non-empty list of image ids")
+    if len(ids) > 1000:
+        raise BadRequest("at most 1000 imageIds at once")
+    return ids
+
+
+class Albums(V2Resource):
+    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
+        org = self.org(req)
+        user = _user(req, True)
+        album = self.gallery.create_album(req.context.db, org, user, album_fields(read_json(req), True))
+        send_json(resp, self.album_json(req, album, 0), 201)
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        org = self.org(req)
+        user = _user(req, True)
+        limit, offset = _page(req.params)
+        items, total = self.gallery.list_albums(req.context.db, org.id, user, limit, offset)
+        counts = self.gallery.image_counts(req.context.db, [a.id for a in items])
+        send_json(resp, {"items": [self.album_json(req, a, counts.get(a.id, 0)) for a in items], "total": total,
+                         "limit": limit, "offset": offset})
+
+
+class AlbumBase(V2Resource):
+    def _album(self, req: falcon.Request, album_id: str, write: bool = False) -> Album:
+        org = self.org(req)
+        user = _user(req, True)
+        return self.gallery.album(req.context.db, org.id, album_id, user, text(req.params, "token", most=128),
+                                  write=write)
+
+
+class AlbumOne(AlbumBase):
+    def on_get(self, req: falcon.Request, resp: falcon.Response, album_id: str) -> None:
+        send_json(resp, self.album_json(req, self._album(req, album_id)))
+
+    def on_patch(self, req: falcon.Request, resp: falcon.Response, album_id: str) -> None:
+        album = self._album(req, album_id, write=True)
+        for k, v in album_fields(read_json(req), False).items():
+            setattr(album, k, v)
+        req.context.db.flush()
+        send_json(resp, self.album_json(req, album))
+
+    def on_delete(self, req: falcon.Request, resp: falcon.Response, album_id: str) -> None:
+        self.gallery.delete_album(req.context.db, self._album(req, album_id, write=True))
+        resp.status = falcon.HTTP_204
+
+
+class AlbumImages(AlbumBase):
+    def on_get(self, req: falcon.Request, resp: falcon.Response, album_id: str) -> None:
+        album = self._album(req, album_id)
+        user = _user(req, True)
+        limit, offset = _page(req.params)
+        token_ok = self.gallery.valid_token(req.context.db, text(req.params, "token", most=128) or "", "album")
+        everything = album.owner == user or (token_ok is not None and token_ok.target_id == album.id)
+        items, total = self.gallery.list_images(req.context.db, album.org_id, user=user, limit=limit,
+                                                offset=offset, album_id=album.id, all_private=everything)
+        send_json(resp, {"items": self.images_json(req, items), "total": total, "limit": limit, "offset": offset})
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response, album_id: str) -> None:
+        album = self._album(req, album_id, write=True)
+        ids = _image_ids(read_json(req))
+        s = req.context.db
+        for i in ids:  # another user's private image never enters an album (its tokens would show it)
+            media = self.gallery.image(s, self.org(req), i)
+            if media.is_private and media.owner != album.owner:
+                raise NotFound(f"no such image: {i}")
+        added = self.gallery.add_to_album(s, album, ids)
+        send_json(resp, {"added": added, "album": self.album_json(req, album)})
+
+    def on_delete(self, req: falcon.Request, resp: falcon.Response, album_id: str) -> None:
+        album = self._album(req, album_id, write=True)
+        removed = self.gallery.remove_from_album(req.context.db, album, _image_ids(read_json(req)))
+        send_json(resp, {"removed": removed, "album": self.album_json(req, album)})
+
+
+class AlbumTokens(AlbumBase):
+    def on_post(self, req: falcon.Request, resp: falcon.Response, album_id: str) -> None:
+        album = self._album(req, album_id, write=True)
+        org = self.org(req)
+        token, row = self.gallery.create_token(req.context.db, org, "album", album.id, album.owner,
+                                               _expiry(read_json(req)))
+        base = self.base(req)
+        send_json(resp, {"token": token, "albumId": album.id, "expiresAt": iso(row.expires_at),
+                         "url": f"{base}{self.api.prefix}/albums/{album.id}?token={token}"}, 201)
+
+
+class AlbumToken(AlbumBase):
+    def on_delete(self, req: falcon.Request, resp: falcon.Response, album_id: str, token: str) -> None:
+        album = self._album(req, album_id, write=True)
+        self.gallery.revoke_token(req.context.db, self.org(req), "album", album.id, token)
+        resp.status = falcon.HTTP_204
+
+
+# -- client ---------------------------------------------------------------------------------------
+
+class Status(V2Resource):
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        org = self.org(req)
+        req.context.db.execute(sql("SELECT 1"))
+        send_json(resp, {"status": "ok", "timestamp": iso(datetime.now(UTC).replace(tzinfo=None)),
+                         "client": {"id": org.id, "slug": org.slug, "name": org.name}})
+
+
+class ClientStats(V2Resource):
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        org = self.org(req)
+        send_json(resp, {"client": {"id": org.id, "slug": org.slug}, **self.gallery.stats(req.context.db, org.id)})
+
+
+class V2:
+    """The seed-004 routes of one app, sharing one Gallery and one precomputed fallback image."""
+
+    def __init__(self, lib):
+        self.lib = lib
+        self.prefix = lib.settings.api_prefix
+        self.gallery = Gallery(lib)
+        self.fallback = fallback_webp()
+
+    def add_routes(self, app: falcon.App) -> None:
+        P, lib = self.prefix, self.lib
+        app.add_route(f"{P}/images", Images(lib, self))
+        app.add_route(f"{P}/images/share/{{token}}", Shared(lib, self))
+        app.add_route(f"{P}/images/{{image_id}}", Image(lib, self))
+        app.add_route(f"{P}/images/{{image_id}}/share", Share(lib, self))
+        app.add_route(f"{P}/images/{{image_id}}/share/{{token}}", ShareRevoke(lib, self))
+        app.add_route(f"{P}/avatars", Avatars(lib, self))
+        app.add_route(f"{P}/avatars/{{user}}", AvatarOne(lib, self))
+        app.add_route(f"{P}/albums", Albums(lib, self))
+        app.add_route(f"{P}/albums/{{album_id}}", AlbumOne(lib, self))
+        app.add_route(f"{P}/albums/{{album_id}}/images", AlbumImages(lib, self))
+        app.add_route(f"{P}/albums/{{album_id}}/tokens", AlbumTokens(lib, self))
+        app.add_route(f"{P}/albums/{{album_id}}/tokens/{{token}}", AlbumToken(lib, self))
+        app.add_route(f"{P}/status", Status(lib, self))
+        app.add_route(f"{P}/client/stats", ClientStats(lib, self))
+        from . import admin
+
+        admin.add_routes(app, self)
+
+
+def add_routes(app: falcon.App, lib) -> None:
+    V2(lib).add_routes(app)
+

@@ -1,0 +1,389 @@
+"""Seed 004's verbs over the library core: tags, who may see an image, share links and album
+tokens, albums, avatars and a client's statistics. Records only; the bytes, versions, variants
+and deletes are the core's (``service.Library``), so an image of seed 004 is an ordinary media
+record (``dialect='v2'``) that every other dialect and the origin's public URLs know.
+
+Tokens (image share links, album access tokens) are 256-bit random strings shown once; only
+their SHA-256 is stored. A token is valid while it is neither expired nor revoked.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import time
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import pyvips
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.orm import Session
+
+from ..errors import BadRequest, NotFound, Overloaded
+from .models import Album, AlbumImage, Avatar, Media, MediaTag, Organization, ShareToken, StoredObject, Version, now
+from .service import _ID, Library, new_id
+
+TAG_MAX = 64
+TAGS_MAX = 32
+TOKEN_BYTES = 32
+FALLBACK_SIDE = 64
+
+
+def token_digest(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def clean_tags(raw: list[str] | None) -> list[str]:
+    """Trimmed, lower-cased, de-duplicated tags, in the order given; 400 for a bad one."""
+    out: list[str] = []
+    for t in raw or []:
+        if not isinstance(t, str):
+            raise BadRequest("tags must be strings")
+        t = t.strip().lower()
+        if not t:
+            continue
+        if len(t) > TAG_MAX or not t.isprintable():
+            raise BadRequest(f"a tag must be printable and at most {TAG_MAX} characters")
+        if t not in out:
+            out.append(t)
+    if len(out) > TAGS_MAX:
+        raise BadRequest(f"at most {TAGS_MAX} tags")
+    return out
+
+
+def fallback_webp() -> bytes:
+    """The one image every forbidden or missing image is answered with: computed once per process,
+    so it costs the same, byte for byte, whichever image was asked for."""
+    im = pyvips.Image.black(FALLBACK_SIDE, FALLBACK_SIDE, bands=3).linear([1, 1, 1], [226, 228, 232])
+    return im.cast("uchar").webpsave_buffer(Q=50, keep="none")
+
+
+@dataclass(frozen=True)
+class Served:
+    """What serving an image needs: one row, read in one query."""
+
+    id: str
+    org_id: int
+    owner: str | None
+    is_private: bool
+    bucket: str
+    key: str
+    mime_type: str
+    updated_at: datetime
+
+
+class Gallery:
+    def __init__(self, lib: Library):
+        self.lib = lib
+
+    # -- tags ----------------------------------------------------------------------------------
+
+    def set_tags(self, s: Session, media_id: str, tags: list[str]) -> None:
+        s.execute(delete(MediaTag).where(MediaTag.media_id == media_id))
+        for t in tags:
+            s.add(MediaTag(media_id=media_id, tag=t))
+        s.flush()
+
+    def tags_of(self, s: Session, ids: list[str]) -> dict[str, list[str]]:
+        out: dict[str, list[str]] = {i: [] for i in ids}
+        if ids:
+            for mid, tag in s.execute(select(MediaTag.media_id, MediaTag.tag).where(MediaTag.media_id.in_(ids))
+                                      .order_by(MediaTag.media_id, MediaTag.tag)):
+                out[mid].append(tag)
+        return out
+
+    def albums_of(self, s: Session, ids: list[str]) -> dict[str, list[str]]:
+        out: dict[str, list[str]] = {i: [] for i in ids}
+        if ids:
+            for aid, mid in s.execute(select(AlbumImage.album_id, AlbumImage.media_id)
+                                      .where(AlbumImage.media_id.in_(ids)).order_by(AlbumImage.added_at)):
+                out[mid].append(aid)
+        return out
+
+    def tag_counts(self, s: Session, org_id: int | None, search: str | None, limit: int) -> list[dict]:
+        q = select(MediaTag.tag, func.count()).join(Media, Media.id == MediaTag.media_id)
+        if org_id is not None:
+            q = q.where(Media.org_id == org_id)
+        if search:
+            q = q.where(MediaTag.tag.like(_like(search.lower()) + "%", escape="\\"))
+        q = q.group_by(MediaTag.tag).order_by(func.count().desc(), MediaTag.tag).limit(limit)
+        return [{"tag": t, "count": n} for t, n in s.execute(q)]
+
+    # -- images ----------------------------------------------------------------------------------
+
+    def image(self, s: Session, org: Organization, media_id: str, user: str | None = None,
+              owner_only: bool = False) -> Media:
+        """A seed-004 image of the client; another client's, or (``owner_only``) another user's
+        private one, is the same 404 as one that does not exist."""
+        media = self.lib.get(s, org, media_id)
+        if media.dialect != "v2":
+            raise NotFound("no such image")
+        if owner_only and media.is_private and media.owner != user:
+            raise NotFound("no such image")
+        return media
+
+    def served(self, s: Session, media_id: str) -> Served | None:
+        """The serving row of a ready seed-004 image, by id alone (ids are global)."""
+        if not _ID.fullmatch(media_id or ""):
+            return None
+        row = s.execute(
+            select(Media.id, Media.org_id, Media.owner, Media.is_private, StoredObject.bucket, StoredObject.key,
+                   StoredObject.mime_type, Media.updated_at)
+            .join(Version, Version.id == Media.current_version_id)
+            .join(StoredObject, StoredObject.id == Version.object_id)
+            .where(Media.id == media_id, Media.state == "ready", Media.dialect == "v2")).first()
+        return Served(*row) if row is not None else None
+
+    def may_view(self, s: Session, img: Served, org: Organization | None, user: str | None,
+                 token: str | None) -> bool:
+        if not img.is_private:
+            return True
+        if org is not None and org.id == img.org_id and user is not None and user == img.owner:
+            return True
+        if not token:
+            return False
+        row = self.valid_token(s, token)
+        if row is None or row.org_id != img.org_id:
+            return False
+        if row.kind == "image":
+            return row.target_id == img.id
+        return s.scalar(select(func.count()).select_from(AlbumImage)
+                        .where(AlbumImage.album_id == row.target_id, AlbumImage.media_id == img.id)) > 0
+
+    def list_images(self, s: Session, org_id: int | None, *, user: str | None, limit: int, offset: int,
+                    tag: str | None = None, album_id: str | None = None, private: bool | None = None,
+                    owner: str | None = None, since: datetime | None = None, until: datetime | None = None,
+                    all_private: bool = False) -> tuple[list[Media], int]:
+        cond = [Media.dialect == "v2", Media.state == "ready"]
+        if org_id is not None:
+            cond.append(Media.org_id == org_id)
+        if not all_private:  # a private image is listed to its owner only
+            cond.append((Media.is_private.is_(False)) | (Media.owner == user) if user is not None
+                        else Media.is_private.is_(False))
+        if private is not None:
+            cond.append(Media.is_private.is_(private))
+        if owner is not None:
+            cond.append(Media.owner == owner)
+        if since is not None:
+            cond.append(Media.created_at >= since)
+        if until is not None:
+            cond.append(Media.created_at < until)
+        if tag:
+            cond.append(Media.id.in_(select(MediaTag.media_id).where(MediaTag.tag == tag.strip().lower())))
+        if album_id:
+            cond.append(Media.id.in_(select(AlbumImage.media_id).where(AlbumImage.album_id == album_id)))
+        total = s.scalar(select(func.count()).select_from(Media).where(*cond)) or 0
+        q = (self.lib._media_query().where(*cond).order_by(Media.created_at.desc(), Media.id.desc())
+             .limit(limit).offset(offset))
+        return list(s.scalars(q)), total
+
+    # -- tokens ---------------------------------------------------------------------------------
+
+    def create_token(self, s: Session, org: Organization, kind: str, target_id: str, user: str | None,
+                     expires_in: int | None) -> tuple[str, ShareToken]:
+        token = secrets.token_urlsafe(TOKEN_BYTES)
+        row = ShareToken(org_id=org.id, kind=kind, target_id=target_id, digest=token_digest(token),
+                         created_by=user,
+                         expires_at=None if expires_in is None else now() + timedelta(seconds=expires_in))
+        s.add(row)
+        s.flush()
+        return token, row
+
+    def valid_token(self, s: Session, token: str, kind: str | None = None) -> ShareToken | None:
+        if not token or len(token) > 128:
+            return None
+        row = s.scalar(select(ShareToken).where(ShareToken.digest == token_digest(token)))
+        if row is None or row.revoked_at is not None or (kind is not None and row.kind != kind):
+            return None
+        if row.expires_at is not None and row.expires_at <= now():
+            return None
+        return row
+
+    def revoke_token(self, s: Session, org: Organization, kind: str, target_id: str, token: str) -> None:
+        row = s.scalar(select(ShareToken).where(ShareToken.digest == token_digest(token or ""),
+                                                ShareToken.org_id == org.id, ShareToken.kind == kind,
+                                                ShareToken.target_id == target_id))
+        if row is None:
+            raise NotFound("no such token")
+        if row.revoked_at is None:
+            row.revoked_at = now()
+        s.flush()
+
+    def tokens(self, s: Session, kind: str, target_id: str) -> list[ShareToken]:
+        return list(s.scalars(select(ShareToken).where(ShareToken.kind == kind, ShareToken.target_id == target_id)
+                              .order_by(ShareToken.created_at)))
+
+    # -- albums ---------------------------------------------------------------------------------
+
+    def create_album(self, s: Session, org: Organization, user: str, fields: dict) -> Album:
+        album = Album(id=new_id(), org_id=org.id, owner=user, **fields)
+        s.add(album)
+        s.flush()
+        return album
+
+    def album(self, s: Session, org_id: int | None, album_id: str, user: str | None = None,
+              token: str | None = None, write: bool = False) -> Album:
+        """The album if the user may see it (owner; or public; or a valid token of it) — or change it
+        (owner only). Anything else is the same 404 as an album that does not exist."""
+        album = s.get(Album, album_id) if _ID.fullmatch(album_id or "") else None
+        if album is None or (org_id is not None and album.org_id != org_id):
+            raise NotFound("no such album")
+        if org_id is None:
+            return album  # the admin API
+        if user is not None and album.owner == user:
+            return album
+        if not write:
+            if album.is_public and user is not None:
+                return album
+            if token:
+                row = self.valid_token(s, token, "album")
+                if row is not None and row.target_id == album.id:
+                    return album
+        raise NotFound("no such album")
+
+    def list_albums(self, s: Session, org_id: int | None, user: str | None, limit: int,
+                    offset: int) -> tuple[list[Album], int]:
+        cond = []
+        if org_id is not None:
+            cond.append(Album.org_id == org_id)
+        if user is not None:
+            cond.append((Album.owner == user) | Album.is_public.is_(True))
+        total = s.scalar(select(func.count()).select_from(Album).where(*cond)) or 0
+        rows = s.scalars(select(Album).where(*cond).order_by(Album.created_at.desc(), Album.id.desc())
+                         .limit(limit).offset(offset))
+        return list(rows), total
+
+    def image_counts(self, s: Session, album_ids: list[str]) -> dict[str, int]:
+        if not album_ids:
+            return {}
+        return dict(s.execute(select(AlbumImage.album_id, func.count()).where(AlbumImage.album_id.in_(album_ids))
+                              .group_by(AlbumImage.album_id)).all())
+
+    def add_to_album(self, s: Session, album: Album, media_ids: list[str]) -> int:
+        """Add the client's seed-004 images (all must exist: 404 names the first that does not)."""
+        wanted = list(dict.fromkeys(media_ids))
+        found = set(s.scalars(select(Media.id).where(Media.id.in_([i for i in wanted if _ID.fullmatch(i)]),
+                                                     Media.org_id == album.org_id, Media.dialect == "v2")))
+        missing = [i for i in wanted if i not in found]
+        if missing:
+            raise NotFound(f"no such image: {missing[0]}")
+        have = set(s.scalars(select(AlbumImage.media_id).where(AlbumImage.album_id == album.id,
+                                                               AlbumImage.media_id.in_(wanted))))
+        added = 0
+        for i in wanted:
+            if i not in have:
+                s.add(AlbumImage(album_id=album.id, media_id=i))
+                added += 1
+        album.updated_at = now()
+        s.flush()
+        return added
+
+    def remove_from_album(self, s: Session, album: Album, media_ids: list[str]) -> int:
+        n = s.execute(delete(AlbumImage).where(AlbumImage.album_id == album.id,
+                                               AlbumImage.media_id.in_(media_ids))).rowcount
+        album.updated_at = now()
+        s.flush()
+        return n or 0
+
+    def delete_album(self, s: Session, album: Album) -> None:
+        """The album, its memberships and tokens; the images stay."""
+        s.execute(delete(ShareToken).where(ShareToken.kind == "album", ShareToken.target_id == album.id))
+        s.execute(delete(AlbumImage).where(AlbumImage.album_id == album.id))
+        s.delete(album)
+        s.flush()
+
+    def delete_image(self, s: Session, media: Media) -> None:
+        s.execute(delete(ShareToken).where(ShareToken.kind == "image", ShareToken.target_id == media.id))
+        s.execute(delete(AlbumImage).where(AlbumImage.media_id == media.id))
+        s.execute(delete(MediaTag).where(MediaTag.media_id == media.id))
+        s.flush()
+        self.lib.delete(s, media)
+
+    # -- avatars ----------------------------------------------------------------------------------
+
+    def avatar(self, s: Session, org_id: int, user: str) -> Avatar | None:
+        return s.scalar(select(Avatar).where(Avatar.org_id == org_id, Avatar.external_user_id == user))
+
+    def set_avatar(self, s: Session, org: Organization, user: str, media: Media) -> Media | None:
+        """Point the user's avatar at ``media``; the replaced media (to be deleted by the caller).
+
+        Concurrent uploads for one user: the pointer moves by compare-and-set (the row still points
+        where we read it), and a lost race (a unique-key clash, a stale SQLite snapshot) reads again,
+        so exactly one avatar is left and every replaced one is handed back for deletion."""
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            try:
+                row = self.avatar(s, org.id, user)
+                if row is None:
+                    s.add(Avatar(org_id=org.id, external_user_id=user, media_id=media.id))
+                    s.commit()
+                    return None
+                old_id = row.media_id
+                moved = s.execute(update(Avatar).where(Avatar.id == row.id, Avatar.media_id == old_id)
+                                  .values(media_id=media.id, updated_at=now())).rowcount
+                if moved:
+                    s.commit()
+                    return s.scalar(self.lib._media_query().where(Media.id == old_id))
+                s.rollback()
+            except (IntegrityError, OperationalError):
+                s.rollback()
+            time.sleep(0.01)
+        raise Overloaded("the avatar is being replaced by another request; retry")
+
+    def drop_media(self, s: Session, media: Media) -> None:
+        """Delete a media nothing points at any more, retrying a lost SQLite snapshot (another
+        request wrote between this one's read and its write) for up to five seconds."""
+        deadline = time.monotonic() + 5
+        while True:
+            try:
+                self.lib.delete(s, media)
+                return
+            except OperationalError:
+                s.rollback()
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.02)
+                media = s.scalar(self.lib._media_query().where(Media.id == media.id))
+                if media is None:
+                    return
+
+    def delete_avatar(self, s: Session, row: Avatar) -> None:
+        media = s.scalar(self.lib._media_query().where(Media.id == row.media_id))
+        s.delete(row)
+        s.flush()
+        if media is not None:
+            self.lib.delete(s, media)
+        s.commit()
+
+    def list_avatars(self, s: Session, org_id: int | None, limit: int, offset: int) -> tuple[list, int]:
+        cond = [] if org_id is None else [Avatar.org_id == org_id]
+        total = s.scalar(select(func.count()).select_from(Avatar).where(*cond)) or 0
+        rows = s.execute(select(Avatar, Media).join(Media, Media.id == Avatar.media_id).where(*cond)
+                         .order_by(Avatar.updated_at.desc(), Avatar.id.desc()).limit(limit).offset(offset)).all()
+        return [(a, m) for a, m in rows], total
+
+    # -- statistics -------------------------------------------------------------------------------
+
+    def stats(self, s: Session, org_id: int) -> dict:
+        images, size, private = s.execute(
+            select(func.count(), func.coalesce(func.sum(Media.size), 0),
+                   func.coalesce(func.sum(func.cast(Media.is_private, _int())), 0))
+            .where(Media.org_id == org_id, Media.dialect == "v2", Media.state == "ready")).one()
+        albums = s.scalar(select(func.count()).select_from(Album).where(Album.org_id == org_id)) or 0
+        avatars, avatar_bytes = s.execute(
+            select(func.count(), func.coalesce(func.sum(Media.size), 0)).select_from(Avatar)
+            .join(Media, Media.id == Avatar.media_id).where(Avatar.org_id == org_id)).one()
+        return {"images": int(images), "privateImages": int(private), "imageBytes": int(size),
+                "albums": int(albums), "avatars": int(avatars), "avatarBytes": int(avatar_bytes),
+                "totalBytes": int(size) + int(avatar_bytes)}
+
+
+def _int():
+    from sqlalchemy import Integer
+
+    return Integer
+
+
+def _like(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")

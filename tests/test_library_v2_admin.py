@@ -1,0 +1,185 @@
+"""Seed 004's admin API over real HTTP: the real `mediaproxy admin create`, login, rotating refresh
+tokens (a reused one revokes its family), logout, JWT abuse (alg none, other algorithms, bad
+signatures, expired), throttled failed logins, and the admin's views of every client."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import subprocess
+import time
+
+import jwt
+
+from .library import MEDIAPROXY
+from .server import ROOT, SECRET
+from .test_library_v2 import V2, album_api, created, img, put_avatar
+
+PASSWORD = "correct horse battery"
+
+
+def make_admin(library, password: str = PASSWORD) -> str:
+    email = f"admin-{time.monotonic_ns()}@example.com"
+    out = subprocess.run([MEDIAPROXY, "admin", "create", "--email", email], cwd=ROOT, env=library.env,
+                         input=password + "\n", capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    return email
+
+
+def login(library, email: str, password: str = PASSWORD):
+    return library.api("POST", f"{V2}/admin/auth/login", key=None, json={"email": email, "password": password})
+
+
+def bearer(token: str) -> dict:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def admin_api(library, method, path, token, **kw):
+    return library.api(method, f"{V2}/admin{path}", key=None, headers=bearer(token), **kw)
+
+
+def session(library) -> dict:
+    r = login(library, make_admin(library))
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+def test_login_refresh_rotation_and_logout(library):
+    email = make_admin(library)
+    r = login(library, email)
+    assert r.status_code == 200, r.text
+    t = r.json()
+    assert t["tokenType"] == "Bearer" and t["expiresIn"] <= 900 and t["admin"]["email"] == email
+    me = admin_api(library, "GET", "/auth/me", t["accessToken"])
+    assert me.status_code == 200 and me.json()["email"] == email
+    r = admin_api(library, "PATCH", "/auth/me", t["accessToken"], json={"name": "Root"})
+    assert r.status_code == 200 and r.json()["name"] == "Root"
+    assert admin_api(library, "PATCH", "/auth/me", t["accessToken"], json={"email": "nope"}).status_code == 400
+    # refresh rotates: the new one works, the old one is used up; reusing it revokes the family
+    r = library.api("POST", f"{V2}/admin/auth/refresh", key=None, json={"refreshToken": t["refreshToken"]})
+    assert r.status_code == 200, r.text
+    t2 = r.json()
+    assert t2["refreshToken"] != t["refreshToken"]
+    reuse = library.api("POST", f"{V2}/admin/auth/refresh", key=None, json={"refreshToken": t["refreshToken"]})
+    assert reuse.status_code == 401
+    again = library.api("POST", f"{V2}/admin/auth/refresh", key=None, json={"refreshToken": t2["refreshToken"]})
+    assert again.status_code == 401  # the whole family
+    assert admin_api(library, "GET", "/auth/me", t2["accessToken"]).status_code == 401  # and its access tokens
+    # logout revokes
+    t3 = login(library, email).json()
+    assert admin_api(library, "POST", "/auth/logout", t3["accessToken"],
+                     json={"refreshToken": t3["refreshToken"]}).status_code == 204
+    assert library.api("POST", f"{V2}/admin/auth/refresh", key=None,
+                       json={"refreshToken": t3["refreshToken"]}).status_code == 401
+    assert library.api("POST", f"{V2}/admin/auth/refresh", key=None, json={}).status_code == 400
+
+
+def test_jwt_abuse_is_401(library):
+    t = session(library)
+    claims = jwt.decode(t["accessToken"], options={"verify_signature": False})
+    key = hmac.new(SECRET.encode(), b"mediaproxy admin access token", hashlib.sha256).digest()
+    forged = [
+        jwt.encode(claims, None, algorithm="none"),
+        jwt.encode(claims, "wrong-secret-wrong-secret-wrong-secret", algorithm="HS256"),
+        jwt.encode(claims, key, algorithm="HS512"),
+        jwt.encode({**claims, "exp": int(time.time()) - 10}, key, algorithm="HS256"),
+        jwt.encode({k: v for k, v in claims.items() if k != "exp"}, key, algorithm="HS256"),
+        jwt.encode({**claims, "sub": "999999"}, key, algorithm="HS256"),
+        t["accessToken"][:-3] + "AAA",
+        "not.a.jwt",
+        library.key,  # a client's API key is not an admin token
+    ]
+    for token in forged:
+        r = admin_api(library, "GET", "/auth/me", token)
+        assert r.status_code == 401 and r.json()["error"], token
+    assert jwt.encode(claims, key, algorithm="HS256")  # the right key and algorithm do work:
+    assert admin_api(library, "GET", "/auth/me", jwt.encode(claims, key, algorithm="HS256")).status_code == 200
+    assert library.api("GET", f"{V2}/admin/stats", key=None).status_code == 401
+    assert library.api("GET", f"{V2}/admin/stats").status_code == 401  # X-API-Key is no admin
+
+
+def test_failed_logins_are_slowed_down(library):
+    email = make_admin(library)
+    codes = [login(library, email, "wrong password!").status_code for _ in range(5)]
+    assert codes == [401] * 5
+    r = login(library, email)  # even the right password waits now
+    assert r.status_code == 429 and int(r.headers["Retry-After"]) >= 1
+    assert login(library, "nobody@example.com", "x" * 12).status_code in (401, 429)
+    time.sleep(int(r.headers["Retry-After"]) + 0.2)
+    assert login(library, email).status_code == 200
+
+
+def test_change_password(library):
+    email = make_admin(library)
+    t = login(library, email).json()
+    r = admin_api(library, "POST", "/auth/me/change-password", t["accessToken"],
+                  json={"currentPassword": "wrong one here", "newPassword": "another long one"})
+    assert r.status_code == 400
+    r = admin_api(library, "POST", "/auth/me/change-password", t["accessToken"],
+                  json={"currentPassword": PASSWORD, "newPassword": "short"})
+    assert r.status_code == 400
+    r = admin_api(library, "POST", "/auth/me/change-password", t["accessToken"],
+                  json={"currentPassword": PASSWORD, "newPassword": "another long one"})
+    assert r.status_code == 200 and r.json()["accessToken"]
+    assert admin_api(library, "GET", "/auth/me", t["accessToken"]).status_code == 401  # old sessions end
+    assert login(library, email).status_code == 401
+    assert login(library, email, "another long one").status_code == 200
+
+
+def test_admin_create_refuses_bad_input(library):
+    out = subprocess.run([MEDIAPROXY, "admin", "create", "--email", "x@example.com"], cwd=ROOT, env=library.env,
+                         input="short\n", capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2 and "password" in out.stderr
+    email = make_admin(library)
+    out = subprocess.run([MEDIAPROXY, "admin", "create", "--email", email], cwd=ROOT, env=library.env,
+                         input=PASSWORD + "\n", capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2 and "exists" in out.stderr
+
+
+def test_admin_sees_every_client(library):
+    tok = session(library)["accessToken"]
+    stats = admin_api(library, "GET", "/stats", tok).json()
+    assert stats["clients"] >= 2 and {c["slug"] for c in stats["perClient"]} >= {"acme", "other-org"}
+    clients = admin_api(library, "GET", "/clients", tok).json()
+    acme = next(c for c in clients["items"] if c["slug"] == "acme")
+    assert admin_api(library, "GET", f"/clients/{acme['id']}", tok).json()["stats"]["images"] >= 0
+    r = admin_api(library, "PATCH", f"/clients/{acme['id']}", tok, json={"name": "Acme Inc."})
+    assert r.status_code == 200 and r.json()["name"] == "Acme Inc."
+    assert admin_api(library, "PATCH", f"/clients/{acme['id']}", tok, json={"slug": "x"}).status_code == 400
+    assert admin_api(library, "GET", "/clients/999999", tok).status_code == 404
+    # images: upload on behalf of a client, list across clients, tags, get, patch, delete
+    r = admin_api(library, "POST", "/images", tok, params={"clientId": acme["id"]},
+                  files=[("file", ("by-admin.png", img(), "image/png")), ("tags[]", (None, "adminmade")),
+                         ("externalUserId", (None, "zed")), ("isPrivate", (None, "true"))])
+    assert r.status_code == 201, r.text
+    m = r.json()
+    assert m["clientId"] == acme["id"] and m["isPrivate"] and m["userId"] == "zed"
+    no_client = admin_api(library, "POST", "/images", tok, files=[("file", ("by-admin.png", img(), "image/png"))])
+    assert no_client.status_code == 400
+    other = created(library, key=library.other_key, tags=["adminother"])
+    listed = admin_api(library, "GET", "/images", tok, params={"limit": 100, "tag": "adminmade"}).json()
+    assert m["id"] in {i["id"] for i in listed["items"]}  # private images too
+    tags = admin_api(library, "GET", "/images/tags", tok, params={"search": "admin", "limit": 10}).json()["items"]
+    assert {"adminmade", "adminother"} <= {t["tag"] for t in tags}
+    assert admin_api(library, "GET", f"/images/{other['id']}", tok).json()["clientId"] != acme["id"]
+    r = admin_api(library, "PATCH", f"/images/{m['id']}", tok, json={"description": "by admin"})
+    assert r.status_code == 200 and r.json()["description"] == "by admin"
+    assert admin_api(library, "DELETE", f"/images/{m['id']}", tok).status_code == 204
+    assert admin_api(library, "GET", f"/images/{m['id']}", tok).status_code == 404
+    # avatars
+    put_avatar(library, "admin-sees", img(50, 50))
+    avs = admin_api(library, "GET", "/avatars", tok, params={"clientId": acme["id"], "limit": 100}).json()
+    av = next(a for a in avs["items"] if a["externalUserId"] == "admin-sees")
+    assert admin_api(library, "GET", f"/avatars/{av['id']}", tok).json()["mediaId"] == av["mediaId"]
+    assert admin_api(library, "DELETE", f"/avatars/{av['id']}", tok).status_code == 204
+    assert library.api("GET", f"{V2}/avatars/admin-sees").status_code == 404
+    assert admin_api(library, "GET", "/avatars/abc", tok).status_code == 404
+    # albums
+    aid = album_api(library, "POST", json={"name": "seen by admin"}).json()["id"]
+    albums = admin_api(library, "GET", "/albums", tok, params={"limit": 100}).json()
+    assert aid in {a["id"] for a in albums["items"]}
+    r = admin_api(library, "PATCH", f"/albums/{aid}", tok, json={"name": "renamed"})
+    assert r.status_code == 200 and r.json()["name"] == "renamed"
+    assert admin_api(library, "GET", f"/albums/{aid}", tok).json()["name"] == "renamed"
+    assert admin_api(library, "DELETE", f"/albums/{aid}", tok).status_code == 204
+    assert album_api(library, "GET", f"/{aid}").status_code == 404

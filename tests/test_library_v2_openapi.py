@@ -1,0 +1,62 @@
+"""Seed 004's OpenAPI fragment is valid OpenAPI 3.1 and documents exactly the /v2 routes served."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+from openapi_spec_validator import validate
+
+from mediaproxy.app import create_app
+from mediaproxy.settings import Settings
+
+FRAGMENT = Path(__file__).resolve().parent.parent / "mediaproxy" / "openapi" / "library-v2.json"
+
+
+def test_fragment_is_valid_openapi_31():
+    frag = json.loads(FRAGMENT.read_text())
+    assert frag["x-modes"] == ["library", "all"]
+    validate({"openapi": "3.1.0", "info": {"title": "mediaproxy", "version": "1"}, "paths": frag["paths"],
+              "components": frag["components"]})
+
+
+def _served(app) -> set[tuple[str, str]]:
+    while not hasattr(app, "_router"):
+        app = app.app
+    found = set()
+
+    def walk(nodes):
+        for node in nodes:
+            if node.resource is not None:
+                for method, responder in node.method_map.items():
+                    if getattr(responder, "__name__", "") != "method_not_allowed" and method not in ("OPTIONS", "HEAD"):
+                        found.add((method, re.sub(r"\{\w+(:\w+)?\}", "{}", node.uri_template)))
+            walk(node.children)
+
+    walk(app._router._roots)
+    return found
+
+
+def test_every_v2_route_is_documented(tmp_path):
+    settings = Settings.from_env({"MEDIAPROXY_SECRET_KEY": "x", "MEDIAPROXY_MODE": "library",
+                                  "MEDIAPROXY_STORAGE": str(tmp_path / "s"),
+                                  "MEDIAPROXY_CACHE_DIR": str(tmp_path / "c"),
+                                  "MEDIAPROXY_DATABASE_URL": f"sqlite:///{tmp_path}/l.db",
+                                  "MEDIAPROXY_QUEUE_URL": f"sqlite:///{tmp_path}/q.db", "MEDIAPROXY_FAST_PATH": "0"})
+    served = {(m, t) for m, t in _served(create_app(settings)) if t.startswith("/v2/")}
+    documented = {(m.upper(), re.sub(r"\{\w+\}", "{}", p))
+                  for p, item in json.loads(FRAGMENT.read_text())["paths"].items() for m in item}
+    assert served - documented == set(), "served but not documented"
+    assert documented - served == set(), "documented but not served"
+
+
+def test_the_prefix_is_a_setting(tmp_path):
+    settings = Settings.from_env({"MEDIAPROXY_SECRET_KEY": "x", "MEDIAPROXY_MODE": "library",
+                                  "MEDIAPROXY_STORAGE": str(tmp_path / "s"),
+                                  "MEDIAPROXY_CACHE_DIR": str(tmp_path / "c"), "MEDIAPROXY_API_PREFIX": "/api/img/",
+                                  "MEDIAPROXY_DATABASE_URL": f"sqlite:///{tmp_path}/l.db",
+                                  "MEDIAPROXY_QUEUE_URL": f"sqlite:///{tmp_path}/q.db", "MEDIAPROXY_FAST_PATH": "0"})
+    served = _served(create_app(settings))
+    assert ("GET", "/api/img/images/{}") in served and ("POST", "/api/img/admin/auth/login") in served
+    assert not any(t.startswith("/v2/") for _, t in served)
