@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import statistics
 import subprocess
 import tempfile
@@ -158,6 +159,7 @@ def main() -> None:
         finally:
             srv.stop()
             th.stop()
+    shutil.rmtree(work, ignore_errors=True)
     table = {}
     for key, sides in runs.items():
         mp = [x["rps"] for x in sides["mediaproxy"]]

@@ -240,11 +240,6 @@ def _letterbox(frame: pyvips.Image, w: int, h: int, position: str) -> pyvips.Ima
 # filter and measured 2-2.5 SSIMULACRA2 points below at 128-256 px; 1.5x and 2x
 # scored the same, and 1.5x decodes fewer pixels (docs/images.md, bench/quality.py).
 DCT_MARGIN = 1.5
-# Except for JPEG thumbnails up to 128x128: there 4:4:4 chroma (below) is worth 11 points at
-# sharp's bytes for ~5% more CPU, the filter 2.4 points for ~80% more (1024 -> 128: a 1/4
-# decode and a Lanczos3 step instead of a 1/8 decode, the one thumbor does), so they decode
-# straight to the target's DCT scale, as pipeline 1 did.
-JPEG_EXACT_SCALE_PIXELS = 128 * 128
 # Resample still images in linear light (libvips' scRGB, premultiplied alpha): fine light
 # detail keeps its brightness; +2 points at the same bytes on photos (bench/quality.py).
 # Animations (GIF sources: palettes, dithering) measured better in sRGB values: 0.76x
@@ -252,13 +247,12 @@ JPEG_EXACT_SCALE_PIXELS = 128 * 128
 LINEAR = True
 
 
-def _dct_scale(p: Probe, pl: Plan, fmt: str) -> Fraction:
+def _dct_scale(p: Probe, pl: Plan) -> Fraction:
     """The JPEG shrink-on-load: 8/n for the smallest n/8 scale that leaves DCT_MARGIN for the resampler."""
     if p.format != "jpeg":
         return Fraction(1)
-    margin = 1.0 if fmt == "jpeg" and pl.out_w * pl.out_h <= JPEG_EXACT_SCALE_PIXELS else DCT_MARGIN
     for n in range(1, 8):
-        if p.width * n >= margin * 8 * pl.resize_w and p.height * n >= margin * 8 * pl.resize_h:
+        if p.width * n >= DCT_MARGIN * 8 * pl.resize_w and p.height * n >= DCT_MARGIN * 8 * pl.resize_h:
             return Fraction(8, n)
     return Fraction(1)
 
@@ -268,7 +262,7 @@ def _vips_shrink(scale: Fraction) -> int:
     return next(s for s in (8, 4, 2, 1) if s <= scale)
 
 
-def _decode(buf: bytes, spec: TransformSpec, p: Probe, pl: Plan, animate: bool, fmt: str) -> pyvips.Image:
+def _decode(buf: bytes, spec: TransformSpec, p: Probe, pl: Plan, animate: bool) -> pyvips.Image:
     kwargs: dict[str, object] = {"height": pl.resize_h}
     width = pl.resize_w
     if not animate and spec.fit == "cover" and spec.position in _SMART and pl.force:
@@ -281,7 +275,7 @@ def _decode(buf: bytes, spec: TransformSpec, p: Probe, pl: Plan, animate: bool, 
     if LINEAR and not animate and (pl.resize_w < p.width or pl.resize_h < p.height):
         kwargs["linear"] = True
     option_string = f"n=-1,{_FAIL_ON}" if animate else _FAIL_ON
-    scale = _dct_scale(p, pl, fmt) if "crop" not in kwargs else Fraction(1)  # smart crops: thumbnail_buffer's own
+    scale = _dct_scale(p, pl) if "crop" not in kwargs else Fraction(1)  # smart crops: thumbnail_buffer's own
     src = None
     if p.format == "jpeg" and not p.has_icc and "crop" not in kwargs:
         # libjpeg-turbo straight, at the DCT scale (media/jpeg.py: 1.3-1.8x libvips' loader);
@@ -398,7 +392,7 @@ def transform(buf: bytes, spec: TransformSpec, limits: Limits, p: Probe | None =
     pl = plan(spec, p.width, p.height)
     check_output(fmt, pl)
     try:
-        im = _decode(buf, spec, p, pl, animate, fmt)
+        im = _decode(buf, spec, p, pl, animate)
         page_h = im.get("page-height") if animate and im.get_typeof("page-height") else im.height
         if not animate:
             page_h = im.height
