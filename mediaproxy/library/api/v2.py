@@ -22,8 +22,6 @@ import falcon
 from sqlalchemy import text as sql
 
 from ...errors import BadRequest, NotFound
-from ...hotpath import result_key
-from ...media.pipeline import PIPELINE_VERSION
 from ...media.spec import FORMATS, MAX_DIM, TransformSpec
 from ...routes.common import serve_transform
 from .. import auth
@@ -161,10 +159,8 @@ class V2Resource(Resource):
     def serve(self, req: falcon.Request, resp: falcon.Response, img: Served, spec: TransformSpec,
               cache_control: str) -> None:
         ctx = self.library.ctx
+        # the entry records (bucket, key): purged with the object when it is replaced or deleted
         serve_transform(req, resp, ctx, img.bucket, img.key, spec)
-        if req.context.get("cache") == "miss":  # purged with the object when it is replaced or deleted
-            ctx.cache.remember(f"{img.bucket}/{img.key}",
-                               result_key(img.bucket, img.key, spec.canonical(), PIPELINE_VERSION))
         resp.set_header("Cache-Control", cache_control)
 
     def fallback(self, resp: falcon.Response) -> None:
