@@ -243,8 +243,11 @@ DCT_MARGIN = 1.5
 # Resample still images in linear light (libvips' scRGB, premultiplied alpha): fine light
 # detail keeps its brightness; +2 points at the same bytes on photos (bench/quality.py).
 # Animations (GIF sources: palettes, dithering) measured better in sRGB values: 0.76x
-# sharp's bytes for its score in linear light, lower still without.
+# sharp's bytes for its score in linear light, lower still without. Only for outputs up
+# to LINEAR_MAX_PIXELS: at 800x600 linear light gave 0.1 point and most of the extra CPU
+# of that case (97 vs 35 ms before issue 12), so large outputs resample in sRGB values.
 LINEAR = True
+LINEAR_MAX_PIXELS = 512 * 512
 
 
 def _dct_scale(p: Probe, pl: Plan) -> Fraction:
@@ -272,7 +275,8 @@ def _decode(buf: bytes, spec: TransformSpec, p: Probe, pl: Plan, animate: bool) 
         kwargs["size"] = "force"
     if p.has_icc:
         kwargs["output_profile"] = "srgb"
-    if LINEAR and not animate and (pl.resize_w < p.width or pl.resize_h < p.height):
+    if (LINEAR and not animate and pl.resize_w * pl.resize_h <= LINEAR_MAX_PIXELS
+            and (pl.resize_w < p.width or pl.resize_h < p.height)):
         kwargs["linear"] = True
     option_string = f"n=-1,{_FAIL_ON}" if animate else _FAIL_ON
     scale = _dct_scale(p, pl) if "crop" not in kwargs else Fraction(1)  # smart crops: thumbnail_buffer's own
@@ -350,7 +354,7 @@ def _encode(im: pyvips.Image, fmt: str, spec: TransformSpec, animate: bool) -> b
     raise BadRequest(f"cannot encode {fmt}")
 
 
-def _input_fails(buf: bytes, spec: TransformSpec, p: Probe, pl: Plan, animate: bool, fmt: str) -> bool:
+def _input_fails(buf: bytes, spec: TransformSpec, p: Probe, pl: Plan, animate: bool) -> bool:
     """Whether the decode step alone fails on this input: 400 (the input) or 500 (we failed).
 
     libvips decodes lazily, so a corrupt or truncated source fails while the
@@ -363,7 +367,7 @@ def _input_fails(buf: bytes, spec: TransformSpec, p: Probe, pl: Plan, animate: b
     encoded. It costs one more decode, on the error path only.
     """
     try:
-        _decode(buf, spec, p, pl, animate, fmt).avg()
+        _decode(buf, spec, p, pl, animate).avg()
     except pyvips.Error:
         return True
     return False
@@ -409,7 +413,7 @@ def transform(buf: bytes, spec: TransformSpec, limits: Limits, p: Probe | None =
         im = _to_srgb(im)
         body = _encode(im, fmt, spec, animate)
     except pyvips.Error:
-        if _input_fails(buf, spec, p, pl, animate, fmt):
+        if _input_fails(buf, spec, p, pl, animate):
             raise BadRequest("undecodable image") from None
         raise ProcessingError("image processing failed") from None
     frames_n = im.height // page_h if animate and page_h else 1
