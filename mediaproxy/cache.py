@@ -27,7 +27,7 @@ import sqlite3
 import threading
 import time
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import BinaryIO
 
@@ -154,6 +154,16 @@ class ResultCache:
         pass over the index, no values read): the day an object is replaced in
         place. A fast-path worker may keep serving a purged small entry from
         its memory tier for up to 5 seconds."""
+        if prefix:
+            return self._purge(lambda src: src[0] == bucket and src[1].startswith(key_or_prefix))
+        return self._purge(lambda src: src[0] == bucket and src[1] == key_or_prefix)
+
+    def purge_keys(self, sources: Iterable[tuple[str, str]]) -> int:
+        """``purge`` of several (bucket, key) objects in one pass over the index (a media and its variants)."""
+        wanted = {tuple(s) for s in sources}
+        return self._purge(lambda src: tuple(src) in wanted) if wanted else 0
+
+    def _purge(self, match: Callable[[list], bool]) -> int:
         if self._cache is None:
             return 0
         doomed: list[str] = []
@@ -172,9 +182,7 @@ class ResultCache:
                     src = orjson.loads(tag).get("s")
                 except (orjson.JSONDecodeError, AttributeError, TypeError):
                     continue
-                if not src or src[0] != bucket:
-                    continue
-                if src[1].startswith(key_or_prefix) if prefix else src[1] == key_or_prefix:
+                if src and match(src):
                     doomed.append(ckey)
         removed = 0
         for ckey in doomed:

@@ -101,17 +101,24 @@ WSGIApp = Callable[[dict, Callable], Iterable[bytes]]
 class ClientIPGuard:
     """WSGI layer: ``403`` for clients outside ``allow`` (see the module docstring)."""
 
-    def __init__(self, app: WSGIApp, allow: Iterable[IPNetwork], proxies: Iterable[IPNetwork] = ()):
+    def __init__(self, app: WSGIApp, allow: Iterable[IPNetwork], proxies: Iterable[IPNetwork] = (),
+                 exempt_prefixes: tuple[str, ...] = ()):
         self.app = app
         self.allow = NetworkSet(allow)
         self.proxies = NetworkSet(proxies)
+        self.exempt_prefixes = exempt_prefixes
+
+    def _exempt_prefix(self, path: str) -> bool:
+        """``path`` is one of the exempt paths or lies below one (``/media`` and ``/media/x``, not ``/mediax``)."""
+        return any(path == p or path.startswith(p + "/") for p in self.exempt_prefixes)
 
     def allowed(self, environ: dict) -> bool:
         ip = client_address(environ, self.proxies)
         return ip is not None and ip in self.allow
 
     def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
-        if environ.get("PATH_INFO") in EXEMPT or self.allowed(environ):
+        path = environ.get("PATH_INFO") or ""
+        if path in EXEMPT or self._exempt_prefix(path) or self.allowed(environ):
             return self.app(environ, start_response)
         start_response("403 Forbidden", list(HEADERS))
         return [] if environ.get("REQUEST_METHOD") == "HEAD" else [BODY]
@@ -121,4 +128,15 @@ def install(app: WSGIApp, settings) -> WSGIApp:
     """The guard around ``app`` when the allow-list is on, else ``app`` itself."""
     if not settings.trusted_client_cidrs:
         return app
-    return ClientIPGuard(app, settings.trusted_client_cidrs, settings.trusted_proxy_cidrs)
+    return ClientIPGuard(
+        app, settings.trusted_client_cidrs, settings.trusted_proxy_cidrs, library_api_prefixes(settings)
+    )
+
+
+def library_api_prefixes(settings) -> tuple[str, ...]:
+    """The library's API routes (``library``/``all`` modes): clients authenticate with keys and are not
+    the CDN, so the allow-list (an origin only its CDN may reach) does not apply to them. Its public
+    URLs (``/library/``, ``/sha256/``) are CDN-pulled and stay guarded."""
+    if settings.mode not in ("library", "all"):
+        return ()
+    return ("/healthz", "/api", "/media", settings.library.api_prefix)

@@ -219,3 +219,19 @@ def test_corrupt_header_is_a_miss(tmp_path):
     cache = ResultCache(str(tmp_path / "c"), MB)
     cache._cache.set("k", b"body", tag=b"{not json")
     assert cache.get("k") is None
+
+
+def test_purge_keys_drops_every_entry_of_the_named_objects_in_one_pass(tmp_path):
+    cache = ResultCache(str(tmp_path / "c"), 64 * 1024**2)
+    try:
+        for key in ("a", "b", "c"):
+            for spec in ("x", "y"):
+                cache.put(f"{key}-{spec}", Entry("image/png", '"e"', 0.0, 3, body=b"abc"), ("lib", key))
+        other = Entry("image/png", '"e"', 0.0, 3, body=b"abc")
+        cache.put("other", other, ("cdn", "a"))  # the same key in another bucket stays
+        assert cache.purge_keys([("lib", "a"), ("lib", "c")]) == 4
+        kept = [k for k in ("a-x", "a-y", "b-x", "b-y", "c-x", "c-y", "other") if cache.get(k)]
+        assert kept == ["b-x", "b-y", "other"]
+        assert cache.purge_keys([]) == 0
+    finally:
+        cache.close()

@@ -270,3 +270,26 @@ def test_allow_list_off_by_default(local_server):
         assert conn.getresponse().status == 404  # not 403: nobody is refused when the list is empty
     finally:
         conn.close()
+
+
+@pytest.mark.parametrize("mode", ["media", "all"])
+def test_the_library_api_is_not_behind_the_cdn_allow_list(mode):
+    """The allow-list keeps an origin to its CDN; the library's API clients authenticate with keys and
+    are not the CDN, so in library/all mode its API routes pass while the CDN-pulled URLs stay guarded."""
+    from mediaproxy import clientip
+    from mediaproxy.settings import Settings
+
+    settings = Settings.from_env({"MEDIAPROXY_SECRET_KEY": "x", "MEDIAPROXY_MODE": mode,
+                                  "MEDIAPROXY_TRUSTED_CLIENT_CIDRS": "203.0.113.0/24"})
+    guard = clientip.install(lambda env, start: (start("200 OK", []), [b"app"])[1], settings)
+
+    def status(path: str) -> int:
+        got = []
+        guard({"PATH_INFO": path, "REMOTE_ADDR": "198.51.100.7", "REQUEST_METHOD": "GET"},
+              lambda s, h: got.append(int(s.split()[0])))
+        return got[0]
+
+    api = ["/api/v1/media/list", "/healthz", "/media", "/media/abc", "/v2/images", "/v2/status"]
+    cdn = ["/library/acme/1/x.jpg", "/sha256/" + "0" * 64, "/avatars/1/abc.png", "/v2x", "/mediax", "/apix"]
+    assert [status(p) for p in api] == ([200] * len(api) if mode == "all" else [403] * len(api))
+    assert [status(p) for p in cdn] == [403] * len(cdn)

@@ -609,17 +609,16 @@ class Library:
         return len(keys)
 
     def _remove(self, keys: Iterable[tuple[str, str]]) -> None:
+        keys = list(keys)
         for bucket, key in keys:
             self.ctx.storage.delete(bucket, key)
-            purge(self.ctx, bucket, key)
+        self.ctx.cache.purge_keys(keys)  # one pass over the cache index for all of them
 
     def purge_media(self, media: Media) -> None:
         v = media.current
         if v is None:
             return
-        purge(self.ctx, v.object.bucket, v.object.key)
-        for x in v.variants:
-            purge(self.ctx, x.bucket, x.key)
+        self.ctx.cache.purge_keys([(v.object.bucket, v.object.key), *((x.bucket, x.key) for x in v.variants)])
 
     # -- presigning -------------------------------------------------------------------------------
 
@@ -766,11 +765,6 @@ def _seconds(n: int):
     from datetime import timedelta
 
     return timedelta(seconds=n)
-
-
-def purge(ctx: Context, bucket: str, key: str) -> None:
-    """Forget every cached result of one stored object: its original and every rendition."""
-    ctx.cache.purge(bucket, key)
 
 
 # -- signed URLs of the local backend -------------------------------------------------------------
