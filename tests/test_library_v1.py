@@ -164,6 +164,36 @@ def test_list_search_type_sort_paginate(library):
     assert library.api("GET", "/api/v1/media/list", params={"search": "%"}).json()["total"] == 0
 
 
+
+def test_list_search_is_a_case_insensitive_substring_kept_in_step(library):
+    """The search matches substrings of filename, alt and caption, ignoring ASCII case, whatever its
+    length (SQLite answers 3+ characters from the FTS5 trigram table, shorter ones by LIKE; PostgreSQL
+    from pg_trgm), and follows patches, the org boundary and deletes (the index is kept in step)."""
+    tag = "Sub" + str(id(library))[-6:]
+
+    def found(search: str, key: str = "default") -> set[str]:
+        body = library.api("GET", "/api/v1/media/list", key=key, params={"search": search, "limit": 100}).json()
+        assert body["total"] == len(body["items"])
+        return {m["id"] for m in body["items"]}
+
+    a = library.upload(media.png(8, 8), f"{tag}-Alpha.png", alt="Quiet RIVER bank").json()
+    b = library.upload(media.png(8, 8), "plain.png", caption=f"in the {tag.upper()}zone").json()
+    mine = {a["id"], b["id"]}
+    assert found(tag.lower()) == mine and found(tag.upper()) == mine
+    assert found(tag[1:5].lower()) >= mine  # a substring from the middle
+    assert a["id"] in found("river ba") and a["id"] in found("ALPHA.P")
+    assert found(f"{tag}-alpha") == {a["id"]}
+    # under three characters: no trigram can serve it, the answer is the same
+    assert a["id"] in found("Ph") and a["id"] in found("q") and b["id"] in found("zO")
+    # quotes and FTS syntax are literal text, never a query language
+    assert found(f'"{tag}" OR NOT x') == set() and found(f"{tag}*") == set() and found(f"{tag} AND") == set()
+    assert found(tag, key=library.other_key) == set()
+    r = library.api("PATCH", f"/api/v1/media/{a['id']}", json={"alt": f"now {tag}xyzzy"})
+    assert r.status_code == 200
+    assert found(f"{tag}xyzzy") == {a["id"]} and a["id"] not in found("quiet river")
+    assert library.api("DELETE", "/api/v1/media/", params={"id": b["id"]}).status_code in (200, 204)
+    assert found(tag) == {a["id"]}
+
 def test_batch(library):
     a, b = library.upload(JPEG).json(), library.upload(media.png()).json()
     r = library.api("POST", "/api/v1/media/batch", json={"ids": [b["id"], "0" * 32, a["id"]]})

@@ -77,9 +77,13 @@ class StoredObject(Base):
 class Media(Base):
     __tablename__ = "media"
     __table_args__ = (
-        Index("ix_media_org_created", "org_id", "created_at"),
-        Index("ix_media_org_filename", "org_id", "filename"),
-        Index("ix_media_org_mime", "org_id", "mime_type"),
+        # one per sort of the list (migration 0004), which also adds the search's trigram indexes:
+        # pg_trgm GIN on PostgreSQL, the FTS5 table media_search on SQLite
+        Index("ix_media_org_created_id", "org_id", "created_at", "id"),
+        Index("ix_media_org_updated_id", "org_id", "updated_at", "id"),
+        Index("ix_media_org_filename_id", "org_id", "filename", "id"),
+        Index("ix_media_org_size_id", "org_id", "size", "id"),
+        Index("ix_media_org_mime_id", "org_id", "mime_type", "id"),
         Index("ix_media_org_owner", "org_id", "owner"),
     )
     id: Mapped[str] = mapped_column(String(40), primary_key=True)

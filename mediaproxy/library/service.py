@@ -24,7 +24,7 @@ from datetime import UTC, datetime
 
 import orjson
 import pyvips
-from sqlalchemy import func, or_, select
+from sqlalchemy import column, func, or_, select, table
 from sqlalchemy.orm import Session, selectinload
 
 from ..context import Context
@@ -47,6 +47,10 @@ SORTS = {
     "size": Media.size,
     "mimeType": Media.mime_type,
 }
+# SQLite's FTS5 trigram mirror of the searched and filtered columns (migration 0004)
+MEDIA_SEARCH = table("media_search", column("media_search"), column("media_id"), column("org_id"), column("state"),
+                     column("mime_type"), column("owner"), column("filename"), column("alt"), column("caption"))
+FETCH_BY_ID = 2000  # a search with at most this many matches fetches its page by id, not by walking the sort index
 EDIT_FORMATS = {"webp": "webp", "jpeg": "jpeg", "jpg": "jpeg", "png": "png"}
 _ID = re.compile(r"[0-9a-f]{32}")
 
@@ -386,24 +390,50 @@ class Library:
 
     def list(self, s: Session, org: Organization, *, limit: int, offset: int, search: str | None,
              mime_prefix: str | None, sort: str, order: str, owner: str | None = None) -> tuple[list[Media], int]:
-        cond = [Media.org_id == org.id, Media.state == "ready"]
+        """One page of the organization's ready media, and the exact total.
+
+        The search is a case-insensitive substring match on filename, alt and caption (``LIKE``;
+        ASCII case folding on SQLite, as before). PostgreSQL serves it from ``pg_trgm`` GIN
+        indexes. On SQLite a search of 3 characters or more is answered from the FTS5 trigram
+        table ``media_search`` (migration 0004): ``MATCH`` narrows, the same ``LIKE`` re-checks
+        the mirrored columns, so the count never touches the media table; a short result is then
+        fetched by id, a long one by walking the (org_id, sort column, id) index."""
+        sqlite = s.get_bind().dialect.name == "sqlite"
+        pattern = None
         if search:
             pattern = "%" + search.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-            # SQLite's LIKE is case-insensitive already (ASCII); its ILIKE would call lower() on every row
-            sqlite = s.get_bind().dialect.name == "sqlite"
-            cond.append(or_(*((col.like(pattern, escape="\\") if sqlite else col.ilike(pattern, escape="\\"))
-                              for col in (Media.filename, Media.alt, Media.caption))))
+        prefix = None
         if mime_prefix:
-            like = mime_prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-            cond.append(Media.mime_type.like(like, escape="\\"))
-        if owner is not None:
-            cond.append(Media.owner == owner)
-        total = s.scalar(select(func.count()).select_from(Media).where(*cond)) or 0
+            prefix = mime_prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+
+        def where(t) -> list:
+            cond = [t.c.org_id == org.id, t.c.state == "ready"]
+            if pattern is not None:
+                # SQLite's LIKE is case-insensitive already (ASCII); its ILIKE would call lower() on every row
+                cond.append(or_(*((t.c[col].like(pattern, escape="\\") if sqlite
+                                   else t.c[col].ilike(pattern, escape="\\"))
+                                  for col in ("filename", "alt", "caption"))))
+            if prefix is not None:
+                cond.append(t.c.mime_type.like(prefix, escape="\\"))
+            if owner is not None:
+                cond.append(t.c.owner == owner)
+            return cond
+
         col = SORTS[sort]
-        q = (self._media_query().where(*cond)
-             .order_by(col.asc() if order == "asc" else col.desc(), Media.id.asc() if order == "asc"
-                       else Media.id.desc()).limit(limit).offset(offset))
-        return list(s.scalars(q)), total
+        page = (self._media_query()
+                .order_by(col.asc() if order == "asc" else col.desc(), Media.id.asc() if order == "asc"
+                          else Media.id.desc()).limit(limit).offset(offset))
+        if sqlite and search and len(search) >= 3:
+            match = MEDIA_SEARCH.c.media_search.op("MATCH")('"' + search.replace('"', '""') + '"')
+            cond = [match, *where(MEDIA_SEARCH)]
+            total = s.scalar(select(func.count()).select_from(MEDIA_SEARCH).where(*cond)) or 0
+            if total <= FETCH_BY_ID:
+                ids = list(s.scalars(select(MEDIA_SEARCH.c.media_id).where(*cond)))
+                return list(s.scalars(page.where(Media.id.in_(ids)))) if ids else [], total
+            return list(s.scalars(page.where(*where(Media.__table__)))), total
+        cond = where(Media.__table__)
+        total = s.scalar(select(func.count()).select_from(Media).where(*cond)) or 0
+        return list(s.scalars(page.where(*cond))), total
 
     def patch(self, s: Session, media: Media, changes: dict) -> Media:
         for name, value in changes.items():
