@@ -553,7 +553,7 @@ def test_slow_readers_of_files_and_cached_results_hold_no_thread(make_server):
         r, took = _timed(lambda: srv.head(f"/{key}", timeout=30))
         assert r.status_code == 200 and r.headers["content-length"] == str(len(blob)) and not r.content
         waits.append(took)
-        assert max(waits) < 3, [round(w, 2) for w in waits]
+        assert max(waits) < 10, [round(w, 2) for w in waits]  # stuck behind the readers: the 30 s timeout
         r = srv.get(big_miss)
         assert r.headers["x-cache"] == "HIT" and len(r.content) > 1024 * 1024
         want[big_miss] = r.content
