@@ -256,7 +256,8 @@ def test_full_then_read_only_cache_disk_costs_no_request_more_than_its_work(make
     hashes = [hash_() for _ in range(4)]
     for h in hashes:
         srv.put("cdn", f"avatars/{u}/{h}", media.jpeg(640, 640))
-    assert srv.get(f"/avatars/{u}/{hashes[0]}.png?size=64").status_code == 200  # database and locks exist
+    first = srv.get(f"/avatars/{u}/{hashes[0]}.png?size=64")
+    assert first.status_code == 200, (first.status_code, first.text[:200])  # database and locks exist
     with open(small_tmpfs / "filler", "wb", buffering=0) as f:  # fill the disk to the last byte
         for block in (65536, 4096, 512, 1):
             try:
