@@ -67,6 +67,8 @@ def configure(level: str = "info") -> None:
     root.setLevel(level.upper())
     # MEDIAPROXY_ACCESS_LOG alone decides about access lines, whatever the level.
     logging.getLogger("mediaproxy.access").setLevel(logging.INFO)
+    # Alembic narrates every migration step (and its plugins) at INFO: keep its warnings only.
+    logging.getLogger("alembic").setLevel(max(logging.WARNING, root.level))
 
 log = logging.getLogger("mediaproxy")
 
