@@ -600,6 +600,18 @@ class Library:
     # -- delete ---------------------------------------------------------------------------------
 
     def _drop_versions(self, s: Session, media: Media, keep: str | None) -> None:
+        """Remove every version of ``media`` but ``keep``, with their objects and variants."""
+        self._remove_versions(s, media, keep)
+
+    def delete(self, s: Session, media: Media) -> int:
+        """Remove the record, then the original and every variant (bytes shared with another record stay)."""
+        media.current_version_id, media.current = None, None
+        s.flush()
+        return self._remove_versions(s, media, None, drop_media=True)
+
+    def _remove_versions(self, s: Session, media: Media, keep: str | None, drop_media: bool = False) -> int:
+        """Delete the versions of ``media`` (all but ``keep``), and the record itself with ``drop_media``;
+        then the stored objects no other version still uses, and every variant; returns how many keys."""
         old = [v for v in s.scalars(select(Version).options(selectinload(Version.variants),
                                                             selectinload(Version.object))
                                     .where(Version.media_id == media.id)) if v.id != keep]
@@ -607,27 +619,8 @@ class Library:
         objects = {v.object_id: v.object for v in old}
         for v in old:
             s.delete(v)
-        s.flush()
-        for oid, obj in objects.items():
-            still = s.scalar(select(func.count()).select_from(Version).where(Version.object_id == oid))
-            if not still:
-                keys.append((obj.bucket, obj.key))
-                s.delete(obj)
-        s.commit()
-        self._remove(keys)
-
-    def delete(self, s: Session, media: Media) -> int:
-        """Remove the record, then the original and every variant (bytes shared with another record stay)."""
-        media.current_version_id, media.current = None, None
-        s.flush()
-        versions = list(s.scalars(select(Version).options(selectinload(Version.variants),
-                                                          selectinload(Version.object))
-                                  .where(Version.media_id == media.id)))
-        keys = [(x.bucket, x.key) for v in versions for x in v.variants]
-        objects = {v.object_id: v.object for v in versions}
-        for v in versions:
-            s.delete(v)
-        s.delete(media)
+        if drop_media:
+            s.delete(media)
         s.flush()
         for oid, obj in objects.items():
             still = s.scalar(select(func.count()).select_from(Version).where(Version.object_id == oid))
