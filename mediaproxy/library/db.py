@@ -19,6 +19,10 @@ MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 _migrate_lock = threading.Lock()
 
 
+SQLITE_MMAP = 1 << 30  # address space only; pages are the OS page cache's, shared by every worker
+SQLITE_CACHE_KIB = 16 * 1024  # per connection, for what mmap does not cover (writes, WAL frames)
+
+
 def make_engine(url: str) -> Engine:
     if url.startswith("sqlite"):
         path = url.split("sqlite:///", 1)[-1]
@@ -33,6 +37,10 @@ def make_engine(url: str) -> Engine:
             cur.execute("PRAGMA synchronous=NORMAL")
             cur.execute("PRAGMA foreign_keys=ON")
             cur.execute("PRAGMA busy_timeout=30000")
+            # reads map the file instead of copying 4 KiB pages through read() into a 2 MiB cache:
+            # a list that walks an index touches one random page per row (docs/library.md § Measured)
+            cur.execute(f"PRAGMA mmap_size={SQLITE_MMAP}")
+            cur.execute(f"PRAGMA cache_size=-{SQLITE_CACHE_KIB}")
             cur.close()
 
         return engine

@@ -77,13 +77,15 @@ class StoredObject(Base):
 class Media(Base):
     __tablename__ = "media"
     __table_args__ = (
-        # one per sort of the list (migration 0004), which also adds the search's trigram indexes:
-        # pg_trgm GIN on PostgreSQL, the FTS5 table media_search on SQLite
+        # one per sort of the list (migration 0004; on SQLite 0005 appends search_rowid); the search's
+        # trigram indexes are not declared here (0005: pg_trgm GIN on the generated search_text on
+        # PostgreSQL, the FTS5 table media_text on SQLite)
         Index("ix_media_org_created_id", "org_id", "created_at", "id"),
         Index("ix_media_org_updated_id", "org_id", "updated_at", "id"),
         Index("ix_media_org_filename_id", "org_id", "filename", "id"),
         Index("ix_media_org_size_id", "org_id", "size", "id"),
         Index("ix_media_org_mime_id", "org_id", "mime_type", "id"),
+        Index("ix_media_state_org_mime", "state", "org_id", "mime_type"),  # the list's total (0005)
         Index("ix_media_org_owner", "org_id", "owner"),
     )
     id: Mapped[str] = mapped_column(String(40), primary_key=True)

@@ -24,7 +24,7 @@ from datetime import UTC, datetime
 
 import orjson
 import pyvips
-from sqlalchemy import column, func, or_, select, table
+from sqlalchemy import column, func, literal_column, or_, select, table, union_all
 from sqlalchemy.orm import Session, selectinload
 
 from ..context import Context
@@ -47,10 +47,17 @@ SORTS = {
     "size": Media.size,
     "mimeType": Media.mime_type,
 }
-# SQLite's FTS5 trigram mirror of the searched and filtered columns (migration 0004)
-MEDIA_SEARCH = table("media_search", column("media_search"), column("media_id"), column("org_id"), column("state"),
-                     column("mime_type"), column("owner"), column("filename"), column("alt"), column("caption"))
+# SQLite: the FTS5 trigram index of ready media's filename, alt and caption, under the rowid
+# org_id << 40 | kind << 32 | seq; kinds number the MIME types (migration 0005)
+MEDIA_TEXT = table("media_text", column("media_text"), column("rowid"))
+MEDIA_KINDS = table("media_kinds", column("code"), column("mime_type"))
+MEDIA_COUNTS = table("media_counts", column("org_id"), column("mime_type"), column("n"))  # ready media per type
+SEARCH_ROWID = literal_column("media.search_rowid")  # SQLite only: the media's rowid in media_text
+SEARCH_TEXT = literal_column("media.search_text")  # PostgreSQL only: lower(filename, alt, caption) joined
+TEXT_ORG_LIMIT = 1 << 23  # organizations with larger ids are not in media_text (the rowid would overflow)
+KIND_SHARED = 255  # the 255th MIME type and later share one kind, so a filter on them cannot use the ranges
 FETCH_BY_ID = 2000  # a search with at most this many matches fetches its page by id, not by walking the sort index
+WALK_MAX = 20_000  # nor when the walk would read more rows of the sort index than this
 EDIT_FORMATS = {"webp": "webp", "jpeg": "jpeg", "jpg": "jpeg", "png": "png"}
 _ID = re.compile(r"[0-9a-f]{32}")
 
@@ -64,6 +71,11 @@ def safe_filename(name: str | None, fallback: str = "file") -> str:
     name = unicodedata.normalize("NFC", (name or "").replace("\\", "/").rsplit("/", 1)[-1])
     name = re.sub(r"[^\w.\-]+", "_", name, flags=re.UNICODE).strip("._")[:100]
     return name or fallback
+
+
+def _like_escape(text: str) -> str:
+    """``text`` matched literally by ``LIKE … ESCAPE '\\'``."""
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
 def iso(dt: datetime | None) -> str | None:
@@ -389,51 +401,105 @@ class Library:
         return [found[i] for i in ids if i in found]
 
     def list(self, s: Session, org: Organization, *, limit: int, offset: int, search: str | None,
-             mime_prefix: str | None, sort: str, order: str, owner: str | None = None) -> tuple[list[Media], int]:
+             mime_prefix: str | None, sort: str, order: str) -> tuple[list[Media], int]:
         """One page of the organization's ready media, and the exact total.
 
-        The search is a case-insensitive substring match on filename, alt and caption (``LIKE``;
-        ASCII case folding on SQLite, as before). PostgreSQL serves it from ``pg_trgm`` GIN
-        indexes. On SQLite a search of 3 characters or more is answered from the FTS5 trigram
-        table ``media_search`` (migration 0004): ``MATCH`` narrows, the same ``LIKE`` re-checks
-        the mirrored columns, so the count never touches the media table; a short result is then
-        fetched by id, a long one by walking the (org_id, sort column, id) index."""
-        sqlite = s.get_bind().dialect.name == "sqlite"
-        pattern = None
-        if search:
-            pattern = "%" + search.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-        prefix = None
-        if mime_prefix:
-            prefix = mime_prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-
-        def where(t) -> list:
-            cond = [t.c.org_id == org.id, t.c.state == "ready"]
-            if pattern is not None:
-                # SQLite's LIKE is case-insensitive already (ASCII); its ILIKE would call lower() on every row
-                cond.append(or_(*((t.c[col].like(pattern, escape="\\") if sqlite
-                                   else t.c[col].ilike(pattern, escape="\\"))
-                                  for col in ("filename", "alt", "caption"))))
-            if prefix is not None:
-                cond.append(t.c.mime_type.like(prefix, escape="\\"))
-            if owner is not None:
-                cond.append(t.c.owner == owner)
-            return cond
-
+        ``search`` is a case-insensitive substring of filename, alt or caption; ``mime_prefix`` a
+        prefix of the MIME type. Every total comes from an index alone (migration 0005):
+        - no search: an index-only count on (state, org_id, mime_type);
+        - SQLite, a search of 3 characters or more: ``MATCH`` in the FTS5 trigram table
+          ``media_text`` over the rowid range of the organization (and of each MIME kind the
+          prefix selects); case folding is Unicode's;
+        - PostgreSQL: the pg_trgm index on ``search_text``, re-checked with one ``LIKE``;
+        - anything else (a shorter search on SQLite, more than 254 MIME types): ``LIKE``, ASCII
+          case folding on SQLite.
+        The page walks the (org_id, sort column, id) index while matches are dense enough, and is
+        otherwise sorted from the matches themselves."""
+        dialect = s.get_bind().dialect.name
+        sqlite = dialect == "sqlite"
+        mime_prefix = mime_prefix.lower() if mime_prefix else None  # stored MIME types are lower case
+        mime = [Media.mime_type.like(_like_escape(mime_prefix) + "%", escape="\\")] if mime_prefix else []
+        base = [Media.org_id == org.id, Media.state == "ready", *mime]
+        # SQLite may read a walked page through (state, org_id, mime_type), which matches more of
+        # the WHERE, and then sort every match; the unary + leaves it only the sort indexes
+        walking = [Media.org_id == org.id, literal_column("+media.state") == "ready", *mime] if sqlite else base
         col = SORTS[sort]
+        asc = order == "asc"
         page = (self._media_query()
-                .order_by(col.asc() if order == "asc" else col.desc(), Media.id.asc() if order == "asc"
-                          else Media.id.desc()).limit(limit).offset(offset))
-        if sqlite and search and len(search) >= 3:
-            match = MEDIA_SEARCH.c.media_search.op("MATCH")('"' + search.replace('"', '""') + '"')
-            cond = [match, *where(MEDIA_SEARCH)]
-            total = s.scalar(select(func.count()).select_from(MEDIA_SEARCH).where(*cond)) or 0
-            if total <= FETCH_BY_ID:
-                ids = list(s.scalars(select(MEDIA_SEARCH.c.media_id).where(*cond)))
-                return list(s.scalars(page.where(Media.id.in_(ids)))) if ids else [], total
-            return list(s.scalars(page.where(*where(Media.__table__)))), total
-        cond = where(Media.__table__)
-        total = s.scalar(select(func.count()).select_from(Media).where(*cond)) or 0
-        return list(s.scalars(page.where(*cond))), total
+                .order_by(col.asc() if asc else col.desc(), Media.id.asc() if asc else Media.id.desc())
+                .limit(limit).offset(offset))
+        if search and sqlite and len(search) >= 3 and org.id < TEXT_ORG_LIMIT:
+            ranges = self._text_ranges(s, org.id, mime_prefix)
+            if ranges is not None:
+                return self._list_text(s, org, page, search, mime_prefix, ranges, limit, offset)
+        found = []
+        if search:
+            pattern = "%" + _like_escape(search) + "%"
+            if dialect == "postgresql":
+                found.append(SEARCH_TEXT.like(func.lower(pattern), escape="\\"))
+            else:  # SQLite's LIKE folds ASCII case already; its ILIKE would call lower() on every row
+                found.append(or_(*(c.like(pattern, escape="\\") for c in (Media.filename, Media.alt, Media.caption))))
+        if sqlite and not search:
+            total = self._ready_count(s, org.id, mime_prefix)
+        else:
+            total = s.scalar(select(func.count()).select_from(Media).where(*base, *found)) or 0
+        if offset >= total:
+            return [], total
+        walk = sqlite and (not (search or mime_prefix) or self._dense(s, org.id, mime_prefix, total, offset, limit))
+        return list(s.scalars(page.where(*(walking if walk else base), *found))), total
+
+    def _dense(self, s: Session, org_id: int, mime_prefix: str | None, total: int, offset: int, limit: int) -> bool:
+        """Whether the page is cheaper read by walking the sort index than by sorting the matches:
+        more than FETCH_BY_ID of them, and the walk expected to read at most WALK_MAX rows."""
+        if total <= FETCH_BY_ID:
+            return False
+        return (offset + limit) * self._ready_count(s, org_id, mime_prefix) / total <= WALK_MAX
+
+    def _text_ranges(self, s: Session, org_id: int, mime_prefix: str | None) -> list[tuple[int, int]] | None:
+        """The rowid ranges of ``media_text`` that hold the organization's ready media of the MIME
+        types the prefix selects; None when one of those types has no kind of its own."""
+        org = org_id << 40
+        if not mime_prefix:
+            return [(org, org | (1 << 40) - 1)]
+        codes = sorted(s.scalars(select(MEDIA_KINDS.c.code).where(
+            MEDIA_KINDS.c.mime_type.like(_like_escape(mime_prefix) + "%", escape="\\"))))
+        if codes and codes[-1] >= KIND_SHARED:
+            return None
+        ranges: list[tuple[int, int]] = []
+        for code in codes:  # consecutive kinds make one range
+            if ranges and ranges[-1][1] == (org | code << 32) - 1:
+                ranges[-1] = (ranges[-1][0], org | (code << 32) | 0xFFFFFFFF)
+            else:
+                ranges.append((org | code << 32, org | (code << 32) | 0xFFFFFFFF))
+        return ranges
+
+    def _list_text(self, s: Session, org: Organization, page, search: str, mime_prefix: str | None,
+                   ranges: list[tuple[int, int]], limit: int, offset: int) -> tuple[list[Media], int]:
+        match = MEDIA_TEXT.c.media_text.op("MATCH")('"' + search.replace('"', '""') + '"')
+        total = 0
+        for lo, hi in ranges:
+            total += s.scalar(select(func.count()).select_from(MEDIA_TEXT)
+                              .where(match, MEDIA_TEXT.c.rowid.between(lo, hi))) or 0
+        if offset >= total:
+            return [], total
+        matches = union_all(*(select(MEDIA_TEXT.c.rowid).where(match, MEDIA_TEXT.c.rowid.between(lo, hi))
+                              for lo, hi in ranges))
+        if self._dense(s, org.id, mime_prefix, total, offset, limit):
+            # walk the sort index, which holds search_rowid (0005): membership in the matches implies
+            # the org, the state and the type, so no row is read but the page's; the unary + keeps
+            # SQLite from reading the matches through the search_rowid index instead
+            walk = [Media.org_id == org.id, literal_column("+media.search_rowid").in_(matches)]
+            return list(s.scalars(page.where(*walk))), total
+        # few matches, or sparse ones deep into the list: fetch them by rowid and sort them
+        return list(s.scalars(page.where(SEARCH_ROWID.in_(matches)))), total
+
+    def _ready_count(self, s: Session, org_id: int, mime_prefix: str | None) -> int:
+        """SQLite: how many ready media of these types the organization has, from the counts the
+        triggers of migration 0005 keep."""
+        q = select(func.coalesce(func.sum(MEDIA_COUNTS.c.n), 0)).where(MEDIA_COUNTS.c.org_id == org_id)
+        if mime_prefix:
+            q = q.where(MEDIA_COUNTS.c.mime_type.like(_like_escape(mime_prefix) + "%", escape="\\"))
+        return s.scalar(q) or 0
 
     def patch(self, s: Session, media: Media, changes: dict) -> Media:
         for name, value in changes.items():

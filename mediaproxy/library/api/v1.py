@@ -148,9 +148,11 @@ class ListMedia(Resource):
         order = (text(p, "order") or "desc").lower()
         if order not in ("asc", "desc"):
             raise BadRequest("order must be asc or desc")
-        items, total = self.library.list(req.context.db, org, limit=limit, offset=offset,
-                                         search=text(p, "search", most=200), mime_prefix=text(p, "type", most=127),
-                                         sort=sort, order=order)
+        search = text(p, "search", most=200)
+        if search and any(ch < " " or ch == "\x7f" for ch in search):
+            raise BadRequest("search must not contain control characters")
+        items, total = self.library.list(req.context.db, org, limit=limit, offset=offset, search=search,
+                                         mime_prefix=text(p, "type", most=127), sort=sort, order=order)
         base = self.base(req)
         send_json(resp, {"items": [self.library.describe(m, base) for m in items], "total": total,
                          "limit": limit, "offset": offset})
