@@ -21,9 +21,10 @@ without a scan; the (org_id, sort column, id) indexes gain it as a last column, 
 sort order tests each row's membership from the index without reading the row. Orgs with ids of
 2**23 or more are not indexed (the rowid would overflow); their searches use ``LIKE``.
 
-PostgreSQL: the three per-column trigram indexes become one on a stored generated column,
-``search_text = lower(filename || U+001F || alt || U+001F || caption)``: one bitmap instead of an OR
-of three, and a case-sensitive ``LIKE`` re-check instead of three ``ILIKE`` (4-6x cheaper per row).
+PostgreSQL: the three per-column trigram indexes become one GIN index on ``(org_id, search_text)``,
+``search_text`` being a stored generated column ``lower(filename || U+001F || alt || U+001F ||
+caption)``: one bitmap of the organization's candidates instead of an OR of three over every
+organization, and a case-sensitive ``LIKE`` re-check instead of three ``ILIKE``.
 """
 
 from __future__ import annotations
@@ -62,7 +63,10 @@ def upgrade() -> None:
             op.execute(f"DROP INDEX ix_media_{col}_trgm")
         op.execute("ALTER TABLE media ADD COLUMN search_text text GENERATED ALWAYS AS "
                    "(lower(filename || chr(31) || coalesce(alt, '') || chr(31) || coalesce(caption, ''))) STORED")
-        op.execute("CREATE INDEX ix_media_search_text_trgm ON media USING gin (search_text gin_trgm_ops)")
+        # org_id in the GIN index too (btree_gin, trusted like pg_trgm): the bitmap holds only the
+        # organization's candidates, so half as many heap rows are re-checked in the benchmark's two orgs
+        op.execute("CREATE EXTENSION IF NOT EXISTS btree_gin")
+        op.execute("CREATE INDEX ix_media_org_search_trgm ON media USING gin (org_id, search_text gin_trgm_ops)")
         op.execute("ANALYZE media")  # the planner's estimates for search_text, before autovacuum gets to it
     elif dialect == "sqlite":
         for trig in ("media_search_ai", "media_search_ad", "media_search_au"):
@@ -105,7 +109,7 @@ def upgrade() -> None:
 def downgrade() -> None:
     dialect = op.get_bind().dialect.name
     if dialect == "postgresql":
-        op.execute("DROP INDEX ix_media_search_text_trgm")
+        op.execute("DROP INDEX ix_media_org_search_trgm")
         op.execute("ALTER TABLE media DROP COLUMN search_text")
         for col in ("filename", "alt", "caption"):
             op.execute(f"CREATE INDEX ix_media_{col}_trgm ON media USING gin ({col} gin_trgm_ops)")
