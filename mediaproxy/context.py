@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
@@ -26,6 +26,8 @@ class Context:
     breaker: Breaker = field(repr=False, default=None)  # type: ignore[assignment]
     misses: Bulkhead = field(repr=False, default=None)  # type: ignore[assignment]
     streams: Bulkhead = field(repr=False, default=None)  # type: ignore[assignment]
+    # what /_ready asks besides storage: (name, call that raises when that part is not usable)
+    ready_checks: list[tuple[str, Callable[[], None]]] = field(repr=False, default_factory=list)
     _held: threading.local = field(repr=False, default_factory=threading.local)
 
     @classmethod

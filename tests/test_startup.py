@@ -177,3 +177,28 @@ def test_ready_asks_the_buckets_of_the_mode(make_server, mode, present, missing)
         assert (r.status_code, r.text) == (200, "ready\n")
     else:
         assert r.status_code == 503 and f"'{missing}'" in r.text, r.text
+
+
+def test_ready_asks_the_library_database(make_server, tmp_path):
+    """In a mode with the library, readiness needs the database too: a PostgreSQL that stops
+    turns /_ready into a 503 that says so (and /healthz too), while /_health stays 200."""
+    from .library import create_key, library_env
+    from .services import Postgres, pg_bin
+
+    if pg_bin() is None:
+        pytest.skip("PostgreSQL is not installed")
+    pg = Postgres()
+    try:
+        env = library_env(tmp_path, {"MEDIAPROXY_DATABASE_URL": pg.new_database()})
+        create_key(env, "ready-org")  # migrates, as `mediaproxy db upgrade` would
+        srv = make_server("local", env=env)
+        r = srv.get("/_ready")
+        assert (r.status_code, r.text) == (200, "ready\n")
+        pg.stop()
+        r = srv.get("/_ready")
+        assert r.status_code == 503 and r.text.startswith("not ready: database: "), r.text
+        assert r.headers["Cache-Control"] == "no-store"
+        assert srv.get("/healthz").status_code == 503
+        assert srv.get("/_health").text == "OK"
+    finally:
+        pg.stop()

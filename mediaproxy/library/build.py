@@ -25,6 +25,7 @@ def add_routes(app, ctx: Context) -> None:
     from .api.common import LibraryMiddleware
 
     lib = build_library(ctx.settings, ctx)
+    ctx.ready_checks.append(("database", lib.db.ping))
     app.add_middleware(LibraryMiddleware(lib))
     v1.add_routes(app, lib)
     media.add_routes(app, lib)

@@ -44,7 +44,9 @@ def make_engine(url: str) -> Engine:
             cur.close()
 
         return engine
-    return create_engine(url, pool_size=5, max_overflow=10, pool_pre_ping=True)
+    # a server that is gone is an error within seconds, not at the kernel's TCP timeout
+    return create_engine(url, pool_size=5, max_overflow=10, pool_pre_ping=True,
+                         connect_args={"connect_timeout": 5} if url.startswith("postgresql") else {})
 
 
 class Database:
@@ -85,6 +87,11 @@ class Database:
 
     def upgrade(self) -> None:
         upgrade(self.engine)
+
+    def ping(self) -> None:
+        """Raise unless the database answers a query (readiness)."""
+        with self.engine.connect() as conn:
+            conn.exec_driver_sql("SELECT 1")
 
     def dispose(self) -> None:
         if self._engine is not None:

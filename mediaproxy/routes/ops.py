@@ -25,8 +25,9 @@ class HealthResource:
 
 
 class ReadyResource:
-    """Readiness: ``200 ready`` when storage answers for the CDN bucket (a directory that
-    exists, or S3's HeadBucket), else ``503`` with the reason. ``/_health`` stays liveness only."""
+    """Readiness: ``200 ready`` when storage answers for the buckets of the mode (a directory that
+    exists, or S3's HeadBucket) and every other part the mode needs does (the library's
+    database), else ``503`` with the reason. ``/_health`` stays liveness only."""
 
     def __init__(self, ctx: Context):
         self.ctx = ctx
@@ -40,6 +41,14 @@ class ReadyResource:
             resp.status = falcon.HTTP_503
             resp.data = f"not ready: storage: {exc.reason}\n".encode()
             return
+        for name, check in self.ctx.ready_checks:
+            try:
+                check()
+            except Exception as exc:  # any failure of that part, said in one line
+                reason = " ".join(str(exc).split())[:200] or type(exc).__name__
+                resp.status = falcon.HTTP_503
+                resp.data = f"not ready: {name}: {reason}\n".encode()
+                return
         resp.data = b"ready\n"
 
     on_head = on_get
