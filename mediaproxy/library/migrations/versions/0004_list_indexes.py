@@ -39,16 +39,21 @@ def upgrade() -> None:
         for col in SEARCHED:
             op.execute(f"CREATE INDEX ix_media_{col}_trgm ON media USING gin ({col} gin_trgm_ops)")
     elif op.get_bind().dialect.name == "sqlite":
-        op.execute(f"CREATE VIRTUAL TABLE media_search USING fts5({', '.join(c + ' UNINDEXED' for c in MIRRORED)}, "
-                   f"{', '.join(SEARCHED)}, tokenize='trigram')")
-        cols = ", ".join((*MIRRORED_SRC, *SEARCHED))
-        new = ", ".join(f"new.{c}" for c in (*MIRRORED_SRC, *SEARCHED))
-        op.execute(f"INSERT INTO media_search ({', '.join((*MIRRORED, *SEARCHED))}) SELECT {cols} FROM media")
-        insert = f"INSERT INTO media_search ({', '.join((*MIRRORED, *SEARCHED))}) VALUES ({new}); "
-        delete = "DELETE FROM media_search WHERE rowid IN (SELECT rowid FROM media_search WHERE media_id = old.id); "
-        op.execute(f"CREATE TRIGGER media_search_ai AFTER INSERT ON media BEGIN {insert}END")
-        op.execute(f"CREATE TRIGGER media_search_ad AFTER DELETE ON media BEGIN {delete}END")
-        op.execute(f"CREATE TRIGGER media_search_au AFTER UPDATE OF {cols} ON media BEGIN {delete}{insert}END")
+        create_sqlite_mirror()
+
+
+def create_sqlite_mirror() -> None:
+    """The FTS5 table and its triggers (0005's downgrade rebuilds them with this too)."""
+    op.execute(f"CREATE VIRTUAL TABLE media_search USING fts5({', '.join(c + ' UNINDEXED' for c in MIRRORED)}, "
+               f"{', '.join(SEARCHED)}, tokenize='trigram')")
+    cols = ", ".join((*MIRRORED_SRC, *SEARCHED))
+    new = ", ".join(f"new.{c}" for c in (*MIRRORED_SRC, *SEARCHED))
+    op.execute(f"INSERT INTO media_search ({', '.join((*MIRRORED, *SEARCHED))}) SELECT {cols} FROM media")
+    insert = f"INSERT INTO media_search ({', '.join((*MIRRORED, *SEARCHED))}) VALUES ({new}); "
+    delete = "DELETE FROM media_search WHERE rowid IN (SELECT rowid FROM media_search WHERE media_id = old.id); "
+    op.execute(f"CREATE TRIGGER media_search_ai AFTER INSERT ON media BEGIN {insert}END")
+    op.execute(f"CREATE TRIGGER media_search_ad AFTER DELETE ON media BEGIN {delete}END")
+    op.execute(f"CREATE TRIGGER media_search_au AFTER UPDATE OF {cols} ON media BEGIN {delete}{insert}END")
 
 
 def downgrade() -> None:

@@ -29,15 +29,14 @@ organization, and a case-sensitive ``LIKE`` re-check instead of three ``ILIKE``.
 
 from __future__ import annotations
 
-from alembic import op
+from alembic import context, op
+from alembic.script import ScriptDirectory
 
 revision = "0005"
 down_revision = "0004"
 branch_labels = None
 depends_on = None
 
-SORTED = {"created": "created_at", "updated": "updated_at", "filename": "filename", "size": "size",
-          "mime": "mime_type"}
 ORG_LIMIT = 1 << 23  # org_id << 40 must stay below 2**63
 # the FTS rowid of a ready media row ``r`` (``r`` stands for ``new`` in triggers)
 _ROWID = ("(({r}.org_id << 40) | (min((SELECT code FROM media_kinds WHERE mime_type = {r}.mime_type), 255) << 32)"
@@ -77,7 +76,7 @@ def upgrade() -> None:
         op.execute("ALTER TABLE media ADD COLUMN search_rowid INTEGER")
         op.execute("CREATE UNIQUE INDEX ix_media_search_rowid ON media (search_rowid)")
         # the sort indexes carry search_rowid, so a page walked for a search tests each row from the index
-        for name, col in SORTED.items():
+        for name, col in _revision_module("0004").SORTED.items():
             op.drop_index(f"ix_media_org_{name}_id", table_name="media")
             op.create_index(f"ix_media_org_{name}_id", "media", ["org_id", col, "id", "search_rowid"])
         op.execute("CREATE VIRTUAL TABLE media_text USING fts5(filename, alt, caption, tokenize='trigram')")
@@ -118,25 +117,16 @@ def downgrade() -> None:
             op.execute(f"DROP TRIGGER {trig}")
         op.execute("DROP TABLE media_text")
         op.execute("DROP TABLE media_counts")
-        for name, col in SORTED.items():
+        for name, col in _revision_module("0004").SORTED.items():
             op.drop_index(f"ix_media_org_{name}_id", table_name="media")
             op.create_index(f"ix_media_org_{name}_id", "media", ["org_id", col, "id"])
         op.execute("DROP INDEX ix_media_search_rowid")
         op.execute("ALTER TABLE media DROP COLUMN search_rowid")
         op.execute("DROP TABLE media_text_seq")
         op.execute("DROP TABLE media_kinds")
-        # 0004's FTS mirror, rebuilt as 0004 made it
-        mirrored_src = ("id", "org_id", "state", "mime_type", "owner")
-        mirrored = ("media_id", "org_id", "state", "mime_type", "owner")
-        searched = ("filename", "alt", "caption")
-        op.execute(f"CREATE VIRTUAL TABLE media_search USING fts5({', '.join(c + ' UNINDEXED' for c in mirrored)}, "
-                   f"{', '.join(searched)}, tokenize='trigram')")
-        cols = ", ".join((*mirrored_src, *searched))
-        new = ", ".join(f"new.{c}" for c in (*mirrored_src, *searched))
-        op.execute(f"INSERT INTO media_search ({', '.join((*mirrored, *searched))}) SELECT {cols} FROM media")
-        insert = f"INSERT INTO media_search ({', '.join((*mirrored, *searched))}) VALUES ({new}); "
-        delete = "DELETE FROM media_search WHERE rowid IN (SELECT rowid FROM media_search WHERE media_id = old.id); "
-        op.execute(f"CREATE TRIGGER media_search_ai AFTER INSERT ON media BEGIN {insert}END")
-        op.execute(f"CREATE TRIGGER media_search_ad AFTER DELETE ON media BEGIN {delete}END")
-        op.execute(f"CREATE TRIGGER media_search_au AFTER UPDATE OF {cols} ON media BEGIN {delete}{insert}END")
+        _revision_module("0004").create_sqlite_mirror()  # 0004's FTS mirror, as 0004 made it
     op.drop_index("ix_media_state_org_mime", table_name="media")
+
+
+def _revision_module(rev: str):
+    return ScriptDirectory.from_config(context.config).get_revision(rev).module
