@@ -10,7 +10,7 @@ from .service import Library
 
 
 def build_library(settings: Settings, ctx: Context) -> Library:
-    db = Database(settings.library.database_url)
+    db = Database(settings.library.database_url, pool_size=settings.server.threads)
     if settings.library.migrate_on_start:
         upgrade_locked(db)
     queue = Queue(settings)

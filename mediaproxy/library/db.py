@@ -23,12 +23,16 @@ SQLITE_MMAP = 1 << 30  # address space only; pages are the OS page cache's, shar
 SQLITE_CACHE_KIB = 16 * 1024  # per connection, for what mmap does not cover (writes, WAL frames)
 
 
-def make_engine(url: str) -> Engine:
+def make_engine(url: str, pool_size: int = 5) -> Engine:
+    """``pool_size`` connections kept, and a few more on demand: one per thread that may hold a
+    session (gunicorn's threads, the job worker's), so no request waits for another's connection."""
+    pool = {"pool_size": pool_size, "max_overflow": 4}
     if url.startswith("sqlite"):
         path = url.split("sqlite:///", 1)[-1]
         if path and path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+        engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False},
+                               **(pool if path and path != ":memory:" else {}))
 
         @event.listens_for(engine, "connect")
         def _pragmas(dbapi_conn, _record) -> None:
@@ -45,15 +49,16 @@ def make_engine(url: str) -> Engine:
 
         return engine
     # a server that is gone is an error within seconds, not at the kernel's TCP timeout
-    return create_engine(url, pool_size=5, max_overflow=10, pool_pre_ping=True,
+    return create_engine(url, pool_pre_ping=True, **pool,
                          connect_args={"connect_timeout": 5} if url.startswith("postgresql") else {})
 
 
 class Database:
     """One engine and session factory per process (created lazily: after gunicorn forks)."""
 
-    def __init__(self, url: str):
+    def __init__(self, url: str, pool_size: int = 5):
         self.url = url
+        self.pool_size = pool_size
         self._engine: Engine | None = None
         self._factory: sessionmaker[Session] | None = None
         self._lock = threading.Lock()
@@ -63,7 +68,7 @@ class Database:
         if self._engine is None:
             with self._lock:
                 if self._engine is None:
-                    self._engine = make_engine(self.url)
+                    self._engine = make_engine(self.url, self.pool_size)
                     self._factory = sessionmaker(self._engine, expire_on_commit=False)
         return self._engine
 

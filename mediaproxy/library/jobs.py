@@ -137,7 +137,7 @@ def run_worker(settings: Settings) -> None:
 
     configure_vips(settings)
     ctx = Context.build(settings)
-    db = Database(settings.library.database_url)
+    db = Database(settings.library.database_url, pool_size=settings.library.worker_threads + 1)
     if settings.library.migrate_on_start:
         from .db import upgrade_locked
 
