@@ -24,7 +24,8 @@ CHUNK = 256 * 1024  # read from the socket and handed to the parser at a time
 
 class LibraryMiddleware:
     """One database session per request of a library resource: committed when the responder
-    succeeds, rolled back otherwise, always closed. The only place sessions are opened for HTTP."""
+    succeeds, rolled back otherwise, always closed. The only place sessions are opened for HTTP.
+    A commit that fails answers 500 with nothing of the success the responder had built."""
 
     def __init__(self, lib: Library):
         self.lib = lib
@@ -43,11 +44,29 @@ class LibraryMiddleware:
         req.context.db = None
         try:
             if req_succeeded:
-                s.commit()
+                try:
+                    s.commit()
+                except Exception:
+                    _drop_answer(resp)  # the error handler writes the 500 on a clean response
+                    raise
             else:
                 s.rollback()
         finally:
             s.close()
+
+
+# what describes the success a responder built; a commit that then fails must not send it
+_REPRESENTATION = ("Location", "ETag", "Last-Modified", "Content-Disposition", "Content-Range", "Accept-Ranges",
+                   "Expires", "Content-Encoding", "Vary")
+
+
+def _drop_answer(resp: falcon.Response) -> None:
+    for name in _REPRESENTATION:
+        resp.delete_header(name)
+    stream, resp.stream = resp.stream, None
+    close = getattr(stream, "close", None)
+    if close is not None:
+        close()
 
 
 class Resource:
