@@ -275,8 +275,10 @@ class InstrumentedStorage:
             kind = error_kind(exc)
             _child(STORAGE_ERRORS, self.backend, op, kind).inc()
             if kind in ("error", "timeout"):  # the store misbehaves (a missing object is no news)
+                # INFO: the request it fails says so in its one WARNING line (logs.FaultLog); this
+                # line adds which call on which key, with the same request id
                 where = "/".join(str(a) for a in args[:2])
-                log.warning("storage %s %s %s failed: %s", self.backend, op, where, getattr(exc, "reason", exc))
+                log.info("storage %s %s %s failed: %s", self.backend, op, where, getattr(exc, "reason", exc))
             raise
         finally:
             _observer(STORAGE_SECONDS, self.backend, op)(time.perf_counter() - t0)

@@ -110,12 +110,16 @@ def test_refusals_of_the_ip_guard_carry_an_id(make_server):
 
 
 def test_log_lines_written_during_a_request_carry_its_id(make_server):
-    """A storage failure is logged (as a warning) with the id of the request it failed."""
-    srv = make_server("s3", env={**LOGGED, "AWS_ENDPOINT_URL": f"http://127.0.0.1:{free_port()}",
+    """A storage failure is logged with the id of the request it failed: which call on which key
+    (INFO, once per attempt), and one WARNING line for the request's fault."""
+    srv = make_server("s3", env={**LOGGED, "MEDIAPROXY_LOG_LEVEL": "info",
+                                 "AWS_ENDPOINT_URL": f"http://127.0.0.1:{free_port()}",
                                  "MEDIAPROXY_S3_CONNECT_TIMEOUT": "0.5"})
     r = srv.get("/avatars/1/abc.png")
     assert r.status_code in (502, 504)
     rid = r.headers["X-Request-Id"]
-    warning = wait_line(srv, lambda d: d.get("level") == "warning" and d.get("request_id") == rid)
-    assert warning["logger"] == "mediaproxy.storage" and "storage s3 get cdn/avatars/1/abc failed" in warning["message"]
+    info = wait_line(srv, lambda d: d.get("logger") == "mediaproxy.storage" and d.get("request_id") == rid)
+    assert info["level"] == "info" and "storage s3 get cdn/avatars/1/abc failed" in info["message"]
     assert wait_line(srv, lambda d: d.get("request_id") == rid and d.get("status") == r.status_code)
+    warnings = [d for d in log_lines(srv) if d.get("level") == "warning" and d.get("request_id") == rid]
+    assert len(warnings) == 1 and "/avatars/1/abc.png" in warnings[0]["message"], warnings
