@@ -406,11 +406,12 @@ class Library:
 
         ``search`` is a case-insensitive substring of filename, alt or caption; ``mime_prefix`` a
         prefix of the MIME type. Every total comes from an index alone (migration 0005):
-        - no search: an index-only count on (state, org_id, mime_type);
+        - no search: on SQLite the per-type counts its triggers keep (``media_counts``), on
+          PostgreSQL an index-only count on (state, org_id, mime_type);
         - SQLite, a search of 3 characters or more: ``MATCH`` in the FTS5 trigram table
           ``media_text`` over the rowid range of the organization (and of each MIME kind the
           prefix selects); case folding is Unicode's;
-        - PostgreSQL: the pg_trgm index on ``search_text``, re-checked with one ``LIKE``;
+        - PostgreSQL: the GIN index on (org_id, search_text), re-checked with one ``LIKE``;
         - anything else (a shorter search on SQLite, more than 254 MIME types): ``LIKE``, ASCII
           case folding on SQLite.
         The page walks the (org_id, sort column, id) index while matches are dense enough, and is
