@@ -22,6 +22,7 @@ from __future__ import annotations
 import math
 from fractions import Fraction
 
+import numpy as np
 import pyvips
 import simplejpeg
 
@@ -60,3 +61,21 @@ def decode(buf: bytes, shrink: int | Fraction, orientation: int) -> pyvips.Image
     if orientation not in (0, 1):
         im.set_type(pyvips.GValue.gint_type, "orientation", orientation)
     return im
+
+
+def encode(im: pyvips.Image, quality: int, full_chroma: bool) -> bytes | None:
+    """``im`` as a baseline JPEG written by libjpeg-turbo in the calling thread, or None: use libvips.
+
+    For thumbnails, where libvips' saver costs more than the encoding: its
+    threaded sink measured 0.8 ms of CPU and ~1.7 ms of waiting for other
+    threads on a loaded machine per 128x128 JPEG, libjpeg-turbo here 0.1 ms.
+    simplejpeg has no Huffman table optimisation: ~6% more bytes at 128 px.
+    Only 8-bit sRGB or greyscale without alpha comes here.
+    """
+    if im.format != "uchar" or im.bands not in (1, 3) or im.interpretation not in ("srgb", "b-w"):
+        return None
+    pixels = np.ndarray(buffer=im.write_to_memory(), dtype=np.uint8, shape=(im.height, im.width, im.bands))
+    if im.bands == 1:
+        return simplejpeg.encode_jpeg(pixels, quality=quality, colorspace="GRAY", colorsubsampling="Gray")
+    return simplejpeg.encode_jpeg(pixels, quality=quality, colorspace="RGB",
+                                  colorsubsampling="444" if full_chroma else "420")

@@ -348,6 +348,10 @@ def _encode(im: pyvips.Image, fmt: str, spec: TransformSpec, animate: bool) -> b
         if im.hasalpha():
             im = im.flatten(background=[255] * (im.bands - 1))
         chroma = "off" if im.width * im.height <= JPEG_FULL_CHROMA_PIXELS else "on"
+        if im.width * im.height <= JPEG_DCT_DIRECT_PIXELS:
+            body = jpeg.encode(im, q, chroma == "off")
+            if body is not None:
+                return body
         return im.jpegsave_buffer(Q=q, keep="none", optimize_coding=True, subsample_mode=chroma)
     if fmt == "webp":
         if spec.lossless:
