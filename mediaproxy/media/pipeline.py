@@ -251,8 +251,8 @@ def _letterbox(frame: pyvips.Image, w: int, h: int, position: str) -> pyvips.Ima
 DCT_MARGIN = 1.5
 # JPEG outputs up to this size decode straight at the DCT scale nearest above the target (PIL's
 # draft()), with no margin: at 128 px the 1/8 decode needs no resampling at all. The filter step
-# was worth 2 points there (0.61x instead of 0.64x sharp's bytes: 4:4:4 chroma keeps JPEG
-# thumbnails far ahead either way) and cost half the CPU of the whole transform (6.1 vs 4.0 ms;
+# in linear light was worth 0.59x instead of 0.64x sharp's bytes there (4:4:4 chroma keeps JPEG
+# thumbnails far ahead either way) and doubled the CPU of the whole transform (8.4 vs 4.0 ms;
 # Pillow as thumbor drives it: 3.0 ms). bench/quality.py case b, bench/thumbor.py.
 JPEG_DCT_DIRECT_PIXELS = 128 * 128
 # Resample still images in linear light (libvips' scRGB, premultiplied alpha): fine light
@@ -335,7 +335,8 @@ WEBP_LARGE_PIXELS = 512 * 512
 # libwebp's sharp RGB->YUV conversion ("smart subsample"): colour edges survive 4:2:0. On
 # 64 px graphics with alpha +25 points at sharp's bytes; on 256 px photos 0.90x instead of
 # 0.95x sharp's bytes for its score (~6.5 ms of CPU more per 256x256 request); at 800x600
-# nothing, for 57 ms. Emoji, sticker and avatar sizes (up to 256x256) get it.
+# nothing, for 57 ms. Emoji, sticker and avatar sizes (up to 256x256) get it, and a 256 px WebP
+# avatar then costs 2.5x Pillow's CPU (thumbor's); 128 * 128 here: 0.954x, ~6.5 ms less.
 WEBP_SHARP_YUV_PIXELS = 256 * 256
 # JPEG chroma: full (4:4:4) for thumbnails up to 512x512, where colour detail is pixel-sized and
 # 4:2:0 measured -11 SSIMULACRA2 points at sharp's bytes at 128 px (0.86x vs 0.91x the bytes at
