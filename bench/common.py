@@ -56,7 +56,24 @@ def need(tool: str, package: str) -> str:
     return shutil.which(tool) or f"/usr/sbin/{tool}"
 
 
+_next_port = 0
+
+
 def free_port() -> int:
+    """A free loopback port: from BENCH_PORTS ("8400-8499") when set, each one handed out once, else any."""
+    global _next_port
+    span = os.environ.get("BENCH_PORTS", "")
+    if span:
+        lo, hi = (int(x) for x in span.split("-"))
+        for port in range(max(lo, _next_port), hi + 1):
+            with socket.socket() as s:
+                try:
+                    s.bind(("127.0.0.1", port))
+                except OSError:
+                    continue
+            _next_port = port + 1
+            return port
+        raise RuntimeError(f"no free port left in BENCH_PORTS={span}")
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]

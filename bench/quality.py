@@ -1,6 +1,6 @@
 """Quality per byte: mediaproxy's pipeline against sharp, Pillow (as thumbor uses it) and plain libvips.
 
-    .venv/bin/python bench/quality.py [--cases a,b,c,d,e,anim] [--photos N] [--butteraugli] [--out [--name NAME]]
+    .venv/bin/python bench/quality.py [--cases a,b,c,d,e,anim] [--photos N] [--butteraugli] [--out DIR [--name NAME]]
 
 Needs the ``bench`` extra (scikit-image for the corpus, ssimulacra2, Pillow),
 Node with npm (sharp 0.35 is installed from npm into a temporary directory on
@@ -35,7 +35,8 @@ sharp's default" is each curve interpolated (linearly in score against log
 bytes) at the mean score of sharp's default output, divided by sharp's
 default bytes. "Points at equal bytes" is the curve read the other way, at
 sharp's default bytes. Ratios are printed; results are written only with
-``--out`` (bench/results/quality.json and .md, or NAME.json and .md). A peer that
+``--out DIR`` (DIR/quality.json and .md, or NAME.json and .md; ``--out bench/results``
+replaces the committed figures). A peer that
 cannot do a case (plain libvips's animated centre crop) is left out of it.
 """
 
@@ -57,7 +58,7 @@ from pathlib import Path
 
 import numpy as np
 import pyvips
-from common import need, write_results
+from common import add_out_argument, need, write_results
 
 from mediaproxy.media import pipeline
 from mediaproxy.media.spec import BANNER, BOX, SQUARE, parse_spec
@@ -535,7 +536,7 @@ def main() -> None:
     ap.add_argument("--photos", type=int, default=6, help=f"photos per photo case (at most {len(PHOTOS)})")
     ap.add_argument("--encoders", default="mediaproxy,sharp,pillow,libvips")
     ap.add_argument("--butteraugli", action="store_true", help="also butteraugli on the default outputs")
-    ap.add_argument("--out", action="store_true", help="write bench/results/quality.json and .md")
+    add_out_argument(ap)
     ap.add_argument("--name", default="quality", help="results file name (bench/results/NAME.json, .md)")
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="bench-quality-"))
@@ -564,11 +565,7 @@ def main() -> None:
                     "(draft, LANCZOS, quality 80); libvips = thumbnail_buffer + the saver's defaults. "
                     f"Single-threaded encoders, load {meta['loadavg_1m']} at the end (a shared machine: "
                     "timings are not the point here, sizes and scores do not depend on load).")
-    md = markdown(results, meta)
-    if args.out:
-        write_results(args.name, {"meta": meta, "cases": results}, md)
-    else:
-        print(md)
+    write_results(args.name, {"meta": meta, "cases": results}, markdown(results, meta), args.out)
     for c, r in results.items():
         v = r["encoders"].get("mediaproxy", {}).get("_vs_sharp")
         if v:

@@ -1,6 +1,6 @@
 """Misses against thumbor, side by side: the speed half of issue 12 (bench/quality.py is the other).
 
-    .venv/bin/python bench/thumbor.py [--duration 5] [--rounds 2] [--workers 2] [--out]
+    .venv/bin/python bench/thumbor.py [--duration 5] [--rounds 2] [--workers 2] [--cases a,b,d] [--out DIR]
 
 mediaproxy (gunicorn.conf.py, ``--workers`` workers, result cache off) and
 thumbor (installed from PyPI into bench/.venv-thumbor, PIL engine, file
@@ -17,7 +17,9 @@ Each round starts both servers afresh and runs wrk on every case at one
 connection and at four (-t1, ``--duration`` seconds after a 1 s warm-up),
 alternating servers; the table gives the median over rounds of
 mediaproxy's req/s over thumbor's. Targets: >= 1.2 on a and d, >= 1.0 on b.
-Results are written only with ``--out``.
+Results are written only with ``--out DIR`` (``--out bench/results`` replaces
+the committed figures). ``BENCH_PORTS=8400-8499`` keeps both servers' ports
+in that range.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ import tempfile
 from pathlib import Path
 
 import quality
-from common import Server, free_port, loadavg, wait_port, write_results, wrk
+from common import Server, add_out_argument, free_port, loadavg, wait_port, write_results, wrk
 from miss import THUMBOR_CONF, thumbor_python
 
 USER, GUILD = "80351110224678912", "41771983423143937"
@@ -65,7 +67,7 @@ class Thumbor:
 
 
 # pipeline 1's settings, for the in-process CPU comparison (issue 12 changed these)
-PIPELINE_1 = {"LINEAR": False, "DCT_MARGIN": 1.0, "WEBP_EFFORT": 2, "WEBP_SHARP_YUV_PIXELS": 0,
+PIPELINE_1 = {"LINEAR": False, "DCT_MARGIN": 1.0, "WEBP_EFFORT": 2, "WEBP_EFFORT_LARGE": 2, "WEBP_SHARP_YUV_PIXELS": 0,
               "JPEG_FULL_CHROMA_PIXELS": 0}
 
 
@@ -94,7 +96,7 @@ def cpu_per_request(sources: dict[str, bytes], n: int) -> dict:
         return run
 
     out = {}
-    for c in CASES:
+    for c in sources:
         case, src = quality.CASES[c], sources[c]
         def ours(src=src, case=case):
             quality.mediaproxy(src, case, None)
@@ -129,7 +131,8 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--cpu-n", type=int, default=40, help="transforms per implementation for the CPU table")
-    ap.add_argument("--out", action="store_true")
+    ap.add_argument("--cases", default=",".join(CASES), help="a subset of a,b,d")
+    add_out_argument(ap)
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="bench-thumbor-"))
     images = work / "images"
@@ -140,8 +143,9 @@ def main() -> None:
     (images / "d.jpg").write_bytes(d)
     load_start = round(loadavg(), 2)
     os.environ.setdefault("VIPS_CONCURRENCY", "1")  # as the server's workers
-    cpu = cpu_per_request({"a": a, "b": a, "d": d}, args.cpu_n)
-    runs: dict = {f"{c} c{n}": {"mediaproxy": [], "thumbor": []} for c in CASES for n in CONNECTIONS}
+    cases = {c: CASES[c] for c in args.cases.split(",")}
+    cpu = cpu_per_request({c: {"a": a, "b": a, "d": d}[c] for c in cases}, args.cpu_n)
+    runs: dict = {f"{c} c{n}": {"mediaproxy": [], "thumbor": []} for c in cases for n in CONNECTIONS}
     env = {"MEDIAPROXY_CACHE_DIR": "", "MEDIAPROXY_WORKERS": str(args.workers)}
     for r in range(args.rounds):
         srv = Server(work / f"mp{r}", env=env)
@@ -149,7 +153,7 @@ def main() -> None:
         try:
             srv.put(f"avatars/{USER}/{H}", a)
             srv.put(f"banners/{GUILD}/{H}", d)
-            for c, (mp_path, th_path) in CASES.items():
+            for c, (mp_path, th_path) in cases.items():
                 for n in CONNECTIONS:
                     pair = [("mediaproxy", srv.url(mp_path)), ("thumbor", th.url(th_path))]
                     for name, url in (pair if r % 2 == 0 else pair[::-1]):
@@ -195,10 +199,7 @@ def main() -> None:
                   f"{r['pillow_over_mediaproxy']:.3f}× | {r['pillow_over_pipeline_1']:.3f}× |")
     data = {"load": load, "workers": args.workers, "duration_s": args.duration, "rounds": args.rounds,
             "table": table, "runs": runs, "cpu_per_transform": cpu}
-    if args.out:
-        write_results("thumbor", data, "\n".join(md))
-    else:
-        print("\n".join(md))
+    write_results("thumbor", data, "\n".join(md), args.out)
 
 
 if __name__ == "__main__":

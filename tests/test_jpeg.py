@@ -145,3 +145,75 @@ def test_truncated_source_is_still_a_400(monkeypatch):
     data = photo(800, 600).jpegsave_buffer(Q=90)
     with pytest.raises(BadRequest):
         transform(data[: len(data) // 2], SQUARE, {"size": "100"}, "webp", True, monkeypatch)
+
+
+@pytest.mark.parametrize("bands, full_chroma", [(3, True), (3, False), (1, True)])
+def test_encode_writes_what_libvips_would_decode_the_same(bands, full_chroma):
+    # libjpeg-turbo's own encoder (thumbnails): the same pixels as libvips' saver at the same
+    # quality and chroma, within the rounding of two encoders; greyscale stays one band.
+    im = photo(128, 96) if bands == 3 else photo(128, 96).colourspace("b-w")
+    body = jpeg.encode(im, 80, full_chroma)
+    assert body is not None
+    ours = pyvips.Image.new_from_buffer(body, "")
+    theirs = pyvips.Image.new_from_buffer(
+        im.jpegsave_buffer(Q=80, subsample_mode="off" if full_chroma else "on"), "")
+    assert (ours.width, ours.height, ours.bands) == (128, 96, bands)
+    assert max_diff(ours, theirs) <= 12
+    assert (ours.cast("int") - theirs.cast("int")).abs().avg() < 1.0
+
+
+def test_encode_leaves_alpha_and_16_bit_to_libvips():
+    assert jpeg.encode(photo(64, 64).bandjoin(255), 80, True) is None
+    assert jpeg.encode(photo(64, 64).cast("ushort").copy(interpretation="rgb16"), 80, True) is None
+
+
+def test_small_jpeg_thumbnails_take_libjpeg_turbo_larger_ones_libvips(monkeypatch):
+    calls = []
+    real = jpeg.encode
+    monkeypatch.setattr(jpeg, "encode", lambda *a: calls.append(a[0].width) or real(*a))
+    src = photo(1024, 1024).jpegsave_buffer(Q=90)
+    for size in ("64", "128", "256"):
+        out = P.transform(src, parse_spec(SQUARE, {"size": size}, "jpeg"), LIMITS)
+        assert out.format == "jpeg" and media.decode(out.body).width == int(size)
+    assert calls == [64, 128]
+
+
+def _jpegs():
+    base = photo(300, 200)
+    yield "plain", base.jpegsave_buffer(Q=85)
+    yield "progressive", base.jpegsave_buffer(Q=85, interlace=True)
+    yield "restart markers", base.jpegsave_buffer(Q=85, restart_interval=2)
+    yield "grey", base.colourspace("b-w").jpegsave_buffer(Q=85)
+    yield "cmyk", base.icc_transform("cmyk", input_profile="srgb").jpegsave_buffer(Q=85, keep="icc")
+    yield "icc", base.jpegsave_buffer(Q=85, keep="icc", profile="p3")
+    for o in range(1, 9):
+        im = base.copy()
+        im.set_type(pyvips.GValue.gint_type, "orientation", o)
+        yield f"orientation {o}", im.jpegsave_buffer(Q=85, keep="exif")
+    im = base.copy()
+    im.set_type(pyvips.GValue.gint_type, "orientation", 6)
+    yield "exif and icc", im.jpegsave_buffer(Q=85, keep="exif,icc", profile="p3")
+
+
+@pytest.mark.parametrize("name, data", list(_jpegs()), ids=[n for n, _ in _jpegs()])
+def test_header_probe_answers_as_libvips_does(name, data, monkeypatch):
+    fast = P.probe(data)
+    assert jpeg.header(data) is not None, name
+    monkeypatch.setattr(jpeg, "header", lambda buf: None)
+    assert P.probe(data) == fast, name
+
+
+@pytest.mark.parametrize("cut", [2, 20, 200])
+def test_header_probe_leaves_the_unusual_to_libvips(cut):
+    data = photo(300, 200).jpegsave_buffer(Q=85)
+    assert jpeg.header(data[:cut]) is None  # ends before the scan
+    im = photo(64, 64).copy()
+    im.set_type(pyvips.GValue.gint_type, "orientation", 6)
+    exif = im.jpegsave_buffer(keep="exif")
+    at = exif.index(b"Exif\x00\x00")
+    bad = exif.replace(b"\x01\x12\x00\x03\x00\x00\x00\x01\x00\x06", b"\x01\x12\x00\x03\x00\x00\x00\x01\x00\x09")
+    bad = bad if bad != exif else exif.replace(b"\x12\x01\x03\x00\x01\x00\x00\x00\x06\x00",
+                                               b"\x12\x01\x03\x00\x01\x00\x00\x00\x09\x00")
+    assert at > 0 and bad != exif
+    assert jpeg.header(bad) is None  # orientation 9
+    assert jpeg.header(b"\xff\xd8\xff\xdb\x00") is None

@@ -42,12 +42,13 @@ def test_downscale_averages_light_not_srgb_values(ext, size):
     assert abs(mean - 188) < 8, mean
 
 
-@pytest.mark.parametrize("ext", ["png", "jpeg"])
-def test_jpeg_is_filtered_after_the_dct_scale_decode(ext):
-    # 4-pixel stripes survive the 1/4 DCT decode (1024 -> 256) as 1-pixel stripes; straight to 256 and
-    # served as is they would stay stripes, so the 128 px output must be the filtered, linear-light grey.
+@pytest.mark.parametrize("ext, size", [("png", "128"), ("webp", "128"), ("jpeg", "160")])
+def test_jpeg_is_filtered_after_the_dct_scale_decode(ext, size):
+    # 4-pixel stripes survive the 1/4 DCT decode (1024 -> 256) as 1-pixel stripes; served as decoded
+    # they would stay stripes, so the 128 and 160 px outputs must be the filtered, linear-light grey.
+    # (JPEG outputs up to 128 px are the exception: the next test.)
     buf = stripes(1024, 1024, 4).jpegsave_buffer(Q=100, subsample_mode="off")
-    out = media.decode(run(buf, SQUARE, {"size": "128", "quality": "100"}, ext).body)
+    out = media.decode(run(buf, SQUARE, {"size": size, "quality": "100"}, ext).body)
     inner = out.crop(8, 8, out.width - 16, out.height - 16)
     assert abs(inner.avg() - 188) < 10, inner.avg()
     assert inner.deviate() < 12  # grey, not stripes
@@ -64,6 +65,21 @@ def test_jpeg_decodes_at_a_scale_that_leaves_room_for_the_filter(monkeypatch):
         assert out.width == int(size)
         assert len(calls) == 1 and round(1024 / calls[0]) == decoded, (size, calls)
         assert decoded >= 1.5 * int(size) or decoded == 1024  # never below the margin, never enlarged
+
+
+def test_small_jpeg_outputs_decode_straight_at_the_dct_scale(monkeypatch):
+    # JPEG thumbnails up to 128x128 take the DCT scale nearest above the target, with no margin (PIL's
+    # draft()): 1024 -> 128 decodes at 1/8 and is served as decoded; a WebP of the same size keeps the margin.
+    calls = []
+    real = jpeg.decode
+    monkeypatch.setattr(jpeg, "decode", lambda buf, scale, o: calls.append(scale) or real(buf, scale, o))
+    for (w, h), size, ext, decoded in (((1024, 1024), "128", "jpeg", 128), ((1024, 1024), "64", "jpeg", 128),
+                                       ((1000, 1000), "128", "jpeg", 250), ((1024, 1024), "128", "webp", 256),
+                                       ((1024, 1024), "160", "jpeg", 256)):
+        calls.clear()
+        out = run(media.jpeg(w, h), SQUARE, {"size": size}, ext)
+        assert (out.width, out.height) == (int(size), int(size))
+        assert len(calls) == 1 and round(w / calls[0]) == decoded, (w, size, ext, calls)
 
 
 def quadrants(width: int, height: int) -> pyvips.Image:

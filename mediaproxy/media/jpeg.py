@@ -22,6 +22,7 @@ from __future__ import annotations
 import math
 from fractions import Fraction
 
+import numpy as np
 import pyvips
 import simplejpeg
 
@@ -60,3 +61,100 @@ def decode(buf: bytes, shrink: int | Fraction, orientation: int) -> pyvips.Image
     if orientation not in (0, 1):
         im.set_type(pyvips.GValue.gint_type, "orientation", orientation)
     return im
+
+
+def encode(im: pyvips.Image, quality: int, full_chroma: bool) -> bytes | None:
+    """``im`` as a baseline JPEG written by libjpeg-turbo in the calling thread, or None: use libvips.
+
+    For thumbnails, where libvips' saver costs more than the encoding: its
+    threaded sink measured 0.8 ms of CPU and ~1.7 ms of waiting for other
+    threads on a loaded machine per 128x128 JPEG, libjpeg-turbo here 0.1 ms.
+    simplejpeg has no Huffman table optimisation: ~6% more bytes at 128 px.
+    Only 8-bit sRGB or greyscale without alpha comes here.
+    """
+    if im.format != "uchar" or im.bands not in (1, 3) or im.interpretation not in ("srgb", "b-w"):
+        return None
+    pixels = np.ndarray(buffer=im.write_to_memory(), dtype=np.uint8, shape=(im.height, im.width, im.bands))
+    if im.bands == 1:
+        return simplejpeg.encode_jpeg(pixels, quality=quality, colorspace="GRAY", colorsubsampling="Gray")
+    return simplejpeg.encode_jpeg(pixels, quality=quality, colorspace="RGB",
+                                  colorsubsampling="444" if full_chroma else "420")
+
+
+# Start-of-frame markers (baseline, extended, progressive, lossless; Huffman or arithmetic coded).
+_SOF = frozenset((0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF))
+
+
+def header(buf: bytes | memoryview) -> tuple[int, int, int, bool] | None:
+    """(width, height, EXIF orientation, has an ICC profile) from the markers before the scan, or None.
+
+    What libvips' header read answers for a plain JPEG, for a quarter of its
+    cost (0.05 vs 0.4 ms: the probe of every JPEG miss). None, and libvips
+    decides, for anything unusual: truncated before the first scan, a second
+    EXIF block, an orientation outside 1-8, an odd frame header.
+    """
+    data = bytes(buf[:2]) if isinstance(buf, memoryview) else buf[:2]
+    if data != b"\xff\xd8":
+        return None
+    mv = memoryview(buf)
+    n, i = len(mv), 2
+    size = None
+    orientation, exif_seen, icc = 1, False, False
+    while i + 4 <= n:
+        if mv[i] != 0xFF:
+            return None
+        marker = mv[i + 1]
+        if marker == 0xFF:  # fill byte
+            i += 1
+            continue
+        if marker == 0xD8 or 0xD0 <= marker <= 0xD7 or marker == 0x01:
+            i += 2
+            continue
+        length = (mv[i + 2] << 8) | mv[i + 3]
+        if length < 2 or i + 2 + length > n:
+            return None
+        seg = mv[i + 4:i + 2 + length]
+        if marker == 0xDA:  # start of scan: every header marker has been seen
+            if size is None:
+                return None
+            return size[0], size[1], orientation, icc
+        if marker in _SOF:
+            if size is not None or len(seg) < 6 or seg[5] not in (1, 3, 4):
+                return None
+            h, w = (seg[1] << 8) | seg[2], (seg[3] << 8) | seg[4]
+            if w == 0 or h == 0:
+                return None
+            size = (w, h)
+        elif marker == 0xE1 and bytes(seg[:6]) == b"Exif\x00\x00":
+            if exif_seen:
+                return None
+            exif_seen = True
+            found = _exif_orientation(bytes(seg[6:]))
+            if found is None:
+                return None
+            orientation = found
+        elif marker == 0xE2 and bytes(seg[:12]) == b"ICC_PROFILE\x00":
+            icc = True
+        i += 2 + length
+    return None
+
+
+def _exif_orientation(tiff: bytes) -> int | None:
+    """The Orientation tag of IFD0 (1 when absent), or None for what does not parse or is out of range."""
+    if len(tiff) < 8 or tiff[:4] not in (b"II*\x00", b"MM\x00*"):
+        return None
+    order = "little" if tiff[:2] == b"II" else "big"
+    at = int.from_bytes(tiff[4:8], order)
+    if at + 2 > len(tiff):
+        return None
+    count = int.from_bytes(tiff[at:at + 2], order)
+    for k in range(count):
+        e = at + 2 + 12 * k
+        if e + 12 > len(tiff):
+            return None
+        if int.from_bytes(tiff[e:e + 2], order) == 0x0112:
+            if int.from_bytes(tiff[e + 2:e + 4], order) != 3 or int.from_bytes(tiff[e + 4:e + 8], order) != 1:
+                return None  # not one SHORT
+            value = int.from_bytes(tiff[e + 8:e + 10], order)
+            return value if 1 <= value <= 8 else None
+    return 1

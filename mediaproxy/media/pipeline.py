@@ -41,7 +41,8 @@ _LOADER_CLASSES = ("jpeg", "png", "gif", "webp", "heif", "tiff")
 # (Given as a loader option: thumbnail_buffer's own fail_on is not passed on.)
 _FAIL_ON = "fail_on=error"
 WEB_FORMATS = frozenset(MIME)
-PIPELINE_VERSION = "2"  # 2: Lanczos3 in linear light after the shrink-on-load, encoder settings by measurement
+PIPELINE_VERSION = "3"  # 2: Lanczos3 in linear light after the shrink-on-load, encoder settings by measurement;
+# 3: settings per output size for speed too (JPEG thumbnails at the DCT scale, large WebP effort 2, sharp YUV to 256 px)
 _BIG = 10_000_000  # "no constraint" on one axis for thumbnail
 
 
@@ -96,6 +97,14 @@ def probe(buf: bytes | memoryview) -> Probe:
     name = loader_class.lower().removeprefix("vipsforeignload")
     if not name.startswith(_LOADER_CLASSES) and not name.startswith("nsgif") and not name.startswith("spng"):
         raise BadRequest("unsupported image format")
+    if name.startswith("jpeg"):
+        found = jpeg.header(buf)  # the markers read in Python: a quarter of libvips' header read
+        if found is not None:
+            width, height, orientation, has_icc = found
+            if orientation in (5, 6, 7, 8):
+                width, height = height, width
+            return Probe(format="jpeg", width=width, height=height, pages=1, has_alpha=False, has_icc=has_icc,
+                         orientation=orientation)
     try:
         head = pyvips.Image.new_from_buffer(buf, "")
         loader = head.get("vips-loader")
@@ -240,6 +249,12 @@ def _letterbox(frame: pyvips.Image, w: int, h: int, position: str) -> pyvips.Ima
 # filter and measured 2-2.5 SSIMULACRA2 points below at 128-256 px; 1.5x and 2x
 # scored the same, and 1.5x decodes fewer pixels (docs/images.md, bench/quality.py).
 DCT_MARGIN = 1.5
+# JPEG outputs up to this size decode straight at the DCT scale nearest above the target (PIL's
+# draft()), with no margin: at 128 px the 1/8 decode needs no resampling at all. The filter step
+# in linear light was worth 0.59x instead of 0.64x sharp's bytes there (4:4:4 chroma keeps JPEG
+# thumbnails far ahead either way) and doubled the CPU of the whole transform (8.4 vs 4.0 ms;
+# Pillow as thumbor drives it: 3.0 ms). bench/quality.py case b, bench/thumbor.py.
+JPEG_DCT_DIRECT_PIXELS = 128 * 128
 # Resample still images in linear light (libvips' scRGB, premultiplied alpha): fine light
 # detail keeps its brightness; +2 points at the same bytes on photos (bench/quality.py).
 # Animations (GIF sources: palettes, dithering) measured better in sRGB values: 0.76x
@@ -250,12 +265,14 @@ LINEAR = True
 LINEAR_MAX_PIXELS = 512 * 512
 
 
-def _dct_scale(p: Probe, pl: Plan) -> Fraction:
-    """The JPEG shrink-on-load: 8/n for the smallest n/8 scale that leaves DCT_MARGIN for the resampler."""
+def _dct_scale(p: Probe, pl: Plan, fmt: str) -> Fraction:
+    """The JPEG shrink-on-load: 8/n for the smallest n/8 scale that leaves the margin for the resampler
+    (DCT_MARGIN; none for JPEG outputs up to JPEG_DCT_DIRECT_PIXELS)."""
     if p.format != "jpeg":
         return Fraction(1)
+    margin = 1 if fmt == "jpeg" and pl.resize_w * pl.resize_h <= JPEG_DCT_DIRECT_PIXELS else DCT_MARGIN
     for n in range(1, 8):
-        if p.width * n >= DCT_MARGIN * 8 * pl.resize_w and p.height * n >= DCT_MARGIN * 8 * pl.resize_h:
+        if p.width * n >= margin * 8 * pl.resize_w and p.height * n >= margin * 8 * pl.resize_h:
             return Fraction(8, n)
     return Fraction(1)
 
@@ -265,7 +282,7 @@ def _vips_shrink(scale: Fraction) -> int:
     return next(s for s in (8, 4, 2, 1) if s <= scale)
 
 
-def _decode(buf: bytes, spec: TransformSpec, p: Probe, pl: Plan, animate: bool) -> pyvips.Image:
+def _decode(buf: bytes, spec: TransformSpec, p: Probe, pl: Plan, fmt: str, animate: bool) -> pyvips.Image:
     kwargs: dict[str, object] = {"height": pl.resize_h}
     width = pl.resize_w
     if not animate and spec.fit == "cover" and spec.position in _SMART and pl.force:
@@ -279,7 +296,7 @@ def _decode(buf: bytes, spec: TransformSpec, p: Probe, pl: Plan, animate: bool) 
             and (pl.resize_w < p.width or pl.resize_h < p.height)):
         kwargs["linear"] = True
     option_string = f"n=-1,{_FAIL_ON}" if animate else _FAIL_ON
-    scale = _dct_scale(p, pl) if "crop" not in kwargs else Fraction(1)  # smart crops: thumbnail_buffer's own
+    scale = _dct_scale(p, pl, fmt) if "crop" not in kwargs else Fraction(1)  # smart crops: thumbnail_buffer's own
     src = None
     if p.format == "jpeg" and not p.has_icc and "crop" not in kwargs:
         # libjpeg-turbo straight, at the DCT scale (media/jpeg.py: 1.3-1.8x libvips' loader);
@@ -310,11 +327,17 @@ def _to_srgb(im: pyvips.Image) -> pyvips.Image:
 # Encoder settings, chosen per format by measurement against sharp, Pillow and
 # plain libvips (bench/quality.py, bench/results/quality.md, docs/images.md).
 WEBP_EFFORT = 4  # effort 2: 1.03-1.09x the bytes for the same score (bench/quality.py)
+# Large WebP outputs (over WEBP_LARGE_PIXELS a frame) are encoded at effort 2: at 800x600 effort 4
+# saved 3% of the bytes (1.006x sharp's bytes for its score instead of 1.038x; effort 6: 0.967x) for
+# 2.5x the encode time (48 vs 19 ms, most of the request; Pillow as thumbor drives it: 62 ms in all).
+WEBP_EFFORT_LARGE = 2
+WEBP_LARGE_PIXELS = 512 * 512
 # libwebp's sharp RGB->YUV conversion ("smart subsample"): colour edges survive 4:2:0. On
-# 64 px graphics with alpha +25 points at sharp's bytes; on 256 px photos 0.86x instead of
-# 0.94x the bytes, but for 7.5 of 27 ms of CPU (bench/thumbor.py), and nothing at 800x600.
-# Emoji, sticker and small avatar sizes (up to 128x128) get it: there it costs little.
-WEBP_SHARP_YUV_PIXELS = 128 * 128
+# 64 px graphics with alpha +25 points at sharp's bytes; on 256 px photos 0.90x instead of
+# 0.95x sharp's bytes for its score (~6.5 ms of CPU more per 256x256 request); at 800x600
+# nothing, for 57 ms. Emoji, sticker and avatar sizes (up to 256x256) get it, and a 256 px WebP
+# avatar then costs 2.5x Pillow's CPU (thumbor's); 128 * 128 here: 0.954x, ~6.5 ms less.
+WEBP_SHARP_YUV_PIXELS = 256 * 256
 # JPEG chroma: full (4:4:4) for thumbnails up to 512x512, where colour detail is pixel-sized and
 # 4:2:0 measured -11 SSIMULACRA2 points at sharp's bytes at 128 px (0.86x vs 0.91x the bytes at
 # 256 px, 0.975x vs 0.994x at 512 px); 4:2:0 above, at every quality (libvips' "auto" drops it
@@ -334,13 +357,18 @@ def _encode(im: pyvips.Image, fmt: str, spec: TransformSpec, animate: bool) -> b
         if im.hasalpha():
             im = im.flatten(background=[255] * (im.bands - 1))
         chroma = "off" if im.width * im.height <= JPEG_FULL_CHROMA_PIXELS else "on"
+        if im.width * im.height <= JPEG_DCT_DIRECT_PIXELS:
+            body = jpeg.encode(im, q, chroma == "off")
+            if body is not None:
+                return body
         return im.jpegsave_buffer(Q=q, keep="none", optimize_coding=True, subsample_mode=chroma)
     if fmt == "webp":
         if spec.lossless:
             return im.webpsave_buffer(lossless=True, keep="none", effort=2)  # as before: attachments' default
         page_h = im.get("page-height") if animate and im.get_typeof("page-height") else im.height
-        sharp_yuv = im.width * page_h <= WEBP_SHARP_YUV_PIXELS
-        return im.webpsave_buffer(Q=q, keep="none", effort=WEBP_EFFORT, smart_subsample=sharp_yuv)
+        frame = im.width * page_h
+        effort = WEBP_EFFORT if frame <= WEBP_LARGE_PIXELS else WEBP_EFFORT_LARGE
+        return im.webpsave_buffer(Q=q, keep="none", effort=effort, smart_subsample=frame <= WEBP_SHARP_YUV_PIXELS)
     if fmt == "avif":
         if spec.lossless:
             return im.heifsave_buffer(lossless=True, compression="av1", effort=2, keep="none")
@@ -354,7 +382,7 @@ def _encode(im: pyvips.Image, fmt: str, spec: TransformSpec, animate: bool) -> b
     raise BadRequest(f"cannot encode {fmt}")
 
 
-def _input_fails(buf: bytes, spec: TransformSpec, p: Probe, pl: Plan, animate: bool) -> bool:
+def _input_fails(buf: bytes, spec: TransformSpec, p: Probe, pl: Plan, fmt: str, animate: bool) -> bool:
     """Whether the decode step alone fails on this input: 400 (the input) or 500 (we failed).
 
     libvips decodes lazily, so a corrupt or truncated source fails while the
@@ -367,7 +395,7 @@ def _input_fails(buf: bytes, spec: TransformSpec, p: Probe, pl: Plan, animate: b
     encoded. It costs one more decode, on the error path only.
     """
     try:
-        _decode(buf, spec, p, pl, animate).avg()
+        _decode(buf, spec, p, pl, fmt, animate).avg()
     except pyvips.Error:
         return True
     return False
@@ -396,7 +424,7 @@ def transform(buf: bytes, spec: TransformSpec, limits: Limits, p: Probe | None =
     pl = plan(spec, p.width, p.height)
     check_output(fmt, pl)
     try:
-        im = _decode(buf, spec, p, pl, animate)
+        im = _decode(buf, spec, p, pl, fmt, animate)
         page_h = im.get("page-height") if animate and im.get_typeof("page-height") else im.height
         if not animate:
             page_h = im.height
@@ -413,7 +441,7 @@ def transform(buf: bytes, spec: TransformSpec, limits: Limits, p: Probe | None =
         im = _to_srgb(im)
         body = _encode(im, fmt, spec, animate)
     except pyvips.Error:
-        if _input_fails(buf, spec, p, pl, animate):
+        if _input_fails(buf, spec, p, pl, fmt, animate):
             raise BadRequest("undecodable image") from None
         raise ProcessingError("image processing failed") from None
     frames_n = im.height // page_h if animate and page_h else 1
