@@ -227,7 +227,9 @@ def bench_list(database: str, records: int, n: int) -> dict:
         if database == "postgres":
             from tests.services import Postgres
 
-            pg = Postgres()
+            # shared_buffers as a deployment sizes it, to hold the table and its indexes (~110 MB
+            # here; PostgreSQL's default is 128 MB, the test fixture's 32 MB)
+            pg = Postgres(shared_buffers="256MB")
             url = pg.new_database()
         else:
             url = f"sqlite:///{work}/library.db"

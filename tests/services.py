@@ -24,7 +24,7 @@ def pg_bin() -> Path | None:
 
 
 class Postgres:
-    def __init__(self) -> None:
+    def __init__(self, shared_buffers: str = "32MB") -> None:
         bindir = pg_bin()
         if bindir is None:
             raise RuntimeError("PostgreSQL is not installed (apt-get install postgresql)")
@@ -40,7 +40,7 @@ class Postgres:
         self.port = free_port()
         cmd = [str(bindir / "postgres"), "-D", str(self.data), "-k", str(self.sock), "-c", "listen_addresses=",
                "-p", str(self.port), "-c", "fsync=off", "-c", "synchronous_commit=off",
-               "-c", "full_page_writes=off", "-c", "max_connections=200", "-c", "shared_buffers=32MB"]
+               "-c", "full_page_writes=off", "-c", "max_connections=200", "-c", f"shared_buffers={shared_buffers}"]
         self.log = open(self.dir / "pg.log", "wb")  # noqa: SIM115
         self.proc = subprocess.Popen(self._wrap(cmd), stdout=self.log, stderr=subprocess.STDOUT,
                                      start_new_session=True)

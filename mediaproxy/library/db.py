@@ -48,9 +48,14 @@ def make_engine(url: str, pool_size: int = 5) -> Engine:
             cur.close()
 
         return engine
-    # a server that is gone is an error within seconds, not at the kernel's TCP timeout
-    return create_engine(url, pool_pre_ping=True, **pool,
-                         connect_args={"connect_timeout": 5} if url.startswith("postgresql") else {})
+    connect_args: dict = {}
+    if url.startswith("postgresql"):
+        # a server that is gone is an error within seconds, not at the kernel's TCP timeout;
+        # and every query planned for its own parameters (psycopg prepares a statement after 5
+        # runs, and PostgreSQL may then use a generic plan: a search's count read every row of
+        # the organization instead of the trigram index, 4-5x slower; docs/library.md § Measured)
+        connect_args = {"connect_timeout": 5, "options": "-c plan_cache_mode=force_custom_plan"}
+    return create_engine(url, pool_pre_ping=True, **pool, connect_args=connect_args)
 
 
 class Database:
