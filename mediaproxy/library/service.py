@@ -14,9 +14,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
-import queue
 import re
-import threading
 import time
 import unicodedata
 import uuid
@@ -72,47 +70,6 @@ def iso(dt: datetime | None) -> str | None:
     return None if dt is None else dt.replace(tzinfo=UTC).isoformat().replace("+00:00", "Z")
 
 
-class _Hasher:
-    """SHA-256 of an upload; past its first ``SYNC_BYTES`` computed on a helper thread (hashlib
-    releases the GIL), so receiving and parsing the next chunk go on meanwhile. At most
-    ``DEPTH`` chunks wait for it; ``hexdigest`` waits for the rest."""
-
-    SYNC_BYTES = 1024 * 1024
-    DEPTH = 2
-
-    def __init__(self):
-        self._sha = hashlib.sha256()
-        self._seen = 0
-        self._queue: queue.Queue | None = None
-        self._thread: threading.Thread | None = None
-
-    def update(self, data: bytes) -> None:
-        self._seen += len(data)
-        if self._queue is not None:
-            self._queue.put(data)
-        elif self._seen <= self.SYNC_BYTES:
-            self._sha.update(data)
-        else:
-            self._queue = queue.Queue(self.DEPTH)
-            self._thread = threading.Thread(target=self._run, name="upload-sha256", daemon=True)
-            self._thread.start()
-            self._queue.put(data)
-
-    def _run(self) -> None:
-        while (data := self._queue.get()) is not None:
-            self._sha.update(data)
-
-    def close(self) -> None:
-        if self._thread is not None:
-            self._queue.put(None)
-            self._thread.join()
-            self._thread = self._queue = None
-
-    def hexdigest(self) -> str:
-        self.close()
-        return self._sha.hexdigest()
-
-
 @dataclass
 class Upload:
     """One upload streaming into storage: type sniffed from the first bytes, size counted, hashed."""
@@ -128,11 +85,11 @@ class Upload:
     writer: Writer | None = None
     mime: str | None = None
     _head: bytearray | None = None
-    _sha: _Hasher | None = None
+    _sha: object = None
 
     def write(self, chunk: bytes) -> None:
         if self._sha is None:
-            self._sha = _Hasher()
+            self._sha = hashlib.sha256()
             self._head = bytearray()
         if self.writer is None:
             self._head += chunk
@@ -172,8 +129,6 @@ class Upload:
                                     bytes(self._head))
 
     def abort(self) -> None:
-        if self._sha is not None:
-            self._sha.close()
         if self.writer is not None:
             self.writer.abort()
 

@@ -242,6 +242,7 @@ class S3Writer:
     ``write`` or by ``commit``; ``abort`` waits for the part in flight, then aborts the upload."""
 
     PART = 5 * 1024 * 1024
+    SMALL = 1024 * 1024
     # as boto3's transfer manager does (s3transfer's default): each part carries its CRC32, and
     # the object gets a composite checksum; without one a store such as moto builds a CRC64 of
     # the whole object at completion
@@ -253,7 +254,7 @@ class S3Writer:
         self.extra = {"ContentType": content_type} if content_type else {}
         self.max_bytes = max_bytes
         self.written = 0
-        self._buf = bytearray()  # the part being filled: grows up to PART, or a reused buffer
+        self._buf = bytearray()  # the part being filled: grows up to SMALL, then a buffer of PART bytes
         self._n = 0  # bytes of _buf filled
         self._spare: bytearray | None = None  # a sent part's buffer, to fill next
         self._upload_id: str | None = None
@@ -269,11 +270,17 @@ class S3Writer:
         view = memoryview(data)
         while view:
             k = min(len(view), self.PART - self._n)
-            if self._n == len(self._buf):
+            end = self._n + k
+            if end <= len(self._buf):  # a buffer of a whole part (new or reused): filled in place
+                self._buf[self._n:end] = view[:k]
+            elif end <= self.SMALL:  # a small object so far: the buffer grows with it
                 self._buf += view[:k]
-            else:  # a reused buffer of PART bytes: fill it in place
-                self._buf[self._n:self._n + k] = view[:k]
-            self._n += k
+            else:  # past that, one buffer of PART bytes, allocated once (growing would leave holes in the heap)
+                full = bytearray(self.PART)
+                full[:self._n] = self._buf
+                full[self._n:end] = view[:k]
+                self._buf = full
+            self._n = end
             view = view[k:]
             if self._n == self.PART:
                 self._send_part()
