@@ -235,14 +235,17 @@ class S3Writer:
     """A streamed put: one PutObject for small bodies, else a multipart upload in parts of
     ``PART`` bytes (S3's minimum).
 
-    Parts go up on a helper thread while the next part is filled, so receiving does not stop
-    during each UploadPart: at most two part buffers (bytearrays, reused, handed to botocore
-    as they are, never copied), one being sent and one being filled; when both are full,
-    ``write`` waits for the part in flight. An error of the helper thread is raised by the next
-    ``write`` or by ``commit``; ``abort`` waits for the part in flight, then aborts the upload."""
+    A full part goes up on a helper thread while the next one is received: at most ``HOLD``
+    bytes of it are kept aside meanwhile (then ``write`` waits for the part in flight), and
+    once the part is sent its buffer (a bytearray, handed to botocore as it is, never copied)
+    takes them and is filled again. So one part buffer and the hold buffer are all the memory
+    (8 MiB): a second whole part buffer would let receiving run a part ahead for 2 MiB more.
+    An error of the helper thread is raised by the next ``write`` or by ``commit``; ``abort``
+    waits for the part in flight, then aborts the upload."""
 
     PART = 5 * 1024 * 1024
-    SMALL = 1024 * 1024
+    SMALL = 1024 * 1024  # a buffer grows with the object up to this, then is a whole part at once
+    HOLD = 3 * 1024 * 1024
     # as boto3's transfer manager does (s3transfer's default): each part carries its CRC32, and
     # the object gets a composite checksum; without one a store such as moto builds a CRC64 of
     # the whole object at completion
@@ -254,9 +257,10 @@ class S3Writer:
         self.extra = {"ContentType": content_type} if content_type else {}
         self.max_bytes = max_bytes
         self.written = 0
-        self._buf = bytearray()  # the part being filled: grows up to SMALL, then a buffer of PART bytes
+        self._buf = bytearray()  # the part being filled (none while it is in flight)
         self._n = 0  # bytes of _buf filled
-        self._spare: bytearray | None = None  # a sent part's buffer, to fill next
+        self._hold: bytearray | None = None  # the next part's first bytes, while one is in flight
+        self._h = 0
         self._upload_id: str | None = None
         self._parts: list[dict] = []
         self._pool: ThreadPoolExecutor | None = None
@@ -265,13 +269,22 @@ class S3Writer:
     def write(self, data: bytes) -> None:
         self.written += len(data)
         count_limit(self.written, self.max_bytes)
-        if self._inflight is not None and self._inflight.done():
-            self._wait()  # a failed part is told at once, not a part later
         view = memoryview(data)
         while view:
+            if self._inflight is not None:
+                if self._inflight.done() or self._h == self.HOLD:
+                    self._land()  # (a failed part is told here, at once)
+                    continue
+                if self._hold is None:
+                    self._hold = bytearray(self.HOLD)
+                k = min(len(view), self.HOLD - self._h)
+                self._hold[self._h:self._h + k] = view[:k]
+                self._h += k
+                view = view[k:]
+                continue
             k = min(len(view), self.PART - self._n)
             end = self._n + k
-            if end <= len(self._buf):  # a buffer of a whole part (new or reused): filled in place
+            if end <= len(self._buf):  # a buffer of a whole part (new or sent): filled in place
                 self._buf[self._n:end] = view[:k]
             elif end <= self.SMALL:  # a small object so far: the buffer grows with it
                 self._buf += view[:k]
@@ -286,8 +299,7 @@ class S3Writer:
                 self._send_part()
 
     def _send_part(self) -> None:
-        """Hand the full buffer to the helper thread; fill the one it sent last."""
-        self._wait()
+        """Hand the full buffer to the helper thread."""
         c = self.s.write_client
         if self._upload_id is None:
             try:
@@ -297,10 +309,10 @@ class S3Writer:
                 raise _write_error(exc) from None
             self._upload_id = resp["UploadId"]
             self._pool = ThreadPoolExecutor(1, thread_name_prefix="s3-part")
-        buf, n = self._buf, len(self._parts) + 1
+        n = len(self._parts) + 1
         self._parts.append({"PartNumber": n})
-        self._inflight = self._pool.submit(self._upload_part, c, n, buf)
-        self._buf, self._spare, self._n = self._spare if self._spare is not None else bytearray(), None, 0
+        self._inflight = self._pool.submit(self._upload_part, c, n, self._buf)
+        self._buf, self._n = None, 0
 
     def _upload_part(self, c, n: int, body: bytearray) -> bytearray:
         resp = c.upload_part(Bucket=self.bucket, Key=self.key, UploadId=self._upload_id, PartNumber=n, Body=body,
@@ -311,19 +323,19 @@ class S3Writer:
             part["ChecksumCRC32"] = resp["ChecksumCRC32"]
         return body
 
-    def _wait(self) -> None:
-        """Wait for the part in flight; raise its error, or keep its buffer for reuse."""
-        if self._inflight is None:
-            return
+    def _land(self) -> None:
+        """Wait for the part in flight (raise its error); its buffer takes the held bytes."""
         future, self._inflight = self._inflight, None
         try:
-            self._spare = future.result()
+            self._buf = future.result()
         except _ERRORS as exc:
             raise _write_error(exc) from None
+        self._buf[:self._h] = memoryview(self._hold)[:self._h] if self._h else b""
+        self._n, self._h = self._h, 0
 
     def _last_body(self) -> bytearray:
         body = self._buf
-        del body[self._n:]  # a reused buffer holds PART bytes; shrunk in place, not copied
+        del body[self._n:]  # a sent buffer holds PART bytes; shrunk in place, not copied
         self._buf, self._n = bytearray(), 0
         return body
 
@@ -333,8 +345,9 @@ class S3Writer:
             if self._upload_id is None:
                 c.put_object(Bucket=self.bucket, Key=self.key, Body=self._last_body(), **self.extra)
                 return
-            self._wait()
-            self._spare = None
+            if self._inflight is not None:
+                self._land()
+            self._hold = None
             if self._n:
                 n = len(self._parts) + 1
                 self._parts.append({"PartNumber": n})
@@ -353,7 +366,7 @@ class S3Writer:
             self._pool = None
 
     def abort(self) -> None:
-        self._buf, self._spare, self._n = bytearray(), None, 0
+        self._buf, self._hold, self._n, self._h = bytearray(), None, 0, 0
         if self._inflight is not None:  # let the part in flight end first: it cannot be called back
             future, self._inflight = self._inflight, None
             wait([future])
