@@ -210,3 +210,12 @@ def test_s3_writer_holds_the_next_part_while_one_is_in_flight(moto, monkeypatch,
     assert moto.client.get_object(Bucket="library", Key=f"held/{size}")["Body"].read() == data
     assert len(sent) == -(-size // w.PART)
     assert len(set(sent[:-1])) == 1  # every whole part went up from the same (reused) buffer
+
+
+def test_s3_writes_have_their_own_timeout_and_retries(moto, monkeypatch):
+    from .test_storage import s3_storage
+
+    st = s3_storage(monkeypatch, moto.endpoint, MEDIAPROXY_S3_WRITE_TIMEOUT="7")
+    write, read = st.write_client.meta.config, st.client.meta.config
+    assert write.read_timeout == 7 and write.retries == {"total_max_attempts": 3, "mode": "standard"}
+    assert read.read_timeout == 5 and read.retries == {"total_max_attempts": 1, "mode": "standard"}

@@ -191,7 +191,8 @@ class LocalWriter:
     most ``DEPTH`` chunks, then waits): the write releases the GIL, so the caller's own work
     (receiving and parsing the next chunk) goes on meanwhile. The limit is counted in
     ``write`` itself; an error of the helper thread is raised by the next ``write`` or by
-    ``commit``."""
+    ``commit``. A chunk is kept until written: it must be ``bytes`` (immutable), as the
+    ``Writer`` protocol says, never a buffer the caller refills."""
 
     SYNC_BYTES = 1024 * 1024  # a small object is written at once: no thread
     DEPTH = 4
