@@ -1,13 +1,16 @@
 """The media library's targets, measured in one run (ratios against baselines of the same run).
 
-    .venv/bin/python bench/library.py upload [--mib 100] [--backends local,s3] [--out DIR]
+    .venv/bin/python bench/library.py upload [--mib 100] [--rounds 3] [--backends local,s3] [--out DIR]
     .venv/bin/python bench/library.py list [--records 100000] [--databases sqlite,postgres] [--out DIR]
 
 upload: one POST /api/v1/media/upload of a --mib MiB file (multipart, streamed by the client from
   a generator) to gunicorn (1 worker, MEDIAPROXY_MODE=all). Reports the worker's peak RSS growth
   (VmHWM after − VmRSS before, after a warm-up upload) and the throughput against writing the same
   bytes to the same storage directly: a plain file copy (local) or boto3's upload_fileobj (S3,
-  moto's server on loopback). Targets: growth ≤ 16 MiB, ratio ≥ 0.7.
+  moto's server on loopback), in --rounds interleaved rounds (upload, baseline), best of each.
+  Targets: growth ≤ 16 MiB, ratio ≥ 0.7. For reference, S3 also
+  times upload_fileobj with one part in flight (max_concurrency=1, as the upload path holds at
+  most two part buffers), and local measures each stage of the path alone (parse, SHA-256, write).
 list: --records media rows in one organization (plus as many in another), then sequential
   GET /api/v1/media/list with search + sort (+ type) over HTTP; p50/p99 per database.
   Target: p99 ≤ 20 ms.
@@ -111,12 +114,95 @@ def upload_once(srv: Server, key: str, size: int) -> float:
     return dt
 
 
+def s3_client(moto):
+    import boto3
+
+    return boto3.client("s3", endpoint_url=moto.endpoint, region_name="us-east-1",
+                        aws_access_key_id="testing", aws_secret_access_key="testing")
+
+
+def stages(src: Path, work: Path, chunk: int = 256 * 1024) -> dict:
+    """What the upload path does to each byte on the local backend, each stage alone, in this
+    process (MiB/s, 256 KiB chunks as the server reads them): the multipart parser, SHA-256, the
+    file write; and the rate of the three done one after another."""
+    from streaming_form_data import StreamingFormDataParser
+    from streaming_form_data.targets import BaseTarget
+
+    class Drop(BaseTarget):
+        def on_data_received(self, chunk: bytes) -> None:
+            pass
+
+    size = src.stat().st_size
+    _, body, ctype = multipart(size, chunk)
+    pieces = []
+    while piece := body.read(chunk):
+        pieces.append(piece)
+    parser = StreamingFormDataParser(headers={"Content-Type": ctype})
+    parser.register("file", Drop())
+    t0 = time.perf_counter()
+    for piece in pieces:
+        parser.data_received(piece)
+    parse = time.perf_counter() - t0
+    del pieces
+    import hashlib
+
+    with open(src, "rb") as f:
+        blocks = list(iter(lambda: f.read(chunk), b""))
+    t0 = time.perf_counter()
+    sha = hashlib.sha256()
+    for b in blocks:
+        sha.update(b)
+    hashing = time.perf_counter() - t0
+    dest = work / "stage-write.bin"
+    t0 = time.perf_counter()
+    with open(dest, "wb") as g:
+        for b in blocks:
+            g.write(b)
+    write = time.perf_counter() - t0
+    dest.unlink()
+    mib = size / MIB
+    return {"parse": round(mib / parse), "sha256": round(mib / hashing), "write": round(mib / write),
+            "all_three_in_turn": round(mib / (parse + hashing + write))}
+
+
 def reset_peak(pid: int) -> None:
     """Start VmHWM (the peak RSS) afresh from the current RSS (Linux: clear_refs 5)."""
     Path(f"/proc/{pid}/clear_refs").write_text("5")
 
 
-def bench_upload(backend: str, mib: int) -> dict:
+def write_source(src: Path, size: int) -> None:
+    with open(src, "wb") as f:
+        f.write(PNG_HEAD)
+        left, block = size - len(PNG_HEAD), os.urandom(MIB)
+        while left > 0:
+            f.write(block[: min(MIB, left)])
+            left -= MIB
+
+
+def direct_write(backend: str, moto, src: Path, work: Path, serial: bool = False) -> float:
+    """The baseline: the same bytes written to the same storage directly (seconds)."""
+    t0 = time.perf_counter()
+    if backend == "s3":
+        from boto3.s3.transfer import TransferConfig
+
+        client = s3_client(moto)
+        config = TransferConfig(max_concurrency=1) if serial else None
+        with open(src, "rb") as f:
+            client.upload_fileobj(f, "library", "baseline", Config=config)
+        dt = time.perf_counter() - t0
+        client.delete_object(Bucket="library", Key="baseline")
+        return dt
+    dest = work / "storage" / "library" / "baseline"
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    with open(src, "rb") as f, open(dest, "wb") as g:
+        shutil.copyfileobj(f, g, MIB)
+    dt = time.perf_counter() - t0
+    dest.unlink()
+    return dt
+
+
+def bench_upload(backend: str, mib: int, rounds: int) -> dict:
+    """``rounds`` interleaved rounds (upload, baseline[, one part in flight]); the best of each."""
     size = mib * MIB
     work = Path(tempfile.mkdtemp(prefix=f"bench-lib-{backend}-"))
     extra = {"MEDIAPROXY_UPLOAD_MAX_BYTES": str(size + MIB)}
@@ -126,7 +212,10 @@ def bench_upload(backend: str, mib: int) -> dict:
             moto = MotoS3()
             extra.update({**AWS_ENV, "MEDIAPROXY_STORAGE": "s3", "AWS_ENDPOINT_URL": moto.endpoint,
                           "MEDIAPROXY_S3_ADDRESSING_STYLE": "path"})
+        src = work / "src.bin"
+        write_source(src, size)
         srv, key = library_server(work, extra)
+        times, base_times, serial_times = [], [], []
         try:
             upload_once(srv, key, 8 * MIB)  # warm-up: imports, connections, first allocations
             (pid,) = srv.worker_pids()
@@ -134,41 +223,30 @@ def bench_upload(backend: str, mib: int) -> dict:
             requests.get(srv.url("/healthz"), timeout=30)
             reset_peak(pid)
             before = rss_kb(pid)
-            times = [upload_once(srv, key, size) for _ in range(2)]
+            for _ in range(rounds):
+                times.append(upload_once(srv, key, size))
+                base_times.append(direct_write(backend, moto, src, work))
+                if backend == "s3":  # a reference: boto3 with one part in flight, as the upload path has
+                    serial_times.append(direct_write(backend, moto, src, work, serial=True))
             peak = rss_kb(pid, "VmHWM")
         finally:
             srv.stop()
-        # the baseline: the same bytes written to the same storage directly
-        src = work / "src.bin"
-        with open(src, "wb") as f:
-            f.write(PNG_HEAD)
-            left, block = size - len(PNG_HEAD), os.urandom(MIB)
-            while left > 0:
-                f.write(block[: min(MIB, left)])
-                left -= MIB
-        base_times = []
-        for i in range(2):
-            t0 = time.perf_counter()
-            if backend == "s3":
-                import boto3
-
-                client = boto3.client("s3", endpoint_url=moto.endpoint, region_name="us-east-1",
-                                      aws_access_key_id="testing", aws_secret_access_key="testing")
-                with open(src, "rb") as f:
-                    client.upload_fileobj(f, "library", f"baseline/{i}")
-            else:
-                dest = work / "storage" / "library" / "baseline" / str(i)
-                dest.parent.mkdir(parents=True, exist_ok=True)
-                with open(src, "rb") as f, open(dest, "wb") as g:
-                    shutil.copyfileobj(f, g, MIB)
-            base_times.append(time.perf_counter() - t0)
         best, base = min(times), min(base_times)
-        return {"backend": backend, "mib": mib, "upload_s": round(best, 3), "upload_mib_s": round(mib / best, 1),
-                "baseline": "boto3 upload_fileobj" if backend == "s3" else "file copy",
-                "baseline_s": round(base, 3), "baseline_mib_s": round(mib / base, 1),
-                "throughput_ratio": round(base / best, 2),
-                "worker_rss_before_mib": round(before / 1024, 1), "worker_peak_rss_mib": round(peak / 1024, 1),
-                "rss_growth_mib": round((peak - before) / 1024, 1)}
+        row = {"backend": backend, "mib": mib, "rounds": rounds, "upload_s": round(best, 3),
+               "upload_mib_s": round(mib / best, 1),
+               "baseline": "boto3 upload_fileobj" if backend == "s3" else "file copy",
+               "baseline_s": round(base, 3), "baseline_mib_s": round(mib / base, 1),
+               "throughput_ratio": round(base / best, 2),
+               "ratio_per_round": [round(b / t, 2) for t, b in zip(times, base_times, strict=True)],
+               "worker_rss_before_mib": round(before / 1024, 1), "worker_peak_rss_mib": round(peak / 1024, 1),
+               "rss_growth_mib": round((peak - before) / 1024, 1), "loadavg_1m": round(loadavg(), 2)}
+        if serial_times:
+            serial = min(serial_times)
+            row.update({"one_part_in_flight_s": round(serial, 3), "one_part_in_flight_mib_s": round(mib / serial, 1),
+                        "ratio_to_one_part_in_flight": round(serial / best, 2)})
+        else:
+            row["stages_mib_s"] = stages(src, work)
+        return row
     finally:
         if moto is not None:
             moto.stop()
@@ -275,6 +353,7 @@ def main() -> None:
     sub = ap.add_subparsers(dest="what", required=True)
     u = sub.add_parser("upload")
     u.add_argument("--mib", type=int, default=100)
+    u.add_argument("--rounds", type=int, default=3)
     u.add_argument("--backends", default="local,s3")
     u.add_argument("--out")
     li = sub.add_parser("list")
@@ -285,7 +364,7 @@ def main() -> None:
     args = ap.parse_args()
     load = round(loadavg(), 2)
     if args.what == "upload":
-        rows = [bench_upload(b, args.mib) for b in args.backends.split(",")]
+        rows = [bench_upload(b, args.mib, args.rounds) for b in args.backends.split(",")]
     else:
         rows = [bench_list(d, args.records, args.requests) for d in args.databases.split(",")]
     result = {"benchmark": f"library-{args.what}", "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),

@@ -353,6 +353,9 @@ class Settings:
     s3_connect_timeout: float = 0.5  # same-region: a connect takes < 5 ms; a lost SYN is retried at 1 s
     s3_read_timeout: float = 2.0  # first byte / between bytes; a timeout is not retried: 504 in 2 s
     s3_max_pool: int = 32
+    # the library's writes (PutObject, UploadPart, Complete): seconds to wait for the store's answer
+    # after the body is sent, with botocore's standard retries (3 attempts; a part is re-sendable)
+    s3_write_timeout: float = 30.0
     # storage resilience (mediaproxy/bulkhead.py, storage/guard.py)
     max_concurrent_storage: int = 4  # storage calls in progress per worker
     storage_wait: float = 0.5  # seconds a call waits for a storage slot before 503 (+ read timeout: < 3 s)
@@ -443,6 +446,7 @@ class Settings:
             s3_connect_timeout=_float(env, "MEDIAPROXY_S3_CONNECT_TIMEOUT", d["s3_connect_timeout"], 0.01),
             s3_read_timeout=_float(env, "MEDIAPROXY_S3_READ_TIMEOUT", d["s3_read_timeout"], 0.01),
             s3_max_pool=_int(env, "MEDIAPROXY_S3_MAX_POOL", d["s3_max_pool"], 1, 1024),
+            s3_write_timeout=_float(env, "MEDIAPROXY_S3_WRITE_TIMEOUT", d["s3_write_timeout"], 0.01),
             max_concurrent_storage=_int(env, "MEDIAPROXY_MAX_CONCURRENT_STORAGE", d["max_concurrent_storage"], 1, 1024),
             storage_wait=_float(env, "MEDIAPROXY_STORAGE_WAIT", d["storage_wait"], 0.0, 600.0),
             storage_breaker_failures=_int(

@@ -359,6 +359,9 @@ class Library:
             w.write(head)
             while chunk := stream.read(256 * 1024):
                 w.write(chunk)
+            if content_length is not None and w.written != content_length:
+                # the client went away: what arrived is not the object
+                raise BadRequest(f"the body ended after {w.written} of {content_length} bytes")
             w.commit()
         except BaseException:
             w.abort()

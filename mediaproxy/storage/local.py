@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import mimetypes
 import os
+import queue
 import stat
 import threading
 import uuid
@@ -184,7 +185,17 @@ class LocalStorage:
 
 
 class LocalWriter:
-    """A temp file beside the target, renamed over it on commit (atomic on one filesystem)."""
+    """A temp file beside the target, renamed over it on commit (atomic on one filesystem).
+
+    Past the first ``SYNC_BYTES`` the file is written on a helper thread (``write`` queues at
+    most ``DEPTH`` chunks, then waits): the write releases the GIL, so the caller's own work
+    (receiving and parsing the next chunk) goes on meanwhile. The limit is counted in
+    ``write`` itself; an error of the helper thread is raised by the next ``write`` or by
+    ``commit``. A chunk is kept until written: it must be ``bytes`` (immutable), as the
+    ``Writer`` protocol says, never a buffer the caller refills."""
+
+    SYNC_BYTES = 1024 * 1024  # a small object is written at once: no thread
+    DEPTH = 4
 
     def __init__(self, path: Path, max_bytes: int | None):
         self.path = path
@@ -193,17 +204,49 @@ class LocalWriter:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
         self._f = open(self.tmp, "wb")  # noqa: SIM115 - closed by commit/abort
+        self._queue: queue.Queue | None = None
+        self._thread: threading.Thread | None = None
+        self._error: BaseException | None = None
 
     def write(self, data: bytes) -> None:
         self.written += len(data)
         count_limit(self.written, self.max_bytes)
-        self._f.write(data)
+        if self._error is not None:
+            raise self._error
+        if self._queue is not None:
+            self._queue.put(data)
+        elif self.written <= self.SYNC_BYTES:
+            self._f.write(data)
+        else:
+            self._queue = queue.Queue(self.DEPTH)
+            self._thread = threading.Thread(target=self._drain, name="local-write", daemon=True)
+            self._thread.start()
+            self._queue.put(data)
+
+    def _drain(self) -> None:
+        while (data := self._queue.get()) is not None:
+            if self._error is None:
+                try:
+                    self._f.write(data)
+                except BaseException as exc:  # told to the writer's caller; the rest is dropped
+                    self._error = exc
+
+    def _join(self) -> None:
+        if self._thread is not None:
+            self._queue.put(None)
+            self._thread.join()
+            self._thread = self._queue = None
 
     def commit(self) -> None:
+        self._join()
+        if self._error is not None:
+            self.abort()
+            raise self._error
         self._f.close()
         os.replace(self.tmp, self.path)
 
     def abort(self) -> None:
+        self._join()
         self._f.close()
         try:
             self.tmp.unlink()

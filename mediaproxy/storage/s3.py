@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from typing import BinaryIO
 
 import boto3
@@ -50,6 +51,16 @@ def _map_error(exc: Exception) -> MediaError:
 _ERRORS = (ClientError, BotoCoreError, ProtocolError, Urllib3ReadTimeout, OSError)
 
 
+def _write_error(exc: Exception) -> MediaError:
+    """A write's failure: never "no such object" (the upload being written is gone, e.g.
+    NoSuchUpload after an abort), always the store's fault."""
+    err = _map_error(exc)
+    if isinstance(err, NotFound):
+        code = exc.response.get("Error", {}).get("Code") if isinstance(exc, ClientError) else None
+        return UpstreamError(f"storage error: {code or 'not found'}")
+    return err
+
+
 class _S3Body:
     """botocore's StreamingBody with errors mapped while the bytes flow."""
 
@@ -70,20 +81,31 @@ class _S3Body:
 
 class S3Storage:
     def __init__(self, settings):
-        self._config = Config(
+        common = dict(
             connect_timeout=settings.s3_connect_timeout,
+            max_pool_connections=settings.s3_max_pool,
+            s3={"addressing_style": settings.s3_addressing_style},
+            tcp_keepalive=True,
+        )
+        self._config = Config(
             read_timeout=settings.s3_read_timeout,
             # botocore retries nothing: storage/guard.py retries a fast failure once, at
             # once, and no timeout (botocore's standard mode made 3 attempts with backoff:
             # 30 s to a 504).
             retries={"total_max_attempts": 1, "mode": "standard"},
-            max_pool_connections=settings.s3_max_pool,
-            s3={"addressing_style": settings.s3_addressing_style},
-            tcp_keepalive=True,
+            **common,
         )
-        self._local = threading.local()
+        # The library's writes (S3Writer) are not on the origin's miss path: the store may take
+        # longer to answer a 5 MiB part than a read's first byte, and a part (a bytearray the
+        # writer holds until the call returns) can be sent again, so botocore's standard retries.
+        self._write_config = Config(
+            read_timeout=settings.s3_write_timeout,
+            retries={"total_max_attempts": 3, "mode": "standard"},
+            **common,
+        )
         self._lock = threading.Lock()
         self._client = None
+        self._write_client = None
 
     @property
     def client(self):
@@ -93,6 +115,14 @@ class S3Storage:
                 if self._client is None:
                     self._client = boto3.session.Session().client("s3", config=self._config)
         return self._client
+
+    @property
+    def write_client(self):
+        if self._write_client is None:
+            with self._lock:
+                if self._write_client is None:
+                    self._write_client = boto3.session.Session().client("s3", config=self._write_config)
+        return self._write_client
 
     @staticmethod
     def _info(resp: dict) -> ObjectInfo:
@@ -203,9 +233,23 @@ class S3Storage:
 
 class S3Writer:
     """A streamed put: one PutObject for small bodies, else a multipart upload in parts of
-    ``PART`` bytes (S3's minimum), so at most one part is held in memory."""
+    ``PART`` bytes (S3's minimum).
+
+    A full part goes up on a helper thread while the next one is received: at most ``HOLD``
+    bytes of it are kept aside meanwhile (then ``write`` waits for the part in flight), and
+    once the part is sent its buffer (a bytearray, handed to botocore as it is, never copied)
+    takes them and is filled again. So one part buffer and the hold buffer are all the memory
+    (8 MiB): a second whole part buffer would let receiving run a part ahead for 2 MiB more.
+    An error of the helper thread is raised by the next ``write`` or by ``commit``; ``abort``
+    waits for the part in flight, then aborts the upload."""
 
     PART = 5 * 1024 * 1024
+    SMALL = 1024 * 1024  # a buffer grows with the object up to this, then is a whole part at once
+    HOLD = 3 * 1024 * 1024
+    # as boto3's transfer manager does (s3transfer's default): each part carries its CRC32, and
+    # the object gets a composite checksum; without one a store such as moto builds a CRC64 of
+    # the whole object at completion
+    CHECKSUM = "CRC32"
 
     def __init__(self, storage: S3Storage, bucket: str, key: str, content_type: str | None,
                  max_bytes: int | None):
@@ -213,51 +257,123 @@ class S3Writer:
         self.extra = {"ContentType": content_type} if content_type else {}
         self.max_bytes = max_bytes
         self.written = 0
-        self._buf = bytearray()
+        self._buf = bytearray()  # the part being filled (none while it is in flight)
+        self._n = 0  # bytes of _buf filled
+        self._hold: bytearray | None = None  # the next part's first bytes, while one is in flight
+        self._h = 0
         self._upload_id: str | None = None
         self._parts: list[dict] = []
+        self._pool: ThreadPoolExecutor | None = None
+        self._inflight: Future | None = None
 
     def write(self, data: bytes) -> None:
         self.written += len(data)
         count_limit(self.written, self.max_bytes)
-        self._buf += data
-        if len(self._buf) >= self.PART:
-            self._flush_part()
+        view = memoryview(data)
+        while view:
+            if self._inflight is not None:
+                if self._inflight.done() or self._h == self.HOLD:
+                    self._land()  # (a failed part is told here, at once)
+                    continue
+                if self._hold is None:
+                    self._hold = bytearray(self.HOLD)
+                k = min(len(view), self.HOLD - self._h)
+                self._hold[self._h:self._h + k] = view[:k]
+                self._h += k
+                view = view[k:]
+                continue
+            k = min(len(view), self.PART - self._n)
+            end = self._n + k
+            if end <= len(self._buf):  # a buffer of a whole part (new or sent): filled in place
+                self._buf[self._n:end] = view[:k]
+            elif end <= self.SMALL:  # a small object so far: the buffer grows with it
+                self._buf += view[:k]
+            else:  # past that, one buffer of PART bytes, allocated once (growing would leave holes in the heap)
+                full = bytearray(self.PART)
+                full[:self._n] = self._buf
+                full[self._n:end] = view[:k]
+                self._buf = full
+            self._n = end
+            view = view[k:]
+            if self._n == self.PART:
+                self._send_part()
 
-    def _flush_part(self) -> None:
-        c = self.s.client
+    def _send_part(self) -> None:
+        """Hand the full buffer to the helper thread."""
+        c = self.s.write_client
+        if self._upload_id is None:
+            try:
+                resp = c.create_multipart_upload(Bucket=self.bucket, Key=self.key, ChecksumAlgorithm=self.CHECKSUM,
+                                                 **self.extra)
+            except _ERRORS as exc:
+                raise _write_error(exc) from None
+            self._upload_id = resp["UploadId"]
+            self._pool = ThreadPoolExecutor(1, thread_name_prefix="s3-part")
+        n = len(self._parts) + 1
+        self._parts.append({"PartNumber": n})
+        self._inflight = self._pool.submit(self._upload_part, c, n, self._buf)
+        self._buf, self._n = None, 0
+
+    def _upload_part(self, c, n: int, body: bytearray) -> bytearray:
+        resp = c.upload_part(Bucket=self.bucket, Key=self.key, UploadId=self._upload_id, PartNumber=n, Body=body,
+                             ChecksumAlgorithm=self.CHECKSUM)
+        part = self._parts[n - 1]
+        part["ETag"] = resp["ETag"]
+        if resp.get("ChecksumCRC32"):  # the store checks each part's CRC32 again at completion
+            part["ChecksumCRC32"] = resp["ChecksumCRC32"]
+        return body
+
+    def _land(self) -> None:
+        """Wait for the part in flight (raise its error); its buffer takes the held bytes."""
+        future, self._inflight = self._inflight, None
         try:
-            if self._upload_id is None:
-                resp = c.create_multipart_upload(Bucket=self.bucket, Key=self.key, **self.extra)
-                self._upload_id = resp["UploadId"]
-            n = len(self._parts) + 1
-            resp = c.upload_part(Bucket=self.bucket, Key=self.key, UploadId=self._upload_id, PartNumber=n,
-                                 Body=bytes(self._buf))
+            self._buf = future.result()
         except _ERRORS as exc:
-            raise _map_error(exc) from None
-        self._parts.append({"PartNumber": n, "ETag": resp["ETag"]})
-        self._buf = bytearray()
+            raise _write_error(exc) from None
+        self._buf[:self._h] = memoryview(self._hold)[:self._h] if self._h else b""
+        self._n, self._h = self._h, 0
+
+    def _last_body(self) -> bytearray:
+        body = self._buf
+        del body[self._n:]  # a sent buffer holds PART bytes; shrunk in place, not copied
+        self._buf, self._n = bytearray(), 0
+        return body
 
     def commit(self) -> None:
-        c = self.s.client
+        c = self.s.write_client
         try:
             if self._upload_id is None:
-                c.put_object(Bucket=self.bucket, Key=self.key, Body=bytes(self._buf), **self.extra)
-                self._buf = bytearray()
+                c.put_object(Bucket=self.bucket, Key=self.key, Body=self._last_body(), **self.extra)
                 return
-            if self._buf:
-                self._flush_part()
+            if self._inflight is not None:
+                self._land()
+            self._hold = None
+            if self._n:
+                n = len(self._parts) + 1
+                self._parts.append({"PartNumber": n})
+                self._upload_part(c, n, self._last_body())
             c.complete_multipart_upload(Bucket=self.bucket, Key=self.key, UploadId=self._upload_id,
                                         MultipartUpload={"Parts": self._parts})
             self._upload_id = None
         except _ERRORS as exc:
-            raise _map_error(exc) from None
+            raise _write_error(exc) from None
+        finally:
+            self._close_pool()
+
+    def _close_pool(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=False)
+            self._pool = None
 
     def abort(self) -> None:
-        self._buf = bytearray()
+        self._buf, self._hold, self._n, self._h = bytearray(), None, 0, 0
+        if self._inflight is not None:  # let the part in flight end first: it cannot be called back
+            future, self._inflight = self._inflight, None
+            wait([future])
+        self._close_pool()
         if self._upload_id is not None:
             upload_id, self._upload_id = self._upload_id, None
             try:
-                self.s.client.abort_multipart_upload(Bucket=self.bucket, Key=self.key, UploadId=upload_id)
+                self.s.write_client.abort_multipart_upload(Bucket=self.bucket, Key=self.key, UploadId=upload_id)
             except _ERRORS:
                 pass  # the bucket's lifecycle rule for incomplete uploads is the backstop

@@ -221,12 +221,16 @@ class _FileTarget(BaseTarget):
     def on_data_received(self, chunk: bytes) -> None:
         self.form.upload.write(chunk)
 
+    def on_finish(self) -> None:
+        self.form.file_ended = True
+
 
 @dataclass
 class Form:
     begin: object  # filename → Upload
     fields: dict = field(default_factory=dict)
     upload: Upload | None = None
+    file_ended: bool = False  # the file part's closing boundary arrived
 
 
 def read_multipart(req: falcon.Request, begin, names: tuple[str, ...], max_bytes: int,
@@ -270,6 +274,11 @@ def read_multipart(req: falcon.Request, begin, names: tuple[str, ...], max_bytes
             raise cause from None
         _abort(form, stream)
         raise BadRequest(f"malformed multipart body: {exc}") from None
+    if form.upload is not None and not form.file_ended:
+        # the body ended inside the file (a client that went away, or a truncated body): what
+        # arrived is not the file, so none of it is kept
+        _abort(form, stream)
+        raise BadRequest("malformed multipart body: it ends inside the file part")
     for n, t in targets.items():
         if t.multipart_filename is not None or t.value or n in _seen(t):
             try:
@@ -313,8 +322,11 @@ def _abort(form: Form, stream) -> None:
     if form.upload is not None:
         form.upload.abort()
     left = DRAIN_MAX
-    while left > 0:
-        data = stream.read(min(CHUNK, left))
-        if not data:
-            break
-        left -= len(data)
+    try:
+        while left > 0:
+            data = stream.read(min(CHUNK, left))
+            if not data:
+                break
+            left -= len(data)
+    except OSError:
+        pass  # the client has gone: nobody to answer
