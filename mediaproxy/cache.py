@@ -227,11 +227,11 @@ class ResultCache:
         stripe = zlib.crc32(key.encode()) % _STRIPES
         held: set[int] = self._held.__dict__.setdefault("stripes", set())
         if stripe in held:  # a nested compute that hashes to a stripe this thread holds
-            return compute(), False
+            return self._compute_uncoalesced(key, compute, source), False
         deadline = time.monotonic() + wait
         tlock = self._thread_locks[stripe]
         if not tlock.acquire(timeout=max(wait, 0.0)):
-            return compute(), False
+            return self._compute_uncoalesced(key, compute, source), False
         held.add(stripe)
         try:
             fd = self._lock_fd(stripe)
@@ -250,7 +250,7 @@ class ResultCache:
                 if entry is not None:
                     return entry, True
                 if time.monotonic() > deadline:
-                    return compute(), False
+                    return self._compute_uncoalesced(key, compute, source), False
                 time.sleep(delay)
                 delay = min(delay * 1.5, 0.05)
             try:
@@ -266,6 +266,15 @@ class ResultCache:
         finally:
             held.discard(stripe)
             tlock.release()
+
+    def _compute_uncoalesced(self, key: str, compute: Callable[[], Entry],
+                             source: tuple[str, str] | None) -> Entry:
+        """Compute without the stripe's lock (another request holds it, or this thread does, in a
+        nested compute: an external original inside its variant's render), and still keep the
+        result: it is as good as any, and the next request must not compute it again."""
+        entry = compute()
+        self.put(key, entry, source)
+        return entry
 
     def stats(self) -> dict[str, int]:
         if self._cache is None:

@@ -235,3 +235,33 @@ def test_purge_keys_drops_every_entry_of_the_named_objects_in_one_pass(tmp_path)
         assert cache.purge_keys([]) == 0
     finally:
         cache.close()
+
+
+def test_a_nested_compute_on_the_stripe_held_is_kept(tmp_path):
+    """An external original is computed inside its variant's render; when both keys hash to one
+    lock stripe the inner compute cannot take the lock, and its result must still be cached (it
+    was not: the origin was fetched again by the next variant, a flaky test in CI)."""
+    import zlib
+
+    from mediaproxy import cache as cache_mod
+
+    cache = ResultCache(str(tmp_path / "c"), 64 * MB)
+    outer = "variant-0"
+    stripe = zlib.crc32(outer.encode()) % cache_mod._STRIPES
+    inner = next(k for k in (f"original-{i}" for i in range(100_000))
+                 if zlib.crc32(k.encode()) % cache_mod._STRIPES == stripe)
+    calls = []
+
+    def original() -> Entry:
+        calls.append("fetch")
+        return Entry("image/jpeg", "e1", 1.0, 3, body=b"abc")
+
+    def variant() -> Entry:
+        got, hit = cache.get_or_compute(inner, original, 1.0)
+        assert not hit
+        return Entry("image/webp", "e2", 1.0, len(got.body) + 1, body=got.body + b"!")
+
+    entry, hit = cache.get_or_compute(outer, variant, 1.0)
+    assert not hit and entry.read_all() == b"abc!"
+    got, hit = cache.get_or_compute(inner, original, 1.0)
+    assert hit and got.read_all() == b"abc" and calls == ["fetch"]
