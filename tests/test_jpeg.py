@@ -217,3 +217,14 @@ def test_header_probe_leaves_the_unusual_to_libvips(cut):
     assert at > 0 and bad != exif
     assert jpeg.header(bad) is None  # orientation 9
     assert jpeg.header(b"\xff\xd8\xff\xdb\x00") is None
+
+
+def test_header_probe_gives_up_on_crafted_marker_runs():
+    """Fill bytes or empty markers by the megabyte would step through in Python: after
+    MAX_HEADER_STEPS the probe leaves the file to libvips."""
+    real = photo(64, 64).jpegsave_buffer(Q=85)
+    for filler in (b"\xff" * (4 << 20), b"\xff\x01" * (2 << 20)):
+        # a valid JPEG follows the filler: stepping through it all would find its size (it did)
+        assert jpeg.header(b"\xff\xd8" + filler + real[2:]) is None
+        assert jpeg.header(b"\xff\xd8" + filler[:200] + real[2:]) is not None  # a few are fine
+    assert jpeg.header(real) is not None

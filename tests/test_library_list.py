@@ -174,3 +174,34 @@ def test_migration_0005_indexes_existing_media_and_goes_back(db_url):
         _check(d, lib, ids, rows, "round trip")
     finally:
         d.dispose()
+
+
+def test_more_mime_types_than_kinds(tmp_path):
+    """SQLite numbers MIME types into kinds up to 255; the 255th type and later share one kind,
+    and a type filter that selects any of them is answered by LIKE: still exact."""
+    d = Database(f"sqlite:///{tmp_path}/kinds.db")
+    try:
+        d.upgrade()
+        with d.transaction() as s:
+            org_id = auth.organization(s, "k", create=True).id
+        rows = {}
+        for i in range(300):
+            r = {"id": f"k{i:031d}", "org_id": org_id, "dialect": "v1", "state": "ready",
+                 "filename": f"sunset-{i}.bin" if i % 3 else f"other-{i}.bin", "mime_type": f"x-type/t{i:03d}",
+                 "size": i, "is_private": False, "alt": None, "caption": None,
+                 "created_at": datetime(2025, 1, 1) + timedelta(seconds=i), "updated_at": datetime(2025, 1, 1)}
+            rows[r["id"]] = r
+        with d.engine.begin() as conn:
+            conn.execute(insert(Media), list(rows.values()))
+            assert conn.exec_driver_sql("SELECT max(code) FROM media_kinds").scalar() == 300
+        lib = _lib(d)
+        with d.transaction() as s:
+            org = auth.organization(s, "k")
+            for prefix in ("x-type/t0", "x-type/t25", "x-type/t2", "x-type/t29", "x-type/t1", None):
+                for search in ("sunset", "ther", None):
+                    items, total = lib.list(s, org, limit=100, offset=0, search=search, mime_prefix=prefix,
+                                            sort="size", order="asc")
+                    want = _expected(rows, org_id, search, prefix, "size", "asc", 100, 0, ascii_fold=True)
+                    assert ([m.id for m in items], total) == want, (prefix, search)
+    finally:
+        d.dispose()

@@ -122,6 +122,24 @@ def test_a_truncated_form_is_400_and_stores_nothing(big):
     assert state(big) == before and temp_files(big) == []
 
 
+def test_a_body_cut_after_the_file_is_400_and_stores_nothing(big):
+    """The file part arrives whole, a field after it only in part, then the client stops sending:
+    the field would read as empty, so the upload is refused and nothing is kept."""
+    before = state(big)
+    field = f"\r\n--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"caption\"\r\n\r\nhalf a cap".encode()
+    head = form_head() + body_of(2 * MIB) + field
+    sock = open_upload(big, len(head) + 1000)
+    sock.sendall(head)
+    sock.shutdown(socket.SHUT_WR)  # the body ends 1,000 bytes short
+    answer = b""
+    while chunk := sock.recv(65536):
+        answer += chunk
+    sock.close()
+    assert answer.startswith(b"HTTP/1.1 400"), answer[:200]
+    assert b"ended after" in answer
+    assert wait_for(lambda: state(big) == before and temp_files(big) == []), (state(big), before)
+
+
 def test_a_failing_part_is_told_on_the_request_and_aborted(big):
     """The multipart upload is aborted behind the server's back while parts go up: the next
     part fails on the helper thread, the request answers 502, and nothing is left."""

@@ -54,8 +54,17 @@ def make_engine(url: str, pool_size: int = 5) -> Engine:
         # and every query planned for its own parameters (psycopg prepares a statement after 5
         # runs, and PostgreSQL may then use a generic plan: a search's count read every row of
         # the organization instead of the trigram index, 4-5x slower; docs/library.md § Measured)
-        connect_args = {"connect_timeout": 5, "options": "-c plan_cache_mode=force_custom_plan"}
-    return create_engine(url, pool_pre_ping=True, **pool, connect_args=connect_args)
+        # (a SET once connected, not a startup option: PgBouncer refuses unknown startup parameters)
+        connect_args = {"connect_timeout": 5}
+    engine = create_engine(url, pool_pre_ping=True, **pool, connect_args=connect_args)
+    if url.startswith("postgresql"):
+        @event.listens_for(engine, "connect")
+        def _custom_plans(dbapi_conn, _record) -> None:
+            with dbapi_conn.cursor() as cur:
+                cur.execute("SET plan_cache_mode = force_custom_plan")
+            dbapi_conn.commit()
+
+    return engine
 
 
 class Database:

@@ -85,6 +85,11 @@ def encode(im: pyvips.Image, quality: int, full_chroma: bool) -> bytes | None:
 _SOF = frozenset((0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF))
 
 
+# markers (and fill bytes) read before giving up: a real JPEG has a few dozen before its scan,
+# while a crafted one can step 1-4 bytes at a time through megabytes in Python
+MAX_HEADER_STEPS = 1024
+
+
 def header(buf: bytes | memoryview) -> tuple[int, int, int, bool] | None:
     """(width, height, EXIF orientation, has an ICC profile) from the markers before the scan, or None.
 
@@ -100,7 +105,11 @@ def header(buf: bytes | memoryview) -> tuple[int, int, int, bool] | None:
     n, i = len(mv), 2
     size = None
     orientation, exif_seen, icc = 1, False, False
+    steps = 0
     while i + 4 <= n:
+        steps += 1
+        if steps > MAX_HEADER_STEPS:  # fill bytes or empty markers by the thousand: libvips decides
+            return None
         if mv[i] != 0xFF:
             return None
         marker = mv[i + 1]

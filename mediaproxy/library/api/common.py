@@ -56,8 +56,8 @@ class LibraryMiddleware:
 
 
 # what describes the success a responder built; a commit that then fails must not send it
-_REPRESENTATION = ("Location", "ETag", "Last-Modified", "Content-Disposition", "Content-Range", "Accept-Ranges",
-                   "Expires", "Content-Encoding", "Vary")
+_REPRESENTATION = ("Location", "Content-Location", "ETag", "Last-Modified", "Content-Disposition", "Content-Range",
+                   "Accept-Ranges", "Expires", "Content-Encoding", "Vary")
 
 
 def _drop_answer(resp: falcon.Response) -> None:
@@ -258,8 +258,10 @@ def read_multipart(req: falcon.Request, begin, names: tuple[str, ...], max_bytes
     for n, t in repeated.items():
         parser.register(n, t)
     stream = body_stream(req)
+    received = 0
     try:
         while chunk := stream.read(CHUNK):
+            received += len(chunk)
             parser.data_received(chunk)
     except MediaError:
         _abort(form, stream)
@@ -274,6 +276,11 @@ def read_multipart(req: falcon.Request, begin, names: tuple[str, ...], max_bytes
             raise cause from None
         _abort(form, stream)
         raise BadRequest(f"malformed multipart body: {exc}") from None
+    if req.content_length is not None and received < req.content_length:
+        # the client went away after the file part: a field after it may be cut short, and the
+        # parser says nothing of that (a started field reads as empty), so nothing is kept
+        _abort(form, stream)
+        raise BadRequest(f"malformed multipart body: it ended after {received} of {req.content_length} bytes")
     if form.upload is not None and not form.file_ended:
         # the body ended inside the file (a client that went away, or a truncated body): what
         # arrived is not the file, so none of it is kept

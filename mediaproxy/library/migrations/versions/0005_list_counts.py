@@ -24,7 +24,10 @@ sort order tests each row's membership from the index without reading the row. O
 PostgreSQL: the three per-column trigram indexes become one GIN index on ``(org_id, search_text)``,
 ``search_text`` being a stored generated column ``lower(filename || U+001F || alt || U+001F ||
 caption)``: one bitmap of the organization's candidates instead of an OR of three over every
-organization, and a case-sensitive ``LIKE`` re-check instead of three ``ILIKE``.
+organization, and a case-sensitive ``LIKE`` re-check instead of three ``ILIKE``. Adding the stored
+column rewrites ``media`` under an exclusive lock, and the index is not built ``CONCURRENTLY``
+(not possible inside Alembic's transaction): 4.8 s for 200,000 rows here, during which the
+library's requests wait; run ``mediaproxy db upgrade`` for it at a quiet time on a large table.
 """
 
 from __future__ import annotations
