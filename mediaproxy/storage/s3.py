@@ -107,22 +107,21 @@ class S3Storage:
         self._client = None
         self._write_client = None
 
+    def _lazy_client(self, attr: str, config: Config):
+        # boto3 clients are thread-safe; create one per process, lazily (after fork).
+        if getattr(self, attr) is None:
+            with self._lock:
+                if getattr(self, attr) is None:
+                    setattr(self, attr, boto3.session.Session().client("s3", config=config))
+        return getattr(self, attr)
+
     @property
     def client(self):
-        # boto3 clients are thread-safe; create one per process, lazily (after fork).
-        if self._client is None:
-            with self._lock:
-                if self._client is None:
-                    self._client = boto3.session.Session().client("s3", config=self._config)
-        return self._client
+        return self._lazy_client("_client", self._config)
 
     @property
     def write_client(self):
-        if self._write_client is None:
-            with self._lock:
-                if self._write_client is None:
-                    self._write_client = boto3.session.Session().client("s3", config=self._write_config)
-        return self._write_client
+        return self._lazy_client("_write_client", self._write_config)
 
     @staticmethod
     def _info(resp: dict) -> ObjectInfo:
