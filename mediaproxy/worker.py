@@ -245,6 +245,9 @@ class ThreadWorker(_GThreadWorker):
 
     def _stop_reading(self, conn) -> None:
         self.reading.pop(id(conn), None)
+        self._unregister(conn)
+
+    def _unregister(self, conn) -> None:
         try:
             self.poller.unregister(conn.sock)
         except (KeyError, ValueError, OSError):
@@ -280,10 +283,7 @@ class ThreadWorker(_GThreadWorker):
 
     def _end_linger(self, conn) -> None:
         self.lingering.pop(id(conn), None)
-        try:
-            self.poller.unregister(conn.sock)
-        except (KeyError, ValueError, OSError):
-            pass
+        self._unregister(conn)
         conn.sock.close()
 
     def murder_pending(self) -> None:
@@ -443,10 +443,7 @@ class ThreadWorker(_GThreadWorker):
     def _end_send(self, conn, abort: bool = False) -> None:
         """The body is sent (the connection is kept alive or closed as gunicorn would), or abandoned (reset)."""
         self.sending.pop(id(conn), None)
-        try:
-            self.poller.unregister(conn.sock)
-        except (KeyError, ValueError, OSError):
-            pass
+        self._unregister(conn)
         out, conn.out = conn.out, None
         out.close()
         if abort:

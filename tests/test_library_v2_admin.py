@@ -156,6 +156,10 @@ def test_admin_sees_every_client(library):
     assert m["clientId"] == acme["id"] and m["isPrivate"] and m["userId"] == "zed"
     no_client = admin_api(library, "POST", "/images", tok, files=[("file", ("by-admin.png", img(), "image/png"))])
     assert no_client.status_code == 400
+    ownerless = admin_api(library, "POST", "/images", tok, params={"clientId": acme["id"]},
+                          files=[("file", ("nobody.png", img(), "image/png")), ("isPrivate", (None, "true"))])
+    assert ownerless.status_code == 400 and "externalUserId" in ownerless.json()["error"]
+    assert not any(k.endswith("nobody.png") for k in library.stored_keys("acme/"))  # nothing kept
     other = created(library, key=library.other_key, tags=["adminother"])
     listed = admin_api(library, "GET", "/images", tok, params={"limit": 100, "tag": "adminmade"}).json()
     assert m["id"] in {i["id"] for i in listed["items"]}  # private images too

@@ -11,8 +11,8 @@ from ...errors import BadRequest, MediaError, NotFound
 from .. import auth
 from ..models import Admin, Album, Avatar, Media, Organization
 from ..service import iso
-from .common import boolean, integer, read_json, read_multipart, send_json, text
-from .v2 import IMAGE_FIELDS, V2, V2Resource, _page, _tags, album_fields, patch_image
+from .common import integer, read_json, send_json, text
+from .v2 import V2, V2Resource, _page, album_fields, patch_image
 
 
 class TooManyAttempts(MediaError):
@@ -183,29 +183,7 @@ class AdminImages(AdminResource):
         file in many clients, and the upload must know its client before the first byte is stored)."""
         self.admin(req)
         org = self.client(req, str(integer(req.params, "clientId", required=True, lo=1)))
-        lib, s = self.library, req.context.db
-        limit = lib.settings.upload_max_bytes
-        form = read_multipart(req, lambda filename: lib.begin_upload(org, filename, limit), IMAGE_FIELDS, limit,
-                              lists=("tags[]",))
-        up = form.upload
-        if up is None:
-            raise BadRequest("the form has no file field")
-        try:
-            user = text(form.fields, "externalUserId", most=255)
-            private = boolean(form.fields, "isPrivate")
-            if private and not user:
-                raise BadRequest("a private image needs externalUserId: its owner")
-            tags = _tags(form.fields.get("tags[]", []) + ([form.fields["tags"]] if "tags" in form.fields else []))
-            description = text(form.fields, "description", most=4096)
-            obj, _ = up.finish()
-        except BaseException:
-            up.abort()
-            raise
-        media = lib.create_media(s, up, obj, owner=user, dialect="v2",
-                                 fields={"description": description, "is_private": private})
-        self.gallery.set_tags(s, media.id, tags)
-        s.commit()
-        lib.enqueue(s, org, "finalize", media, {})
+        media = self.receive_image(req, org, lambda form: text(form, "externalUserId", most=255), "externalUserId")
         send_json(resp, {**self.image_json(req, media), "clientId": org.id}, 201)
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:

@@ -137,14 +137,21 @@ def body_params(req: falcon.Request) -> dict:
 
 # -- typed parameters ---------------------------------------------------------------------------
 
-def text(params: dict, name: str, required: bool = False, most: int = 4096) -> str | None:
+def _given(params: dict, name: str, required: bool):
+    """The parameter's last value (a repeated one: the last), None when absent; a 400 when it is
+    required and absent or empty."""
     value = params.get(name)
     if isinstance(value, list):
         value = value[-1] if value else None
+    if (value is None or value == "") and required:
+        raise BadRequest(f"{name} is required")
+    return value
+
+
+def text(params: dict, name: str, required: bool = False, most: int = 4096) -> str | None:
+    value = _given(params, name, required)
     if value is None or value == "":
-        if required:
-            raise BadRequest(f"{name} is required")
-        return None if value is None else ""
+        return value
     if not isinstance(value, str):
         raise BadRequest(f"{name} must be a string")
     if len(value) > most:
@@ -154,12 +161,8 @@ def text(params: dict, name: str, required: bool = False, most: int = 4096) -> s
 
 def integer(params: dict, name: str, default: int | None = None, lo: int | None = None,
             hi: int | None = None, required: bool = False) -> int | None:
-    value = params.get(name)
-    if isinstance(value, list):
-        value = value[-1] if value else None
+    value = _given(params, name, required)
     if value is None or value == "":
-        if required:
-            raise BadRequest(f"{name} is required")
         return default
     if isinstance(value, bool):
         raise BadRequest(f"{name} must be an integer")
@@ -231,6 +234,25 @@ class Form:
     fields: dict = field(default_factory=dict)
     upload: Upload | None = None
     file_ended: bool = False  # the file part's closing boundary arrived
+
+
+def receive_upload(req: falcon.Request, lib: Library, org: Organization, names: tuple[str, ...], validate,
+                   lists: tuple[str, ...] = ()):
+    """A multipart upload: the ``file`` part streamed into storage, committed there only once
+    ``validate(fields)`` has accepted the other fields. Returns (upload, stored object, what
+    ``validate`` returned); any failure leaves nothing stored. Every upload route goes through it."""
+    limit = lib.settings.upload_max_bytes
+    form = read_multipart(req, lambda filename: lib.begin_upload(org, filename, limit), names, limit, lists)
+    up = form.upload
+    if up is None:
+        raise BadRequest("the form has no file field")
+    try:
+        checked = validate(form.fields)
+        obj, _ = up.finish()
+    except BaseException:
+        up.abort()
+        raise
+    return up, obj, checked
 
 
 def read_multipart(req: falcon.Request, begin, names: tuple[str, ...], max_bytes: int,

@@ -10,7 +10,7 @@ from sqlalchemy import text as sql
 
 from ...errors import BadRequest, Forbidden, NotFound
 from ..service import SORTS, iso
-from .common import Resource, body_params, body_stream, boolean, integer, number, read_multipart, send_json, text
+from .common import Resource, body_params, body_stream, boolean, integer, number, receive_upload, send_json, text
 
 P = "/api/v1/media"
 FORM_FIELDS = ("orgSlug", "alt", "caption", "description", "generateVariants", "async", "isPrivate")
@@ -43,24 +43,16 @@ class Upload(Resource):
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         org = self.org(req)
         lib = self.library
-        limit = lib.settings.upload_max_bytes
-        form = read_multipart(req, lambda filename: lib.begin_upload(org, filename, limit), FORM_FIELDS, limit)
-        up = form.upload
-        if up is None:
-            raise BadRequest("the form has no file field")
-        try:
-            slug = form.fields.get("orgSlug")
+
+        def validate(form: dict) -> tuple[dict, bool, bool]:
+            slug = form.get("orgSlug")
             if slug is not None and slug != org.slug:
                 raise Forbidden("orgSlug is not the API key's organization")
-            fields = {"alt": form.fields.get("alt"), "caption": form.fields.get("caption"),
-                      "description": form.fields.get("description"),
-                      "is_private": boolean(form.fields, "isPrivate")}
-            variants = boolean(form.fields, "generateVariants")
-            run_async = boolean(form.fields, "async")
-            obj, _ = up.finish()
-        except BaseException:
-            up.abort()
-            raise
+            fields = {"alt": form.get("alt"), "caption": form.get("caption"), "description": form.get("description"),
+                      "is_private": boolean(form, "isPrivate")}
+            return fields, boolean(form, "generateVariants"), boolean(form, "async")
+
+        up, obj, (fields, variants, run_async) = receive_upload(req, lib, org, FORM_FIELDS, validate)
         s = req.context.db
         media = lib.create_media(s, up, obj, fields=fields)
         if run_async:

@@ -28,7 +28,7 @@ from .. import auth
 from ..gallery import Gallery, Served, clean_tags, fallback_webp
 from ..models import Album, Media, Organization
 from ..service import iso
-from .common import Resource, boolean, integer, read_json, read_multipart, send_json, text
+from .common import Resource, boolean, integer, read_json, receive_upload, send_json, text
 
 USER_MAX = 255
 THUMB_SIDE = 256
@@ -163,6 +163,33 @@ class V2Resource(Resource):
         serve_transform(req, resp, ctx, img.bucket, img.key, spec)
         resp.set_header("Cache-Control", cache_control)
 
+    def receive_image(self, req: falcon.Request, org, owner_of, owner_name: str, album_of=None) -> Media:
+        """An image upload (the client's and the admin's): the form's fields checked before the
+        bytes are committed, then the record, its tags (and album), and the placeholders queued.
+        ``owner_of(fields)`` names the owner; ``album_of(fields)`` the album to add it to, if any."""
+        lib, s = self.library, req.context.db
+
+        def validate(form: dict):
+            owner = owner_of(form)
+            private = boolean(form, "isPrivate")
+            if private and not owner:
+                raise BadRequest(f"a private image needs {owner_name}: its owner")
+            tags = _tags(form.get("tags[]", []) + ([form["tags"]] if "tags" in form else []))
+            description = text(form, "description", most=4096)
+            album = album_of(form) if album_of is not None else None
+            return owner, private, tags, description, album
+
+        up, obj, (owner, private, tags, description, album) = receive_upload(
+            req, lib, org, IMAGE_FIELDS, validate, lists=("tags[]",))
+        media = lib.create_media(s, up, obj, owner=owner, dialect="v2",
+                                 fields={"description": description, "is_private": private})
+        self.gallery.set_tags(s, media.id, tags)
+        if album is not None:
+            self.gallery.add_to_album(s, album, [media.id])
+        s.commit()
+        lib.enqueue(s, org, "finalize", media, {})  # placeholders, by the worker
+        return media
+
     def fallback(self, resp: falcon.Response) -> None:
         resp.status = falcon.HTTP_200
         resp.content_type = "image/webp"
@@ -176,36 +203,17 @@ class Images(V2Resource):
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         org = self.org(req)
         user = _user(req, False)
-        lib, s = self.library, req.context.db
-        limit = lib.settings.upload_max_bytes
-        form = read_multipart(req, lambda filename: lib.begin_upload(org, filename, limit), IMAGE_FIELDS, limit,
-                              lists=("tags[]",))
-        up = form.upload
-        if up is None:
-            raise BadRequest("the form has no file field")
-        try:
-            private = boolean(form.fields, "isPrivate")
-            if private and user is None:
-                raise BadRequest("a private image needs X-User-Id: its owner")
-            tags = _tags(form.fields.get("tags[]", []) + ([form.fields["tags"]] if "tags" in form.fields else []))
-            description = text(form.fields, "description", most=4096)
-            album = None
-            album_id = text(form.fields, "albumId", most=64)
-            if album_id:
-                if user is None:
-                    raise BadRequest("albumId needs X-User-Id: the album's owner")
-                album = self.gallery.album(s, org.id, album_id, user, write=True)
-            obj, _ = up.finish()
-        except BaseException:
-            up.abort()
-            raise
-        media = lib.create_media(s, up, obj, owner=user, dialect="v2",
-                                 fields={"description": description, "is_private": private})
-        self.gallery.set_tags(s, media.id, tags)
-        if album is not None:
-            self.gallery.add_to_album(s, album, [media.id])
-        s.commit()
-        lib.enqueue(s, org, "finalize", media, {})  # placeholders, by the worker
+        s = req.context.db
+
+        def album_of(form: dict):
+            album_id = text(form, "albumId", most=64)
+            if not album_id:
+                return None
+            if user is None:
+                raise BadRequest("albumId needs X-User-Id: the album's owner")
+            return self.gallery.album(s, org.id, album_id, user, write=True)
+
+        media = self.receive_image(req, org, lambda form: user, "X-User-Id", album_of)
         send_json(resp, self.image_json(req, media), 201)
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
@@ -346,19 +354,14 @@ class Avatars(V2Resource):
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         org = self.org(req)
         lib, s = self.library, req.context.db
-        limit = lib.settings.upload_max_bytes
-        form = read_multipart(req, lambda filename: lib.begin_upload(org, filename, limit), IMAGE_FIELDS, limit)
-        up = form.upload
-        if up is None:
-            raise BadRequest("the form has no file field")
-        try:
-            user = text(form.fields, "externalUserId", most=USER_MAX) or _user(req, False)
+
+        def validate(form: dict) -> str:
+            user = text(form, "externalUserId", most=USER_MAX) or _user(req, False)
             if not user or not user.isprintable():
                 raise BadRequest("externalUserId is required")
-            obj, _ = up.finish()
-        except BaseException:
-            up.abort()
-            raise
+            return user
+
+        up, obj, user = receive_upload(req, lib, org, IMAGE_FIELDS, validate)
         media = lib.create_media(s, up, obj, owner=user, dialect="avatar")
         answer = self.avatar_json(req, user, media)  # before a concurrent upload may replace it
         old = self.gallery.set_avatar(s, org, user, media)
