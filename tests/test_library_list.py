@@ -8,6 +8,7 @@ deletes (the triggers keep the index in step)."""
 
 from __future__ import annotations
 
+import contextlib
 import random
 from datetime import datetime, timedelta
 from types import SimpleNamespace
@@ -18,7 +19,7 @@ from sqlalchemy import delete, insert, update
 
 from mediaproxy.library import auth, service
 from mediaproxy.library.db import Database, alembic_config, upgrade
-from mediaproxy.library.models import Media
+from mediaproxy.library.models import Media, Organization
 
 WORDS = ["Sunset", "beach", "MOUNTAIN", "city", "dog", "cat", "river", "snow", "été", "x%y", "a_b", 'qu"ote']
 TYPES = ["image/jpeg", "image/png", "image/webp", "image/gif", "video/mp4", "application/pdf"]
@@ -157,19 +158,32 @@ def test_every_path_answers_like_the_reference(db, path, monkeypatch):
         rows[r["id"]] = r
         conn.execute(insert(Media), [r])
     check("changed")
+    if db.engine.dialect.name == "postgresql":
+        # media_search (0006) holds exactly the ready media, and leaves with a deleted organization
+        def mirrored() -> set:
+            with db.engine.connect() as conn:
+                return set(conn.exec_driver_sql("SELECT media_id, org_id, mime_type FROM media_search"))
+
+        assert mirrored() == {(r["id"], r["org_id"], r["mime_type"]) for r in rows.values() if r["state"] == "ready"}
+        with db.engine.begin() as conn:
+            conn.execute(delete(Organization).where(Organization.id == ids["b"]))
+        assert mirrored() == {(r["id"], r["org_id"], r["mime_type"]) for r in rows.values()
+                              if r["state"] == "ready" and r["org_id"] == ids["a"]}
 
 
-def test_migration_0005_indexes_existing_media_and_goes_back(db_url):
-    """Media written under 0004 are searchable and counted after the upgrade; a downgrade to 0004
-    and a second upgrade give the same answers."""
+@pytest.mark.parametrize("before", ["0004", "0005"])
+def test_migrations_index_existing_media_and_go_back(db_url, before):
+    """Media written under 0004 (before 0005's indexes) or 0005 (before PostgreSQL's media_search
+    of 0006) are searchable and counted after the upgrade; a downgrade to that revision and a
+    second upgrade give the same answers."""
     d = Database(db_url)
     try:
-        upgrade(d.engine, "0004")
+        upgrade(d.engine, before)
         ids, rows = _fill(d, 120)
         upgrade(d.engine, "head")
         lib = _lib(d)
         _check(d, lib, ids, rows, "upgraded")
-        command.downgrade(alembic_config(d.engine), "0004")
+        command.downgrade(alembic_config(d.engine), before)
         upgrade(d.engine, "head")
         _check(d, lib, ids, rows, "round trip")
     finally:
@@ -203,5 +217,21 @@ def test_more_mime_types_than_kinds(tmp_path):
                                             sort="size", order="asc")
                     want = _expected(rows, org_id, search, prefix, "size", "asc", 100, 0, ascii_fold=True)
                     assert ([m.id for m in items], total) == want, (prefix, search)
+    finally:
+        d.dispose()
+
+
+def test_beside_runs_on_its_own_pool(db_url):
+    """With every connection of the sessions' pool held (1 kept + 4 overflow), a total is still
+    counted beside them (the helpers' pool is their own), and the helper's error reaches the caller."""
+    d = Database(db_url, pool_size=1)
+    try:
+        d.upgrade()
+        with contextlib.ExitStack() as held:
+            for _ in range(5):
+                held.enter_context(d.engine.connect()).exec_driver_sql("SELECT 1")
+            assert d.beside(lambda conn: conn.exec_driver_sql("SELECT 41 + 1").scalar()).result(timeout=10) == 42
+            with pytest.raises(Exception, match="no_such_table"):
+                d.beside(lambda conn: conn.exec_driver_sql("SELECT * FROM no_such_table").all()).result(timeout=10)
     finally:
         d.dispose()

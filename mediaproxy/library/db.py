@@ -8,11 +8,12 @@ timeout, so gunicorn's workers and the job worker share one file; PostgreSQL
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
@@ -23,10 +24,10 @@ SQLITE_MMAP = 1 << 30  # address space only; pages are the OS page cache's, shar
 SQLITE_CACHE_KIB = 16 * 1024  # per connection, for what mmap does not cover (writes, WAL frames)
 
 
-def make_engine(url: str, pool_size: int = 5) -> Engine:
+def make_engine(url: str, pool_size: int = 5, max_overflow: int = 4) -> Engine:
     """``pool_size`` connections kept, and a few more on demand: one per thread that may hold a
     session (gunicorn's threads, the job worker's), so no request waits for another's connection."""
-    pool = {"pool_size": pool_size, "max_overflow": 4}
+    pool = {"pool_size": pool_size, "max_overflow": max_overflow}
     if url.startswith("sqlite"):
         path = url.split("sqlite:///", 1)[-1]
         if path and path != ":memory:":
@@ -76,6 +77,7 @@ class Database:
         self._engine: Engine | None = None
         self._factory: sessionmaker[Session] | None = None
         self._lock = threading.Lock()
+        self._side: tuple[Engine, ThreadPoolExecutor] | None = None
 
     @property
     def engine(self) -> Engine:
@@ -104,6 +106,28 @@ class Database:
         finally:
             s.close()
 
+    def beside(self, fn: Callable[[Connection], object]) -> Future:
+        """Run ``fn`` with a connection of its own on a helper thread while the caller goes on with
+        its session: a list's exact total (PostgreSQL) is counted while its page is read.
+
+        The helpers have their own pool (one connection per helper thread, as many as the
+        sessions' pool keeps), so a helper never waits for a connection a request holds: with one
+        shared pool, every thread holding its session's connection while its helper waits for a
+        second one would deadlock until the pool's timeout. ``fn`` runs in a transaction of its
+        own (its own snapshot): under READ COMMITTED each statement has its own snapshot anyway."""
+        if self._side is None:
+            with self._lock:
+                if self._side is None:
+                    self._side = (make_engine(self.url, self.pool_size, max_overflow=0),
+                                  ThreadPoolExecutor(self.pool_size, thread_name_prefix="db-beside"))
+        engine, helpers = self._side
+
+        def run():
+            with engine.connect() as conn:
+                return fn(conn)
+
+        return helpers.submit(run)
+
     def upgrade(self) -> None:
         upgrade(self.engine)
 
@@ -113,6 +137,11 @@ class Database:
             conn.exec_driver_sql("SELECT 1")
 
     def dispose(self) -> None:
+        if self._side is not None:
+            engine, helpers = self._side
+            helpers.shutdown(wait=True)
+            engine.dispose()
+            self._side = None
         if self._engine is not None:
             self._engine.dispose()
 

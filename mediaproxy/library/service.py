@@ -19,12 +19,13 @@ import time
 import unicodedata
 import uuid
 from collections.abc import Callable, Iterable
+from concurrent import futures
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import orjson
 import pyvips
-from sqlalchemy import column, func, literal_column, or_, select, table, union_all
+from sqlalchemy import Integer, String, Text, column, func, literal_column, or_, select, table, union_all
 from sqlalchemy.orm import Session, selectinload
 
 from ..context import Context
@@ -54,6 +55,10 @@ MEDIA_KINDS = table("media_kinds", column("code"), column("mime_type"))
 MEDIA_COUNTS = table("media_counts", column("org_id"), column("mime_type"), column("n"))  # ready media per type
 SEARCH_ROWID = literal_column("media.search_rowid")  # SQLite only: the media's rowid in media_text
 SEARCH_TEXT = literal_column("media.search_text")  # PostgreSQL only: lower(filename, alt, caption) joined
+# PostgreSQL only (migration 0006): what a search's total filters on, for ready media only; typed, so
+# that the organization is bound as the integer its GIN index holds
+MEDIA_SEARCH = table("media_search", column("org_id", Integer), column("search_text", Text),
+                     column("mime_type", String))
 TEXT_ORG_LIMIT = 1 << 23  # organizations with larger ids are not in media_text (the rowid would overflow)
 KIND_SHARED = 255  # the 255th MIME type and later share one kind, so a filter on them cannot use the ranges
 FETCH_BY_ID = 2000  # a search with at most this many matches fetches its page by id, not by walking the sort index
@@ -408,13 +413,15 @@ class Library:
         """One page of the organization's ready media, and the exact total.
 
         ``search`` is a case-insensitive substring of filename, alt or caption; ``mime_prefix`` a
-        prefix of the MIME type. Every total comes from an index alone (migration 0005):
+        prefix of the MIME type. Every total comes from an index (migrations 0005, 0006):
         - no search: on SQLite the per-type counts its triggers keep (``media_counts``), on
           PostgreSQL an index-only count on (state, org_id, mime_type);
         - SQLite, a search of 3 characters or more: ``MATCH`` in the FTS5 trigram table
           ``media_text`` over the rowid range of the organization (and of each MIME kind the
           prefix selects); case folding is Unicode's;
-        - PostgreSQL: the GIN index on (org_id, search_text), re-checked with one ``LIKE``;
+        - PostgreSQL, a search: the GIN index on (org_id, search_text) of ``media_search``, the
+          narrow table of ready media (0006), re-checked with one ``LIKE``; counted on a
+          connection of its own while the page is read;
         - anything else (a shorter search on SQLite, more than 254 MIME types): ``LIKE``, ASCII
           case folding on SQLite.
         The page walks the (org_id, sort column, id) index while matches are dense enough, and is
@@ -422,11 +429,12 @@ class Library:
         dialect = s.get_bind().dialect.name
         sqlite = dialect == "sqlite"
         mime_prefix = mime_prefix.lower() if mime_prefix else None  # stored MIME types are lower case
-        mime = [Media.mime_type.like(_like_escape(mime_prefix) + "%", escape="\\")] if mime_prefix else []
+        prefix = _like_escape(mime_prefix) + "%" if mime_prefix else None
+        mime = [Media.mime_type.like(prefix, escape="\\")] if prefix else []
         base = [Media.org_id == org.id, Media.state == "ready", *mime]
         # SQLite may read a walked page through (state, org_id, mime_type), which matches more of
         # the WHERE, and then sort every match; the unary + leaves it only the sort indexes
-        walking = [Media.org_id == org.id, literal_column("+media.state") == "ready", *mime] if sqlite else base
+        walking = [Media.org_id == org.id, literal_column("+media.state") == "ready", *mime]
         col = SORTS[sort]
         asc = order == "asc"
         page = (self._media_query()
@@ -437,19 +445,33 @@ class Library:
             if ranges is not None:
                 return self._list_text(s, org, page, search, mime_prefix, ranges, limit, offset)
         found = []
+        count = select(func.count()).select_from(Media).where(*base)
         if search:
             pattern = "%" + _like_escape(search) + "%"
-            if dialect == "postgresql":
+            if not sqlite:
                 found.append(SEARCH_TEXT.like(func.lower(pattern), escape="\\"))
+                # the total from the narrow table of ready media (0006), not from media's rows
+                count = select(func.count()).select_from(MEDIA_SEARCH).where(
+                    MEDIA_SEARCH.c.org_id == org.id, MEDIA_SEARCH.c.search_text.like(func.lower(pattern), escape="\\"),
+                    *([MEDIA_SEARCH.c.mime_type.like(prefix, escape="\\")] if prefix else []))
             else:  # SQLite's LIKE folds ASCII case already; its ILIKE would call lower() on every row
                 found.append(or_(*(c.like(pattern, escape="\\") for c in (Media.filename, Media.alt, Media.caption))))
-        if sqlite and not search:
-            total = self._ready_count(s, org.id, mime_prefix)
-        else:
-            total = s.scalar(select(func.count()).select_from(Media).where(*base, *found)) or 0
+                count = count.where(*found)
+        if not sqlite:
+            # the total on a connection of its own while this one reads the page: a list costs
+            # the longer of the two instead of their sum (docs/library.md § Listing)
+            counting = self.db.beside(lambda conn: conn.scalar(count))
+            try:
+                items = list(s.scalars(page.where(*base, *found)))
+            except BaseException:
+                futures.wait([counting])  # the page's error is the one raised; the count is not left running
+                raise
+            total = counting.result() or 0
+            return (items if offset < total else []), total
+        total = self._ready_count(s, org.id, mime_prefix) if not search else s.scalar(count) or 0
         if offset >= total:
             return [], total
-        walk = sqlite and (not (search or mime_prefix) or self._dense(s, org.id, mime_prefix, total, offset, limit))
+        walk = not (search or mime_prefix) or self._dense(s, org.id, mime_prefix, total, offset, limit)
         return list(s.scalars(page.where(*(walking if walk else base), *found))), total
 
     def _dense(self, s: Session, org_id: int, mime_prefix: str | None, total: int, offset: int, limit: int) -> bool:
