@@ -8,6 +8,7 @@ import errno
 import hashlib
 import os
 import socket
+import threading
 import time
 
 import pytest
@@ -119,7 +120,8 @@ def test_a_truncated_form_is_400_and_stores_nothing(big):
                 headers={"Content-Type": f"multipart/form-data; boundary={BOUNDARY}"})
     assert r.status_code == 400, r.text
     assert "ends inside the file" in r.json()["error"]
-    assert state(big) == before and temp_files(big) == []
+    # (S3: the multipart upload is aborted on the part thread, after the request)
+    assert wait_for(lambda: state(big) == before and temp_files(big) == []), (state(big), before)
 
 
 def test_a_body_cut_after_the_file_is_400_and_stores_nothing(big):
@@ -228,6 +230,35 @@ def test_s3_writer_holds_the_next_part_while_one_is_in_flight(moto, monkeypatch,
     assert moto.client.get_object(Bucket="library", Key=f"held/{size}")["Body"].read() == data
     assert len(sent) == -(-size // w.PART)
     assert len(set(sent[:-1])) == 1  # every whole part went up from the same (reused) buffer
+
+
+def test_s3_writer_abort_does_not_wait_for_a_part_in_flight(moto, monkeypatch):
+    """A request whose client went away aborts at once, even with a part held up by a slow store:
+    the abort is queued behind the part on the helper thread, and nothing is left afterwards."""
+    from .test_storage import s3_storage
+
+    st = s3_storage(monkeypatch, moto.endpoint)
+    real = st.write_client.upload_part
+    release = threading.Event()
+
+    def stalled_part(**kw):
+        release.wait(10)
+        return real(**kw)
+
+    monkeypatch.setattr(st.write_client, "upload_part", stalled_part)
+    w = st.writer("library", "stalled/abort", "image/png")
+    w.write(os.urandom(5 * MIB + 1000))  # one whole part goes up, and stalls
+    assert w._inflight is not None
+    t = time.monotonic()
+    w.abort()
+    assert time.monotonic() - t < 1.0
+    release.set()
+
+    def pending() -> list:
+        return [u for u in moto.client.list_multipart_uploads(Bucket="library").get("Uploads", [])
+                if u["Key"] == "stalled/abort"]
+
+    assert wait_for(lambda: pending() == []), pending()
 
 
 def test_s3_writes_have_their_own_timeout_and_retries(moto, monkeypatch):

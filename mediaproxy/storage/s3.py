@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
-from concurrent.futures import Future, ThreadPoolExecutor, wait
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import BinaryIO
 
 import boto3
@@ -240,7 +240,7 @@ class S3Writer:
     takes them and is filled again. So one part buffer and the hold buffer are all the memory
     (8 MiB): a second whole part buffer would let receiving run a part ahead for 2 MiB more.
     An error of the helper thread is raised by the next ``write`` or by ``commit``; ``abort``
-    waits for the part in flight, then aborts the upload."""
+    returns at once, the upload being aborted on the helper thread once the part in flight ends."""
 
     PART = 5 * 1024 * 1024
     SMALL = 1024 * 1024  # a buffer grows with the object up to this, then is a whole part at once
@@ -365,14 +365,22 @@ class S3Writer:
             self._pool = None
 
     def abort(self) -> None:
+        """Drop the buffers and abort the multipart upload. With a part in flight (which cannot be
+        called back) the abort is queued behind it on the helper thread, so the caller — a request
+        whose client went away, say — does not wait for a slow store (up to the write timeout per
+        attempt): the abort then also covers that part."""
         self._buf, self._hold, self._n, self._h = bytearray(), None, 0, 0
-        if self._inflight is not None:  # let the part in flight end first: it cannot be called back
-            future, self._inflight = self._inflight, None
-            wait([future])
+        self._inflight = None
+        upload_id, self._upload_id = self._upload_id, None
+        if upload_id is not None:
+            if self._pool is not None:
+                self._pool.submit(self._abort_upload, upload_id)
+            else:
+                self._abort_upload(upload_id)
         self._close_pool()
-        if self._upload_id is not None:
-            upload_id, self._upload_id = self._upload_id, None
-            try:
-                self.s.write_client.abort_multipart_upload(Bucket=self.bucket, Key=self.key, UploadId=upload_id)
-            except _ERRORS:
-                pass  # the bucket's lifecycle rule for incomplete uploads is the backstop
+
+    def _abort_upload(self, upload_id: str) -> None:
+        try:
+            self.s.write_client.abort_multipart_upload(Bucket=self.bucket, Key=self.key, UploadId=upload_id)
+        except _ERRORS:
+            pass  # the bucket's lifecycle rule for incomplete uploads is the backstop
