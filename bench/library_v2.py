@@ -44,7 +44,8 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--requests", type=int, default=200)
     ap.add_argument("--misses", type=int, default=20)
-    ap.add_argument("--out", type=Path)
+    ap.add_argument("--out", type=Path, metavar="DIR", help="write library-v2.json into DIR (bench/results: the "
+                    "committed figures); without it nothing is written")
     args = ap.parse_args()
     common.free_port = lambda: PORT
     with tempfile.TemporaryDirectory() as tmp:
@@ -91,8 +92,9 @@ def main() -> None:
     }
     print(json.dumps(result, indent=1))
     if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(result, indent=1) + "\n")
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / "library-v2.json").write_text(json.dumps(result, indent=1) + "\n")
+        print(f"wrote {args.out / 'library-v2.json'}")
 
 
 if __name__ == "__main__":

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Every benchmark, one after the other; each waits (bounded, BENCH_MAX_WAIT s) for a quiet machine
 # and writes <name>.md/.json into OUT (default bench/results: this script is the one that
-# replaces the committed figures; each script alone writes only with --out). About 20 minutes on 2 cores.
+# replaces the committed figures; each script alone writes only with --out). About 40 minutes on
+# 2 cores; PEERS=1 adds the comparisons that fetch their peers (thumbor from PyPI, sharp from npm
+# into temporary directories): another 30-40 minutes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=.venv/bin/python
@@ -11,3 +13,11 @@ for b in micro hits miss tune memory; do
   echo "== $b"; $PY "bench/$b.py" --out "$OUT"
 done
 echo "== load"; $PY bench/load.py --out "$OUT"
+echo "== library upload"; $PY bench/library.py upload --out "$OUT"
+echo "== library list"; $PY bench/library.py list --out "$OUT"
+echo "== library v2"; $PY bench/library_v2.py --out "$OUT"
+echo "== resilience"; $PY bench/resilience.py --duration 20 --out "$OUT"
+if [ "${PEERS:-0}" = 1 ]; then
+  echo "== thumbor"; $PY bench/thumbor.py --out "$OUT"
+  echo "== quality"; $PY bench/quality.py --out "$OUT"
+fi
