@@ -22,6 +22,7 @@ _migrate_lock = threading.Lock()
 
 SQLITE_MMAP = 1 << 30  # address space only; pages are the OS page cache's, shared by every worker
 SQLITE_CACHE_KIB = 16 * 1024  # per connection, for what mmap does not cover (writes, WAL frames)
+BESIDE = 4  # helper threads (and their connections) per process for work beside a session
 
 
 def make_engine(url: str, pool_size: int = 5, max_overflow: int = 4) -> Engine:
@@ -110,16 +111,18 @@ class Database:
         """Run ``fn`` with a connection of its own on a helper thread while the caller goes on with
         its session: a list's exact total (PostgreSQL) is counted while its page is read.
 
-        The helpers have their own pool (one connection per helper thread, as many as the
-        sessions' pool keeps), so a helper never waits for a connection a request holds: with one
-        shared pool, every thread holding its session's connection while its helper waits for a
-        second one would deadlock until the pool's timeout. ``fn`` runs in a transaction of its
-        own (its own snapshot): under READ COMMITTED each statement has its own snapshot anyway."""
+        The helpers have their own pool, one connection per helper thread (``BESIDE`` at most),
+        so a helper never waits for a connection a request holds: with one shared pool, every
+        thread holding its session's connection while its helper waits for a second one would
+        deadlock until the pool's timeout. More concurrent callers than helpers queue for one.
+        ``fn`` runs in a transaction of its own (its own snapshot): under READ COMMITTED each
+        statement has its own snapshot anyway."""
         if self._side is None:
             with self._lock:
                 if self._side is None:
-                    self._side = (make_engine(self.url, self.pool_size, max_overflow=0),
-                                  ThreadPoolExecutor(self.pool_size, thread_name_prefix="db-beside"))
+                    n = min(self.pool_size, BESIDE)
+                    self._side = (make_engine(self.url, n, max_overflow=0),
+                                  ThreadPoolExecutor(n, thread_name_prefix="db-beside"))
         engine, helpers = self._side
 
         def run():
@@ -137,11 +140,12 @@ class Database:
             conn.exec_driver_sql("SELECT 1")
 
     def dispose(self) -> None:
-        if self._side is not None:
-            engine, helpers = self._side
+        with self._lock:
+            side, self._side = self._side, None
+        if side is not None:
+            engine, helpers = side
             helpers.shutdown(wait=True)
             engine.dispose()
-            self._side = None
         if self._engine is not None:
             self._engine.dispose()
 

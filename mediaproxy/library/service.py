@@ -63,6 +63,8 @@ TEXT_ORG_LIMIT = 1 << 23  # organizations with larger ids are not in media_text 
 KIND_SHARED = 255  # the 255th MIME type and later share one kind, so a filter on them cannot use the ranges
 FETCH_BY_ID = 2000  # a search with at most this many matches fetches its page by id, not by walking the sort index
 WALK_MAX = 20_000  # nor when the walk would read more rows of the sort index than this
+# PostgreSQL: up to this offset a page is read while its total is counted beside it; deeper, after
+COUNT_BESIDE_MAX_OFFSET = 1000
 EDIT_FORMATS = {"webp": "webp", "jpeg": "jpeg", "jpg": "jpeg", "png": "png"}
 _ID = re.compile(r"[0-9a-f]{32}")
 
@@ -457,9 +459,11 @@ class Library:
             else:  # SQLite's LIKE folds ASCII case already; its ILIKE would call lower() on every row
                 found.append(or_(*(c.like(pattern, escape="\\") for c in (Media.filename, Media.alt, Media.caption))))
                 count = count.where(*found)
-        if not sqlite:
+        if not sqlite and offset <= COUNT_BESIDE_MAX_OFFSET:
             # the total on a connection of its own while this one reads the page: a list costs
-            # the longer of the two instead of their sum (docs/library.md § Listing)
+            # the longer of the two instead of their sum (docs/library.md § Listing); a deeper
+            # page is read only once the total says it exists (past the end, reading it could
+            # walk the organization's whole sort index)
             counting = self.db.beside(lambda conn: conn.scalar(count))
             try:
                 items = list(s.scalars(page.where(*base, *found)))
@@ -468,9 +472,11 @@ class Library:
                 raise
             total = counting.result() or 0
             return (items if offset < total else []), total
-        total = self._ready_count(s, org.id, mime_prefix) if not search else s.scalar(count) or 0
+        total = self._ready_count(s, org.id, mime_prefix) if sqlite and not search else s.scalar(count) or 0
         if offset >= total:
             return [], total
+        if not sqlite:
+            return list(s.scalars(page.where(*base, *found))), total
         walk = not (search or mime_prefix) or self._dense(s, org.id, mime_prefix, total, offset, limit)
         return list(s.scalars(page.where(*(walking if walk else base), *found))), total
 
