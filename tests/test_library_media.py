@@ -132,6 +132,32 @@ def test_ten_megabytes_at_most(library):
     assert library.stored_keys(f"acme/{c['media']['id']}/") == []
 
 
+def test_a_declared_size_is_signed_into_the_upload_url(library):
+    """An optional `size` (not in the seed) binds the URL to exactly that many bytes: S3 signs
+    Content-Length (moto does not check signatures, so the URL is checked), the local backend's
+    URL refuses any other length with 403 before reading; over the limit is 413 at once."""
+    data = media.png(30, 20)
+    r = library.api("POST", "/media", headers={"X-User-Id": "user-1"},
+                    json={"filename": "s.png", "contentType": "image/png", "size": len(data)})
+    assert r.status_code == 201, r.text
+    c = r.json()
+    assert c["headers"]["Content-Length"] == str(len(data))
+    if library.server.backend == "s3":
+        assert "content-length" in c["uploadUrl"].split("X-Amz-SignedHeaders=")[1].split("&")[0]
+    else:
+        assert put(c, data + b"\0").status_code == 403
+        assert put(c, data[:-1]).status_code == 403
+        assert requests.put(c["uploadUrl"].replace(f"size={len(data)}", f"size={len(data) + 1}"), data=data + b"\0",
+                            headers={"Content-Type": "image/png"}, timeout=30).status_code == 403  # tampered
+        assert library.stored_keys(f"acme/{c['media']['id']}/") == []
+    assert put(c, data).status_code == 200
+    assert wait_placeholders(library, c["media"]["id"])["size"] == len(data)
+    for size, status in ((10 * 1000**2 + 1, 413), (0, 400), ("big", 400)):
+        r = library.api("POST", "/media", headers={"X-User-Id": "user-1"},
+                        json={"filename": "s.png", "contentType": "image/png", "size": size})
+        assert r.status_code == status, (size, r.text)
+
+
 def test_imgix_parameters(library):
     src = media.gradient(400, 300).jpegsave_buffer(Q=95)
     m = upload(library, src, "g.jpg", "image/jpeg")

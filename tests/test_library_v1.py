@@ -433,6 +433,14 @@ def test_presigned_upload_flow(library):
     assert r.status_code == 415
     r = library.api("POST", "/api/v1/media/upload/presigned", json={"mimeType": "image/png"})
     assert r.status_code == 400
+    r = library.api("POST", "/api/v1/media/upload/presigned", json={"filename": "big.png", "mimeType": "image/png",
+                                                                    "size": 10**12})
+    assert r.status_code == 413
+    r = library.api("POST", "/api/v1/media/upload/presigned", json={"filename": "s.png", "mimeType": "image/png",
+                                                                    "size": 1234})
+    assert r.status_code == 201 and r.json()["headers"]["Content-Length"] == "1234"
+    if library.server.backend == "s3":  # moto does not check signatures: the URL says what S3 would check
+        assert "content-length" in r.json()["uploadUrl"].split("X-Amz-SignedHeaders=")[1].split("&")[0]
 
 
 def test_local_presigned_put_checks_bytes_and_size(library):
@@ -450,3 +458,11 @@ def test_local_presigned_put_checks_bytes_and_size(library):
     assert requests.put(p["uploadUrl"], data=media.png(), headers=p["headers"], timeout=30).status_code == 200
     # objects never change under a key: the URL is spent
     assert requests.put(p["uploadUrl"], data=media.png(20, 20), headers=p["headers"], timeout=30).status_code == 403
+    # with `size`, the URL takes exactly that many bytes (the length is signed, as S3 signs Content-Length)
+    png = media.png(12, 12)
+    p = library.api("POST", "/api/v1/media/upload/presigned",
+                    json={"filename": "b.png", "mimeType": "image/png", "size": len(png)}).json()
+    assert p["headers"]["Content-Length"] == str(len(png)) and f"size={len(png)}" in p["uploadUrl"]
+    assert requests.put(p["uploadUrl"], data=png + b"\0", headers={"Content-Type": "image/png"},
+                        timeout=30).status_code == 403
+    assert requests.put(p["uploadUrl"], data=png, headers=p["headers"], timeout=30).status_code == 200

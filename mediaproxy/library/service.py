@@ -785,8 +785,10 @@ class Library:
         if signed is not None:
             url, headers = signed
         else:
-            q = sign_query("PUT", self.bucket, key, expires, self.ctx.settings.secret_key)
+            q = sign_query("PUT", self.bucket, key, expires, self.ctx.settings.secret_key, size)
             url, headers = f"{base}/api/v1/media/signed/{self.bucket}/{key}?{q}", {"Content-Type": mime}
+            if size is not None:
+                headers["Content-Length"] = str(size)
         return media, {"uploadUrl": url, "objectKey": key, "method": "PUT", "headers": headers,
                        "expiresAt": iso(datetime.now(UTC).replace(tzinfo=None) + _seconds(expires))}
 
@@ -890,22 +892,26 @@ def _seconds(n: int):
 
 # -- signed URLs of the local backend -------------------------------------------------------------
 
-def _signature(method: str, bucket: str, key: str, expires_at: int, secret: str) -> str:
-    msg = f"{method}\n{bucket}\n{key}\n{expires_at}".encode()
-    return hmac.new(secret.encode(), msg, hashlib.sha256).hexdigest()
+def _signature(method: str, bucket: str, key: str, expires_at: int, secret: str, size: str | None = None) -> str:
+    msg = f"{method}\n{bucket}\n{key}\n{expires_at}" + (f"\n{size}" if size is not None else "")
+    return hmac.new(secret.encode(), msg.encode(), hashlib.sha256).hexdigest()
 
 
-def sign_query(method: str, bucket: str, key: str, expires: int, secret: str) -> str:
+def sign_query(method: str, bucket: str, key: str, expires: int, secret: str, size: int | None = None) -> str:
+    """The query of a URL of the local backend; with ``size``, an upload URL for exactly that many
+    bytes (the length is signed, as S3 signs Content-Length)."""
     at = int(time.time()) + expires
-    return f"expires={at}&signature={_signature(method, bucket, key, at, secret)}"
+    sized = str(size) if size is not None else None
+    return (f"expires={at}" + (f"&size={sized}" if sized else "")
+            + f"&signature={_signature(method, bucket, key, at, secret, sized)}")
 
 
 def check_signature(method: str, bucket: str, key: str, expires: str | None, signature: str | None,
-                    secret: str) -> None:
+                    secret: str, size: str | None = None) -> None:
     """403 for a tampered or expired URL (the signature is checked first, in constant time)."""
-    if not expires or not expires.isdigit() or not signature:
+    if not expires or not expires.isdigit() or not signature or (size is not None and not size.isdigit()):
         raise Forbidden("missing or malformed signature")
-    if not hmac.compare_digest(_signature(method, bucket, key, int(expires), secret), signature):
+    if not hmac.compare_digest(_signature(method, bucket, key, int(expires), secret, size), signature):
         raise Forbidden("invalid signature")
     if int(expires) < time.time():
         raise Forbidden("the URL has expired")

@@ -86,6 +86,10 @@ class S3Storage:
             max_pool_connections=settings.s3_max_pool,
             s3={"addressing_style": settings.s3_addressing_style},
             tcp_keepalive=True,
+            # SigV4 for presigned URLs too: botocore otherwise presigns with SigV2 query auth,
+            # which signs Content-Type but not Content-Length (a presigned PUT's size would not be
+            # enforced) and which regions opened since 2014 refuse
+            signature_version="s3v4",
         )
         self._config = Config(
             read_timeout=settings.s3_read_timeout,

@@ -9,7 +9,7 @@ import falcon
 from ...errors import BadRequest, UnsupportedType
 from ..models import Media
 from ..service import iso
-from .common import Resource, read_json, send_json, text
+from .common import Resource, integer, read_json, send_json, text
 
 USER_MAX = 255
 
@@ -43,7 +43,10 @@ class MediaCollection(Resource):
         ctype = (text(p, "contentType", required=True, most=127) or "").lower()
         if ctype not in lib.settings.media_api_types:
             raise UnsupportedType(f"{ctype} is not allowed; allowed: {', '.join(sorted(lib.settings.media_api_types))}")
-        media, signed = lib.presign_upload(req.context.db, org, self.base(req), filename, ctype, None, owner=user,
+        # optional (not in the seed): the file's size, signed into the upload URL so that the store
+        # itself refuses any other length (S3: Content-Length; the local backend: its own URL)
+        size = integer(p, "size", None, 1)
+        media, signed = lib.presign_upload(req.context.db, org, self.base(req), filename, ctype, size, owner=user,
                                            dialect="media", max_bytes=lib.settings.media_max_bytes)
         send_json(resp, {
             "uploadUrl": signed["uploadUrl"],

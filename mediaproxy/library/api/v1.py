@@ -284,6 +284,10 @@ class Signed(Resource):
     def on_put(self, req: falcon.Request, resp: falcon.Response, bucket: str, key: str) -> None:
         lib = self.library
         lib_check(req, "PUT", bucket, key, lib)
+        size = req.get_param("size")
+        if size is not None and req.content_length != int(size):
+            # as S3 answers a PUT whose Content-Length is not the signed one; nothing is read
+            raise Forbidden(f"this URL takes exactly {size} bytes, with that Content-Length")
         lib.receive_put(req.context.db, bucket, key, body_stream(req), req.content_length)
         resp.status = falcon.HTTP_200
         resp.set_header("Cache-Control", "no-store")
@@ -296,7 +300,7 @@ def lib_check(req: falcon.Request, method: str, bucket: str, key: str, lib) -> N
     if bucket != lib.bucket:
         raise NotFound("no such object")
     check_signature(method, bucket, key, req.get_param("expires"), req.get_param("signature"),
-                    lib.ctx.settings.secret_key)
+                    lib.ctx.settings.secret_key, req.get_param("size") if method == "PUT" else None)
 
 
 def serve_object(req, resp, lib, bucket: str, key: str, private: bool) -> None:
