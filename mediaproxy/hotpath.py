@@ -24,9 +24,13 @@ def py_etag(body: bytes | memoryview) -> str:
     return '"' + xxhash.xxh3_128_hexdigest(body) + '"'
 
 
-def _digits(s: str) -> bool:
-    """ASCII digits only (str.isdigit also accepts "²" and friends, which int() refuses)."""
+def decimal(s: str) -> bool:
+    """ASCII digits only (str.isdigit also accepts "²" and friends, which int() refuses): test any
+    text from outside with this before int()."""
     return s.isascii() and s.isdigit()
+
+
+_digits = decimal  # the name native/_native.pyx mirrors
 
 
 def py_parse_range(header: str | None, size: int) -> tuple[int, int] | None:

@@ -39,6 +39,7 @@ from urllib3.exceptions import ConnectTimeoutError, HTTPError, NewConnectionErro
 
 from . import metrics
 from .errors import BadRequest, Forbidden, MediaError, NotFound, TooLarge, UpstreamError, UpstreamTimeout
+from .hotpath import decimal
 from .media.sniff import MEDIA_PREFIXES, is_media_type, normalize_type, reconcile, sniff
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -444,7 +445,7 @@ class Fetcher:
         if not needs_sniff and not (declared.startswith(self.accept) and is_media_type(declared)):
             raise BadRequest(f"origin content type {declared} is not image, video or audio")
         length = resp.headers.get("Content-Length", "")
-        if length.strip().isdigit() and int(length) > self.max_bytes:
+        if decimal(length.strip()) and int(length) > self.max_bytes:
             raise TooLarge(f"origin body is over the {self.max_bytes} byte cap")
         body = self._read(resp, deadline)
         return Fetched(url, media_type_of(declared, body), body, _http_time(resp.headers.get("Last-Modified")))

@@ -41,6 +41,7 @@ from collections.abc import Callable, Iterable
 
 from . import metrics
 from .clientip import NetworkSet, client_address
+from .hotpath import decimal
 from .logs import REQUEST_ID
 
 access = logging.getLogger("mediaproxy.access")
@@ -112,7 +113,7 @@ class RequestLayer:
         if method != "HEAD" and status not in _NO_BODY:
             for name, value in headers:
                 if len(name) == 14 and name.lower() == "content-length":
-                    length = int(value) if value.isdigit() else 0
+                    length = int(value) if decimal(value) else 0
                     break
         route = environ.get("mediaproxy.route")
         metrics.observe_request(route, method, status, seconds, length)

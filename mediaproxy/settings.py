@@ -14,6 +14,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from .errors import ConfigError
+from .hotpath import decimal
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -92,7 +93,7 @@ def _address(env: Mapping[str, str], name: str, default: str, unix: bool = True)
     bracketed = host.startswith("[") and host.endswith("]")
     if bracketed:
         host = host[1:-1]
-    ok = bool(sep and host and port.isdigit() and 0 <= int(port) <= 65535) and "/" not in host
+    ok = bool(sep and host and decimal(port) and 0 <= int(port) <= 65535) and "/" not in host
     ok = ok and (bracketed == (":" in host))  # an IPv6 host is written in brackets, only it
     if ok and bracketed:
         try:

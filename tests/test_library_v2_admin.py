@@ -147,6 +147,7 @@ def test_admin_sees_every_client(library):
     assert r.status_code == 200 and r.json()["name"] == "Acme Inc."
     assert admin_api(library, "PATCH", f"/clients/{acme['id']}", tok, json={"slug": "x"}).status_code == 400
     assert admin_api(library, "GET", "/clients/999999", tok).status_code == 404
+    assert admin_api(library, "GET", "/clients/%C2%B2", tok).status_code == 404  # "²": isdigit() but not int()
     # images: upload on behalf of a client, list across clients, tags, get, patch, delete
     r = admin_api(library, "POST", "/images", tok, params={"clientId": acme["id"]},
                   files=[("file", ("by-admin.png", img(), "image/png")), ("tags[]", (None, "adminmade")),
@@ -176,6 +177,7 @@ def test_admin_sees_every_client(library):
     av = next(a for a in avs["items"] if a["externalUserId"] == "admin-sees")
     assert admin_api(library, "GET", f"/avatars/{av['id']}", tok).json()["mediaId"] == av["mediaId"]
     assert admin_api(library, "DELETE", f"/avatars/{av['id']}", tok).status_code == 204
+    assert admin_api(library, "GET", "/avatars/%C2%B2", tok).status_code == 404
     assert library.api("GET", f"{V2}/avatars/admin-sees").status_code == 404
     assert admin_api(library, "GET", "/avatars/abc", tok).status_code == 404
     # albums

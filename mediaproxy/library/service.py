@@ -30,6 +30,7 @@ from sqlalchemy.orm import Session, selectinload
 
 from ..context import Context
 from ..errors import BadRequest, Forbidden, MediaError, NotFound, TooLarge, UnsupportedType
+from ..hotpath import decimal
 from ..media import pipeline, placeholder
 from ..media.sniff import sniff
 from ..media.spec import MIME, TransformSpec
@@ -909,7 +910,7 @@ def sign_query(method: str, bucket: str, key: str, expires: int, secret: str, si
 def check_signature(method: str, bucket: str, key: str, expires: str | None, signature: str | None,
                     secret: str, size: str | None = None) -> None:
     """403 for a tampered or expired URL (the signature is checked first, in constant time)."""
-    if not expires or not expires.isdigit() or not signature or (size is not None and not size.isdigit()):
+    if not expires or not decimal(expires) or not signature or (size is not None and not decimal(size)):
         raise Forbidden("missing or malformed signature")
     if not hmac.compare_digest(_signature(method, bucket, key, int(expires), secret, size), signature):
         raise Forbidden("invalid signature")

@@ -8,6 +8,7 @@ import falcon
 from sqlalchemy import func, select
 
 from ...errors import BadRequest, MediaError, NotFound
+from ...hotpath import decimal
 from .. import auth
 from ..models import Admin, Album, Avatar, Media, Organization
 from ..service import iso
@@ -44,7 +45,7 @@ class AdminResource(V2Resource):
                 "admin": admin_json(a)}
 
     def client(self, req: falcon.Request, client_id: str) -> Organization:
-        org = req.context.db.get(Organization, int(client_id)) if client_id.isdigit() and len(client_id) < 12 else None
+        org = req.context.db.get(Organization, int(client_id)) if decimal(client_id) and len(client_id) < 12 else None
         if org is None:
             raise NotFound("no such client")
         return org
@@ -245,7 +246,7 @@ class AdminAvatars(AdminResource):
 class AdminAvatar(AdminResource):
     def _row(self, req: falcon.Request, avatar_id: str) -> Avatar:
         self.admin(req)
-        row = req.context.db.get(Avatar, int(avatar_id)) if avatar_id.isdigit() and len(avatar_id) < 12 else None
+        row = req.context.db.get(Avatar, int(avatar_id)) if decimal(avatar_id) and len(avatar_id) < 12 else None
         if row is None:
             raise NotFound("no such avatar")
         return row
