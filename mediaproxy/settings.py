@@ -257,7 +257,7 @@ def _variants(env: Mapping[str, str], name: str) -> tuple[tuple[str, int, str], 
         vname, eq, spec = part.partition("=")
         size, _, fit = spec.partition(":")
         fit = fit or "inside"
-        if not eq or not vname.replace("_", "").isalnum() or not size.isdigit() or fit not in ("inside", "cover"):
+        if not eq or not vname.replace("_", "").isalnum() or not decimal(size) or fit not in ("inside", "cover"):
             raise ConfigError(f"{name}: {part!r} is not NAME=SIDE[:inside|cover] (e.g. small=320)")
         if int(size) > 16383:
             raise ConfigError(f"{name}: {part!r}: at most 16383 pixels a side")

@@ -259,6 +259,26 @@ def test_s3_writer_abort_does_not_wait_for_a_part_in_flight(moto, monkeypatch):
                 if u["Key"] == "stalled/abort"]
 
     assert wait_for(lambda: pending() == []), pending()
+    from mediaproxy.storage import s3
+
+    assert wait_for(lambda: s3._DETACHED._value == s3.DETACHED_ABORTS)  # its slot is given back
+
+    # with every slot taken, abort waits for its part, as before (no pile of parts left behind)
+    release.clear()
+    for _ in range(s3.DETACHED_ABORTS):
+        s3._DETACHED.acquire()
+    try:
+        w = st.writer("library", "stalled/abort2", "image/png")
+        w.write(os.urandom(5 * MIB + 1000))
+        threading.Timer(0.5, release.set).start()
+        t = time.monotonic()
+        w.abort()
+        assert time.monotonic() - t >= 0.4
+    finally:
+        for _ in range(s3.DETACHED_ABORTS):
+            s3._DETACHED.release()
+    assert [u for u in moto.client.list_multipart_uploads(Bucket="library").get("Uploads", [])
+            if u["Key"] == "stalled/abort2"] == []
 
 
 def test_s3_writes_have_their_own_timeout_and_retries(moto, monkeypatch):

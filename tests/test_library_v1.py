@@ -157,7 +157,7 @@ def test_list_search_type_sort_paginate(library):
     assert library.api("GET", "/api/v1/media/list", params={"search": tag},
                        key=library.other_key).json()["total"] == 0
     for bad in ({"limit": 0}, {"limit": 101}, {"offset": -1}, {"sort": "password"}, {"order": "up"},
-                {"limit": "ten"}, {"search": "tab\there"}, {"search": "x" * 201}):
+                {"limit": "ten"}, {"limit": "--5"}, {"offset": "²"}, {"search": "tab\there"}, {"search": "x" * 201}):
         r = library.api("GET", "/api/v1/media/list", params=bad)
         assert r.status_code == 400, bad
     # LIKE wildcards in the search are literal

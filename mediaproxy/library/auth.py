@@ -19,6 +19,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from ..errors import BadRequest, Unauthorized
+from ..hotpath import decimal
 from .models import ApiKey, Organization
 
 SLUG = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,62})")
@@ -169,7 +170,7 @@ def admin_from_token(session: Session, token: str | None, secret: str):
         raise Unauthorized("the access token has expired") from None
     except jwt.PyJWTError:
         raise Unauthorized("invalid access token") from None
-    if claims.get("typ") != "access" or not str(claims.get("sub", "")).isdigit():
+    if claims.get("typ") != "access" or not decimal(str(claims.get("sub", ""))):
         raise Unauthorized("invalid access token")
     admin = session.get(Admin, int(claims["sub"]))
     if admin is None or admin.token_version != claims.get("ver"):

@@ -5,8 +5,8 @@ addressing is a setting so any S3-compatible store works."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from typing import BinaryIO
 
 import boto3
@@ -23,6 +23,7 @@ from urllib3.exceptions import ProtocolError
 from urllib3.exceptions import ReadTimeoutError as Urllib3ReadTimeout
 
 from ..errors import MediaError, NotFound, RangeNotSatisfiable, UpstreamError, UpstreamTimeout
+from ..hotpath import decimal
 from . import ObjectInfo, check_size, count_limit
 
 _MISSING = {"404", "NoSuchKey", "NoSuchBucket", "NotFound"}
@@ -133,7 +134,7 @@ class S3Storage:
         crange = resp.get("ContentRange")
         if crange and "/" in crange:
             total = crange.rsplit("/", 1)[1]
-            if total.isdigit():
+            if decimal(total):
                 size = int(total)
         lm = resp.get("LastModified")
         return ObjectInfo(
@@ -234,6 +235,10 @@ class S3Storage:
         return url, headers
 
 
+DETACHED_ABORTS = 2  # S3Writer.abort: aborts left to finish behind their part, per process
+_DETACHED = threading.BoundedSemaphore(DETACHED_ABORTS)
+
+
 class S3Writer:
     """A streamed put: one PutObject for small bodies, else a multipart upload in parts of
     ``PART`` bytes (S3's minimum).
@@ -314,11 +319,11 @@ class S3Writer:
             self._pool = ThreadPoolExecutor(1, thread_name_prefix="s3-part")
         n = len(self._parts) + 1
         self._parts.append({"PartNumber": n})
-        self._inflight = self._pool.submit(self._upload_part, c, n, self._buf)
+        self._inflight = self._pool.submit(self._upload_part, c, n, self._buf, self._upload_id)
         self._buf, self._n = None, 0
 
-    def _upload_part(self, c, n: int, body: bytearray) -> bytearray:
-        resp = c.upload_part(Bucket=self.bucket, Key=self.key, UploadId=self._upload_id, PartNumber=n, Body=body,
+    def _upload_part(self, c, n: int, body: bytearray, upload_id: str) -> bytearray:
+        resp = c.upload_part(Bucket=self.bucket, Key=self.key, UploadId=upload_id, PartNumber=n, Body=body,
                              ChecksumAlgorithm=self.CHECKSUM)
         part = self._parts[n - 1]
         part["ETag"] = resp["ETag"]
@@ -354,7 +359,7 @@ class S3Writer:
             if self._n:
                 n = len(self._parts) + 1
                 self._parts.append({"PartNumber": n})
-                self._upload_part(c, n, self._last_body())
+                self._upload_part(c, n, self._last_body(), self._upload_id)
             c.complete_multipart_upload(Bucket=self.bucket, Key=self.key, UploadId=self._upload_id,
                                         MultipartUpload={"Parts": self._parts})
             self._upload_id = None
@@ -372,19 +377,30 @@ class S3Writer:
         """Drop the buffers and abort the multipart upload. With a part in flight (which cannot be
         called back) the abort is queued behind it on the helper thread, so the caller — a request
         whose client went away, say — does not wait for a slow store (up to the write timeout per
-        attempt): the abort then also covers that part."""
+        attempt): the abort then also covers that part. Each such abort keeps its part's buffer
+        and thread until the part ends, so at most ``DETACHED_ABORTS`` per process are left
+        behind at once; past that, ``abort`` waits for its part as it always did (a client that
+        sends 5 MiB and goes away, again and again, is slowed down instead of piling them up)."""
         self._buf, self._hold, self._n, self._h = bytearray(), None, 0, 0
-        self._inflight = None
+        inflight, self._inflight = self._inflight, None
         upload_id, self._upload_id = self._upload_id, None
+        pool, self._pool = self._pool, None
+        if inflight is not None and not inflight.done() and _DETACHED.acquire(blocking=False):
+            pool.submit(self._abort_upload, upload_id, _DETACHED.release)
+            pool.shutdown(wait=False)
+            return
+        if inflight is not None:
+            wait([inflight])
+        if pool is not None:
+            pool.shutdown(wait=False)
         if upload_id is not None:
-            if self._pool is not None:
-                self._pool.submit(self._abort_upload, upload_id)
-            else:
-                self._abort_upload(upload_id)
-        self._close_pool()
+            self._abort_upload(upload_id)
 
-    def _abort_upload(self, upload_id: str) -> None:
+    def _abort_upload(self, upload_id: str, then: Callable[[], object] | None = None) -> None:
         try:
             self.s.write_client.abort_multipart_upload(Bucket=self.bucket, Key=self.key, UploadId=upload_id)
         except _ERRORS:
             pass  # the bucket's lifecycle rule for incomplete uploads is the backstop
+        finally:
+            if then is not None:
+                then()

@@ -12,6 +12,7 @@ from streaming_form_data.targets import BaseTarget, ValueTarget
 from streaming_form_data.validators import MaxSizeValidator, ValidationError
 
 from ...errors import BadRequest, MediaError, TooLarge
+from ...hotpath import decimal
 from .. import auth
 from ..models import Organization
 from ..service import Library, Upload
@@ -168,7 +169,7 @@ def integer(params: dict, name: str, default: int | None = None, lo: int | None 
         raise BadRequest(f"{name} must be an integer")
     if isinstance(value, str):
         s = value.strip()
-        if not (s.lstrip("-").isdigit() and s.isascii() and len(s) <= 12):
+        if not (decimal(s.removeprefix("-")) and len(s) <= 12):  # not "--5", not "²"
             raise BadRequest(f"{name} must be an integer")
         value = int(s)
     if isinstance(value, float) and value.is_integer():
