@@ -6,8 +6,9 @@ SQLite read and, for large values, one ``open()`` handed to sendfile.
 
 Concurrent misses for one key are computed once across processes: the first
 request takes the key's lock, the others wait for its result. The locks are
-``flock``s on a fixed set of lock files (one per stripe of the key space)
-plus a thread lock per stripe, never rows of the database: a lock entry in
+``flock``s on a fixed set of lock files (one per stripe of the key space,
+opened for each compute and closed after it) plus a thread lock per stripe in
+use, never rows of the database: a lock entry in
 SQLite had to be written and deleted, and on a full disk the delete failed
 and left the lock behind, so the next request for that key waited the whole
 transform wait (10 s) for a result nobody was computing. An ``flock`` needs
@@ -39,7 +40,11 @@ from . import metrics
 log = logging.getLogger("mediaproxy.cache")
 
 _FAILURES = (sqlite3.Error, OSError, diskcache.Timeout, ValueError, orjson.JSONDecodeError)
-_STRIPES = 256  # lock files; unrelated keys share one with probability ~ concurrent misses / 256
+# lock files, created as first used: unrelated keys share one with probability ~ concurrent misses /
+# 65536. A miss that shares a stripe waits for the other compute; with 256 stripes, while the store
+# stalled (each miss 2 s, to its read timeout) one miss in ~100 waited 2 s behind an unrelated key
+# before its own 2 s (bench/resilience.py: 4.2 s against the 3 s target)
+_STRIPES = 65536
 
 
 @dataclass(slots=True)
@@ -93,9 +98,9 @@ class ResultCache:
         self._last_warning = 0.0
         self._cache: diskcache.Cache | None = None
         self._lock_dir = os.path.join(directory, "locks") if directory is not None else None
-        self._lock_fds: dict[int, int] = {}  # stripe -> fd, opened in this process (flock is per open file)
-        self._lock_pid = 0
-        self._thread_locks = [threading.Lock() for _ in range(_STRIPES)]
+        # stripe -> [its thread lock, computes using it]: only stripes in use have one
+        self._thread_locks: dict[int, list] = {}
+        self._thread_locks_guard = threading.Lock()
         self._held = threading.local()  # stripes this thread holds (nested computes)
         if directory is not None:
             try:
@@ -193,23 +198,35 @@ class ResultCache:
         return removed
 
     def _lock_fd(self, stripe: int) -> int | None:
-        """This process's fd of the stripe's lock file (created on first use), None if unusable."""
-        if self._lock_pid != os.getpid():  # forked: flocks must not be shared with the parent
-            self._lock_fds, self._lock_pid = {}, os.getpid()
-        fd = self._lock_fds.get(stripe)
-        if fd is None and self._lock_dir is not None:
-            path = os.path.join(self._lock_dir, f"{stripe:02x}")
+        """A new fd of the stripe's lock file (created on first use), None if unusable. Each compute
+        opens its own (flock is per open file, so no fd is ever shared with a forked child) and
+        closes it when done: 65,536 stripes must not become 65,536 open files."""
+        if self._lock_dir is None:
+            return None
+        path = os.path.join(self._lock_dir, f"{stripe:04x}")
+        try:
             try:
-                try:
-                    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)  # works on a read-only disk too
-                except FileNotFoundError:
-                    os.makedirs(self._lock_dir, exist_ok=True)
-                    fd = os.open(path, os.O_RDONLY | os.O_CREAT | os.O_CLOEXEC, 0o644)
-            except OSError as exc:
-                self._warn("cache lock unavailable, misses are not coalesced", exc)
-                return None
-            self._lock_fds[stripe] = fd
-        return fd
+                return os.open(path, os.O_RDONLY | os.O_CLOEXEC)  # works on a read-only disk too
+            except FileNotFoundError:
+                os.makedirs(self._lock_dir, exist_ok=True)
+                return os.open(path, os.O_RDONLY | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        except OSError as exc:
+            self._warn("cache lock unavailable, misses are not coalesced", exc)
+            return None
+
+    def _thread_lock(self, stripe: int, take: bool) -> threading.Lock:
+        """The stripe's thread lock, counted in (``take``) or out; dropped when nobody uses it."""
+        with self._thread_locks_guard:
+            slot = self._thread_locks.get(stripe)
+            if take:
+                if slot is None:
+                    slot = self._thread_locks[stripe] = [threading.Lock(), 0]
+                slot[1] += 1
+            else:
+                slot[1] -= 1
+                if not slot[1]:
+                    del self._thread_locks[stripe]
+            return slot[0]
 
     def get_or_compute(
         self, key: str, compute: Callable[[], Entry], wait: float, source: tuple[str, str] | None = None
@@ -229,22 +246,34 @@ class ResultCache:
         if stripe in held:  # a nested compute that hashes to a stripe this thread holds
             return self._compute_uncoalesced(key, compute, source), False
         deadline = time.monotonic() + wait
-        tlock = self._thread_locks[stripe]
-        if not tlock.acquire(timeout=max(wait, 0.0)):
-            return self._compute_uncoalesced(key, compute, source), False
-        held.add(stripe)
+        tlock = self._thread_lock(stripe, take=True)
         try:
-            fd = self._lock_fd(stripe)
+            if not tlock.acquire(timeout=max(wait, 0.0)):
+                return self._compute_uncoalesced(key, compute, source), False
+            try:
+                return self._compute_locked(key, compute, source, stripe, deadline, held)
+            finally:
+                tlock.release()
+        finally:
+            self._thread_lock(stripe, take=False)
+
+    def _compute_locked(self, key: str, compute: Callable[[], Entry], source: tuple[str, str] | None,
+                        stripe: int, deadline: float, held: set[int]) -> tuple[Entry, bool]:
+        """With the stripe's thread lock: its file lock, then the entry (another worker's) or a compute."""
+        held.add(stripe)
+        fd = self._lock_fd(stripe)
+        locked = False
+        try:
             delay = 0.002
-            while fd is not None:
+            while fd is not None and not locked:
                 try:
                     fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    locked = True
                     break
                 except BlockingIOError:  # another worker computes something of this stripe
                     pass
                 except OSError as exc:
                     self._warn("cache lock failed", exc)
-                    fd = None
                     break
                 entry = self.get(key)
                 if entry is not None:
@@ -253,19 +282,16 @@ class ResultCache:
                     return self._compute_uncoalesced(key, compute, source), False
                 time.sleep(delay)
                 delay = min(delay * 1.5, 0.05)
-            try:
-                entry = self.get(key)  # someone finished while we waited for the lock
-                if entry is not None:
-                    return entry, True
-                entry = compute()
-                self.put(key, entry, source)
-                return entry, False
-            finally:
-                if fd is not None:
-                    fcntl.flock(fd, fcntl.LOCK_UN)
+            entry = self.get(key)  # someone finished while we waited for the lock
+            if entry is not None:
+                return entry, True
+            entry = compute()
+            self.put(key, entry, source)
+            return entry, False
         finally:
             held.discard(stripe)
-            tlock.release()
+            if fd is not None:
+                os.close(fd)  # releases the flock too
 
     def _compute_uncoalesced(self, key: str, compute: Callable[[], Entry],
                              source: tuple[str, str] | None) -> Entry:
@@ -287,7 +313,3 @@ class ResultCache:
     def close(self) -> None:
         if self._cache is not None:
             self._cache.close()
-        if self._lock_pid == os.getpid():
-            for fd in self._lock_fds.values():
-                os.close(fd)
-        self._lock_fds = {}
