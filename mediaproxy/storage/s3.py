@@ -249,7 +249,8 @@ class S3Writer:
     takes them and is filled again. So one part buffer and the hold buffer are all the memory
     (8 MiB): a second whole part buffer would let receiving run a part ahead for 2 MiB more.
     An error of the helper thread is raised by the next ``write`` or by ``commit``; ``abort``
-    returns at once, the upload being aborted on the helper thread once the part in flight ends."""
+    returns at once, the upload being aborted on the helper thread once the part in flight ends
+    (while fewer than ``DETACHED_ABORTS`` such aborts are pending in the process; else it waits)."""
 
     PART = 5 * 1024 * 1024
     SMALL = 1024 * 1024  # a buffer grows with the object up to this, then is a whole part at once
