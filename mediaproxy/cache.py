@@ -28,7 +28,8 @@ import sqlite3
 import threading
 import time
 import zlib
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import BinaryIO
 
@@ -214,19 +215,19 @@ class ResultCache:
             self._warn("cache lock unavailable, misses are not coalesced", exc)
             return None
 
-    def _thread_lock(self, stripe: int, take: bool) -> threading.Lock:
-        """The stripe's thread lock, counted in (``take``) or out; dropped when nobody uses it."""
+    @contextmanager
+    def _thread_lock(self, stripe: int) -> Iterator[threading.Lock]:
+        """The stripe's thread lock (not taken), kept while a compute uses it, then dropped."""
         with self._thread_locks_guard:
-            slot = self._thread_locks.get(stripe)
-            if take:
-                if slot is None:
-                    slot = self._thread_locks[stripe] = [threading.Lock(), 0]
-                slot[1] += 1
-            else:
+            slot = self._thread_locks.setdefault(stripe, [threading.Lock(), 0])
+            slot[1] += 1
+        try:
+            yield slot[0]
+        finally:
+            with self._thread_locks_guard:
                 slot[1] -= 1
                 if not slot[1]:
                     del self._thread_locks[stripe]
-            return slot[0]
 
     def get_or_compute(
         self, key: str, compute: Callable[[], Entry], wait: float, source: tuple[str, str] | None = None
@@ -246,29 +247,24 @@ class ResultCache:
         if stripe in held:  # a nested compute that hashes to a stripe this thread holds
             return self._compute_uncoalesced(key, compute, source), False
         deadline = time.monotonic() + wait
-        tlock = self._thread_lock(stripe, take=True)
-        try:
+        with self._thread_lock(stripe) as tlock:
             if not tlock.acquire(timeout=max(wait, 0.0)):
                 return self._compute_uncoalesced(key, compute, source), False
             try:
                 return self._compute_locked(key, compute, source, stripe, deadline, held)
             finally:
                 tlock.release()
-        finally:
-            self._thread_lock(stripe, take=False)
 
     def _compute_locked(self, key: str, compute: Callable[[], Entry], source: tuple[str, str] | None,
                         stripe: int, deadline: float, held: set[int]) -> tuple[Entry, bool]:
         """With the stripe's thread lock: its file lock, then the entry (another worker's) or a compute."""
         held.add(stripe)
         fd = self._lock_fd(stripe)
-        locked = False
         try:
             delay = 0.002
-            while fd is not None and not locked:
+            while fd is not None:
                 try:
                     fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    locked = True
                     break
                 except BlockingIOError:  # another worker computes something of this stripe
                     pass

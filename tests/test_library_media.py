@@ -147,6 +147,8 @@ def test_a_declared_size_is_signed_into_the_upload_url(library):
     else:
         assert put(c, data + b"\0").status_code == 403
         assert put(c, data[:-1]).status_code == 403
+        assert requests.put(c["uploadUrl"], data=iter([data]), headers={"Content-Type": "image/png"},
+                            timeout=30).status_code == 403  # chunked: no Content-Length to match the signed one
         assert requests.put(c["uploadUrl"].replace(f"size={len(data)}", f"size={len(data) + 1}"), data=data + b"\0",
                             headers={"Content-Type": "image/png"}, timeout=30).status_code == 403  # tampered
         assert library.stored_keys(f"acme/{c['media']['id']}/") == []

@@ -280,6 +280,10 @@ def test_byte_cap(origin):
         with pytest.raises(TooLarge):
             loopback_fetcher(max_bytes=4096).fetch(origin.url(path))
     assert loopback_fetcher(max_bytes=len(big)).fetch(origin.url("/ng/big-stream.png")).body == big
+    # a Content-Length of digits that int() refuses ("²") is not a length: the bytes are counted instead
+    origin.add("/ng/odd-length.png", big, length=False, headers={"Content-Length": "\u00b2"})
+    with pytest.raises(TooLarge):
+        loopback_fetcher(max_bytes=4096).fetch(origin.url("/ng/odd-length.png"))
 
 
 @pytest.mark.parametrize(
