@@ -148,18 +148,32 @@ class Gallery:
             return False
         if row.kind == "image":
             return row.target_id == img.id
-        return s.scalar(select(func.count()).select_from(AlbumImage)
-                        .where(AlbumImage.album_id == row.target_id, AlbumImage.media_id == img.id)) > 0
+        # an album's token grants what the album's owner may see now: the image must still be in
+        # the album and (being private) still be the album owner's own
+        album_owner = s.scalar(select(Album.owner).join(AlbumImage, AlbumImage.album_id == Album.id)
+                               .where(Album.id == row.target_id, Album.org_id == img.org_id,
+                                      AlbumImage.media_id == img.id))
+        return album_owner is not None and album_owner == img.owner
+
+    def sees_as_owner(self, s: Session, album: Album, user: str | None, token: str | None) -> bool:
+        """Whether this request sees the album with its owner's eyes: the owner, or a valid token of it."""
+        if user is not None and user == album.owner:
+            return True
+        row = self.valid_token(s, token, "album") if token else None
+        return row is not None and row.target_id == album.id
 
     def list_images(self, s: Session, org_id: int | None, *, user: str | None, limit: int, offset: int,
                     tag: str | None = None, album_id: str | None = None, private: bool | None = None,
                     owner: str | None = None, since: datetime | None = None, until: datetime | None = None,
-                    all_private: bool = False) -> tuple[list[Media], int]:
+                    all_private: bool = False, also_sees: str | None = None) -> tuple[list[Media], int]:
+        """``also_sees``: another user whose private images are listed too (an album's owner, to
+        whoever holds the album's token: never more than that owner could list)."""
         cond = [Media.dialect == "v2", Media.state == "ready"]
         if org_id is not None:
             cond.append(Media.org_id == org_id)
         if not all_private:  # a private image is listed to its owner only
-            cond.append((Media.is_private.is_(False)) | (Media.owner == user) if user is not None
+            viewers = [u for u in (user, also_sees) if u is not None]
+            cond.append(Media.is_private.is_(False) | Media.owner.in_(viewers) if viewers
                         else Media.is_private.is_(False))
         if private is not None:
             cond.append(Media.is_private.is_(private))
