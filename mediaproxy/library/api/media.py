@@ -83,7 +83,7 @@ def describe(lib, media: Media, base: str) -> dict:
         "width": media.width,
         "height": media.height,
         "status": "uploaded" if ready else "pending_upload",
-        "publicDownloadUrl": lib.public_url(base, obj.key) if ready and not media.is_private else None,
+        "publicDownloadUrl": lib.public_url(base, lib.public_key(media)) if ready and not media.is_private else None,
         "blurHash": media.blur_hash,
         "thumbHash": media.thumb_hash,
         "canonicalUri": (f"{lib.settings.public_base_url or base}/sha256/{obj.sha256}"
