@@ -220,3 +220,49 @@ def test_migration_makes_sessions_of_existing_refresh_tokens_and_goes_back(db_ur
         assert sessions() == want
     finally:
         d.dispose()
+
+
+# -- API keys from the command line -------------------------------------------------------------------
+
+def cli(library, *args: str):
+    import subprocess
+
+    from .library import MEDIAPROXY
+    from .server import ROOT
+
+    return subprocess.run([MEDIAPROXY, *args], cwd=ROOT, env=library.env, capture_output=True, text=True,
+                          timeout=60)
+
+
+def test_keys_list_and_revoke(library):
+    org = f"keys-{time.monotonic_ns() % 10**9}"
+    out = cli(library, "keys", "create", "--org", org, "--name", "ci key")
+    assert out.returncode == 0, out.stderr
+    key = out.stdout.strip().splitlines()[-1]
+    prefix, secret = key.split("_")[1], key.split("_", 2)[2]
+    status = lambda k: library.api("GET", f"{V2}/status", key=k).status_code  # noqa: E731
+    assert status(key) == 200
+    out = cli(library, "keys", "list")
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert lines[0] == "prefix\torg\tname\tcreated\trevoked"
+    mine = [line.split("\t") for line in lines[1:] if line.startswith(prefix)]
+    assert len(mine) == 1 and mine[0][1:3] == [org, "ci key"] and mine[0][3].endswith("Z") and mine[0][4] == "-"
+    assert secret not in out.stdout and key not in out.stdout
+    only = cli(library, "keys", "list", "--org", org).stdout.splitlines()
+    assert len(only) == 2 and only[1].startswith(prefix)
+    # revoked: refused on the very next request, on every API
+    out = cli(library, "keys", "revoke", prefix)
+    assert out.returncode == 0 and prefix in out.stdout and org in out.stdout, out.stderr
+    assert status(key) == 401
+    assert library.api("GET", "/api/v1/media/list", key=key).status_code == 401
+    assert library.api("POST", "/media", key=key, headers={"X-User-Id": "u"},
+                       json={"filename": "a.png", "contentType": "image/png"}).status_code == 401
+    assert status(library.key) == 200  # the others still work
+    revoked = [line.split("\t") for line in cli(library, "keys", "list", "--org", org).stdout.splitlines()[1:]]
+    assert revoked[0][4].endswith("Z")
+    again = cli(library, "keys", "revoke", key)  # the whole key names its prefix too; revoked once
+    assert again.returncode == 0 and revoked[0][4] in again.stdout
+    assert cli(library, "keys", "revoke", "0" * 12).returncode == 1
+    bad = cli(library, "keys", "revoke", "not-a-prefix")
+    assert bad.returncode == 2 and "prefix" in bad.stderr

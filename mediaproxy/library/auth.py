@@ -56,6 +56,33 @@ def create_key(session: Session, slug: str, name: str = "") -> str:
     return key
 
 
+def list_keys(session: Session, slug: str | None = None) -> list[tuple[ApiKey, Organization]]:
+    """Every key (of one organization with ``slug``), oldest first: what is stored, never a secret."""
+    q = select(ApiKey, Organization).join(Organization, Organization.id == ApiKey.org_id)
+    if slug is not None:
+        q = q.where(Organization.slug == slug)
+    return [(k, o) for k, o in session.execute(q.order_by(ApiKey.created_at, ApiKey.id))]
+
+
+def key_prefix(text: str) -> str | None:
+    """The lookup prefix named by ``text``: the prefix itself, ``mpk_PREFIX`` or a whole key."""
+    text = text.strip()
+    m = re.fullmatch(r"(?:mpk_)?([0-9a-f]{12})(?:_[A-Za-z0-9_-]*)?", text)
+    return m.group(1) if m else None
+
+
+def revoke_key(session: Session, prefix: str) -> ApiKey | None:
+    """Revoke the key with this prefix (refused from the next request on); None if there is none.
+    A key revoked before keeps its first revocation time."""
+    from .models import now
+
+    row = session.scalar(select(ApiKey).where(ApiKey.prefix == prefix))
+    if row is not None and row.revoked_at is None:
+        row.revoked_at = now()
+        session.flush()
+    return row
+
+
 def authenticate(session: Session, key: str | None) -> Organization:
     """The organization of a valid, unrevoked key; ``Unauthorized`` otherwise."""
     if not key:
