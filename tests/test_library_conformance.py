@@ -1,0 +1,87 @@
+"""Seed conformance over real HTTP: seed 003's ``contentDispositionHeader`` never carries a control
+character, seed 004's ``API_PREFIX`` is honoured, and the client's statistics count every medium
+of the client, whichever API stored it."""
+
+from __future__ import annotations
+
+import re
+from urllib.parse import unquote
+
+import pytest
+import requests
+
+from mediaproxy.library.api.media import disposition
+
+from . import media
+from .test_library_media import create as media_create
+from .test_library_media import put as media_put
+
+NAMES = ["photo.jpg", "Photo été.png", "evil\r\nSet-Cookie: x=1.png", 'a"b\\c%41.png', "tab\there;x.png",
+         "nul\x00del\x7f.png", "日本語.png", "‮gnp.exe"]
+
+
+def parse(value: str) -> tuple[str, str | None]:
+    """(the quoted ASCII fallback, the decoded filename* or None), refusing anything RFC 6266 would not."""
+    m = re.fullmatch(r'inline; filename="([ !#-\[\]-~]*)"(?:; filename\*=UTF-8\'\'([A-Za-z0-9!#$&+.^_`|~%-]+))?',
+                     value)
+    assert m, value
+    return m.group(1), unquote(m.group(2), errors="strict") if m.group(2) else None
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_disposition_is_a_valid_header_value(name):
+    value = disposition(name)
+    assert all(" " <= c <= "~" for c in value), value
+    fallback, exact = parse(value)
+    assert (exact or fallback) == name
+    assert exact is None or fallback != name
+
+
+def test_content_disposition_of_a_hostile_filename_over_http(library):
+    data = media.bands(40, 30, [(10, 20, 30)]).pngsave_buffer()
+    for name in NAMES[1:]:
+        r = media_create(library, name, "image/png")
+        assert r.status_code == 201, r.text
+        c = r.json()
+        value = c["contentDispositionHeader"]
+        assert all(" " <= ch <= "~" for ch in value), value
+        _, exact = parse(value)
+        assert exact == name and c["media"]["filename"] == name.strip()
+        # the client sends it back with the PUT, as seed 003 says: a valid header, accepted
+        assert media_put(c, data).status_code == 200, name
+
+
+def test_api_prefix_of_seed_004_is_honoured(make_server, tmp_path):
+    """``API_PREFIX`` (seed 004's name) moves the routes; ``MEDIAPROXY_API_PREFIX`` wins when both are set."""
+    from .library import create_key, library_env
+
+    env = library_env(tmp_path, {"API_PREFIX": "/seed/api"})
+    srv = make_server("local", env=env, workers=1)
+    key = create_key(srv.env, "prefixed")
+    try:
+        r = requests.get(f"{srv.base}/seed/api/status", headers={"X-API-Key": key}, timeout=30)
+        assert r.status_code == 200 and r.json()["client"]["slug"] == "prefixed", r.text
+        assert requests.get(f"{srv.base}/v2/status", headers={"X-API-Key": key}, timeout=30).status_code == 404
+    finally:
+        srv.stop()
+    env = library_env(tmp_path / "both", {"API_PREFIX": "/seed/api", "MEDIAPROXY_API_PREFIX": "/ours"})
+    srv = make_server("local", env=env, workers=1)
+    key = create_key(srv.env, "prefixed")
+    try:
+        assert requests.get(f"{srv.base}/ours/status", headers={"X-API-Key": key}, timeout=30).status_code == 200
+        assert requests.get(f"{srv.base}/seed/api/status", headers={"X-API-Key": key},
+                            timeout=30).status_code == 404
+    finally:
+        srv.stop()
+
+
+@pytest.mark.parametrize("env,prefix", [({}, "/v2"), ({"API_PREFIX": "/api/"}, "/api"),
+                                        ({"MEDIAPROXY_API_PREFIX": "/a", "API_PREFIX": "/b"}, "/a"),
+                                        ({"MEDIAPROXY_API_PREFIX": "/a"}, "/a")])
+def test_api_prefix_settings(env, prefix):
+    from mediaproxy.errors import ConfigError
+    from mediaproxy.settings import LibrarySettings
+
+    assert LibrarySettings.from_env(env).api_prefix == prefix
+    with pytest.raises(ConfigError, match=r"^API_PREFIX="):
+        LibrarySettings.from_env({"API_PREFIX": "v2"})
