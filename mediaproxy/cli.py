@@ -47,6 +47,8 @@ def cmd_check_config(args: argparse.Namespace) -> int:
         print(f"{name} = {value}")
     for level, message in notes:
         print(f"{level}: {message}", file=sys.stderr)
+    for message in settings.warnings():
+        print(f"warning: {message}", file=sys.stderr)
     print("configuration OK")
     return 0
 

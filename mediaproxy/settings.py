@@ -505,6 +505,18 @@ class Settings:
                 raise ConfigError(f"MEDIAPROXY_LIBRARY_BUCKET={bucket!r}: must differ from {name}")
         return settings
 
+    def warnings(self) -> list[str]:
+        """Settings that work but are unsafe: logged at WARNING when the server starts (and by
+        ``mediaproxy check-config``), so an operator hears of them."""
+        out = []
+        if self.internal_secret == self.secret_key:
+            out.append(
+                "MEDIAPROXY_INTERNAL_SECRET is not set (or equals MEDIAPROXY_SECRET_KEY): the internal "
+                "endpoints (/_metadata, /_thumbnail, /_frames, /metrics) accept the same secret "
+                "that signs /external URLs and the admin API's tokens, so whoever learns one has all. "
+                "Set MEDIAPROXY_INTERNAL_SECRET to a separate long random string.")
+        return out
+
     def describe(self) -> dict[str, object]:
         """Settings for logs, with secrets masked."""
         out: dict[str, object] = {}
