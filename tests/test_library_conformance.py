@@ -5,6 +5,7 @@ of the client, whichever API stored it."""
 from __future__ import annotations
 
 import re
+import time
 from urllib.parse import unquote
 
 import pytest
@@ -85,3 +86,46 @@ def test_api_prefix_settings(env, prefix):
     assert LibrarySettings.from_env(env).api_prefix == prefix
     with pytest.raises(ConfigError, match=r"^API_PREFIX="):
         LibrarySettings.from_env({"API_PREFIX": "v2"})
+
+
+def test_stats_count_the_clients_media_of_every_api(library):
+    from .test_library_v2 import V2, put_avatar
+    from .test_library_v2 import created as v2_created
+    from .test_library_v2_admin import admin_api, login, make_admin
+
+    key = library.other_key
+
+    def stats() -> dict:
+        r = library.api("GET", f"{V2}/client/stats", key=key)
+        assert r.status_code == 200, r.text
+        return r.json()
+
+    before = stats()
+    one = library.upload(media.jpeg(64, 48), "one.jpg", key=key, isPrivate=True)  # /api/v1
+    assert one.status_code == 201, one.text
+    c = media_create(library, "two.png", "image/png", user="stats-user", key=key).json()  # /media
+    two = media.bands(30, 20, [(1, 2, 3)]).pngsave_buffer()
+    assert media_put(c, two).status_code == 200
+    seen = library.api("GET", f"/media/{c['media']['id']}", key=key, headers={"X-User-Id": "stats-user"}).json()
+    assert seen["status"] == "uploaded" and seen["size"] == len(two)
+    three = v2_created(library, key=key, data=media.bands(20, 20, [(9, 9, 9)]).pngsave_buffer())  # /v2
+    pending = media_create(library, "never.png", "image/png", user="stats-user", key=key)  # never uploaded
+    assert pending.status_code == 201
+    put_avatar(library, f"stats-{time.monotonic_ns()}", media.bands(16, 16, [(5, 5, 5)]).pngsave_buffer(), key=key)
+    after = stats()
+    sizes = one.json()["size"] + len(two) + three["size"]
+    assert after["images"] == before["images"] + 3
+    assert after["privateImages"] == before["privateImages"] + 1
+    assert after["imageBytes"] == before["imageBytes"] + sizes
+    for api, n in (("v1", 1), ("media", 1), ("v2", 1)):
+        assert after["byApi"][api]["images"] == before["byApi"][api]["images"] + n, api
+    assert after["byApi"]["v1"]["privateImages"] == before["byApi"]["v1"]["privateImages"] + 1
+    assert after["avatars"] == before["avatars"] + 1
+    assert after["totalBytes"] == after["imageBytes"] + after["avatarBytes"]
+    # the admin's view of the client is the same, and its totals add every client's up
+    token = login(library, make_admin(library)).json()["accessToken"]
+    admin = admin_api(library, "GET", "/stats", token).json()
+    client = next(c for c in admin["perClient"] if c["slug"] == "other-org")
+    assert client["stats"] == {k: v for k, v in after.items() if k != "client"}
+    assert admin["images"] == sum(c["stats"]["images"] for c in admin["perClient"])
+    assert admin["byApi"]["media"]["bytes"] == sum(c["stats"]["byApi"]["media"]["bytes"] for c in admin["perClient"])

@@ -28,6 +28,7 @@ TAG_MAX = 64
 TAGS_MAX = 32
 TOKEN_BYTES = 32
 FALLBACK_SIDE = 64
+STATS_APIS = ("v1", "media", "v2")  # the records' dialects: /api/v1 (seed 002), /media (seed 003), /v2
 
 
 def token_digest(token: str) -> str:
@@ -380,17 +381,30 @@ class Gallery:
     # -- statistics -------------------------------------------------------------------------------
 
     def stats(self, s: Session, org_id: int) -> dict:
-        images, size, private = s.execute(
-            select(func.count(), func.coalesce(func.sum(Media.size), 0),
-                   func.coalesce(func.sum(func.cast(Media.is_private, _int())), 0))
-            .where(Media.org_id == org_id, Media.dialect == "v2", Media.state == "ready")).one()
+        """The client's media, whichever API stored them: ``images`` (with ``privateImages`` and
+        ``imageBytes``) counts every ready record but avatars — uploads of /api/v1 (seed 002), of
+        /media (seed 003) and of /v2 — each with its original's size (identical seed-003 uploads,
+        stored once, count once per record; variants and cached renditions are not counted);
+        ``byApi`` splits them by API. Avatars, albums and ``totalBytes`` (images' and avatars')
+        follow."""
+        per_api = {api: {"images": 0, "privateImages": 0, "bytes": 0} for api in STATS_APIS}
+        for dialect, n, size, private in s.execute(
+                select(Media.dialect, func.count(), func.coalesce(func.sum(Media.size), 0),
+                       func.coalesce(func.sum(func.cast(Media.is_private, _int())), 0))
+                .where(Media.org_id == org_id, Media.state == "ready", Media.dialect != "avatar")
+                .group_by(Media.dialect)):
+            api = per_api.setdefault(dialect, {"images": 0, "privateImages": 0, "bytes": 0})
+            api["images"], api["privateImages"], api["bytes"] = int(n), int(private), int(size)
+        images = sum(a["images"] for a in per_api.values())
+        private = sum(a["privateImages"] for a in per_api.values())
+        size = sum(a["bytes"] for a in per_api.values())
         albums = s.scalar(select(func.count()).select_from(Album).where(Album.org_id == org_id)) or 0
         avatars, avatar_bytes = s.execute(
             select(func.count(), func.coalesce(func.sum(Media.size), 0)).select_from(Avatar)
             .join(Media, Media.id == Avatar.media_id).where(Avatar.org_id == org_id)).one()
-        return {"images": int(images), "privateImages": int(private), "imageBytes": int(size),
+        return {"images": images, "privateImages": private, "imageBytes": size,
                 "albums": int(albums), "avatars": int(avatars), "avatarBytes": int(avatar_bytes),
-                "totalBytes": int(size) + int(avatar_bytes)}
+                "totalBytes": size + int(avatar_bytes), "byApi": per_api}
 
 
 def _int():

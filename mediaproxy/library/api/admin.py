@@ -150,9 +150,17 @@ class Stats(AdminResource):
                    for o in s.scalars(select(Organization).order_by(Organization.id))]
         total: dict = {}
         for c in clients:
-            for k, v in c["stats"].items():
-                total[k] = total.get(k, 0) + v
+            _add(total, c["stats"])
         send_json(resp, {"clients": len(clients), **total, "perClient": clients})
+
+
+def _add(total: dict, stats: dict) -> None:
+    """Sum ``stats`` into ``total``, nested counts (``byApi``) too."""
+    for k, v in stats.items():
+        if isinstance(v, dict):
+            _add(total.setdefault(k, {}), v)
+        else:
+            total[k] = total.get(k, 0) + v
 
 
 class Clients(AdminResource):
