@@ -74,6 +74,14 @@ def new_id() -> str:
     return uuid.uuid4().hex
 
 
+def _own_key(folder: str, stored_key: str) -> str:
+    """A version's original under its own folder: the stored key itself, unless the bytes are
+    another record's (a deduplicated seed-003 upload), then their name under this folder."""
+    if stored_key.startswith(folder + "/"):
+        return stored_key
+    return f"{folder}/{stored_key.rsplit('/', 1)[-1]}"
+
+
 def safe_filename(name: str | None, fallback: str = "file") -> str:
     """A filename fit for an object key: no folders, no control characters, at most 100 characters."""
     name = unicodedata.normalize("NFC", (name or "").replace("\\", "/").rsplit("/", 1)[-1])
@@ -316,11 +324,7 @@ class Library:
         ``{org}/{mediaId}/{versionId}/{name}``. It is the stored object's key, except for a seed-003
         upload pointed at identical bytes stored before (content addressing): that record's URL
         keeps its own folder, so each record's privacy governs its own URL."""
-        v = media.current
-        key = v.object.key
-        if key.startswith(v.folder + "/"):
-            return key
-        return f"{v.folder}/{key.rsplit('/', 1)[-1]}"
+        return _own_key(media.current.folder, media.current.object.key)
 
     def public_object(self, s: Session, key: str) -> tuple[str, str, str] | None:
         """What the public URL ``/library/{key}`` serves — (bucket, stored key, type) — or None.
@@ -328,23 +332,27 @@ class Library:
         The key names one record and one of its versions (``{org}/{mediaId}/{versionId}/{name}``):
         the record's current original (under its own spelling, ``public_key``) or one of its
         variants. It is served only while that record is ready and public, whatever other records
-        share the stored bytes."""
+        share the stored bytes. One query for an original, two for a variant."""
         parts = key.split("/")
         if len(parts) != 4 or not _ID.fullmatch(parts[1]) or not _ID.fullmatch(parts[2]):
             return None
         org_slug, media_id, version_id, _ = parts
-        media = s.scalar(self._media_query().join(Organization, Organization.id == Media.org_id)
-                         .where(Media.id == media_id, Media.current_version_id == version_id,
-                                Organization.slug == org_slug))
-        if media is None or media.is_private or media.state != "ready" or media.current is None:
+        row = s.execute(
+            select(Media.mime_type, Version.folder, StoredObject.bucket, StoredObject.key)
+            .join(Version, Version.id == Media.current_version_id)
+            .join(StoredObject, StoredObject.id == Version.object_id)
+            .join(Organization, Organization.id == Media.org_id)
+            .where(Media.id == media_id, Media.current_version_id == version_id, Organization.slug == org_slug,
+                   Media.state == "ready", Media.is_private.is_(False))).first()
+        if row is None:
             return None
-        obj = media.current.object
-        if obj.bucket == self.bucket and self.public_key(media) == key:
-            return obj.bucket, obj.key, media.mime_type
-        for x in media.current.variants:
-            if x.bucket == self.bucket and x.key == key:
-                return x.bucket, x.key, x.mime_type
-        return None
+        mime, folder, bucket, stored = row
+        if bucket == self.bucket and _own_key(folder, stored) == key:
+            return bucket, stored, mime
+        variant = s.execute(select(Variant.bucket, Variant.key, Variant.mime_type)
+                            .where(Variant.version_id == version_id, Variant.key == key,
+                                   Variant.bucket == self.bucket)).first()
+        return tuple(variant) if variant is not None else None
 
     def public_sha256(self, s: Session, sha: str) -> StoredObject | None:
         """The object of a public media with these bytes (the canonical, content-addressed URI).
