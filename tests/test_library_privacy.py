@@ -46,6 +46,9 @@ def test_an_album_token_grants_only_what_its_owner_may_see_now(library):
     for user in (None, "bob", "mallory"):
         assert listed(library, f"{V2}/images", user, albumId=aid, token=token) == {own["id"]}, user
     assert listed(library, f"{V2}/albums/{aid}/images", "mallory") == {own["id"]}
+    # nor in its count
+    for user, params in (("bob", {"token": token}), ("mallory", {})):
+        assert album_api(library, "GET", f"/{aid}", user=user, params=params).json()["imageCount"] == 1
     # Alice still sees her own image, in the album's lists too
     assert not is_fallback(library, get(library, alice["id"], user="alice", key=library.key))
     # the token still shows what the album's owner may see: her own private image
@@ -56,6 +59,7 @@ def test_an_album_token_grants_only_what_its_owner_may_see_now(library):
     library.api("PATCH", f"{V2}/images/{alice['id']}", headers={"X-User-Id": "alice"}, json={"isPrivate": False})
     assert not is_fallback(library, get(library, alice["id"], token=token))
     assert listed(library, f"{V2}/images", "bob", albumId=aid, token=token) == {alice["id"], own["id"]}
+    assert album_api(library, "GET", f"/{aid}", user="bob", params={"token": token}).json()["imageCount"] == 2
 
 
 def test_an_album_token_lists_the_same_images_on_both_routes(library):

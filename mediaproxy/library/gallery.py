@@ -270,10 +270,17 @@ class Gallery:
         return list(rows), total
 
     def image_counts(self, s: Session, album_ids: list[str]) -> dict[str, int]:
+        """Each album's ``imageCount``: the images its owner may see in it (the public ones and the
+        owner's own), what its token shows — never counting another user's private image that was
+        added while it was public."""
         if not album_ids:
             return {}
-        return dict(s.execute(select(AlbumImage.album_id, func.count()).where(AlbumImage.album_id.in_(album_ids))
-                              .group_by(AlbumImage.album_id)).all())
+        return dict(s.execute(
+            select(AlbumImage.album_id, func.count())
+            .join(Album, Album.id == AlbumImage.album_id).join(Media, Media.id == AlbumImage.media_id)
+            .where(AlbumImage.album_id.in_(album_ids), Media.state == "ready",
+                   Media.is_private.is_(False) | (Media.owner == Album.owner))
+            .group_by(AlbumImage.album_id)).all())
 
     def add_to_album(self, s: Session, album: Album, media_ids: list[str]) -> int:
         """Add the client's seed-004 images (all must exist: 404 names the first that does not)."""
