@@ -174,6 +174,8 @@ def post_request(worker, req, environ, resp) -> None:
 def on_starting(server) -> None:
     for level, message in _storage_notes:
         getattr(server.log, level)("mediaproxy: %s", message)
+    for message in settings.warnings():
+        server.log.warning("mediaproxy: WARNING: %s", message)
 
 
 def when_ready(server) -> None:

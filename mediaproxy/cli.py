@@ -47,6 +47,8 @@ def cmd_check_config(args: argparse.Namespace) -> int:
         print(f"{name} = {value}")
     for level, message in notes:
         print(f"{level}: {message}", file=sys.stderr)
+    for message in settings.warnings():
+        print(f"warning: {message}", file=sys.stderr)
     print("configuration OK")
     return 0
 
@@ -224,6 +226,50 @@ def cmd_keys_create(args: argparse.Namespace) -> int:
     return 0
 
 
+def _iso(dt) -> str:
+    return "-" if dt is None else dt.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def cmd_keys_list(args: argparse.Namespace) -> int:
+    """One line per key, tab-separated under a header: prefix, organization, name, created,
+    revoked ('-' while valid). Secrets are never stored, so never shown."""
+    from .library import auth
+    from .library.db import Database, upgrade_locked
+
+    settings = _library_settings()
+    db = Database(settings.library.database_url)
+    upgrade_locked(db)
+    with db.transaction() as s:
+        rows = [(k.prefix, o.slug, k.name, _iso(k.created_at), _iso(k.revoked_at))
+                for k, o in auth.list_keys(s, args.org)]
+    print("prefix\torg\tname\tcreated\trevoked")
+    for row in rows:
+        print("\t".join(v.replace("\t", " ").replace("\n", " ") for v in row))
+    return 0
+
+
+def cmd_keys_revoke(args: argparse.Namespace) -> int:
+    from .library import auth
+    from .library.db import Database, upgrade_locked
+
+    prefix = auth.key_prefix(args.prefix)
+    if prefix is None:
+        print("mediaproxy: give a key's prefix (12 hex digits, as `keys list` prints it) or the key",
+              file=sys.stderr)
+        return 2
+    settings = _library_settings()
+    db = Database(settings.library.database_url)
+    upgrade_locked(db)
+    with db.transaction() as s:
+        row = auth.revoke_key(s, prefix)
+        if row is None:
+            print(f"mediaproxy: no key with prefix {prefix}", file=sys.stderr)
+            return 1
+        slug, revoked = row.org.slug, _iso(row.revoked_at)
+    print(f"key {prefix} of organization {slug!r} revoked at {revoked}")
+    return 0
+
+
 def cmd_worker(args: argparse.Namespace) -> int:
     from . import logs
     from .library.jobs import run_worker
@@ -295,11 +341,17 @@ def build_parser() -> argparse.ArgumentParser:
     q.set_defaults(func=cmd_db_upgrade)
 
     p = sub.add_parser("keys", help="API keys of the media library")
-    ksub = p.add_subparsers(dest="keys_command", required=True, metavar="COMMAND", help="create")
+    ksub = p.add_subparsers(dest="keys_command", required=True, metavar="COMMAND", help="create, list, revoke")
     q = ksub.add_parser("create", help="create a key (and the organization if needed); the key is the last line")
     q.add_argument("--org", required=True, help="organization slug (a-z, 0-9, '-')")
     q.add_argument("--name", default="", help="a label for the key")
     q.set_defaults(func=cmd_keys_create)
+    q = ksub.add_parser("list", help="list the keys (prefix, org, name, created, revoked); never a secret")
+    q.add_argument("--org", help="only this organization's keys")
+    q.set_defaults(func=cmd_keys_list)
+    q = ksub.add_parser("revoke", help="revoke a key by its prefix: refused from the next request on")
+    q.add_argument("prefix", help="the key's prefix as `keys list` prints it (or the whole key)")
+    q.set_defaults(func=cmd_keys_revoke)
 
     p = sub.add_parser("worker", help="run the library's job worker (huey consumer)")
     p.set_defaults(func=cmd_worker)

@@ -312,9 +312,12 @@ class LibrarySettings:
             raise ConfigError(f"MEDIAPROXY_QUEUE_URL={queue!r}: expected sqlite:///PATH or redis://HOST:PORT/DB")
         if not db.startswith(("sqlite:", "postgresql")):
             raise ConfigError(f"MEDIAPROXY_DATABASE_URL={db!r}: expected sqlite:///PATH or postgresql+psycopg://...")
-        prefix = env.get("MEDIAPROXY_API_PREFIX", d["api_prefix"]).strip().rstrip("/")
+        # seed 004 names it API_PREFIX; ours wins when both are set
+        prefix_name = "MEDIAPROXY_API_PREFIX" if "MEDIAPROXY_API_PREFIX" in env or "API_PREFIX" not in env \
+            else "API_PREFIX"
+        prefix = env.get(prefix_name, d["api_prefix"]).strip().rstrip("/")
         if not prefix.startswith("/") or "{" in prefix or " " in prefix:
-            raise ConfigError(f"MEDIAPROXY_API_PREFIX={prefix!r}: expected a path such as /v2")
+            raise ConfigError(f"{prefix_name}={prefix!r}: expected a path such as /v2")
         pmin = _int(env, "MEDIAPROXY_PRESIGN_MIN", d["presign_min"], 1)
         pmax = _int(env, "MEDIAPROXY_PRESIGN_MAX", d["presign_max"], pmin, 7 * 86400)
         base = env.get("MEDIAPROXY_PUBLIC_BASE_URL", "").strip().rstrip("/")
@@ -501,6 +504,18 @@ class Settings:
                 # without records: the library's private originals must never be in one of them.
                 raise ConfigError(f"MEDIAPROXY_LIBRARY_BUCKET={bucket!r}: must differ from {name}")
         return settings
+
+    def warnings(self) -> list[str]:
+        """Settings that work but are unsafe: logged at WARNING when the server starts (and by
+        ``mediaproxy check-config``), so an operator hears of them."""
+        out = []
+        if self.internal_secret == self.secret_key:
+            out.append(
+                "MEDIAPROXY_INTERNAL_SECRET is not set (or equals MEDIAPROXY_SECRET_KEY): the internal "
+                "endpoints (/_metadata, /_thumbnail, /_frames, /metrics) accept the same secret "
+                "that signs /external URLs and the admin API's tokens, so whoever learns one has all. "
+                "Set MEDIAPROXY_INTERNAL_SECRET to a separate long random string.")
+        return out
 
     def describe(self) -> dict[str, object]:
         """Settings for logs, with secrets masked."""

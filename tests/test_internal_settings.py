@@ -68,3 +68,19 @@ def test_frame_count_bound_and_internal_secret(make_server):
     assert r.status_code == 200 and len(r.json()["frames"]) == 3
     r = srv.post("/_frames", json={"video_url": url, "count": 4}, headers=ok)
     assert (r.status_code, r.text.strip()) == (400, "count must be 1..3")
+
+
+def test_an_internal_secret_falling_back_to_the_secret_key_is_logged_loudly(make_server):
+    """Without MEDIAPROXY_INTERNAL_SECRET the internal endpoints take MEDIAPROXY_SECRET_KEY: the
+    master says so at WARNING in gunicorn's log, once; with a separate secret it says nothing."""
+    from pathlib import Path
+
+    warning = "WARNING: MEDIAPROXY_INTERNAL_SECRET is not set"
+    srv = make_server("local")
+    log = Path(srv.log.name).read_text()
+    assert log.count(warning) == 1 and "[WARNING]" in log.split(warning)[0].rsplit("\n", 1)[-1], log
+    assert SECRET not in log  # the warning names the setting, never its value
+    srv.stop()
+    srv = make_server("local", env={"MEDIAPROXY_INTERNAL_SECRET": secrets.token_hex(32)})
+    assert warning not in Path(srv.log.name).read_text()
+    srv.stop()

@@ -10,6 +10,7 @@ passwords, which have little.)
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import re
@@ -55,6 +56,33 @@ def create_key(session: Session, slug: str, name: str = "") -> str:
     return key
 
 
+def list_keys(session: Session, slug: str | None = None) -> list[tuple[ApiKey, Organization]]:
+    """Every key (of one organization with ``slug``), oldest first: what is stored, never a secret."""
+    q = select(ApiKey, Organization).join(Organization, Organization.id == ApiKey.org_id)
+    if slug is not None:
+        q = q.where(Organization.slug == slug)
+    return [(k, o) for k, o in session.execute(q.order_by(ApiKey.created_at, ApiKey.id))]
+
+
+def key_prefix(text: str) -> str | None:
+    """The lookup prefix named by ``text``: the prefix itself, ``mpk_PREFIX`` or a whole key."""
+    text = text.strip()
+    m = re.fullmatch(r"(?:mpk_)?([0-9a-f]{12})(?:_[A-Za-z0-9_-]*)?", text)
+    return m.group(1) if m else None
+
+
+def revoke_key(session: Session, prefix: str) -> ApiKey | None:
+    """Revoke the key with this prefix (refused from the next request on); None if there is none.
+    A key revoked before keeps its first revocation time."""
+    from .models import now
+
+    row = session.scalar(select(ApiKey).where(ApiKey.prefix == prefix))
+    if row is not None and row.revoked_at is None:
+        row.revoked_at = now()
+        session.flush()
+    return row
+
+
 def authenticate(session: Session, key: str | None) -> Organization:
     """The organization of a valid, unrevoked key; ``Unauthorized`` otherwise."""
     if not key:
@@ -70,23 +98,21 @@ def authenticate(session: Session, key: str | None) -> Organization:
 
 # -- seed 004's admins: argon2id passwords, HS256 access JWTs, rotating refresh tokens --------------
 #
-# An access token is a JWT (HS256 with a key derived from MEDIAPROXY_SECRET_KEY) that lives
-# ACCESS_TTL seconds and carries the admin's ``token_version``: a password change or a reused refresh
-# token bumps it, which ends every access token at once. Only HS256 is accepted (``alg: none`` and
-# every other algorithm are refused by PyJWT's ``algorithms=``); ``exp`` is required and checked.
+# A login starts a session (``AdminSession``; its refresh tokens are one family). An access token is
+# a JWT (HS256 with a key derived from MEDIAPROXY_SECRET_KEY) that lives ACCESS_TTL seconds and
+# carries its session's id and the admin's ``token_version``. Every admin request looks the session
+# up (one primary-key read joined to the admin's row): a revoked session (logout) refuses its access
+# tokens on the next request, and a password change or a reused refresh token bumps the version,
+# which ends every access token at once. Only HS256 is accepted (``alg: none`` and every other
+# algorithm are refused by PyJWT's ``algorithms=``); ``exp`` is required and checked.
 # A refresh token is opaque (256 bits, stored as SHA-256), single use: refreshing rotates it; a used
-# one presented again means it was stolen, so its whole family (that login's chain) is revoked.
-# Failed logins are counted per account and per address: past LOGIN_FREE (an address: LOGIN_FREE_ADDR)
-# failures each further attempt waits 2^(n - free) seconds (at most LOGIN_MAX_WAIT), answered 429 with Retry-After.
+# one presented again means it was stolen, so its whole family (that session) is revoked.
 
 ACCESS_TTL = 900
 REFRESH_TTL = 30 * 86400
-LOGIN_FREE = 5  # failures of one account before it slows down
-LOGIN_FREE_ADDR = 20  # of one address (many users may share one behind a NAT)
-LOGIN_FORGET = 3600  # a counter untouched this long starts again
-LOGIN_MAX_WAIT = 900
 PASSWORD_MIN = 10
 _EMAIL = re.compile(r"[^@\s]{1,64}@[^@\s]{1,190}")
+_SESSION = re.compile(r"[0-9a-f]{32}")
 
 
 def _hasher():
@@ -145,21 +171,33 @@ def jwt_key(secret: str) -> bytes:
     return hmac.new(secret.encode(), b"mediaproxy admin access token", hashlib.sha256).digest()
 
 
-def access_token(admin, secret: str) -> str:
+def access_token(admin, session_id: str, secret: str) -> str:
     import time
 
     import jwt
 
     t = int(time.time())
-    claims = {"sub": str(admin.id), "ver": admin.token_version, "typ": "access", "iat": t, "exp": t + ACCESS_TTL}
+    claims = {"sub": str(admin.id), "sid": session_id, "ver": admin.token_version, "typ": "access", "iat": t,
+              "exp": t + ACCESS_TTL}
     return jwt.encode(claims, jwt_key(secret), algorithm="HS256")
 
 
-def admin_from_token(session: Session, token: str | None, secret: str):
-    """The admin of a valid access token; ``Unauthorized`` for anything else."""
-    import jwt
+@functools.cache
+def _admin_of_session():
+    """The admin's row and its session's end, by primary keys: built once, as building the
+    statement costs as much as running it (docs/library.md § Admin)."""
+    from sqlalchemy import bindparam
 
-    from .models import Admin
+    from .models import Admin, AdminSession
+
+    return (select(Admin, AdminSession.revoked_at).join(AdminSession, AdminSession.admin_id == Admin.id)
+            .where(Admin.id == bindparam("admin_id"), AdminSession.id == bindparam("session_id")))
+
+
+def admin_from_token(session: Session, token: str | None, secret: str):
+    """(the admin, the session id) of a valid access token whose session is still open;
+    ``Unauthorized`` for anything else."""
+    import jwt
 
     if not token:
         raise Unauthorized("missing Authorization: Bearer access token")
@@ -170,32 +208,38 @@ def admin_from_token(session: Session, token: str | None, secret: str):
         raise Unauthorized("the access token has expired") from None
     except jwt.PyJWTError:
         raise Unauthorized("invalid access token") from None
-    if claims.get("typ") != "access" or not decimal(str(claims.get("sub", ""))):
+    sid = claims.get("sid")
+    if (claims.get("typ") != "access" or not decimal(str(claims.get("sub", ""))) or len(str(claims["sub"])) > 18
+            or not isinstance(sid, str) or not _SESSION.fullmatch(sid)):
         raise Unauthorized("invalid access token")
-    admin = session.get(Admin, int(claims["sub"]))
-    if admin is None or admin.token_version != claims.get("ver"):
+    row = session.execute(_admin_of_session(), {"admin_id": int(claims["sub"]), "session_id": sid}).first()
+    if row is None or row[1] is not None or row[0].token_version != claims.get("ver"):
         raise Unauthorized("the access token has been revoked")
-    return admin
+    return row[0], sid
 
 
-def issue_refresh(session: Session, admin, family: str | None = None) -> str:
+def issue_refresh(session: Session, admin, family: str | None = None) -> tuple[str, str]:
+    """(a new refresh token, its session id): of the session ``family``, or of a new one."""
     from datetime import timedelta
 
-    from .models import RefreshToken, now
+    from .models import AdminSession, RefreshToken, now
 
+    if family is None:
+        family = secrets.token_hex(16)
+        session.add(AdminSession(id=family, admin_id=admin.id))
     token = secrets.token_urlsafe(32)
-    session.add(RefreshToken(admin_id=admin.id, family=family or secrets.token_hex(16), digest=digest(token),
+    session.add(RefreshToken(admin_id=admin.id, family=family, digest=digest(token),
                              expires_at=now() + timedelta(seconds=REFRESH_TTL)))
     session.flush()
-    return token
+    return token, family
 
 
 def rotate_refresh(session: Session, token: str | None):
-    """(admin, a new refresh token) for a valid one, which is used up; a reused token revokes its
-    whole family and every access token of the admin."""
+    """(admin, a new refresh token, its session id) for a valid one, which is used up; a reused
+    token revokes its whole session and every access token of the admin."""
     from sqlalchemy import update
 
-    from .models import Admin, RefreshToken, now
+    from .models import Admin, AdminSession, RefreshToken, now
 
     row = session.scalar(select(RefreshToken).where(RefreshToken.digest == digest(token or ""))) if token else None
     if row is None or row.revoked_at is not None or row.expires_at <= now():
@@ -206,30 +250,76 @@ def rotate_refresh(session: Session, token: str | None):
         admin.token_version += 1
         session.commit()
         raise Unauthorized("the refresh token was used before: its session is revoked")
+    live = session.scalar(select(AdminSession.id).where(AdminSession.id == row.family,
+                                                        AdminSession.revoked_at.is_(None)))
+    if live is None:
+        raise Unauthorized("invalid refresh token")
     # compare-and-set: of two concurrent refreshes with one token, only one wins
     won = session.execute(update(RefreshToken).where(RefreshToken.id == row.id, RefreshToken.used_at.is_(None))
                           .values(used_at=now())).rowcount
     if not won:
         raise Unauthorized("invalid refresh token")
-    return admin, issue_refresh(session, admin, row.family)
+    refresh, family = issue_refresh(session, admin, row.family)
+    return admin, refresh, family
 
 
 def revoke_family(session: Session, family: str) -> None:
+    """End one session: its refresh tokens and (at their next request) its access tokens."""
     from sqlalchemy import update
 
-    from .models import RefreshToken, now
+    from .models import AdminSession, RefreshToken, now
 
+    t = now()
     session.execute(update(RefreshToken).where(RefreshToken.family == family, RefreshToken.revoked_at.is_(None))
-                    .values(revoked_at=now()))
+                    .values(revoked_at=t))
+    session.execute(update(AdminSession).where(AdminSession.id == family, AdminSession.revoked_at.is_(None))
+                    .values(revoked_at=t))
 
 
 def revoke_refresh(session: Session, admin, token: str | None) -> None:
+    """End the session of one of the admin's refresh tokens (another admin's token: nothing)."""
     from .models import RefreshToken
 
     row = session.scalar(select(RefreshToken).where(RefreshToken.digest == digest(token or ""),
                                                     RefreshToken.admin_id == admin.id)) if token else None
     if row is not None:
         revoke_family(session, row.family)
+
+
+def end_every_session(session: Session, admin) -> None:
+    """Every session of the admin: all refresh tokens and all access tokens, at once."""
+    from sqlalchemy import update
+
+    from .models import AdminSession, RefreshToken, now
+
+    t = now()
+    session.execute(update(RefreshToken).where(RefreshToken.admin_id == admin.id, RefreshToken.revoked_at.is_(None))
+                    .values(revoked_at=t))
+    session.execute(update(AdminSession).where(AdminSession.admin_id == admin.id, AdminSession.revoked_at.is_(None))
+                    .values(revoked_at=t))
+    admin.token_version += 1
+
+
+# -- failed logins -----------------------------------------------------------------------------------
+#
+# Slow down the attacker, not the owner: failures are counted per (account, client address) pair
+# and, more loosely, per address. A pair past LOGIN_FREE_PAIR failures, or an address past
+# LOGIN_FREE_ADDR, waits 2^(n - free) seconds (at most LOGIN_MAX_WAIT) before its next attempt,
+# answered 429 with Retry-After. Nothing is counted per account alone, so failures from one
+# address never refuse the right password from another: the owner is never locked out by someone
+# else's guesses. The address is the client's as the trusted-proxy settings say
+# (``MEDIAPROXY_TRUSTED_PROXY_CIDRS``; clientip.client_address), not a proxy's.
+
+LOGIN_FREE_PAIR = 5  # failures of one account from one address before that pair slows down
+LOGIN_FREE_ADDR = 30  # failures from one address, whatever the accounts (many users may share one)
+LOGIN_FORGET = 3600  # a counter untouched this long starts again
+LOGIN_MAX_WAIT = 900
+
+
+def throttle_keys(email: str, address: str) -> list[str]:
+    """The counters a login attempt is judged by: its (account, address) pair and its address."""
+    account = hashlib.sha256(email.encode()).hexdigest()[:32]  # bounded length, whatever the email
+    return [f"pair:{account}:{address}", f"addr:{address}"]
 
 
 def throttle_wait(session: Session, keys: list[str]) -> int:
@@ -246,6 +336,8 @@ def throttle_wait(session: Session, keys: list[str]) -> int:
 
 
 def throttle_record(session: Session, keys: list[str], ok: bool) -> None:
+    """Count a failure on every key; a success clears its pair (never its address: an attacker
+    with an account of their own could otherwise reset the address's count)."""
     from datetime import timedelta
 
     from .models import LoginThrottle, now
@@ -253,7 +345,7 @@ def throttle_record(session: Session, keys: list[str], ok: bool) -> None:
     for k in keys:
         row = session.get(LoginThrottle, k)
         if ok:
-            if row is not None and k.startswith("acct:"):
+            if row is not None and k.startswith("pair:"):
                 session.delete(row)
             continue
         if row is None:
@@ -263,7 +355,7 @@ def throttle_record(session: Session, keys: list[str], ok: bool) -> None:
             row.failures = 0
         row.failures += 1
         row.updated_at = now()
-        free = LOGIN_FREE if k.startswith("acct:") else LOGIN_FREE_ADDR
+        free = LOGIN_FREE_PAIR if k.startswith("pair:") else LOGIN_FREE_ADDR
         if row.failures >= free:
             row.locked_until = now() + timedelta(seconds=min(2 ** (row.failures - free), LOGIN_MAX_WAIT))
     session.flush()

@@ -28,6 +28,7 @@ TAG_MAX = 64
 TAGS_MAX = 32
 TOKEN_BYTES = 32
 FALLBACK_SIDE = 64
+STATS_APIS = ("v1", "media", "v2")  # the records' dialects: /api/v1 (seed 002), /media (seed 003), /v2
 
 
 def token_digest(token: str) -> str:
@@ -148,18 +149,32 @@ class Gallery:
             return False
         if row.kind == "image":
             return row.target_id == img.id
-        return s.scalar(select(func.count()).select_from(AlbumImage)
-                        .where(AlbumImage.album_id == row.target_id, AlbumImage.media_id == img.id)) > 0
+        # an album's token grants what the album's owner may see now: the image must still be in
+        # the album and (being private) still be the album owner's own
+        album_owner = s.scalar(select(Album.owner).join(AlbumImage, AlbumImage.album_id == Album.id)
+                               .where(Album.id == row.target_id, Album.org_id == img.org_id,
+                                      AlbumImage.media_id == img.id))
+        return album_owner is not None and album_owner == img.owner
+
+    def sees_as_owner(self, s: Session, album: Album, user: str | None, token: str | None) -> bool:
+        """Whether this request sees the album with its owner's eyes: the owner, or a valid token of it."""
+        if user is not None and user == album.owner:
+            return True
+        row = self.valid_token(s, token, "album") if token else None
+        return row is not None and row.target_id == album.id
 
     def list_images(self, s: Session, org_id: int | None, *, user: str | None, limit: int, offset: int,
                     tag: str | None = None, album_id: str | None = None, private: bool | None = None,
                     owner: str | None = None, since: datetime | None = None, until: datetime | None = None,
-                    all_private: bool = False) -> tuple[list[Media], int]:
+                    all_private: bool = False, also_sees: str | None = None) -> tuple[list[Media], int]:
+        """``also_sees``: another user whose private images are listed too (an album's owner, to
+        whoever holds the album's token: never more than that owner could list)."""
         cond = [Media.dialect == "v2", Media.state == "ready"]
         if org_id is not None:
             cond.append(Media.org_id == org_id)
         if not all_private:  # a private image is listed to its owner only
-            cond.append((Media.is_private.is_(False)) | (Media.owner == user) if user is not None
+            viewers = [u for u in (user, also_sees) if u is not None]
+            cond.append(Media.is_private.is_(False) | Media.owner.in_(viewers) if viewers
                         else Media.is_private.is_(False))
         if private is not None:
             cond.append(Media.is_private.is_(private))
@@ -255,10 +270,17 @@ class Gallery:
         return list(rows), total
 
     def image_counts(self, s: Session, album_ids: list[str]) -> dict[str, int]:
+        """Each album's ``imageCount``: the images its owner may see in it (the public ones and the
+        owner's own), what its token shows — never counting another user's private image that was
+        added while it was public."""
         if not album_ids:
             return {}
-        return dict(s.execute(select(AlbumImage.album_id, func.count()).where(AlbumImage.album_id.in_(album_ids))
-                              .group_by(AlbumImage.album_id)).all())
+        return dict(s.execute(
+            select(AlbumImage.album_id, func.count())
+            .join(Album, Album.id == AlbumImage.album_id).join(Media, Media.id == AlbumImage.media_id)
+            .where(AlbumImage.album_id.in_(album_ids), Media.state == "ready",
+                   Media.is_private.is_(False) | (Media.owner == Album.owner))
+            .group_by(AlbumImage.album_id)).all())
 
     def add_to_album(self, s: Session, album: Album, media_ids: list[str]) -> int:
         """Add the client's seed-004 images (all must exist: 404 names the first that does not)."""
@@ -366,17 +388,30 @@ class Gallery:
     # -- statistics -------------------------------------------------------------------------------
 
     def stats(self, s: Session, org_id: int) -> dict:
-        images, size, private = s.execute(
-            select(func.count(), func.coalesce(func.sum(Media.size), 0),
-                   func.coalesce(func.sum(func.cast(Media.is_private, _int())), 0))
-            .where(Media.org_id == org_id, Media.dialect == "v2", Media.state == "ready")).one()
+        """The client's media, whichever API stored them: ``images`` (with ``privateImages`` and
+        ``imageBytes``) counts every ready record but avatars — uploads of /api/v1 (seed 002), of
+        /media (seed 003) and of /v2 — each with its original's size (identical seed-003 uploads,
+        stored once, count once per record; variants and cached renditions are not counted);
+        ``byApi`` splits them by API. Avatars, albums and ``totalBytes`` (images' and avatars')
+        follow."""
+        per_api = {api: {"images": 0, "privateImages": 0, "bytes": 0} for api in STATS_APIS}
+        for dialect, n, size, private in s.execute(
+                select(Media.dialect, func.count(), func.coalesce(func.sum(Media.size), 0),
+                       func.coalesce(func.sum(func.cast(Media.is_private, _int())), 0))
+                .where(Media.org_id == org_id, Media.state == "ready", Media.dialect != "avatar")
+                .group_by(Media.dialect)):
+            api = per_api.setdefault(dialect, {"images": 0, "privateImages": 0, "bytes": 0})
+            api["images"], api["privateImages"], api["bytes"] = int(n), int(private), int(size)
+        images = sum(a["images"] for a in per_api.values())
+        private = sum(a["privateImages"] for a in per_api.values())
+        size = sum(a["bytes"] for a in per_api.values())
         albums = s.scalar(select(func.count()).select_from(Album).where(Album.org_id == org_id)) or 0
         avatars, avatar_bytes = s.execute(
             select(func.count(), func.coalesce(func.sum(Media.size), 0)).select_from(Avatar)
             .join(Media, Media.id == Avatar.media_id).where(Avatar.org_id == org_id)).one()
-        return {"images": int(images), "privateImages": int(private), "imageBytes": int(size),
+        return {"images": images, "privateImages": private, "imageBytes": size,
                 "albums": int(albums), "avatars": int(avatars), "avatarBytes": int(avatar_bytes),
-                "totalBytes": int(size) + int(avatar_bytes)}
+                "totalBytes": size + int(avatar_bytes), "byApi": per_api}
 
 
 def _int():

@@ -249,6 +249,17 @@ class RefreshToken(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime, default=now)
 
 
+class AdminSession(Base):
+    """One login of an admin (its refresh tokens are one family, ``RefreshToken.family``): every
+    access token names its session, and is refused once the session is revoked (logout)."""
+
+    __tablename__ = "admin_sessions"
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)  # the refresh tokens' family
+    admin_id: Mapped[int] = mapped_column(ForeignKey("admins.id", ondelete="CASCADE"), index=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=now)
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+
+
 class LoginThrottle(Base):
     """Failed logins per account (``acct:EMAIL``) and per address (``addr:IP``)."""
 

@@ -74,6 +74,14 @@ def new_id() -> str:
     return uuid.uuid4().hex
 
 
+def _own_key(folder: str, stored_key: str) -> str:
+    """A version's original under its own folder: the stored key itself, unless the bytes are
+    another record's (a deduplicated seed-003 upload), then their name under this folder."""
+    if stored_key.startswith(folder + "/"):
+        return stored_key
+    return f"{folder}/{stored_key.rsplit('/', 1)[-1]}"
+
+
 def safe_filename(name: str | None, fallback: str = "file") -> str:
     """A filename fit for an object key: no folders, no control characters, at most 100 characters."""
     name = unicodedata.normalize("NFC", (name or "").replace("\\", "/").rsplit("/", 1)[-1])
@@ -262,14 +270,15 @@ class Library:
         return self.by_key(s, org, bucket, key)
 
     def _owner_of_key(self, s: Session, bucket: str, key: str) -> tuple[Media, bool] | None:
-        """(the newest media whose current version has ``key`` as original or variant, is-variant)."""
+        """(a media whose current version has the stored ``key`` as original or variant — a private
+        one if any is: seed 003's identical uploads share one object —, is-variant)."""
         if bucket != self.bucket or not key:
             return None
         media = s.scalar(
             select(Media).join(Version, Version.id == Media.current_version_id)
             .join(StoredObject, StoredObject.id == Version.object_id)
             .where(StoredObject.bucket == bucket, StoredObject.key == key)
-            .order_by(Media.is_private.asc(), Media.created_at.desc()).limit(1))
+            .order_by(Media.is_private.desc(), Media.created_at.desc()).limit(1))
         if media is not None:
             return media, False
         media = s.scalar(
@@ -309,18 +318,48 @@ class Library:
             raise NotFound("no such object")
         return found[0].is_private
 
-    def public_mime(self, s: Session, bucket: str, key: str) -> str | None:
-        """May ``key`` be served through a public URL? Its type when a public, uploaded media uses it."""
-        found = self._owner_of_key(s, bucket, key)
-        if found is None or found[0].is_private or found[0].state != "ready":
+    @staticmethod
+    def public_key(media: Media) -> str:
+        """The key of the media's own public URL (``/library/{key}``) for its current original:
+        ``{org}/{mediaId}/{versionId}/{name}``. It is the stored object's key, except for a seed-003
+        upload pointed at identical bytes stored before (content addressing): that record's URL
+        keeps its own folder, so each record's privacy governs its own URL."""
+        return _own_key(media.current.folder, media.current.object.key)
+
+    def public_object(self, s: Session, key: str) -> tuple[str, str, str] | None:
+        """What the public URL ``/library/{key}`` serves — (bucket, stored key, type) — or None.
+
+        The key names one record and one of its versions (``{org}/{mediaId}/{versionId}/{name}``):
+        the record's current original (under its own spelling, ``public_key``) or one of its
+        variants. It is served only while that record is ready and public, whatever other records
+        share the stored bytes. One query for an original, two for a variant."""
+        parts = key.split("/")
+        if len(parts) != 4 or not _ID.fullmatch(parts[1]) or not _ID.fullmatch(parts[2]):
             return None
-        media, is_variant = found
-        if is_variant:
-            return s.scalar(select(Variant.mime_type).where(Variant.bucket == bucket, Variant.key == key))
-        return media.mime_type
+        org_slug, media_id, version_id, _ = parts
+        row = s.execute(
+            select(Media.mime_type, Version.folder, StoredObject.bucket, StoredObject.key)
+            .join(Version, Version.id == Media.current_version_id)
+            .join(StoredObject, StoredObject.id == Version.object_id)
+            .join(Organization, Organization.id == Media.org_id)
+            .where(Media.id == media_id, Media.current_version_id == version_id, Organization.slug == org_slug,
+                   Media.state == "ready", Media.is_private.is_(False))).first()
+        if row is None:
+            return None
+        mime, folder, bucket, stored = row
+        if bucket == self.bucket and _own_key(folder, stored) == key:
+            return bucket, stored, mime
+        variant = s.execute(select(Variant.bucket, Variant.key, Variant.mime_type)
+                            .where(Variant.version_id == version_id, Variant.key == key,
+                                   Variant.bucket == self.bucket)).first()
+        return tuple(variant) if variant is not None else None
 
     def public_sha256(self, s: Session, sha: str) -> StoredObject | None:
-        """The object of a public media with these bytes (the canonical, content-addressed URI)."""
+        """The object of a public media with these bytes (the canonical, content-addressed URI).
+
+        The address names the bytes, not a record: it is served while some ready, public record
+        holds them (that record publishes them), and a private record holding the same bytes does
+        not stop it — which also keeps it from telling anyone whether a private copy exists."""
         return s.scalar(
             select(StoredObject).join(Version, Version.object_id == StoredObject.id)
             .join(Media, Media.current_version_id == Version.id)
@@ -570,7 +609,7 @@ class Library:
             "thumbHash": media.thumb_hash,
             "canonicalUri": (f"{self.settings.public_base_url or base}/sha256/{obj.sha256}"
                              if public and obj.sha256 else None),
-            "url": self.public_url(base, obj.key) if public else None,
+            "url": self.public_url(base, self.public_key(media)) if public else None,
             "variants": self.describe_variants(media, base),
             "createdAt": iso(media.created_at),
             "updatedAt": iso(media.updated_at),

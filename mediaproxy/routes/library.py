@@ -1,11 +1,12 @@
 """The library's public URLs, served by the origin: ``/library/{objectKey}`` (an original or a
 variant, by its immutable per-version key) and ``/sha256/{hex}`` (the content address).
 
-The one thing the origin asks the library is whether a key may be shown to anyone: a public,
-uploaded media must use it. Anything else — private, still uploading, deleted, or never
-existed — is the same 404, so a guessed key tells nothing. Query parameters are imgix's
-(mediaproxy/media/imgix.py); without any, the stored bytes are streamed with Range. The key
-of a version never changes, so the answers carry the origin's one-year immutable caching.
+The one thing the origin asks the library is whether a key may be shown to anyone: the record
+the key names (its media and version) must be public and uploaded. Anything else — private,
+still uploading, deleted, or never existed — is the same 404, so a guessed key tells nothing.
+Query parameters are imgix's (mediaproxy/media/imgix.py); without any, the stored bytes are
+streamed with Range. The key of a version never changes, so the answers carry the origin's
+one-year immutable caching.
 """
 
 from __future__ import annotations
@@ -43,11 +44,10 @@ class _Public:
 
 class PublicObject(_Public):
     def on_get(self, req: falcon.Request, resp: falcon.Response, key: str) -> None:
-        lib = self.library
-        mime = lib.public_mime(req.context.db, lib.bucket, key)
-        if mime is None:
+        found = self.library.public_object(req.context.db, key)
+        if found is None:
             raise NotFound("no such object")
-        self.serve(req, resp, lib.bucket, key, mime)
+        self.serve(req, resp, *found)
 
     on_head = on_get
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import falcon
 from sqlalchemy import func, select
 
+from ...clientip import NetworkSet, client_address
 from ...errors import BadRequest, MediaError, NotFound
 from ...hotpath import decimal
 from .. import auth
@@ -35,14 +36,20 @@ def client_json(org: Organization, stats: dict | None = None) -> dict:
 
 class AdminResource(V2Resource):
     def admin(self, req: falcon.Request) -> Admin:
+        """The admin of the request's access token, its session still open (its id is kept in
+        ``req.context.admin_session``)."""
         scheme, _, token = (req.get_header("Authorization") or "").partition(" ")
-        return auth.admin_from_token(req.context.db, token.strip() if scheme.lower() == "bearer" else None,
-                                     self.library.ctx.settings.secret_key)
+        a, req.context.admin_session = auth.admin_from_token(
+            req.context.db, token.strip() if scheme.lower() == "bearer" else None,
+            self.library.ctx.settings.secret_key)
+        return a
 
-    def tokens(self, req: falcon.Request, a: Admin, refresh: str) -> dict:
-        return {"accessToken": auth.access_token(a, self.library.ctx.settings.secret_key), "tokenType": "Bearer",
-                "expiresIn": auth.ACCESS_TTL, "refreshToken": refresh, "refreshExpiresIn": auth.REFRESH_TTL,
-                "admin": admin_json(a)}
+    def tokens(self, req: falcon.Request, a: Admin, refresh: tuple[str, str]) -> dict:
+        """The answer of a login or a refresh: ``refresh`` is (the refresh token, its session id)."""
+        token, session_id = refresh
+        return {"accessToken": auth.access_token(a, session_id, self.library.ctx.settings.secret_key),
+                "tokenType": "Bearer", "expiresIn": auth.ACCESS_TTL, "refreshToken": token,
+                "refreshExpiresIn": auth.REFRESH_TTL, "admin": admin_json(a)}
 
     def client(self, req: falcon.Request, client_id: str) -> Organization:
         org = req.context.db.get(Organization, int(client_id)) if decimal(client_id) and len(client_id) < 12 else None
@@ -64,7 +71,8 @@ class Login(AdminResource):
         s = req.context.db
         email = (text(p, "email", required=True, most=255) or "").strip().lower()
         password = text(p, "password", required=True, most=1024)
-        keys = [f"acct:{email}", f"addr:{req.remote_addr}"]
+        address = client_address(req.env, NetworkSet(self.library.ctx.settings.trusted_proxy_cidrs))
+        keys = auth.throttle_keys(email, str(address) if address is not None else "unknown")
         wait = auth.throttle_wait(s, keys)
         if wait:
             raise TooManyAttempts(f"too many failed logins; retry in {wait} s", headers={"Retry-After": str(wait)})
@@ -80,8 +88,8 @@ class Login(AdminResource):
 class Refresh(AdminResource):
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         p = read_json(req)
-        a, refresh = auth.rotate_refresh(req.context.db, text(p, "refreshToken", required=True, most=256))
-        send_json(resp, self.tokens(req, a, refresh))
+        a, refresh, session_id = auth.rotate_refresh(req.context.db, text(p, "refreshToken", required=True, most=256))
+        send_json(resp, self.tokens(req, a, (refresh, session_id)))
 
 
 class Logout(AdminResource):
@@ -89,9 +97,12 @@ class Logout(AdminResource):
         a = self.admin(req)
         p = read_json(req)
         s = req.context.db
-        auth.revoke_refresh(s, a, text(p, "refreshToken", most=256))
-        if p.get("everywhere") is True or not p.get("refreshToken"):
-            a.token_version += 1  # every access token of this admin ends now
+        refresh = text(p, "refreshToken", most=256)
+        if p.get("everywhere") is True or not refresh:
+            auth.end_every_session(s, a)  # every refresh token and every access token of this admin
+        else:
+            auth.revoke_family(s, req.context.admin_session)  # this access token's own session
+            auth.revoke_refresh(s, a, refresh)  # and the refresh token's
         resp.status = falcon.HTTP_204
 
 
@@ -126,14 +137,8 @@ class ChangePassword(AdminResource):
         if not auth.verify_password(a, current):
             raise BadRequest("the current password is wrong")
         a.password_hash = auth._hasher().hash(new)
-        a.token_version += 1  # every session ends: log in again
-        from sqlalchemy import update
-
-        from ..models import RefreshToken, now
-
-        req.context.db.execute(update(RefreshToken).where(RefreshToken.admin_id == a.id,
-                                                          RefreshToken.revoked_at.is_(None)).values(revoked_at=now()))
         s = req.context.db
+        auth.end_every_session(s, a)  # every session ends: log in again
         send_json(resp, self.tokens(req, a, auth.issue_refresh(s, a)))
 
 
@@ -145,9 +150,17 @@ class Stats(AdminResource):
                    for o in s.scalars(select(Organization).order_by(Organization.id))]
         total: dict = {}
         for c in clients:
-            for k, v in c["stats"].items():
-                total[k] = total.get(k, 0) + v
+            _add(total, c["stats"])
         send_json(resp, {"clients": len(clients), **total, "perClient": clients})
+
+
+def _add(total: dict, stats: dict) -> None:
+    """Sum ``stats`` into ``total``, nested counts (``byApi``) too."""
+    for k, v in stats.items():
+        if isinstance(v, dict):
+            _add(total.setdefault(k, {}), v)
+        else:
+            total[k] = total.get(k, 0) + v
 
 
 class Clients(AdminResource):

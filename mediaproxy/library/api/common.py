@@ -157,6 +157,8 @@ def text(params: dict, name: str, required: bool = False, most: int = 4096) -> s
         raise BadRequest(f"{name} must be a string")
     if len(value) > most:
         raise BadRequest(f"{name} is longer than {most} characters")
+    if "\x00" in value:  # PostgreSQL cannot store it (a 500 there, stored on SQLite): refused alike
+        raise BadRequest(f"{name} must not contain a NUL character")
     return value
 
 

@@ -23,13 +23,21 @@ def user_id(req: falcon.Request) -> str:
     return user
 
 
+# RFC 5987's attr-char: what filename*= may carry unencoded (letters, digits and "_.-~" are never quoted)
+_ATTR_CHARS = "!#$&+^`|"
+
+
 def disposition(filename: str) -> str:
+    """``inline`` with the filename (RFC 6266): a quoted ASCII fallback in which anything outside
+    printable ASCII, quotes, backslashes and percent signs become ``_``, and — when that changed
+    the name — the exact name UTF-8 percent-encoded in ``filename*`` (RFC 5987). A header value
+    never carries a control character, whatever the name holds."""
     from urllib.parse import quote
 
-    ascii_name = filename.encode("ascii", "replace").decode().replace('"', "_").replace("\\", "_")
+    ascii_name = "".join(c if " " <= c <= "~" and c not in '"\\%' else "_" for c in filename)
     value = f'inline; filename="{ascii_name}"'
     if ascii_name != filename:
-        value += f"; filename*=UTF-8''{quote(filename)}"
+        value += f"; filename*=UTF-8''{quote(filename, safe=_ATTR_CHARS)}"
     return value
 
 
@@ -83,7 +91,7 @@ def describe(lib, media: Media, base: str) -> dict:
         "width": media.width,
         "height": media.height,
         "status": "uploaded" if ready else "pending_upload",
-        "publicDownloadUrl": lib.public_url(base, obj.key) if ready and not media.is_private else None,
+        "publicDownloadUrl": lib.public_url(base, lib.public_key(media)) if ready and not media.is_private else None,
         "blurHash": media.blur_hash,
         "thumbHash": media.thumb_hash,
         "canonicalUri": (f"{lib.settings.public_base_url or base}/sha256/{obj.sha256}"

@@ -223,12 +223,16 @@ class Images(V2Resource):
         limit, offset = _page(p)
         private = None if p.get("isPrivate") in (None, "") else boolean(p, "isPrivate")
         album_id = text(p, "albumId", most=64)
-        if album_id:
-            self.gallery.album(req.context.db, org.id, album_id, user, text(p, "token", most=128))
+        also_sees = None
+        if album_id:  # the same images as GET /albums/{id}/images answers this user
+            token = text(p, "token", most=128)
+            album = self.gallery.album(req.context.db, org.id, album_id, user, token)
+            if self.gallery.sees_as_owner(req.context.db, album, user, token):
+                also_sees = album.owner
         items, total = self.gallery.list_images(
             req.context.db, org.id, user=user, limit=limit, offset=offset, tag=text(p, "tag", most=64),
             album_id=album_id, private=private, owner=text(p, "userId", most=USER_MAX),
-            since=_date(p, "from"), until=_date(p, "to"))
+            since=_date(p, "from"), until=_date(p, "to"), also_sees=also_sees)
         send_json(resp, {"items": self.images_json(req, items), "total": total, "limit": limit, "offset": offset})
 
 
@@ -497,10 +501,12 @@ class AlbumImages(AlbumBase):
         album = self._album(req, album_id)
         user = _user(req, True)
         limit, offset = _page(req.params)
-        token_ok = self.gallery.valid_token(req.context.db, text(req.params, "token", most=128) or "", "album")
-        everything = album.owner == user or (token_ok is not None and token_ok.target_id == album.id)
+        # the owner, or a token holder, sees what the owner may see (public images and the owner's
+        # private ones), never another user's private image that was added while it was public
+        owners_view = self.gallery.sees_as_owner(req.context.db, album, user, text(req.params, "token", most=128))
         items, total = self.gallery.list_images(req.context.db, album.org_id, user=user, limit=limit,
-                                                offset=offset, album_id=album.id, all_private=everything)
+                                                offset=offset, album_id=album.id,
+                                                also_sees=album.owner if owners_view else None)
         send_json(resp, {"items": self.images_json(req, items), "total": total, "limit": limit, "offset": offset})
 
     def on_post(self, req: falcon.Request, resp: falcon.Response, album_id: str) -> None:
