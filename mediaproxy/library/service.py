@@ -779,10 +779,6 @@ class Library:
 
     # -- delete ---------------------------------------------------------------------------------
 
-    def _drop_versions(self, s: Session, media: Media, keep: str | None) -> None:
-        """Remove every version of ``media`` but ``keep``, with their objects and variants."""
-        self._remove_versions(s, media, keep)
-
     def delete(self, s: Session, media: Media) -> int:
         """Remove the record, then the original and every variant (bytes shared with another record stay)."""
         media.current_version_id, media.current = None, None
