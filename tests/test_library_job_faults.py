@@ -19,7 +19,7 @@ from .server import MotoS3, Server
 
 # leases short enough for a test, heartbeats well inside them
 FAST_JOBS = {
-    "MEDIAPROXY_JOB_LEASE": "1.5",
+    "MEDIAPROXY_JOB_LEASE": "3",
     "MEDIAPROXY_JOB_HEARTBEAT": "0.2",
     "MEDIAPROXY_JOB_RETRY_DELAY": "0.2",
     "MEDIAPROXY_UPLOAD_MAX_BYTES": str(20 * 1024**2),
@@ -160,7 +160,7 @@ def stack_queue_again(stack: Stack, job_id: str) -> None:
 
 @pytest.mark.parametrize("name", ["local", "s3-pg-redis"])
 def test_a_rolling_restart_of_workers_runs_a_long_crop_once(stacks, name):
-    stack, workers = stacks(name, extra={"MEDIAPROXY_JOB_TEST_DELAY": "3"})
+    stack, workers = stacks(name, extra={"MEDIAPROXY_JOB_TEST_DELAY": "4"})
     m = _upload_big(stack)
     first = _worker(stack, workers)
     job_id = _crop_async(stack, m["id"], regenerateVariants=True)
