@@ -291,3 +291,25 @@ def _crop_async_small(stack: Stack, media_id: str) -> str:
                                                       "rotate": 90, "async": True})
     assert r.status_code == 202, r.text
     return r.json()["jobId"]
+
+
+def test_concurrent_synchronous_crops_each_apply_once_or_answer_409(stacks):
+    """Two crops of one image at once: each that answers 200 turned it once (a crop that lost the
+    compare-and-set answers 409 and removes what it wrote); never both from the same version."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    stack, _ = stacks("local")
+    m = _upload_big(stack)
+
+    def crop(_):
+        return stack.api("POST", "/api/v1/media/crop", json={"id": m["id"], "x": 0, "y": 0, "width": BIG[0],
+                                                             "height": BIG[1], "rotate": 90}).status_code
+
+    with ThreadPoolExecutor(2) as pool:
+        codes = sorted(pool.map(crop, range(2)))
+    # a second crop of the whole 6000x4000 image after the first has turned it is outside: 400
+    assert codes in ([200, 409], [200, 400]), codes
+    got = stack.api("GET", f"/api/v1/media/{m['id']}").json()
+    assert (got["width"], got["height"]) == (BIG[1], BIG[0])
+    assert _rotation(got["url"]) == 90
+    assert _orphans(stack, m["id"]) == set()
