@@ -285,13 +285,11 @@ def runner(settings: Settings, library, queue: Queue, keeper: Keeper) -> Callabl
         try:
             library.run_job(s, job_id, keeper.owner)
         except LeaseLost:
-            s.rollback()
+            _rollback(s)
             log.warning("job %s: lease lost to another worker; this attempt is dropped", job_id)
-        except BaseException as exc:
-            s.rollback()
+        except Exception as exc:  # (a BaseException, e.g. the process exiting, is left to the lease)
+            _rollback(s)
             _failed(s, job_id, exc)
-            if not isinstance(exc, Exception):
-                raise
         finally:
             keeper.release(job_id)
             s.close()
@@ -308,7 +306,7 @@ def runner(settings: Settings, library, queue: Queue, keeper: Keeper) -> Callabl
         try:
             state = library.job_failed(s, job_id, reason, final=final, transient=transient, owner=keeper.owner)
         except Exception as err:
-            s.rollback()
+            _rollback(s)
             log.warning("job %s failed (%s) and its end could not be recorded (%s): its lease will put it back",
                         job_id, reason, type(err).__name__)
             return
@@ -318,6 +316,13 @@ def runner(settings: Settings, library, queue: Queue, keeper: Keeper) -> Callabl
             log.info("job %s will be retried: %s", job_id, reason)
 
     return run
+
+
+def _rollback(s) -> None:
+    try:
+        s.rollback()
+    except Exception:  # a connection that broke mid-job: the session is discarded anyway
+        pass
 
 
 def _reason(exc: BaseException) -> str:
