@@ -36,6 +36,11 @@ class NotFound(MediaError):
     reason = "not found"
 
 
+class Conflict(MediaError):
+    status = 409
+    reason = "conflict"
+
+
 class TooLarge(MediaError):
     status = 413
     reason = "source too large"
@@ -77,6 +82,10 @@ class StorageUnavailable(Overloaded):
 class UpstreamTimeout(MediaError):
     status = 504
     reason = "upstream timeout"
+
+
+class Degraded(Exception):
+    """A readiness check's part works in a reduced way (e.g. jobs wait in the outbox): ready, said so."""
 
 
 class ConfigError(Exception):

@@ -296,6 +296,11 @@ class LibrarySettings:
     api_prefix: str = "/v2"  # seed 004's routes (issue 14)
     job_retries: int = 3
     job_retry_delay: float = 1.0  # first retry after this many seconds, doubling
+    job_retry_max_delay: float = 60.0  # the doubling stops here
+    job_retry_budget: float = 600.0  # storage or database unavailable: retried for this long, not a count
+    job_lease: float = 30.0  # a job whose worker stops renewing its lease for this long is run again
+    job_heartbeat: float = 5.0  # leases renewed, expired ones swept and the outbox relayed this often
+    job_test_delay: float = 0.0  # tests only: a crop job waits this long between its output and its commit
     worker_threads: int = 2
     migrate_on_start: bool = True  # embedded SQLite: apply migrations when the app starts
 
@@ -320,6 +325,7 @@ class LibrarySettings:
             raise ConfigError(f"{prefix_name}={prefix!r}: expected a path such as /v2")
         pmin = _int(env, "MEDIAPROXY_PRESIGN_MIN", d["presign_min"], 1)
         pmax = _int(env, "MEDIAPROXY_PRESIGN_MAX", d["presign_max"], pmin, 7 * 86400)
+        lease = _float(env, "MEDIAPROXY_JOB_LEASE", d["job_lease"], 0.2, 3600.0)
         base = env.get("MEDIAPROXY_PUBLIC_BASE_URL", "").strip().rstrip("/")
         if base and not base.startswith(("http://", "https://")):
             raise ConfigError(f"MEDIAPROXY_PUBLIC_BASE_URL={base!r}: expected http(s)://host[:port]")
@@ -340,6 +346,11 @@ class LibrarySettings:
             api_prefix=prefix,
             job_retries=_int(env, "MEDIAPROXY_JOB_RETRIES", d["job_retries"], 0, 100),
             job_retry_delay=_float(env, "MEDIAPROXY_JOB_RETRY_DELAY", d["job_retry_delay"], 0.0, 3600.0),
+            job_retry_max_delay=_float(env, "MEDIAPROXY_JOB_RETRY_MAX_DELAY", d["job_retry_max_delay"], 0.0, 86400.0),
+            job_retry_budget=_float(env, "MEDIAPROXY_JOB_RETRY_BUDGET", d["job_retry_budget"], 0.0, 7 * 86400.0),
+            job_lease=lease,
+            job_heartbeat=_float(env, "MEDIAPROXY_JOB_HEARTBEAT", min(d["job_heartbeat"], lease / 3), 0.05, lease / 2),
+            job_test_delay=_float(env, "MEDIAPROXY_JOB_TEST_DELAY", d["job_test_delay"], 0.0, 600.0),
             worker_threads=_int(env, "MEDIAPROXY_WORKER_THREADS", d["worker_threads"], 1, 64),
             migrate_on_start=_bool(env, "MEDIAPROXY_MIGRATE_ON_START", db.startswith("sqlite")),
         )

@@ -23,6 +23,7 @@ def library_env(workdir: Path, extra: dict | None = None) -> dict:
         "MEDIAPROXY_DATABASE_URL": f"sqlite:///{workdir}/library.db",
         "MEDIAPROXY_QUEUE_URL": f"sqlite:///{workdir}/queue.db",
         "MEDIAPROXY_JOB_RETRY_DELAY": "0.2",
+        "MEDIAPROXY_JOB_HEARTBEAT": "0.25",  # retries are handed to the queue by the heartbeat's sweep
         **(extra or {}),
     }
 

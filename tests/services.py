@@ -38,11 +38,17 @@ class Postgres:
         self._run([str(bindir / "initdb"), "-D", str(self.data), "-U", "postgres", "-A", "trust", "-E", "UTF8",
                    "--no-sync"])
         self.port = free_port()
-        cmd = [str(bindir / "postgres"), "-D", str(self.data), "-k", str(self.sock), "-c", "listen_addresses=",
-               "-p", str(self.port), "-c", "fsync=off", "-c", "synchronous_commit=off",
-               "-c", "full_page_writes=off", "-c", "max_connections=200", "-c", f"shared_buffers={shared_buffers}"]
+        self._cmd = [str(bindir / "postgres"), "-D", str(self.data), "-k", str(self.sock), "-c", "listen_addresses=",
+                     "-p", str(self.port), "-c", "fsync=off", "-c", "synchronous_commit=off",
+                     "-c", "full_page_writes=off", "-c", "max_connections=200",
+                     "-c", f"shared_buffers={shared_buffers}"]
         self.log = open(self.dir / "pg.log", "wb")  # noqa: SIM115
-        self.proc = subprocess.Popen(self._wrap(cmd), stdout=self.log, stderr=subprocess.STDOUT,
+        self.start()
+        self._n = 0
+
+    def start(self) -> None:
+        """Start the server (again, after halt(): same data, same socket)."""
+        self.proc = subprocess.Popen(self._wrap(self._cmd), stdout=self.log, stderr=subprocess.STDOUT,
                                      start_new_session=True)
         deadline = time.monotonic() + 30
         while not (self.sock / f".s.PGSQL.{self.port}").exists():
@@ -50,7 +56,12 @@ class Postgres:
                 raise RuntimeError("postgres did not start: " + (self.dir / "pg.log").read_text()[-2000:])
             time.sleep(0.1)
         time.sleep(0.3)
-        self._n = 0
+
+    def halt(self) -> None:
+        """Stop the server (fast shutdown: sessions are ended), keeping its data for start()."""
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGINT)
+            self.proc.wait(20)
 
     def _wrap(self, cmd: list[str]) -> list[str]:
         return ["runuser", "-u", "postgres", "--", *cmd] if self.as_root else cmd
@@ -87,9 +98,15 @@ class Redis:
             raise RuntimeError("redis-server is not installed (apt-get install redis-server)")
         self.dir = Path(tempfile.mkdtemp(prefix="mp-redis-"))
         self.port = free_port()
-        self.proc = subprocess.Popen([exe, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-                                      "--appendonly", "no", "--dir", str(self.dir)],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        self._cmd = [exe, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+                     "--dir", str(self.dir)]
+        self.start()
+        self._n = 0
+
+    def start(self) -> None:
+        """Start the server (again, after stop(): same port, empty: it keeps nothing on disk)."""
+        self.proc = subprocess.Popen(self._cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                     start_new_session=True)
         import redis
 
         deadline = time.monotonic() + 20
@@ -101,14 +118,17 @@ class Redis:
                 if self.proc.poll() is not None or time.monotonic() > deadline:
                     raise RuntimeError("redis-server did not start") from None
                 time.sleep(0.05)
-        self._n = 0
 
     def new_url(self) -> str:
         self._n += 1
         return f"redis://127.0.0.1:{self.port}/{self._n % 16}"
 
-    def stop(self) -> None:
+    def halt(self) -> None:
+        """Stop the server (start() brings it back on the same port)."""
         if self.proc.poll() is None:
             self.proc.terminate()
             self.proc.wait(10)
+
+    def stop(self) -> None:
+        self.halt()
         shutil.rmtree(self.dir, ignore_errors=True)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import signal
 import subprocess
 import time
+import uuid
+from datetime import timedelta
 
 import pytest
 import requests
@@ -92,7 +94,7 @@ def test_db_upgrade_is_idempotent_and_keys_print_last(tmp_path):
     for _ in range(2):
         out = subprocess.run([MEDIAPROXY, "db", "upgrade"], cwd=ROOT, env=env, capture_output=True, text=True,
                              check=True)
-        assert "revision 0006" in out.stdout  # the head: PostgreSQL's search totals from media_search
+        assert "revision 0008" in out.stdout  # the head: jobs with leases, an outbox and crop versions
     out = subprocess.run([MEDIAPROXY, "keys", "create", "--org", "new-org"], cwd=ROOT, env=env,
                          capture_output=True, text=True, check=True)
     key = out.stdout.strip().splitlines()[-1]
@@ -105,3 +107,151 @@ def test_db_upgrade_is_idempotent_and_keys_print_last(tmp_path):
     bad = subprocess.run([MEDIAPROXY, "keys", "create", "--org", "Not A Slug"], cwd=ROOT, env=env,
                          capture_output=True, text=True)
     assert bad.returncode == 2 and "slug" in bad.stderr
+
+
+# -- the job model in process: claims, leases, the outbox, retry budgets ---------------------------
+
+@pytest.fixture
+def job_lib(tmp_path):
+    """A Library on a fresh SQLite database and the local backend, and a factory of pending jobs."""
+    from mediaproxy.context import Context
+    from mediaproxy.library import auth
+    from mediaproxy.library.db import Database
+    from mediaproxy.library.models import Job
+    from mediaproxy.library.service import Library
+    from mediaproxy.settings import Settings
+
+    (tmp_path / "storage" / "library").mkdir(parents=True)
+    settings = Settings.from_env({
+        "MEDIAPROXY_STORAGE": str(tmp_path / "storage"), "MEDIAPROXY_SECRET_KEY": "s" * 40,
+        "MEDIAPROXY_DATABASE_URL": f"sqlite:///{tmp_path}/lib.db", "MEDIAPROXY_CACHE_DIR": str(tmp_path / "cache"),
+        "MEDIAPROXY_JOB_RETRIES": "2", "MEDIAPROXY_JOB_RETRY_DELAY": "1", "MEDIAPROXY_JOB_RETRY_MAX_DELAY": "3",
+        "MEDIAPROXY_JOB_RETRY_BUDGET": "60", "MEDIAPROXY_JOB_LEASE": "0.3"})
+    db = Database(settings.library.database_url)
+    db.upgrade()
+    lib = Library(Context.build(settings), db)
+    with db.transaction() as s:
+        org_id = auth.organization(s, "acme", create=True).id
+
+    def new_job() -> str:
+        with db.transaction() as s:
+            job = Job(id=uuid.uuid4().hex, org_id=org_id, kind="finalize", params="{}", state="pending")
+            s.add(job)
+        return job.id
+
+    yield lib, new_job
+    db.dispose()
+
+
+def _row(lib, job_id: str):
+    from mediaproxy.library.models import Job
+
+    with lib.db.transaction() as s:
+        job = s.get(Job, job_id)
+        s.expunge(job)
+        return job
+
+
+def test_a_job_is_claimed_once_and_again_only_after_its_lease_expires(job_lib):
+    from mediaproxy.library.jobs import Keeper, claim
+
+    lib, new_job = job_lib
+    job_id = new_job()
+    assert claim(lib.db, job_id, "worker-a", 0.3)
+    assert not claim(lib.db, job_id, "worker-b", 0.3)  # held under a live lease
+    keeper = Keeper(lib.db, None, lib.settings)
+    assert keeper.expire() == 0
+    time.sleep(0.4)
+    assert keeper.expire() == 1  # any worker's sweep puts it back
+    job = _row(lib, job_id)
+    assert (job.state, job.lease_owner, job.relayed_at) == ("pending", None, None)
+    assert claim(lib.db, job_id, "worker-b", 0.3)
+    assert _row(lib, job_id).attempts == 2
+
+
+def test_a_heartbeat_keeps_the_lease_and_a_lost_lease_completes_nothing(job_lib):
+    from mediaproxy.library.jobs import Keeper, LeaseLost, claim
+
+    lib, new_job = job_lib
+    job_id = new_job()
+    keeper = Keeper(lib.db, None, lib.settings)
+    assert claim(lib.db, job_id, keeper.owner, 0.3)
+    keeper.hold(job_id)
+    for _ in range(4):
+        time.sleep(0.15)
+        assert keeper.renew() == 1
+        assert keeper.expire() == 0
+    keeper.release(job_id)
+    time.sleep(0.4)
+    assert keeper.expire() == 1
+    assert claim(lib.db, job_id, "worker-b", 0.3)
+    s = lib.db.session()
+    try:
+        with pytest.raises(LeaseLost):  # the first runner's late end changes nothing
+            lib._complete(s, job_id, keeper.owner, {"x": 1})
+        s.rollback()
+        assert lib.job_failed(s, job_id, "late", final=False, owner=keeper.owner) is None
+        assert _row(lib, job_id).state == "active"
+        lib._complete(s, job_id, "worker-b", {"x": 1})
+        s.commit()
+    finally:
+        s.close()
+    assert _row(lib, job_id).state == "completed"
+    assert not claim(lib.db, job_id, "worker-c", 0.3)  # a finished job is never run again
+
+
+def test_storage_outages_are_retried_for_a_time_budget_other_failures_a_number_of_times(job_lib):
+    from mediaproxy.library.jobs import claim
+
+    lib, new_job = job_lib
+    transient, counted = new_job(), new_job()
+    s = lib.db.session()
+    try:
+        for attempt in range(1, 6):
+            for job_id, kind in ((transient, True), (counted, False)):
+                if _row(lib, job_id).state == "failed":
+                    continue
+                assert claim(lib.db, job_id, "w", 0.3)
+                state = lib.job_failed(s, job_id, "storage unavailable", final=False, transient=kind, owner="w")
+                job = _row(lib, job_id)
+                if kind:
+                    assert state == "pending"  # well inside the 60 s budget
+                    delay = (job.run_after - job.updated_at).total_seconds()
+                    assert delay == pytest.approx(min(2 ** (attempt - 1), 3))  # doubling, capped
+                    assert job.relayed_at is None  # the sweep hands it over when due
+                else:
+                    assert state == ("pending" if attempt <= 2 else "failed")
+        # past the budget: failed for good
+        with lib.db.transaction() as s2:
+            from sqlalchemy import update
+
+            from mediaproxy.library.models import Job, now
+            s2.execute(update(Job).where(Job.id == transient).values(failing_since=now() - timedelta(seconds=61)))
+        assert claim(lib.db, transient, "w", 0.3)
+        assert lib.job_failed(s, transient, "storage unavailable", final=False, transient=True, owner="w") == "failed"
+    finally:
+        s.close()
+
+
+def test_what_counts_as_storage_or_database_unavailable():
+    from sqlalchemy.exc import IntegrityError, OperationalError
+
+    from mediaproxy.errors import BadRequest, StorageUnavailable, UpstreamError, UpstreamTimeout
+    from mediaproxy.library.jobs import NotYet, unavailable
+
+    for exc in (StorageUnavailable(), UpstreamTimeout(), UpstreamError(), OperationalError("x", {}, Exception()),
+                TimeoutError(), ConnectionRefusedError()):
+        assert unavailable(exc), exc
+    for exc in (BadRequest(), NotYet(), IntegrityError("x", {}, Exception()), ValueError(), KeyError("k")):
+        assert not unavailable(exc), exc
+
+
+def test_job_lease_settings():
+    from mediaproxy.errors import ConfigError
+    from mediaproxy.settings import LibrarySettings
+
+    st = LibrarySettings.from_env({})
+    assert (st.job_lease, st.job_heartbeat, st.job_retry_budget, st.job_test_delay) == (30.0, 5.0, 600.0, 0.0)
+    assert LibrarySettings.from_env({"MEDIAPROXY_JOB_LEASE": "1.5"}).job_heartbeat == 0.5  # a third of a short lease
+    with pytest.raises(ConfigError):
+        LibrarySettings.from_env({"MEDIAPROXY_JOB_LEASE": "2", "MEDIAPROXY_JOB_HEARTBEAT": "1.5"})

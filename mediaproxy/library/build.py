@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import falcon
+from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
+
 from ..context import Context
+from ..errors import Degraded
+from ..http import error_body, error_json
 from ..settings import Settings
 from .db import Database, upgrade_locked
 from .jobs import Queue
 from .service import Library
+
+DATABASE_RETRY_AFTER = 5  # seconds: a database restart, or a failover, is usually over by then
 
 
 def build_library(settings: Settings, ctx: Context) -> Library:
@@ -14,7 +22,29 @@ def build_library(settings: Settings, ctx: Context) -> Library:
     if settings.library.migrate_on_start:
         upgrade_locked(db)
     queue = Queue(settings)
-    return Library(ctx, db, queue.enqueue)
+    lib = Library(ctx, db, queue.enqueue)
+    lib.queue = queue
+    return lib
+
+
+def database_unavailable(req: falcon.Request, resp: falcon.Response, exc: Exception, params: dict) -> None:
+    """The database unreachable (refused, gone mid-query, no connection in time, a file it cannot
+    open): ``503`` with ``Retry-After``, as storage's outages answer; logged once by logs.FaultLog."""
+    headers = {"Retry-After": str(DATABASE_RETRY_AFTER)}
+    (error_json if req.context.get("json_errors") else error_body)(resp, 503, "database unavailable", headers)
+
+
+def queue_reachable(queue: Queue):
+    """Readiness of the write path's queue: unreachable is *degraded*, not down: uploads are still
+    stored and their jobs wait in the outbox until the queue is back."""
+
+    def check() -> None:
+        try:
+            queue.ping()
+        except Exception as exc:
+            raise Degraded(f"queue unreachable ({type(exc).__name__}): jobs wait in the outbox") from exc
+
+    return check
 
 
 def add_routes(app, ctx: Context) -> None:
@@ -26,6 +56,8 @@ def add_routes(app, ctx: Context) -> None:
 
     lib = build_library(ctx.settings, ctx)
     ctx.ready_checks.append(("database", lib.db.ping))
+    ctx.ready_checks.append(("queue", queue_reachable(lib.queue)))
+    app.add_error_handler((OperationalError, InterfaceError, PoolTimeout), database_unavailable)
     app.add_middleware(LibraryMiddleware(lib))
     v1.add_routes(app, lib)
     media.add_routes(app, lib)

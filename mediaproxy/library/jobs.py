@@ -1,34 +1,52 @@
 """Jobs on huey: SQLite storage by default (``MEDIAPROXY_QUEUE_URL=sqlite:///…``), Redis
-(``redis://…``) when it says so. One task, ``run_job(job_id)``; the job's record (its
-state, attempts, failedReason, result) lives in the library's database, so the API answers
-from there and the queue only carries ids.
+(``redis://…``) when it says so. One task, ``run_job(job_id)``; the job's record (its state,
+attempts, failedReason, result, lease) lives in the library's database, so the API answers from
+there and the queue only carries ids. docs/library.md § Jobs has the whole model; in short:
 
-State: ``pending → active → completed | failed``. A job that raises is retried with
-exponential backoff (``MEDIAPROXY_JOB_RETRIES`` times, the first after
-``MEDIAPROXY_JOB_RETRY_DELAY`` seconds, doubling) and stays ``pending`` with the last
-``failedReason`` meanwhile; bad input (a 4xx) fails at once. A worker that dies mid-job
-leaves the job ``active``: the next worker to start puts it back on the queue, and the
-service's ordering (new objects first, pointer moved in one transaction) means the re-run
-finds the record on the old version or the new, never on a missing object.
+- **Outbox.** The job's row is written in the transaction of the request that asks for it, marked
+  relayed, and handed to the queue after the commit. When the queue cannot take it the mark is
+  undone and the row waits: every worker's sweep hands un-relayed rows over (and rows relayed
+  long ago that the queue no longer holds, e.g. after a Redis restart without persistence).
+- **Claim and lease.** A worker runs a job only after moving it ``pending → active`` by
+  compare-and-set, with itself as ``lease_owner`` and ``lease_until`` ahead; a heartbeat renews
+  the leases of the jobs it runs. A job whose lease expired (its worker was killed, frozen, or
+  lost the database) is put back to ``pending`` by the sweep of any worker. Nothing is recovered
+  because "a worker started": any number of workers start and stop at any time.
+- **Exactly once in effect.** A job completes in the transaction that applies it, and only while
+  its runner still holds the lease; a crop moves its media by compare-and-set from the version it
+  started from. A duplicate task, a rerun after a crash, or a stale worker changes nothing twice.
+- **Retries.** Bad input (a 4xx) fails at once. Storage or the database unavailable is retried
+  with backoff for ``MEDIAPROXY_JOB_RETRY_BUDGET`` seconds; anything else
+  ``MEDIAPROXY_JOB_RETRIES`` times. A retry waits in the database (``run_after``) until the sweep
+  hands it to the queue again.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import socket
+import threading
+import uuid
 from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
 
 from huey import RedisHuey, SqliteHuey
 from huey.api import Huey
-from huey.exceptions import RetryTask
-from sqlalchemy import select
+from sqlalchemy import or_, select, update
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from ..errors import MediaError
-from ..settings import Settings
-from .models import Job
+from ..settings import LibrarySettings, Settings
+from .models import Job, now
 
 log = logging.getLogger("mediaproxy.jobs")
 TASK = "mediaproxy.run_job"
+QUEUE_TIMEOUT = 5.0  # seconds a Redis command may take before the queue counts as unreachable
+RELAY_BATCH = 200  # un-relayed jobs handed to the queue per sweep
+STALE_LEASES = 10  # a relayed job still pending after this many leases is checked against the queue
 
 
 class NotYet(MediaError):
@@ -38,13 +56,30 @@ class NotYet(MediaError):
     reason = "not ready yet"
 
 
+class LeaseLost(Exception):
+    """The job's lease passed to another worker while this one ran it: this attempt changes nothing."""
+
+
+def unavailable(exc: BaseException) -> bool:
+    """Storage or the database could not be reached (not the job's fault): retried for a time budget."""
+    if isinstance(exc, MediaError):
+        return exc.status in (502, 503, 504)
+    if isinstance(exc, DBAPIError):
+        return isinstance(exc, (OperationalError, InterfaceError)) or exc.connection_invalidated
+    return isinstance(exc, (PoolTimeout, TimeoutError, ConnectionError))
+
+
 def make_huey(settings: Settings) -> Huey:
     url = settings.library.queue_url
     if url.startswith("sqlite:///"):
         path = Path(url.removeprefix("sqlite:///"))
         path.parent.mkdir(parents=True, exist_ok=True)
         return SqliteHuey(name="mediaproxy", filename=str(path), results=False, timeout=30)
-    return RedisHuey(name="mediaproxy", url=url, results=False)
+    from redis import ConnectionPool
+
+    # a Redis that is gone or frozen is an error within seconds, not a request thread held forever
+    pool = ConnectionPool.from_url(url, socket_timeout=QUEUE_TIMEOUT, socket_connect_timeout=QUEUE_TIMEOUT)
+    return RedisHuey(name="mediaproxy", connection_pool=pool, results=False)
 
 
 class Queue:
@@ -66,6 +101,13 @@ class Queue:
     def enqueue(self, job_id: str) -> None:
         self._task(job_id)
 
+    def enqueue_later(self, job_id: str, delay: float) -> None:
+        self._task.schedule(args=(job_id,), delay=delay)
+
+    def ping(self) -> None:
+        """Raises when the queue cannot take a task."""
+        self.huey.pending_count()
+
     def queued_ids(self) -> set[str]:
         ids = set()
         for task in [*self.huey.pending(), *self.huey.scheduled()]:
@@ -74,62 +116,226 @@ class Queue:
         return ids
 
 
-def runner(settings: Settings, library) -> Callable[[str], None]:
-    """The worker's side of ``run_job``: run, record failures, ask huey to retry with backoff."""
+# -- the outbox ----------------------------------------------------------------------------------
+
+def relay(db, enqueue: Callable[[str], None], job_id: str) -> bool:
+    """Hand a committed job (already marked relayed) to the queue; on failure undo the mark, so the
+    sweep hands it over later. False when the queue could not take it."""
+    try:
+        enqueue(job_id)
+        return True
+    except Exception as exc:
+        log.warning("queue unreachable (%s): job %s waits in the outbox", type(exc).__name__, job_id)
+    try:
+        with db.transaction() as s:
+            s.execute(update(Job).where(Job.id == job_id, Job.state == "pending").values(relayed_at=None))
+    except Exception as exc:  # the database too: the job is handed over again once its relay is stale
+        log.warning("could not return job %s to the outbox: %s", job_id, type(exc).__name__)
+    return False
+
+
+# -- leases --------------------------------------------------------------------------------------
+
+def claim(db, job_id: str, owner: str, lease: float) -> bool:
+    """``pending`` (or ``active`` with an expired lease) → ``active``, held by ``owner``: by
+    compare-and-set, so of any number of workers handed the same id, one runs it."""
+    t = now()
+    with db.transaction() as s:
+        got = s.execute(
+            update(Job)
+            .where(Job.id == job_id,
+                   or_(Job.state == "pending",
+                       (Job.state == "active") & (or_(Job.lease_until.is_(None), Job.lease_until < t))))
+            .values(state="active", attempts=Job.attempts + 1, lease_owner=owner,
+                    lease_until=t + timedelta(seconds=lease), updated_at=t)
+            .execution_options(synchronize_session=False)
+        ).rowcount
+    return got == 1
+
+
+class Keeper:
+    """The worker's heartbeat: renews the leases of the jobs this process runs, puts back jobs
+    whose lease expired, and relays the outbox; every ``MEDIAPROXY_JOB_HEARTBEAT`` seconds, in
+    every worker (not only at start)."""
+
+    def __init__(self, db, queue: Queue, settings: LibrarySettings):
+        self.db = db
+        self.queue = queue
+        self.settings = settings
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self._held: set[str] = set()
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._failing: str | None = None  # what failed at the last beat: logged once per outage
+
+    def hold(self, job_id: str) -> None:
+        with self._lock:
+            self._held.add(job_id)
+
+    def release(self, job_id: str) -> None:
+        with self._lock:
+            self._held.discard(job_id)
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="job-leases", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _run(self) -> None:
+        while True:
+            self.beat()
+            if self._stop.wait(self.settings.job_heartbeat):
+                return
+
+    def beat(self) -> None:
+        try:
+            self.renew()
+            expired = self.expire()
+            relayed = self.relay_outbox()
+        except Exception as exc:
+            what = type(exc).__name__
+            if self._failing != what:
+                log.warning("job sweep failed (%s): leases and the outbox wait for the next beat", what)
+            self._failing = what
+            return
+        if self._failing is not None:
+            log.info("job sweep works again")
+            self._failing = None
+        if expired:
+            log.warning("re-queued %d job(s) whose worker's lease expired", expired)
+        if relayed:
+            log.info("relayed %d job(s) from the outbox", relayed)
+
+    def renew(self) -> int:
+        with self._lock:
+            held = list(self._held)
+        if not held:
+            return 0
+        with self.db.transaction() as s:
+            return s.execute(
+                update(Job).where(Job.id.in_(held), Job.lease_owner == self.owner, Job.state == "active")
+                .values(lease_until=now() + timedelta(seconds=self.settings.job_lease))
+                .execution_options(synchronize_session=False)).rowcount
+
+    def expire(self) -> int:
+        """Jobs ``active`` past their lease (or with none: left by a release before leases) → ``pending``."""
+        with self.db.transaction() as s:
+            return s.execute(
+                update(Job).where(Job.state == "active", or_(Job.lease_until.is_(None), Job.lease_until < now()))
+                .values(state="pending", lease_owner=None, lease_until=None, relayed_at=None, run_after=None)
+                .execution_options(synchronize_session=False)).rowcount
+
+    def relay_outbox(self) -> int:
+        """Hand the queue what it should hold: due un-relayed jobs, and those relayed so long ago
+        that the queue has lost them. Each is marked before it is handed over (by compare-and-set,
+        so two workers' sweeps do not both send it), and unmarked if the queue refuses it."""
+        t = now()
+        stale = t - timedelta(seconds=STALE_LEASES * self.settings.job_lease)
+        with self.db.transaction() as s:
+            due = list(s.scalars(
+                select(Job.id).where(Job.state == "pending", Job.relayed_at.is_(None),
+                                     or_(Job.run_after.is_(None), Job.run_after <= t))
+                .order_by(Job.created_at).limit(RELAY_BATCH)))
+            old = list(s.execute(
+                select(Job.id, Job.relayed_at).where(Job.state == "pending", Job.relayed_at < stale)
+                .limit(RELAY_BATCH)))
+        if old:
+            queued = self.queue.queued_ids()
+            due += [job_id for job_id, _ in old if job_id not in queued]
+        n = 0
+        for job_id in due:
+            with self.db.transaction() as s:
+                marked = s.execute(
+                    update(Job).where(Job.id == job_id, Job.state == "pending",
+                                      or_(Job.relayed_at.is_(None), Job.relayed_at < stale))
+                    .values(relayed_at=t).execution_options(synchronize_session=False)).rowcount
+            if not marked:
+                continue  # another worker's sweep has it
+            if not relay(self.db, self.queue.enqueue, job_id):
+                break  # the queue is down: the rest wait for the next beat
+            n += 1
+        return n
+
+
+# -- the worker's side of run_job ----------------------------------------------------------------
+
+def runner(settings: Settings, library, queue: Queue, keeper: Keeper) -> Callable[[str], None]:
+    """Claim, run, record the outcome. A job whose outcome cannot be recorded (the database went
+    away) keeps its lease until it expires, and is then run again."""
     st = settings.library
 
     def run(job_id: str) -> None:
+        try:
+            if not claim(library.db, job_id, keeper.owner, st.job_lease):
+                return  # done, held by a live worker, or gone: a duplicate task does nothing
+        except Exception as exc:
+            # the database is away: keep the task, try again after a heartbeat
+            log.warning("job %s: could not claim (%s); again in %.1f s", job_id, type(exc).__name__,
+                        st.job_heartbeat)
+            try:
+                queue.enqueue_later(job_id, st.job_heartbeat)
+            except Exception:
+                pass  # the stale relay check hands it over again
+            return
+        keeper.hold(job_id)
         s = library.db.session()
         try:
-            library.run_job(s, job_id)
-        except NotYet as exc:
-            _failed(library, s, job_id, exc.reason, retry=True, delay_for=lambda n: st.job_retry_delay * 2 ** (n - 1))
-        except MediaError as exc:
-            s.rollback()
-            if exc.status < 500:
-                library.job_failed(s, job_id, exc.reason, final=True)
-                log.info("job %s failed: %s", job_id, exc.reason)
-                return
-            _failed(library, s, job_id, exc.reason, retry=True, delay_for=lambda n: st.job_retry_delay * 2 ** (n - 1))
-        except Exception as exc:
-            log.exception("job %s raised", job_id)
-            _failed(library, s, job_id, f"{type(exc).__name__}: {exc}", retry=True,
-                    delay_for=lambda n: st.job_retry_delay * 2 ** (n - 1))
+            library.run_job(s, job_id, keeper.owner)
+        except LeaseLost:
+            _rollback(s)
+            log.warning("job %s: lease lost to another worker; this attempt is dropped", job_id)
+        except Exception as exc:  # (a BaseException, e.g. the process exiting, is left to the lease)
+            _rollback(s)
+            _failed(s, job_id, exc)
         finally:
+            keeper.release(job_id)
             s.close()
 
-    def _failed(lib, s, job_id: str, reason: str, retry: bool, delay_for) -> None:
-        s.rollback()
-        job = s.get(Job, job_id)
-        if job is None:
+    def _failed(s, job_id: str, exc: BaseException) -> None:
+        if isinstance(exc, MediaError) and exc.status < 500 and not isinstance(exc, NotYet):
+            reason, final, transient = exc.reason, True, False
+        elif unavailable(exc):
+            reason, final, transient = _reason(exc), False, True
+        else:
+            if not isinstance(exc, MediaError):
+                log.error("job %s raised", job_id, exc_info=exc)
+            reason, final, transient = _reason(exc), False, False
+        try:
+            state = library.job_failed(s, job_id, reason, final=final, transient=transient, owner=keeper.owner)
+        except Exception as err:
+            _rollback(s)
+            log.warning("job %s failed (%s) and its end could not be recorded (%s): its lease will put it back",
+                        job_id, reason, type(err).__name__)
             return
-        final = not retry or job.attempts > st.job_retries
-        lib.job_failed(s, job_id, reason, final=final)
-        if not final:
-            raise RetryTask(reason, delay=delay_for(job.attempts))
+        if state == "failed":
+            log.info("job %s failed: %s", job_id, reason)
+        elif state == "pending":
+            log.info("job %s will be retried: %s", job_id, reason)
 
     return run
 
 
-def recover(queue: Queue, library) -> int:
-    """Put back on the queue the jobs a dead worker left ``active`` and any ``pending`` job the
-    queue lost (e.g. a Redis flush). Called when a worker starts."""
-    queued = queue.queued_ids()
-    n = 0
-    with library.db.transaction() as s:
-        for job in s.scalars(select(Job).where(Job.state.in_(("pending", "active")))):
-            if job.id in queued:
-                continue
-            job.state = "pending"
-            n += 1
-            queue.enqueue(job.id)
-    if n:
-        log.info("re-queued %d interrupted job(s)", n)
-    return n
+def _rollback(s) -> None:
+    try:
+        s.rollback()
+    except Exception:  # a connection that broke mid-job: the session is discarded anyway
+        pass
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, MediaError):
+        return exc.reason
+    if isinstance(exc, DBAPIError):
+        return f"database unavailable: {type(exc.orig).__name__}" if exc.orig is not None else "database unavailable"
+    return f"{type(exc).__name__}: {exc}"
 
 
 def run_worker(settings: Settings) -> None:
-    """``mediaproxy worker``: the huey consumer, in threads, until SIGINT/SIGTERM."""
+    """``mediaproxy worker``: the huey consumer, in threads, until SIGINT/SIGTERM; beside it the
+    keeper's heartbeat (leases, expired jobs, the outbox)."""
     from ..app import configure_vips
     from ..context import Context
     from .db import Database
@@ -137,20 +343,21 @@ def run_worker(settings: Settings) -> None:
 
     configure_vips(settings)
     ctx = Context.build(settings)
-    db = Database(settings.library.database_url, pool_size=settings.library.worker_threads + 1)
+    db = Database(settings.library.database_url, pool_size=settings.library.worker_threads + 2)
     if settings.library.migrate_on_start:
         from .db import upgrade_locked
 
         upgrade_locked(db)
-    lib = Library(ctx, db)
     queue = Queue(settings)
-    queue._runner = runner(settings, lib)
-    lib._enqueue = queue.enqueue
-    try:
-        recover(queue, lib)
-    except Exception as exc:  # e.g. a database not migrated yet: serve the queue anyway
-        log.warning("could not look for interrupted jobs: %s: %s", type(exc).__name__, exc)
+    lib = Library(ctx, db, queue.enqueue)
+    keeper = Keeper(db, queue, settings.library)
+    queue._runner = runner(settings, lib, queue, keeper)
+    keeper.start()
     consumer = queue.huey.create_consumer(workers=settings.library.worker_threads, worker_type="thread",
                                           periodic=False, initial_delay=0.05, backoff=1.5, max_delay=0.5,
                                           check_worker_health=True, graceful_signal="INT")
-    consumer.run()
+    try:
+        consumer.run()
+    finally:
+        keeper.stop()
+

@@ -145,7 +145,18 @@ class Variant(Base):
 
 
 class Job(Base):
+    """One unit of work of the worker, and the outbox the queue is fed from (docs/library.md § Jobs).
+
+    The row is written in the transaction of the request that asks for the work; the queue only
+    carries its id (``relayed_at`` says when it was handed over). A worker claims it by
+    compare-and-set (``pending`` → ``active`` with its ``lease_owner`` and ``lease_until``, renewed
+    by heartbeats); a lease that expires puts it back to ``pending``. A crop records the version it
+    starts from (``base_version_id``) and the one it makes (``result_version_id``, named after the
+    job, so every attempt writes the same keys); the media moves from one to the other by
+    compare-and-set in the transaction that completes the job."""
+
     __tablename__ = "jobs"
+    __table_args__ = (Index("ix_jobs_state_lease", "state", "lease_until"),)
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
     org_id: Mapped[int] = mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"), index=True)
     media_id: Mapped[str | None] = mapped_column(String(40), nullable=True, index=True)
@@ -155,6 +166,13 @@ class Job(Base):
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     failed_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
     result: Mapped[str | None] = mapped_column(Text, nullable=True)  # JSON
+    base_version_id: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    result_version_id: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    lease_owner: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    lease_until: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    relayed_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)  # handed to the queue
+    run_after: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)  # a retry's backoff
+    failing_since: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)  # first of a run of failures
     created_at: Mapped[datetime] = mapped_column(DateTime, default=now)
     updated_at: Mapped[datetime] = mapped_column(DateTime, default=now, onupdate=now)
 

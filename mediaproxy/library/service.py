@@ -25,11 +25,11 @@ from datetime import UTC, datetime
 
 import orjson
 import pyvips
-from sqlalchemy import Integer, String, Text, column, func, literal_column, or_, select, table, union_all
+from sqlalchemy import Integer, String, Text, column, func, literal_column, or_, select, table, union_all, update
 from sqlalchemy.orm import Session, selectinload
 
 from ..context import Context
-from ..errors import BadRequest, Forbidden, MediaError, NotFound, TooLarge, UnsupportedType
+from ..errors import BadRequest, Conflict, Forbidden, MediaError, NotFound, TooLarge, UnsupportedType
 from ..hotpath import decimal
 from ..media import pipeline, placeholder
 from ..media.sniff import sniff
@@ -37,6 +37,7 @@ from ..media.spec import MIME, TransformSpec
 from ..settings import LibrarySettings
 from ..storage import Writer
 from .db import Database
+from .jobs import LeaseLost, NotYet, relay
 from .models import Job, Media, Organization, StoredObject, Variant, Version, now
 
 log = logging.getLogger("mediaproxy.library")
@@ -112,6 +113,7 @@ class Upload:
     key: str
     writer: Writer | None = None
     mime: str | None = None
+    job: Job | None = None  # the job create_media queued with the record, if any
     _head: bytearray | None = None
     _sha: object = None
 
@@ -168,6 +170,7 @@ class Library:
         self.settings: LibrarySettings = ctx.settings.library
         self.bucket = self.settings.bucket
         self._enqueue = enqueue
+        self.queue = None  # the web processes' Queue (readiness), set by build_library
 
     # -- ingest ---------------------------------------------------------------------------
 
@@ -199,8 +202,9 @@ class Library:
             return None, None
 
     def create_media(self, s: Session, up: Upload, obj: StoredObject, *, owner: str | None = None,
-                     dialect: str = "v1", fields: dict | None = None) -> Media:
-        """Record an upload whose bytes are committed.
+                     dialect: str = "v1", fields: dict | None = None, job: str | None = None) -> Media:
+        """Record an upload whose bytes are committed; with ``job``, that job (``up.job``) is
+        written in the same transaction and relayed to the queue after it (the outbox).
 
         Seed 003's media are content-addressed: identical bytes of one organization are stored
         once (the new record points at the existing object). Seed 002's uploads each keep their
@@ -228,7 +232,11 @@ class Library:
         s.flush()
         media.current_version_id = version.id
         media.current = version
+        if job is not None:
+            up.job = self._add_job(s, up.org, job, media, {})
         s.commit()
+        if up.job is not None:
+            self.relay(up.job)
         if duplicate_key is not None:
             self.ctx.storage.delete(self.bucket, duplicate_key)  # the bytes already exist under obj.key
         return media
@@ -642,13 +650,7 @@ class Library:
                            "stored, but no variants")
         version = media.current
         data = self._original(media)
-        made: dict[str, tuple[str, pipeline.Output]] = {}
-        for name, side, fit in self.settings.variants:
-            with self.ctx.transform_slot():
-                out = pipeline.transform(data, self.variant_spec(side, fit), self.ctx.limits)
-            key = f"{version.folder}/{name}.{out.format}"
-            self.ctx.storage.put(self.bucket, key, out.body, out.content_type)
-            made[name] = (key, out)
+        made = self._render_variants(data, version.folder)
         self._placeholders(media, data)
         existing = {x.name: x for x in version.variants}
         for name, (key, out) in made.items():
@@ -662,6 +664,18 @@ class Library:
         s.commit()
         return list(version.variants)
 
+    def _render_variants(self, data: bytes, folder: str) -> dict[str, tuple[str, pipeline.Output]]:
+        """Every configured variant of ``data``, stored under ``folder`` (keys named by variant: a
+        second rendering overwrites the first)."""
+        made: dict[str, tuple[str, pipeline.Output]] = {}
+        for name, side, fit in self.settings.variants:
+            with self.ctx.transform_slot():
+                out = pipeline.transform(data, self.variant_spec(side, fit), self.ctx.limits)
+            key = f"{folder}/{name}.{out.format}"
+            self.ctx.storage.put(self.bucket, key, out.body, out.content_type)
+            made[name] = (key, out)
+        return made
+
     def renderable(self, media: Media) -> bool:
         """Images the origin's pipeline would take (larger ones are stored and served, not rendered)."""
         return media.mime_type.startswith("image/") and media.size <= self.ctx.settings.max_source_bytes
@@ -669,14 +683,19 @@ class Library:
     def _placeholders(self, media: Media, data: bytes) -> None:
         if not media.mime_type.startswith("image/"):
             return
+        media.blur_hash, media.thumb_hash = self._placeholder_hashes(media.id, media.mime_type, data)
+
+    def _placeholder_hashes(self, media_id: str, mime_type: str, data: bytes) -> tuple[str | None, str | None]:
+        """(BlurHash, ThumbHash) of an image; (None, None) for anything else."""
+        if not mime_type.startswith("image/"):
+            return None, None
         try:
             im = pyvips.Image.thumbnail_buffer(data, placeholder.THUMB_SIDE, height=placeholder.THUMB_SIDE)
             im = im.copy_memory()  # read twice below: decode once
-            media.thumb_hash = placeholder.thumbhash(im)
-            media.blur_hash = placeholder.encode(im)
+            return placeholder.encode(im), placeholder.thumbhash(im)
         except pyvips.Error as exc:
-            log.warning("no placeholders for media %s: %s", media.id, (exc.message or "").strip())
-            media.blur_hash = media.thumb_hash = None
+            log.warning("no placeholders for media %s: %s", media_id, (exc.message or "").strip())
+            return None, None
 
     def finalize(self, s: Session, media: Media) -> Media:
         """The placeholder job: BlurHash (and the canonical hash when the bytes came by presigned PUT)."""
@@ -705,41 +724,99 @@ class Library:
 
     # -- crop: a new version, the pointer moved -------------------------------------------
 
-    def crop(self, s: Session, media: Media, p: dict) -> Media:
-        """Crop/rotate/scale/re-encode the current original into a new version; the old one is removed."""
+    def crop(self, s: Session, media: Media, p: dict, job: Job | None = None, owner: str | None = None) -> Media:
+        """Crop/rotate/scale/re-encode the current original into a new version; the old one is removed.
+
+        Idempotent by construction. The new version is made from ``base`` (the current version;
+        a job's recorded ``base_version_id``) and the media moves to it by compare-and-set
+        (``… WHERE current_version_id = base``), in the transaction that completes the job while
+        its runner holds the lease. A job's version is named after the job, so every attempt writes
+        the same keys (a rerun overwrites what a killed attempt left); a crop that loses the race
+        removes what it wrote. The old version's objects are removed after the commit."""
+        base_id = job.base_version_id if job is not None else media.current_version_id
+        version_id = job.id if job is not None else new_id()
+        if media.current_version_id != base_id or media.current is None:
+            raise Conflict("the media changed since this crop was asked for")
         data = self._original(media)
         out = edit_image(data, p, self.ctx)
-        old = media.current
-        version_id = new_id()
-        folder = f"{old.folder.rsplit('/', 1)[0]}/{version_id}"
+        base = media.current
+        folder = f"{base.folder.rsplit('/', 1)[0]}/{version_id}"
         stem = media.filename.rsplit(".", 1)[0] if "." in media.filename else media.filename
         filename = f"{stem}.{'jpg' if out.format == 'jpeg' else out.format}"
         key = f"{folder}/{filename}"
-        self.ctx.storage.put(self.bucket, key, out.body, out.content_type)
-        obj = StoredObject(org_id=media.org_id, bucket=self.bucket, key=key,
-                           sha256=hashlib.sha256(out.body).hexdigest(), size=len(out.body),
-                           mime_type=out.content_type, width=out.width, height=out.height)
-        s.add(obj)
-        s.flush()
-        version = Version(id=version_id, media_id=media.id, object_id=obj.id, folder=folder)
-        s.add(version)
-        s.flush()
-        media.current_version_id, media.current = version.id, version
-        media.filename, media.mime_type, media.size = filename, out.content_type, len(out.body)
-        media.width, media.height, media.updated_at = out.width, out.height, now()
-        s.commit()  # the pointer has moved: from here on the old version is garbage
-        self._drop_versions(s, media, keep=version.id)
-        self._placeholders(media, out.body)
-        s.commit()
-        if p.get("regenerateVariants"):
-            self.render_variants(s, media)
+        committing = False
+        try:
+            self.ctx.storage.put(self.bucket, key, out.body, out.content_type)
+            made = {}
+            if p.get("regenerateVariants") and len(out.body) <= self.ctx.settings.max_source_bytes:
+                made = self._render_variants(out.body, folder)
+            blur, thumb = self._placeholder_hashes(media.id, out.content_type, out.body)
+            if job is not None and self.settings.job_test_delay:
+                time.sleep(self.settings.job_test_delay)  # tests: a crop that is long enough to be interrupted
+            obj = StoredObject(org_id=media.org_id, bucket=self.bucket, key=key,
+                               sha256=hashlib.sha256(out.body).hexdigest(), size=len(out.body),
+                               mime_type=out.content_type, width=out.width, height=out.height)
+            s.add(obj)
+            s.flush()
+            version = Version(id=version_id, media_id=media.id, object_id=obj.id, folder=folder)
+            s.add(version)
+            s.flush()
+            for name, (vkey, vout) in made.items():
+                s.add(Variant(version_id=version_id, name=name, bucket=self.bucket, key=vkey, width=vout.width,
+                              height=vout.height, size=len(vout.body), mime_type=vout.content_type))
+            moved = s.execute(
+                update(Media).where(Media.id == media.id, Media.current_version_id == base_id)
+                .values(current_version_id=version_id, filename=filename, mime_type=out.content_type,
+                        size=len(out.body), width=out.width, height=out.height, updated_at=now(),
+                        blur_hash=blur, thumb_hash=thumb)
+                .execution_options(synchronize_session=False)).rowcount
+            if moved != 1:
+                raise Conflict("the media changed while the crop ran")
+            if job is not None:
+                result = {"media": media.id, "objectKey": key, "variants": list(made)}
+                self._complete(s, job.id, owner, result, result_version_id=version_id)
+            stale = self._unlink_versions(s, media, keep=version_id)
+            committing = True
+            s.commit()  # the pointer has moved: from here on the old version is garbage
+        except LeaseLost:
+            s.rollback()
+            raise  # the attempt that holds the lease writes the same keys: nothing of them is removed
+        except BaseException:
+            s.rollback()
+            if not committing:  # a commit that failed may have landed: then the record needs the objects
+                self._drop_output(media, folder, job)
+            raise
+        self._remove(stale)
+        media = s.scalar(self._media_query().where(Media.id == media.id).execution_options(populate_existing=True))
         return media
 
-    # -- delete ---------------------------------------------------------------------------------
+    def _drop_output(self, media: Media, folder: str, job: Job | None) -> None:
+        """Remove what a crop that did not happen wrote (a job's: only once it has failed for good,
+        a rerun would write the same keys)."""
+        if job is not None:
+            return
+        try:
+            self._remove((self.bucket, k) for k in list(self.ctx.storage.list(self.bucket, folder + "/")))
+        except Exception as exc:
+            log.warning("could not remove the output of a failed crop of %s: %s", media.id, type(exc).__name__)
 
-    def _drop_versions(self, s: Session, media: Media, keep: str | None) -> None:
-        """Remove every version of ``media`` but ``keep``, with their objects and variants."""
-        self._remove_versions(s, media, keep)
+    def drop_job_output(self, s: Session, job: Job) -> None:
+        """A crop job that failed for good: remove the objects its attempts wrote, unless its media
+        points at them (the version is named after the job)."""
+        if job.kind != "crop" or job.media_id is None:
+            return
+        media = s.get(Media, job.media_id)
+        if media is not None and media.current_version_id == job.id:
+            return
+        base = s.get(Version, job.base_version_id) if job.base_version_id else None
+        org = s.get(Organization, job.org_id)
+        folder = (f"{base.folder.rsplit('/', 1)[0]}/{job.id}" if base is not None
+                  else f"{org.slug}/{job.media_id}/{job.id}" if org is not None else None)
+        if folder is None:
+            return
+        self._remove((self.bucket, k) for k in list(self.ctx.storage.list(self.bucket, folder + "/")))
+
+    # -- delete ---------------------------------------------------------------------------------
 
     def delete(self, s: Session, media: Media) -> int:
         """Remove the record, then the original and every variant (bytes shared with another record stay)."""
@@ -750,6 +827,15 @@ class Library:
     def _remove_versions(self, s: Session, media: Media, keep: str | None, drop_media: bool = False) -> int:
         """Delete the versions of ``media`` (all but ``keep``), and the record itself with ``drop_media``;
         then the stored objects no other version still uses, and every variant; returns how many keys."""
+        keys = self._unlink_versions(s, media, keep, drop_media)
+        s.commit()
+        self._remove(keys)
+        return len(keys)
+
+    def _unlink_versions(self, s: Session, media: Media, keep: str | None,
+                         drop_media: bool = False) -> list[tuple[str, str]]:
+        """The rows of :meth:`_remove_versions`, deleted in the caller's transaction; the keys to remove
+        once it has committed."""
         old = [v for v in s.scalars(select(Version).options(selectinload(Version.variants),
                                                             selectinload(Version.object))
                                     .where(Version.media_id == media.id)) if v.id != keep]
@@ -765,9 +851,7 @@ class Library:
             if not still:
                 keys.append((obj.bucket, obj.key))
                 s.delete(obj)
-        s.commit()
-        self._remove(keys)
-        return len(keys)
+        return keys
 
     def _remove(self, keys: Iterable[tuple[str, str]]) -> None:
         keys = list(keys)
@@ -866,13 +950,27 @@ class Library:
     # -- jobs ---------------------------------------------------------------------------------------
 
     def enqueue(self, s: Session, org: Organization, kind: str, media: Media | None, params: dict) -> Job:
-        job = Job(id=new_id(), org_id=org.id, media_id=media.id if media else None, kind=kind,
-                  params=orjson.dumps(params).decode(), state="pending")
-        s.add(job)
+        """Write the job (committing the session's work with it), then hand it to the queue."""
+        job = self._add_job(s, org, kind, media, params)
         s.commit()  # the worker must find the row before it can find the task
-        if self._enqueue is not None:
-            self._enqueue(job.id)
+        self.relay(job)
         return job
+
+    def _add_job(self, s: Session, org: Organization, kind: str, media: Media | None, params: dict) -> Job:
+        """The job's row in the caller's transaction, marked relayed when this process relays it
+        after the commit (an unmarked row is left to the workers' sweep)."""
+        job = Job(id=new_id(), org_id=org.id, media_id=media.id if media else None, kind=kind,
+                  params=orjson.dumps(params).decode(), state="pending",
+                  relayed_at=now() if self._enqueue is not None else None)
+        s.add(job)
+        return job
+
+    def relay(self, job: Job) -> bool:
+        """Hand a committed job to the queue; when the queue is unreachable it waits in the outbox
+        (the upload that asked for it has succeeded all the same)."""
+        if self._enqueue is None:
+            return False
+        return relay(self.db, self._enqueue, job.id)
 
     def job(self, s: Session, org: Organization, job_id: str) -> Job:
         job = s.get(Job, job_id) if _ID.fullmatch(job_id or "") else None
@@ -880,23 +978,26 @@ class Library:
             raise NotFound("no such job")
         return job
 
-    def run_job(self, s: Session, job_id: str) -> dict | None:
-        """Run one job to completion; raises to ask for a retry. Never half-applies a crop."""
+    def run_job(self, s: Session, job_id: str, owner: str | None = None) -> dict | None:
+        """Run one job that ``owner`` has claimed (jobs.claim) to completion; raises to ask for a
+        retry. Completes only while ``owner`` holds the lease (LeaseLost otherwise)."""
         job = s.get(Job, job_id)
-        if job is None or job.state in ("completed", "failed"):
+        if job is None or job.state != "active" or job.lease_owner != owner:
             return None
-        job.state, job.attempts = "active", job.attempts + 1
-        s.commit()
         params = orjson.loads(job.params)
         media = s.scalar(self._media_query().where(Media.id == job.media_id)) if job.media_id else None
         if media is None:
             raise NotFound("the media was deleted")
+        if job.kind == "crop":
+            if job.base_version_id is None:  # the version it starts from, for every attempt
+                job.base_version_id = media.current_version_id
+                s.commit()
+            media = self.crop(s, media, params, job=job, owner=owner)  # completes the job with the pointer
+            return orjson.loads(s.scalar(select(Job.result).where(Job.id == job_id)) or "null")
         if job.kind == "variants":
             if not self.complete_upload(s, media):
                 raise _not_yet()
             self.render_variants(s, media)
-        elif job.kind == "crop":
-            self.crop(s, media, params)
         elif job.kind == "finalize":
             if not self.complete_upload(s, media):
                 raise _not_yet()
@@ -905,26 +1006,58 @@ class Library:
             raise BadRequest(f"unknown job kind {job.kind!r}")
         result = {"media": media.id, "objectKey": media.current.object.key,
                   "variants": [x.name for x in media.current.variants]}
-        job.state, job.result, job.failed_reason = "completed", orjson.dumps(result).decode(), None
+        self._complete(s, job_id, owner, result)
         s.commit()
         return result
 
-    def job_failed(self, s: Session, job_id: str, reason: str, final: bool) -> None:
-        job = s.get(Job, job_id)
-        if job is None:
-            return
-        job.failed_reason = reason
-        job.state = "failed" if final else "pending"
+    def _complete(self, s: Session, job_id: str, owner: str | None, result: dict,
+                  result_version_id: str | None = None) -> None:
+        """Mark the job completed in the session's transaction, if ``owner`` still holds it."""
+        done = s.execute(
+            update(Job).where(Job.id == job_id, Job.state == "active", Job.lease_owner == owner)
+            .values(state="completed", result=orjson.dumps(result).decode(), failed_reason=None,
+                    result_version_id=result_version_id, lease_owner=None, lease_until=None,
+                    failing_since=None, updated_at=now())
+            .execution_options(synchronize_session=False)).rowcount
+        if done != 1:
+            raise LeaseLost(job_id)
+
+    def job_failed(self, s: Session, job_id: str, reason: str, *, final: bool, transient: bool = False,
+                   owner: str | None = None) -> str | None:
+        """Record a failed attempt (if ``owner`` still holds the job): ``failed`` for good, or
+        ``pending`` again with a backoff. Storage or the database unavailable (``transient``) is
+        retried until ``job_retry_budget`` seconds after the first such failure; anything else
+        ``job_retries`` times. Returns the state recorded (None when the job was not ours)."""
+        st = self.settings
+        job = s.get(Job, job_id, populate_existing=True)
+        if job is None or job.state != "active" or job.lease_owner != owner:
+            return None
+        t = now()
+        since = job.failing_since or t
+        if not final:
+            final = ((t - since).total_seconds() >= st.job_retry_budget if transient
+                     else job.attempts > st.job_retries)
+        delay = min(st.job_retry_delay * 2 ** max(job.attempts - 1, 0), st.job_retry_max_delay)
+        state = "failed" if final else "pending"
+        done = s.execute(
+            update(Job).where(Job.id == job_id, Job.state == "active", Job.lease_owner == owner)
+            .values(state=state, failed_reason=reason, failing_since=since, lease_owner=None, lease_until=None,
+                    relayed_at=None, run_after=None if final else t + _seconds(delay), updated_at=t)
+            .execution_options(synchronize_session=False)).rowcount
         s.commit()
+        if done and final:
+            try:
+                self.drop_job_output(s, job)
+            except Exception as exc:
+                log.warning("could not remove the output of failed job %s: %s", job_id, type(exc).__name__)
+        return state if done else None
 
 
 def _not_yet() -> MediaError:
-    from .jobs import NotYet
-
     return NotYet("the upload has not arrived")
 
 
-def _seconds(n: int):
+def _seconds(n: float):
     from datetime import timedelta
 
     return timedelta(seconds=n)

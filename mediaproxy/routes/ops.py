@@ -11,7 +11,7 @@ import orjson
 
 from .. import metrics
 from ..context import Context
-from ..errors import MediaError, NotFound
+from ..errors import Degraded, MediaError, NotFound
 from ..storage import check_ready
 
 log = logging.getLogger("mediaproxy.ops")
@@ -43,16 +43,19 @@ class ReadyResource:
             resp.status = falcon.HTTP_503
             resp.data = f"not ready: storage: {exc.reason}\n".encode()
             return
+        degraded = []
         for name, check in self.ctx.ready_checks:
             try:
                 check()
+            except Degraded as exc:  # still ready; the body says what is reduced
+                degraded.append(f"{name}: {exc}")
             except Exception as exc:  # any failure of that part: its kind answered, the detail logged
                 # (a driver's message names hosts and users: not for an unauthenticated route)
                 log.warning("not ready: %s: %s", name, " ".join(str(exc).split())[:500])
                 resp.status = falcon.HTTP_503
                 resp.data = f"not ready: {name}: {type(exc).__name__}\n".encode()
                 return
-        resp.data = b"ready\n"
+        resp.data = ("ready, degraded: " + "; ".join(degraded) + "\n").encode() if degraded else b"ready\n"
 
     on_head = on_get
 

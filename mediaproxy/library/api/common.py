@@ -26,7 +26,8 @@ CHUNK = 256 * 1024  # read from the socket and handed to the parser at a time
 class LibraryMiddleware:
     """One database session per request of a library resource: committed when the responder
     succeeds, rolled back otherwise, always closed. The only place sessions are opened for HTTP.
-    A commit that fails answers 500 with nothing of the success the responder had built."""
+    A commit that fails answers 500 (503 with Retry-After when the database is unreachable: see
+    build.database_unavailable) with nothing of the success the responder had built."""
 
     def __init__(self, lib: Library):
         self.lib = lib

@@ -54,9 +54,12 @@ class Upload(Resource):
 
         up, obj, (fields, variants, run_async) = receive_upload(req, lib, org, FORM_FIELDS, validate)
         s = req.context.db
-        media = lib.create_media(s, up, obj, fields=fields)
+        # an asynchronous upload's job is written with the record (the outbox): an answer that says
+        # the upload is stored also says its job will run, once the queue takes it
+        media = lib.create_media(s, up, obj, fields=fields,
+                                 job=("variants" if variants else "finalize") if run_async else None)
         if run_async:
-            job = lib.enqueue(s, org, "variants" if variants else "finalize", media, {})
+            job = up.job
             send_json(resp, {"jobId": job.id, "state": job.state, "media": lib.describe(media, self.base(req))}, 202)
             return
         if variants and lib.renderable(media):

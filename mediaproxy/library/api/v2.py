@@ -181,13 +181,12 @@ class V2Resource(Resource):
 
         up, obj, (owner, private, tags, description, album) = receive_upload(
             req, lib, org, IMAGE_FIELDS, validate, lists=("tags[]",))
-        media = lib.create_media(s, up, obj, owner=owner, dialect="v2",
+        media = lib.create_media(s, up, obj, owner=owner, dialect="v2", job="finalize",  # placeholders, by the worker
                                  fields={"description": description, "is_private": private})
         self.gallery.set_tags(s, media.id, tags)
         if album is not None:
             self.gallery.add_to_album(s, album, [media.id])
         s.commit()
-        lib.enqueue(s, org, "finalize", media, {})  # placeholders, by the worker
         return media
 
     def fallback(self, resp: falcon.Response) -> None:

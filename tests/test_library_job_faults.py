@@ -1,0 +1,315 @@
+"""Jobs under faults, against the real servers: a worker SIGKILLed mid-crop, a rolling restart of
+workers, Redis stopped during uploads, PostgreSQL restarted during jobs, S3 frozen past a job's
+retries. A crop applies exactly once, leaves no object that no record points at, and no job is
+stranded; an upload that answers success has its jobs run, and none answers 500."""
+
+from __future__ import annotations
+
+import signal
+import time
+
+import pytest
+import pyvips
+import requests
+
+from . import media
+from .conftest import LIBRARY_STACKS
+from .library import Stack, Worker, library_env
+from .server import MotoS3, Server
+
+# leases short enough for a test, heartbeats well inside them
+FAST_JOBS = {
+    "MEDIAPROXY_JOB_LEASE": "3",
+    "MEDIAPROXY_JOB_HEARTBEAT": "0.2",
+    "MEDIAPROXY_JOB_RETRY_DELAY": "0.2",
+    "MEDIAPROXY_UPLOAD_MAX_BYTES": str(20 * 1024**2),
+}
+BIG = (6000, 4000)  # a crop of it with its variants takes seconds: long enough to be interrupted
+
+
+def _stack(request, tmp_path_factory, name: str, extra: dict | None = None, moto: MotoS3 | None = None,
+           database: str | None = None, queue: str | None = None) -> Stack:
+    backend, db_kind, queue_kind = LIBRARY_STACKS[name]
+    workdir = tmp_path_factory.mktemp(f"faults-{name}")
+    env = library_env(workdir, {**FAST_JOBS, **(extra or {})})
+    if database is not None:
+        env["MEDIAPROXY_DATABASE_URL"] = database
+    elif db_kind == "postgres":
+        env["MEDIAPROXY_DATABASE_URL"] = request.getfixturevalue("postgres").new_database()
+    if queue is not None:
+        env["MEDIAPROXY_QUEUE_URL"] = queue
+    elif queue_kind == "redis":
+        env["MEDIAPROXY_QUEUE_URL"] = request.getfixturevalue("redis_server").new_url()
+    if backend == "s3" and moto is None:
+        moto = request.getfixturevalue("moto")
+    srv = Server(backend, workdir, moto, env=env, workers=1)
+    try:
+        return Stack(srv, workdir, worker=False)
+    except BaseException:
+        srv.stop()
+        raise
+
+
+@pytest.fixture
+def stacks(request, tmp_path_factory):
+    """Start stacks for one test; every server and worker is stopped after it."""
+    made: list[tuple[Stack, list[Worker]]] = []
+
+    def start(name: str, **kw) -> tuple[Stack, list[Worker]]:
+        stack = _stack(request, tmp_path_factory, name, **kw)
+        made.append((stack, []))
+        return made[-1]
+
+    yield start
+    for stack, workers in made:
+        for w in workers:
+            w.stop(signal.SIGKILL)
+        stack.server.stop()
+
+
+def _worker(stack: Stack, workers: list[Worker]) -> Worker:
+    w = Worker(stack.env, stack.workdir / "worker.log")
+    workers.append(w)
+    return w
+
+
+def _job(stack: Stack, job_id: str) -> dict:
+    r = stack.api("GET", f"/api/v1/media/job/{job_id}")
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+def _upload_big(stack: Stack) -> dict:
+    r = stack.upload(media.gradient(*BIG).webpsave_buffer(Q=90), "big.webp")
+    assert r.status_code == 201, r.text
+    return r.json()
+
+
+def _crop_async(stack: Stack, media_id: str, **extra) -> str:
+    r = stack.api("POST", "/api/v1/media/crop", json={"id": media_id, "x": 0, "y": 0, "width": BIG[0],
+                                                      "height": BIG[1], "rotate": 90, "async": True, **extra})
+    assert r.status_code == 202, r.text
+    return r.json()["jobId"]
+
+
+def _rotation(url: str) -> int:
+    """How far the gradient was turned clockwise, from the colour of its top-left corner (R grows
+    left→right and G top→bottom in the original)."""
+    r = requests.get(url, timeout=30)
+    assert r.status_code == 200
+    im = pyvips.Image.new_from_buffer(r.content, "")
+    red, green = im.getpoint(3, 3)[:2]
+    return {(False, False): 0, (False, True): 90, (True, True): 180, (True, False): 270}[(red > 128, green > 128)]
+
+
+def _orphans(stack: Stack, media_id: str) -> set[str]:
+    """Objects stored under the media's prefix that its record does not point at."""
+    m = stack.api("GET", f"/api/v1/media/{media_id}").json()
+    wanted = {m["objectKey"], *(v["objectKey"] for v in m["variants"])}
+    return set(stack.stored_keys(f"acme/{media_id}/")) - wanted
+
+
+def _wait(cond, timeout: float, what: str, step: float = 0.02):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        got = cond()
+        if got:
+            return got
+        time.sleep(step)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+@pytest.mark.parametrize("name", ["local", "s3-pg-redis"])
+def test_a_worker_killed_mid_crop_then_restarted_rotates_once_and_leaves_no_orphan(stacks, name):
+    stack, workers = stacks(name, extra={"MEDIAPROXY_JOB_TEST_DELAY": "2"})
+    m = _upload_big(stack)
+    before = set(stack.stored_keys(f"acme/{m['id']}/"))
+    worker = _worker(stack, workers)
+    job_id = _crop_async(stack, m["id"], regenerateVariants=True)
+    # the crop has written its output but not finished: kill its worker there
+    _wait(lambda: set(stack.stored_keys(f"acme/{m['id']}/")) - before, 30, "the crop's first object")
+    assert _job(stack, job_id)["state"] == "active"
+    worker.stop(signal.SIGKILL)
+    _worker(stack, workers)
+    job = stack.wait_job(job_id, timeout=60)
+    assert job["state"] == "completed", job
+    got = stack.api("GET", f"/api/v1/media/{m['id']}").json()
+    assert (got["width"], got["height"]) == (BIG[1], BIG[0])
+    assert _rotation(got["url"]) == 90  # once: not 180
+    assert _orphans(stack, m["id"]) == set()
+    # the same task handed over again (a duplicate, a lost ack) changes nothing
+    stack_queue_again(stack, job_id)
+    time.sleep(1.0)
+    again = stack.api("GET", f"/api/v1/media/{m['id']}").json()
+    assert again["objectKey"] == got["objectKey"] and again["updatedAt"] == got["updatedAt"]
+    assert _job(stack, job_id)["attempts"] == job["attempts"]
+
+
+def stack_queue_again(stack: Stack, job_id: str) -> None:
+    from huey import RedisHuey, SqliteHuey
+
+    url = stack.env["MEDIAPROXY_QUEUE_URL"]
+    h = (SqliteHuey(name="mediaproxy", filename=url.removeprefix("sqlite:///")) if url.startswith("sqlite")
+         else RedisHuey(name="mediaproxy", url=url))
+
+    @h.task(name="mediaproxy.run_job")
+    def run_job(job_id: str) -> None: ...
+
+    run_job(job_id)
+
+
+@pytest.mark.parametrize("name", ["local", "s3-pg-redis"])
+def test_a_rolling_restart_of_workers_runs_a_long_crop_once(stacks, name):
+    stack, workers = stacks(name, extra={"MEDIAPROXY_JOB_TEST_DELAY": "4"})
+    m = _upload_big(stack)
+    first = _worker(stack, workers)
+    job_id = _crop_async(stack, m["id"], regenerateVariants=True)
+    _wait(lambda: _job(stack, job_id)["state"] == "active", 30, "the crop to start")
+    # while it runs: new workers start, an idle one is stopped, and another started
+    _worker(stack, workers)
+    idle = _worker(stack, workers)
+    time.sleep(1.0)
+    idle.stop(signal.SIGTERM)
+    _worker(stack, workers)
+    job = stack.wait_job(job_id, timeout=60)
+    assert job["state"] == "completed" and job["attempts"] == 1, job
+    assert first.proc.poll() is None
+    got = stack.api("GET", f"/api/v1/media/{m['id']}").json()
+    assert _rotation(got["url"]) == 90  # not 180 or 270
+    assert _orphans(stack, m["id"]) == set()
+
+
+def test_uploads_while_redis_is_stopped_succeed_and_their_jobs_run_once_it_is_back(stacks):
+    from .services import Redis
+
+    redis = Redis()  # this test's own: stopping it disturbs no other test
+    try:
+        stack, workers = stacks("local", queue=redis.new_url())
+        _worker(stack, workers)
+        assert stack.server.get("/_ready").text == "ready\n"
+        redis.halt()
+        ready = stack.server.get("/_ready")
+        assert ready.status_code == 200 and ready.text.startswith("ready, degraded: queue: queue unreachable")
+        jobs, ids = [], []
+        for i in range(4):
+            r = stack.upload(media.jpeg(200 + i, 150), generateVariants=True, **{"async": True})
+            assert r.status_code == 202, r.text  # stored, and said so: not a 500
+            jobs.append(r.json()["jobId"])
+            ids.append(r.json()["media"]["id"])
+        r = stack.api("POST", "/v2/images", files={"file": ("p.png", media.png(120, 80), "image/png")})
+        assert r.status_code == 201, r.text
+        v2_id = r.json()["id"]
+        r = stack.api("POST", "/api/v1/media/variants", json={"id": ids[0]})
+        assert r.status_code == 202, r.text
+        jobs.append(r.json()["jobId"])
+        time.sleep(1.0)
+        assert all(_job(stack, j)["state"] == "pending" for j in jobs)
+        redis.start()  # empty: the queue lost nothing it held, since it held none of these
+        for j in jobs:
+            assert stack.wait_job(j, timeout=30)["state"] == "completed"
+        for media_id in ids:
+            got = stack.api("GET", f"/api/v1/media/{media_id}").json()
+            assert {v["name"] for v in got["variants"]} >= {"thumbnail", "small"} and got["blurHash"]
+        assert stack.api("GET", f"/api/v1/media/{v2_id}").json()["blurHash"]  # its placeholders' job ran
+        assert stack.server.get("/_ready").text == "ready\n"
+    finally:
+        redis.stop()
+
+
+def test_jobs_interrupted_by_a_postgresql_restart_are_not_stranded(stacks):
+    from .services import Postgres
+
+    pg = Postgres()  # this test's own: stopping it disturbs no other test
+    try:
+        stack, workers = stacks("local", database=pg.new_database(), extra={"MEDIAPROXY_JOB_TEST_DELAY": "1"})
+        ids = []
+        for i in range(3):
+            r = stack.upload(media.png(300 + i, 200), "g.png")
+            assert r.status_code == 201, r.text
+            ids.append(r.json()["id"])
+        _worker(stack, workers)
+        jobs = [stack.api("POST", "/api/v1/media/crop", json={"id": i, "x": 0, "y": 0, "width": 200, "height": 100,
+                                                              "rotate": 90, "async": True}).json()["jobId"]
+                for i in ids]
+        _wait(lambda: _job(stack, jobs[0])["state"] == "active", 20, "a crop to start")
+        pg.halt()
+        # while it is away every library route answers 503 with Retry-After, not 500
+        for method, path in (("GET", f"/api/v1/media/job/{jobs[0]}"), ("GET", f"/api/v1/media/{ids[0]}"),
+                             ("GET", "/api/v1/media/list?limit=5"), ("POST", "/api/v1/media/crop")):
+            r = stack.api(method, path, json={} if method == "POST" else None)
+            assert r.status_code == 503 and r.headers["Retry-After"].isdigit(), (path, r.status_code, r.text)
+            assert r.json() == {"error": "database unavailable"}
+        assert stack.server.get("/_ready").status_code == 503
+        time.sleep(2.5)  # past the crop's delay: its end cannot be recorded
+        pg.start()
+        for j in jobs:
+            job = stack.wait_job(j, timeout=30)
+            assert job["state"] == "completed", job
+        for media_id in ids:
+            got = stack.api("GET", f"/api/v1/media/{media_id}").json()
+            assert (got["width"], got["height"]) == (100, 200)
+            assert _orphans(stack, media_id) == set()
+    finally:
+        pg.stop()
+
+
+def test_a_job_retries_past_a_storage_stall_longer_than_its_retry_count(stacks):
+    moto = MotoS3()  # this test's own: freezing it disturbs no other test
+    try:
+        stack, workers = stacks("s3", moto=moto, extra={
+            "MEDIAPROXY_JOB_RETRIES": "2", "MEDIAPROXY_JOB_RETRY_MAX_DELAY": "0.5",
+            "MEDIAPROXY_JOB_RETRY_BUDGET": "60", "MEDIAPROXY_S3_READ_TIMEOUT": "1",
+            "MEDIAPROXY_STORAGE_BREAKER_COOLDOWN": "0.5"})
+        m = stack.upload(media.png(300, 200), "g.png").json()
+        _worker(stack, workers)
+        moto.proc.send_signal(signal.SIGSTOP)
+        try:
+            job_id = _crop_async_small(stack, m["id"])
+            # more attempts than MEDIAPROXY_JOB_RETRIES (2) would allow, and not failed for good
+            _wait(lambda: _job(stack, job_id)["attempts"] >= 4 or _job(stack, job_id)["state"] == "failed",
+                  30, "retries during the stall", step=0.2)
+            state = _job(stack, job_id)
+            assert state["state"] in ("pending", "active"), state
+            assert state["failedReason"]
+        finally:
+            moto.proc.send_signal(signal.SIGCONT)
+        job = stack.wait_job(job_id, timeout=30)
+        assert job["state"] == "completed", job
+        got = stack.api("GET", f"/api/v1/media/{m['id']}").json()
+        assert (got["width"], got["height"]) == (100, 200)
+        # bad input still fails at once
+        bad = stack.api("POST", "/api/v1/media/crop", json={"id": m["id"], "x": 500, "y": 0, "width": 10,
+                                                            "height": 10, "async": True}).json()["jobId"]
+        job = stack.wait_job(bad, timeout=30)
+        assert job["state"] == "failed" and job["attempts"] == 1
+    finally:
+        moto.stop()
+
+
+def _crop_async_small(stack: Stack, media_id: str) -> str:
+    r = stack.api("POST", "/api/v1/media/crop", json={"id": media_id, "x": 0, "y": 0, "width": 200, "height": 100,
+                                                      "rotate": 90, "async": True})
+    assert r.status_code == 202, r.text
+    return r.json()["jobId"]
+
+
+def test_concurrent_synchronous_crops_each_apply_once_or_answer_409(stacks):
+    """Two crops of one image at once: each that answers 200 turned it once (a crop that lost the
+    compare-and-set answers 409 and removes what it wrote); never both from the same version."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    stack, _ = stacks("local")
+    m = _upload_big(stack)
+
+    def crop(_):
+        return stack.api("POST", "/api/v1/media/crop", json={"id": m["id"], "x": 0, "y": 0, "width": BIG[0],
+                                                             "height": BIG[1], "rotate": 90}).status_code
+
+    with ThreadPoolExecutor(2) as pool:
+        codes = sorted(pool.map(crop, range(2)))
+    # a second crop of the whole 6000x4000 image after the first has turned it is outside: 400
+    assert codes in ([200, 409], [200, 400]), codes
+    got = stack.api("GET", f"/api/v1/media/{m['id']}").json()
+    assert (got["width"], got["height"]) == (BIG[1], BIG[0])
+    assert _rotation(got["url"]) == 90
+    assert _orphans(stack, m["id"]) == set()
