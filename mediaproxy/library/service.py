@@ -930,11 +930,15 @@ def edit_image(data: bytes, p: dict, ctx: Context) -> pipeline.Output:
         raise BadRequest(f"the crop {x},{y} {w}x{h} is outside the {probe.width}x{probe.height} image")
     try:
         with ctx.transform_slot():
-            im = pyvips.Image.new_from_buffer(data, "", access="sequential").autorot()
+            rotate = p.get("rotate") or 0
+            # a rotation (the EXIF orientation's or the crop's own) reads the pixels out of order,
+            # which a sequential decode refuses ("error in tile") once the image is past a few tiles;
+            # the pixel limit checked above bounds what a random-access decode holds
+            turned = bool(rotate) or probe.orientation not in (0, 1)
+            im = pyvips.Image.new_from_buffer(data, "", access="random" if turned else "sequential").autorot()
             if im.hasalpha() and fmt == "jpeg":
                 im = im.flatten(background=[255] * (im.bands - 1))
             im = im.crop(x, y, w, h)
-            rotate = p.get("rotate") or 0
             if rotate:
                 im = im.rot(f"d{rotate}")
             scale = p.get("scale") or 1.0
