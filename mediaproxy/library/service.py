@@ -18,14 +18,15 @@ import re
 import time
 import unicodedata
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent import futures
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import orjson
 import pyvips
-from sqlalchemy import Integer, String, Text, column, func, literal_column, or_, select, table, union_all
+from sqlalchemy import Integer, String, Text, column, delete, func, literal_column, or_, select, table, union_all
 from sqlalchemy.orm import Session, selectinload
 
 from ..context import Context
@@ -198,32 +199,74 @@ class Library:
         once (the new record points at the existing object). Seed 002's uploads each keep their
         own folder (original + variants under one prefix, as its API deletes and redirects by
         folder), and share only the ``canonicalUri``."""
-        same = None
-        if dialect == "media":
-            same = s.scalar(select(StoredObject).where(StoredObject.org_id == obj.org_id,
-                                                       StoredObject.sha256 == obj.sha256,
-                                                       StoredObject.bucket == obj.bucket).limit(1))
-        duplicate_key = None
-        if same is not None:
-            duplicate_key, obj = obj.key, same
-        else:
-            s.add(obj)
+        uploaded = obj.key
+        try:
+            same = None
+            if dialect == "media":
+                same = s.scalar(select(StoredObject).where(StoredObject.org_id == obj.org_id,
+                                                           StoredObject.sha256 == obj.sha256,
+                                                           StoredObject.bucket == obj.bucket).limit(1))
+            duplicate_key = None
+            if same is not None:
+                duplicate_key, obj = obj.key, same
+            else:
+                s.add(obj)
+                s.flush()
+            folder = f"{up.org.slug}/{up.media_id}/{up.version_id}"
+            media = Media(id=up.media_id, org_id=up.org.id, owner=owner, dialect=dialect, state="ready",
+                          filename=up.filename, mime_type=obj.mime_type, size=obj.size, width=obj.width,
+                          height=obj.height, **(fields or {}))
+            s.add(media)
             s.flush()
-        folder = f"{up.org.slug}/{up.media_id}/{up.version_id}"
-        media = Media(id=up.media_id, org_id=up.org.id, owner=owner, dialect=dialect, state="ready",
-                      filename=up.filename, mime_type=obj.mime_type, size=obj.size, width=obj.width,
-                      height=obj.height, **(fields or {}))
-        s.add(media)
-        s.flush()
-        version = Version(id=up.version_id, media_id=media.id, object_id=obj.id, folder=folder)
-        s.add(version)
-        s.flush()
-        media.current_version_id = version.id
-        media.current = version
-        s.commit()
+            version = Version(id=up.version_id, media_id=media.id, object_id=obj.id, folder=folder)
+            s.add(version)
+            s.flush()
+            media.current_version_id = version.id
+            media.current = version
+            s.commit()
+        except BaseException:
+            # no record points at the bytes just committed (e.g. the database is down): they go too
+            s.rollback()
+            self._forget([(self.bucket, uploaded)])
+            raise
         if duplicate_key is not None:
             self.ctx.storage.delete(self.bucket, duplicate_key)  # the bytes already exist under obj.key
         return media
+
+    @contextmanager
+    def all_or_nothing(self, s: Session, media: Media) -> Iterator[None]:
+        """The steps that follow an upload's record (variants, tags, the queue): when one fails, the
+        answer is a failure, so the upload is undone (``discard``) before the error goes on."""
+        media_id = media.id
+        try:
+            yield
+        except BaseException:
+            self.discard(s, media_id)
+            raise
+
+    def discard(self, s: Session, media_id: str) -> None:
+        """Undo an upload whose answer is a failure: its jobs, its record with every version and
+        variant, and the objects no other record uses (bytes deduplicated onto an object another
+        record points at stay). Best effort: what a failing store keeps is the janitor's."""
+        try:
+            s.rollback()
+            s.execute(delete(Job).where(Job.media_id == media_id))
+            media = s.scalar(self._media_query().where(Media.id == media_id))
+            if media is None:
+                s.commit()
+            else:
+                self.delete(s, media)
+        except Exception as exc:
+            s.rollback()
+            log.warning("could not undo the failed upload of media %s: %s: %s", media_id, type(exc).__name__, exc)
+
+    def _forget(self, keys: list[tuple[str, str]]) -> None:
+        """Delete objects no record points at; a store that fails now leaves them to the janitor."""
+        for bucket, key in keys:
+            try:
+                self.ctx.storage.delete(bucket, key)
+            except Exception as exc:
+                log.warning("left %s/%s for the janitor: %s: %s", bucket, key, type(exc).__name__, exc)
 
     # -- reading ----------------------------------------------------------------------------
 
@@ -603,24 +646,31 @@ class Library:
                            "stored, but no variants")
         version = media.current
         data = self._original(media)
-        made: dict[str, tuple[str, pipeline.Output]] = {}
-        for name, side, fit in self.settings.variants:
-            with self.ctx.transform_slot():
-                out = pipeline.transform(data, self.variant_spec(side, fit), self.ctx.limits)
-            key = f"{version.folder}/{name}.{out.format}"
-            self.ctx.storage.put(self.bucket, key, out.body, out.content_type)
-            made[name] = (key, out)
-        self._placeholders(media, data)
         existing = {x.name: x for x in version.variants}
-        for name, (key, out) in made.items():
-            row = existing.get(name)
-            if row is None:
-                row = Variant(name=name, bucket=self.bucket, key=key, width=0, height=0, size=0, mime_type="")
-                version.variants.append(row)
-            row.key, row.width, row.height = key, out.width, out.height
-            row.size, row.mime_type = len(out.body), out.content_type
-        media.updated_at = now()
-        s.commit()
+        recorded = {x.key for x in existing.values()}
+        made: dict[str, tuple[str, pipeline.Output]] = {}
+        try:
+            for name, side, fit in self.settings.variants:
+                with self.ctx.transform_slot():
+                    out = pipeline.transform(data, self.variant_spec(side, fit), self.ctx.limits)
+                key = f"{version.folder}/{name}.{out.format}"
+                self.ctx.storage.put(self.bucket, key, out.body, out.content_type)
+                made[name] = (key, out)
+            self._placeholders(media, data)
+            for name, (key, out) in made.items():
+                row = existing.get(name)
+                if row is None:
+                    row = Variant(name=name, bucket=self.bucket, key=key, width=0, height=0, size=0, mime_type="")
+                    version.variants.append(row)
+                row.key, row.width, row.height = key, out.width, out.height
+                row.size, row.mime_type = len(out.body), out.content_type
+            media.updated_at = now()
+            s.commit()
+        except BaseException:
+            s.rollback()
+            # the variants stored before the failure that no row records
+            self._forget([(self.bucket, key) for key, _ in made.values() if key not in recorded])
+            raise
         return list(version.variants)
 
     def renderable(self, media: Media) -> bool:

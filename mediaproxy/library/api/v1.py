@@ -55,15 +55,17 @@ class Upload(Resource):
         up, obj, (fields, variants, run_async) = receive_upload(req, lib, org, FORM_FIELDS, validate)
         s = req.context.db
         media = lib.create_media(s, up, obj, fields=fields)
-        if run_async:
-            job = lib.enqueue(s, org, "variants" if variants else "finalize", media, {})
-            send_json(resp, {"jobId": job.id, "state": job.state, "media": lib.describe(media, self.base(req))}, 202)
-            return
-        if variants and lib.renderable(media):
-            lib.render_variants(s, media)
-        else:  # files over MEDIAPROXY_MAX_SOURCE_BYTES are stored and served, but get no variants
-            lib.finalize(s, media)
-        send_json(resp, lib.describe(media, self.base(req)), 201)
+        with lib.all_or_nothing(s, media):  # e.g. variants of a decompression bomb: 413, nothing kept
+            if run_async:
+                job = lib.enqueue(s, org, "variants" if variants else "finalize", media, {})
+                send_json(resp, {"jobId": job.id, "state": job.state, "media": lib.describe(media, self.base(req))},
+                          202)
+                return
+            if variants and lib.renderable(media):
+                lib.render_variants(s, media)
+            else:  # files over MEDIAPROXY_MAX_SOURCE_BYTES are stored and served, but get no variants
+                lib.finalize(s, media)
+            send_json(resp, lib.describe(media, self.base(req)), 201)
 
 
 class Presigned(Resource):

@@ -183,11 +183,12 @@ class V2Resource(Resource):
             req, lib, org, IMAGE_FIELDS, validate, lists=("tags[]",))
         media = lib.create_media(s, up, obj, owner=owner, dialect="v2",
                                  fields={"description": description, "is_private": private})
-        self.gallery.set_tags(s, media.id, tags)
-        if album is not None:
-            self.gallery.add_to_album(s, album, [media.id])
-        s.commit()
-        lib.enqueue(s, org, "finalize", media, {})  # placeholders, by the worker
+        with lib.all_or_nothing(s, media):
+            self.gallery.set_tags(s, media.id, tags)
+            if album is not None:
+                self.gallery.add_to_album(s, album, [media.id])
+            s.commit()
+            lib.enqueue(s, org, "finalize", media, {})  # placeholders, by the worker
         return media
 
     def fallback(self, resp: falcon.Response) -> None:
@@ -363,8 +364,9 @@ class Avatars(V2Resource):
 
         up, obj, user = receive_upload(req, lib, org, IMAGE_FIELDS, validate)
         media = lib.create_media(s, up, obj, owner=user, dialect="avatar")
-        answer = self.avatar_json(req, user, media)  # before a concurrent upload may replace it
-        old = self.gallery.set_avatar(s, org, user, media)
+        with lib.all_or_nothing(s, media):
+            answer = self.avatar_json(req, user, media)  # before a concurrent upload may replace it
+            old = self.gallery.set_avatar(s, org, user, media)
         if old is not None:
             self.gallery.drop_media(s, old)  # the replaced avatar: its record, bytes and cached results
         send_json(resp, answer, 201)
