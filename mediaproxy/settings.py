@@ -297,6 +297,9 @@ class LibrarySettings:
     job_retries: int = 3
     job_retry_delay: float = 1.0  # first retry after this many seconds, doubling
     worker_threads: int = 2
+    # `mediaproxy janitor`: incomplete uploads and objects no record points at are removed once this
+    # old (seconds): far past any upload in flight, so that one is never touched
+    janitor_grace: float = 86400.0
     migrate_on_start: bool = True  # embedded SQLite: apply migrations when the app starts
 
     @property
@@ -338,6 +341,7 @@ class LibrarySettings:
             job_retries=_int(env, "MEDIAPROXY_JOB_RETRIES", d["job_retries"], 0, 100),
             job_retry_delay=_float(env, "MEDIAPROXY_JOB_RETRY_DELAY", d["job_retry_delay"], 0.0, 3600.0),
             worker_threads=_int(env, "MEDIAPROXY_WORKER_THREADS", d["worker_threads"], 1, 64),
+            janitor_grace=_float(env, "MEDIAPROXY_JANITOR_GRACE", d["janitor_grace"], 0.0),
             migrate_on_start=_bool(env, "MEDIAPROXY_MIGRATE_ON_START", db.startswith("sqlite")),
         )
 
@@ -354,9 +358,10 @@ class Settings:
     s3_connect_timeout: float = 0.5  # same-region: a connect takes < 5 ms; a lost SYN is retried at 1 s
     s3_read_timeout: float = 2.0  # first byte / between bytes; a timeout is not retried: 504 in 2 s
     s3_max_pool: int = 32
-    # the library's writes (PutObject, UploadPart, Complete): seconds to wait for the store's answer
-    # after the body is sent, with botocore's standard retries (3 attempts; a part is re-sendable)
-    s3_write_timeout: float = 30.0
+    # the library's writes (PutObject, UploadPart, Complete, abort): seconds a write waits for the
+    # store (sending, then its answer); a timeout fails the upload (504) and is not retried, a fast
+    # failure (refused, reset, 5xx) is sent again up to 3 times in all (a part is re-sendable)
+    s3_write_timeout: float = 10.0
     # storage resilience (mediaproxy/bulkhead.py, storage/guard.py)
     max_concurrent_storage: int = 4  # storage calls in progress per worker
     storage_wait: float = 0.5  # seconds a call waits for a storage slot before 503 (+ read timeout: < 3 s)
