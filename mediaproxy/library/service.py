@@ -82,6 +82,20 @@ def safe_filename(name: str | None, fallback: str = "file") -> str:
     return name or fallback
 
 
+_DISPOSITION = re.compile(r"(?i)(inline|attachment)( *;[\x20-\x7e]*)?")
+DISPOSITION_MAX = 1024
+
+
+def clean_disposition(value: str | None) -> str | None:
+    """A Content-Disposition fit to be stored and sent again: ``inline`` or ``attachment`` and its
+    parameters, printable ASCII only (no CR/LF: nothing can be smuggled into the answer's
+    headers), at most DISPOSITION_MAX characters; None for anything else."""
+    value = (value or "").strip()
+    if not value or len(value) > DISPOSITION_MAX or not _DISPOSITION.fullmatch(value):
+        return None
+    return value
+
+
 def _like_escape(text: str) -> str:
     """``text`` matched literally by ``LIKE … ESCAPE '\\'``."""
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
@@ -362,6 +376,11 @@ class Library:
             return s.scalar(select(Variant.mime_type).where(Variant.bucket == bucket, Variant.key == key))
         return media.mime_type
 
+    def disposition_of(self, s: Session, bucket: str, key: str) -> str | None:
+        """The Content-Disposition kept with a stored original (seed 003's PUT), if any."""
+        return s.scalar(select(StoredObject.content_disposition)
+                        .where(StoredObject.bucket == bucket, StoredObject.key == key))
+
     def public_sha256(self, s: Session, sha: str) -> StoredObject | None:
         """The object of a public media with these bytes (the canonical, content-addressed URI)."""
         return s.scalar(
@@ -381,8 +400,10 @@ class Library:
             raise NotFound("no such variant")
         return row[0], row[1]
 
-    def receive_put(self, s: Session, bucket: str, key: str, stream, content_length: int | None) -> Media:
-        """The bytes of a presigned upload URL of the local backend: streamed, sniffed, bounded."""
+    def receive_put(self, s: Session, bucket: str, key: str, stream, content_length: int | None,
+                    disposition: str | None = None) -> Media:
+        """The bytes of a presigned upload URL of the local backend: streamed, sniffed, bounded;
+        a Content-Disposition the PUT carries is kept with the object, as S3 keeps it."""
         media = s.scalar(
             self._media_query().join(Version, Version.id == Media.current_version_id)
             .join(StoredObject, StoredObject.id == Version.object_id)
@@ -395,6 +416,9 @@ class Library:
         allowed = self.settings.media_api_types if media.dialect == "media" else self.settings.allowed_types
         if content_length is not None and content_length > limit:
             raise TooLarge(f"upload is over the {limit} byte limit")
+        if disposition is not None and clean_disposition(disposition) is None:
+            raise BadRequest("Content-Disposition must be inline or attachment with its parameters, "
+                             f"printable ASCII, at most {DISPOSITION_MAX} characters")
         head = b""
         while len(head) < SNIFF_BYTES:
             chunk = stream.read(SNIFF_BYTES - len(head))
@@ -417,7 +441,7 @@ class Library:
         except BaseException:
             w.abort()
             raise
-        if self.complete_upload(s, media):
+        if self.complete_upload(s, media, disposition):
             self.enqueue(s, self.org_of(s, media), "finalize", media, {})
         return media
 
@@ -432,6 +456,8 @@ class Library:
         if same is None:
             return None
         media.current.object_id, media.current.object = same.id, same
+        if same.content_disposition is None:  # the object's metadata, as S3 would keep the first PUT's
+            same.content_disposition = obj.content_disposition
         s.flush()
         s.delete(obj)
         s.flush()
@@ -808,10 +834,11 @@ class Library:
         q = sign_query("GET", self.bucket, key, expires, self.ctx.settings.secret_key)
         return f"{base}/api/v1/media/signed/{self.bucket}/{key}?{q}"
 
-    def presign_upload(self, s: Session, org: Organization, base: str, filename: str, mime: str,
+    def presign_upload(self, s: Session, org: Organization, base: str, filename: str, mime: str | None,
                        size: int | None, *, owner: str | None = None, dialect: str = "v1",
                        max_bytes: int | None = None) -> tuple[Media, dict]:
-        """A record waiting for its bytes, and where the client PUTs them."""
+        """A record waiting for its bytes, and where the client PUTs them. Without ``mime`` the URL
+        takes any Content-Type (none is signed); the type is judged from the bytes either way."""
         limit = max_bytes or self.settings.upload_max_bytes
         if size is not None and size > limit:
             raise TooLarge(f"size {size} is over the {limit} byte limit")
@@ -820,11 +847,12 @@ class Library:
         folder = f"{org.slug}/{media_id}/{version_id}"
         key = f"{folder}/{fname}"
         expires = self.settings.upload_url_expiry
-        obj = StoredObject(org_id=org.id, bucket=self.bucket, key=key, sha256=None, size=0, mime_type=mime)
+        recorded = mime or "application/octet-stream"  # until the bytes say
+        obj = StoredObject(org_id=org.id, bucket=self.bucket, key=key, sha256=None, size=0, mime_type=recorded)
         s.add(obj)
         shown = filename.strip()[:255] if dialect == "media" else fname  # seed 003 echoes the name given
         media = Media(id=media_id, org_id=org.id, owner=owner, dialect=dialect, state="uploading",
-                      filename=shown or fname, mime_type=mime)
+                      filename=shown or fname, mime_type=recorded)
         s.add(media)
         s.flush()
         version = Version(id=version_id, media_id=media_id, object_id=obj.id, folder=folder)
@@ -837,14 +865,17 @@ class Library:
             url, headers = signed
         else:
             q = sign_query("PUT", self.bucket, key, expires, self.ctx.settings.secret_key, size)
-            url, headers = f"{base}/api/v1/media/signed/{self.bucket}/{key}?{q}", {"Content-Type": mime}
+            url = f"{base}/api/v1/media/signed/{self.bucket}/{key}?{q}"
+            headers = {"Content-Type": mime} if mime else {}
             if size is not None:
                 headers["Content-Length"] = str(size)
         return media, {"uploadUrl": url, "objectKey": key, "method": "PUT", "headers": headers,
                        "expiresAt": iso(datetime.now(UTC).replace(tzinfo=None) + _seconds(expires))}
 
-    def complete_upload(self, s: Session, media: Media) -> bool:
-        """An upload by presigned PUT: check the stored bytes (type by content, size) and mark it ready."""
+    def complete_upload(self, s: Session, media: Media, disposition: str | None = None) -> bool:
+        """An upload by presigned PUT: check the stored bytes (type by content, size) and mark it ready.
+        The PUT's Content-Disposition (the local backend's ``disposition``, S3's object metadata)
+        is kept with the object when it is a sane one."""
         if media.state != "uploading":
             return True
         obj = media.current.object
@@ -865,6 +896,7 @@ class Library:
             return False
         width, height = self._dimensions(head, obj.key)
         obj.size, obj.mime_type, obj.width, obj.height = info.size, mime, width, height
+        obj.content_disposition = clean_disposition(disposition or info.content_disposition)
         drop = self._content_address(s, media, obj) if media.dialect == "media" else None
         media.size, media.mime_type, media.width, media.height = info.size, mime, width, height
         media.state = "ready"

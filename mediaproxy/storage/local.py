@@ -212,7 +212,7 @@ class LocalStorage:
     def presign_get(self, bucket: str, key: str, expires: int) -> str | None:
         return None
 
-    def presign_put(self, bucket: str, key: str, content_type: str, expires: int,
+    def presign_put(self, bucket: str, key: str, content_type: str | None, expires: int,
                     content_length: int | None = None) -> tuple[str, dict[str, str]] | None:
         return None
 

@@ -162,6 +162,7 @@ class S3Storage:
             last_modified=lm.timestamp() if lm is not None else 0.0,
             content_type=resp.get("ContentType"),
             etag=(resp.get("ETag") or "").strip('"') or None,
+            content_disposition=resp.get("ContentDisposition"),
         )
 
     def head(self, bucket: str, key: str) -> ObjectInfo:
@@ -269,12 +270,14 @@ class S3Storage:
             "get_object", Params={"Bucket": bucket, "Key": key}, ExpiresIn=expires
         )
 
-    def presign_put(self, bucket: str, key: str, content_type: str, expires: int,
+    def presign_put(self, bucket: str, key: str, content_type: str | None, expires: int,
                     content_length: int | None = None) -> tuple[str, dict[str, str]] | None:
-        # Content-Type (and the length, when the client gave it) are signed: S3 refuses
-        # a PUT whose headers differ from what was signed.
-        params: dict[str, object] = {"Bucket": bucket, "Key": key, "ContentType": content_type}
-        headers = {"Content-Type": content_type}
+        # Content-Type (when known) and the length (when the client gave it) are signed: S3
+        # refuses a PUT whose headers differ from what was signed.
+        params: dict[str, object] = {"Bucket": bucket, "Key": key}
+        headers: dict[str, str] = {}
+        if content_type:
+            params["ContentType"] = headers["Content-Type"] = content_type
         if content_length is not None:
             params["ContentLength"] = content_length
             headers["Content-Length"] = str(content_length)
