@@ -243,6 +243,9 @@ def cmd_janitor(args: argparse.Namespace) -> int:
 
     settings = _library_settings()
     grace = settings.library.janitor_grace if args.grace is None else args.grace
+    if grace < 0:
+        print("mediaproxy: janitor: --grace must be 0 or more seconds", file=sys.stderr)
+        return 2
     lib = Library(Context.build(settings), Database(settings.library.database_url))
     try:
         done = sweep(lib, grace, dry_run=args.dry_run)
