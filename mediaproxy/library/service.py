@@ -240,8 +240,7 @@ class Library:
             s.commit()
         except BaseException:
             # no record points at the bytes just committed (e.g. the database is down): they go too
-            s.rollback()
-            self._forget([(self.bucket, uploaded)])
+            self._forget(s, [(self.bucket, uploaded)])
             raise
         if duplicate_key is not None:
             self.ctx.storage.delete(self.bucket, duplicate_key)  # the bytes already exist under obj.key
@@ -274,12 +273,19 @@ class Library:
             s.rollback()
             log.warning("could not undo the failed upload of media %s: %s: %s", media_id, type(exc).__name__, exc)
 
-    def _forget(self, keys: list[tuple[str, str]]) -> None:
-        """Delete objects no record points at; a store that fails now leaves them to the janitor."""
+    def _forget(self, s: Session, keys: list[tuple[str, str]]) -> None:
+        """After a failed transaction, delete the objects it was to record. Only once the database
+        says no row points at them (a commit that failed on a lost connection may have happened):
+        a database or a store that fails now leaves them to the janitor, which checks the same."""
+        s.rollback()
         for bucket, key in keys:
             try:
-                self.ctx.storage.delete(bucket, key)
+                if s.scalar(select(StoredObject.id).where(StoredObject.bucket == bucket, StoredObject.key == key)
+                            .union_all(select(Variant.id).where(Variant.bucket == bucket, Variant.key == key))
+                            .limit(1)) is None:
+                    self.ctx.storage.delete(bucket, key)
             except Exception as exc:
+                s.rollback()
                 log.warning("left %s/%s for the janitor: %s: %s", bucket, key, type(exc).__name__, exc)
 
     # -- reading ----------------------------------------------------------------------------
@@ -693,9 +699,8 @@ class Library:
             media.updated_at = now()
             s.commit()
         except BaseException:
-            s.rollback()
             # the variants stored before the failure that no row records
-            self._forget([(self.bucket, key) for key, _ in made.values() if key not in recorded])
+            self._forget(s, [(self.bucket, key) for key, _ in made.values() if key not in recorded])
             raise
         return list(version.variants)
 
