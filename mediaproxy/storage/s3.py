@@ -324,7 +324,9 @@ class S3Writer:
     (8 MiB): a second whole part buffer would let receiving run a part ahead for 2 MiB more.
     An error of the helper thread is raised by the next ``write`` or by ``commit``; ``abort``
     returns at once, the upload being aborted on the helper thread once the part in flight ends
-    (while fewer than ``DETACHED_ABORTS`` such aborts are pending in the process; else it waits)."""
+    (while fewer than ``DETACHED_ABORTS`` such aborts are pending in the process; else it waits).
+    Each call to the store goes through ``_write_call``: a timeout fails the upload at once, and
+    after one ``abort`` does not wait for the store again (the janitor aborts what it leaves)."""
 
     PART = 5 * 1024 * 1024
     SMALL = 1024 * 1024  # a buffer grows with the object up to this, then is a whole part at once
