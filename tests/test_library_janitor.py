@@ -104,7 +104,7 @@ def test_uploads_while_s3_is_frozen_fail_within_the_write_timeout_and_leave_noth
         # both fail within about one write timeout (it was three, plus the abort's)
         for name, (status, took) in answers.items():
             assert status in (503, 504), (name, status)
-            assert took < 2 * WRITE_TIMEOUT, (name, took)
+            assert took < 2 * WRITE_TIMEOUT + 1, (name, took)  # the old code: 3 attempts, over 9 s
         assert len(answers) == 2
         time.sleep(max(0.0, frozen_at[0] + 10 - time.monotonic()))  # frozen for 10 s in all
         os.kill(moto.proc.pid, signal.SIGCONT)
