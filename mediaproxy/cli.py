@@ -280,6 +280,34 @@ def cmd_worker(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_janitor(args: argparse.Namespace) -> int:
+    """Abort incomplete uploads and delete objects no record points at, once older than the grace."""
+    from .context import Context
+    from .library.db import Database
+    from .library.janitor import sweep
+    from .library.service import Library
+
+    settings = _library_settings()
+    grace = settings.library.janitor_grace if args.grace is None else args.grace
+    if grace < 0:
+        print("mediaproxy: janitor: --grace must be 0 or more seconds", file=sys.stderr)
+        return 2
+    lib = Library(Context.build(settings), Database(settings.library.database_url))
+    try:
+        done = sweep(lib, grace, dry_run=args.dry_run)
+    except MediaError as exc:
+        print(f"mediaproxy: janitor: {exc.reason}", file=sys.stderr)
+        return 1
+    verb = "would remove" if args.dry_run else "removed"
+    for key in done.incomplete:
+        print(f"incomplete upload {lib.bucket}/{key}")
+    for key in done.orphans:
+        print(f"orphan {lib.bucket}/{key}")
+    print(f"{verb} {len(done.incomplete)} incomplete upload(s) and {len(done.orphans)} orphan(s) older than "
+          f"{grace:g} s; {done.young} younger left alone" + (f"; {len(done.failed)} failed" if done.failed else ""))
+    return 1 if done.failed else 0
+
+
 def cmd_admin_create(args: argparse.Namespace) -> int:
     """Seed 004's first admin: the password comes from standard input (one line), never argv."""
     from .errors import MediaError
@@ -355,6 +383,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("worker", help="run the library's job worker (huey consumer)")
     p.set_defaults(func=cmd_worker)
+
+    p = sub.add_parser("janitor", help="abort the library's incomplete uploads and delete objects no record "
+                                        "points at, once older than MEDIAPROXY_JANITOR_GRACE")
+    p.add_argument("--dry-run", action="store_true", help="only list what would be removed")
+    p.add_argument("--grace", type=float, default=None, metavar="SECONDS",
+                   help="leave alone what is younger than this (default: MEDIAPROXY_JANITOR_GRACE)")
+    p.set_defaults(func=cmd_janitor)
 
     p = sub.add_parser("admin", help="admins of seed 004's admin API")
     asub = p.add_subparsers(dest="admin_command", required=True, metavar="COMMAND", help="create")

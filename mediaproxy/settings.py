@@ -302,6 +302,9 @@ class LibrarySettings:
     job_heartbeat: float = 5.0  # leases renewed, expired ones swept and the outbox relayed this often
     job_test_delay: float = 0.0  # tests only: a crop job waits this long between its output and its commit
     worker_threads: int = 2
+    # `mediaproxy janitor`: incomplete uploads and objects no record points at are removed once this
+    # old (seconds): far past any upload in flight, so that one is never touched
+    janitor_grace: float = 86400.0
     migrate_on_start: bool = True  # embedded SQLite: apply migrations when the app starts
 
     @property
@@ -352,6 +355,7 @@ class LibrarySettings:
             job_heartbeat=_float(env, "MEDIAPROXY_JOB_HEARTBEAT", min(d["job_heartbeat"], lease / 3), 0.05, lease / 2),
             job_test_delay=_float(env, "MEDIAPROXY_JOB_TEST_DELAY", d["job_test_delay"], 0.0, 600.0),
             worker_threads=_int(env, "MEDIAPROXY_WORKER_THREADS", d["worker_threads"], 1, 64),
+            janitor_grace=_float(env, "MEDIAPROXY_JANITOR_GRACE", d["janitor_grace"], 0.0),
             migrate_on_start=_bool(env, "MEDIAPROXY_MIGRATE_ON_START", db.startswith("sqlite")),
         )
 
@@ -368,9 +372,10 @@ class Settings:
     s3_connect_timeout: float = 0.5  # same-region: a connect takes < 5 ms; a lost SYN is retried at 1 s
     s3_read_timeout: float = 2.0  # first byte / between bytes; a timeout is not retried: 504 in 2 s
     s3_max_pool: int = 32
-    # the library's writes (PutObject, UploadPart, Complete): seconds to wait for the store's answer
-    # after the body is sent, with botocore's standard retries (3 attempts; a part is re-sendable)
-    s3_write_timeout: float = 30.0
+    # the library's writes (PutObject, UploadPart, Complete, abort): seconds a write waits for the
+    # store (sending, then its answer); a timeout fails the upload (504) and is not retried, a fast
+    # failure (refused, reset, 5xx) is sent again up to 3 times in all (a part is re-sendable)
+    s3_write_timeout: float = 10.0
     # storage resilience (mediaproxy/bulkhead.py, storage/guard.py)
     max_concurrent_storage: int = 4  # storage calls in progress per worker
     storage_wait: float = 0.5  # seconds a call waits for a storage slot before 503 (+ read timeout: < 3 s)

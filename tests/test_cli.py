@@ -32,7 +32,8 @@ def test_version_and_help_on_every_option():
     assert (done.returncode, done.stdout.strip()) == (0, f"mediaproxy {__version__}")
     parser = build_parser()
     sub = next(a for a in parser._actions if a.dest == "command")
-    assert set(sub.choices) == {"check-config", "put", "purge", "sign", "demo", "db", "keys", "worker", "admin"}
+    assert set(sub.choices) == {"check-config", "put", "purge", "sign", "demo", "db", "keys", "worker", "janitor",
+                                "admin"}
 
     def walk(p, words):  # every command and sub-command (db upgrade, keys create)
         yield p, words

@@ -71,6 +71,8 @@ class StoredObject(Base):
     mime_type: Mapped[str] = mapped_column(String(127), default="application/octet-stream")
     width: Mapped[int | None] = mapped_column(Integer, nullable=True)
     height: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    # the Content-Disposition a presigned PUT carried (seed 003), served with the public URL's bytes
+    content_disposition: Mapped[str | None] = mapped_column(String(1024), nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=now)
 
 

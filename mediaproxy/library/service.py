@@ -18,14 +18,28 @@ import re
 import time
 import unicodedata
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent import futures
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import orjson
 import pyvips
-from sqlalchemy import Integer, String, Text, column, func, literal_column, or_, select, table, union_all, update
+from sqlalchemy import (
+    Integer,
+    String,
+    Text,
+    column,
+    delete,
+    func,
+    literal_column,
+    or_,
+    select,
+    table,
+    union_all,
+    update,
+)
 from sqlalchemy.orm import Session, selectinload
 
 from ..context import Context
@@ -88,6 +102,20 @@ def safe_filename(name: str | None, fallback: str = "file") -> str:
     name = unicodedata.normalize("NFC", (name or "").replace("\\", "/").rsplit("/", 1)[-1])
     name = re.sub(r"[^\w.\-]+", "_", name, flags=re.UNICODE).strip("._")[:100]
     return name or fallback
+
+
+_DISPOSITION = re.compile(r"(?i)(inline|attachment)( *;[\x20-\x7e]*)?")
+DISPOSITION_MAX = 1024
+
+
+def clean_disposition(value: str | None) -> str | None:
+    """A Content-Disposition fit to be stored and sent again: ``inline`` or ``attachment`` and its
+    parameters, printable ASCII only (no CR/LF: nothing can be smuggled into the answer's
+    headers), at most DISPOSITION_MAX characters; None for anything else."""
+    value = (value or "").strip()
+    if not value or len(value) > DISPOSITION_MAX or not _DISPOSITION.fullmatch(value):
+        return None
+    return value
 
 
 def _like_escape(text: str) -> str:
@@ -210,36 +238,84 @@ class Library:
         once (the new record points at the existing object). Seed 002's uploads each keep their
         own folder (original + variants under one prefix, as its API deletes and redirects by
         folder), and share only the ``canonicalUri``."""
-        same = None
-        if dialect == "media":
-            same = s.scalar(select(StoredObject).where(StoredObject.org_id == obj.org_id,
-                                                       StoredObject.sha256 == obj.sha256,
-                                                       StoredObject.bucket == obj.bucket).limit(1))
-        duplicate_key = None
-        if same is not None:
-            duplicate_key, obj = obj.key, same
-        else:
-            s.add(obj)
+        uploaded = obj.key
+        try:
+            same = None
+            if dialect == "media":
+                same = s.scalar(select(StoredObject).where(StoredObject.org_id == obj.org_id,
+                                                           StoredObject.sha256 == obj.sha256,
+                                                           StoredObject.bucket == obj.bucket).limit(1))
+            duplicate_key = None
+            if same is not None:
+                duplicate_key, obj = obj.key, same
+            else:
+                s.add(obj)
+                s.flush()
+            folder = f"{up.org.slug}/{up.media_id}/{up.version_id}"
+            media = Media(id=up.media_id, org_id=up.org.id, owner=owner, dialect=dialect, state="ready",
+                          filename=up.filename, mime_type=obj.mime_type, size=obj.size, width=obj.width,
+                          height=obj.height, **(fields or {}))
+            s.add(media)
             s.flush()
-        folder = f"{up.org.slug}/{up.media_id}/{up.version_id}"
-        media = Media(id=up.media_id, org_id=up.org.id, owner=owner, dialect=dialect, state="ready",
-                      filename=up.filename, mime_type=obj.mime_type, size=obj.size, width=obj.width,
-                      height=obj.height, **(fields or {}))
-        s.add(media)
-        s.flush()
-        version = Version(id=up.version_id, media_id=media.id, object_id=obj.id, folder=folder)
-        s.add(version)
-        s.flush()
-        media.current_version_id = version.id
-        media.current = version
-        if job is not None:
-            up.job = self._add_job(s, up.org, job, media, {})
-        s.commit()
+            version = Version(id=up.version_id, media_id=media.id, object_id=obj.id, folder=folder)
+            s.add(version)
+            s.flush()
+            media.current_version_id = version.id
+            media.current = version
+            if job is not None:
+                up.job = self._add_job(s, up.org, job, media, {})
+            s.commit()
+        except BaseException:
+            # no record points at the bytes just committed (e.g. the database is down): they go too
+            self._forget(s, [(self.bucket, uploaded)])
+            raise
         if up.job is not None:
             self.relay(up.job)
         if duplicate_key is not None:
             self.ctx.storage.delete(self.bucket, duplicate_key)  # the bytes already exist under obj.key
         return media
+
+    @contextmanager
+    def all_or_nothing(self, s: Session, media: Media) -> Iterator[None]:
+        """The steps that follow an upload's record (variants, tags, the queue): when one fails, the
+        answer is a failure, so the upload is undone (``discard``) before the error goes on."""
+        media_id = media.id
+        try:
+            yield
+        except BaseException:
+            self.discard(s, media_id)
+            raise
+
+    def discard(self, s: Session, media_id: str) -> None:
+        """Undo an upload whose answer is a failure: its jobs, its record with every version and
+        variant, and the objects no other record uses (bytes deduplicated onto an object another
+        record points at stay). Best effort: what a failing store keeps is the janitor's."""
+        try:
+            s.rollback()
+            s.execute(delete(Job).where(Job.media_id == media_id))
+            media = s.scalar(self._media_query().where(Media.id == media_id))
+            if media is None:
+                s.commit()
+            else:
+                self.delete(s, media)
+        except Exception as exc:
+            s.rollback()
+            log.warning("could not undo the failed upload of media %s: %s: %s", media_id, type(exc).__name__, exc)
+
+    def _forget(self, s: Session, keys: list[tuple[str, str]]) -> None:
+        """After a failed transaction, delete the objects it was to record. Only once the database
+        says no row points at them (a commit that failed on a lost connection may have happened):
+        a database or a store that fails now leaves them to the janitor, which checks the same."""
+        s.rollback()
+        for bucket, key in keys:
+            try:
+                if s.scalar(select(StoredObject.id).where(StoredObject.bucket == bucket, StoredObject.key == key)
+                            .union_all(select(Variant.id).where(Variant.bucket == bucket, Variant.key == key))
+                            .limit(1)) is None:
+                    self.ctx.storage.delete(bucket, key)
+            except Exception as exc:
+                s.rollback()
+                log.warning("left %s/%s for the janitor: %s: %s", bucket, key, type(exc).__name__, exc)
 
     # -- reading ----------------------------------------------------------------------------
 
@@ -362,6 +438,11 @@ class Library:
                                    Variant.bucket == self.bucket)).first()
         return tuple(variant) if variant is not None else None
 
+    def disposition_of(self, s: Session, bucket: str, key: str) -> str | None:
+        """The Content-Disposition kept with a stored original (seed 003's PUT), if any."""
+        return s.scalar(select(StoredObject.content_disposition)
+                        .where(StoredObject.bucket == bucket, StoredObject.key == key))
+
     def public_sha256(self, s: Session, sha: str) -> StoredObject | None:
         """The object of a public media with these bytes (the canonical, content-addressed URI).
 
@@ -385,8 +466,10 @@ class Library:
             raise NotFound("no such variant")
         return row[0], row[1]
 
-    def receive_put(self, s: Session, bucket: str, key: str, stream, content_length: int | None) -> Media:
-        """The bytes of a presigned upload URL of the local backend: streamed, sniffed, bounded."""
+    def receive_put(self, s: Session, bucket: str, key: str, stream, content_length: int | None,
+                    disposition: str | None = None) -> Media:
+        """The bytes of a presigned upload URL of the local backend: streamed, sniffed, bounded;
+        a Content-Disposition the PUT carries is kept with the object, as S3 keeps it."""
         media = s.scalar(
             self._media_query().join(Version, Version.id == Media.current_version_id)
             .join(StoredObject, StoredObject.id == Version.object_id)
@@ -399,6 +482,9 @@ class Library:
         allowed = self.settings.media_api_types if media.dialect == "media" else self.settings.allowed_types
         if content_length is not None and content_length > limit:
             raise TooLarge(f"upload is over the {limit} byte limit")
+        if disposition is not None and clean_disposition(disposition) is None:
+            raise BadRequest("Content-Disposition must be inline or attachment with its parameters, "
+                             f"printable ASCII, at most {DISPOSITION_MAX} characters")
         head = b""
         while len(head) < SNIFF_BYTES:
             chunk = stream.read(SNIFF_BYTES - len(head))
@@ -421,7 +507,7 @@ class Library:
         except BaseException:
             w.abort()
             raise
-        if self.complete_upload(s, media):
+        if self.complete_upload(s, media, disposition):
             self.enqueue(s, self.org_of(s, media), "finalize", media, {})
         return media
 
@@ -436,6 +522,8 @@ class Library:
         if same is None:
             return None
         media.current.object_id, media.current.object = same.id, same
+        if same.content_disposition is None:  # the object's metadata, as S3 would keep the first PUT's
+            same.content_disposition = obj.content_disposition
         s.flush()
         s.delete(obj)
         s.flush()
@@ -650,24 +738,34 @@ class Library:
                            "stored, but no variants")
         version = media.current
         data = self._original(media)
-        made = self._render_variants(data, version.folder)
-        self._placeholders(media, data)
         existing = {x.name: x for x in version.variants}
-        for name, (key, out) in made.items():
-            row = existing.get(name)
-            if row is None:
-                row = Variant(name=name, bucket=self.bucket, key=key, width=0, height=0, size=0, mime_type="")
-                version.variants.append(row)
-            row.key, row.width, row.height = key, out.width, out.height
-            row.size, row.mime_type = len(out.body), out.content_type
-        media.updated_at = now()
-        s.commit()
+        recorded = {x.key for x in existing.values()}
+        made: dict[str, tuple[str, pipeline.Output]] = {}
+        try:
+            self._render_variants(data, version.folder, made)
+            self._placeholders(media, data)
+            for name, (key, out) in made.items():
+                row = existing.get(name)
+                if row is None:
+                    row = Variant(name=name, bucket=self.bucket, key=key, width=0, height=0, size=0, mime_type="")
+                    version.variants.append(row)
+                row.key, row.width, row.height = key, out.width, out.height
+                row.size, row.mime_type = len(out.body), out.content_type
+            media.updated_at = now()
+            s.commit()
+        except BaseException:
+            # the variants stored before the failure that no row records
+            self._forget(s, [(self.bucket, key) for key, _ in made.values() if key not in recorded])
+            raise
         return list(version.variants)
 
-    def _render_variants(self, data: bytes, folder: str) -> dict[str, tuple[str, pipeline.Output]]:
+    def _render_variants(self, data: bytes, folder: str,
+                         made: dict[str, tuple[str, pipeline.Output]] | None = None
+                         ) -> dict[str, tuple[str, pipeline.Output]]:
         """Every configured variant of ``data``, stored under ``folder`` (keys named by variant: a
-        second rendering overwrites the first)."""
-        made: dict[str, tuple[str, pipeline.Output]] = {}
+        second rendering overwrites the first). Each stored one is added to ``made`` as it is
+        stored, so a caller that sees a failure knows what to delete."""
+        made = {} if made is None else made
         for name, side, fit in self.settings.variants:
             with self.ctx.transform_slot():
                 out = pipeline.transform(data, self.variant_spec(side, fit), self.ctx.limits)
@@ -881,10 +979,11 @@ class Library:
         q = sign_query("GET", self.bucket, key, expires, self.ctx.settings.secret_key)
         return f"{base}/api/v1/media/signed/{self.bucket}/{key}?{q}"
 
-    def presign_upload(self, s: Session, org: Organization, base: str, filename: str, mime: str,
+    def presign_upload(self, s: Session, org: Organization, base: str, filename: str, mime: str | None,
                        size: int | None, *, owner: str | None = None, dialect: str = "v1",
                        max_bytes: int | None = None) -> tuple[Media, dict]:
-        """A record waiting for its bytes, and where the client PUTs them."""
+        """A record waiting for its bytes, and where the client PUTs them. Without ``mime`` the URL
+        takes any Content-Type (none is signed); the type is judged from the bytes either way."""
         limit = max_bytes or self.settings.upload_max_bytes
         if size is not None and size > limit:
             raise TooLarge(f"size {size} is over the {limit} byte limit")
@@ -893,11 +992,12 @@ class Library:
         folder = f"{org.slug}/{media_id}/{version_id}"
         key = f"{folder}/{fname}"
         expires = self.settings.upload_url_expiry
-        obj = StoredObject(org_id=org.id, bucket=self.bucket, key=key, sha256=None, size=0, mime_type=mime)
+        recorded = mime or "application/octet-stream"  # until the bytes say
+        obj = StoredObject(org_id=org.id, bucket=self.bucket, key=key, sha256=None, size=0, mime_type=recorded)
         s.add(obj)
         shown = filename.strip()[:255] if dialect == "media" else fname  # seed 003 echoes the name given
         media = Media(id=media_id, org_id=org.id, owner=owner, dialect=dialect, state="uploading",
-                      filename=shown or fname, mime_type=mime)
+                      filename=shown or fname, mime_type=recorded)
         s.add(media)
         s.flush()
         version = Version(id=version_id, media_id=media_id, object_id=obj.id, folder=folder)
@@ -910,14 +1010,17 @@ class Library:
             url, headers = signed
         else:
             q = sign_query("PUT", self.bucket, key, expires, self.ctx.settings.secret_key, size)
-            url, headers = f"{base}/api/v1/media/signed/{self.bucket}/{key}?{q}", {"Content-Type": mime}
+            url = f"{base}/api/v1/media/signed/{self.bucket}/{key}?{q}"
+            headers = {"Content-Type": mime} if mime else {}
             if size is not None:
                 headers["Content-Length"] = str(size)
         return media, {"uploadUrl": url, "objectKey": key, "method": "PUT", "headers": headers,
                        "expiresAt": iso(datetime.now(UTC).replace(tzinfo=None) + _seconds(expires))}
 
-    def complete_upload(self, s: Session, media: Media) -> bool:
-        """An upload by presigned PUT: check the stored bytes (type by content, size) and mark it ready."""
+    def complete_upload(self, s: Session, media: Media, disposition: str | None = None) -> bool:
+        """An upload by presigned PUT: check the stored bytes (type by content, size) and mark it ready.
+        The PUT's Content-Disposition (the local backend's ``disposition``, S3's object metadata)
+        is kept with the object when it is a sane one."""
         if media.state != "uploading":
             return True
         obj = media.current.object
@@ -938,6 +1041,7 @@ class Library:
             return False
         width, height = self._dimensions(head, obj.key)
         obj.size, obj.mime_type, obj.width, obj.height = info.size, mime, width, height
+        obj.content_disposition = clean_disposition(disposition or info.content_disposition)
         drop = self._content_address(s, media, obj) if media.dialect == "media" else None
         media.size, media.mime_type, media.width, media.height = info.size, mime, width, height
         media.state = "ready"
@@ -1102,11 +1206,15 @@ def edit_image(data: bytes, p: dict, ctx: Context) -> pipeline.Output:
         raise BadRequest(f"the crop {x},{y} {w}x{h} is outside the {probe.width}x{probe.height} image")
     try:
         with ctx.transform_slot():
-            im = pyvips.Image.new_from_buffer(data, "", access="sequential").autorot()
+            rotate = p.get("rotate") or 0
+            # a rotation (the EXIF orientation's or the crop's own) reads the pixels out of order,
+            # which a sequential decode refuses ("error in tile") once the image is past a few tiles;
+            # the pixel limit checked above bounds what a random-access decode holds
+            turned = bool(rotate) or probe.orientation not in (0, 1)
+            im = pyvips.Image.new_from_buffer(data, "", access="random" if turned else "sequential").autorot()
             if im.hasalpha() and fmt == "jpeg":
                 im = im.flatten(background=[255] * (im.bands - 1))
             im = im.crop(x, y, w, h)
-            rotate = p.get("rotate") or 0
             if rotate:
                 im = im.rot(f"d{rotate}")
             scale = p.get("scale") or 1.0

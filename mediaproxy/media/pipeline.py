@@ -41,8 +41,9 @@ _LOADER_CLASSES = ("jpeg", "png", "gif", "webp", "heif", "tiff")
 # (Given as a loader option: thumbnail_buffer's own fail_on is not passed on.)
 _FAIL_ON = "fail_on=error"
 WEB_FORMATS = frozenset(MIME)
-PIPELINE_VERSION = "3"  # 2: Lanczos3 in linear light after the shrink-on-load, encoder settings by measurement;
+PIPELINE_VERSION = "4"  # 2: Lanczos3 in linear light after the shrink-on-load, encoder settings by measurement;
 # 3: settings per output size for speed too (JPEG thumbnails at the DCT scale, large WebP effort 2, sharp YUV to 256 px)
+# 4: the planned size exactly (w=200 was 199 px wide for some sources); cached results of 3 are recomputed
 _BIG = 10_000_000  # "no constraint" on one axis for thumbnail
 
 
@@ -288,7 +289,9 @@ def _decode(buf: bytes, spec: TransformSpec, p: Probe, pl: Plan, fmt: str, anima
     if not animate and spec.fit == "cover" and spec.position in _SMART and pl.force:
         # libvips crops single frames itself, in one sequential pass.
         width, kwargs["height"], kwargs["crop"] = pl.out_w, pl.out_h, _SMART[spec.position]
-    elif pl.force:
+    else:
+        # the plan's size exactly: it already keeps the aspect ratio to the nearest pixel, while
+        # thumbnail left to fit a box rounds its own scale (1000x750 at w=200 gave 199x150)
         kwargs["size"] = "force"
     if p.has_icc:
         kwargs["output_profile"] = "srgb"

@@ -36,6 +36,11 @@ class _Public:
         spec = imgix.parse(req.params, req.get_header("Accept"), source_format or "jpeg") if source_format else None
         if spec is None:
             serve_stored(req, resp, ctx, bucket, key, mime)
+            # the stored bytes as they were uploaded, with the Content-Disposition their PUT set
+            # (seed 003: S3 would send it back); a transformed result is another file
+            disposition = self.library.disposition_of(req.context.db, bucket, key)
+            if disposition:
+                resp.set_header("Content-Disposition", disposition)
             return
         if imgix.wants_negotiation(req.params) and not req.params.get("fm"):
             resp.set_header("Vary", "Accept")

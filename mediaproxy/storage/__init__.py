@@ -23,6 +23,7 @@ class ObjectInfo:
     last_modified: float  # seconds since the epoch
     content_type: str | None = None
     etag: str | None = None  # the store's own tag, without quotes
+    content_disposition: str | None = None  # S3's metadata, as the object's PUT set it
 
 
 class BoundedFile:
@@ -96,7 +97,7 @@ class Storage(Protocol):
         """A URL the store itself answers for ``expires`` seconds, or None (the local backend)."""
         ...
 
-    def presign_put(self, bucket: str, key: str, content_type: str, expires: int,
+    def presign_put(self, bucket: str, key: str, content_type: str | None, expires: int,
                     content_length: int | None = None) -> tuple[str, dict[str, str]] | None:
         """(URL, headers to send) for a client's PUT straight into the store, or None."""
         ...

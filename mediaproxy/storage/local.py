@@ -176,10 +176,43 @@ class LocalStorage:
                 if key.startswith(prefix):
                     yield key
 
+    def list_aged(self, bucket: str, prefix: str = "") -> Iterator[tuple[str, float]]:
+        """(key, last modified) of the objects under ``prefix``: what the janitor weighs."""
+        top = self.root / bucket
+        for key in self.list(bucket, prefix):
+            try:
+                yield key, (top / key).stat().st_mtime
+            except OSError:
+                continue  # deleted meanwhile
+
+    def incomplete_uploads(self, bucket: str) -> Iterator[tuple[str, str, float]]:
+        """(the temp file, the temp file, when it was last written) of writes in progress or left
+        by a process that died mid-upload: ``.{name}.{pid}[.{id}].tmp`` beside the target."""
+        top = self.root / bucket
+        if not top.is_dir():
+            return
+        for dirpath, _dirs, files in os.walk(top):
+            for name in files:
+                if not (name.startswith(".") and name.endswith(".tmp")):
+                    continue
+                path = Path(dirpath) / name
+                try:
+                    mtime = path.stat().st_mtime
+                except OSError:
+                    continue
+                rel = path.relative_to(top).as_posix()
+                yield rel, rel, mtime
+
+    def abort_incomplete(self, bucket: str, key: str, upload_id: str) -> None:
+        """Remove a write's temp file (``upload_id`` as ``incomplete_uploads`` named it)."""
+        path = self._path(bucket, upload_id)
+        if path.name.startswith(".") and path.name.endswith(".tmp"):
+            self.delete(bucket, upload_id)
+
     def presign_get(self, bucket: str, key: str, expires: int) -> str | None:
         return None
 
-    def presign_put(self, bucket: str, key: str, content_type: str, expires: int,
+    def presign_put(self, bucket: str, key: str, content_type: str | None, expires: int,
                     content_length: int | None = None) -> tuple[str, dict[str, str]] | None:
         return None
 

@@ -4,7 +4,9 @@ addressing is a setting so any S3-compatible store works."""
 
 from __future__ import annotations
 
+import logging
 import threading
+import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from typing import BinaryIO
@@ -52,9 +54,25 @@ def _map_error(exc: Exception) -> MediaError:
 _ERRORS = (ClientError, BotoCoreError, ProtocolError, Urllib3ReadTimeout, OSError)
 
 
+def _timed_out(exc: BaseException) -> bool:
+    """A failure that is a timeout underneath: botocore reports a body the store stopped reading
+    (the socket's send timed out) as ConnectionClosedError from ProtocolError from TimeoutError."""
+    seen = 0
+    while exc is not None and seen < 8:
+        if isinstance(exc, (TimeoutError, ReadTimeoutError, Urllib3ReadTimeout, ConnectTimeoutError)):
+            return True
+        if isinstance(exc, ProtocolError) and any(isinstance(a, TimeoutError) for a in exc.args):
+            return True
+        wrapped = getattr(exc, "kwargs", {}).get("error") if isinstance(exc, BotoCoreError) else None
+        exc, seen = wrapped or exc.__cause__ or exc.__context__, seen + 1
+    return False
+
+
 def _write_error(exc: Exception) -> MediaError:
     """A write's failure: never "no such object" (the upload being written is gone, e.g.
-    NoSuchUpload after an abort), always the store's fault."""
+    NoSuchUpload after an abort), always the store's fault; a stalled send is a timeout."""
+    if _timed_out(exc):
+        return UpstreamTimeout("storage timeout")
     err = _map_error(exc)
     if isinstance(err, NotFound):
         code = exc.response.get("Error", {}).get("Code") if isinstance(exc, ClientError) else None
@@ -101,11 +119,13 @@ class S3Storage:
             **common,
         )
         # The library's writes (S3Writer) are not on the origin's miss path: the store may take
-        # longer to answer a 5 MiB part than a read's first byte, and a part (a bytearray the
-        # writer holds until the call returns) can be sent again, so botocore's standard retries.
+        # longer to answer a 5 MiB part than a read's first byte. botocore retries nothing here
+        # either: its standard mode retried a timeout too, so a frozen store held an upload for
+        # three write timeouts (and stored it once the store woke, its client long gone);
+        # _write_call retries only the failures that come fast.
         self._write_config = Config(
             read_timeout=settings.s3_write_timeout,
-            retries={"total_max_attempts": 3, "mode": "standard"},
+            retries={"total_max_attempts": 1, "mode": "standard"},
             **common,
         )
         self._lock = threading.Lock()
@@ -142,6 +162,7 @@ class S3Storage:
             last_modified=lm.timestamp() if lm is not None else 0.0,
             content_type=resp.get("ContentType"),
             etag=(resp.get("ETag") or "").strip('"') or None,
+            content_disposition=resp.get("ContentDisposition"),
         )
 
     def head(self, bucket: str, key: str) -> ObjectInfo:
@@ -217,17 +238,46 @@ class S3Storage:
             if not isinstance(err, NotFound):
                 raise err from None
 
+    def list_aged(self, bucket: str, prefix: str = "") -> Iterator[tuple[str, float]]:
+        """(key, last modified) of the objects under ``prefix``: what the janitor weighs."""
+        try:
+            for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+                for item in page.get("Contents", ()):
+                    yield item["Key"], item["LastModified"].timestamp()
+        except _ERRORS as exc:
+            raise _map_error(exc) from None
+
+    def incomplete_uploads(self, bucket: str) -> Iterator[tuple[str, str, float]]:
+        """(key, upload id, when it was initiated) of the bucket's multipart uploads not completed
+        nor aborted."""
+        try:
+            for page in self.client.get_paginator("list_multipart_uploads").paginate(Bucket=bucket):
+                for item in page.get("Uploads", ()):
+                    yield item["Key"], item["UploadId"], item["Initiated"].timestamp()
+        except _ERRORS as exc:
+            raise _map_error(exc) from None
+
+    def abort_incomplete(self, bucket: str, key: str, upload_id: str) -> None:
+        try:
+            _write_call(self.write_client.abort_multipart_upload, Bucket=bucket, Key=key, UploadId=upload_id)
+        except _ERRORS as exc:
+            err = _map_error(exc)
+            if not isinstance(err, NotFound):  # NoSuchUpload: aborted or completed meanwhile
+                raise err from None
+
     def presign_get(self, bucket: str, key: str, expires: int) -> str | None:
         return self.client.generate_presigned_url(
             "get_object", Params={"Bucket": bucket, "Key": key}, ExpiresIn=expires
         )
 
-    def presign_put(self, bucket: str, key: str, content_type: str, expires: int,
+    def presign_put(self, bucket: str, key: str, content_type: str | None, expires: int,
                     content_length: int | None = None) -> tuple[str, dict[str, str]] | None:
-        # Content-Type (and the length, when the client gave it) are signed: S3 refuses
-        # a PUT whose headers differ from what was signed.
-        params: dict[str, object] = {"Bucket": bucket, "Key": key, "ContentType": content_type}
-        headers = {"Content-Type": content_type}
+        # Content-Type (when known) and the length (when the client gave it) are signed: S3
+        # refuses a PUT whose headers differ from what was signed.
+        params: dict[str, object] = {"Bucket": bucket, "Key": key}
+        headers: dict[str, str] = {}
+        if content_type:
+            params["ContentType"] = headers["Content-Type"] = content_type
         if content_length is not None:
             params["ContentLength"] = content_length
             headers["Content-Length"] = str(content_length)
@@ -237,6 +287,30 @@ class S3Storage:
 
 DETACHED_ABORTS = 2  # S3Writer.abort: aborts left to finish behind their part, per process
 _DETACHED = threading.BoundedSemaphore(DETACHED_ABORTS)
+WRITE_ATTEMPTS = 3  # a write that fails fast (refused, reset, 5xx) is sent this many times in all
+log = logging.getLogger("mediaproxy.storage")
+
+
+def _retryable(exc: Exception) -> bool:
+    """A failure that came fast and may pass when sent again: the store's 5xx, a refused or reset
+    connection. Not a timeout (it has already taken the write timeout), not the store's 4xx."""
+    if isinstance(exc, ClientError):
+        return (exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0) >= 500
+    return type(_write_error(exc)) is UpstreamError
+
+
+def _write_call(fn: Callable[..., dict], **kw) -> dict:
+    """One write to the store (a part is a buffer held until the call returns: it can be sent
+    again). At most WRITE_ATTEMPTS fast failures; a timeout is raised at once, so a stalled store
+    fails the upload within one MEDIAPROXY_S3_WRITE_TIMEOUT."""
+    for attempt in range(1, WRITE_ATTEMPTS + 1):
+        try:
+            return fn(**kw)
+        except _ERRORS as exc:
+            if attempt == WRITE_ATTEMPTS or not _retryable(exc):
+                raise
+            time.sleep(0.05 * 2 ** attempt)
+    raise AssertionError("unreachable")
 
 
 class S3Writer:
@@ -250,7 +324,9 @@ class S3Writer:
     (8 MiB): a second whole part buffer would let receiving run a part ahead for 2 MiB more.
     An error of the helper thread is raised by the next ``write`` or by ``commit``; ``abort``
     returns at once, the upload being aborted on the helper thread once the part in flight ends
-    (while fewer than ``DETACHED_ABORTS`` such aborts are pending in the process; else it waits)."""
+    (while fewer than ``DETACHED_ABORTS`` such aborts are pending in the process; else it waits).
+    Each call to the store goes through ``_write_call``: a timeout fails the upload at once, and
+    after one ``abort`` does not wait for the store again (the janitor aborts what it leaves)."""
 
     PART = 5 * 1024 * 1024
     SMALL = 1024 * 1024  # a buffer grows with the object up to this, then is a whole part at once
@@ -274,6 +350,7 @@ class S3Writer:
         self._parts: list[dict] = []
         self._pool: ThreadPoolExecutor | None = None
         self._inflight: Future | None = None
+        self._stalled = False  # a write timed out: the store is not answering
 
     def write(self, data: bytes) -> None:
         self.written += len(data)
@@ -312,10 +389,10 @@ class S3Writer:
         c = self.s.write_client
         if self._upload_id is None:
             try:
-                resp = c.create_multipart_upload(Bucket=self.bucket, Key=self.key, ChecksumAlgorithm=self.CHECKSUM,
-                                                 **self.extra)
+                resp = _write_call(c.create_multipart_upload, Bucket=self.bucket, Key=self.key,
+                                   ChecksumAlgorithm=self.CHECKSUM, **self.extra)
             except _ERRORS as exc:
-                raise _write_error(exc) from None
+                raise self._failed(exc) from None
             self._upload_id = resp["UploadId"]
             self._pool = ThreadPoolExecutor(1, thread_name_prefix="s3-part")
         n = len(self._parts) + 1
@@ -324,8 +401,8 @@ class S3Writer:
         self._buf, self._n = None, 0
 
     def _upload_part(self, c, n: int, body: bytearray, upload_id: str) -> bytearray:
-        resp = c.upload_part(Bucket=self.bucket, Key=self.key, UploadId=upload_id, PartNumber=n, Body=body,
-                             ChecksumAlgorithm=self.CHECKSUM)
+        resp = _write_call(c.upload_part, Bucket=self.bucket, Key=self.key, UploadId=upload_id, PartNumber=n,
+                           Body=body, ChecksumAlgorithm=self.CHECKSUM)
         part = self._parts[n - 1]
         part["ETag"] = resp["ETag"]
         if resp.get("ChecksumCRC32"):  # the store checks each part's CRC32 again at completion
@@ -338,7 +415,7 @@ class S3Writer:
         try:
             self._buf = future.result()
         except _ERRORS as exc:
-            raise _write_error(exc) from None
+            raise self._failed(exc) from None
         self._buf[:self._h] = memoryview(self._hold)[:self._h] if self._h else b""
         self._n, self._h = self._h, 0
 
@@ -352,7 +429,7 @@ class S3Writer:
         c = self.s.write_client
         try:
             if self._upload_id is None:
-                c.put_object(Bucket=self.bucket, Key=self.key, Body=self._last_body(), **self.extra)
+                _write_call(c.put_object, Bucket=self.bucket, Key=self.key, Body=self._last_body(), **self.extra)
                 return
             if self._inflight is not None:
                 self._land()
@@ -361,13 +438,19 @@ class S3Writer:
                 n = len(self._parts) + 1
                 self._parts.append({"PartNumber": n})
                 self._upload_part(c, n, self._last_body(), self._upload_id)
-            c.complete_multipart_upload(Bucket=self.bucket, Key=self.key, UploadId=self._upload_id,
-                                        MultipartUpload={"Parts": self._parts})
+            _write_call(c.complete_multipart_upload, Bucket=self.bucket, Key=self.key, UploadId=self._upload_id,
+                        MultipartUpload={"Parts": self._parts})
             self._upload_id = None
         except _ERRORS as exc:
-            raise _write_error(exc) from None
+            raise self._failed(exc) from None
         finally:
             self._close_pool()
+
+    def _failed(self, exc: Exception) -> MediaError:
+        err = _write_error(exc)
+        if isinstance(err, UpstreamTimeout):
+            self._stalled = True
+        return err
 
     def _close_pool(self) -> None:
         if self._pool is not None:
@@ -390,6 +473,19 @@ class S3Writer:
             pool.submit(self._abort_upload, upload_id, _DETACHED.release)
             pool.shutdown(wait=False)
             return
+        if self._stalled and upload_id is not None:
+            # the store stopped answering: the failure is answered now, not one more write timeout
+            # later; the abort is tried behind it, else the janitor aborts the upload later
+            # (`mediaproxy janitor`, or the bucket's AbortIncompleteMultipartUpload rule)
+            if pool is not None:
+                pool.shutdown(wait=False)
+            if _DETACHED.acquire(blocking=False):
+                threading.Thread(target=self._abort_upload, args=(upload_id, _DETACHED.release),
+                                 name="s3-abort", daemon=True).start()
+            else:
+                log.warning("multipart upload %s of %s/%s left for the janitor: the store is not answering",
+                            upload_id, self.bucket, self.key)
+            return
         if inflight is not None:
             wait([inflight])
         if pool is not None:
@@ -399,9 +495,12 @@ class S3Writer:
 
     def _abort_upload(self, upload_id: str, then: Callable[[], object] | None = None) -> None:
         try:
-            self.s.write_client.abort_multipart_upload(Bucket=self.bucket, Key=self.key, UploadId=upload_id)
-        except _ERRORS:
-            pass  # the bucket's lifecycle rule for incomplete uploads is the backstop
+            _write_call(self.s.write_client.abort_multipart_upload, Bucket=self.bucket, Key=self.key,
+                        UploadId=upload_id)
+        except _ERRORS as exc:
+            # `mediaproxy janitor` (or the bucket's lifecycle rule for incomplete uploads) aborts it later
+            log.warning("could not abort multipart upload %s of %s/%s (%s): left for the janitor",
+                        upload_id, self.bucket, self.key, type(exc).__name__)
         finally:
             if then is not None:
                 then()

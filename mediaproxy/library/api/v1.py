@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import mimetypes
 from datetime import UTC, datetime, timedelta
 
 import falcon
@@ -14,6 +15,7 @@ from .common import Resource, body_params, body_stream, boolean, integer, number
 
 P = "/api/v1/media"
 FORM_FIELDS = ("orgSlug", "alt", "caption", "description", "generateVariants", "async", "isPrivate")
+UNKNOWN = "application/octet-stream"  # a filename's type that says nothing (.bin)
 PATCHABLE = {"alt": "alt", "caption": "caption", "description": "description", "isPrivate": "is_private"}
 
 
@@ -62,11 +64,12 @@ class Upload(Resource):
             job = up.job
             send_json(resp, {"jobId": job.id, "state": job.state, "media": lib.describe(media, self.base(req))}, 202)
             return
-        if variants and lib.renderable(media):
-            lib.render_variants(s, media)
-        else:  # files over MEDIAPROXY_MAX_SOURCE_BYTES are stored and served, but get no variants
-            lib.finalize(s, media)
-        send_json(resp, lib.describe(media, self.base(req)), 201)
+        with lib.all_or_nothing(s, media):  # e.g. variants of a decompression bomb: 413, nothing kept
+            if variants and lib.renderable(media):
+                lib.render_variants(s, media)
+            else:  # files over MEDIAPROXY_MAX_SOURCE_BYTES are stored and served, but get no variants
+                lib.finalize(s, media)
+            send_json(resp, lib.describe(media, self.base(req)), 201)
 
 
 class Presigned(Resource):
@@ -77,9 +80,14 @@ class Presigned(Resource):
         if slug is not None and slug != org.slug:
             raise Forbidden("orgSlug is not the API key's organization")
         filename = text(p, "filename", required=True, most=255)
-        mime = (text(p, "mimeType") or "application/octet-stream").lower()
-        if mime not in self.library.settings.allowed_types:
-            raise falcon_415(mime, self.library.settings.allowed_types)
+        allowed = self.library.settings.allowed_types
+        # mimeType is optional (seed 002): the filename's, else none at all, and either way the
+        # bytes decide when the upload completes (a type they do not show is refused then)
+        mime = (text(p, "mimeType") or mimetypes.guess_type(filename)[0] or "").lower() or None
+        if mime == UNKNOWN:
+            mime = None
+        if mime is not None and mime not in allowed:
+            raise falcon_415(mime, allowed)
         size = integer(p, "size", None, 1)
         media, signed = self.library.presign_upload(req.context.db, org, self.base(req), filename, mime, size)
         send_json(resp, {**signed, "id": media.id, "bucket": self.library.bucket}, 201)
@@ -292,7 +300,8 @@ class Signed(Resource):
         if size is not None and req.content_length != int(size):
             # as S3 answers a PUT whose Content-Length is not the signed one; nothing is read
             raise Forbidden(f"this URL takes exactly {size} bytes, with that Content-Length")
-        lib.receive_put(req.context.db, bucket, key, body_stream(req), req.content_length)
+        lib.receive_put(req.context.db, bucket, key, body_stream(req), req.content_length,
+                        req.get_header("Content-Disposition"))
         resp.status = falcon.HTTP_200
         resp.set_header("Cache-Control", "no-store")
         send_json(resp, {"objectKey": key, "bucket": bucket, "uploaded": True})

@@ -183,10 +183,11 @@ class V2Resource(Resource):
             req, lib, org, IMAGE_FIELDS, validate, lists=("tags[]",))
         media = lib.create_media(s, up, obj, owner=owner, dialect="v2", job="finalize",  # placeholders, by the worker
                                  fields={"description": description, "is_private": private})
-        self.gallery.set_tags(s, media.id, tags)
-        if album is not None:
-            self.gallery.add_to_album(s, album, [media.id])
-        s.commit()
+        with lib.all_or_nothing(s, media):  # the record's job goes with it
+            self.gallery.set_tags(s, media.id, tags)
+            if album is not None:
+                self.gallery.add_to_album(s, album, [media.id])
+            s.commit()
         return media
 
     def fallback(self, resp: falcon.Response) -> None:
@@ -366,8 +367,9 @@ class Avatars(V2Resource):
 
         up, obj, user = receive_upload(req, lib, org, IMAGE_FIELDS, validate)
         media = lib.create_media(s, up, obj, owner=user, dialect="avatar")
-        answer = self.avatar_json(req, user, media)  # before a concurrent upload may replace it
-        old = self.gallery.set_avatar(s, org, user, media)
+        with lib.all_or_nothing(s, media):
+            answer = self.avatar_json(req, user, media)  # before a concurrent upload may replace it
+            old = self.gallery.set_avatar(s, org, user, media)
         if old is not None:
             self.gallery.drop_media(s, old)  # the replaced avatar: its record, bytes and cached results
         send_json(resp, answer, 201)

@@ -1,0 +1,84 @@
+"""The janitor: what failures leave in the library's bucket, removed once it is old enough.
+
+Two kinds of leftovers, on either backend:
+- incomplete uploads: S3 multipart uploads never completed nor aborted (an abort the store did
+  not answer, a process killed mid-upload), the local backend's temp files;
+- orphans: objects no record points at, as an original or a variant (bytes committed by a request
+  that then failed while the store or the database was down, a write the store finished after the
+  request had given up on it).
+
+Only what is older than the grace period (``MEDIAPROXY_JANITOR_GRACE``) is touched: an upload in
+flight, or an object whose record is being written, is always younger. The service's ordering
+(bytes before the record that points at them, records removed before their bytes) means an old
+object without a record is garbage for good.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+
+from sqlalchemy import select
+
+from .models import StoredObject, Variant
+
+log = logging.getLogger("mediaproxy.janitor")
+BATCH = 500  # keys looked up in the database at a time
+
+
+@dataclass
+class Sweep:
+    incomplete: list[str] = field(default_factory=list)  # keys of the incomplete uploads (aborted unless dry)
+    orphans: list[str] = field(default_factory=list)  # keys of the orphans (deleted unless dry)
+    young: int = 0  # objects and uploads left alone: within the grace period
+    failed: list[str] = field(default_factory=list)  # what could not be removed (it stays for the next run)
+
+
+def sweep(lib, grace: float, dry_run: bool = False) -> Sweep:
+    """One pass over the library's bucket; with ``dry_run``, only say what would go."""
+    storage, bucket = lib.ctx.storage, lib.bucket
+    cutoff = time.time() - grace
+    out = Sweep()
+    for key, upload_id, started in list(storage.incomplete_uploads(bucket)):
+        if started > cutoff:
+            out.young += 1
+            continue
+        out.incomplete.append(key)
+        if not dry_run:
+            try:
+                storage.abort_incomplete(bucket, key, upload_id)
+            except Exception as exc:
+                out.failed.append(key)
+                log.warning("could not abort the incomplete upload of %s: %s", key, exc)
+    batch: list[str] = []
+    for key, modified in storage.list_aged(bucket):
+        if modified > cutoff:
+            out.young += 1
+            continue
+        batch.append(key)
+        if len(batch) >= BATCH:
+            _orphans(lib, batch, out, dry_run)
+            batch = []
+    if batch:
+        _orphans(lib, batch, out, dry_run)
+    return out
+
+
+def _orphans(lib, keys: list[str], out: Sweep, dry_run: bool) -> None:
+    bucket = lib.bucket
+    with lib.db.transaction() as s:
+        known = set(s.scalars(select(StoredObject.key).where(StoredObject.bucket == bucket,
+                                                             StoredObject.key.in_(keys))))
+        known.update(s.scalars(select(Variant.key).where(Variant.bucket == bucket, Variant.key.in_(keys))))
+    for key in keys:
+        if key in known:
+            continue
+        out.orphans.append(key)
+        if dry_run:
+            continue
+        try:
+            lib.ctx.storage.delete(bucket, key)
+        except Exception as exc:
+            out.failed.append(key)
+            log.warning("could not delete the orphan %s: %s", key, exc)
