@@ -28,6 +28,7 @@ import pyvips
 from sqlalchemy import Integer, String, Text, column, func, literal_column, or_, select, table, union_all
 from sqlalchemy.orm import Session, selectinload
 
+from ..bulkhead import PerHolder
 from ..context import Context
 from ..errors import BadRequest, Forbidden, MediaError, NotFound, TooLarge, UnsupportedType
 from ..hotpath import decimal
@@ -160,6 +161,7 @@ class Library:
         self.settings: LibrarySettings = ctx.settings.library
         self.bucket = self.settings.bucket
         self._enqueue = enqueue
+        self.upload_places = PerHolder(self.settings.uploads_per_client)  # uploads arriving, per client
 
     # -- ingest ---------------------------------------------------------------------------
 

@@ -3,6 +3,7 @@ JSON in and out, and the streaming multipart reader."""
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import falcon
@@ -11,8 +12,9 @@ from streaming_form_data import StreamingFormDataParser
 from streaming_form_data.targets import BaseTarget, ValueTarget
 from streaming_form_data.validators import MaxSizeValidator, ValidationError
 
-from ...errors import BadRequest, MediaError, TooLarge
+from ...errors import BadRequest, MediaError, TooLarge, TooManyRequests
 from ...hotpath import decimal
+from ...http import body_in_memory, close_connection, small_body_max
 from .. import auth
 from ..models import Organization
 from ..service import Library, Upload
@@ -102,7 +104,17 @@ def send_json(resp: falcon.Response, body: object, status: int = 200) -> None:
     resp.set_header("Cache-Control", "no-store")
 
 
+def refuse_unread_body(req: falcon.Request, what: str) -> None:
+    """A JSON or form body is read before anyone is known (a login) or is small anyway: one the
+    server did not read whole before the request took a thread (over ``MEDIAPROXY_SMALL_BODY_MAX``)
+    is refused unread (413, ``Connection: close``), so a slow sender never holds a thread."""
+    if body_in_memory(req) is False:
+        close_connection(req)
+        raise TooLarge(f"{what} over {small_body_max(req)} bytes")
+
+
 def read_json(req: falcon.Request) -> dict:
+    refuse_unread_body(req, "JSON body")
     if req.content_length is not None and req.content_length > JSON_MAX:
         raise TooLarge(f"JSON body over {JSON_MAX} bytes")
     raw = req.bounded_stream.read(JSON_MAX + 1)
@@ -125,6 +137,7 @@ def body_params(req: falcon.Request) -> dict:
     if ctype == "application/x-www-form-urlencoded":
         from falcon.uri import parse_query_string
 
+        refuse_unread_body(req, "form body")
         raw = req.bounded_stream.read(JSON_MAX + 1)
         if len(raw) > JSON_MAX:
             raise TooLarge(f"form body over {JSON_MAX} bytes")
@@ -243,7 +256,8 @@ def receive_upload(req: falcon.Request, lib: Library, org: Organization, names: 
     ``validate(fields)`` has accepted the other fields. Returns (upload, stored object, what
     ``validate`` returned); any failure leaves nothing stored. Every upload route goes through it."""
     limit = lib.settings.upload_max_bytes
-    form = read_multipart(req, lambda filename: lib.begin_upload(org, filename, limit), names, limit, lists)
+    with upload_place(req, lib, f"client {org.id}"):
+        form = read_multipart(req, lambda filename: lib.begin_upload(org, filename, limit), names, limit, lists)
     up = form.upload
     if up is None:
         raise BadRequest("the form has no file field")
@@ -254,6 +268,25 @@ def receive_upload(req: falcon.Request, lib: Library, org: Organization, names: 
         up.abort()
         raise
     return up, obj, checked
+
+
+@contextmanager
+def upload_place(req: falcon.Request, lib: Library, holder: str):
+    """While an upload's body is read from the network (it was too large for the server to read
+    before the request took a thread), it holds one of its client's ``MEDIAPROXY_UPLOADS_PER_CLIENT``
+    places in this process; past them 429, nothing read. Called only once the sender is known."""
+    if body_in_memory(req) is not False:
+        yield
+        return
+    places = lib.upload_places
+    if not places.try_acquire(holder):
+        close_connection(req)
+        raise TooManyRequests(f"{places.limit} uploads of this client are already arriving here; retry when one ends",
+                              headers={"Retry-After": "1"})
+    try:
+        yield
+    finally:
+        places.release(holder)
 
 
 def read_multipart(req: falcon.Request, begin, names: tuple[str, ...], max_bytes: int,
@@ -286,6 +319,9 @@ def read_multipart(req: falcon.Request, begin, names: tuple[str, ...], max_bytes
         while chunk := stream.read(CHUNK):
             received += len(chunk)
             parser.data_received(chunk)
+    except TimeoutError:  # the body stalled (the worker's pace): nothing more will be read
+        _abort(form, stream, drain=False)
+        raise
     except MediaError:
         _abort(form, stream)
         raise
@@ -348,15 +384,15 @@ def _seen(t: ValueTarget) -> tuple[str, ...]:
     return ("",) if t._started else ()
 
 
-def _abort(form: Form, stream) -> None:
+def _abort(form: Form, stream, drain: bool = True) -> None:
     if form.upload is not None:
         form.upload.abort()
-    left = DRAIN_MAX
+    left = DRAIN_MAX if drain else 0
     try:
         while left > 0:
             data = stream.read(min(CHUNK, left))
             if not data:
                 break
             left -= len(data)
-    except OSError:
-        pass  # the client has gone: nobody to answer
+    except OSError:  # the client has gone (or stalled: TimeoutError): nobody to answer
+        pass

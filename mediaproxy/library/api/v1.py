@@ -8,9 +8,21 @@ import falcon
 import orjson
 from sqlalchemy import text as sql
 
+from ...clientip import NetworkSet, client_address
 from ...errors import BadRequest, Forbidden, NotFound
 from ..service import SORTS, iso
-from .common import Resource, body_params, body_stream, boolean, integer, number, receive_upload, send_json, text
+from .common import (
+    Resource,
+    body_params,
+    body_stream,
+    boolean,
+    integer,
+    number,
+    receive_upload,
+    send_json,
+    text,
+    upload_place,
+)
 
 P = "/api/v1/media"
 FORM_FIELDS = ("orgSlug", "alt", "caption", "description", "generateVariants", "async", "isPrivate")
@@ -288,7 +300,9 @@ class Signed(Resource):
         if size is not None and req.content_length != int(size):
             # as S3 answers a PUT whose Content-Length is not the signed one; nothing is read
             raise Forbidden(f"this URL takes exactly {size} bytes, with that Content-Length")
-        lib.receive_put(req.context.db, bucket, key, body_stream(req), req.content_length)
+        sender = client_address(req.env, NetworkSet(lib.ctx.settings.trusted_proxy_cidrs))
+        with upload_place(req, lib, f"address {sender}"):  # a signed URL names no client: its sender
+            lib.receive_put(req.context.db, bucket, key, body_stream(req), req.content_length)
         resp.status = falcon.HTTP_200
         resp.set_header("Cache-Control", "no-store")
         send_json(resp, {"objectKey": key, "bucket": bucket, "uploaded": True})
