@@ -501,7 +501,7 @@ class ThreadWorker(_GThreadWorker):
             self._stop_body(conn)
             self.nr_conns -= 1
             if self.alive:
-                self.log.warning("request body from %s %s: 408, closed", (conn.client or ("",))[0],
+                self.log.warning("request body from %s: %s: 408, closed", (conn.client or ("",))[0],
                                  conn.pace.why(now))
                 try:
                     conn.sock.send(error_page(408, "Request Timeout"))
