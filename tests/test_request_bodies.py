@@ -299,3 +299,48 @@ def test_an_early_refusal_never_promises_keep_alive_then_closes(make_server, tmp
         assert kept == 20
     else:
         assert closed == 20
+
+
+# -- multipart forms -------------------------------------------------------------------------------
+
+def test_a_form_of_many_tiny_parts_is_refused_early_and_stores_nothing(make_server, tmp_path_factory):
+    """50,000 empty parts in 5 MiB cost ~40 s of the parser's CPU: the parts are counted as the
+    body arrives, and past FORM_PARTS_MAX the upload is 413 at once (Connection: close), with
+    nothing stored even when a file part came first; an ordinary upload right after is served."""
+    stack = _stack(make_server, tmp_path_factory, {"MEDIAPROXY_UPLOAD_MAX_BYTES": str(8 * 1024**2)})
+    boundary = uuid.uuid4().hex
+    tiny = f"--{boundary}\r\nContent-Disposition: form-data; name=\"x\"\r\n\r\n\r\n".encode()
+    for file_first in (False, True):
+        body = (_multipart_head(boundary) + media.jpeg(64, 64) + b"\r\n") if file_first else b""
+        body += tiny * 50_000 + f"--{boundary}--\r\n".encode()
+        assert len(body) > 4_000_000
+        t0 = time.monotonic()
+        r = requests.post(stack.base + "/api/v1/media/upload", data=body, timeout=60,
+                          headers={**stack.auth, "Content-Type": f"multipart/form-data; boundary={boundary}"})
+        took = time.monotonic() - t0
+        assert r.status_code == 413, r.text
+        assert r.json() == {"error": "the form has more than 128 parts"}
+        assert r.headers.get("Connection") == "close"
+        assert took < 3, took
+    try:
+        assert stack.stored_keys("") == []
+        assert stack.api("GET", "/api/v1/media/list").json()["total"] == 0
+        t0 = time.monotonic()
+        assert stack.upload(media.jpeg(64, 64), tags="a").status_code == 201
+        assert time.monotonic() - t0 < 3
+    finally:
+        stack.stop()
+
+
+def test_a_form_field_sent_empty_is_kept_as_empty(make_server, tmp_path_factory):
+    """``alt=`` (sent, empty) is an empty alt text, not an absent one; an empty orgSlug is still
+    not a different organization."""
+    stack = _stack(make_server, tmp_path_factory, {})
+    try:
+        r = stack.upload(media.jpeg(64, 64), alt="", caption="", orgSlug="")
+        assert r.status_code == 201, r.text
+        assert r.json()["alt"] == "" and r.json()["caption"] == "", r.json()
+        r = stack.upload(media.jpeg(64, 64))
+        assert r.json()["alt"] is None and r.json()["caption"] is None, r.json()
+    finally:
+        stack.stop()

@@ -58,7 +58,7 @@ class Upload(Resource):
 
         def validate(form: dict) -> tuple[dict, bool, bool]:
             slug = form.get("orgSlug")
-            if slug is not None and slug != org.slug:
+            if slug and slug != org.slug:  # sent empty: not given
                 raise Forbidden("orgSlug is not the API key's organization")
             fields = {"alt": form.get("alt"), "caption": form.get("caption"), "description": form.get("description"),
                       "is_private": boolean(form, "isPrivate")}
