@@ -270,9 +270,9 @@ def test_uploads_arriving_are_limited_per_client(make_server, tmp_path_factory):
 
 @pytest.mark.parametrize("size", [2_000, 200_000])
 def test_an_early_refusal_never_promises_keep_alive_then_closes(make_server, tmp_path_factory, size):
-    """20 uploads refused before their body is read (401: no key, 403: a wrong orgSlug is not
-    known before the body, so: a bad key), each followed by a request on the same connection: a
-    small body is drained from memory and the connection kept; a large one is answered
+    """20 uploads refused before their body is read (401: no key or a wrong one; 403: a PUT to an
+    upload URL with a bad signature), each followed by a request on the same connection: a small
+    body is drained from memory and the connection kept; a large one is answered
     ``Connection: close`` and closed. Never keep-alive then a dead connection (4-9 of 20 before)."""
     stack = _stack(make_server, tmp_path_factory, {})
     srv = stack.server
@@ -281,11 +281,17 @@ def test_an_early_refusal_never_promises_keep_alive_then_closes(make_server, tmp
     kept = closed = 0
     try:
         for i in range(20):
-            key = None if i % 2 else "mp_wrong_key"
             with socket.create_connection(("127.0.0.1", srv.port), timeout=10) as s:
-                s.sendall(_upload_request(srv.port, "/api/v1/media/upload", key, len(body), boundary) + body)
+                if i % 3 == 2:
+                    s.sendall(f"PUT /api/v1/media/signed/library/acme/x/photo.jpg?expires=9999999999&signature=00"
+                              f" HTTP/1.1\r\nHost: x\r\nContent-Length: {len(body)}\r\n\r\n".encode() + body)
+                    want = 403
+                else:
+                    key = None if i % 3 else "mp_wrong_key"
+                    s.sendall(_upload_request(srv.port, "/api/v1/media/upload", key, len(body), boundary) + body)
+                    want = 401
                 status, headers, _ = _answer(s)
-                assert status == 401, status
+                assert status == want, (i, status)
                 if headers.get("connection") == "close":
                     closed += 1
                     continue
