@@ -626,19 +626,27 @@ class Library:
         return list(version.variants)
 
     def renderable(self, media: Media) -> bool:
-        """Images the origin's pipeline would take (larger ones are stored and served, not rendered)."""
-        return media.mime_type.startswith("image/") and media.size <= self.ctx.settings.max_source_bytes
+        """Images the origin's pipeline would take: larger ones (in bytes, or in pixels by their
+        header) are stored and served, not rendered, as the origin answers 413 for them."""
+        if not media.mime_type.startswith("image/") or media.size > self.ctx.settings.max_source_bytes:
+            return False
+        return not (media.width and media.height and media.width * media.height > self.ctx.limits.max_pixels)
 
     def _placeholders(self, media: Media, data: bytes) -> None:
+        """BlurHash and ThumbHash from a ≤100-pixel copy, decoded as the origin's transforms are
+        (``pipeline.decode_inside``: limits checked on the header first, shrink-on-load) and
+        inside a transform place: a 552-byte JPEG claiming 65500x65500 costs nothing."""
         if not media.mime_type.startswith("image/"):
             return
         try:
-            im = pyvips.Image.thumbnail_buffer(data, placeholder.THUMB_SIDE, height=placeholder.THUMB_SIDE)
-            im = im.copy_memory()  # read twice below: decode once
-            media.thumb_hash = placeholder.thumbhash(im)
-            media.blur_hash = placeholder.encode(im)
-        except pyvips.Error as exc:
-            log.warning("no placeholders for media %s: %s", media.id, (exc.message or "").strip())
+            with self.ctx.transform_slot():
+                im = pipeline.decode_inside(data, placeholder.THUMB_SIDE, self.ctx.limits)
+                im = im.copy_memory()  # read twice below: decode once
+                media.thumb_hash = placeholder.thumbhash(im)
+                media.blur_hash = placeholder.encode(im)
+        except (pyvips.Error, BadRequest, TooLarge) as exc:
+            reason = exc.message if isinstance(exc, pyvips.Error) else exc.reason
+            log.warning("no placeholders for media %s: %s", media.id, (reason or "").strip())
             media.blur_hash = media.thumb_hash = None
 
     def finalize(self, s: Session, media: Media) -> Media:
