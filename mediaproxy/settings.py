@@ -169,7 +169,7 @@ class ServerSettings:
     small_body_max: int = 64 * 1024
     body_min_rate: int = 10 * 1024
     body_grace: float = 10.0
-    body_timeout: float = 300.0
+    body_timeout: float = 600.0  # a 50 MiB upload needs 85 KiB/s
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> ServerSettings:

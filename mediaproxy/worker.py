@@ -182,14 +182,14 @@ class PacedUnreader(SocketUnreader):
         if pace is None:
             return super().chunk(size_hint)
         now = time.monotonic()
-        wait = pace.due() - now
-        if wait <= 0:
-            raise BodyTooSlow(f"request body too slow: {pace.why(now)}")
+        # Past due, what the socket already holds still counts (the thread may have been busy
+        # elsewhere, writing a part to storage, while the client kept sending): one look, no wait.
+        wait = max(0.0, pace.due() - now)
         prior = self.sock.gettimeout()
         self.sock.settimeout(wait)
         try:
             data = super().chunk(size_hint)
-        except TimeoutError:
+        except (TimeoutError, BlockingIOError):
             raise BodyTooSlow(f"request body too slow: {pace.why(time.monotonic())}") from None
         finally:
             self.sock.settimeout(prior)
@@ -344,7 +344,7 @@ class ThreadWorker(_GThreadWorker):
     small_body_max = 64 * 1024  # MEDIAPROXY_SMALL_BODY_MAX: bodies the event loop reads before a thread
     body_min_rate = 10240.0  # MEDIAPROXY_BODY_MIN_RATE (bytes/s, after the grace)
     body_grace = 10.0  # MEDIAPROXY_BODY_GRACE
-    body_timeout = 300.0  # MEDIAPROXY_BODY_TIMEOUT: the whole body, however fast
+    body_timeout = 600.0  # MEDIAPROXY_BODY_TIMEOUT: the whole body, however fast
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)

@@ -13,7 +13,7 @@ import uuid
 import pytest
 import requests
 
-from mediaproxy.worker import BodyPace, body_framing, chunked_end, header_end
+from mediaproxy.worker import BodyPace, BodyTooSlow, PacedUnreader, body_framing, chunked_end, header_end
 
 from . import media
 from .cdnutil import hash_, snowflake
@@ -125,6 +125,31 @@ def test_a_body_must_keep_a_minimum_rate_and_a_deadline():
     assert pace.due() == 160.0  # never past the deadline
     assert "not complete after 60 s" in pace.why(161.0)
     assert BodyPace(0.0, min_rate=0, grace=0, timeout=0).due() == float("inf")
+
+
+def test_a_thread_waits_for_a_body_only_until_it_falls_behind():
+    a, b = socket.socketpair()
+    try:
+        reader = PacedUnreader(a)
+        a.settimeout(10)
+        reader.pace = BodyPace(time.monotonic(), min_rate=1000, grace=0.3, timeout=60)
+        t0 = time.monotonic()
+        with pytest.raises(BodyTooSlow):
+            reader.read(10)
+        assert 0.25 < time.monotonic() - t0 < 1.5
+        assert a.gettimeout() == 10  # the send deadline is back
+        # past due, bytes the client sent while the thread was busy elsewhere still count
+        reader.pace = BodyPace(time.monotonic() - 100, min_rate=1000, grace=0, timeout=600)
+        b.sendall(b"x" * 5000)
+        assert reader.read(5000) == b"x" * 5000
+        with pytest.raises(BodyTooSlow, match="under 1000 bytes/s"):
+            reader.read(1)
+        reader.pace = None  # no body being read: no pace
+        b.sendall(b"y")
+        assert reader.read(1) == b"y"
+    finally:
+        a.close()
+        b.close()
 
 
 # -- over HTTP -----------------------------------------------------------------------------------
