@@ -44,6 +44,10 @@ from gunicorn.workers.gthread import ThreadWorker as _GThreadWorker
 _HEADERS_MAX = 1024 * 1024  # past this without a blank line, the parser gets it (and answers 431)
 _LINGER = 2.0  # seconds a closed connection is drained for the peer's FIN (gunicorn's close_graceful)
 _LINGER_MAX = 4096  # connections lingering at once; past it they are closed at once
+# Bytes a lingering connection is drained of at most: a client still sending a body the answer
+# refused unread (Connection: close) then sees the answer and a FIN, not a reset. The event loop
+# reads them, no thread; past this (or _LINGER) the connection is closed as it is.
+_LINGER_DRAIN = 1024 * 1024
 _HANDOFF_MIN = 64 * 1024  # bodies up to this are written by the thread, as gunicorn does
 _PUSH_MAX = 4 * 1024 * 1024  # bytes one writable event sends at most (others' turn next)
 _BODY_SCAN_EVERY = 0.25  # seconds between two checks of the bodies the event loop is reading
@@ -470,7 +474,7 @@ class ThreadWorker(_GThreadWorker):
             end, conn.chunk_scan = chunked_end(head, conn.chunk_scan)
             if end is None and conn.chunk_scan >= 0 and len(head) - conn.body_at <= self.small_body_max:
                 return False
-            conn.body_whole = end is not None
+            conn.body_whole = end is not None and end - conn.body_at <= self.small_body_max
         self._stop_body(conn)
         self._to_thread(conn)
         return True
@@ -550,7 +554,7 @@ class ThreadWorker(_GThreadWorker):
         except OSError:
             data = b""
         conn.drained += len(data)
-        if not data or conn.drained > 65536:
+        if not data or conn.drained > _LINGER_DRAIN:
             self._end_linger(conn)
 
     def _end_linger(self, conn) -> None:
