@@ -439,7 +439,7 @@ class ThreadWorker(_GThreadWorker):
         head = conn.head
         end = header_end(head)
         framing = body_framing(head[:end]) if end >= 0 else None
-        conn.body_whole = True
+        conn.body_whole = False  # a chunked body in memory: only once found whole (_body_here)
         if framing is None:
             return self._to_thread(conn)  # no blank line within _HEADERS_MAX, or unclear framing
         length, chunked, expect = framing
@@ -511,7 +511,7 @@ class ThreadWorker(_GThreadWorker):
                     conn.sock.send(error_page(408, "Request Timeout"))
                 except OSError:
                     pass
-            conn.close()
+            conn.close(graceful=True)  # lingers: the client sees the 408 and a FIN, not a reset
 
     def _to_thread(self, conn) -> None:
         conn.data_ready = True
