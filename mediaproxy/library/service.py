@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterable
 from concurrent import futures
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import cached_property
 
 import orjson
 import pyvips
@@ -161,7 +162,11 @@ class Library:
         self.settings: LibrarySettings = ctx.settings.library
         self.bucket = self.settings.bucket
         self._enqueue = enqueue
-        self.upload_places = PerHolder(self.settings.uploads_per_client)  # uploads arriving, per client
+
+    @cached_property
+    def upload_places(self) -> PerHolder:
+        """Uploads whose bodies are arriving, per client, in this process (MEDIAPROXY_UPLOADS_PER_CLIENT)."""
+        return PerHolder(self.settings.uploads_per_client)
 
     # -- ingest ---------------------------------------------------------------------------
 
