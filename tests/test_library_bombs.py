@@ -54,11 +54,12 @@ def test_a_pixel_bomb_upload_is_stored_fast_without_placeholders(stack):
     bomb = jpeg_bomb()
     assert len(bomb) < 1024
     t0 = time.monotonic()
-    r = stack.upload(bomb, filename="bomb.jpg")  # seed 002: the placeholders are made in the request
+    for _ in range(3):
+        r = stack.upload(bomb, filename="bomb.jpg")  # seed 002: the placeholders are made in the request
+        assert r.status_code == 201, r.text
     took = time.monotonic() - t0
-    assert r.status_code == 201, r.text
     m = r.json()
-    assert took < 1.5, took  # 1.6-2.5 s of decoding before
+    assert took < 2, took  # 1.6-2.5 s of decoding each before
     assert (m["width"], m["height"]) == (65500, 65500)
     assert m["blurHash"] is None and m["thumbHash"] is None
     # as the origin answers for the same source: the bytes are served, a transform is 413

@@ -179,7 +179,7 @@ def test_slow_bodies_on_the_login_route_hold_no_thread(make_server, tmp_path_fac
                                                                   headers={"Connection": "close"}))
                 assert r.status_code == 200, (path, r.status_code)
                 waits.append(took)
-        assert max(waits) < 1.5, [round(w, 2) for w in waits]
+        assert max(waits) < 3, [round(w, 2) for w in waits]  # before: every one timed out (30 s)
         # a declared body over the small-body limit on a route without a key: refused unread
         with socket.create_connection(("127.0.0.1", srv.port), timeout=10) as s:
             s.sendall(login.format(n=100_000).encode())
