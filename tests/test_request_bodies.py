@@ -280,11 +280,10 @@ def test_uploads_arriving_are_limited_per_client(make_server, tmp_path_factory):
         for s in held:
             s.close()
         stack.stop()
-    # the places come back: the first client uploads again
-    stack2 = stack
+    # the places come back once those bodies end: the first client uploads again
     deadline = time.monotonic() + 20
     while True:
-        r = requests.post(stack2.base + "/api/v1/media/upload", headers=stack2.auth, timeout=30,
+        r = requests.post(stack.base + "/api/v1/media/upload", headers=stack.auth, timeout=30,
                           files={"file": ("b.jpg", media.jpeg(600, 600) + b"\0" * 80_000, "image/jpeg")})
         if r.status_code != 429 or time.monotonic() > deadline:
             break
