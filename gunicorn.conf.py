@@ -90,6 +90,8 @@ timeout = srv.timeout
 # send that makes no progress for MEDIAPROXY_SEND_TIMEOUT seconds (a client that
 # stopped reading, or reads a 256 KiB chunk slower than that) is abandoned. 0: off.
 header_timeout = srv.header_timeout
+# Request bodies up to MEDIAPROXY_SMALL_BODY_MAX are read by the event loop too; every body
+# must keep MEDIAPROXY_BODY_MIN_RATE after MEDIAPROXY_BODY_GRACE and end within MEDIAPROXY_BODY_TIMEOUT.
 send_timeout = srv.send_timeout
 graceful_timeout = srv.graceful_timeout
 # Behind a CDN or load balancer connections are reused: keep them longer than
@@ -207,6 +209,8 @@ def post_fork(server, worker) -> None:
     _mallopt(server.log)
     if hasattr(worker, "header_timeout"):  # mediaproxy's worker class (not stock gthread)
         worker.header_timeout, worker.send_timeout = header_timeout, send_timeout
+        worker.small_body_max, worker.body_min_rate = srv.small_body_max, srv.body_min_rate
+        worker.body_grace, worker.body_timeout = srv.body_grace, srv.body_timeout
 
 
 def post_worker_init(worker) -> None:

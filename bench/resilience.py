@@ -12,6 +12,15 @@
 3. 8 concurrent clients x 300 requests of a corrupt JPEG: answers of 500 (0).
 4. Cache directory on a full tmpfs, then the same cache read-only: 500s (0) and
    the slowest request minus its work (a miss on a healthy cache) (< 1 s).
+5. Slow request bodies (MEDIAPROXY_MODE=all): 200 connections sending a login
+   body one byte every 5 s (``--body-every``; half declaring 100,000 bytes,
+   half 4,000) and 50 sending a 5 MB upload with a valid key as slowly, each
+   reconnecting at its next byte once the server answered or closed it: cache
+   hits during the attack / without it (>= 0.8x) and /healthz, asked twice a
+   second, always answering.
+
+``--only 5`` (any of 1-5, comma-separated) runs those scenarios and, with
+``--out``, replaces only their results in the files already there.
 
 Everything runs on loopback in this process's session (mediaproxy's defaults:
 2 workers; moto's server for S3; tmpfs needs root, else scenario 4 is
@@ -27,6 +36,7 @@ import argparse
 import http.client
 import itertools
 import json
+import multiprocessing
 import os
 import signal
 import socket
@@ -38,7 +48,7 @@ import time
 from pathlib import Path
 
 import boto3
-from common import VENV_BIN, Server, free_port, jpeg, loadavg, wait_port
+from common import ROOT, VENV_BIN, Server, free_port, jpeg, loadavg, wait_port
 
 AWS = {"AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench", "AWS_REGION": "us-east-1",
        "AWS_DEFAULT_REGION": "us-east-1"}
@@ -342,14 +352,141 @@ def scenario_cache_disk(work: Path) -> dict:
     return out
 
 
+class SlowBodies:
+    """Connections sending a request's headers, then its body one byte a second; a connection the
+    server answers or closes is replaced by a new one that starts over."""
+
+    def __init__(self, port: int, heads: list[bytes], every: float):
+        self.port, self.heads, self.every = port, heads, every
+        self.answers: dict[str, int] = {}
+        self.socks = [self._open(h) for h in heads]
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run)
+        self.thread.start()
+
+    def _open(self, head: bytes) -> socket.socket | None:
+        try:
+            s = socket.create_connection(("127.0.0.1", self.port), timeout=5)
+            s.sendall(head)
+        except OSError:
+            return None
+        s.setblocking(False)
+        return s
+
+    def _run(self) -> None:
+        while not self.stop.wait(self.every):
+            for n, s in enumerate(self.socks):
+                try:
+                    if s is None:
+                        raise OSError
+                    try:
+                        answer = s.recv(4096)
+                    except BlockingIOError:
+                        answer = None
+                    if answer is not None:
+                        status = answer[9:12].decode("latin-1", "replace") if answer else "closed"
+                        self.answers[status] = self.answers.get(status, 0) + 1
+                        raise OSError
+                    s.send(b"x")
+                except OSError:
+                    if s is not None:
+                        s.close()
+                    self.socks[n] = self._open(self.heads[n])
+
+    def close(self) -> None:
+        self.stop.set()
+        self.thread.join()
+        for s in self.socks:
+            if s is not None:
+                s.close()
+
+
+def scenario_slow_bodies(work: Path, seconds: float, every: float) -> dict:
+    env = {"MEDIAPROXY_MODE": "all", "MEDIAPROXY_DATABASE_URL": f"sqlite:///{work}/s5-lib.db",
+           "MEDIAPROXY_QUEUE_URL": f"sqlite:///{work}/s5-q.db"}
+    with Server(work / "s5", env=env) as srv:
+        key = subprocess.run([str(VENV_BIN / "mediaproxy"), "keys", "create", "--org", "bench"], cwd=ROOT,
+                             env=srv.env, capture_output=True, text=True, check=True).stdout.strip().splitlines()[-1]
+        srv.put(f"avatars/{USER}/hit", jpeg(512, 512))
+        hit = f"/avatars/{USER}/hit.webp?size=128"
+        assert get(srv.port, hit)[0] == 200
+        base = hits(srv.port, hit, seconds)
+        login = ("POST /v2/admin/auth/login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                 "Content-Length: {n}\r\n\r\n{{").encode
+        boundary = "b" * 32
+        upload = (f"POST /v2/images HTTP/1.1\r\nHost: x\r\nX-API-Key: {key}\r\n"
+                  f"Content-Type: multipart/form-data; boundary={boundary}\r\nContent-Length: 5000000\r\n\r\n"
+                  f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.jpg\"\r\n"
+                  "Content-Type: image/jpeg\r\n\r\n").encode()
+        heads = [login().replace(b"{n}", b"100000") if i % 2 else login().replace(b"{n}", b"4000")
+                 for i in range(200)] + [upload] * 50
+        # the attackers in a process of their own: their reconnects (one a second each, 150 or
+        # so a second in all) must not take the GIL from this process's hit clients
+        mp = multiprocessing.get_context("fork")
+        done, answers = mp.Event(), mp.Queue()
+        attacker = mp.Process(target=_attack_bodies, args=(srv.port, heads, every, done, answers))
+        attacker.start()
+        health: list[tuple[int, float]] = []
+        stop = threading.Event()
+
+        def probe() -> None:
+            while not stop.wait(0.5):
+                health.append(get(srv.port, "/healthz", timeout=10))
+
+        try:
+            time.sleep(2)
+            prober = threading.Thread(target=probe)
+            prober.start()
+            under = hits(srv.port, hit, seconds)
+            stop.set()
+            prober.join()
+        finally:
+            done.set()
+            got = answers.get(timeout=60)
+            attacker.join(30)
+    return {"hits_normal": base, "hits_under_attack": under, "ratio": round(under["rps"] / base["rps"], 3),
+            "healthz": len(health), "healthz_ok": sum(1 for st, _ in health if st == 200),
+            "healthz_max_s": round(max(t for _, t in health), 3) if health else None,
+            "attack_answers": got, "byte_every_s": every}
+
+
+def _attack_bodies(port: int, heads: list[bytes], every: float, done, answers) -> None:
+    attack = SlowBodies(port, heads, every)
+    done.wait()
+    attack.close()
+    answers.put(attack.answers)
+
+
 def markdown(r: dict, seconds: float) -> str:
+    rows = ["| target | measured | |", "|---|---|---|"]
+    if all(k in r for k in ("slow_clients", "s3_frozen", "corrupt", "cache_disk")):
+        rows += markdown_1_to_4(r)
+    s5 = r.get("slow_bodies")
+    if s5 is not None:
+        met5 = s5["ratio"] >= 0.8 and s5["healthz"] and s5["healthz_ok"] == s5["healthz"]
+        rows.append(
+            f"| 5. hits under 200 slow login bodies + 50 slow uploads with a valid key (a byte every "
+            f"{s5.get('byte_every_s', 1):g} s, reconnecting when refused) >= 0.8x; /healthz always answers | "
+            f"{s5['ratio']}x ({s5['hits_under_attack']['rps']} vs {s5['hits_normal']['rps']} req/s, p99 "
+            f"{s5['hits_under_attack']['p99_ms']} ms, {s5['hits_under_attack']['failures']} failures); /healthz "
+            f"{s5['healthz_ok']}/{s5['healthz']}, slowest {s5['healthz_max_s']} s; the attackers got "
+            f"{dict(sorted(s5['attack_answers'].items()))} | {'met' if met5 else 'not met'} |")
+    runs = r.get("runs")
+    if runs:  # scenarios measured at different times
+        when = "; ".join(f"scenario{'s' if len(n) > 1 else ''} {n}: {d}" for n, d in runs.items())
+    else:
+        when = (f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {seconds:g} s per measurement, "
+                f"load average {r['loadavg_1m_at_start']} at start")
+    return f"Resilience ({when}, {os.cpu_count()} cores shared)\n\n" + "\n".join(rows) + "\n"
+
+
+def markdown_1_to_4(r: dict) -> list[str]:
     s1, s2, s3, s4 = r["slow_clients"], r["s3_frozen"], r["corrupt"], r["cache_disk"]
+    statuses3 = {int(k): v for k, v in s3["statuses"].items()}  # JSON keys are strings once reloaded
     met1 = s1["ratio"] >= 0.8 and not s1["hits_under_attack"]["failures"] and s1["misses_ok"] == s1["misses"]
     met2 = (s2["ratio"] >= 0.8 and (s2["hits_frozen"]["p99_ms"] or 99) < 50 and s2["miss_max_s"] < 3
             and s2["recovered_after_s"] < 5 and set(s2["miss_statuses"]) <= {503, 504})
     rows = [
-        "| target | measured | |",
-        "|---|---|---|",
         f"| 1. hits under 200 slow-header + 50 slow-reader clients >= 0.8x, 0 failures; misses all succeed | "
         f"{s1['ratio']}x ({s1['hits_under_attack']['rps']} vs {s1['hits_normal']['rps']} req/s, p99 "
         f"{s1['hits_under_attack']['p99_ms']} ms), {s1['hits_under_attack']['failures']} failures; misses "
@@ -360,7 +497,7 @@ def markdown(r: dict, seconds: float) -> str:
         f"{s2['miss_max_s']} s (median {s2['miss_median_s']} s); misses succeed {s2['recovered_after_s']} s after "
         f"SIGCONT | {'met' if met2 else 'not met'} |",
         f"| 3. 8 clients x 300 requests of a corrupt JPEG: 0 answers of 500 | {s3['answers_500']} of "
-        f"{s3['requests']} (all: {s3['statuses']}; 503 = a worker's miss share full, shed at once) | "
+        f"{s3['requests']} (all: {statuses3}; 503 = a worker's miss share full, shed at once) | "
         f"{'met' if s3['answers_500'] == 0 else 'not met'} |",
     ]
     if "skipped" in s4:
@@ -374,30 +511,44 @@ def markdown(r: dict, seconds: float) -> str:
             f"({s4['read_only']['answers_503']} 503s) of {s4['read_only']['requests']}, slowest "
             f"{s4['read_only']['max_s']} s; the work (a concurrent miss, healthy cache) {s4['work_s']} s | "
             f"{'met' if ok else 'not met'} |")
-    head = (f"Resilience ({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {seconds:g} s per measurement, "
-            f"load average {r['loadavg_1m_at_start']} at start, {os.cpu_count()} cores shared)\n\n")
-    return head + "\n".join(rows) + "\n"
+    return rows
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--duration", type=float, default=60.0, help="seconds per hit measurement")
     ap.add_argument("--out", type=Path, help="write resilience.json and resilience.md into this directory")
+    ap.add_argument("--only", default="1,2,3,4,5", help="the scenarios to run (with --out, the others' results "
+                    "already in DIR/resilience.json are kept)")
+    ap.add_argument("--body-every", type=float, default=5.0, help="scenario 5: seconds between two body bytes of "
+                    "an attacker (the audit's 5); a refused attacker reconnects at its next byte")
     args = ap.parse_args()
+    only = {int(n) for n in args.only.split(",")}
     work = Path(tempfile.mkdtemp(prefix="bench-resilience-"))
-    results = {"duration_s": args.duration, "loadavg_1m_at_start": round(loadavg(), 2)}
-    print("1. slow clients", flush=True)
-    results["slow_clients"] = scenario_slow_clients(work, args.duration)
-    print(json.dumps(results["slow_clients"]), flush=True)
-    print("2. S3 frozen", flush=True)
-    results["s3_frozen"] = scenario_s3_frozen(work, args.duration)
-    print(json.dumps(results["s3_frozen"]), flush=True)
-    print("3. corrupt input", flush=True)
-    results["corrupt"] = scenario_corrupt(work)
-    print(json.dumps(results["corrupt"]), flush=True)
-    print("4. cache disk", flush=True)
-    results["cache_disk"] = scenario_cache_disk(work)
-    print(json.dumps(results["cache_disk"]), flush=True)
+    results: dict = {}
+    load = round(loadavg(), 2)
+    if args.out and only != {1, 2, 3, 4, 5} and (args.out / "resilience.json").exists():
+        results = json.loads((args.out / "resilience.json").read_text())
+        if "runs" not in results:  # when the others were measured: the header of their table
+            first = (args.out / "resilience.md").read_text().split("\n", 1)[0]
+            earlier = first[first.find("(") + 1:first.rfind(",")]
+            results["runs"] = {"1-4": earlier}
+        results["runs"][",".join(map(str, sorted(only)))] = (
+            f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {args.duration:g} s per measurement, "
+            f"load average {load} at start")
+    else:
+        results.update({"duration_s": args.duration, "loadavg_1m_at_start": load})
+    scenarios = [(1, "slow_clients", lambda: scenario_slow_clients(work, args.duration)),
+                 (2, "s3_frozen", lambda: scenario_s3_frozen(work, args.duration)),
+                 (3, "corrupt", lambda: scenario_corrupt(work)),
+                 (4, "cache_disk", lambda: scenario_cache_disk(work)),
+                 (5, "slow_bodies", lambda: scenario_slow_bodies(work, args.duration, args.body_every))]
+    for n, name, run in scenarios:
+        if n not in only:
+            continue
+        print(f"{n}. {name.replace('_', ' ')}", flush=True)
+        results[name] = run()
+        print(json.dumps(results[name]), flush=True)
     md = markdown(results, args.duration)
     print(md)
     if args.out:

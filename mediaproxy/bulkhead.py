@@ -77,6 +77,36 @@ class Bulkhead:
         return HeldStream(stream, self.release)
 
 
+class PerHolder:
+    """At most ``limit`` places per holder (a client, an address) at once, refused at once past it:
+    one holder cannot take every thread, whatever it sends. Per process."""
+
+    def __init__(self, limit: int):
+        self.limit = limit
+        self._lock = threading.Lock()
+        self._held: dict[str, int] = {}
+
+    def try_acquire(self, holder: str) -> bool:
+        with self._lock:
+            n = self._held.get(holder, 0)
+            if n >= self.limit:
+                return False
+            self._held[holder] = n + 1
+            return True
+
+    def release(self, holder: str) -> None:
+        with self._lock:
+            n = self._held.get(holder, 0) - 1
+            if n > 0:
+                self._held[holder] = n
+            else:
+                self._held.pop(holder, None)
+
+    def held(self, holder: str) -> int:
+        with self._lock:
+            return self._held.get(holder, 0)
+
+
 class HeldStream:
     """A response body that gives its bulkhead place back when closed (once; or when collected).
 

@@ -56,6 +56,11 @@ class RangeNotSatisfiable(MediaError):
     reason = "range not satisfiable"
 
 
+class TooManyRequests(MediaError):
+    status = 429
+    reason = "too many requests"
+
+
 class ProcessingError(MediaError):
     status = 500
     reason = "processing error"

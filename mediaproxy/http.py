@@ -15,6 +15,7 @@ from .cache import Entry
 from .errors import MediaError, RangeNotSatisfiable
 from .hotpath import etag_matches, parse_range
 from .storage import CHUNK, BoundedFile
+from .worker import BODY_IN_MEMORY, SMALL_BODY_MAX
 
 IMMUTABLE = "public, max-age=31536000, immutable"
 NO_STORE = "no-store"
@@ -156,6 +157,17 @@ def respond_entry(req: falcon.Request, resp: falcon.Response, entry: Entry) -> N
                 entry.close()
         return
     respond(req, resp, entry.content_type, entry.etag, entry.last_modified, entry.length, body=entry.body)
+
+
+def body_in_memory(req: falcon.Request) -> bool | None:
+    """Whether the request's body was read whole before the request took a thread (True), or is
+    still on the network (False: larger than ``MEDIAPROXY_SMALL_BODY_MAX``); None on a server
+    that does not say (stock gthread, in-process tests)."""
+    return req.env.get(BODY_IN_MEMORY)
+
+
+def small_body_max(req: falcon.Request) -> int | None:
+    return req.env.get(SMALL_BODY_MAX)
 
 
 def close_connection(req: falcon.Request) -> None:

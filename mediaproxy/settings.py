@@ -163,6 +163,13 @@ class ServerSettings:
     control_socket: str = ""  # gunicorn's control socket (gunicornc); empty: none
     header_timeout: float = 10.0  # seconds a client has to send its request headers (then 408); 0: off
     send_timeout: float = 10.0  # seconds a response send may make no progress before it is abandoned; 0: off
+    # request bodies (docs/resilience.md "Slow clients get no thread"): up to small_body_max bytes
+    # are read by the event loop before the request takes a thread; every body must arrive at
+    # body_min_rate bytes/s on average once body_grace seconds have passed, and within body_timeout
+    small_body_max: int = 64 * 1024
+    body_min_rate: int = 10 * 1024
+    body_grace: float = 10.0
+    body_timeout: float = 600.0  # a 50 MiB upload needs 85 KiB/s
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> ServerSettings:
@@ -196,6 +203,10 @@ class ServerSettings:
             control_socket=(env.get("MEDIAPROXY_CONTROL_SOCKET") or "").strip(),
             header_timeout=_float(env, "MEDIAPROXY_HEADER_TIMEOUT", d["header_timeout"], 0.0, 3600.0),
             send_timeout=_float(env, "MEDIAPROXY_SEND_TIMEOUT", d["send_timeout"], 0.0, 3600.0),
+            small_body_max=_int(env, "MEDIAPROXY_SMALL_BODY_MAX", d["small_body_max"], 1024, 16 * 1024**2),
+            body_min_rate=_int(env, "MEDIAPROXY_BODY_MIN_RATE", d["body_min_rate"], 0),
+            body_grace=_float(env, "MEDIAPROXY_BODY_GRACE", d["body_grace"], 0.0, 3600.0),
+            body_timeout=_float(env, "MEDIAPROXY_BODY_TIMEOUT", d["body_timeout"], 0.0, 86400.0),
         )
 
 
@@ -305,6 +316,9 @@ class LibrarySettings:
     # `mediaproxy janitor`: incomplete uploads and objects no record points at are removed once this
     # old (seconds): far past any upload in flight, so that one is never touched
     janitor_grace: float = 86400.0
+    # uploads whose body is still arriving, per worker process, of one client (an organization's keys,
+    # or one address for signed URLs): past it 429, so one client cannot hold every thread
+    uploads_per_client: int = 4
     migrate_on_start: bool = True  # embedded SQLite: apply migrations when the app starts
 
     @property
@@ -356,6 +370,7 @@ class LibrarySettings:
             job_test_delay=_float(env, "MEDIAPROXY_JOB_TEST_DELAY", d["job_test_delay"], 0.0, 600.0),
             worker_threads=_int(env, "MEDIAPROXY_WORKER_THREADS", d["worker_threads"], 1, 64),
             janitor_grace=_float(env, "MEDIAPROXY_JANITOR_GRACE", d["janitor_grace"], 0.0),
+            uploads_per_client=_int(env, "MEDIAPROXY_UPLOADS_PER_CLIENT", d["uploads_per_client"], 1, 1024),
             migrate_on_start=_bool(env, "MEDIAPROXY_MIGRATE_ON_START", db.startswith("sqlite")),
         )
 

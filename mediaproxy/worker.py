@@ -36,6 +36,7 @@ from functools import partial
 
 from gunicorn import util
 from gunicorn.http import errors as gerrors
+from gunicorn.http.unreader import SocketUnreader
 from gunicorn.http.wsgi import Response as _GResponse
 from gunicorn.workers.gthread import TConn
 from gunicorn.workers.gthread import ThreadWorker as _GThreadWorker
@@ -43,8 +44,20 @@ from gunicorn.workers.gthread import ThreadWorker as _GThreadWorker
 _HEADERS_MAX = 1024 * 1024  # past this without a blank line, the parser gets it (and answers 431)
 _LINGER = 2.0  # seconds a closed connection is drained for the peer's FIN (gunicorn's close_graceful)
 _LINGER_MAX = 4096  # connections lingering at once; past it they are closed at once
+# Bytes a lingering connection is drained of at most: a client still sending a body the answer
+# refused unread (Connection: close) then sees the answer and a FIN, not a reset. The event loop
+# reads them, no thread; past this (or _LINGER) the connection is closed as it is.
+_LINGER_DRAIN = 1024 * 1024
 _HANDOFF_MIN = 64 * 1024  # bodies up to this are written by the thread, as gunicorn does
 _PUSH_MAX = 4 * 1024 * 1024  # bytes one writable event sends at most (others' turn next)
+_BODY_SCAN_EVERY = 0.25  # seconds between two checks of the bodies the event loop is reading
+
+# WSGI environ keys the worker sets for the application (mediaproxy/http.py reads them):
+# True when the whole request body was read before the request took a thread (so the
+# application reads it from memory), False when the rest is still on the network.
+BODY_IN_MEMORY = "mediaproxy.body_in_memory"
+SMALL_BODY_MAX = "mediaproxy.small_body_max"  # the worker's limit for bodies read by the event loop
+_CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 
 
 class Conn(TConn):
@@ -70,6 +83,164 @@ class Conn(TConn):
             self.worker.linger(self)
         else:
             super().close()
+
+def header_end(head: bytes | bytearray) -> int:
+    """Where the body starts (after the blank line ending the headers), -1 if not there yet."""
+    crlf, lf = head.find(b"\r\n\r\n"), head.find(b"\n\n")
+    ends = [i + n for i, n in ((crlf, 4), (lf, 2)) if i >= 0]
+    return min(ends) if ends else -1
+
+
+def body_framing(block: bytes | bytearray) -> tuple[int | None, bool, bool] | None:
+    """(Content-Length or None, chunked, Expect: 100-continue) of a request's header block, or
+    None when the framing is unclear (the parser then refuses the request without reading a body).
+    Only used to decide how long the event loop waits; gunicorn's parser stays the judge."""
+    length: int | None = None
+    chunked = expect = False
+    for line in bytes(block).split(b"\n")[1:]:
+        name, sep, value = line.partition(b":")
+        if not sep:
+            continue
+        name, value = name.strip().lower(), value.strip().lower()
+        if name == b"content-length":
+            if length is not None or not value.isdigit() or len(value) > 18:
+                return None
+            length = int(value)
+        elif name == b"transfer-encoding":
+            if chunked or not value.endswith(b"chunked"):
+                return None
+            chunked = True
+        elif name == b"expect":
+            expect = value == b"100-continue"
+    if chunked and length is not None:
+        return None
+    return length, chunked, expect
+
+
+def chunked_end(buf: bytes | bytearray, pos: int) -> tuple[int | None, int]:
+    """Scan a chunked body from ``pos`` (the start of a chunk-size line): (the offset just past
+    the body's end or None when it is not all here or is malformed, where to resume scanning)."""
+    while True:
+        eol = buf.find(b"\r\n", pos)
+        if eol < 0:
+            return None, pos
+        size_field = bytes(buf[pos:eol]).split(b";", 1)[0].strip()
+        try:
+            size = int(size_field, 16) if size_field else -1
+        except ValueError:
+            size = -1
+        if size < 0:
+            return None, -1  # malformed: the parser will say so
+        if size == 0:
+            at = eol + 2
+            while True:  # trailer fields, up to the blank line
+                end = buf.find(b"\r\n", at)
+                if end < 0:
+                    return None, pos
+                if end == at:
+                    return end + 2, pos
+                at = end + 2
+        nxt = eol + 2 + size + 2
+        if nxt > len(buf):
+            return None, pos
+        pos = nxt
+
+
+class BodyPace:
+    """A request body must arrive at ``min_rate`` bytes/s on average once ``grace`` seconds have
+    passed, and be complete within ``timeout`` seconds, counted from when its headers ended."""
+
+    __slots__ = ("got", "grace", "min_rate", "start", "timeout")
+
+    def __init__(self, start: float, min_rate: float, grace: float, timeout: float, got: int = 0):
+        self.start, self.min_rate, self.grace, self.timeout, self.got = start, min_rate, grace, timeout, got
+
+    def due(self) -> float:
+        """The moment this body is too slow unless more of it arrives."""
+        due = self.start + self.timeout if self.timeout > 0 else float("inf")
+        if self.min_rate > 0:
+            due = min(due, self.start + self.grace + self.got / self.min_rate)
+        return due
+
+    def why(self, now: float) -> str:
+        elapsed = now - self.start
+        if self.timeout > 0 and elapsed >= self.timeout:
+            return f"not complete after {self.timeout:g} s"
+        return f"{self.got} bytes in {elapsed:.0f} s, under {self.min_rate:g} bytes/s"
+
+
+class BodyTooSlow(TimeoutError):
+    """The request body arrives slower than MEDIAPROXY_BODY_MIN_RATE or past MEDIAPROXY_BODY_TIMEOUT
+    (a TimeoutError: the application answers 408 and closes the connection)."""
+
+
+class PacedUnreader(SocketUnreader):
+    """gunicorn's socket reader, with a pace for the body a thread reads (``pace``: None while no
+    body is read): every ``recv`` waits at most until the body would be too slow, then
+    ``BodyTooSlow``. A client that sends a byte now and then no longer holds a thread."""
+
+    pace: BodyPace | None = None
+
+    def chunk(self, size_hint=None):
+        pace = self.pace
+        if pace is None:
+            return super().chunk(size_hint)
+        now = time.monotonic()
+        # Past due, what the socket already holds still counts (the thread may have been busy
+        # elsewhere, writing a part to storage, while the client kept sending): one look, no wait.
+        wait = max(0.0, pace.due() - now)
+        prior = self.sock.gettimeout()
+        self.sock.settimeout(wait)
+        try:
+            data = super().chunk(size_hint)
+        except (TimeoutError, BlockingIOError):
+            raise BodyTooSlow(f"request body too slow: {pace.why(time.monotonic())}") from None
+        finally:
+            self.sock.settimeout(prior)
+        pace.got += len(data)
+        return data
+
+
+class BodyInput:
+    """``wsgi.input`` for a body still on the network: it knows whether the application read all
+    of it. If not when the response starts, the response says ``Connection: close`` (what is left
+    would otherwise have to be read, by a thread, before the next request)."""
+
+    def __init__(self, body, length: int | None):
+        self._body = body
+        self._left = length  # None: chunked, ends with an empty read
+        self.done = length == 0
+
+    def _count(self, data: bytes, size) -> bytes:
+        if self._left is not None:
+            self._left -= len(data)
+            self.done = self._left <= 0
+        elif not data and size != 0:
+            self.done = True
+        return data
+
+    def read(self, size=None) -> bytes:
+        return self._count(self._body.read(size), size)
+
+    def readline(self, size=None) -> bytes:
+        return self._count(self._body.readline(size), size)
+
+    def readlines(self, hint=None) -> list[bytes]:
+        lines = self._body.readlines(hint)
+        for line in lines:
+            self._count(line, None)
+        self._count(b"", None)
+        return lines
+
+    def __iter__(self):
+        return self
+
+    def __next__(self) -> bytes:
+        line = self.readline()
+        if not line:
+            raise StopIteration
+        return line
+
 
 class Handoff:
     """The rest of a response body, written by the event loop: a file range (sendfile from
@@ -174,6 +345,10 @@ class ThreadWorker(_GThreadWorker):
 
     header_timeout = 10.0  # set from MEDIAPROXY_HEADER_TIMEOUT by gunicorn.conf.py's post_fork
     send_timeout = 10.0  # MEDIAPROXY_SEND_TIMEOUT
+    small_body_max = 64 * 1024  # MEDIAPROXY_SMALL_BODY_MAX: bodies the event loop reads before a thread
+    body_min_rate = 10240.0  # MEDIAPROXY_BODY_MIN_RATE (bytes/s, after the grace)
+    body_grace = 10.0  # MEDIAPROXY_BODY_GRACE
+    body_timeout = 600.0  # MEDIAPROXY_BODY_TIMEOUT: the whole body, however fast
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
@@ -181,6 +356,8 @@ class ThreadWorker(_GThreadWorker):
         self.reading: OrderedDict[int, object] = OrderedDict()  # id(conn) -> conn, oldest deadline first
         self.lingering: OrderedDict[int, object] = OrderedDict()  # closed by us, waiting for the peer's FIN
         self.sending: OrderedDict[int, object] = OrderedDict()  # bodies the event loop writes, oldest deadline first
+        self.bodies: dict[int, object] = {}  # small request bodies the event loop is reading
+        self._bodies_checked = 0.0
         self._tls = threading.local()  # the handoff a thread's request left for the event loop
 
     def _loop_reads_headers(self) -> bool:
@@ -212,35 +389,134 @@ class ThreadWorker(_GThreadWorker):
         self.keepalived_conns.remove(conn)
         self._read_headers(conn)
 
-    def _read_headers(self, conn) -> None:
+    def _read_headers(self, conn, pending: bytes = b"") -> None:
         conn.sock.setblocking(False)
-        conn.head = bytearray()
+        conn.head = bytearray(pending)  # a pipelined request's first bytes, already read
         conn.head_deadline = time.monotonic() + self.header_timeout
         self.reading[id(conn)] = conn
         self.poller.register(conn.sock, selectors.EVENT_READ, partial(self._on_header_bytes, conn))
+        if pending and self._headers_here(conn, 0):
+            return
         self._on_header_bytes(conn, conn.sock)  # bytes may be here already
 
-    def _on_header_bytes(self, conn, sock) -> None:
+    def _recv(self, conn, sock) -> bytes | None:
+        """What the socket has (b"": the peer closed or failed), None: nothing yet."""
         try:
-            data = sock.recv(65536)
+            return sock.recv(65536)
         except (BlockingIOError, InterruptedError):
-            return
+            return None
         except OSError:
-            data = b""
+            return b""
+
+    def _on_header_bytes(self, conn, sock) -> None:
+        data = self._recv(conn, sock)
+        if data is None:
+            return
         if not data:  # closed before a whole request arrived
             self._stop_reading(conn)
             self.nr_conns -= 1
             conn.close()
             return
+        start = max(0, len(conn.head) - 3)
+        conn.head += data
+        self._headers_here(conn, start)
+
+    def _headers_here(self, conn, start: int) -> bool:
+        """The headers are complete (or too long): on to the body, or to a thread."""
         head = conn.head
-        start = max(0, len(head) - 3)
-        head += data
         if head.find(b"\r\n\r\n", start) < 0 and head.find(b"\n\n", start) < 0 and len(head) < _HEADERS_MAX:
-            return
+            return False
         self._stop_reading(conn)
+        self._read_body(conn)
+        return True
+
+    # --- small request bodies, read by the event loop too ------------------------
+
+    def _read_body(self, conn) -> None:
+        """A body of at most ``small_body_max`` bytes (a login, JSON, a small form) is read here,
+        so the request holds a thread only with its body in memory; a larger one (an upload) is
+        read by the thread, paced (``PacedUnreader``), once the application has checked who sends it."""
+        head = conn.head
+        end = header_end(head)
+        framing = body_framing(head[:end]) if end >= 0 else None
+        conn.body_whole = False  # a chunked body in memory: only once found whole (_body_here)
+        if framing is None:
+            return self._to_thread(conn)  # no blank line within _HEADERS_MAX, or unclear framing
+        length, chunked, expect = framing
+        if not chunked and not length:
+            return self._to_thread(conn)
+        if not chunked and length > self.small_body_max:
+            conn.body_whole = False
+            return self._to_thread(conn)
+        conn.body_at = end
+        conn.body_need = None if chunked else end + length
+        conn.chunk_scan = end
+        conn.pace = BodyPace(time.monotonic(), self.body_min_rate, self.body_grace, self.body_timeout,
+                             len(head) - end)
+        if self._body_here(conn):
+            return None
+        if expect and len(head) == end:
+            try:
+                conn.sock.send(_CONTINUE)  # 25 bytes on a socket that has sent nothing yet
+            except OSError:
+                pass
+        self.bodies[id(conn)] = conn
+        self.poller.register(conn.sock, selectors.EVENT_READ, partial(self._on_body_bytes, conn))
+        return None
+
+    def _body_here(self, conn) -> bool:
+        """The body is all here (to a thread), or turned out larger than a small body (to a thread, unread)."""
+        head = conn.head
+        if conn.body_need is not None:
+            if len(head) < conn.body_need:
+                return False
+        else:
+            end, conn.chunk_scan = chunked_end(head, conn.chunk_scan)
+            if end is None and conn.chunk_scan >= 0 and len(head) - conn.body_at <= self.small_body_max:
+                return False
+            conn.body_whole = end is not None and end - conn.body_at <= self.small_body_max
+        self._stop_body(conn)
+        self._to_thread(conn)
+        return True
+
+    def _on_body_bytes(self, conn, sock) -> None:
+        data = self._recv(conn, sock)
+        if data is None:
+            return
+        if not data:
+            self._stop_body(conn)
+            self.nr_conns -= 1
+            conn.close()
+            return
+        conn.head += data
+        conn.pace.got += len(data)
+        self._body_here(conn)
+
+    def _stop_body(self, conn) -> None:
+        if self.bodies.pop(id(conn), None) is not None:
+            self._unregister(conn)
+
+    def _check_bodies(self, now: float) -> None:
+        """408 and close for every body the event loop reads that is too slow (or the worker stops)."""
+        if now - self._bodies_checked < _BODY_SCAN_EVERY and self.alive:
+            return
+        self._bodies_checked = now
+        for conn in [c for c in self.bodies.values() if c.pace.due() <= now or not self.alive]:
+            self._stop_body(conn)
+            self.nr_conns -= 1
+            if self.alive:
+                self.log.warning("request body from %s: %s: 408, closed", (conn.client or ("",))[0],
+                                 conn.pace.why(now))
+                try:
+                    conn.sock.send(error_page(408, "Request Timeout"))
+                except OSError:
+                    pass
+            conn.close(graceful=True)  # lingers: the client sees the 408 and a FIN, not a reset
+
+    def _to_thread(self, conn) -> None:
         conn.data_ready = True
-        conn.prebuf = bytes(head)
-        conn.head = None
+        conn.prebuf = bytes(conn.head)
+        conn.head = conn.pace = None
         self.enqueue_req(conn)
 
     def _stop_reading(self, conn) -> None:
@@ -278,7 +554,7 @@ class ThreadWorker(_GThreadWorker):
         except OSError:
             data = b""
         conn.drained += len(data)
-        if not data or conn.drained > 65536:
+        if not data or conn.drained > _LINGER_DRAIN:
             self._end_linger(conn)
 
     def _end_linger(self, conn) -> None:
@@ -289,6 +565,8 @@ class ThreadWorker(_GThreadWorker):
     def murder_pending(self) -> None:
         super().murder_pending()
         now = time.monotonic()
+        if self.bodies:
+            self._check_bodies(now)
         while self.sending:
             conn = next(iter(self.sending.values()))
             if conn.out.deadline > now:
@@ -318,12 +596,35 @@ class ThreadWorker(_GThreadWorker):
 
     def handle(self, conn):
         prebuf = getattr(conn, "prebuf", None)
-        if prebuf is not None:  # headers the event loop read: the parser starts with them
+        if prebuf is not None:  # headers (and a small body) the event loop read: the parser starts with them
             conn.prebuf = None
             conn.sock.setblocking(True)
             conn.init()
+            if type(conn.parser.unreader) is SocketUnreader:  # once per connection
+                conn.parser.unreader = PacedUnreader(conn.sock)
             conn.parser.unreader.unread(prebuf)
         return super().handle(conn)
+
+    def _keepalive_after(self, conn, keepalive):
+        try:
+            return super()._keepalive_after(conn, keepalive)
+        except BodyTooSlow:
+            return False
+
+    @staticmethod
+    def _body_left(req, conn) -> int | None:
+        """Bytes of this request's body not yet in memory (0: all here or none; None: a chunked body still arriving)."""
+        length = None
+        for name, value in req.headers:
+            if name == "TRANSFER-ENCODING":
+                return 0 if getattr(conn, "body_whole", False) else None
+            if name == "CONTENT-LENGTH":
+                length = int(value)  # checked by the parser
+        if not length:
+            return 0
+        with conn.parser.unreader.buf.getbuffer() as held:
+            buffered = held.nbytes
+        return max(0, length - buffered)
 
     # --- the response: a deadline on every send --------------------------------
 
@@ -331,6 +632,15 @@ class ThreadWorker(_GThreadWorker):
         if self.send_timeout > 0:
             conn.sock.settimeout(self.send_timeout)
         self._tls.handoff = None
+        self._tls.body = None  # (in memory, Content-Length) for _respond
+        unreader = conn.parser.unreader
+        if isinstance(unreader, PacedUnreader):
+            left = self._body_left(req, conn)
+            length = next((int(v) for n, v in req.headers if n == "CONTENT-LENGTH"), None)
+            self._tls.body = (left == 0, length)
+            if left != 0:  # an upload (or a chunked body over the small-body limit): read at a pace
+                unreader.pace = BodyPace(time.monotonic(), self.body_min_rate, self.body_grace, self.body_timeout)
+        conn.body_whole = False
         out = None
         try:
             keepalive = super().handle_request(req, conn)
@@ -342,6 +652,8 @@ class ThreadWorker(_GThreadWorker):
             conn.abort = True  # closed with a reset: the megabytes queued for it are dropped too
             return False
         finally:
+            if isinstance(unreader, PacedUnreader):
+                unreader.pace = None
             left, self._tls.handoff = self._tls.handoff, None
             if left is not None and left is not out:  # the request failed after handing off: nothing to send
                 left.close()
@@ -355,7 +667,27 @@ class ThreadWorker(_GThreadWorker):
             self.wsgi = partial(self._respond, self.wsgi)
 
     def _respond(self, app, environ, start_response):
-        """The application, then: a large body in a file or in memory is handed to the event loop."""
+        """The application, then: a large body in a file or in memory is handed to the event loop.
+
+        Before it: the application learns whether the request body is in memory already
+        (``BODY_IN_MEMORY``); one still on the network is counted as it is read, and a response
+        that starts before all of it was read says ``Connection: close``."""
+        known = getattr(self._tls, "body", None)
+        if known is not None:
+            in_memory, length = known
+            environ[BODY_IN_MEMORY] = in_memory
+            environ[SMALL_BODY_MAX] = self.small_body_max
+            if not in_memory:
+                tracked = environ["wsgi.input"] = BodyInput(environ["wsgi.input"], length)
+                resp = getattr(start_response, "__self__", None)
+                if resp is not None and hasattr(resp, "force_close"):
+                    def start(status, headers, exc_info=None, _start=start_response):
+                        if not tracked.done:
+                            resp.force_close()
+                        return _start(status, headers, exc_info)
+
+                    start.__self__ = resp  # type: ignore[attr-defined]  # for the layers that ask for it
+                    start_response = start
         body = app(environ, start_response)
         try:
             out = self._hand_off(environ, getattr(start_response, "__self__", None), body)
@@ -451,8 +783,19 @@ class ThreadWorker(_GThreadWorker):
             self.nr_conns -= 1
             conn.close()
             return
+        self._after_response(conn, out.keepalive)
+
+    def _after_response(self, conn, keepalive: bool) -> None:
+        """Keep the connection alive or close it as gunicorn does; but a next request already
+        buffered (pipelined, or read ahead while a body was drained) goes through the event loop's
+        header and body reading too, not straight to a thread."""
+        if keepalive and self.alive and self._loop_reads_headers() and conn.parser is not None:
+            pending = conn.parser.unreader.take_buffered()
+            if pending:
+                self._read_headers(conn, pending)
+                return
         done: Future = Future()
-        done.set_result(out.keepalive)
+        done.set_result(keepalive)
         _GThreadWorker.finish_request(self, conn, done)
 
     def set_accept_enabled(self, enabled: bool) -> None:
@@ -469,13 +812,16 @@ class ThreadWorker(_GThreadWorker):
     def finish_request(self, conn, fs) -> None:
         self.busy -= 1
         out = getattr(conn, "handoff", None)
+        try:
+            keepalive = not fs.cancelled() and fs.result() is True
+        except Exception:
+            keepalive = False
         if out is None:
+            if keepalive:
+                return self._after_response(conn, True)
             return super().finish_request(conn, fs)
         conn.handoff = None  # the thread is free; the event loop sends the rest, then keeps alive or closes
-        try:
-            out.keepalive = bool(not fs.cancelled() and fs.result())
-        except Exception:
-            out.keepalive = False
+        out.keepalive = keepalive
         self._send_rest(conn, out)
 
     def handle_error(self, req, client, addr, exc) -> None:

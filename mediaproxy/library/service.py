@@ -23,6 +23,7 @@ from concurrent import futures
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import cached_property
 
 import orjson
 import pyvips
@@ -42,6 +43,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session, selectinload
 
+from ..bulkhead import PerHolder
 from ..context import Context
 from ..errors import BadRequest, Conflict, Forbidden, MediaError, NotFound, TooLarge, UnsupportedType
 from ..hotpath import decimal
@@ -199,6 +201,11 @@ class Library:
         self.bucket = self.settings.bucket
         self._enqueue = enqueue
         self.queue = None  # the web processes' Queue (readiness), set by build_library
+
+    @cached_property
+    def upload_places(self) -> PerHolder:
+        """Uploads whose bodies are arriving, per client, in this process (MEDIAPROXY_UPLOADS_PER_CLIENT)."""
+        return PerHolder(self.settings.uploads_per_client)
 
     # -- ingest ---------------------------------------------------------------------------
 
@@ -733,6 +740,8 @@ class Library:
 
     def render_variants(self, s: Session, media: Media) -> list[Variant]:
         """Render every configured variant of the current version through the origin's pipeline."""
+        if self.over_pixel_limit(media):
+            raise TooLarge(f"over the {self.ctx.limits.max_pixels} pixel limit of the image pipeline: no variants")
         if not self.renderable(media):
             raise TooLarge(f"over the {self.ctx.settings.max_source_bytes} byte limit of the image pipeline: "
                            "stored, but no variants")
@@ -775,10 +784,20 @@ class Library:
         return made
 
     def renderable(self, media: Media) -> bool:
-        """Images the origin's pipeline would take (larger ones are stored and served, not rendered)."""
-        return media.mime_type.startswith("image/") and media.size <= self.ctx.settings.max_source_bytes
+        """Images the origin's pipeline would take: larger ones (in bytes, or in pixels by their
+        header) are stored and served, not rendered, as the origin answers 413 for them."""
+        if not media.mime_type.startswith("image/") or media.size > self.ctx.settings.max_source_bytes:
+            return False
+        return not self.over_pixel_limit(media)
+
+    def over_pixel_limit(self, media: Media) -> bool:
+        """Does the image's header claim more pixels than the pipeline decodes (a decompression bomb)?"""
+        return bool(media.width and media.height and media.width * media.height > self.ctx.limits.max_pixels)
 
     def _placeholders(self, media: Media, data: bytes) -> None:
+        """BlurHash and ThumbHash from a ≤100-pixel copy, decoded as the origin's transforms are
+        (``pipeline.decode_inside``: limits checked on the header first, shrink-on-load) and
+        inside a transform place: a 552-byte JPEG claiming 65500x65500 costs nothing."""
         if not media.mime_type.startswith("image/"):
             return
         media.blur_hash, media.thumb_hash = self._placeholder_hashes(media.id, media.mime_type, data)
@@ -788,11 +807,13 @@ class Library:
         if not mime_type.startswith("image/"):
             return None, None
         try:
-            im = pyvips.Image.thumbnail_buffer(data, placeholder.THUMB_SIDE, height=placeholder.THUMB_SIDE)
-            im = im.copy_memory()  # read twice below: decode once
-            return placeholder.encode(im), placeholder.thumbhash(im)
-        except pyvips.Error as exc:
-            log.warning("no placeholders for media %s: %s", media_id, (exc.message or "").strip())
+            with self.ctx.transform_slot():
+                im = pipeline.decode_inside(data, placeholder.THUMB_SIDE, self.ctx.limits)
+                im = im.copy_memory()  # read twice below: decode once
+                return placeholder.encode(im), placeholder.thumbhash(im)
+        except (pyvips.Error, BadRequest, TooLarge) as exc:
+            reason = exc.message if isinstance(exc, pyvips.Error) else exc.reason
+            log.warning("no placeholders for media %s: %s", media_id, (reason or "").strip())
             return None, None
 
     def finalize(self, s: Session, media: Media) -> Media:

@@ -419,6 +419,19 @@ def check_output(fmt: str, pl: Plan) -> None:
         )
 
 
+def decode_inside(buf: bytes, side: int, limits: Limits, p: Probe | None = None) -> pyvips.Image:
+    """The first frame of ``buf``, upright, shrunk to fit ``side`` x ``side`` (never enlarged), for
+    work that needs pixels but no output (the library's placeholders): the same checks and loader
+    as ``transform`` — the header's pixels against ``limits`` before anything is decoded (TooLarge),
+    the loaders allowed (BadRequest), shrink-on-load (libjpeg-turbo at the DCT scale, libvips'
+    shrink), failure on corrupt data. The caller holds a transform place."""
+    p = p or probe(buf)
+    check_limits(p, limits, False)
+    spec = TransformSpec(width=side, height=side, fit="inside", position="center", format="webp", quality=None,
+                         lossless=False, animated=False)
+    return _decode(buf, spec, p, plan(spec, p.width, p.height), "webp", False)
+
+
 def transform(buf: bytes, spec: TransformSpec, limits: Limits, p: Probe | None = None) -> Output:
     p = p or probe(buf)
     fmt = output_format(spec, p)

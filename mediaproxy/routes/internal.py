@@ -21,7 +21,7 @@ import pyvips
 
 from ..context import Context
 from ..errors import BadRequest, TooLarge, Unauthorized
-from ..http import close_connection
+from ..http import body_in_memory, close_connection
 from ..media import probe, video
 from ..storage import iter_chunks
 from ..storage.reader import ObjectReader
@@ -60,6 +60,9 @@ def discard_body(req: falcon.Request, already: int = 0) -> None:
     after the answer (``Connection: close``) instead."""
     length = req.content_length
     if length == 0 or (length is None and req.get_header("Transfer-Encoding") is None):
+        return
+    if body_in_memory(req) is False:  # still on the network: a thread would wait for it
+        close_connection(req)
         return
     if length is not None and length > DRAIN_BODY:
         close_connection(req)

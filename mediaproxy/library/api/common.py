@@ -3,6 +3,7 @@ JSON in and out, and the streaming multipart reader."""
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import falcon
@@ -11,8 +12,9 @@ from streaming_form_data import StreamingFormDataParser
 from streaming_form_data.targets import BaseTarget, ValueTarget
 from streaming_form_data.validators import MaxSizeValidator, ValidationError
 
-from ...errors import BadRequest, MediaError, TooLarge
+from ...errors import BadRequest, MediaError, TooLarge, TooManyRequests
 from ...hotpath import decimal
+from ...http import body_in_memory, close_connection, small_body_max
 from .. import auth
 from ..models import Organization
 from ..service import Library, Upload
@@ -21,6 +23,9 @@ JSON_MAX = 1024 * 1024  # a JSON body larger than this is refused (413)
 FIELD_MAX = 64 * 1024  # one form field other than the file
 DRAIN_MAX = 2 * 1024 * 1024  # bytes read and dropped after a refused upload, so the client sees the answer
 CHUNK = 256 * 1024  # read from the socket and handed to the parser at a time
+# Parts of one form, all names together (the file, the fields, repeated ones, unknown ones): each
+# costs the parser time whatever its size (50,000 empty parts in 5 MiB: ~40 s of CPU)
+FORM_PARTS_MAX = 128
 
 
 class LibraryMiddleware:
@@ -103,7 +108,17 @@ def send_json(resp: falcon.Response, body: object, status: int = 200) -> None:
     resp.set_header("Cache-Control", "no-store")
 
 
+def refuse_unread_body(req: falcon.Request, what: str) -> None:
+    """A JSON or form body is read before anyone is known (a login) or is small anyway: one the
+    server did not read whole before the request took a thread (over ``MEDIAPROXY_SMALL_BODY_MAX``)
+    is refused unread (413, ``Connection: close``), so a slow sender never holds a thread."""
+    if body_in_memory(req) is False:
+        close_connection(req)
+        raise TooLarge(f"{what} over {small_body_max(req)} bytes")
+
+
 def read_json(req: falcon.Request) -> dict:
+    refuse_unread_body(req, "JSON body")
     if req.content_length is not None and req.content_length > JSON_MAX:
         raise TooLarge(f"JSON body over {JSON_MAX} bytes")
     raw = req.bounded_stream.read(JSON_MAX + 1)
@@ -126,6 +141,7 @@ def body_params(req: falcon.Request) -> dict:
     if ctype == "application/x-www-form-urlencoded":
         from falcon.uri import parse_query_string
 
+        refuse_unread_body(req, "form body")
         raw = req.bounded_stream.read(JSON_MAX + 1)
         if len(raw) > JSON_MAX:
             raise TooLarge(f"form body over {JSON_MAX} bytes")
@@ -246,7 +262,8 @@ def receive_upload(req: falcon.Request, lib: Library, org: Organization, names: 
     ``validate(fields)`` has accepted the other fields. Returns (upload, stored object, what
     ``validate`` returned); any failure leaves nothing stored. Every upload route goes through it."""
     limit = lib.settings.upload_max_bytes
-    form = read_multipart(req, lambda filename: lib.begin_upload(org, filename, limit), names, limit, lists)
+    with upload_place(req, lib, f"client {org.id}"):
+        form = read_multipart(req, lambda filename: lib.begin_upload(org, filename, limit), names, limit, lists)
     up = form.upload
     if up is None:
         raise BadRequest("the form has no file field")
@@ -257,6 +274,25 @@ def receive_upload(req: falcon.Request, lib: Library, org: Organization, names: 
         up.abort()
         raise
     return up, obj, checked
+
+
+@contextmanager
+def upload_place(req: falcon.Request, lib: Library, holder: str):
+    """While an upload's body is read from the network (it was too large for the server to read
+    before the request took a thread), it holds one of its client's ``MEDIAPROXY_UPLOADS_PER_CLIENT``
+    places in this process; past them 429, nothing read. Called only once the sender is known."""
+    if body_in_memory(req) is not False:
+        yield
+        return
+    places = lib.upload_places
+    if not places.try_acquire(holder):
+        close_connection(req)
+        raise TooManyRequests(f"{places.limit} uploads of this client are already arriving here; retry when one ends",
+                              headers={"Retry-After": "1"})
+    try:
+        yield
+    finally:
+        places.release(holder)
 
 
 def read_multipart(req: falcon.Request, begin, names: tuple[str, ...], max_bytes: int,
@@ -275,8 +311,9 @@ def read_multipart(req: falcon.Request, begin, names: tuple[str, ...], max_bytes
         parser = StreamingFormDataParser(headers={"Content-Type": ctype})
     except Exception as exc:  # the parser's own error types: a missing or bad boundary
         raise BadRequest(f"malformed multipart body: {exc}") from None
+    parts = _PartCounter(ctype)
     form = Form(begin=begin)
-    targets = {n: ValueTarget(validator=MaxSizeValidator(FIELD_MAX)) for n in names}
+    targets = {n: _FieldTarget(validator=MaxSizeValidator(FIELD_MAX)) for n in names}
     for n, t in targets.items():
         parser.register(n, t)
     parser.register("file", _FileTarget(form))
@@ -288,7 +325,14 @@ def read_multipart(req: falcon.Request, begin, names: tuple[str, ...], max_bytes
     try:
         while chunk := stream.read(CHUNK):
             received += len(chunk)
+            if parts.over(chunk):  # counted before the parser spends anything on them
+                _abort(form, stream, drain=False)
+                close_connection(req)
+                raise TooLarge(f"the form has more than {FORM_PARTS_MAX} parts")
             parser.data_received(chunk)
+    except TimeoutError:  # the body stalled (the worker's pace): nothing more will be read
+        _abort(form, stream, drain=False)
+        raise
     except MediaError:
         _abort(form, stream)
         raise
@@ -313,7 +357,7 @@ def read_multipart(req: falcon.Request, begin, names: tuple[str, ...], max_bytes
         _abort(form, stream)
         raise BadRequest("malformed multipart body: it ends inside the file part")
     for n, t in targets.items():
-        if t.multipart_filename is not None or t.value or n in _seen(t):
+        if t.sent:  # an empty value (alt=) is a value
             try:
                 form.fields[n] = t.value.decode("utf-8")
             except UnicodeDecodeError:
@@ -347,19 +391,41 @@ class _ListTarget(BaseTarget):
         self.values[-1] += chunk
 
 
-def _seen(t: ValueTarget) -> tuple[str, ...]:
-    return ("",) if t._started else ()
+class _FieldTarget(ValueTarget):
+    """A form field's value, and whether the field was sent at all (an empty one included)."""
+
+    sent = False
+
+    def on_start(self) -> None:
+        self.sent = True
 
 
-def _abort(form: Form, stream) -> None:
+class _PartCounter:
+    """Counts a multipart body's delimiters (``--boundary`` at a line start) as its chunks go by,
+    a chunk's tail kept so that one split between two chunks is counted once."""
+
+    def __init__(self, ctype: str):
+        boundary = falcon.parse_header(ctype)[1].get("boundary", "")
+        self.delimiter = b"\r\n--" + boundary.encode("latin-1", "replace")
+        self.tail = b"\r\n"  # the first delimiter starts the body, without a line break before it
+        self.seen = 0
+
+    def over(self, chunk: bytes) -> bool:
+        data = self.tail + chunk
+        self.seen += data.count(self.delimiter)
+        self.tail = data[-(len(self.delimiter) - 1):]
+        return self.seen > FORM_PARTS_MAX + 1  # n parts: n + 1 delimiters, the last one closing the form
+
+
+def _abort(form: Form, stream, drain: bool = True) -> None:
     if form.upload is not None:
         form.upload.abort()
-    left = DRAIN_MAX
+    left = DRAIN_MAX if drain else 0
     try:
         while left > 0:
             data = stream.read(min(CHUNK, left))
             if not data:
                 break
             left -= len(data)
-    except OSError:
-        pass  # the client has gone: nobody to answer
+    except OSError:  # the client has gone (or stalled: TimeoutError): nobody to answer
+        pass

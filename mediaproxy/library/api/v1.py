@@ -9,9 +9,21 @@ import falcon
 import orjson
 from sqlalchemy import text as sql
 
+from ...clientip import NetworkSet, client_address
 from ...errors import BadRequest, Forbidden, NotFound
 from ..service import SORTS, iso
-from .common import Resource, body_params, body_stream, boolean, integer, number, receive_upload, send_json, text
+from .common import (
+    Resource,
+    body_params,
+    body_stream,
+    boolean,
+    integer,
+    number,
+    receive_upload,
+    send_json,
+    text,
+    upload_place,
+)
 
 P = "/api/v1/media"
 FORM_FIELDS = ("orgSlug", "alt", "caption", "description", "generateVariants", "async", "isPrivate")
@@ -48,7 +60,7 @@ class Upload(Resource):
 
         def validate(form: dict) -> tuple[dict, bool, bool]:
             slug = form.get("orgSlug")
-            if slug is not None and slug != org.slug:
+            if slug and slug != org.slug:  # sent empty: not given
                 raise Forbidden("orgSlug is not the API key's organization")
             fields = {"alt": form.get("alt"), "caption": form.get("caption"), "description": form.get("description"),
                       "is_private": boolean(form, "isPrivate")}
@@ -65,6 +77,8 @@ class Upload(Resource):
             send_json(resp, {"jobId": job.id, "state": job.state, "media": lib.describe(media, self.base(req))}, 202)
             return
         with lib.all_or_nothing(s, media):  # e.g. variants of a decompression bomb: 413, nothing kept
+            if variants and lib.over_pixel_limit(media):
+                lib.render_variants(s, media)  # refuses it: the client asked for what cannot be made
             if variants and lib.renderable(media):
                 lib.render_variants(s, media)
             else:  # files over MEDIAPROXY_MAX_SOURCE_BYTES are stored and served, but get no variants
@@ -300,8 +314,10 @@ class Signed(Resource):
         if size is not None and req.content_length != int(size):
             # as S3 answers a PUT whose Content-Length is not the signed one; nothing is read
             raise Forbidden(f"this URL takes exactly {size} bytes, with that Content-Length")
-        lib.receive_put(req.context.db, bucket, key, body_stream(req), req.content_length,
-                        req.get_header("Content-Disposition"))
+        sender = client_address(req.env, NetworkSet(lib.ctx.settings.trusted_proxy_cidrs))
+        with upload_place(req, lib, f"address {sender}"):  # a signed URL names no client: its sender
+            lib.receive_put(req.context.db, bucket, key, body_stream(req), req.content_length,
+                            req.get_header("Content-Disposition"))
         resp.status = falcon.HTTP_200
         resp.set_header("Cache-Control", "no-store")
         send_json(resp, {"objectKey": key, "bucket": bucket, "uploaded": True})
