@@ -279,7 +279,7 @@ class Library:
         if up.job is not None:
             self.relay(up.job)
         if duplicate_key is not None:
-            self.ctx.storage.delete(self.bucket, duplicate_key)  # the bytes already exist under obj.key
+            self._remove([(self.bucket, duplicate_key)])  # the bytes already exist under obj.key
         return media
 
     @contextmanager
@@ -973,9 +973,15 @@ class Library:
         return keys
 
     def _remove(self, keys: Iterable[tuple[str, str]]) -> None:
+        """Delete objects no record points at any more. It runs after the commit that unlinked them,
+        so it never changes the answer: the change has happened, and an object the store would not
+        delete now is left to ``mediaproxy janitor`` (an orphan: nothing serves it)."""
         keys = list(keys)
         for bucket, key in keys:
-            self.ctx.storage.delete(bucket, key)
+            try:
+                self.ctx.storage.delete(bucket, key)
+            except Exception as exc:
+                log.warning("left %s/%s for the janitor: %s: %s", bucket, key, type(exc).__name__, exc)
         self.ctx.cache.purge_keys(keys)  # one pass over the cache index for all of them
 
     def purge_media(self, media: Media) -> None:
@@ -1069,7 +1075,7 @@ class Library:
         media.updated_at = now()
         s.commit()
         if drop is not None:
-            self.ctx.storage.delete(*drop)  # the copy: the record now points at the first upload
+            self._remove([drop])  # the copy: the record now points at the first upload
         return True
 
     # -- jobs ---------------------------------------------------------------------------------------

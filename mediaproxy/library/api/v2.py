@@ -16,6 +16,7 @@ user is ``X-User-Id``. Who sees what:
 
 from __future__ import annotations
 
+import logging
 from datetime import UTC, datetime
 
 import falcon
@@ -30,6 +31,7 @@ from ..models import Album, Media, Organization
 from ..service import iso
 from .common import Resource, boolean, integer, read_json, receive_upload, send_json, text
 
+log = logging.getLogger("mediaproxy.library")
 USER_MAX = 255
 THUMB_SIDE = 256
 SHARE_DEFAULT = 7 * 86400
@@ -370,8 +372,13 @@ class Avatars(V2Resource):
         with lib.all_or_nothing(s, media):
             answer = self.avatar_json(req, user, media)  # before a concurrent upload may replace it
             old = self.gallery.set_avatar(s, org, user, media)
-        if old is not None:
-            self.gallery.drop_media(s, old)  # the replaced avatar: its record, bytes and cached results
+        if old is not None:  # the replaced avatar: its record, bytes and cached results
+            old_id = old.id
+            try:
+                self.gallery.drop_media(s, old)
+            except Exception as exc:  # the new avatar is in place: the answer says so, whatever this leaves
+                s.rollback()
+                log.warning("could not delete the replaced avatar %s: %s: %s", old_id, type(exc).__name__, exc)
         send_json(resp, answer, 201)
 
     def avatar_json(self, req: falcon.Request, user: str, media: Media) -> dict:
