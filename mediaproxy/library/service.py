@@ -1095,7 +1095,7 @@ class Library:
     def upload_claim_lease(self) -> float:
         """Seconds after which a claimed upload is taken for abandoned: longer than any body may
         take to arrive (MEDIAPROXY_BODY_TIMEOUT) and than a check of the stored bytes."""
-        return max(self.ctx.settings.body_timeout, 60.0) + 60.0
+        return max(self.ctx.settings.server.body_timeout, 60.0) + 60.0
 
     def _release_upload(self, s: Session, media: Media) -> None:
         """Give a claimed upload back (``receiving`` → ``uploading``): its URL may be used again."""
