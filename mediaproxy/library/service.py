@@ -734,7 +734,7 @@ class Library:
             "objectKey": obj.key if obj is not None else None,
             "bucket": self.bucket,
             "isPrivate": media.is_private,
-            "status": media.state,
+            "status": "uploading" if media.state == "receiving" else media.state,  # claimed: not there yet
             "alt": media.alt,
             "caption": media.caption,
             "description": media.description,
