@@ -1130,9 +1130,20 @@ class Library:
         there (or are refused: the record waits for a new PUT) or another request holds the upload."""
         if media.state == "ready":
             return True
-        if not self._claim_upload(s, media):
+        if not self._arrived(media.current.object) or not self._claim_upload(s, media):
             return False
         return self._check_upload(s, media, disposition)
+
+    def _arrived(self, obj: StoredObject) -> bool:
+        """Whether a PUT has left bytes for the record (under the incoming key, or the key itself):
+        a read of a record still waiting costs no write."""
+        for key in (incoming_key(obj.key), obj.key):
+            try:
+                self.ctx.storage.head(obj.bucket, key)
+                return True
+            except NotFound:
+                continue
+        return False
 
     def _check_upload(self, s: Session, media: Media, disposition: str | None) -> bool:
         """complete_upload of an upload this request has claimed; gives it back unless it is ready."""
