@@ -133,6 +133,7 @@ def test_ten_megabytes_at_most(library):
     if library.server.backend == "local":
         assert r.status_code == 413
     assert library.stored_keys(f"acme/{c['media']['id']}/") == []
+    assert library.stored_keys(f"incoming/acme/{c['media']['id']}/") == []  # S3: moved when checked, then refused
 
 
 def test_a_declared_size_is_signed_into_the_upload_url(library):

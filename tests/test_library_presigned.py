@@ -85,9 +85,10 @@ def test_seed003_content_disposition_is_served_with_the_public_url(library):
     body, put = seed003(library, "plain.jpg", other, None)
     r = requests.get(body["got"]["publicDownloadUrl"], timeout=30)
     assert r.status_code == 200 and "Content-Disposition" not in r.headers
-    # the same bytes again (content-addressed onto the first object): its disposition stays
+    # the same bytes again (content-addressed onto the first object): the new record's own disposition
     body, put = seed003(library, "again.jpg", data, 'attachment; filename="again.jpg"')
-    assert requests.get(body["got"]["publicDownloadUrl"], timeout=30).headers["Content-Disposition"] == disposition
+    r = requests.get(body["got"]["publicDownloadUrl"], timeout=30)
+    assert r.content == data and r.headers["Content-Disposition"] == 'attachment; filename="again.jpg"'
 
 
 def test_seed003_content_disposition_is_checked(library):
@@ -102,3 +103,170 @@ def test_seed003_content_disposition_is_checked(library):
     else:
         assert put.status_code == 400 and "Content-Disposition" in put.json()["error"]
         assert body["got"]["status"] == "pending_upload" and library.stored_keys(f"acme/{body['got']['id']}/") == []
+
+
+def colour_png(width: int = 64, height: int = 48) -> bytes:
+    """A PNG of one random colour: bytes no other test uploads (not deduplicated onto theirs)."""
+    import pyvips
+
+    rgb = [random.randint(0, 255) for _ in range(3)]
+    return (pyvips.Image.black(width, height, bands=3) + rgb).cast("uchar").write_to_buffer(".png")
+
+
+def noise_png(side: int = 300) -> bytes:
+    """A PNG of noise: over 64 KiB, so its body is still arriving when the request is handled."""
+    import pyvips
+
+    band = pyvips.Image.gaussnoise(side, side).cast("uchar")
+    return band.bandjoin([pyvips.Image.gaussnoise(side, side).cast("uchar")] * 2).write_to_buffer(".png")
+
+
+def seed003_ready(library, user: str, filename: str, data: bytes, disposition: str | None = None) -> tuple[dict, dict]:
+    """A seed-003 upload, PUT and waited for: (POST /media's answer, GET /media/{id} once uploaded)."""
+    from .test_library_media import wait_placeholders
+
+    r = library.api("POST", "/media", json={"filename": filename, "contentType": "image/png"},
+                    headers={"X-User-Id": user})
+    assert r.status_code == 201, r.text
+    body = r.json()
+    headers = dict(body["headers"])
+    if disposition is not None:
+        headers["Content-Disposition"] = disposition
+    put = requests.put(body["uploadUrl"], data=data, headers=headers, timeout=30)
+    assert put.status_code == 200, put.text
+    return body, wait_placeholders(library, body["media"]["id"], user=user)
+
+
+def test_an_upload_url_cannot_change_a_completed_upload(library):
+    """Once an upload is checked, its URL (still valid) changes nothing: not the record's bytes,
+    not its content address, not a later identical upload deduplicated onto it. The local backend
+    refuses the second PUT; S3 takes it, under a key no record points at."""
+    import hashlib
+
+    benign, evil = colour_png(), colour_png(120, 90)
+    body, first = seed003_ready(library, "mallory", "meme.png", benign)
+    assert first["canonicalUri"].endswith(hashlib.sha256(benign).hexdigest())
+    again = requests.put(body["uploadUrl"], data=evil, headers=body["headers"], timeout=30)
+    assert again.status_code == (200 if library.server.backend == "s3" else 403), again.text
+    seen = library.api("GET", f"/media/{first['id']}", headers={"X-User-Id": "mallory"}).json()
+    assert (seen["size"], seen["width"]) == (len(benign), 64)
+    assert requests.get(first["publicDownloadUrl"], timeout=30).content == benign
+    assert requests.get(first["canonicalUri"], timeout=30).content == benign
+    # another user's identical upload is deduplicated onto the checked bytes, not the later PUT's
+    _, victor = seed003_ready(library, "victor", "my-photo.png", benign)
+    assert victor["canonicalUri"] == first["canonicalUri"]
+    assert requests.get(victor["publicDownloadUrl"], timeout=30).content == benign
+
+
+def test_deduplicated_uploads_keep_their_own_name_and_disposition(library):
+    """Bob's upload of the bytes Alice uploaded (and made private) shares her object, but his public
+    URL carries his file name, its answer his Content-Disposition; the content address, which
+    names bytes and no record, carries none."""
+    import hashlib
+
+    data = colour_png()
+    _, alice = seed003_ready(library, "alice", "alice-tax-return-2026.png", data,
+                             'attachment; filename="alice-tax-return-2026.png"')
+    r = library.api("PATCH", f"/api/v1/media/{alice['id']}", json={"isPrivate": True})
+    assert r.status_code == 200, r.text
+    _, bob = seed003_ready(library, "bob", "cat.png", data, 'inline; filename="cat.png"')
+    assert library.stored_keys(f"acme/{bob['id']}/") == []  # stored once
+    assert bob["publicDownloadUrl"].endswith(f"/library/acme/{bob['id']}/" + bob["publicDownloadUrl"].split("/")[-2]
+                                             + "/cat.png")
+    assert "alice" not in bob["publicDownloadUrl"]
+    r = requests.get(bob["publicDownloadUrl"], timeout=30)
+    assert r.status_code == 200 and r.content == data
+    assert r.headers["Content-Disposition"] == 'inline; filename="cat.png"'
+    # alice's own spelling under bob's folder is no URL of his
+    wrong = bob["publicDownloadUrl"].rsplit("/", 1)[0] + "/alice-tax-return-2026.png"
+    assert requests.get(wrong, timeout=30).status_code == 404
+    r = requests.get(bob["canonicalUri"], timeout=30)
+    assert r.status_code == 200 and r.content == data and "Content-Disposition" not in r.headers
+    assert bob["canonicalUri"].endswith(hashlib.sha256(data).hexdigest())
+    # alice public again: her URL, her disposition
+    library.api("PATCH", f"/api/v1/media/{alice['id']}", json={"isPrivate": False})
+    alice = library.api("GET", f"/media/{alice['id']}", headers={"X-User-Id": "alice"}).json()
+    r = requests.get(alice["publicDownloadUrl"], timeout=30)
+    assert r.headers["Content-Disposition"] == 'attachment; filename="alice-tax-return-2026.png"'
+
+
+POLYGLOT = (b"GIF89a\x01\x00\x01\x00\x80\x00\x00\x00\x00\x00\xff\xff\xff!\xf9\x04\x01\x00\x00\x00\x00,\x00\x00"
+            b"\x00\x00\x01\x00\x01\x00\x00\x02\x02D\x01\x00;<html><script>alert(document.domain)</script></html>")
+
+
+def test_a_presigned_download_has_the_type_of_the_bytes(library):
+    """A presigned upload without mimeType signs no Content-Type: its client may tell S3 any. A
+    download URL S3 answers itself still says the type judged from the bytes."""
+    if library.server.backend != "s3":
+        import pytest
+
+        pytest.skip("the local backend's download URLs are the server's own, which sends the recorded type")
+    p = presign(library, filename="report")
+    assert "Content-Type" not in p["headers"]
+    put = requests.put(p["uploadUrl"], data=POLYGLOT, headers={"Content-Type": "text/html"}, timeout=30)
+    assert put.status_code == 200
+    m = library.api("GET", f"/api/v1/media/{p['id']}").json()
+    assert (m["status"], m["mimeType"]) == ("ready", "image/gif")
+    r = library.api("GET", "/api/v1/media/presign", params={"objectKey": p["objectKey"]})
+    assert r.status_code == 200, r.text
+    got = requests.get(r.json()["url"], timeout=30)
+    assert got.status_code == 200 and got.content == POLYGLOT
+    assert got.headers["Content-Type"] == "image/gif"
+
+
+def test_one_upload_url_takes_one_put_at_a_time(library):
+    """The local backend's upload URL: a second PUT while the first one's body is arriving is 409
+    (the first one's record is not rewritten after it answered); a PUT that fails gives the URL
+    back, so that a retry works."""
+    import socket
+    import time
+    from urllib.parse import urlsplit
+
+    if library.server.backend != "local":
+        import pytest
+
+        pytest.skip("S3 answers PUTs to its own URLs")
+    first, second = noise_png(), colour_png()
+    p = presign(library, filename="race.png")
+    u = urlsplit(p["uploadUrl"])
+    head = (f"PUT {u.path}?{u.query} HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\n"
+            f"Content-Length: {len(first)}\r\n\r\n").encode()
+    # a PUT whose client goes away half-way: the URL is given back
+    with socket.create_connection((u.hostname, u.port)) as s:
+        s.sendall(head + first[:100_000])
+        time.sleep(1.0)
+    deadline = time.monotonic() + 10
+    while True:
+        r = requests.put(p["uploadUrl"], data=b"not an image at all" * 300, headers={"Content-Type": "image/png"},
+                         timeout=30)
+        if r.status_code != 409 or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert r.status_code == 415, r.text  # refused: given back again
+    s = socket.create_connection((u.hostname, u.port))
+    try:
+        s.sendall(head + first[:200])
+        time.sleep(1.0)
+        r = requests.put(p["uploadUrl"], data=second, headers={"Content-Type": "image/png"}, timeout=30)
+        assert r.status_code == 409, r.text
+        s.sendall(first[200:])
+        s.settimeout(30)
+        answer = s.recv(4096).decode(errors="replace")
+    finally:
+        s.close()
+    assert answer.startswith("HTTP/1.1 200"), answer
+    m = library.api("GET", f"/api/v1/media/{p['id']}").json()
+    assert (m["status"], m["size"], m["width"]) == ("ready", len(first), 300)
+    assert requests.get(m["url"], timeout=30).content == first
+    r = requests.put(p["uploadUrl"], data=second, headers={"Content-Type": "image/png"}, timeout=30)
+    assert r.status_code == 403
+
+
+def test_own_key_names_the_record_not_the_shared_object():
+    from mediaproxy.library.service import _own_key, incoming_key
+
+    folder = "acme/" + "b" * 32 + "/" + "c" * 32
+    assert _own_key(folder, f"{folder}/x.png", "renamed.png") == f"{folder}/x.png"  # its own upload
+    other = "acme/" + "a" * 32 + "/" + "d" * 32 + "/alice-tax-return.png"
+    assert _own_key(folder, other, "my cat.png") == f"{folder}/my_cat.png"
+    assert incoming_key(other) == "incoming/" + other

@@ -71,8 +71,6 @@ class StoredObject(Base):
     mime_type: Mapped[str] = mapped_column(String(127), default="application/octet-stream")
     width: Mapped[int | None] = mapped_column(Integer, nullable=True)
     height: Mapped[int | None] = mapped_column(Integer, nullable=True)
-    # the Content-Disposition a presigned PUT carried (seed 003), served with the public URL's bytes
-    content_disposition: Mapped[str | None] = mapped_column(String(1024), nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=now)
 
 
@@ -121,6 +119,9 @@ class Version(Base):
     media_id: Mapped[str] = mapped_column(ForeignKey("media.id", ondelete="CASCADE"), index=True)
     object_id: Mapped[int] = mapped_column(ForeignKey("objects.id"), index=True)
     folder: Mapped[str] = mapped_column(String(1024))  # variants live under it
+    # the Content-Disposition this record's presigned PUT carried (seed 003), served with its public
+    # URL's bytes; the record's own, not the object's: identical bytes of two records share one object
+    content_disposition: Mapped[str | None] = mapped_column(String(1024), nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=now)
     object: Mapped[StoredObject] = relationship()
     variants: Mapped[list[Variant]] = relationship(

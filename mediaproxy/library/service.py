@@ -42,6 +42,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.orm import Session, selectinload
+from sqlalchemy.orm.attributes import set_committed_value
 
 from ..bulkhead import PerHolder
 from ..context import Context
@@ -51,7 +52,7 @@ from ..media import pipeline, placeholder
 from ..media.sniff import sniff
 from ..media.spec import MIME, TransformSpec
 from ..settings import LibrarySettings
-from ..storage import Writer
+from ..storage import ObjectInfo, Writer
 from .db import Database
 from .jobs import LeaseLost, NotYet, relay
 from .models import Job, Media, Organization, StoredObject, Variant, Version, now
@@ -91,12 +92,23 @@ def new_id() -> str:
     return uuid.uuid4().hex
 
 
-def _own_key(folder: str, stored_key: str) -> str:
+def _own_key(folder: str, stored_key: str, filename: str) -> str:
     """A version's original under its own folder: the stored key itself, unless the bytes are
-    another record's (a deduplicated seed-003 upload), then their name under this folder."""
+    another record's (a deduplicated seed-003 upload), then the record's own file name under this
+    folder (never the other record's: that name is its uploader's, and may be private)."""
     if stored_key.startswith(folder + "/"):
         return stored_key
-    return f"{folder}/{stored_key.rsplit('/', 1)[-1]}"
+    return f"{folder}/{safe_filename(filename)}"
+
+
+INCOMING = "incoming/"
+
+
+def incoming_key(key: str) -> str:
+    """Where a presigned upload URL straight to the store puts the bytes of the object ``key``.
+    Only the server writes ``key`` itself (it moves the bytes there when it checks the upload),
+    so a URL that is still valid can never change what a record points at."""
+    return INCOMING + key
 
 
 def safe_filename(name: str | None, fallback: str = "file") -> str:
@@ -414,11 +426,13 @@ class Library:
         """The key of the media's own public URL (``/library/{key}``) for its current original:
         ``{org}/{mediaId}/{versionId}/{name}``. It is the stored object's key, except for a seed-003
         upload pointed at identical bytes stored before (content addressing): that record's URL
-        keeps its own folder, so each record's privacy governs its own URL."""
-        return _own_key(media.current.folder, media.current.object.key)
+        keeps its own folder and its own file name, so each record's privacy governs its own URL
+        and no record's URL tells another's file name."""
+        return _own_key(media.current.folder, media.current.object.key, media.filename)
 
-    def public_object(self, s: Session, key: str) -> tuple[str, str, str] | None:
-        """What the public URL ``/library/{key}`` serves — (bucket, stored key, type) — or None.
+    def public_object(self, s: Session, key: str) -> tuple[str, str, str, str | None] | None:
+        """What the public URL ``/library/{key}`` serves — (bucket, stored key, type, the record's
+        Content-Disposition for its original) — or None.
 
         The key names one record and one of its versions (``{org}/{mediaId}/{versionId}/{name}``):
         the record's current original (under its own spelling, ``public_key``) or one of its
@@ -429,7 +443,8 @@ class Library:
             return None
         org_slug, media_id, version_id, _ = parts
         row = s.execute(
-            select(Media.mime_type, Version.folder, StoredObject.bucket, StoredObject.key)
+            select(Media.mime_type, Media.filename, Version.folder, Version.content_disposition,
+                   StoredObject.bucket, StoredObject.key)
             .join(Version, Version.id == Media.current_version_id)
             .join(StoredObject, StoredObject.id == Version.object_id)
             .join(Organization, Organization.id == Media.org_id)
@@ -437,18 +452,21 @@ class Library:
                    Media.state == "ready", Media.is_private.is_(False))).first()
         if row is None:
             return None
-        mime, folder, bucket, stored = row
-        if bucket == self.bucket and _own_key(folder, stored) == key:
-            return bucket, stored, mime
+        mime, filename, folder, disposition, bucket, stored = row
+        if bucket == self.bucket and _own_key(folder, stored, filename) == key:
+            return bucket, stored, mime, disposition
         variant = s.execute(select(Variant.bucket, Variant.key, Variant.mime_type)
                             .where(Variant.version_id == version_id, Variant.key == key,
                                    Variant.bucket == self.bucket)).first()
-        return tuple(variant) if variant is not None else None
+        return (*variant, None) if variant is not None else None
 
-    def disposition_of(self, s: Session, bucket: str, key: str) -> str | None:
-        """The Content-Disposition kept with a stored original (seed 003's PUT), if any."""
-        return s.scalar(select(StoredObject.content_disposition)
-                        .where(StoredObject.bucket == bucket, StoredObject.key == key))
+    def own_disposition(self, s: Session, bucket: str, key: str) -> str | None:
+        """The Content-Disposition of the record whose own upload the stored original ``key`` is
+        (the version in whose folder it lies), if any: never another record's that shares it."""
+        folder = key.rsplit("/", 1)[0]
+        return s.scalar(select(Version.content_disposition).join(StoredObject, StoredObject.id == Version.object_id)
+                        .where(StoredObject.bucket == bucket, StoredObject.key == key, Version.folder == folder)
+                        .limit(1))
 
     def public_sha256(self, s: Session, sha: str) -> StoredObject | None:
         """The object of a public media with these bytes (the canonical, content-addressed URI).
@@ -483,7 +501,7 @@ class Library:
             .where(StoredObject.bucket == bucket, StoredObject.key == key).limit(1))
         if media is None:
             raise NotFound("no such upload")
-        if media.state != "uploading":
+        if media.state == "ready":
             raise Forbidden("this upload URL has been used: objects never change under a key")
         limit = self.settings.media_max_bytes if media.dialect == "media" else self.settings.upload_max_bytes
         allowed = self.settings.media_api_types if media.dialect == "media" else self.settings.allowed_types
@@ -492,6 +510,23 @@ class Library:
         if disposition is not None and clean_disposition(disposition) is None:
             raise BadRequest("Content-Disposition must be inline or attachment with its parameters, "
                              f"printable ASCII, at most {DISPOSITION_MAX} characters")
+        # the URL is this request's alone before any byte is read: a second PUT at the same time
+        # would otherwise pass the check above too, and rewrite the object after this one answered
+        if not self._claim_upload(s, media):
+            if s.scalar(select(Media.state).where(Media.id == media.id)) == "ready":
+                raise Forbidden("this upload URL has been used: objects never change under a key")
+            raise Conflict("another request is uploading to this URL")
+        try:
+            self._receive(bucket, key, stream, content_length, limit, allowed)
+        except BaseException:
+            self._release_upload(s, media)
+            raise
+        if self._check_upload(s, media, disposition):
+            self.enqueue(s, self.org_of(s, media), "finalize", media, {})
+        return media
+
+    def _receive(self, bucket: str, key: str, stream, content_length: int | None, limit: int,
+                 allowed: frozenset[str]) -> None:
         head = b""
         while len(head) < SNIFF_BYTES:
             chunk = stream.read(SNIFF_BYTES - len(head))
@@ -514,9 +549,6 @@ class Library:
         except BaseException:
             w.abort()
             raise
-        if self.complete_upload(s, media, disposition):
-            self.enqueue(s, self.org_of(s, media), "finalize", media, {})
-        return media
 
     def _content_address(self, s: Session, media: Media, obj: StoredObject) -> tuple[str, str] | None:
         """Seed 003: hash the bytes; when the organization already has them, point at that object
@@ -529,8 +561,6 @@ class Library:
         if same is None:
             return None
         media.current.object_id, media.current.object = same.id, same
-        if same.content_disposition is None:  # the object's metadata, as S3 would keep the first PUT's
-            same.content_disposition = obj.content_disposition
         s.flush()
         s.delete(obj)
         s.flush()
@@ -704,7 +734,7 @@ class Library:
             "objectKey": obj.key if obj is not None else None,
             "bucket": self.bucket,
             "isPrivate": media.is_private,
-            "status": media.state,
+            "status": "uploading" if media.state == "receiving" else media.state,  # claimed: not there yet
             "alt": media.alt,
             "caption": media.caption,
             "description": media.description,
@@ -999,8 +1029,12 @@ class Library:
             raise BadRequest(f"expiry must be {st.presign_min}..{st.presign_max} seconds")
         return value
 
-    def presign_download(self, base: str, key: str, expires: int) -> str:
-        url = self.ctx.storage.presign_get(self.bucket, key, expires)
+    def presign_download(self, base: str, key: str, expires: int, mime: str | None = None,
+                         disposition: str | None = None) -> str:
+        """A download URL of ``key``; one the store answers itself is told to send the type recorded
+        from the bytes (``mime``) and the record's Content-Disposition, never the ones the upload's
+        client gave the store."""
+        url = self.ctx.storage.presign_get(self.bucket, key, expires, mime, disposition)
         if url is not None:
             return url
         q = sign_query("GET", self.bucket, key, expires, self.ctx.settings.secret_key)
@@ -1032,7 +1066,9 @@ class Library:
         s.flush()
         media.current_version_id, media.current = version.id, version
         s.commit()
-        signed = self.ctx.storage.presign_put(self.bucket, key, mime, expires, size)
+        # a URL straight to the store writes the incoming key; the bytes are moved to ``key`` when
+        # the upload is checked (complete_upload)
+        signed = self.ctx.storage.presign_put(self.bucket, incoming_key(key), mime, expires, size)
         if signed is not None:
             url, headers = signed
         else:
@@ -1044,16 +1080,92 @@ class Library:
         return media, {"uploadUrl": url, "objectKey": key, "method": "PUT", "headers": headers,
                        "expiresAt": iso(datetime.now(UTC).replace(tzinfo=None) + _seconds(expires))}
 
+    def _claim_upload(self, s: Session, media: Media) -> bool:
+        """Take a waiting upload (``uploading`` → ``receiving``, compare-and-set) for this request
+        alone: one PUT, or one check of what a PUT straight to the store left. A claim older than
+        the lease (``upload_claim_lease``: its process died) may be taken again."""
+        t = now()
+        stale = t - _seconds(self.upload_claim_lease)
+        won = s.execute(
+            update(Media).where(Media.id == media.id,
+                                or_(Media.state == "uploading",
+                                    (Media.state == "receiving") & (Media.updated_at < stale)))
+            .values(state="receiving", updated_at=t)
+            .execution_options(synchronize_session=False)).rowcount
+        s.commit()
+        if won:
+            set_committed_value(media, "state", "receiving")
+        return bool(won)
+
+    @property
+    def upload_claim_lease(self) -> float:
+        """Seconds after which a claimed upload is taken for abandoned: longer than any body may
+        take to arrive (MEDIAPROXY_BODY_TIMEOUT) and than a check of the stored bytes."""
+        return max(self.ctx.settings.server.body_timeout, 60.0) + 60.0
+
+    def _release_upload(self, s: Session, media: Media) -> None:
+        """Give a claimed upload back (``receiving`` → ``uploading``): its URL may be used again."""
+        try:
+            s.rollback()
+            s.execute(update(Media).where(Media.id == media.id, Media.state == "receiving")
+                      .values(state="uploading").execution_options(synchronize_session=False))
+            s.commit()
+            set_committed_value(media, "state", "uploading")
+        except Exception as exc:
+            s.rollback()
+            log.warning("could not give back the upload of media %s: %s: %s (taken again after the lease)",
+                        media.id, type(exc).__name__, exc)
+
+    def _take_upload(self, obj: StoredObject) -> ObjectInfo | None:
+        """The stored bytes of a presigned upload, under the record's own key: what a PUT straight
+        to the store left under the incoming key is moved there first (a server-side copy), so
+        everything checked and recorded is read from a key the client cannot write."""
+        try:
+            self.ctx.storage.move(obj.bucket, incoming_key(obj.key), obj.key)
+        except NotFound:
+            pass  # not arrived; or the local backend, whose PUT the server writes under the key itself
+        try:
+            return self.ctx.storage.head(obj.bucket, obj.key)
+        except NotFound:
+            return None
+
     def complete_upload(self, s: Session, media: Media, disposition: str | None = None) -> bool:
         """An upload by presigned PUT: check the stored bytes (type by content, size) and mark it ready.
         The PUT's Content-Disposition (the local backend's ``disposition``, S3's object metadata)
-        is kept with the object when it is a sane one."""
-        if media.state != "uploading":
+        is kept with the record's version when it is a sane one. False while the bytes are not
+        there (or are refused: the record waits for a new PUT) or another request holds the upload."""
+        if media.state == "ready":
             return True
-        obj = media.current.object
+        if not self._arrived(media.current.object) or not self._claim_upload(s, media):
+            return False
+        return self._check_upload(s, media, disposition)
+
+    def _arrived(self, obj: StoredObject) -> bool:
+        """Whether a PUT has left bytes for the record (under the incoming key, or the key itself):
+        a read of a record still waiting costs no write."""
+        for key in (incoming_key(obj.key), obj.key):
+            try:
+                self.ctx.storage.head(obj.bucket, key)
+                return True
+            except NotFound:
+                continue
+        return False
+
+    def _check_upload(self, s: Session, media: Media, disposition: str | None) -> bool:
+        """complete_upload of an upload this request has claimed; gives it back unless it is ready."""
         try:
-            info = self.ctx.storage.head(obj.bucket, obj.key)
-        except NotFound:
+            ready = self._check_claimed(s, media, disposition)
+        except BaseException:
+            self._release_upload(s, media)
+            raise
+        if not ready:
+            self._release_upload(s, media)
+        return ready
+
+    def _check_claimed(self, s: Session, media: Media, disposition: str | None) -> bool:
+        obj = media.current.object
+        info = self._take_upload(obj)
+        if info is None:
             return False
         limit = self.settings.media_max_bytes if media.dialect == "media" else self.settings.upload_max_bytes
         allowed = self.settings.media_api_types if media.dialect == "media" else self.settings.allowed_types
@@ -1068,7 +1180,7 @@ class Library:
             return False
         width, height = self._dimensions(head, obj.key)
         obj.size, obj.mime_type, obj.width, obj.height = info.size, mime, width, height
-        obj.content_disposition = clean_disposition(disposition or info.content_disposition)
+        media.current.content_disposition = clean_disposition(disposition or info.content_disposition)
         drop = self._content_address(s, media, obj) if media.dialect == "media" else None
         media.size, media.mime_type, media.width, media.height = info.size, mime, width, height
         media.state = "ready"

@@ -30,15 +30,15 @@ class _Public:
     def __init__(self, lib):
         self.library = lib
 
-    def serve(self, req: falcon.Request, resp: falcon.Response, bucket: str, key: str, mime: str) -> None:
+    def serve(self, req: falcon.Request, resp: falcon.Response, bucket: str, key: str, mime: str,
+              disposition: str | None = None) -> None:
         ctx = self.library.ctx
         source_format = _FORMAT_OF.get(mime)
         spec = imgix.parse(req.params, req.get_header("Accept"), source_format or "jpeg") if source_format else None
         if spec is None:
             serve_stored(req, resp, ctx, bucket, key, mime)
-            # the stored bytes as they were uploaded, with the Content-Disposition their PUT set
-            # (seed 003: S3 would send it back); a transformed result is another file
-            disposition = self.library.disposition_of(req.context.db, bucket, key)
+            # the stored bytes as they were uploaded, with the Content-Disposition the record's PUT
+            # set (seed 003: S3 would send it back); a transformed result is another file
             if disposition:
                 resp.set_header("Content-Disposition", disposition)
             return
@@ -64,6 +64,7 @@ class ContentAddressed(_Public):
         obj = self.library.public_sha256(req.context.db, sha)
         if obj is None:
             raise NotFound("no such object")
+        # no Content-Disposition: the address names bytes, not a record (nor any record's file name)
         self.serve(req, resp, obj.bucket, obj.key, obj.mime_type)
 
     on_head = on_get

@@ -93,8 +93,14 @@ class Storage(Protocol):
         """The keys under ``prefix`` (a plain string prefix, as S3's), in no promised order."""
         ...
 
-    def presign_get(self, bucket: str, key: str, expires: int) -> str | None:
-        """A URL the store itself answers for ``expires`` seconds, or None (the local backend)."""
+    def presign_get(self, bucket: str, key: str, expires: int, content_type: str | None = None,
+                    disposition: str | None = None) -> str | None:
+        """A URL the store itself answers for ``expires`` seconds (with that Content-Type and
+        Content-Disposition, whatever the object's metadata says), or None (the local backend)."""
+        ...
+
+    def move(self, bucket: str, src: str, dst: str) -> None:
+        """Put the object ``src`` under ``dst`` and remove ``src``; ``NotFound`` without ``src``."""
         ...
 
     def presign_put(self, bucket: str, key: str, content_type: str | None, expires: int,

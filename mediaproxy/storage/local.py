@@ -209,8 +209,20 @@ class LocalStorage:
         if path.name.startswith(".") and path.name.endswith(".tmp"):
             self.delete(bucket, upload_id)
 
-    def presign_get(self, bucket: str, key: str, expires: int) -> str | None:
+    def presign_get(self, bucket: str, key: str, expires: int, content_type: str | None = None,
+                    disposition: str | None = None) -> str | None:
         return None
+
+    def move(self, bucket: str, src: str, dst: str) -> None:
+        """Put the object ``src`` under ``dst`` (a rename); NotFound without ``src``."""
+        source, target = self._path(bucket, src), self._path(bucket, dst)
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(source, target)
+        except (FileNotFoundError, NotADirectoryError):
+            raise NotFound("no such object") from None
+        except OSError as exc:
+            raise UpstreamError(f"storage error: {exc.strerror}") from None
 
     def presign_put(self, bucket: str, key: str, content_type: str | None, expires: int,
                     content_length: int | None = None) -> tuple[str, dict[str, str]] | None:

@@ -265,10 +265,26 @@ class S3Storage:
             if not isinstance(err, NotFound):  # NoSuchUpload: aborted or completed meanwhile
                 raise err from None
 
-    def presign_get(self, bucket: str, key: str, expires: int) -> str | None:
-        return self.client.generate_presigned_url(
-            "get_object", Params={"Bucket": bucket, "Key": key}, ExpiresIn=expires
-        )
+    def presign_get(self, bucket: str, key: str, expires: int, content_type: str | None = None,
+                    disposition: str | None = None) -> str | None:
+        # the answer's Content-Type (and Content-Disposition) are the ones given here, whatever
+        # metadata the object's uploader sent with its PUT
+        params: dict[str, object] = {"Bucket": bucket, "Key": key}
+        if content_type:
+            params["ResponseContentType"] = content_type
+        if disposition:
+            params["ResponseContentDisposition"] = disposition
+        return self.client.generate_presigned_url("get_object", Params=params, ExpiresIn=expires)
+
+    def move(self, bucket: str, src: str, dst: str) -> None:
+        """Put the object ``src`` under ``dst`` (a copy inside the store; the bytes never come here,
+        one request up to S3's 5 GiB CopyObject limit), then delete ``src``. NotFound without ``src``."""
+        try:
+            _write_call(self.write_client.copy_object, Bucket=bucket, Key=dst,
+                        CopySource={"Bucket": bucket, "Key": src})
+        except _ERRORS as exc:
+            raise _map_error(exc) from None
+        self.delete(bucket, src)
 
     def presign_put(self, bucket: str, key: str, content_type: str | None, expires: int,
                     content_length: int | None = None) -> tuple[str, dict[str, str]] | None:

@@ -265,7 +265,7 @@ class VariantRedirect(Resource):
         lib = self.library
         media, variant = lib.variant_by_folder(req.context.db, org, bucket, folder.strip("/"), name)
         if media.is_private:
-            url = lib.presign_download(self.base(req), variant.key, lib.settings.presign_default)
+            url = lib.presign_download(self.base(req), variant.key, lib.settings.presign_default, variant.mime_type)
         else:
             url = lib.public_url(self.base(req), variant.key)
         resp.status = falcon.HTTP_302
@@ -280,9 +280,13 @@ class Presign(Resource):
         lib = self.library
         key = text(p, "objectKey", required=True, most=1024)
         expires = lib.expiry(integer(p, "expiry", None))
-        lib.owned_key(req.context.db, org, text(p, "bucket") or text(p, "bucketName"), key)
+        db = req.context.db
+        lib.owned_key(db, org, text(p, "bucket") or text(p, "bucketName"), key)
         at = datetime.now(UTC).replace(tzinfo=None) + timedelta(seconds=expires)
-        send_json(resp, {"url": lib.presign_download(self.base(req), key, expires), "objectKey": key,
+        # the type recorded from the bytes, never what the uploader told the store
+        url = lib.presign_download(self.base(req), key, expires, lib.key_mime(db, lib.bucket, key),
+                                   lib.own_disposition(db, lib.bucket, key))
+        send_json(resp, {"url": url, "objectKey": key,
                          "bucket": lib.bucket, "expiresIn": expires, "expiresAt": iso(at)})
 
 

@@ -1,4 +1,4 @@
-"""the Content-Disposition a presigned upload's PUT carried, kept with its object
+"""the Content-Disposition a presigned upload's PUT carried, kept with its record's version
 
 Revision ID: 0009
 Revises: 0008
@@ -17,8 +17,8 @@ depends_on = None
 
 def upgrade() -> None:
     # a nullable column: ALTER TABLE ADD COLUMN on both SQLite and PostgreSQL, no table rewrite
-    op.add_column("objects", sa.Column("content_disposition", sa.String(1024), nullable=True))
+    op.add_column("versions", sa.Column("content_disposition", sa.String(1024), nullable=True))
 
 
 def downgrade() -> None:
-    op.drop_column("objects", "content_disposition")
+    op.drop_column("versions", "content_disposition")
