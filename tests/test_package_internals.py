@@ -129,7 +129,7 @@ def test_relied_on_name_exists(package, module, obj, attribute, kind, used_for):
     where = f"{module}.{obj + '.' if obj else ''}{attribute}"
     assert not _missing(module, obj, attribute, kind), (
         f"{package} {version} has no {where}, which mediaproxy uses ({used_for}): "
-        f"pin {package} below {version} or replace the use"
+        f"pin {package} to a release that has it, or replace the use"
     )
 
 
