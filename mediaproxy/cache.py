@@ -82,6 +82,11 @@ class Entry:
             entry = cls._from_meta(bytes(value[_HEAD:end]))
             entry.body = bytes(value[end:])
             return entry
+        # unbuffered from here: a buffered reader's read-ahead would leave the descriptor's offset
+        # (where sendfile starts) past the body's start, and a seek inside its buffer moves no offset
+        detach = getattr(value, "detach", None)
+        if detach is not None:
+            value = detach()
         try:
             head = value.read(_HEAD)
             if head[:4] != _FORMAT or len(head) < _HEAD:
