@@ -63,12 +63,11 @@ class Entry:
     file: BinaryIO | None = None
     extra: dict | None = None
 
-    def stored(self) -> bytes:
-        """The stored value: the header, then the body."""
-        assert self.body is not None
+    def header(self) -> bytes:
+        """What a stored value starts with; the body follows it."""
         meta = orjson.dumps({"ct": self.content_type, "et": self.etag, "lm": self.last_modified, "n": self.length,
                              "x": self.extra})
-        return b"".join((_FORMAT, len(meta).to_bytes(4, "big"), meta, self.body))
+        return b"".join((_FORMAT, len(meta).to_bytes(4, "big"), meta))
 
     @classmethod
     def from_stored(cls, value: bytes | BinaryIO) -> Entry | None:
@@ -120,6 +119,7 @@ class Entry:
             self.file = None
 
 
+_MIN_FILE_SIZE = 64 * 1024  # values from this size on are files (sendfile), smaller ones rows
 _FORMAT = b"mpc1"  # a stored value starts with this, then the header's length (4 bytes), the header, the body
 _HEAD = 8
 
@@ -156,6 +156,25 @@ class _BodyFile:
         self._f.close()
 
 
+class _Pieces:
+    """The header and the body read as one file (what ``Cache.set(..., read=True)`` reads from)."""
+
+    __slots__ = ("_parts",)
+
+    def __init__(self, *parts: bytes):
+        self._parts = [memoryview(p) for p in parts if p]
+
+    def read(self, n: int = -1) -> bytes:
+        if not self._parts:
+            return b""
+        part = self._parts[0]
+        if n < 0 or n >= len(part):
+            self._parts.pop(0)
+            return bytes(part)
+        self._parts[0] = part[n:]
+        return bytes(part[:n])
+
+
 def source_tag(bucket: str, key: str) -> str:
     """The tag of every entry made from ``bucket``/``key`` (bucket names hold no ``/``)."""
     return f"{bucket}/{key}"
@@ -181,7 +200,7 @@ class ResultCache:
                     # Least-recently-*stored*: a hit stays a pure read (LRU would write on every get).
                     eviction_policy="least-recently-stored",
                     timeout=timeout,
-                    disk_min_file_size=64 * 1024,
+                    disk_min_file_size=_MIN_FILE_SIZE,
                     cull_limit=10,
                     statistics=0,
                     sqlite_mmap_size=2**26,
@@ -220,7 +239,11 @@ class ResultCache:
             return
         try:
             tag = None if source is None else source_tag(*source)
-            self._cache.set(key, entry.stored(), tag=tag, retry=False)
+            head, body = entry.header(), entry.body
+            if len(head) + len(body) < _MIN_FILE_SIZE:  # kept in the database: one value
+                self._cache.set(key, head + body, tag=tag, retry=False)
+            else:  # a file: written from the pieces, never joined in memory (an original may be large)
+                self._cache.set(key, _Pieces(head, body), read=True, tag=tag, retry=False)
             metrics.RESULT_CACHE_STORED_BYTES.inc(entry.length)
         except _FAILURES as exc:
             self._warn("cache write failed", exc)

@@ -11,6 +11,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import pytest
+
 from mediaproxy.cache import Entry, ResultCache
 from mediaproxy.storage import BoundedFile
 
@@ -223,6 +225,16 @@ def test_corrupt_header_is_a_miss(tmp_path):
     assert cache.get("k") is None
 
 
+@pytest.mark.parametrize("size", [1, 64 * 1024 - 200, 64 * 1024, 64 * 1024 + 1])
+def test_entries_round_trip_on_both_sides_of_the_file_size(tmp_path, size):
+    cache = ResultCache(str(tmp_path / "c"), 64 * MB)
+    body = os.urandom(size)
+    cache.put("k", entry(body))
+    got = cache.get("k")
+    assert got is not None and (got.content_type, got.length) == ("image/png", size)
+    assert got.read_all() == body
+
+
 def test_values_of_another_format_are_misses_and_are_replaced(tmp_path):
     # an older release kept the header in the tag column and the bare body as the value
     cache = ResultCache(str(tmp_path / "c"), 64 * MB)
@@ -235,9 +247,10 @@ def test_values_of_another_format_are_misses_and_are_replaced(tmp_path):
         assert again is not None and again.read_all() == body
 
 
-def test_large_entries_are_served_from_where_their_body_starts(tmp_path):
+@pytest.mark.parametrize("size", [200_000, 5 * MB])
+def test_large_entries_are_served_from_where_their_body_starts(tmp_path, size):
     cache = ResultCache(str(tmp_path / "c"), 64 * MB)
-    body = os.urandom(200_000)
+    body = os.urandom(size)
     cache.put("k", entry(body))
     got = cache.get("k")
     assert got is not None and got.file is not None and got.body is None
