@@ -178,6 +178,12 @@ def on_starting(server) -> None:
         getattr(server.log, level)("mediaproxy: %s", message)
     for message in settings.warnings():
         server.log.warning("mediaproxy: WARNING: %s", message)
+    if settings.cache_dir is not None:
+        # Open the result cache once before the workers: the first open after an upgrade builds
+        # its tag index, which must not race the workers' own opens (theirs wait 1 s at most).
+        from mediaproxy.cache import ResultCache
+
+        ResultCache(settings.cache_dir, settings.cache_size, timeout=60.0).close()
 
 
 def when_ready(server) -> None:

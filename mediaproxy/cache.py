@@ -1,8 +1,11 @@
 """Content-addressed disk cache shared by every gunicorn worker (diskcache).
 
-One entry is the exact bytes to send plus a small JSON header (content type,
-ETag, Last-Modified) kept in diskcache's ``tag`` column, so a hit needs one
-SQLite read and, for large values, one ``open()`` handed to sendfile.
+One entry is a small JSON header (content type, ETag, Last-Modified) followed
+by the exact bytes to send, stored as one value, so a hit needs one SQLite
+read and, for large values, one ``open()`` handed to sendfile (from the
+offset where the body starts). diskcache's ``tag`` column names the object
+the entry was made from (``bucket/key``), indexed, so purging an object's
+entries is ``Cache.evict(tag)``: an index lookup, not a scan of the cache.
 
 Concurrent misses for one key are computed once across processes: the first
 request takes the key's lock, the others wait for its result. The locks are
@@ -60,21 +63,46 @@ class Entry:
     file: BinaryIO | None = None
     extra: dict | None = None
 
-    def meta(self, source: tuple[str, str] | None = None) -> bytes:
-        meta = {"ct": self.content_type, "et": self.etag, "lm": self.last_modified, "n": self.length, "x": self.extra}
-        if source is not None:
-            meta["s"] = source  # (bucket, object key): what ResultCache.purge matches
-        return orjson.dumps(meta)
+    def header(self) -> bytes:
+        """What a stored value starts with; the body follows it."""
+        meta = orjson.dumps({"ct": self.content_type, "et": self.etag, "lm": self.last_modified, "n": self.length,
+                             "x": self.extra})
+        return b"".join((_FORMAT, len(meta).to_bytes(4, "big"), meta))
 
     @classmethod
-    def from_stored(cls, value: bytes | BinaryIO, tag: bytes) -> Entry:
-        m = orjson.loads(tag)
-        entry = cls(m["ct"], m["et"], m["lm"], m["n"], extra=m.get("x"))
+    def from_stored(cls, value: bytes | BinaryIO) -> Entry | None:
+        """The entry a stored value holds; None for a value of another format (an older release's
+        entries: a miss, overwritten by the next store)."""
         if isinstance(value, (bytes, bytearray, memoryview)):
-            entry.body = bytes(value)
-        else:
-            entry.file = value
+            head = bytes(value[:_HEAD])
+            if head[:4] != _FORMAT:
+                return None
+            end = _HEAD + int.from_bytes(head[4:], "big")
+            entry = cls._from_meta(bytes(value[_HEAD:end]))
+            entry.body = bytes(value[end:])
+            return entry
+        # unbuffered from here: a buffered reader's read-ahead would leave the descriptor's offset
+        # (where sendfile starts) past the body's start, and a seek inside its buffer moves no offset
+        detach = getattr(value, "detach", None)
+        if detach is not None:
+            value = detach()
+        try:
+            head = value.read(_HEAD)
+            if head[:4] != _FORMAT or len(head) < _HEAD:
+                value.close()
+                return None
+            size = int.from_bytes(head[4:], "big")
+            entry = cls._from_meta(value.read(size))
+        except BaseException:
+            value.close()
+            raise
+        entry.file = _BodyFile(value, _HEAD + size)  # type: ignore[assignment]
         return entry
+
+    @classmethod
+    def _from_meta(cls, meta: bytes) -> Entry:
+        m = orjson.loads(meta)
+        return cls(m["ct"], m["et"], m["lm"], m["n"], extra=m.get("x"))
 
     def read_all(self) -> bytes:
         if self.body is not None:
@@ -89,6 +117,67 @@ class Entry:
         if self.file is not None:
             self.file.close()
             self.file = None
+
+
+_MIN_FILE_SIZE = 64 * 1024  # values from this size on are files (sendfile), smaller ones rows
+_FORMAT = b"mpc1"  # a stored value starts with this, then the header's length (4 bytes), the header, the body
+_HEAD = 8
+
+
+class _BodyFile:
+    """A stored value's file seen from where the body starts: ``seek`` is relative to the body,
+    ``fileno`` is the file's own (gunicorn's sendfile starts at the current offset, which a seek
+    here sets to the body's byte)."""
+
+    __slots__ = ("_f", "_start")
+
+    def __init__(self, f: BinaryIO, start: int):
+        self._f = f
+        self._start = start
+
+    def seek(self, pos: int, whence: int = 0) -> int:
+        if whence == 0:
+            return self._f.seek(self._start + pos) - self._start
+        return self._f.seek(pos, whence) - self._start
+
+    def read(self, n: int = -1) -> bytes:
+        return self._f.read(n)
+
+    def fileno(self) -> int:
+        return self._f.fileno()
+
+    def close(self) -> None:
+        self._f.close()
+
+    def __enter__(self) -> _BodyFile:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._f.close()
+
+
+class _Pieces:
+    """The header and the body read as one file (what ``Cache.set(..., read=True)`` reads from)."""
+
+    __slots__ = ("_parts",)
+
+    def __init__(self, *parts: bytes):
+        self._parts = [memoryview(p) for p in parts if p]
+
+    def read(self, n: int = -1) -> bytes:
+        if not self._parts:
+            return b""
+        part = self._parts[0]
+        if n < 0 or n >= len(part):
+            self._parts.pop(0)
+            return bytes(part)
+        self._parts[0] = part[n:]
+        return bytes(part[:n])
+
+
+def source_tag(bucket: str, key: str) -> str:
+    """The tag of every entry made from ``bucket``/``key`` (bucket names hold no ``/``)."""
+    return f"{bucket}/{key}"
 
 
 class ResultCache:
@@ -111,7 +200,7 @@ class ResultCache:
                     # Least-recently-*stored*: a hit stays a pure read (LRU would write on every get).
                     eviction_policy="least-recently-stored",
                     timeout=timeout,
-                    disk_min_file_size=64 * 1024,
+                    disk_min_file_size=_MIN_FILE_SIZE,
                     cull_limit=10,
                     statistics=0,
                     sqlite_mmap_size=2**26,
@@ -119,6 +208,8 @@ class ResultCache:
                     # thread: its default (8,192 pages, 32 MiB) let each worker's heap creep
                     # up as the database grew. Reads come through the mmap above anyway.
                     sqlite_cache_size=256,
+                    # an index on the tag column: purging an object's entries is an index lookup
+                    tag_index=True,
                 )
             except _FAILURES as exc:
                 self._warn("cache unavailable, serving without it", exc)
@@ -134,10 +225,10 @@ class ResultCache:
         if self._cache is None:
             return None
         try:
-            value, tag = self._cache.get(key, default=None, read=True, tag=True, retry=False)
-            if value is None or tag is None:
+            value = self._cache.get(key, default=None, read=True, retry=False)
+            if value is None:
                 return None
-            return Entry.from_stored(value, tag)
+            return Entry.from_stored(value)
         except _FAILURES as exc:
             self._warn("cache read failed", exc)
             return None
@@ -147,7 +238,12 @@ class ResultCache:
         if self._cache is None or entry.body is None:
             return
         try:
-            self._cache.set(key, entry.body, tag=entry.meta(source), retry=False)
+            tag = None if source is None else source_tag(*source)
+            head, body = entry.header(), entry.body
+            if len(head) + len(body) < _MIN_FILE_SIZE:  # kept in the database: one value
+                self._cache.set(key, head + body, tag=tag, retry=False)
+            else:  # a file: written from the pieces, never joined in memory (an original may be large)
+                self._cache.set(key, _Pieces(head, body), read=True, tag=tag, retry=False)
             metrics.RESULT_CACHE_STORED_BYTES.inc(entry.length)
         except _FAILURES as exc:
             self._warn("cache write failed", exc)
@@ -156,44 +252,39 @@ class ResultCache:
         """Delete every entry made from ``bucket``/``key_or_prefix`` (results and the cached
         original), or from every key under the prefix; returns how many.
 
-        Cache keys are hashes, so the entries' recorded sources are scanned (one
-        pass over the index, no values read): the day an object is replaced in
-        place. A fast-path worker may keep serving a purged small entry from
-        its memory tier for up to 5 seconds."""
-        if prefix:
-            return self._purge(lambda src: src[0] == bucket and src[1].startswith(key_or_prefix))
-        return self._purge(lambda src: src[0] == bucket and src[1] == key_or_prefix)
-
-    def purge_keys(self, sources: Iterable[tuple[str, str]]) -> int:
-        """``purge`` of several (bucket, key) objects in one pass over the index (a media and its variants)."""
-        wanted = {tuple(s) for s in sources}
-        return self._purge(lambda src: tuple(src) in wanted) if wanted else 0
-
-    def _purge(self, match: Callable[[list], bool]) -> int:
+        One object's entries are found through the tag index. A prefix has no index to use:
+        every entry's tag is read (the command line's ``purge --prefix``, never a request).
+        A fast-path worker may keep serving a purged small entry from its memory tier for up
+        to 5 seconds."""
+        if not prefix:
+            return self.purge_keys([(bucket, key_or_prefix)])
         if self._cache is None:
             return 0
-        doomed: list[str] = []
-        con = self._cache._sql  # diskcache's own connection: the index is the table "Cache"
-        last = 0
-        while True:
-            rows = con(
-                "SELECT rowid, key, tag FROM Cache WHERE rowid > ? AND tag IS NOT NULL ORDER BY rowid LIMIT 1000",
-                (last,),
-            ).fetchall()
-            if not rows:
-                break
-            for rowid, ckey, tag in rows:
-                last = rowid
-                try:
-                    src = orjson.loads(tag).get("s")
-                except (orjson.JSONDecodeError, AttributeError, TypeError):
-                    continue
-                if src and match(src):
-                    doomed.append(ckey)
-        removed = 0
-        for ckey in doomed:
+        wanted = source_tag(bucket, key_or_prefix)
+        tags = set()
+        for ckey in self._cache.iterkeys():
             try:
-                removed += bool(self._cache.delete(ckey, retry=True))
+                value, tag = self._cache.get(ckey, read=True, tag=True, retry=True)
+            except _FAILURES as exc:
+                self._warn("cache purge failed", exc)
+                continue
+            if hasattr(value, "close"):
+                value.close()
+            if isinstance(tag, str) and tag.startswith(wanted):
+                tags.add(tag)
+        return self._evict(tags)
+
+    def purge_keys(self, sources: Iterable[tuple[str, str]]) -> int:
+        """``purge`` of several (bucket, key) objects (a media and its variants)."""
+        return self._evict({source_tag(*s) for s in sources})
+
+    def _evict(self, tags: Iterable[str]) -> int:
+        if self._cache is None:
+            return 0
+        removed = 0
+        for tag in tags:
+            try:
+                removed += self._cache.evict(tag, retry=True)
             except _FAILURES as exc:
                 self._warn("cache purge failed", exc)
         return removed

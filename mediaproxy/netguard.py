@@ -35,6 +35,7 @@ from email.utils import parsedate_to_datetime
 from urllib.parse import urljoin, urlsplit
 
 import urllib3
+import urllib3.connection
 from urllib3.exceptions import ConnectTimeoutError, HTTPError, NewConnectionError, ReadTimeoutError
 
 from . import metrics
@@ -226,20 +227,13 @@ class Watchdog:
         self._timer.daemon = True
         self._timer.start()
 
-    def watch(self, pool: urllib3.HTTPConnectionPool) -> None:
-        """Register every connection ``pool`` makes."""
-        new_conn = pool._new_conn
-
-        def watched():
-            conn = new_conn()
-            with self._lock:
-                self._conns.append(conn)
-                expired = self.expired
-            if expired:
-                _shutdown(conn)
-            return conn
-
-        pool._new_conn = watched  # type: ignore[method-assign]
+    def register(self, conn: object) -> None:
+        """Shut ``conn`` down when the deadline passes (at once if it has passed)."""
+        with self._lock:
+            self._conns.append(conn)
+            expired = self.expired
+        if expired:
+            _shutdown(conn)
 
     def _fire(self) -> None:
         with self._lock:
@@ -259,6 +253,49 @@ def _shutdown(conn: object) -> None:
             sock.shutdown(socket.SHUT_RDWR)
         except OSError:
             pass
+
+
+class _Guarded:
+    """What every connection a fetch opens does on top of urllib3's: it is watched by the
+    fetch's deadline from the moment it exists, and once connected it checks that the peer
+    is an address the policy permits (the pool is opened on a checked IP; this makes that a
+    property of the connection, not of the caller)."""
+
+    def __init__(self, *args, watchdog: Watchdog, policy: AddressPolicy, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.mediaproxy_policy = policy
+        watchdog.register(self)
+
+    def connect(self) -> None:
+        super().connect()  # type: ignore[misc]
+        sock = self.sock  # type: ignore[attr-defined]
+        try:
+            peer = parse_ip(sock.getpeername()[0])
+        except OSError:
+            peer = None
+        if peer is None or not self.mediaproxy_policy.permits(peer):
+            self.close()  # type: ignore[attr-defined]
+            metrics.refused("address")
+            raise NewConnectionError(self, "refused target: connected to an address not allowed")
+
+
+class GuardedHTTPConnection(_Guarded, urllib3.connection.HTTPConnection):
+    pass
+
+
+class GuardedHTTPSConnection(_Guarded, urllib3.connection.HTTPSConnection):
+    pass
+
+
+class GuardedHTTPConnectionPool(urllib3.HTTPConnectionPool):
+    """A pool whose connections are guarded: needs ``watchdog=`` and ``policy=`` (urllib3 hands
+    a pool's extra keyword arguments to every connection it makes)."""
+
+    ConnectionCls = GuardedHTTPConnection
+
+
+class GuardedHTTPSConnectionPool(urllib3.HTTPSConnectionPool):
+    ConnectionCls = GuardedHTTPSConnection
 
 
 class Fetcher:
@@ -342,12 +379,17 @@ class Fetcher:
         path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
         return Target(scheme, host, port, path, permitted)
 
-    def _pool(self, target: Target, ip: IPAddress, read_timeout: float) -> urllib3.HTTPConnectionPool:
+    def _pool(
+        self, target: Target, ip: IPAddress, read_timeout: float, watchdog: Watchdog
+    ) -> urllib3.HTTPConnectionPool:
         timeout = urllib3.Timeout(connect=min(self.connect_timeout, read_timeout), read=read_timeout)
-        common = {"port": target.port, "timeout": timeout, "retries": False, "maxsize": 1}
+        common = {
+            "port": target.port, "timeout": timeout, "retries": False, "maxsize": 1,
+            "watchdog": watchdog, "policy": self.policy,
+        }
         if target.scheme == "https":
             is_literal = parse_ip(target.host) is not None
-            return urllib3.HTTPSConnectionPool(
+            return GuardedHTTPSConnectionPool(
                 str(ip),
                 cert_reqs="CERT_REQUIRED",
                 ca_certs=self.ca_certs,
@@ -355,7 +397,7 @@ class Fetcher:
                 server_hostname=None if is_literal else target.host,
                 **common,
             )
-        return urllib3.HTTPConnectionPool(str(ip), **common)
+        return GuardedHTTPConnectionPool(str(ip), **common)
 
     def _request(
         self, target: Target, deadline: float, watchdog: Watchdog
@@ -371,8 +413,7 @@ class Fetcher:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise UpstreamTimeout("origin timeout")
-            pool = self._pool(target, ip, remaining)
-            watchdog.watch(pool)
+            pool = self._pool(target, ip, remaining, watchdog)
             try:
                 return pool, pool.urlopen(
                     "GET", target.path, headers=headers, redirect=False, retries=False,

@@ -11,7 +11,10 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import pytest
+
 from mediaproxy.cache import Entry, ResultCache
+from mediaproxy.storage import BoundedFile
 
 MB = 1024 * 1024
 
@@ -218,8 +221,62 @@ def test_value_file_deleted_is_a_miss(tmp_path):
 
 def test_corrupt_header_is_a_miss(tmp_path):
     cache = ResultCache(str(tmp_path / "c"), MB)
-    cache._cache.set("k", b"body", tag=b"{not json")
+    cache._cache.set("k", b"mpc1\x00\x00\x00\x09{not json" + b"body")
     assert cache.get("k") is None
+
+
+@pytest.mark.parametrize("size", [1, 64 * 1024 - 200, 64 * 1024, 64 * 1024 + 1])
+def test_entries_round_trip_on_both_sides_of_the_file_size(tmp_path, size):
+    cache = ResultCache(str(tmp_path / "c"), 64 * MB)
+    body = os.urandom(size)
+    cache.put("k", entry(body))
+    got = cache.get("k")
+    assert got is not None and (got.content_type, got.length) == ("image/png", size)
+    assert got.read_all() == body
+
+
+def test_values_of_another_format_are_misses_and_are_replaced(tmp_path):
+    # an older release kept the header in the tag column and the bare body as the value
+    cache = ResultCache(str(tmp_path / "c"), 64 * MB)
+    for key, body in (("small", b"body"), ("large", os.urandom(100_000))):
+        cache._cache.set(key, body, tag=b'{"ct":"image/png","et":"e","lm":0,"n":4,"x":null}')
+        assert cache.get(key) is None
+        got, hit = cache.get_or_compute(key, lambda body=body: entry(body), 1)
+        assert (got.body, hit) == (body, False)
+        again = cache.get(key)
+        assert again is not None and again.read_all() == body
+
+
+@pytest.mark.parametrize("size", [200_000, 5 * MB])
+def test_large_entries_are_served_from_where_their_body_starts(tmp_path, size):
+    cache = ResultCache(str(tmp_path / "c"), 64 * MB)
+    body = os.urandom(size)
+    cache.put("k", entry(body))
+    got = cache.get("k")
+    assert got is not None and got.file is not None and got.body is None
+    part = BoundedFile(got.file, 1000, 500)
+    # what sendfile sends: from the descriptor's own offset, which must be the range's first byte
+    offset = os.lseek(part.fileno(), 0, os.SEEK_CUR)
+    assert os.pread(part.fileno(), 500, offset) == body[1000:1500]
+    assert part.read() == body[1000:1500]
+    part.close()
+    assert cache.get("k").read_all() == body
+
+
+def test_purge_by_key_and_by_prefix(tmp_path):
+    cache = ResultCache(str(tmp_path / "c"), 64 * MB)
+    try:
+        for key in ("av/1/a", "av/1/b", "av/2/a", "av/10/a"):
+            cache.put(f"{key}-small", entry(b"abc"), ("cdn", key))
+            cache.put(f"{key}-large", entry(os.urandom(100_000)), ("cdn", key))
+        cache.put("unsourced", entry(b"abc"))
+        assert cache.purge("cdn", "av/1/a") == 2
+        assert cache.purge("cdn", "av/1/", prefix=True) == 2  # av/1/b; av/10/a is not under av/1/
+        assert cache.purge("other", "av/", prefix=True) == 0
+        kept = sorted(k for k in cache._cache.iterkeys() if cache.get(k))
+        assert kept == ["av/10/a-large", "av/10/a-small", "av/2/a-large", "av/2/a-small", "unsourced"]
+    finally:
+        cache.close()
 
 
 def test_purge_keys_drops_every_entry_of_the_named_objects_in_one_pass(tmp_path):

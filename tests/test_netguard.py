@@ -12,9 +12,17 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+import urllib3
 
 from mediaproxy.errors import BadRequest, Forbidden, NotFound, TooLarge, UpstreamError, UpstreamTimeout
-from mediaproxy.netguard import AddressPolicy, Fetcher, numeric_ipv4, parse_ip
+from mediaproxy.netguard import (
+    AddressPolicy,
+    Fetcher,
+    GuardedHTTPConnectionPool,
+    Watchdog,
+    numeric_ipv4,
+    parse_ip,
+)
 
 from . import avmedia, media
 
@@ -246,6 +254,21 @@ def test_redirect_to_a_name_that_resolves_to_loopback(origin):
     resolver.table["innocent.example"] = ["127.0.0.9"]
     with pytest.raises(Forbidden):
         f.fetch(origin.url(f"/redirect?to=http://innocent.example:{origin.port}/ng/r.png"))
+
+
+def test_guarded_connection_checks_the_address_it_reached(origin):
+    # The pool is opened on an address the fetcher checked; the connection checks its peer again,
+    # so a pool built on an address the policy refuses never sends a byte.
+    origin.add("/ng/guarded.png", media.png(8, 8))
+    watchdog = Watchdog(5.0)
+    try:
+        allowed = GuardedHTTPConnectionPool("127.0.0.1", origin.port, watchdog=watchdog, policy=AddressPolicy(LOOPBACK))
+        assert allowed.urlopen("GET", "/ng/guarded.png", retries=False).status == 200
+        refused = GuardedHTTPConnectionPool("127.0.0.1", origin.port, watchdog=watchdog, policy=AddressPolicy([]))
+        with pytest.raises(urllib3.exceptions.NewConnectionError, match="not allowed"):
+            refused.urlopen("GET", "/ng/guarded.png", retries=False)
+    finally:
+        watchdog.cancel()
 
 
 def test_slow_headers_time_out(origin):

@@ -1012,7 +1012,7 @@ class Library:
                 self.ctx.storage.delete(bucket, key)
             except Exception as exc:
                 log.warning("left %s/%s for the janitor: %s: %s", bucket, key, type(exc).__name__, exc)
-        self.ctx.cache.purge_keys(keys)  # one pass over the cache index for all of them
+        self.ctx.cache.purge_keys(keys)  # an index lookup per object (its tag)
 
     def purge_media(self, media: Media) -> None:
         v = media.current
