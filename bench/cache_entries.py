@@ -1,7 +1,7 @@
 """In-process timing of the result cache's store and hit (ResultCache.put / get) and of a
 purge by source, at a given number of entries: what the entry format and the purge cost.
 
-    .venv/bin/python bench/cache_entries.py [--entries 20000]
+    .venv/bin/python bench/cache_entries.py [--entries 20000] [--out DIR]
 """
 
 from __future__ import annotations
@@ -10,6 +10,8 @@ import argparse
 import os
 import tempfile
 import time
+
+from common import add_out_argument, write_results
 
 from mediaproxy.cache import Entry, ResultCache
 
@@ -27,7 +29,10 @@ def per_call(fn, n: int) -> float:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--entries", type=int, default=20000)
+    add_out_argument(ap)
     args = ap.parse_args()
+    data: dict = {"entries": args.entries}
+    lines = ["| entry | put (µs) | hit (µs) |", "|---|---|---|"]
     with tempfile.TemporaryDirectory() as d:
         cache = ResultCache(os.path.join(d, "c"), 4 * 1024**3)
         small, large = os.urandom(10_000), os.urandom(200_000)
@@ -41,11 +46,16 @@ def main() -> None:
                 e = cache.get(f"k{size}-{i % 500}")
                 e.close()
 
-            print(f"{size}: put {per_call(put, 500):.1f} us, get (hit) {per_call(get, 2000):.1f} us")
+            put_us, get_us = per_call(put, 500), per_call(get, 2000)
+            data[size] = {"put_us": round(put_us, 1), "hit_us": round(get_us, 1)}
+            lines.append(f"| {size} | {put_us:.1f} | {get_us:.1f} |")
         t0 = time.perf_counter()
         removed = cache.purge_keys([("lib", "o17"), ("lib", "o18")])
-        print(f"purge of 2 objects ({removed} entries) among {args.entries}: {(time.perf_counter() - t0) * 1e3:.2f} ms")
+        purge_ms = (time.perf_counter() - t0) * 1e3
         cache.close()
+    data["purge_ms"] = round(purge_ms, 2)
+    lines.append(f"\npurge of 2 objects ({removed} entries) among {args.entries}: {purge_ms:.2f} ms")
+    write_results("cache-entries", data, "\n".join(lines), args.out)
 
 
 if __name__ == "__main__":
