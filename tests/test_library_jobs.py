@@ -169,6 +169,34 @@ def test_a_job_is_claimed_once_and_again_only_after_its_lease_expires(job_lib):
     assert _row(lib, job_id).attempts == 2
 
 
+def test_a_job_left_active_by_a_release_before_leases_gets_a_grace(job_lib):
+    """Rolling upgrade: a job an old worker (no lease, no heartbeat) is still running is not put
+    back by the first sweep of a new worker, only once it has not moved for its grace."""
+    from datetime import timedelta
+
+    from sqlalchemy import update
+
+    from mediaproxy.library.jobs import LEASELESS_GRACE_LEASES, Keeper
+    from mediaproxy.library.models import Job, now
+
+    lib, new_job = job_lib
+    job_id = new_job()
+    grace = LEASELESS_GRACE_LEASES * lib.settings.job_lease
+
+    def left_active(seconds_ago: float) -> None:
+        with lib.db.transaction() as s:
+            s.execute(update(Job).where(Job.id == job_id).values(
+                state="active", lease_owner=None, lease_until=None, updated_at=now() - timedelta(seconds=seconds_ago)))
+
+    keeper = Keeper(lib.db, None, lib.settings)
+    left_active(1)
+    assert keeper.expire() == 0  # an old worker may still be running it
+    assert _row(lib, job_id).state == "active"
+    left_active(grace + 1)
+    assert keeper.expire() == 1  # its worker is gone by now: any worker's sweep puts it back
+    assert _row(lib, job_id).state == "pending"
+
+
 def test_a_heartbeat_keeps_the_lease_and_a_lost_lease_completes_nothing(job_lib):
     from mediaproxy.library.jobs import Keeper, LeaseLost, claim
 
