@@ -289,8 +289,15 @@ def test_throttle_address():
 
 
 def test_start_up_warns_when_no_proxy_is_trusted(library, behind_proxy):
-    def log(stack) -> str:
-        return (stack.server.storage_dir.parent / "gunicorn.log").read_text(errors="replace")
+    from pathlib import Path
 
-    assert "MEDIAPROXY_TRUSTED_PROXY_CIDRS is empty" in log(library)
-    assert "MEDIAPROXY_TRUSTED_PROXY_CIDRS is empty" not in log(behind_proxy)
+    from mediaproxy.settings import Settings
+
+    warning = "WARNING: MEDIAPROXY_TRUSTED_PROXY_CIDRS is empty"
+    assert Path(library.server.log.name).read_text(errors="replace").count(warning) == 1  # the master's, once
+    assert warning not in Path(behind_proxy.server.log.name).read_text(errors="replace")
+    env = {"MEDIAPROXY_SECRET_KEY": "s" * 40, "MEDIAPROXY_INTERNAL_SECRET": "i" * 40}
+    assert Settings.from_env(env).warnings() == []  # the origin alone has no admin logins
+    assert len(Settings.from_env({**env, "MEDIAPROXY_MODE": "library"}).warnings()) == 1
+    assert Settings.from_env({**env, "MEDIAPROXY_MODE": "all",
+                              "MEDIAPROXY_TRUSTED_PROXY_CIDRS": "10.0.0.0/8"}).warnings() == []

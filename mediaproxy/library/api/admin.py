@@ -4,8 +4,6 @@ sees every client; the records and verbs are the same as the client API's (``gal
 
 from __future__ import annotations
 
-import logging
-
 import falcon
 from sqlalchemy import func, select
 
@@ -17,8 +15,6 @@ from ..models import Admin, Album, Avatar, Media, Organization
 from ..service import iso
 from .common import integer, read_json, send_json, text
 from .v2 import V2, V2Resource, _page, album_fields, patch_image
-
-log = logging.getLogger("mediaproxy.library")
 
 
 class TooManyAttempts(MediaError):
@@ -315,10 +311,6 @@ class AdminAlbum(AdminResource):
 
 def add_routes(app: falcon.App, api: V2) -> None:
     P, lib = f"{api.prefix}/admin", api.lib
-    if not lib.ctx.settings.trusted_proxy_cidrs:
-        log.warning("admin logins are throttled by client address and MEDIAPROXY_TRUSTED_PROXY_CIDRS is empty: "
-                    "behind a proxy or load balancer every client shares the proxy's address (set it to the "
-                    "proxy's addresses)")
     app.add_route(f"{P}/auth/login", Login(lib, api))
     app.add_route(f"{P}/auth/refresh", Refresh(lib, api))
     app.add_route(f"{P}/auth/logout", Logout(lib, api))
