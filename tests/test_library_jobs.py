@@ -6,7 +6,7 @@ import signal
 import subprocess
 import time
 import uuid
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 import requests
@@ -56,7 +56,8 @@ def test_a_job_interrupted_by_a_dead_worker_is_run_again(idle):
     r = idle.api("POST", "/api/v1/media/crop", json={"id": m["id"], "x": 0, "y": 0, "width": 100, "height": 100,
                                                      "async": True})
     job_id = r.json()["jobId"]
-    # What a worker killed mid-job leaves behind: the task taken off the queue, the record "active".
+    # What a worker killed mid-job leaves behind: the task taken off the queue, the record "active"
+    # under a lease it no longer renews (a release before leases left none: see the grace's test).
     from huey import RedisHuey, SqliteHuey
 
     url = idle.env["MEDIAPROXY_QUEUE_URL"]
@@ -66,7 +67,8 @@ def test_a_job_interrupted_by_a_dead_worker_is_run_again(idle):
     h.flush()
     engine = create_engine(idle.env["MEDIAPROXY_DATABASE_URL"])
     with engine.begin() as conn:
-        conn.execute(text("UPDATE jobs SET state='active', attempts=1 WHERE id=:id"), {"id": job_id})
+        conn.execute(text("UPDATE jobs SET state='active', attempts=1, lease_owner='killed', lease_until=:t "
+                          "WHERE id=:id"), {"id": job_id, "t": datetime.now(UTC).replace(tzinfo=None)})
     engine.dispose()
     assert _state(idle, job_id)["state"] == "active"
     # the record still points at the old version, whose bytes are all there
