@@ -284,13 +284,19 @@ def cmd_janitor(args: argparse.Namespace) -> int:
     """Abort incomplete uploads and delete objects no record points at, once older than the grace."""
     from .context import Context
     from .library.db import Database
-    from .library.janitor import sweep
+    from .library.janitor import minimum_grace, sweep
     from .library.service import Library
 
     settings = _library_settings()
     grace = settings.library.janitor_grace if args.grace is None else args.grace
     if grace < 0:
         print("mediaproxy: janitor: --grace must be 0 or more seconds", file=sys.stderr)
+        return 2
+    if grace < minimum_grace(settings) and not args.force:
+        print(f"mediaproxy: janitor: a grace of {grace:g} s is shorter than an upload or a job's output can be in "
+              f"flight ({minimum_grace(settings):g} s: MEDIAPROXY_BODY_TIMEOUT + MEDIAPROXY_S3_WRITE_TIMEOUT, "
+              "MEDIAPROXY_JOB_RETRY_BUDGET + MEDIAPROXY_JOB_LEASE) and would delete live bytes; "
+              "--force if nothing is running", file=sys.stderr)
         return 2
     lib = Library(Context.build(settings), Database(settings.library.database_url))
     try:
@@ -388,7 +394,10 @@ def build_parser() -> argparse.ArgumentParser:
                                         "points at, once older than MEDIAPROXY_JANITOR_GRACE")
     p.add_argument("--dry-run", action="store_true", help="only list what would be removed")
     p.add_argument("--grace", type=float, default=None, metavar="SECONDS",
-                   help="leave alone what is younger than this (default: MEDIAPROXY_JANITOR_GRACE)")
+                   help="leave alone what is younger than this (default: MEDIAPROXY_JANITOR_GRACE); "
+                        "refused when shorter than an upload or a job's output can be in flight")
+    p.add_argument("--force", action="store_true",
+                   help="accept a grace shorter than that (only when no server or worker is running)")
     p.set_defaults(func=cmd_janitor)
 
     p = sub.add_parser("admin", help="admins of seed 004's admin API")

@@ -546,6 +546,11 @@ class Settings:
                 "endpoints (/_metadata, /_thumbnail, /_frames, /metrics) accept the same secret "
                 "that signs /external URLs and the admin API's tokens, so whoever learns one has all. "
                 "Set MEDIAPROXY_INTERNAL_SECRET to a separate long random string.")
+        if self.mode in ("library", "all") and not self.trusted_proxy_cidrs:
+            out.append(
+                "MEDIAPROXY_TRUSTED_PROXY_CIDRS is empty: admin logins are throttled by client address, and "
+                "behind a proxy or load balancer every client shares the proxy's address (and its failed "
+                "logins). Set it to the proxy's addresses.")
         return out
 
     def describe(self) -> dict[str, object]:

@@ -24,6 +24,8 @@ from .test_library_rollback import counts
 MIB = 1024 * 1024
 WRITE_TIMEOUT = 3.0
 GRACE = 6  # seconds: longer than the janitor command takes to start on a loaded machine
+# what an upload or a job's output may be in flight for, made short enough for GRACE (with WRITE_TIMEOUT)
+SHORT_FLIGHT = {"MEDIAPROXY_BODY_TIMEOUT": "2", "MEDIAPROXY_JOB_RETRY_BUDGET": "2", "MEDIAPROXY_JOB_LEASE": "1"}
 
 
 @contextmanager
@@ -113,7 +115,7 @@ def test_uploads_while_s3_is_frozen_fail_within_the_write_timeout_and_leave_noth
         assert stack.api("GET", "/api/v1/media/list").json()["total"] == 0
         # the janitor: every incomplete upload and every object without a record, once past the grace
         time.sleep(1)
-        r = janitor(stack, "--grace", "1")
+        r = janitor(stack, "--grace", "1", "--force")  # shorter than the in-flight bound: nothing is in flight
         assert r.returncode == 0, r.stdout + r.stderr
         assert incomplete(stack, moto) == []
         assert stack.stored_keys("") == []
@@ -121,14 +123,14 @@ def test_uploads_while_s3_is_frozen_fail_within_the_write_timeout_and_leave_noth
         r = stack.upload(media.jpeg(200, 100), "after.jpg", generateVariants=True)
         assert r.status_code == 201, r.text
         time.sleep(1.1)
-        assert janitor(stack, "--grace", "1").returncode == 0
+        assert janitor(stack, "--grace", "1", "--force").returncode == 0
         assert requests.get(r.json()["url"], timeout=30).status_code == 200
         assert len(stack.stored_keys("")) == 6
 
 
 @pytest.mark.parametrize("backend", ["local", "s3"])
 def test_janitor_removes_old_leftovers_only(tmp_path, backend):
-    with own_stack(tmp_path, backend) as (stack, moto):
+    with own_stack(tmp_path, backend, SHORT_FLIGHT) as (stack, moto):
         m = stack.upload(media.jpeg(200, 100), "kept.jpg", generateVariants=True).json()
         kept = sorted(stack.stored_keys(""))
         assert len(kept) == 6
@@ -155,6 +157,25 @@ def test_janitor_removes_old_leftovers_only(tmp_path, backend):
         # the default grace (a day) leaves the young one alone too
         r = janitor(stack)
         assert r.returncode == 0 and "removed 0 incomplete upload(s) and 0 orphan(s)" in r.stdout
+
+
+def test_janitor_refuses_a_grace_shorter_than_what_is_in_flight(tmp_path):
+    """A grace shorter than an upload's body or a job's retries may take would delete bytes whose
+    record is still coming: refused (from --grace or MEDIAPROXY_JANITOR_GRACE), unless --force."""
+    with own_stack(tmp_path, "local") as (stack, _):
+        stack.server.put("library", "acme/lost/orphan.jpg", b"left by a failed request, or still in flight")
+        time.sleep(1.5)
+        for r in (janitor(stack, "--grace", "1"),
+                  subprocess.run([MEDIAPROXY, "janitor"], cwd=ROOT, env={**stack.env, "MEDIAPROXY_JANITOR_GRACE": "1"},
+                                 capture_output=True, text=True, timeout=60)):
+            assert r.returncode == 2, r.stdout + r.stderr
+            # the retry budget (600 s) and the lease (30 s): longer than the body timeout and a write
+            assert "shorter than an upload or a job's output can be in flight (630 s:" in r.stderr
+            assert "acme/lost/orphan.jpg" in stack.stored_keys("")  # nothing removed
+        r = janitor(stack, "--grace", "1", "--force")
+        assert r.returncode == 0, r.stderr
+        assert "removed 0 incomplete upload(s) and 1 orphan(s)" in r.stdout
+        assert "acme/lost/orphan.jpg" not in stack.stored_keys("")
 
 
 def test_a_write_retries_fast_failures_never_a_timeout():

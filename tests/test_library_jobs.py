@@ -6,7 +6,7 @@ import signal
 import subprocess
 import time
 import uuid
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 import requests
@@ -56,7 +56,8 @@ def test_a_job_interrupted_by_a_dead_worker_is_run_again(idle):
     r = idle.api("POST", "/api/v1/media/crop", json={"id": m["id"], "x": 0, "y": 0, "width": 100, "height": 100,
                                                      "async": True})
     job_id = r.json()["jobId"]
-    # What a worker killed mid-job leaves behind: the task taken off the queue, the record "active".
+    # What a worker killed mid-job leaves behind: the task taken off the queue, the record "active"
+    # under a lease it no longer renews (a release before leases left none: see the grace's test).
     from huey import RedisHuey, SqliteHuey
 
     url = idle.env["MEDIAPROXY_QUEUE_URL"]
@@ -66,7 +67,8 @@ def test_a_job_interrupted_by_a_dead_worker_is_run_again(idle):
     h.flush()
     engine = create_engine(idle.env["MEDIAPROXY_DATABASE_URL"])
     with engine.begin() as conn:
-        conn.execute(text("UPDATE jobs SET state='active', attempts=1 WHERE id=:id"), {"id": job_id})
+        conn.execute(text("UPDATE jobs SET state='active', attempts=1, lease_owner='killed', lease_until=:t "
+                          "WHERE id=:id"), {"id": job_id, "t": datetime.now(UTC).replace(tzinfo=None)})
     engine.dispose()
     assert _state(idle, job_id)["state"] == "active"
     # the record still points at the old version, whose bytes are all there
@@ -167,6 +169,34 @@ def test_a_job_is_claimed_once_and_again_only_after_its_lease_expires(job_lib):
     assert (job.state, job.lease_owner, job.relayed_at) == ("pending", None, None)
     assert claim(lib.db, job_id, "worker-b", 0.3)
     assert _row(lib, job_id).attempts == 2
+
+
+def test_a_job_left_active_by_a_release_before_leases_gets_a_grace(job_lib):
+    """Rolling upgrade: a job an old worker (no lease, no heartbeat) is still running is not put
+    back by the first sweep of a new worker, only once it has not moved for its grace."""
+    from datetime import timedelta
+
+    from sqlalchemy import update
+
+    from mediaproxy.library.jobs import LEASELESS_GRACE_LEASES, Keeper
+    from mediaproxy.library.models import Job, now
+
+    lib, new_job = job_lib
+    job_id = new_job()
+    grace = LEASELESS_GRACE_LEASES * lib.settings.job_lease
+
+    def left_active(seconds_ago: float) -> None:
+        with lib.db.transaction() as s:
+            s.execute(update(Job).where(Job.id == job_id).values(
+                state="active", lease_owner=None, lease_until=None, updated_at=now() - timedelta(seconds=seconds_ago)))
+
+    keeper = Keeper(lib.db, None, lib.settings)
+    left_active(1)
+    assert keeper.expire() == 0  # an old worker may still be running it
+    assert _row(lib, job_id).state == "active"
+    left_active(grace + 1)
+    assert keeper.expire() == 1  # its worker is gone by now: any worker's sweep puts it back
+    assert _row(lib, job_id).state == "pending"
 
 
 def test_a_heartbeat_keeps_the_lease_and_a_lost_lease_completes_nothing(job_lib):

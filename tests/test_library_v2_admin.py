@@ -7,10 +7,14 @@ from __future__ import annotations
 import hashlib
 import hmac
 import subprocess
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import jwt
+import pytest
 
+from .conftest import start_library
 from .library import MEDIAPROXY
 from .server import ROOT, SECRET
 from .test_library_v2 import V2, album_api, created, img, put_avatar
@@ -109,6 +113,91 @@ def test_failed_logins_are_slowed_down(library):
     assert login(library, email).status_code == 200
 
 
+def test_parallel_guesses_cannot_pass_the_limit(library):
+    """Each attempt is counted before its password is verified: 24 wrong passwords at once for one
+    account get exactly the 5 free answers, the rest wait (no lost updates, no duplicate keys)."""
+    email = make_admin(library)
+    with ThreadPoolExecutor(12) as pool:
+        codes = list(pool.map(lambda i: login(library, email, f"wrong password {i}").status_code, range(24)))
+    assert sorted(codes) == [401] * 5 + [429] * 19, codes
+
+
+@pytest.fixture(scope="module")
+def behind_proxy(request, make_server, tmp_path_factory):
+    """A library behind a trusted proxy (127.0.0.1), so a test chooses each request's client address."""
+    stack = start_library(request, make_server, tmp_path_factory, "local",
+                          extra={"MEDIAPROXY_TRUSTED_PROXY_CIDRS": "127.0.0.1/32"}, worker=False)
+    yield stack
+    stack.stop()
+
+
+def login_from(library, address: str, email: str, password: str = PASSWORD, **extra):
+    return library.api("POST", f"{V2}/admin/auth/login", key=None, headers={"X-Forwarded-For": address},
+                       json={"email": email, "password": password, **extra})
+
+
+def test_someone_elses_failures_never_refuse_the_owner(behind_proxy):
+    """An attacker sharing the owner's address (an office, a carrier NAT, an unconfigured proxy)
+    keeps the address's and the owner's pair's limits exhausted; the owner's right password from a
+    device that logged in before (its device token, in the body or the cookie) still logs in."""
+    lib, shared = behind_proxy, "198.51.100.20"
+    email = make_admin(lib)
+    r = login_from(lib, shared, email)
+    assert r.status_code == 200
+    device, cookie = r.json().get("deviceToken"), r.cookies.get("mediaproxy_admin_device")
+    stop, codes = threading.Event(), []
+
+    def attack(i: int) -> None:
+        while not stop.is_set():
+            victim = email if i == 0 else f"victim{i}-{len(codes)}@example.com"
+            codes.append(login_from(lib, shared, victim, "guess password").status_code)
+
+    with ThreadPoolExecutor(4) as pool:
+        attackers = [pool.submit(attack, i) for i in range(4)]
+        try:
+            deadline = time.monotonic() + 60
+            while codes.count(429) < 8:  # 30 failures from the address, 5 on the owner's pair: the limits hold
+                assert time.monotonic() < deadline, codes
+                time.sleep(0.05)
+            owner = [login_from(lib, shared, email, deviceToken=device).status_code for _ in range(3)]
+            owner.append(lib.api("POST", f"{V2}/admin/auth/login", key=None, headers={"X-Forwarded-For": shared},
+                                 cookies={"mediaproxy_admin_device": cookie or ""},
+                                 json={"email": email, "password": PASSWORD}).status_code)
+        finally:
+            stop.set()
+        for f in attackers:
+            f.result()
+    assert owner == [200] * 4
+    assert device and cookie == device
+    assert codes.count(401) <= 40, codes  # the attacker, though, was slowed down
+    # a device's own failures do slow it down
+    codes = [login_from(lib, shared, email, "guess password", deviceToken=device).status_code for _ in range(8)]
+    assert codes[:5] == [401] * 5 and 429 in codes[5:], codes
+
+
+def test_device_tokens():
+    from types import SimpleNamespace
+
+    from mediaproxy.library.auth import device_of, device_token
+
+    owner, other = SimpleNamespace(id=7), SimpleNamespace(id=8)
+    token = device_token(owner, "secret")
+    assert device_of(token, owner, "secret")
+    assert device_of(token, other, "secret") is None  # another account's device is no device of this one
+    assert device_of(device_token(other, "secret"), owner, "secret") is None
+    assert device_of(token, owner, "another secret") is None
+    assert device_of(token[:-4] + "0000", owner, "secret") is None
+    assert device_of(None, owner, "secret") is None and device_of(token, None, "secret") is None
+
+
+def test_an_ipv6_guesser_is_one_address_per_64(behind_proxy):
+    lib = behind_proxy
+    email = make_admin(lib)
+    codes = [login_from(lib, f"2001:db8:0:7::{i:x}", email, "guess password").status_code for i in range(1, 9)]
+    assert codes[:5] == [401] * 5 and 429 in codes[5:], codes
+    assert login_from(lib, "2001:db8:0:8::1", email).status_code == 200  # another /64 is another address
+
+
 def test_change_password(library):
     email = make_admin(library)
     t = login(library, email).json()
@@ -189,3 +278,28 @@ def test_admin_sees_every_client(library):
     assert admin_api(library, "GET", f"/albums/{aid}", tok).json()["name"] == "renamed"
     assert admin_api(library, "DELETE", f"/albums/{aid}", tok).status_code == 204
     assert album_api(library, "GET", f"/{aid}").status_code == 404
+
+
+def test_throttle_address():
+    from mediaproxy.library.auth import throttle_address
+
+    assert throttle_address("203.0.113.7") == "203.0.113.7"
+    assert throttle_address("2001:db8:1:2:3:4:5:6") == throttle_address("2001:db8:1:2:ffff::1") == "2001:db8:1:2::/64"
+    assert throttle_address("2001:db8:1:3::1") != throttle_address("2001:db8:1:2::1")
+    assert throttle_address("::ffff:203.0.113.7") == "203.0.113.7"
+    assert throttle_address(None) == "unknown"
+
+
+def test_start_up_warns_when_no_proxy_is_trusted(library, behind_proxy):
+    from pathlib import Path
+
+    from mediaproxy.settings import Settings
+
+    warning = "WARNING: MEDIAPROXY_TRUSTED_PROXY_CIDRS is empty"
+    assert Path(library.server.log.name).read_text(errors="replace").count(warning) == 1  # the master's, once
+    assert warning not in Path(behind_proxy.server.log.name).read_text(errors="replace")
+    env = {"MEDIAPROXY_SECRET_KEY": "s" * 40, "MEDIAPROXY_INTERNAL_SECRET": "i" * 40}
+    assert Settings.from_env(env).warnings() == []  # the origin alone has no admin logins
+    assert len(Settings.from_env({**env, "MEDIAPROXY_MODE": "library"}).warnings()) == 1
+    assert Settings.from_env({**env, "MEDIAPROXY_MODE": "all",
+                              "MEDIAPROXY_TRUSTED_PROXY_CIDRS": "10.0.0.0/8"}).warnings() == []

@@ -302,60 +302,152 @@ def end_every_session(session: Session, admin) -> None:
 
 # -- failed logins -----------------------------------------------------------------------------------
 #
-# Slow down the attacker, not the owner: failures are counted per (account, client address) pair
-# and, more loosely, per address. A pair past LOGIN_FREE_PAIR failures, or an address past
-# LOGIN_FREE_ADDR, waits 2^(n - free) seconds (at most LOGIN_MAX_WAIT) before its next attempt,
-# answered 429 with Retry-After. Nothing is counted per account alone, so failures from one
-# address never refuse the right password from another: the owner is never locked out by someone
-# else's guesses. The address is the client's as the trusted-proxy settings say
-# (``MEDIAPROXY_TRUSTED_PROXY_CIDRS``; clientip.client_address), not a proxy's.
+# Slow down the attacker, not the owner. A login attempt is judged by counters of failures:
+#
+# - with a device token (handed out by an earlier successful login of that account, sent back as
+#   ``deviceToken`` or the device cookie): by that device's own counter only. Nobody else's
+#   failures, from any address, ever refuse the owner's right password from a device that has
+#   logged in before;
+# - without one: by its (account, address) pair (LOGIN_FREE_PAIR free failures) and its address
+#   (LOGIN_FREE_ADDR, whatever the accounts: many users may share one address).
+#
+# A counter past its free failures waits 2^(n - free) seconds (at most LOGIN_MAX_WAIT) between
+# attempts, answered 429 with Retry-After before the password is looked at. Every attempt is
+# counted *before* the password is verified, by one atomic statement per counter, and forgiven on
+# success: parallel guesses cannot get past a limit between the check and the count. The address is
+# the client's as the trusted-proxy settings say (``MEDIAPROXY_TRUSTED_PROXY_CIDRS``;
+# clientip.client_address), an IPv6 address taken by its /64 (what one subscriber gets).
 
-LOGIN_FREE_PAIR = 5  # failures of one account from one address before that pair slows down
+LOGIN_FREE_PAIR = 5  # failures of one account from one address (or one device) before it slows down
 LOGIN_FREE_ADDR = 30  # failures from one address, whatever the accounts (many users may share one)
 LOGIN_FORGET = 3600  # a counter untouched this long starts again
 LOGIN_MAX_WAIT = 900
+DEVICE_COOKIE = "mediaproxy_admin_device"
 
 
-def throttle_keys(email: str, address: str) -> list[str]:
-    """The counters a login attempt is judged by: its (account, address) pair and its address."""
-    account = hashlib.sha256(email.encode()).hexdigest()[:32]  # bounded length, whatever the email
-    return [f"pair:{account}:{address}", f"addr:{address}"]
+def throttle_address(address) -> str:
+    """The address a counter is kept for: an IPv4 address whole, an IPv6 one by its /64 (a
+    subscriber rotating through its own /64 stays one address)."""
+    import ipaddress
+
+    if address is None:
+        return "unknown"
+    ip = ipaddress.ip_address(address)
+    if ip.version == 6 and ip.ipv4_mapped is not None:
+        return str(ip.ipv4_mapped)
+    if ip.version == 6:
+        return str(ipaddress.ip_network(f"{ip}/64", strict=False))
+    return str(ip)
 
 
-def throttle_wait(session: Session, keys: list[str]) -> int:
-    """Seconds until the next login attempt is allowed for any of ``keys`` (0: now)."""
+def _account(email: str) -> str:
+    return hashlib.sha256(email.encode()).hexdigest()[:32]  # bounded length, whatever the email
+
+
+def throttle_keys(email: str, address: str, device: str | None = None) -> list[str]:
+    """The counters a login attempt is judged by: its device's (``device``: the nonce of a valid
+    device token for this account), or its (account, address) pair and its address."""
+    if device:
+        return [f"device:{hashlib.sha256(device.encode()).hexdigest()[:32]}"]
+    return [f"pair:{_account(email)}:{address}", f"addr:{address}"]
+
+
+def _device_mac(admin_id: int, nonce: str, secret: str) -> str:
+    return hmac.new(secret.encode(), f"mediaproxy admin device {admin_id} {nonce}".encode(),
+                    hashlib.sha256).hexdigest()[:32]
+
+
+def device_token(admin, secret: str) -> str:
+    """A token naming this browser or client as one the admin has logged in from."""
+    nonce = secrets.token_urlsafe(18)
+    return f"{admin.id}.{nonce}.{_device_mac(admin.id, nonce, secret)}"
+
+
+def device_of(token: str | None, admin, secret: str) -> str | None:
+    """The device nonce of ``token`` if it is a valid device token of ``admin``, else None."""
+    if not token or admin is None or len(token) > 200:
+        return None
+    admin_id, _, rest = token.partition(".")
+    nonce, _, mac = rest.partition(".")
+    if admin_id != str(admin.id) or not nonce or not hmac.compare_digest(mac, _device_mac(admin.id, nonce, secret)):
+        return None
+    return nonce
+
+
+def _free(key: str) -> int:
+    return LOGIN_FREE_ADDR if key.startswith("addr:") else LOGIN_FREE_PAIR
+
+
+def throttle_reserve(session: Session, keys: list[str]) -> int:
+    """Count this attempt as a failure on every key, atomically, unless one of them is waiting:
+    then count nothing and answer the seconds to wait (0: counted, go on and verify). A counter that
+    reaches its free failures starts waiting at once, so a parallel attempt is refused before this
+    one's password is even verified. Commits."""
+    from datetime import timedelta
+
+    from sqlalchemy import case, or_
+
     from .models import LoginThrottle, now
 
     t = now()
+    table = LoginThrottle.__table__
     wait = 0
+    counted = []
     for k in keys:
-        row = session.get(LoginThrottle, k)
-        if row is not None and row.locked_until is not None and row.locked_until > t:
-            wait = max(wait, int((row.locked_until - t).total_seconds()) + 1)
+        free = _free(k)
+        ins = _insert(session)(table)
+        # The counter after this attempt: 1 when it was forgotten, else one more.
+        n = case((table.c.updated_at < t - timedelta(seconds=LOGIN_FORGET), 1), else_=table.c.failures + 1)
+        waits = {m: t + timedelta(seconds=min(2 ** (m - free), LOGIN_MAX_WAIT)) for m in range(free, free + 11)}
+        locked = case(*((n == m, u) for m, u in waits.items()), else_=t + timedelta(seconds=LOGIN_MAX_WAIT))
+        stmt = ins.values(key=k, failures=1, updated_at=t,
+                          locked_until=None).on_conflict_do_update(
+            index_elements=[table.c.key],
+            set_={"failures": n, "updated_at": t, "locked_until": case((n >= free, locked), else_=None)},
+            where=or_(table.c.locked_until.is_(None), table.c.locked_until <= t),
+        ).returning(table.c.failures)
+        if session.execute(stmt).first() is None:  # waiting: the update did not apply
+            until = session.scalar(select(table.c.locked_until).where(table.c.key == k))
+            wait = int((until - t).total_seconds()) + 1 if until is not None else 1
+            break
+        counted.append(k)
+    if wait:
+        for k in counted:  # refused: this attempt was not one, take it back
+            _forgive(session, k)
+    session.commit()
     return wait
 
 
-def throttle_record(session: Session, keys: list[str], ok: bool) -> None:
-    """Count a failure on every key; a success clears its pair (never its address: an attacker
-    with an account of their own could otherwise reset the address's count)."""
-    from datetime import timedelta
+def _insert(session: Session):
+    if session.get_bind().dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    return insert
 
-    from .models import LoginThrottle, now
+
+def _forgive(session: Session, key: str) -> None:
+    """Take back one counted attempt; a counter back under its free failures stops waiting."""
+    from sqlalchemy import case, update
+
+    from .models import LoginThrottle
+
+    table = LoginThrottle.__table__
+    session.execute(update(table).where(table.c.key == key, table.c.failures > 0).values(
+        failures=table.c.failures - 1,
+        locked_until=case((table.c.failures - 1 >= _free(key), table.c.locked_until), else_=None)))
+
+
+def throttle_success(session: Session, keys: list[str]) -> None:
+    """The attempt was the right password: its pair or device starts again (deleted); its address
+    only gets this attempt back (an attacker with an account of their own cannot reset an
+    address's count by logging in)."""
+    from sqlalchemy import delete
+
+    from .models import LoginThrottle
 
     for k in keys:
-        row = session.get(LoginThrottle, k)
-        if ok:
-            if row is not None and k.startswith("pair:"):
-                session.delete(row)
-            continue
-        if row is None:
-            row = LoginThrottle(key=k, failures=0)
-            session.add(row)
-        elif row.updated_at < now() - timedelta(seconds=LOGIN_FORGET):
-            row.failures = 0
-        row.failures += 1
-        row.updated_at = now()
-        free = LOGIN_FREE_PAIR if k.startswith("pair:") else LOGIN_FREE_ADDR
-        if row.failures >= free:
-            row.locked_until = now() + timedelta(seconds=min(2 ** (row.failures - free), LOGIN_MAX_WAIT))
-    session.flush()
+        if k.startswith("addr:"):
+            _forgive(session, k)
+        else:
+            session.execute(delete(LoginThrottle).where(LoginThrottle.key == k))

@@ -35,6 +35,16 @@ class Sweep:
     failed: list[str] = field(default_factory=list)  # what could not be removed (it stays for the next run)
 
 
+def minimum_grace(settings) -> float:
+    """The longest an object or an incomplete upload can be in flight on a live system: an upload's
+    body may arrive for ``MEDIAPROXY_BODY_TIMEOUT`` and its store write take
+    ``MEDIAPROXY_S3_WRITE_TIMEOUT``; a job's first outputs wait for its record while it retries an
+    outage for ``MEDIAPROXY_JOB_RETRY_BUDGET``, and a stalled worker's for its lease. A shorter grace
+    deletes such in-flight bytes."""
+    lib = settings.library
+    return max(settings.server.body_timeout + settings.s3_write_timeout, lib.job_retry_budget + lib.job_lease)
+
+
 def sweep(lib, grace: float, dry_run: bool = False) -> Sweep:
     """One pass over the library's bucket; with ``dry_run``, only say what would go."""
     storage, bucket = lib.ctx.storage, lib.bucket

@@ -34,7 +34,7 @@ from pathlib import Path
 
 from huey import RedisHuey, SqliteHuey
 from huey.api import Huey
-from sqlalchemy import or_, select, update
+from sqlalchemy import and_, or_, select, update
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
@@ -47,6 +47,9 @@ TASK = "mediaproxy.run_job"
 QUEUE_TIMEOUT = 5.0  # seconds a Redis command may take before the queue counts as unreachable
 RELAY_BATCH = 200  # un-relayed jobs handed to the queue per sweep
 STALE_LEASES = 10  # a relayed job still pending after this many leases is checked against the queue
+# A job left ``active`` by a release before leases (no lease, no heartbeat) may still be running in
+# an old worker during a rolling upgrade: it is put back only this many leases after it last moved.
+LEASELESS_GRACE_LEASES = 10
 
 
 class NotYet(MediaError):
@@ -221,10 +224,15 @@ class Keeper:
                 .execution_options(synchronize_session=False)).rowcount
 
     def expire(self) -> int:
-        """Jobs ``active`` past their lease (or with none: left by a release before leases) → ``pending``."""
+        """Jobs ``active`` past their lease → ``pending``; one with no lease (left by a release
+        before leases) only LEASELESS_GRACE_LEASES leases after it last moved, so that an old
+        worker still running it during a rolling upgrade is not doubled."""
+        t = now()
+        grace = t - timedelta(seconds=LEASELESS_GRACE_LEASES * self.settings.job_lease)
         with self.db.transaction() as s:
             return s.execute(
-                update(Job).where(Job.state == "active", or_(Job.lease_until.is_(None), Job.lease_until < now()))
+                update(Job).where(Job.state == "active", or_(and_(Job.lease_until.is_(None), Job.updated_at < grace),
+                                                             Job.lease_until < t))
                 .values(state="pending", lease_owner=None, lease_until=None, relayed_at=None, run_after=None)
                 .execution_options(synchronize_session=False)).rowcount
 

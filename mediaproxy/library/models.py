@@ -282,7 +282,8 @@ class AdminSession(Base):
 
 
 class LoginThrottle(Base):
-    """Failed logins per account (``acct:EMAIL``) and per address (``addr:IP``)."""
+    """Failed logins per device (``device:``), per (account, address) pair (``pair:``) and per
+    address (``addr:``); see auth.throttle_reserve."""
 
     __tablename__ = "login_throttle"
     key: Mapped[str] = mapped_column(String(300), primary_key=True)

@@ -71,18 +71,22 @@ class Login(AdminResource):
         s = req.context.db
         email = (text(p, "email", required=True, most=255) or "").strip().lower()
         password = text(p, "password", required=True, most=1024)
+        secret = self.library.ctx.settings.secret_key
         address = client_address(req.env, NetworkSet(self.library.ctx.settings.trusted_proxy_cidrs))
-        keys = auth.throttle_keys(email, str(address) if address is not None else "unknown")
-        wait = auth.throttle_wait(s, keys)
+        a = s.scalar(select(Admin).where(Admin.email == email))
+        device = auth.device_of(text(p, "deviceToken", most=200) or req.cookies.get(auth.DEVICE_COOKIE), a, secret)
+        keys = auth.throttle_keys(email, auth.throttle_address(address), device)
+        wait = auth.throttle_reserve(s, keys)  # counted as a failure until the password proves right
         if wait:
             raise TooManyAttempts(f"too many failed logins; retry in {wait} s", headers={"Retry-After": str(wait)})
-        a = s.scalar(select(Admin).where(Admin.email == email))
-        ok = auth.verify_password(a, password)
-        auth.throttle_record(s, keys, ok)
-        if not ok:
-            s.commit()  # the failure counts even though the answer is an error
+        if not auth.verify_password(a, password):
             raise auth.Unauthorized("wrong email or password")
-        send_json(resp, self.tokens(req, a, auth.issue_refresh(s, a)))
+        auth.throttle_success(s, keys)
+        out = self.tokens(req, a, auth.issue_refresh(s, a))
+        out["deviceToken"] = device_token = auth.device_token(a, secret)
+        resp.set_cookie(auth.DEVICE_COOKIE, device_token, max_age=400 * 86400, path=req.path,
+                        secure=req.scheme == "https", http_only=True, same_site="Strict")
+        send_json(resp, out)
 
 
 class Refresh(AdminResource):

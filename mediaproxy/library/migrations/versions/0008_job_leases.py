@@ -5,8 +5,9 @@ Revision ID: 0008
 Revises: 0007
 
 Every column is nullable, so the upgrade is instant on both databases. Jobs left ``active`` by a
-worker of the previous release have no lease: the first sweep of a new worker treats them as
-expired and puts them back on the queue; ``pending`` ones are not marked relayed and are handed
+worker of the previous release have no lease: a new worker's sweep puts them back on the queue
+only once they have not moved for a grace (jobs.LEASELESS_GRACE_LEASES leases), in case an old
+worker is still running them; ``pending`` ones are not marked relayed and are handed
 to the queue again (a duplicate task finds the job claimed and does nothing).
 """
 
