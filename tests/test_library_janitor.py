@@ -219,3 +219,32 @@ def test_a_write_retries_fast_failures_never_a_timeout():
             s3._write_call(call, Key="k")
         assert len(calls) == 1
         assert isinstance(s3._write_error(raised.value), UpstreamTimeout)
+
+
+def test_janitor_keeps_a_presigned_upload_waiting_for_its_check_and_removes_a_late_put(tmp_path):
+    """On S3 a presigned PUT lands under the incoming key, and the bytes move to the record's key
+    when the record is next checked, which may be long after: the janitor keeps them while their
+    record waits, and removes what a still-valid URL puts there after the check."""
+    with own_stack(tmp_path, "s3", SHORT_FLIGHT) as (stack, _):
+        r = stack.api("POST", "/media", json={"filename": "late.png", "contentType": "image/png"},
+                      headers={"X-User-Id": "u1"})
+        assert r.status_code == 201, r.text
+        body = r.json()
+        png = media.png(40, 30)
+        put = requests.put(body["uploadUrl"], data=png, headers=body["headers"], timeout=30)
+        assert put.status_code == 200, put.text
+        [waiting] = stack.stored_keys("incoming/")
+        time.sleep(GRACE + 0.5)
+        r = janitor(stack, "--grace", str(GRACE))
+        assert r.returncode == 0 and "removed 0 incomplete upload(s) and 0 orphan(s)" in r.stdout, r.stdout + r.stderr
+        assert stack.stored_keys("incoming/") == [waiting]
+        seen = stack.api("GET", f"/media/{body['media']['id']}", headers={"X-User-Id": "u1"}).json()
+        assert seen["status"] == "uploaded" and requests.get(seen["publicDownloadUrl"], timeout=30).content == png
+        assert stack.stored_keys("incoming/") == []  # moved to the record's key
+        late = requests.put(body["uploadUrl"], data=media.png(8, 8), headers=body["headers"], timeout=30)
+        assert late.status_code == 200  # S3 takes it: the URL is still valid
+        time.sleep(GRACE + 0.5)
+        r = janitor(stack, "--grace", str(GRACE))
+        assert r.returncode == 0 and "removed 0 incomplete upload(s) and 1 orphan(s)" in r.stdout, r.stdout + r.stderr
+        assert stack.stored_keys("incoming/") == []
+        assert requests.get(seen["publicDownloadUrl"], timeout=30).content == png

@@ -21,7 +21,8 @@ from dataclasses import dataclass, field
 
 from sqlalchemy import select
 
-from .models import StoredObject, Variant
+from .models import Media, StoredObject, Variant, Version
+from .service import INCOMING
 
 log = logging.getLogger("mediaproxy.janitor")
 BATCH = 500  # keys looked up in the database at a time
@@ -81,6 +82,16 @@ def _orphans(lib, keys: list[str], out: Sweep, dry_run: bool) -> None:
         known = set(s.scalars(select(StoredObject.key).where(StoredObject.bucket == bucket,
                                                              StoredObject.key.in_(keys))))
         known.update(s.scalars(select(Variant.key).where(Variant.bucket == bucket, Variant.key.in_(keys))))
+        # a presigned upload's bytes wait under the incoming key until its record is checked (a
+        # client may PUT, then ask for its record days later); once the record is ready, or gone,
+        # what is there is a late or stray PUT
+        waiting = [k.removeprefix(INCOMING) for k in keys if k.startswith(INCOMING)]
+        if waiting:
+            known.update(INCOMING + k for k in s.scalars(
+                select(StoredObject.key).join(Version, Version.object_id == StoredObject.id)
+                .join(Media, Media.id == Version.media_id)
+                .where(StoredObject.bucket == bucket, StoredObject.key.in_(waiting),
+                       Media.state.in_(("uploading", "receiving")))))
     for key in keys:
         if key in known:
             continue
