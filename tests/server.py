@@ -7,6 +7,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -160,3 +161,42 @@ class Server:
             except subprocess.TimeoutExpired:
                 os.killpg(self.proc.pid, signal.SIGKILL)
         self.log.close()
+
+
+class Dribble:
+    """Connections to a server that each send ``head`` at once, then one more byte every ``every``
+    seconds (``next_byte(i)``: the i-th, None to stop): a slow client's request."""
+
+    def __init__(self, port: int, heads: list[bytes], every: float):
+        self.socks: list[socket.socket] = []
+        for head in heads:
+            s = socket.create_connection(("127.0.0.1", port), timeout=10)
+            if head:
+                s.sendall(head)
+            self.socks.append(s)
+        self.every = every
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def next_byte(self, i: int) -> bytes | None:
+        return b"x"
+
+    def _run(self) -> None:
+        i = 0
+        while not self.stop.wait(self.every):
+            byte = self.next_byte(i)
+            if byte is None:
+                return
+            for s in self.socks:
+                try:
+                    s.send(byte)
+                except OSError:
+                    pass
+            i += 1
+
+    def close(self) -> None:
+        self.stop.set()
+        self.thread.join()
+        for s in self.socks:
+            s.close()

@@ -52,16 +52,22 @@ def test_presigned_upload_without_mime_type(library):
     assert library.api("POST", PRESIGNED, json={"filename": "x.png", "mimeType": "text/html"}).status_code == 415
 
 
-def seed003(library, filename: str, data: bytes, disposition: str | None) -> tuple[dict, requests.Response]:
-    user = {"X-User-Id": "ulrike"}
-    r = library.api("POST", "/media", json={"filename": filename, "contentType": "image/jpeg"}, headers=user)
+def presigned_put(library, user: str, filename: str, content_type: str, data: bytes,
+                  disposition: str | None = None) -> tuple[dict, requests.Response]:
+    """POST /media, then the PUT of ``data`` to its upload URL: (POST's answer, the PUT's)."""
+    r = library.api("POST", "/media", json={"filename": filename, "contentType": content_type},
+                    headers={"X-User-Id": user})
     assert r.status_code == 201, r.text
     body = r.json()
     headers = dict(body["headers"])
     if disposition is not None:
         headers["Content-Disposition"] = disposition
-    put = requests.put(body["uploadUrl"], data=data, headers=headers, timeout=30)
-    got = library.api("GET", f"/media/{body['media']['id']}", headers=user).json()
+    return body, requests.put(body["uploadUrl"], data=data, headers=headers, timeout=30)
+
+
+def seed003(library, filename: str, data: bytes, disposition: str | None) -> tuple[dict, requests.Response]:
+    body, put = presigned_put(library, "ulrike", filename, "image/jpeg", data, disposition)
+    got = library.api("GET", f"/media/{body['media']['id']}", headers={"X-User-Id": "ulrike"}).json()
     return {**body, "got": got}, put
 
 
@@ -125,14 +131,7 @@ def seed003_ready(library, user: str, filename: str, data: bytes, disposition: s
     """A seed-003 upload, PUT and waited for: (POST /media's answer, GET /media/{id} once uploaded)."""
     from .test_library_media import wait_placeholders
 
-    r = library.api("POST", "/media", json={"filename": filename, "contentType": "image/png"},
-                    headers={"X-User-Id": user})
-    assert r.status_code == 201, r.text
-    body = r.json()
-    headers = dict(body["headers"])
-    if disposition is not None:
-        headers["Content-Disposition"] = disposition
-    put = requests.put(body["uploadUrl"], data=data, headers=headers, timeout=30)
+    body, put = presigned_put(library, user, filename, "image/png", data, disposition)
     assert put.status_code == 200, put.text
     return body, wait_placeholders(library, body["media"]["id"], user=user)
 

@@ -6,7 +6,6 @@ connection it then drops (docs/resilience.md "Slow clients get no thread")."""
 from __future__ import annotations
 
 import socket
-import threading
 import time
 import uuid
 
@@ -18,6 +17,7 @@ from mediaproxy.worker import BodyPace, BodyTooSlow, PacedUnreader, body_framing
 from . import media
 from .cdnutil import hash_, snowflake
 from .library import Stack, library_env
+from .server import Dribble
 
 V2 = "/v2"
 
@@ -61,32 +61,8 @@ def _upload_request(port: int, path: str, key: str | None, length: int, boundary
             f"Content-Type: multipart/form-data; boundary={boundary}\r\nContent-Length: {length}\r\n\r\n").encode()
 
 
-class Trickle:
+class Trickle(Dribble):
     """Connections that send a request's headers, then its body one byte every ``every`` seconds."""
-
-    def __init__(self, port: int, requests_: list[bytes], every: float):
-        self.socks: list[socket.socket] = []
-        for head in requests_:
-            s = socket.create_connection(("127.0.0.1", port), timeout=10)
-            s.sendall(head)
-            self.socks.append(s)
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self._run, args=(every,))
-        self.thread.start()
-
-    def _run(self, every: float) -> None:
-        while not self.stop.wait(every):
-            for s in self.socks:
-                try:
-                    s.send(b"x")
-                except OSError:
-                    pass
-
-    def close(self) -> None:
-        self.stop.set()
-        self.thread.join()
-        for s in self.socks:
-            s.close()
 
 
 def _timed(fn):

@@ -22,7 +22,7 @@ from mediaproxy.settings import Settings
 
 from . import media
 from .cdnutil import hash_, jpeg640, snowflake
-from .server import MotoS3, Server
+from .server import Dribble, MotoS3, Server
 
 
 def _hammer(urls: list[str], clients: int, per_client: int, timeout: float = 60) -> collections.Counter:
@@ -360,32 +360,16 @@ def test_storage_cut_mid_body_closes_the_connection_with_one_warning_line(privat
     assert srv.get("/_health").status_code == 200
 
 
-class Slowloris:
+class Slowloris(Dribble):
     """Connections that send a request's headers one byte at a time, never finishing."""
 
+    LINE = b"GET /_health HTTP/1.1\r\nHost: x\r\nX-Slow: " + b"y" * 10_000
+
     def __init__(self, port: int, n: int, interval: float = 0.5):
-        self.socks = [socket.create_connection(("127.0.0.1", port), timeout=10) for _ in range(n)]
-        self.interval = interval
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self._run, daemon=True)
-        self.thread.start()
+        super().__init__(port, [b""] * n, interval)
 
-    def _run(self) -> None:
-        line = b"GET /_health HTTP/1.1\r\nHost: x\r\nX-Slow: " + b"y" * 10_000
-        for i in range(len(line)):
-            if self.stop.wait(self.interval):
-                return
-            for s in self.socks:
-                try:
-                    s.send(line[i : i + 1])
-                except OSError:
-                    pass
-
-    def close(self) -> None:
-        self.stop.set()
-        self.thread.join()
-        for s in self.socks:
-            s.close()
+    def next_byte(self, i: int) -> bytes | None:
+        return self.LINE[i : i + 1] if i < len(self.LINE) else None
 
 
 def test_slow_request_headers_hold_no_thread_and_time_out(make_server):
