@@ -188,6 +188,21 @@ def test_device_tokens():
     assert device_of(token, owner, "another secret") is None
     assert device_of(token[:-4] + "0000", owner, "secret") is None
     assert device_of(None, owner, "secret") is None and device_of(token, None, "secret") is None
+    assert device_of("7.é.é", owner, "secret") is None  # not an error: it comes from the client
+
+
+def test_a_hostile_device_token_is_no_device(library):
+    """A device token comes from the client: a forged or malformed one is no device, never an error."""
+    email = make_admin(library)
+
+    def with_token(token: str):
+        return library.api("POST", f"{V2}/admin/auth/login", key=None,
+                           json={"email": email, "password": PASSWORD, "deviceToken": token})
+
+    for token in ("1.\u00e9.\u00e9", "1.2.3.4", "nodots"):
+        r = with_token(token)
+        assert r.status_code == 200, (token, r.text)
+    assert with_token("x" * 201).status_code == 400  # over the field's 200 characters, as any text
 
 
 def test_an_ipv6_guesser_is_one_address_per_64(behind_proxy):

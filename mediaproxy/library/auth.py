@@ -369,7 +369,9 @@ def device_of(token: str | None, admin, secret: str) -> str | None:
         return None
     admin_id, _, rest = token.partition(".")
     nonce, _, mac = rest.partition(".")
-    if admin_id != str(admin.id) or not nonce or not hmac.compare_digest(mac, _device_mac(admin.id, nonce, secret)):
+    # compared as bytes: compare_digest refuses (TypeError) a str with a non-ASCII character
+    if admin_id != str(admin.id) or not nonce or not hmac.compare_digest(
+            mac.encode(), _device_mac(admin.id, nonce, secret).encode()):
         return None
     return nonce
 
