@@ -23,7 +23,7 @@ def sign_path(url: str, secret: str) -> str:
 
 def verify(signature_hex: str, encoded: str, secret: str) -> bool:
     """Constant-time check of a signature against the encoded text."""
-    return hmac.compare_digest(signature(encoded, secret), signature_hex or "")
+    return hmac.compare_digest(signature(encoded, secret).encode(), (signature_hex or "").encode())  # bytes: any text
 
 
 def decode_url(encoded: str) -> str:

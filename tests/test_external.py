@@ -207,3 +207,12 @@ def test_setting_off_refuses_loopback(strict_srv, origin):
     for host in ("127.0.0.1", "localhost", "[::1]", "127.0.0.2", "0x7f000001", "2130706433", "[::ffff:127.0.0.1]"):
         assert_error(strict_srv.get(ext(origin.url(path, host=host))), 403)
     assert origin.hits(path) == 0
+
+
+def test_verify_takes_any_text_as_a_signature():
+    """The route checks the form first; verify itself answers False, never raises, on any text."""
+    from mediaproxy.signing import verify
+
+    encoded = sign_path("https://example.com/a.png", "k").split("/", 1)[1]
+    assert verify(signature(encoded, "k"), encoded, "k")
+    assert not verify("\u00e9" * 64, encoded, "k") and not verify("", encoded, "k")

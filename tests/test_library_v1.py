@@ -301,6 +301,8 @@ def test_local_presigned_urls_tampered_or_expired_are_403(library):
     # digits that str.isdigit() takes and int() refuses are a 403 too, not a crash
     expires = url.split("expires=")[1].split("&")[0]
     assert requests.get(url.replace(f"expires={expires}", "expires=%C2%B2"), timeout=30).status_code == 403
+    # and a signature that is not ASCII
+    assert requests.get(url.split("signature=")[0] + "signature=%C3%A9", timeout=30).status_code == 403
     time.sleep(2.1)
     r = requests.get(short, timeout=30)
     assert r.status_code == 403 and "expired" in r.json()["error"]

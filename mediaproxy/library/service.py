@@ -1327,7 +1327,9 @@ def check_signature(method: str, bucket: str, key: str, expires: str | None, sig
     """403 for a tampered or expired URL (the signature is checked first, in constant time)."""
     if not expires or not decimal(expires) or not signature or (size is not None and not decimal(size)):
         raise Forbidden("missing or malformed signature")
-    if not hmac.compare_digest(_signature(method, bucket, key, int(expires), secret, size), signature):
+    # as bytes: compare_digest raises TypeError on a str with a non-ASCII character
+    if not hmac.compare_digest(_signature(method, bucket, key, int(expires), secret, size).encode(),
+                               signature.encode()):
         raise Forbidden("invalid signature")
     if int(expires) < time.time():
         raise Forbidden("the URL has expired")
