@@ -140,3 +140,28 @@ def test_stats_count_the_clients_media_of_every_api(library):
     assert client["stats"] == {k: v for k, v in after.items() if k != "client"}
     assert admin["images"] == sum(c["stats"]["images"] for c in admin["perClient"])
     assert admin["byApi"]["media"]["bytes"] == sum(c["stats"]["byApi"]["media"]["bytes"] for c in admin["perClient"])
+
+
+def test_a_nul_in_any_text_field_is_400_and_stores_nothing(library):
+    """PostgreSQL cannot store a NUL (it answered 500 there, and stored it on SQLite): every text
+    field of every API refuses it alike, before anything is kept."""
+    key = fresh_key(library, "nul")
+    nul = "a\x00b"
+    for field in ("alt", "caption", "description"):
+        r = library.upload(media.jpeg(32, 32), "n.jpg", key=key, **{field: nul})
+        assert r.status_code == 400 and "NUL" in r.json()["error"], (field, r.text)
+    assert library.api("GET", "/api/v1/media/list", key=key).json()["total"] == 0
+    m = library.upload(media.jpeg(32, 32), "n.jpg", key=key).json()
+    for field in ("alt", "caption", "description"):
+        r = library.api("PATCH", f"/api/v1/media/{m['id']}", key=key, json={field: nul})
+        assert r.status_code == 400 and "NUL" in r.json()["error"], (field, r.text)
+    v2 = {"X-User-Id": "nul-user"}
+    img = library.api("POST", "/v2/images", key=key, headers=v2,
+                      files={"file": ("n.png", media.png(16, 16), "image/png")})
+    assert img.status_code == 201, img.text
+    r = library.api("PATCH", f"/v2/images/{img.json()['id']}", key=key, headers=v2, json={"description": nul})
+    assert r.status_code == 400 and "NUL" in r.json()["error"], r.text
+    for body in ({"name": nul}, {"name": "ok", "description": nul}):
+        r = library.api("POST", "/v2/albums", key=key, headers=v2, json=body)
+        assert r.status_code == 400 and "NUL" in r.json()["error"], r.text
+    assert library.api("GET", "/v2/albums", key=key, headers=v2).json()["total"] == 0

@@ -62,8 +62,8 @@ class Upload(Resource):
             slug = form.get("orgSlug")
             if slug and slug != org.slug:  # sent empty: not given
                 raise Forbidden("orgSlug is not the API key's organization")
-            fields = {"alt": form.get("alt"), "caption": form.get("caption"), "description": form.get("description"),
-                      "is_private": boolean(form, "isPrivate")}
+            fields = {"alt": text(form, "alt"), "caption": text(form, "caption"),
+                      "description": text(form, "description"), "is_private": boolean(form, "isPrivate")}
             return fields, boolean(form, "generateVariants"), boolean(form, "async")
 
         up, obj, (fields, variants, run_async) = receive_upload(req, lib, org, FORM_FIELDS, validate)
@@ -128,12 +128,7 @@ class One(Resource):
             if name == "isPrivate":
                 changes[attr] = boolean(p, name)
             else:
-                value = p[name]
-                if value is not None and not isinstance(value, str):
-                    raise BadRequest(f"{name} must be a string or null")
-                if value is not None and len(value) > 4096:
-                    raise BadRequest(f"{name} is longer than 4096 characters")
-                changes[attr] = value
+                changes[attr] = text(p, name)  # a string (at most 4096 characters, no NUL) or null
         unknown = sorted(set(p) - set(PATCHABLE))
         if unknown:
             raise BadRequest(f"cannot change {', '.join(unknown)} (only {', '.join(PATCHABLE)})")

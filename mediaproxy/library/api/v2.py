@@ -289,12 +289,7 @@ def patch_image(r: V2Resource, req: falcon.Request, media: Media) -> None:
         raise BadRequest(f"unknown field(s): {', '.join(unknown)}")
     changes: dict = {}
     if "description" in p:
-        d = p["description"]
-        if d is not None and not isinstance(d, str):
-            raise BadRequest("description must be a string or null")
-        if d is not None and len(d) > 4096:
-            raise BadRequest("description is longer than 4096 characters")
-        changes["description"] = d
+        changes["description"] = text(p, "description", most=4096)  # a string or null
     if "isPrivate" in p:
         if not isinstance(p["isPrivate"], bool):
             raise BadRequest("isPrivate must be true or false")
@@ -434,14 +429,9 @@ def album_fields(p: dict, creating: bool) -> dict:
         name = p.get("name")
         if not isinstance(name, str) or not name.strip():
             raise BadRequest("name is required: a non-empty string")
-        if len(name) > 255:
-            raise BadRequest("name is longer than 255 characters")
-        out["name"] = name.strip()
+        out["name"] = text(p, "name", most=255).strip()
     if "description" in p:
-        d = p["description"]
-        if d is not None and (not isinstance(d, str) or len(d) > 4096):
-            raise BadRequest("description must be a string of at most 4096 characters, or null")
-        out["description"] = d
+        out["description"] = text(p, "description", most=4096)  # a string or null
     if "isPublic" in p:
         if not isinstance(p["isPublic"], bool):
             raise BadRequest("isPublic must be true or false")
