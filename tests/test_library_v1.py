@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import pyvips
 import requests
 
 from . import media
@@ -471,3 +472,19 @@ def test_local_presigned_put_checks_bytes_and_size(library):
     assert requests.put(p["uploadUrl"], data=png + b"\0", headers={"Content-Type": "image/png"},
                         timeout=30).status_code == 403
     assert requests.put(p["uploadUrl"], data=png, headers=p["headers"], timeout=30).status_code == 200
+
+
+def test_an_upload_named_like_a_variant_keeps_its_original(library):
+    """``small.webp`` is also where the ``small`` variant is stored in the version's folder: the
+    original is stored beside it under another name (the record keeps the file's), never overwritten."""
+    webp = pyvips.Image.new_from_buffer(media.jpeg(900, 600), "").webpsave_buffer(Q=90)
+    r = library.upload(webp, "small.webp", generateVariants=True)
+    assert r.status_code == 201, r.text
+    m = r.json()
+    assert m["filename"] == "small.webp" and m["objectKey"].endswith("/original-small.webp")
+    original = pyvips.Image.new_from_buffer(requests.get(m["url"], timeout=30).content, "")
+    assert (original.width, original.height) == (900, 600)
+    small = next(v for v in m["variants"] if v["name"] == "small")
+    assert small["objectKey"].endswith("/small.webp") and small["width"] == 320
+    got = pyvips.Image.new_from_buffer(requests.get(small["url"], timeout=30).content, "")
+    assert got.width == 320

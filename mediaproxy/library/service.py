@@ -227,7 +227,16 @@ class Library:
         fname = safe_filename(filename)
         return Upload(self, org, fname, max_bytes or self.settings.upload_max_bytes,
                       allowed or self.settings.allowed_types, media_id, version_id,
-                      f"{org.slug}/{media_id}/{version_id}/{fname}")
+                      f"{org.slug}/{media_id}/{version_id}/{self.original_name(fname)}")
+
+    def original_name(self, fname: str) -> str:
+        """The stored original's name in its version's folder: the file's own, unless a variant
+        would be stored under it (``{variant}.webp`` beside it): an upload named ``small.webp``
+        had its original overwritten by its ``small`` variant. The record keeps the file's name."""
+        taken = {name.lower() for name in self.settings.variant_names}
+        while fname.rsplit(".", 1)[0].lower() in taken:
+            fname = "original-" + fname
+        return fname
 
     def _object_for(self, org: Organization, key: str, sha: str, size: int, mime: str | None,
                     head: bytes) -> tuple[StoredObject, bool]:
@@ -892,7 +901,7 @@ class Library:
         folder = f"{base.folder.rsplit('/', 1)[0]}/{version_id}"
         stem = media.filename.rsplit(".", 1)[0] if "." in media.filename else media.filename
         filename = f"{stem}.{'jpg' if out.format == 'jpeg' else out.format}"
-        key = f"{folder}/{filename}"
+        key = f"{folder}/{self.original_name(filename)}"
         committing = False
         try:
             self.ctx.storage.put(self.bucket, key, out.body, out.content_type)
@@ -1051,7 +1060,7 @@ class Library:
         media_id, version_id = new_id(), new_id()
         fname = safe_filename(filename)
         folder = f"{org.slug}/{media_id}/{version_id}"
-        key = f"{folder}/{fname}"
+        key = f"{folder}/{self.original_name(fname)}"
         expires = self.settings.upload_url_expiry
         recorded = mime or "application/octet-stream"  # until the bytes say
         obj = StoredObject(org_id=org.id, bucket=self.bucket, key=key, sha256=None, size=0, mime_type=recorded)
