@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import math
 import subprocess
 import threading
 import time
@@ -117,9 +118,14 @@ def test_parallel_guesses_cannot_pass_the_limit(library):
     """Each attempt is counted before its password is verified: 24 wrong passwords at once for one
     account get exactly the 5 free answers, the rest wait (no lost updates, no duplicate keys)."""
     email = make_admin(library)
+    t0 = time.monotonic()
     with ThreadPoolExecutor(12) as pool:
         codes = list(pool.map(lambda i: login(library, email, f"wrong password {i}").status_code, range(24)))
-    assert sorted(codes) == [401] * 5 + [429] * 19, codes
+    took = time.monotonic() - t0
+    # past the free ones the counter waits 1, 2, 4... s: a burst that a loaded machine stretches
+    # past those waits may see one more failure per wait that ran out (the k-th after 2**k - 1 s)
+    extra = math.floor(math.log2(took + 1))
+    assert set(codes) <= {401, 429} and 5 <= codes.count(401) <= 5 + extra, (codes, took)
 
 
 @pytest.fixture(scope="module")

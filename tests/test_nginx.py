@@ -34,7 +34,10 @@ def start_nginx(upstream_port: int, prefix: Path):
     conf = conf.replace("server 127.0.0.1:8000;", f"server 127.0.0.1:{upstream_port};")
     conf = conf.replace("listen 127.0.0.1:8080;", f"listen 127.0.0.1:{port};")
     (prefix / "nginx.conf").write_text(conf)
-    proc = subprocess.Popen([NGINX, "-p", str(prefix), "-c", str(prefix / "nginx.conf"), "-g", "daemon off;"],
+    # as root, nginx's workers would run as nobody, who cannot open the temp files (a response past
+    # its memory buffers) under pytest's private temp directory: the response was cut there
+    main = "daemon off;" + (" user root;" if os.geteuid() == 0 else "")
+    proc = subprocess.Popen([NGINX, "-p", str(prefix), "-c", str(prefix / "nginx.conf"), "-g", main],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 20
