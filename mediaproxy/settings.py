@@ -334,7 +334,7 @@ class LibrarySettings:
             raise ConfigError(f"MEDIAPROXY_QUEUE_URL={queue!r}: expected sqlite:///PATH or redis://HOST:PORT/DB")
         if not db.startswith(("sqlite:", "postgresql")):
             raise ConfigError(f"MEDIAPROXY_DATABASE_URL={db!r}: expected sqlite:///PATH or postgresql+psycopg://...")
-        # seed 004 names it API_PREFIX; ours wins when both are set
+        # the /v2 image service's own name for it is API_PREFIX; ours wins when both are set
         prefix_name = "MEDIAPROXY_API_PREFIX" if "MEDIAPROXY_API_PREFIX" in env or "API_PREFIX" not in env \
             else "API_PREFIX"
         prefix = env.get(prefix_name, d["api_prefix"]).strip().rstrip("/")

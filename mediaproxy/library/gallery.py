@@ -28,7 +28,8 @@ TAG_MAX = 64
 TAGS_MAX = 32
 TOKEN_BYTES = 32
 FALLBACK_SIDE = 64
-STATS_APIS = ("v1", "media", "v2")  # the records' dialects: /api/v1 (seed 002), /media (seed 003), /v2
+# the records' dialects: the /api/v1 API, the presigned /media API, the /v2 image service
+STATS_APIS = ("v1", "media", "v2")
 
 
 def token_digest(token: str) -> str:
@@ -389,8 +390,8 @@ class Gallery:
 
     def stats(self, s: Session, org_id: int) -> dict:
         """The client's media, whichever API stored them: ``images`` (with ``privateImages`` and
-        ``imageBytes``) counts every ready record but avatars — uploads of /api/v1 (seed 002), of
-        /media (seed 003) and of /v2 — each with its original's size (identical seed-003 uploads,
+        ``imageBytes``) counts every ready record but avatars — uploads of the /api/v1 API, of
+        the presigned /media API and of /v2 — each with its original's size (identical /media uploads,
         stored once, count once per record; variants and cached renditions are not counted);
         ``byApi`` splits them by API. Avatars, albums and ``totalBytes`` (images' and avatars')
         follow."""

@@ -119,7 +119,7 @@ class Version(Base):
     media_id: Mapped[str] = mapped_column(ForeignKey("media.id", ondelete="CASCADE"), index=True)
     object_id: Mapped[int] = mapped_column(ForeignKey("objects.id"), index=True)
     folder: Mapped[str] = mapped_column(String(1024))  # variants live under it
-    # the Content-Disposition this record's presigned PUT carried (seed 003), served with its public
+    # the Content-Disposition this record's presigned PUT carried (the /media API), served with its public
     # URL's bytes; the record's own, not the object's: identical bytes of two records share one object
     content_disposition: Mapped[str | None] = mapped_column(String(1024), nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=now)

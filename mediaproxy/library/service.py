@@ -94,7 +94,7 @@ def new_id() -> str:
 
 def _own_key(folder: str, stored_key: str, filename: str) -> str:
     """A version's original under its own folder: the stored key itself, unless the bytes are
-    another record's (a deduplicated seed-003 upload), then the record's own file name under this
+    another record's (a deduplicated /media upload), then the record's own file name under this
     folder (never the other record's: that name is its uploader's, and may be private)."""
     if stored_key.startswith(folder + "/"):
         return stored_key
@@ -383,7 +383,7 @@ class Library:
 
     def _owner_of_key(self, s: Session, bucket: str, key: str) -> tuple[Media, bool] | None:
         """(a media whose current version has the stored ``key`` as original or variant — a private
-        one if any is: seed 003's identical uploads share one object —, is-variant)."""
+        one if any is: identical /media uploads share one object —, is-variant)."""
         if bucket != self.bucket or not key:
             return None
         media = s.scalar(
@@ -433,7 +433,7 @@ class Library:
     @staticmethod
     def public_key(media: Media) -> str:
         """The key of the media's own public URL (``/library/{key}``) for its current original:
-        ``{org}/{mediaId}/{versionId}/{name}``. It is the stored object's key, except for a seed-003
+        ``{org}/{mediaId}/{versionId}/{name}``. It is the stored object's key, except for a /media
         upload pointed at identical bytes stored before (content addressing): that record's URL
         keeps its own folder and its own file name, so each record's privacy governs its own URL
         and no record's URL tells another's file name."""

@@ -38,7 +38,7 @@ class _Public:
         if spec is None:
             serve_stored(req, resp, ctx, bucket, key, mime)
             # the stored bytes as they were uploaded, with the Content-Disposition the record's PUT
-            # set (seed 003: S3 would send it back); a transformed result is another file
+            # set (a /media upload's PUT: S3 would send it back); a transformed result is another file
             if disposition:
                 resp.set_header("Content-Disposition", disposition)
             return

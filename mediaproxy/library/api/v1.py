@@ -95,7 +95,7 @@ class Presigned(Resource):
             raise Forbidden("orgSlug is not the API key's organization")
         filename = text(p, "filename", required=True, most=255)
         allowed = self.library.settings.allowed_types
-        # mimeType is optional (seed 002): the filename's, else none at all, and either way the
+        # mimeType is optional in the /api/v1 API: the filename's, else none at all, and either way the
         # bytes decide when the upload completes (a type they do not show is refused then)
         mime = (text(p, "mimeType") or mimetypes.guess_type(filename)[0] or "").lower() or None
         if mime == UNKNOWN:
@@ -289,7 +289,7 @@ class Download(Resource):
     def on_get(self, req: falcon.Request, resp: falcon.Response, bucket: str, key: str) -> None:
         org = self.org(req)
         self.library.owned_key(req.context.db, org, bucket, key)
-        # private if any record sharing the bytes is (seed 003's identical uploads share one object)
+        # private if any record sharing the bytes is (identical uploads of the presigned /media API share one object)
         serve_object(req, resp, self.library, bucket, key, self.library.key_is_private(req.context.db, bucket, key))
 
     on_head = on_get
