@@ -13,15 +13,18 @@ from __future__ import annotations
 import functools
 import hashlib
 import hmac
+import ipaddress
 import re
 import secrets
+import time
+from datetime import timedelta
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, case, delete, or_, select, update
 from sqlalchemy.orm import Session
 
 from ..errors import BadRequest, Unauthorized
 from ..hotpath import decimal
-from .models import ApiKey, Organization
+from .models import Admin, AdminSession, ApiKey, LoginThrottle, Organization, RefreshToken, now
 
 SLUG = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,62})")
 _KEY = re.compile(r"mpk_([0-9a-f]{12})_[A-Za-z0-9_-]{43}")
@@ -74,8 +77,6 @@ def key_prefix(text: str) -> str | None:
 def revoke_key(session: Session, prefix: str) -> ApiKey | None:
     """Revoke the key with this prefix (refused from the next request on); None if there is none.
     A key revoked before keeps its first revocation time."""
-    from .models import now
-
     row = session.scalar(select(ApiKey).where(ApiKey.prefix == prefix))
     if row is not None and row.revoked_at is None:
         row.revoked_at = now()
@@ -135,8 +136,6 @@ def check_password(password: str | None) -> str:
 
 
 def create_admin(session: Session, email: str, password: str, name: str = ""):
-    from .models import Admin
-
     email = check_email(email)
     if session.scalar(select(Admin).where(Admin.email == email)) is not None:
         raise BadRequest(f"an admin {email} exists")
@@ -172,8 +171,6 @@ def jwt_key(secret: str) -> bytes:
 
 
 def access_token(admin, session_id: str, secret: str) -> str:
-    import time
-
     import jwt
 
     t = int(time.time())
@@ -186,10 +183,6 @@ def access_token(admin, session_id: str, secret: str) -> str:
 def _admin_of_session():
     """The admin's row and its session's end, by primary keys: built once, as building the
     statement costs as much as running it (docs/library.md § Admin)."""
-    from sqlalchemy import bindparam
-
-    from .models import Admin, AdminSession
-
     return (select(Admin, AdminSession.revoked_at).join(AdminSession, AdminSession.admin_id == Admin.id)
             .where(Admin.id == bindparam("admin_id"), AdminSession.id == bindparam("session_id")))
 
@@ -220,10 +213,6 @@ def admin_from_token(session: Session, token: str | None, secret: str):
 
 def issue_refresh(session: Session, admin, family: str | None = None) -> tuple[str, str]:
     """(a new refresh token, its session id): of the session ``family``, or of a new one."""
-    from datetime import timedelta
-
-    from .models import AdminSession, RefreshToken, now
-
     if family is None:
         family = secrets.token_hex(16)
         session.add(AdminSession(id=family, admin_id=admin.id))
@@ -237,10 +226,6 @@ def issue_refresh(session: Session, admin, family: str | None = None) -> tuple[s
 def rotate_refresh(session: Session, token: str | None):
     """(admin, a new refresh token, its session id) for a valid one, which is used up; a reused
     token revokes its whole session and every access token of the admin."""
-    from sqlalchemy import update
-
-    from .models import Admin, AdminSession, RefreshToken, now
-
     row = session.scalar(select(RefreshToken).where(RefreshToken.digest == digest(token or ""))) if token else None
     if row is None or row.revoked_at is not None or row.expires_at <= now():
         raise Unauthorized("invalid refresh token")
@@ -265,10 +250,6 @@ def rotate_refresh(session: Session, token: str | None):
 
 def revoke_family(session: Session, family: str) -> None:
     """End one session: its refresh tokens and (at their next request) its access tokens."""
-    from sqlalchemy import update
-
-    from .models import AdminSession, RefreshToken, now
-
     t = now()
     session.execute(update(RefreshToken).where(RefreshToken.family == family, RefreshToken.revoked_at.is_(None))
                     .values(revoked_at=t))
@@ -278,8 +259,6 @@ def revoke_family(session: Session, family: str) -> None:
 
 def revoke_refresh(session: Session, admin, token: str | None) -> None:
     """End the session of one of the admin's refresh tokens (another admin's token: nothing)."""
-    from .models import RefreshToken
-
     row = session.scalar(select(RefreshToken).where(RefreshToken.digest == digest(token or ""),
                                                     RefreshToken.admin_id == admin.id)) if token else None
     if row is not None:
@@ -288,10 +267,6 @@ def revoke_refresh(session: Session, admin, token: str | None) -> None:
 
 def end_every_session(session: Session, admin) -> None:
     """Every session of the admin: all refresh tokens and all access tokens, at once."""
-    from sqlalchemy import update
-
-    from .models import AdminSession, RefreshToken, now
-
     t = now()
     session.execute(update(RefreshToken).where(RefreshToken.admin_id == admin.id, RefreshToken.revoked_at.is_(None))
                     .values(revoked_at=t))
@@ -328,8 +303,6 @@ DEVICE_COOKIE = "mediaproxy_admin_device"
 def throttle_address(address) -> str:
     """The address a counter is kept for: an IPv4 address whole, an IPv6 one by its /64 (a
     subscriber rotating through its own /64 stays one address)."""
-    import ipaddress
-
     if address is None:
         return "unknown"
     ip = ipaddress.ip_address(address)
@@ -385,12 +358,6 @@ def throttle_reserve(session: Session, keys: list[str]) -> int:
     then count nothing and answer the seconds to wait (0: counted, go on and verify). A counter that
     reaches its free failures starts waiting at once, so a parallel attempt is refused before this
     one's password is even verified. Commits."""
-    from datetime import timedelta
-
-    from sqlalchemy import case, or_
-
-    from .models import LoginThrottle, now
-
     t = now()
     table = LoginThrottle.__table__
     wait = 0
@@ -430,10 +397,6 @@ def _insert(session: Session):
 
 def _forgive(session: Session, key: str) -> None:
     """Take back one counted attempt; a counter back under its free failures stops waiting."""
-    from sqlalchemy import case, update
-
-    from .models import LoginThrottle
-
     table = LoginThrottle.__table__
     session.execute(update(table).where(table.c.key == key, table.c.failures > 0).values(
         failures=table.c.failures - 1,
@@ -444,10 +407,6 @@ def throttle_success(session: Session, keys: list[str]) -> None:
     """The attempt was the right password: its pair or device starts again (deleted); its address
     only gets this attempt back (an attacker with an account of their own cannot reset an
     address's count by logging in)."""
-    from sqlalchemy import delete
-
-    from .models import LoginThrottle
-
     for k in keys:
         if k.startswith("addr:"):
             _forgive(session, k)
