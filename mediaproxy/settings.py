@@ -155,7 +155,6 @@ def available_cpus(cgroup_root: str | os.PathLike[str] = "/sys/fs/cgroup") -> in
     return max(1, cpus)
 
 
-
 def _cidr_lines(name: str, ref: str) -> list[str]:
     """``@cloudflare`` → the shipped list ``mediaproxy/data/cloudflare.txt``; ``@/path/to/file`` →
     that file. One network per line, ``#`` comments."""
@@ -198,7 +197,6 @@ def _bucket(env: Mapping[str, str], name: str, default: str) -> str:
     return value
 
 
-
 # The library's variants: name → (box side, fit). ``cover`` crops to a square,
 # ``inside`` keeps the aspect ratio within the box; 0 is "full size".
 DEFAULT_VARIANTS = "thumbnail=150:cover,small=320,medium=640,large=1280,original_webp=0"
@@ -226,9 +224,6 @@ def _variants(env: Mapping[str, str], name: str) -> tuple[tuple[str, int, str], 
 
 def _sqlite_url(path: str) -> str:
     return "sqlite:///" + str(Path(path).resolve())
-
-
-
 
 
 # --- Parsers: each reads one variable, returns its value or raises ConfigError with one line
@@ -813,6 +808,8 @@ class LibrarySettings:
 
 @_declared("")
 class Settings:
+    """Every setting: the rows of SETTINGS without a section, then gunicorn's and the library's."""
+
     server: ServerSettings = field(default_factory=ServerSettings)
     library: LibrarySettings = field(default_factory=LibrarySettings, compare=False)
 
