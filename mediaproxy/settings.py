@@ -289,13 +289,13 @@ def _sqlite_url(path: str) -> str:
 
 @dataclass(frozen=True, slots=True)
 class LibrarySettings:
-    """The media library's section (seeds 002-004): records, jobs, uploads, variants, presigning."""
+    """The media library's section (its three APIs): records, jobs, uploads, variants, presigning."""
 
     database_url: str = "sqlite:///var/library.db"
     queue_url: str = "sqlite:///var/queue.db"
     bucket: str = "library"  # where the library keeps originals and variants
-    upload_max_bytes: int = 50 * 1024**2  # seed 002's direct and presigned uploads
-    media_max_bytes: int = 10 * 1000**2  # seed 003: "10 MB per file"
+    upload_max_bytes: int = 50 * 1024**2  # the /api/v1 API's and the /v2 image service's uploads
+    media_max_bytes: int = 10 * 1000**2  # the presigned /media API: "10 MB per file"
     allowed_types: frozenset[str] = frozenset(LIBRARY_TYPES.split(","))
     media_api_types: frozenset[str] = frozenset(MEDIA_API_TYPES.split(","))
     variants: tuple[tuple[str, int, str], ...] = _variants({}, "MEDIAPROXY_VARIANTS")
@@ -304,7 +304,7 @@ class LibrarySettings:
     presign_max: int = 86400
     upload_url_expiry: int = 900  # seconds an upload URL of POST /media or /upload/presigned stays valid
     public_base_url: str = ""  # absolute URLs in answers; empty: from the request's own host
-    api_prefix: str = "/v2"  # seed 004's routes (issue 14)
+    api_prefix: str = "/v2"  # where the /v2 image service and its admin API are served
     job_retries: int = 3
     job_retry_delay: float = 1.0  # first retry after this many seconds, doubling
     job_retry_max_delay: float = 60.0  # the doubling stops here
@@ -377,7 +377,7 @@ class LibrarySettings:
 
 @dataclass(frozen=True, slots=True)
 class Settings:
-    mode: str = "media"  # media (the origin), static (static assets), library (seeds 002-004), all (media + library)
+    mode: str = "media"  # media (the origin), static (static assets), library (its APIs), all (media + library)
     # storage
     storage: str = DEFAULT_STORAGE  # "s3" or a directory laid out as {dir}/{bucket}/{key}
     cdn_bucket: str = "cdn"
