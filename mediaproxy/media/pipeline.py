@@ -331,7 +331,7 @@ def _to_srgb(im: pyvips.Image) -> pyvips.Image:
 # and plain libvips (bench/quality.py, bench/results/quality.md; the figures: docs/performance.md).
 WEBP_EFFORT = 4  # effort 2 needs more bytes for the same score
 # Large WebP outputs (over WEBP_LARGE_PIXELS a frame) are encoded at effort 2: at 800x600 effort 4
-# saved a few percent of the bytes for 2.5x the encode time, most of the request.
+# saved a few percent of the bytes for over twice the encode time, most of the request.
 WEBP_EFFORT_LARGE = 2
 WEBP_LARGE_PIXELS = 512 * 512
 # libwebp's sharp RGB->YUV conversion ("smart subsample"): colour edges survive 4:2:0. It pays on
