@@ -5,6 +5,7 @@ loopback ports of their own instead of 8000 and 8001."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import shlex
 import subprocess
@@ -50,10 +51,13 @@ def test_readme_examples_run_as_printed(tmp_path):
         # the demo objects, as scripts/serve writes them
         subprocess.run([MEDIAPROXY, "demo", "--base-url", media.base, "--static-base-url", static.base],
                        cwd=ROOT, env=media.env, check=True, capture_output=True, timeout=300)
-        # the reader's shell: in a checkout (.venv beside them), nothing in the current directory
+        # the reader's shell: no MEDIAPROXY_* variable, in a checkout whose .venv and var/ (the default
+        # library database and queue, relative to the current directory) are the servers'
         shell = tmp_path / "checkout"
         shell.mkdir()
         (shell / ".venv").symlink_to(Path(sys.executable).parent.parent)
+        (shell / "var").symlink_to(work / "media")
+        reader_env = {k: v for k, v in os.environ.items() if not k.startswith("MEDIAPROXY_")}
         commands = [c.replace(MEDIA_HOST, media.base).replace(STATIC_HOST, static.base) for c in readme_commands()]
         script = "\n".join([
             "set -euo pipefail",
@@ -61,7 +65,7 @@ def test_readme_examples_run_as_printed(tmp_path):
             'curl() { command curl --fail-with-body --silent --show-error --max-time 120 "$@"; }',
             *(f"echo {shlex.quote('>>> ' + c)} >&2; {c}; echo" for c in commands),
         ])
-        run = subprocess.run(["bash", "-c", script], cwd=shell, env=media.env, capture_output=True, text=True,
+        run = subprocess.run(["bash", "-c", script], cwd=shell, env=reader_env, capture_output=True, text=True,
                              timeout=600)
         assert run.returncode == 0, f"{run.stderr}\n{run.stdout}"
     finally:
