@@ -174,3 +174,35 @@ def test_library_layout_names_every_module():
                if p.name != "__init__.py" and "migrations" not in p.relative_to(lib).parts}
     unnamed = sorted(present - named)
     assert not unnamed, f"docs/library.md's layout does not name: {unnamed}"
+
+
+# A file named in the docs' text (``mediaproxy/worker.py``, ``tests/test_cache.py``, ``media/jpeg.py``,
+# ``routes/cdn.FAMILIES``), relative to the repository, mediaproxy/ or mediaproxy/library/.
+_FILE_NAME = re.compile(r"(?<![\w/.{-])((?:mediaproxy|tests|bench|scripts|deploy|native|docs|\.ci|routes|media|storage"
+                        r"|library|openapi|data|api)/[A-Za-z0-9_./-]*[A-Za-z0-9_])(?![\w{*-]|/\w)")
+_CREATED_AT_RUN_TIME = ("bench/.venv-",)  # the benchmarks' own virtual environments
+
+
+def _names_a_file(name: str) -> bool:
+    for base in (ROOT, ROOT / "mediaproxy", ROOT / "mediaproxy" / "library"):
+        if (base / name).exists():
+            return True
+        module, _, attribute = name.rpartition(".")  # routes/cdn.FAMILIES: a name in routes/cdn.py
+        if attribute and (base / f"{module}.py").exists():
+            return True
+    return False
+
+
+def test_every_file_the_docs_name_exists():
+    problems = []
+    named = 0
+    for doc in DOCS:
+        for i, line in enumerate(doc.read_text().splitlines(), 1):
+            for name in _FILE_NAME.findall(line):
+                if name.startswith(_CREATED_AT_RUN_TIME):
+                    continue
+                named += 1
+                if not _names_a_file(name):
+                    problems.append(f"{doc.relative_to(ROOT)}:{i}: {name}")
+    assert named > 100  # the pattern still finds them
+    assert not problems, "the docs name files that do not exist:\n" + "\n".join(problems)
