@@ -66,15 +66,14 @@ if srv.control_socket:
     control_socket = srv.control_socket
 # One process per core (the CPUs this process may use: affinity mask and
 # cgroup quota, so a container limited to 2 CPUs on a big host runs 2): 2
-# workers measured 2.0x one worker on misses (1 thread each); a third worker on
-# 2 cores gave nothing (hits 12.8k vs 13.2k req/s, misses 195 vs 202 req/s)
-# and costs another ~72 MiB (docs/performance.md).
+# workers doubled one worker's misses; a third worker on 2 cores gave nothing
+# and costs another worker's memory (figures: docs/performance.md, Tuning).
 workers = srv.workers
 # Threads per worker (measured with 4 transform slots): hits are GIL-bound, libvips
-# releases the GIL. On loopback 4 measured best on misses (202 req/s; 1: 182, 2: 176,
-# 8: 188 with p99 81 ms); hits 11.2k (1), 10.7k (2), 13.2k (4), 14.2k (8).
-# 18 threads: misses (storage, transforms) may hold MEDIAPROXY_MAX_CONCURRENT_MISSES (6)
-# and MEDIAPROXY_MAX_QUEUED_MISSES (6) more waiting for a place, stored bodies being
+# releases the GIL; with one share of threads for all work, 4 measured best on misses
+# (docs/performance.md, Tuning). 18 threads: misses (storage, transforms) may hold
+# MEDIAPROXY_MAX_CONCURRENT_MISSES (6) and MEDIAPROXY_MAX_QUEUED_MISSES (6) more waiting
+# for a place, stored bodies being
 # sent MEDIAPROXY_MAX_CONCURRENT_STREAMS (4); the other two always
 # answer cache hits, 304s and /_health, however stuck storage, the transforms or the
 # clients reading attachments are (docs/resilience.md). A blocked thread costs no CPU.
@@ -114,7 +113,7 @@ errorlog = "-"
 loglevel = srv.log_level
 
 # libvips threads per operation: the workers already use every core; 2 measured
-# no faster on misses (203 vs 202 req/s, 2 x 4 threads, p99 67 vs 65 ms).
+# no faster on misses, with a higher p99 (docs/performance.md, Tuning).
 vips_concurrency = srv.vips_concurrency
 os.environ["VIPS_CONCURRENCY"] = str(vips_concurrency)  # read by libvips when a worker imports pyvips
 
@@ -133,9 +132,9 @@ malloc_arena_max = srv.malloc_arena_max
 malloc_mmap_threshold = srv.malloc_mmap_threshold
 # Seconds between malloc_trim(0) calls, made after a request at most this often
 # (0: never). Freed memory inside the heap stays resident until trimmed: an
-# AVIF-heavy mix held 92-109 MiB of heap per worker without it and 48-66 MiB
-# with it. A trim takes about 0.1 ms, 5 ms when it has 70 MiB to hand back;
-# ctypes drops the GIL for it and it runs after the response went out.
+# AVIF-heavy mix held about twice the heap without it (docs/performance.md,
+# Memory). A trim is short; ctypes drops the GIL for it and it runs after the
+# response went out.
 malloc_trim_interval = srv.malloc_trim_interval
 _M_MMAP_THRESHOLD, _M_ARENA_MAX = -3, -8  # from glibc's malloc.h
 _glibc = None  # set in each worker when the allocator is glibc's

@@ -6,7 +6,7 @@ Compares, on a cached 256px WebP avatar: nginx (from apt, started here) serving
 the identical bytes from disk; mediaproxy's defaults (2 workers x 4 threads,
 fast path on); mediaproxy with the fast path off (every hit through Falcon);
 and a bare WSGI callable returning the bytes from memory, on gunicorn's stock
-gthread (2 workers x 4 threads, the issue's ceiling) and on mediaproxy's
+gthread (2 workers x 4 threads, gunicorn's own ceiling) and on mediaproxy's
 gunicorn.conf.py. Access logs off, then mediaproxy and nginx with them on.
 
 The machine is shared and noisy, so every server is started afresh in each

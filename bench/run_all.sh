@@ -8,7 +8,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=.venv/bin/python
 OUT=${OUT:-bench/results}
-$PY -m pip install -q -e '.[test,bench]'
+scripts/bootstrap  # the dev lock: the test and bench tools at their locked versions
 for b in micro hits miss tune memory; do
   echo "== $b"; $PY "bench/$b.py" --out "$OUT"
 done

@@ -1,4 +1,4 @@
-"""Misses against thumbor, side by side: the speed half of issue 12 (bench/quality.py is the other).
+"""Misses against thumbor, side by side: the speed half of the quality-per-byte work (bench/quality.py is the other).
 
     .venv/bin/python bench/thumbor.py [--duration 5] [--rounds 2] [--workers 2] [--cases a,b,d] [--out DIR]
 
@@ -66,7 +66,7 @@ class Thumbor:
             self.proc.wait(20)
 
 
-# pipeline 1's settings, for the in-process CPU comparison (issue 12 changed these)
+# pipeline 1's settings, for the in-process CPU comparison (the quality-per-byte work changed these)
 PIPELINE_1 = {"LINEAR": False, "DCT_MARGIN": 1.0, "WEBP_EFFORT": 2, "WEBP_EFFORT_LARGE": 2, "WEBP_SHARP_YUV_PIXELS": 0,
               "JPEG_FULL_CHROMA_PIXELS": 0}
 

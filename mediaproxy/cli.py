@@ -308,7 +308,7 @@ def cmd_janitor(args: argparse.Namespace) -> int:
 
 
 def cmd_admin_create(args: argparse.Namespace) -> int:
-    """Seed 004's first admin: the password comes from standard input (one line), never argv."""
+    """The first admin of the /v2 admin API: the password comes from standard input (one line), never argv."""
     from .errors import MediaError
     from .library import auth
     from .library.db import Database, upgrade_locked
@@ -393,7 +393,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="accept a grace shorter than that (only when no server or worker is running)")
     p.set_defaults(func=cmd_janitor)
 
-    p = sub.add_parser("admin", help="admins of seed 004's admin API")
+    p = sub.add_parser("admin", help="admins of the /v2 admin API")
     asub = p.add_subparsers(dest="admin_command", required=True, metavar="COMMAND", help="create")
     q = asub.add_parser("create", help="create an admin; the password is read from standard input")
     q.add_argument("--email", required=True, help="the admin's e-mail address (the login)")

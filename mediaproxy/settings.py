@@ -520,8 +520,8 @@ OPS = "Logs, metrics and telemetry"
 GUNICORN = "gunicorn"
 BODIES = "Slow clients and request bodies"
 MEMORY = "Memory and libvips"
-LIBRARY = "Media library"
-JOBS = "Media library: jobs"
+LIBRARY = "The media library"
+JOBS = "The media library: jobs"
 
 MiB = 1024**2
 _tcp = Address(unix=False)
@@ -702,7 +702,7 @@ SETTINGS: tuple[Setting, ...] = (
             "bucket (or folder of the local backend) of the originals and variants; never one the origin serves",
             LIBRARY),
     Setting("library", "upload_max_bytes", "MEDIAPROXY_UPLOAD_MAX_BYTES", Int(1024), 50 * MiB,
-            "largest upload of the `/api/v1` API (direct and presigned)", LIBRARY),
+            "largest upload of the `/api/v1` API (direct and presigned) and of the `/v2` image service", LIBRARY),
     Setting("library", "media_max_bytes", "MEDIAPROXY_MEDIA_MAX_BYTES", Int(1024), 10 * 1000**2,
             "largest upload of the presigned `/media` API", LIBRARY),
     Setting("library", "allowed_types", "MEDIAPROXY_LIBRARY_TYPES", Types(), frozenset(LIBRARY_TYPES.split(",")),
@@ -729,8 +729,8 @@ SETTINGS: tuple[Setting, ...] = (
             default_doc="the request's own scheme and host"),
     Setting("library", "api_prefix", "MEDIAPROXY_API_PREFIX",
             Custom(fn=_api_prefix, text="a path such as `/v2`"), "/v2",
-            "path prefix of the `/v2` image service; its own name for it, `API_PREFIX`, is read too (ours wins when "
-            "both are set)", LIBRARY),
+            "where the `/v2` image service and its admin API are served; the service's own name for it, "
+            "`API_PREFIX`, is read too (ours wins when both are set)", LIBRARY),
     Setting("library", "uploads_per_client", "MEDIAPROXY_UPLOADS_PER_CLIENT", Int(1, 1024), 4,
             "uploads of one client (an organization's keys; for an upload URL, one address) whose bodies are still "
             "arriving, per worker: past it `429`", LIBRARY),

@@ -97,7 +97,7 @@ class Server:
             "MEDIAPROXY_WORKERS": str(workers),
             "MEDIAPROXY_THREADS": str(threads),
             "MEDIAPROXY_LOG_LEVEL": "warning",
-            # moto on a loaded 2-core machine can take over the 1 s default to answer; tests of
+            # moto on a loaded 2-core machine can take over the 2 s default to answer; tests of
             # the deadline itself set it back (tests/test_resilience.py)
             "MEDIAPROXY_S3_READ_TIMEOUT": "5",
         }

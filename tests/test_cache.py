@@ -148,7 +148,7 @@ def test_lock_of_a_killed_worker_is_released_at_once(tmp_path):
 
 def test_unwritable_cache_never_makes_a_request_wait_for_a_result_nobody_stores(tmp_path, monkeypatch):
     # A full disk: every write fails. Concurrent misses of one key then each take their
-    # own work's time, never the coalescing wait (the issue saw exactly the 10 s wait).
+    # own work's time, never the coalescing wait (before the fix: exactly the 10 s wait).
     cache = ResultCache(str(tmp_path / "c"), 64 * MB)
 
     def full(*args, **kwargs):

@@ -1,4 +1,4 @@
-"""Large uploads (issue 13's throughput work): the S3 writer's part pipeline and the local
+"""Large uploads, the throughput work: the S3 writer's part pipeline and the local
 writer's helper thread keep the bytes and the SHA-256 exact, tell a failing part on the request,
 and a client that goes away mid-upload leaves nothing stored. Over real HTTP (gunicorn, moto)."""
 

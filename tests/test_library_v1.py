@@ -1,4 +1,4 @@
-"""Seed 002's API over real HTTP: gunicorn + a real worker, on both storage backends."""
+"""The /api/v1 API over real HTTP: gunicorn + a real worker, on both storage backends."""
 
 from __future__ import annotations
 
@@ -408,7 +408,7 @@ def test_delete_by_id_and_by_key(library):
 def test_identical_uploads_share_the_canonical_uri(library):
     data = media.jpeg(123, 77)
     a, b = library.upload(data, "one.jpg").json(), library.upload(data, "two.jpg").json()
-    assert a["objectKey"] != b["objectKey"]  # seed 002: each upload keeps its own folder
+    assert a["objectKey"] != b["objectKey"]  # the /api/v1 API: each upload keeps its own folder
     assert a["canonicalUri"] == b["canonicalUri"] and a["canonicalUri"].endswith("/sha256/" + __import__(
         "hashlib").sha256(data).hexdigest())
     r = requests.get(a["canonicalUri"], timeout=30)

@@ -1,4 +1,4 @@
-"""Seed 004's API over real HTTP (gunicorn + worker; local/S3 storage, SQLite/PostgreSQL, huey on
+"""The /v2 image service over real HTTP (gunicorn + worker; local/S3 storage, SQLite/PostgreSQL, huey on
 SQLite/Redis): images, privacy and the fallback image, share links, avatars, albums and their
 tokens, the client's status and statistics, and the abuse cases of each."""
 
@@ -364,7 +364,7 @@ def test_status_and_stats(library):
     assert r.status_code == 200 and r.json()["status"] == "ok" and r.json()["client"]["slug"] == "acme"
     assert library.api("GET", f"{V2}/status", key=None).status_code == 401
     assert library.api("GET", f"{V2}/status", headers={"Authorization": f"Bearer {library.key}"},
-                       key=None).status_code == 401  # seed 004's client key is X-API-Key only
+                       key=None).status_code == 401  # the /v2 client key is X-API-Key only
     before = library.api("GET", f"{V2}/client/stats", key=library.other_key).json()
     m = created(library, key=library.other_key, data=img(50, 50))
     put_avatar(library, "stats-user", img(40, 40), key=library.other_key)

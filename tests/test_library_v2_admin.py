@@ -1,4 +1,4 @@
-"""Seed 004's admin API over real HTTP: the real `mediaproxy admin create`, login, rotating refresh
+"""The /v2 admin API over real HTTP: the real `mediaproxy admin create`, login, rotating refresh
 tokens (a reused one revokes its family), logout, JWT abuse (alg none, other algorithms, bad
 signatures, expired), throttled failed logins, and the admin's views of every client."""
 

@@ -1,11 +1,10 @@
 """JPEG decoding through libjpeg-turbo (``simplejpeg``), at the DCT scale the plan needs.
 
 JPEG sources are most of a CDN origin's misses, and decoding is most of a
-miss: 1024px → 256px WebP spends ~70% of its time in the decoder. The JPEG
-loader of the libvips we ship (pyvips-binary) measured 1.3-1.8x slower than
-libjpeg-turbo driven directly: 6.9 vs 4.8 ms at 1/4 scale, 10.3 vs 5.7 ms at
-full size, on a 1024x1024 photo (docs/performance.md; thumbor's PIL path is
-libjpeg-turbo too, which is why it beat a plain libvips pipeline).
+miss. The JPEG loader of the libvips we ship (pyvips-binary) measured clearly
+slower than libjpeg-turbo driven directly (the figures: docs/performance.md,
+"How a request is served"; thumbor's PIL path is libjpeg-turbo too, which is
+why it beat a plain libvips pipeline).
 
 Only the plain case comes here: a baseline or progressive JPEG in YCbCr or
 greyscale, with no ICC profile, decoding to at most ``MAX_PIXELS``. The
@@ -67,9 +66,9 @@ def encode(im: pyvips.Image, quality: int, full_chroma: bool) -> bytes | None:
     """``im`` as a baseline JPEG written by libjpeg-turbo in the calling thread, or None: use libvips.
 
     For thumbnails, where libvips' saver costs more than the encoding: its
-    threaded sink measured 0.8 ms of CPU and ~1.7 ms of waiting for other
-    threads on a loaded machine per 128x128 JPEG, libjpeg-turbo here 0.1 ms.
-    simplejpeg has no Huffman table optimisation: ~6% more bytes at 128 px.
+    threaded sink spends several times the encoder's CPU, and waits for other
+    threads on a loaded machine (docs/performance.md). simplejpeg has no
+    Huffman table optimisation: a few percent more bytes at 128 px.
     Only 8-bit sRGB or greyscale without alpha comes here.
     """
     if im.format != "uchar" or im.bands not in (1, 3) or im.interpretation not in ("srgb", "b-w"):
@@ -93,8 +92,8 @@ MAX_HEADER_STEPS = 1024
 def header(buf: bytes | memoryview) -> tuple[int, int, int, bool] | None:
     """(width, height, EXIF orientation, has an ICC profile) from the markers before the scan, or None.
 
-    What libvips' header read answers for a plain JPEG, for a quarter of its
-    cost (0.05 vs 0.4 ms: the probe of every JPEG miss). None, and libvips
+    What libvips' header read answers for a plain JPEG, for a fraction of its
+    cost (the probe of every JPEG miss; docs/performance.md). None, and libvips
     decides, for anything unusual: truncated before the first scan, a second
     EXIF block, an orientation outside 1-8, an odd frame header.
     """
