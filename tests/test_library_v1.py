@@ -196,7 +196,7 @@ def test_list_search_is_a_case_insensitive_substring_kept_in_step(library):
     r = library.api("PATCH", f"/api/v1/media/{a['id']}", json={"alt": f"now {tag}xyzzy"})
     assert r.status_code == 200
     assert found(f"{tag}xyzzy") == {a["id"]} and a["id"] not in found("quiet river")
-    assert library.api("DELETE", "/api/v1/media/", params={"id": b["id"]}).status_code in (200, 204)
+    assert library.api("DELETE", "/api/v1/media/", params={"id": b["id"]}).status_code == 200
     assert found(tag) == {a["id"]}
 
 def test_batch(library):
