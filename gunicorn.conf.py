@@ -80,10 +80,10 @@ workers = srv.workers
 threads = srv.threads
 # gthread that accepts a connection only while it has a thread free: with
 # stock gthread the worker already awake wins every accept race, and in 3 of
-# 16 fresh starts one worker held all 16 of wrk's connections (mediaproxy/worker.py).
+# 16 fresh starts one worker held all 16 of wrk's connections (mediaproxy/worker/thread_worker.py).
 worker_class = srv.worker_class
 timeout = srv.timeout
-# Slow clients (mediaproxy/worker.py, docs/resilience.md). Request headers are read by
+# Slow clients (mediaproxy/worker/, docs/resilience.md). Request headers are read by
 # the worker's event loop, and a thread is taken only once they are complete: a
 # client gets MEDIAPROXY_HEADER_TIMEOUT seconds to send them (then 408). A response
 # send that makes no progress for MEDIAPROXY_SEND_TIMEOUT seconds (a client that
