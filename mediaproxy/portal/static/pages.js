@@ -361,8 +361,9 @@ export async function image(main, { args, go }) {
   main.append(h("div", { class: "split" }, h("figure", { class: "card" }, pic),
     h("section", { class: "card" }, h("h2", {}, "Metadata"), h("dl", { class: "meta" },
       meta.map(([k, v]) => [h("dt", {}, k), h("dd", {}, v)])))));
+  const variants = (m.variants || []).map((v) => [v.name, `${v.width} × ${v.height}`, bytes(v.size), v.mimeType]);
   main.append(h("section", { class: "card scroll" }, table("Variants", ["Name", "Dimensions", "Size", "Type"],
-    (m.variants || []).map((v) => [v.name, `${v.width} × ${v.height}`, bytes(v.size), v.mimeType]))));
+    [["original", `${m.width} × ${m.height}`, bytes(m.size), m.mimeType], ...variants])));
 
   // edit
   const tags = h("input", { type: "text", name: "tags", value: m.tags.join(", ") });
