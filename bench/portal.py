@@ -107,8 +107,10 @@ def main() -> None:
         seed(env, args.images)
         seeding = time.monotonic() - t0
         with common.Server(work, env) as srv:
+            # this checkout's code, as the server's (a venv shared between checkouts runs another's)
             subprocess.run([str(common.VENV_BIN / "mediaproxy"), "admin", "create", "--email", EMAIL], cwd=common.ROOT,
-                           env=srv.env, input=PASSWORD + "\n", capture_output=True, text=True, check=True)
+                           env={**srv.env, "PYTHONPATH": str(common.ROOT)}, input=PASSWORD + "\n",
+                           capture_output=True, text=True, check=True)
             base = srv.url("")
             with sync_playwright() as pw:
                 ctx = pw.chromium.launch_persistent_context(str(work / "profile"), executable_path=CHROMIUM,

@@ -139,6 +139,23 @@ def test_pages_carry_a_strict_policy(portal):
     assert portal.api("GET", "/admin", allow_redirects=False).headers["Location"].endswith("/admin/")
     assert portal.api("GET", "/admin/static/app.js").headers["Content-Type"].startswith("text/javascript")
     assert portal.api("GET", "/admin/static/..%2Fweb.py").status_code == 404
+    # the session routes: the portal's own origin only; without a session, nothing to refresh
+    own = {"Origin": portal.base}
+    assert portal.api("POST", "/admin/session/refresh", headers=own).status_code == 401
+    assert portal.api("POST", "/admin/session/refresh").status_code == 403
+    assert portal.api("POST", "/admin/session", headers={"Origin": "http://evil.example"},
+                      json={"email": portal.email, "password": PASSWORD}).status_code == 403
+    r = portal.api("POST", "/admin/session", headers=own, json={"email": portal.email, "password": PASSWORD})
+    assert r.status_code == 200 and "refreshToken" not in r.json() and r.json()["accessToken"]
+    cookie = r.cookies.get("mediaproxy_portal_refresh")
+    assert cookie and "HttpOnly" in r.headers["Set-Cookie"] and "SameSite=Strict" in r.headers["Set-Cookie"]
+    forged = portal.api("POST", "/admin/session/logout", headers=own, cookies={"mediaproxy_portal_refresh": cookie},
+                        json={"everywhere": True})
+    assert forged.status_code == 403  # no CSRF token: the session lives on
+    csrf = r.json()["csrfToken"]
+    again = portal.api("POST", "/admin/session/refresh", headers={**own, "X-CSRF-Token": csrf},
+                       cookies={"mediaproxy_portal_refresh": cookie})
+    assert again.status_code == 200, again.text
     # a signed image URL is refused once tampered with, and the signing needs the admin's token
     assert portal.api("GET", "/v2/admin/images/signed?ids=x&w=10&h=10").status_code == 401
 
@@ -152,6 +169,10 @@ def test_sign_in_dashboard_matches_the_api(page, portal):
     shown = {k: page.inner_text(f"[data-stat={k}] .value") for k in ("clients", "images", "privateImages", "albums",
                                                                      "avatars")}
     assert shown == {k: f"{stats.get(k, 0):,}" for k in shown}
+    uploads = portal.api("GET", "/v2/admin/stats/uploads?days=30", token).json()["items"]
+    assert len(uploads) == 30 and sum(d["images"] for d in uploads) == stats["images"]
+    keys = portal.api("GET", f"/v2/admin/clients/{stats['perClient'][0]['id']}/keys", token).json()["items"]
+    assert [k["state"] for k in keys] == ["active"] and all("secret" not in k and "key" not in k for k in keys)
     assert page.locator("svg.chart").count() >= 2
     shot(page, "dashboard")
     page.set_viewport_size({"width": 390, "height": 844})
