@@ -14,6 +14,10 @@ Then the page's requests alone, one keep-alive client: `GET /v2/admin/images?lim
 grid's page of 10,000), `GET /v2/admin/images/signed` (its 100 URLs) and `GET /admin/` (the
 document), p50/p99 of `--requests` each.
 
+The floor, interleaved with the grid's runs: a page that already holds the 100 URLs loading the
+same thumbnail bytes from nginx, in the same browser with its cache cleared (what any page of 100
+images costs on this machine at that moment); the ratio grid / floor says how much the portal adds.
+
 Targets: grid interactive ≤ 1 s (warm server cache), page request ≤ 50 ms p99. Prints the
 figures of this run; writes portal.json only with --out.
 """
@@ -38,6 +42,12 @@ ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-f
         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 PASSWORD = "bench portal password"
 EMAIL = "bench@example.com"
+MARK = "performance.getEntriesByName('mp-grid-ready')[0].startTime"
+# the floor: a page that already knows the 100 URLs, loading the same bytes from nginx
+BASELINE = ("<!doctype html><body><script>const u = URLS; let n = 0; for (const s of u) { const i = new Image(); "
+            "i.width = i.height = 150; i.onload = () => i.decode().finally(() => { if (++n === u.length) "
+            "{ performance.mark('mp-grid-ready'); document.body.dataset.ready = '1'; } }); i.src = s; "
+            "document.body.append(i); }</script>")
 TRACE = ("performance.getEntriesByType('resource').map(e => [e.name.slice(-60), Math.round(e.startTime), "
          "Math.round(e.requestStart), Math.round(e.responseStart), Math.round(e.responseEnd), e.transferSize])")
 
@@ -125,20 +135,41 @@ def main() -> None:
                 page.goto(f"{base}/admin/#/images")  # warms the server's result cache
                 page.wait_for_selector("ul.grid[data-ready=true]", timeout=120_000)
                 assert page.locator("ul.grid li.cell").count() == 100
+                srcs = page.eval_on_selector_all("ul.grid img", "els => els.map(e => e.src)")
                 page.close()
-                grid_ms, thumbs = [], 0
-                for _ in range(args.runs):
-                    page = ctx.new_page()
-                    cdp = ctx.new_cdp_session(page)
-                    cdp.send("Network.clearBrowserCache")
-                    page.goto(f"{base}/admin/#/images")
-                    page.wait_for_selector("ul.grid[data-ready=true]", timeout=60_000)
-                    grid_ms.append(page.evaluate("performance.getEntriesByName('mp-grid-ready')[0].startTime"))
-                    thumbs = page.eval_on_selector_all("ul.grid img", "els => els.filter(e => e.naturalWidth).length")
-                    if os.environ.get("BENCH_PORTAL_TRACE"):
-                        for e in page.evaluate(TRACE):
-                            print("   ", e)
-                    page.close()
+                static = work / "static"
+                static.mkdir()
+                for d in (work, static):  # nginx's workers (nobody) read them
+                    d.chmod(0o755)
+                for i, u in enumerate(srcs):  # the same 100 thumbnails, as files for nginx
+                    (static / f"{i}.webp").write_bytes(requests.get(u, timeout=30).content)
+                    (static / f"{i}.webp").chmod(0o644)
+                grid_ms, static_ms, thumbs = [], [], 0
+                with common.Nginx(static) as nginx:
+                    baseline = BASELINE.replace("URLS", json.dumps(
+                        [f"/{i}.webp" for i in range(len(srcs))]))
+                    for _ in range(args.runs):  # interleaved: the portal, then the same images from nginx
+                        for target in ("portal", "static"):
+                            page = ctx.new_page()
+                            cdp = ctx.new_cdp_session(page)
+                            cdp.send("Network.clearBrowserCache")
+                            if target == "static":  # the page itself from Playwright, its images from nginx
+                                floor = f"http://127.0.0.1:{nginx.port}/floor.html"
+                                page.route(floor, lambda r: r.fulfill(body=baseline, content_type="text/html"))
+                                page.goto(floor)
+                                page.wait_for_selector("body[data-ready]", state="attached", timeout=60_000)
+                                static_ms.append(page.evaluate(MARK))
+                                page.close()
+                                continue
+                            page.goto(f"{base}/admin/#/images")
+                            page.wait_for_selector("ul.grid[data-ready=true]", timeout=60_000)
+                            grid_ms.append(page.evaluate(MARK))
+                            thumbs = page.eval_on_selector_all("ul.grid img",
+                                                               "els => els.filter(e => e.naturalWidth).length")
+                            if os.environ.get("BENCH_PORTAL_TRACE"):
+                                for e in page.evaluate(TRACE):
+                                    print("   ", e)
+                            page.close()
                 ctx.close()
             token = requests.post(f"{base}/v2/admin/auth/login", json={"email": EMAIL, "password": PASSWORD},
                                   timeout=30).json()["accessToken"]
@@ -164,6 +195,9 @@ def main() -> None:
         "images": args.images, "total_listed": page_json["total"], "runs": args.runs, "seeding_s": round(seeding, 1),
         "grid_ready_ms": {"median": round(statistics.median(grid_ms), 1), "max": round(max(grid_ms), 1),
                           "all": [round(x, 1) for x in grid_ms]},
+        "static_floor_ms": {"median": round(statistics.median(static_ms), 1), "max": round(max(static_ms), 1),
+                            "all": [round(x, 1) for x in static_ms]},
+        "grid_vs_static_floor": round(statistics.median(grid_ms) / statistics.median(static_ms), 2),
         "thumbnails_decoded": thumbs,
         "requests_ms": {k: {"p50": round(pct(v, 50), 2), "p99": round(pct(v, 99), 2)} for k, v in lat.items()},
         **load, "loadavg_1m_at_end": round(common.loadavg(), 2),
@@ -171,6 +205,8 @@ def main() -> None:
     print(f"grid of {thumbs} thumbnails over {page_json['total']:,} images, navigation start → last decoded: "
           f"median {result['grid_ready_ms']['median']} ms, max {result['grid_ready_ms']['max']} ms "
           f"(target ≤ 1000 ms: {result['grid_ready_ms']['median'] / 1000:.2f}× of it)")
+    print(f"the same 100 thumbnails as static files from nginx, in the same browser: median "
+          f"{result['static_floor_ms']['median']} ms; the grid is {result['grid_vs_static_floor']}× that")
     for k, v in result["requests_ms"].items():
         print(f"{k}: p50 {v['p50']} ms, p99 {v['p99']} ms (target ≤ 50 ms p99: {v['p99'] / 50:.2f}× of it)")
     print(f"load average {result['loadavg_1m_at_start']} at start, {result['loadavg_1m_at_end']} at the end")
