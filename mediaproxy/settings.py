@@ -474,6 +474,15 @@ def _api_prefix(env: Env, name: str, default: str, got: Got) -> str:
     return prefix
 
 
+def _portal_path(env: Env, name: str, default: str, got: Got) -> str:
+    portal = env.get(name, default).strip().rstrip("/")
+    prefix = got["api_prefix"]
+    if not portal.startswith("/") or "{" in portal or " " in portal or portal == prefix \
+            or portal.startswith(prefix + "/"):
+        raise ConfigError(f"{name}={portal!r}: expected a path such as /admin, outside {prefix}")
+    return portal
+
+
 def _public_base_url(env: Env, name: str, default: str, got: Got) -> str:
     base = env.get(name, "").strip().rstrip("/")
     if base and not base.startswith(("http://", "https://")):
@@ -731,6 +740,9 @@ SETTINGS: tuple[Setting, ...] = (
             Custom(fn=_api_prefix, text="a path such as `/v2`"), "/v2",
             "where the `/v2` image service and its admin API are served; the service's own name for it, "
             "`API_PREFIX`, is read too (ours wins when both are set)", LIBRARY),
+    Setting("library", "portal_path", "MEDIAPROXY_PORTAL_PATH",
+            Custom(fn=_portal_path, text="a path such as `/admin`, outside the API's prefix"), "/admin",
+            "where the admin portal's pages and cookie session are served (docs/portal.md)", LIBRARY),
     Setting("library", "uploads_per_client", "MEDIAPROXY_UPLOADS_PER_CLIENT", Int(1, 1024), 4,
             "uploads of one client (an organization's keys; for an upload URL, one address) whose bodies are still "
             "arriving, per worker: past it `429`", LIBRARY),

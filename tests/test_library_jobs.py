@@ -97,7 +97,7 @@ def test_db_upgrade_is_idempotent_and_keys_print_last(tmp_path):
     for _ in range(2):
         out = subprocess.run([MEDIAPROXY, "db", "upgrade"], cwd=ROOT, env=env, capture_output=True, text=True,
                              check=True)
-        assert "revision 0009" in out.stdout  # the head: the Content-Disposition kept with versions
+        assert "revision 0010" in out.stdout  # the head: the admin list's index
     out = subprocess.run([MEDIAPROXY, "keys", "create", "--org", "new-org"], cwd=ROOT, env=env,
                          capture_output=True, text=True, check=True)
     key = out.stdout.strip().splitlines()[-1]

@@ -28,6 +28,9 @@ def seed(settings: Settings, base: str) -> list[tuple[str, str]]:
         media = lib.create_media(s, up, obj, fields={"alt": "a demo gradient", "caption": "uploaded by the demo"})
         lib.render_variants(s, media)
         d = lib.describe(media, base)
+        from ..portal import demo as portal_demo
+
+        portal = portal_demo.seed(settings, s, base)
     small = next(v["url"] for v in d["variants"] if v["name"] == "small")
     return [
         ("library API key (org demo)", key),
@@ -39,4 +42,5 @@ def seed(settings: Settings, base: str) -> list[tuple[str, str]]:
         ("its small variant", small),
         ("imgix-style crop, format by Accept", d["url"] + "?w=300&h=300&fit=crop&auto=format,compress"),
         ("content-addressed URI", d["canonicalUri"]),
+        *portal,
     ]

@@ -13,8 +13,8 @@ from ...hotpath import decimal
 from .. import auth
 from ..models import Admin, Album, Avatar, Media, Organization
 from ..service import iso
-from .common import integer, read_json, send_json, text
-from .v2 import V2, V2Resource, _page, album_fields, patch_image
+from .common import boolean, integer, read_json, send_json, text
+from .v2 import V2, V2Resource, _date, _page, album_fields, patch_image
 
 
 class TooManyAttempts(MediaError):
@@ -209,9 +209,11 @@ class AdminImages(AdminResource):
         p = req.params
         limit, offset = _page(p)
         client = integer(p, "clientId", None, 1)
+        private = None if p.get("isPrivate") in (None, "") else boolean(p, "isPrivate")
         items, total = self.gallery.list_images(req.context.db, client, user=None, limit=limit, offset=offset,
                                                 tag=text(p, "tag", most=64), owner=text(p, "userId", most=255),
-                                                all_private=True)
+                                                private=private, since=_date(p, "from"), until=_date(p, "to"),
+                                                search=text(p, "search", most=255), all_private=True)
         send_json(resp, {"items": [{**j, "clientId": m.org_id} for j, m in zip(self.images_json(req, items), items,
                                                                                strict=True)],
                          "total": total, "limit": limit, "offset": offset})
@@ -326,3 +328,6 @@ def add_routes(app: falcon.App, api: V2) -> None:
     app.add_route(f"{P}/avatars/{{avatar_id}}", AdminAvatar(lib, api))
     app.add_route(f"{P}/albums", AdminAlbums(lib, api))
     app.add_route(f"{P}/albums/{{album_id}}", AdminAlbum(lib, api))
+    from ...portal import add_routes as add_portal
+
+    add_portal(app, api)  # the admin portal's pages and the admin API's verbs it adds
