@@ -152,6 +152,7 @@ class ServerSettings:
     keepalive_requests: int = 1000
     max_requests: int = 100_000
     max_requests_jitter: int = 10_000
+    recycle_spacing: float = 10.0  # seconds between two workers' recycles (max_requests), at least
     backlog: int = 2048
     log_level: str = "info"
     vips_concurrency: int = 1
@@ -192,6 +193,7 @@ class ServerSettings:
             keepalive_requests=_int(env, "MEDIAPROXY_KEEPALIVE_REQUESTS", d["keepalive_requests"], 0),
             max_requests=_int(env, "MEDIAPROXY_MAX_REQUESTS", d["max_requests"], 0),
             max_requests_jitter=_int(env, "MEDIAPROXY_MAX_REQUESTS_JITTER", d["max_requests_jitter"], 0),
+            recycle_spacing=_float(env, "MEDIAPROXY_RECYCLE_SPACING", d["recycle_spacing"], 0.0, 86400.0),
             backlog=_int(env, "MEDIAPROXY_BACKLOG", d["backlog"], 1, 65535),
             log_level=_choice(env, "MEDIAPROXY_LOG_LEVEL", d["log_level"], LOG_LEVELS),
             vips_concurrency=_int(env, "MEDIAPROXY_VIPS_CONCURRENCY", vips_default, 1, 1024),
