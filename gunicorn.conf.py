@@ -9,6 +9,7 @@ import ctypes
 import ctypes.util
 import gc
 import glob
+import multiprocessing
 import os
 import shutil
 import sys
@@ -104,9 +105,16 @@ keepalive = srv.keepalive
 keepalive_requests = srv.keepalive_requests
 # Recycling a worker costs a cold start (~1 s of imports) and a cold memory tier;
 # with the mallopt settings below RSS stays bounded (bench/memory.py), so this
-# is a safety net only, jittered so the workers never restart together.
+# is a safety net only. gunicorn's jitter alone does not keep workers apart: with
+# the load split evenly, two workers given 100k +- 10k reach their limits a few
+# seconds apart at best, and both restarted within one second in a hit benchmark
+# (p99 5 -> 390 ms). So gunicorn gets the limit and jitter (its worker draws its
+# own limit) but the recycle itself is decided here: a worker past its limit
+# restarts only when no sibling did for MEDIAPROXY_RECYCLE_SPACING seconds
+# (``_recycle_due``), and otherwise keeps serving and asks again a second later.
 max_requests = srv.max_requests
 max_requests_jitter = srv.max_requests_jitter
+recycle_spacing = srv.recycle_spacing
 backlog = srv.backlog
 accesslog = None  # mediaproxy logs one structured line per request itself
 errorlog = "-"
@@ -156,10 +164,42 @@ def _mallopt(log) -> None:
         pass
 
 
+# The time of the last recycle of any worker (CLOCK_MONOTONIC is one clock for every
+# process), in memory shared by the master's children; made here, before any fork.
+_last_recycle = multiprocessing.RawValue("d", float("-inf"))
+_recycle_lock = multiprocessing.Lock()
+_own_limit = 0  # this worker's request limit (gunicorn's draw), set in post_fork
+_next_ask = 0.0
+
+
+def _recycle_due(now: float) -> bool:
+    """Whether this worker may restart now: no sibling did for ``recycle_spacing`` seconds
+    (which it then claims). A lock held by a worker that died is not waited for."""
+    if not _recycle_lock.acquire(timeout=0.05):
+        return False
+    try:
+        if now - _last_recycle.value < recycle_spacing:
+            return False
+        _last_recycle.value = now
+        return True
+    finally:
+        _recycle_lock.release()
+
+
 def pre_request(worker, req) -> None:
     # Replaces gunicorn's default hook (a debug line per request).
+    global _next_ask
     if keepalive_requests and req.req_number >= keepalive_requests:
         req.must_close = True
+    # gunicorn counts this request right after this hook (worker.nr += 1), then restarts
+    # the worker when the count reaches worker.max_requests: lowered to the count only
+    # once the turn to restart is ours.
+    if _own_limit and worker.nr + 1 >= _own_limit and worker.max_requests > worker.nr + 1:
+        now = time.monotonic()
+        if now >= _next_ask:
+            _next_ask = now + 1.0
+            if _recycle_due(now):
+                worker.max_requests = worker.nr + 1
 
 
 def post_request(worker, req, environ, resp) -> None:
@@ -211,7 +251,11 @@ def on_exit(server) -> None:
 
 
 def post_fork(server, worker) -> None:
+    global _own_limit, _next_ask
     _mallopt(server.log)
+    if worker.cfg.max_requests > 0:  # the limit gunicorn drew (flags included): ours to enforce
+        _own_limit, _next_ask = worker.max_requests, 0.0
+        worker.max_requests = sys.maxsize
     if hasattr(worker, "header_timeout"):  # mediaproxy's worker class (not stock gthread)
         worker.header_timeout, worker.send_timeout = header_timeout, send_timeout
         worker.small_body_max, worker.body_min_rate = srv.small_body_max, srv.body_min_rate

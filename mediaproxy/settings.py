@@ -658,7 +658,10 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("server", "max_requests", "MEDIAPROXY_MAX_REQUESTS", Int(0), 100_000,
             "requests after which a worker is recycled, as a safety net (`0`: never)", GUNICORN),
     Setting("server", "max_requests_jitter", "MEDIAPROXY_MAX_REQUESTS_JITTER", Int(0), 10_000,
-            "random spread added to that, so workers do not recycle together", GUNICORN),
+            "random spread added to that", GUNICORN),
+    Setting("server", "recycle_spacing", "MEDIAPROXY_RECYCLE_SPACING", Float(0.0, 86400.0), 10.0,
+            "seconds at least between two workers' recycles (`max_requests`): a worker past its limit "
+            "waits while a sibling restarted more recently", GUNICORN),
     Setting("server", "backlog", "MEDIAPROXY_BACKLOG", Int(1, 65535), 2048, "listen backlog", GUNICORN),
     Setting("server", "control_socket", "MEDIAPROXY_CONTROL_SOCKET", Text(), "",
             "path of gunicorn's control socket for `gunicornc` (empty: none; gunicorn's default path is shared by "

@@ -180,7 +180,7 @@ def test_library_layout_names_every_module():
 # ``routes/cdn.FAMILIES``), relative to the repository, mediaproxy/ or mediaproxy/library/.
 _FILE_NAME = re.compile(r"(?<![\w/.{-])((?:mediaproxy|tests|bench|scripts|deploy|native|docs|\.ci|routes|media|storage"
                         r"|library|openapi|data|api)/[A-Za-z0-9_./-]*[A-Za-z0-9_])(?![\w{*-]|/\w)")
-_CREATED_AT_RUN_TIME = ("bench/.venv-",)  # the benchmarks' own virtual environments
+_CREATED_AT_RUN_TIME = ("bench/.venv-", "bench/.ipx")  # the benchmarks' own installs of their peers
 
 
 def _names_a_file(name: str) -> bool:
