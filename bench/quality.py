@@ -68,7 +68,7 @@ import pyvips
 from common import add_out_argument, need, write_results
 
 from mediaproxy.media import pipeline
-from mediaproxy.media.spec import BANNER, BOX, SQUARE, parse_spec
+from mediaproxy.media.spec import BANNER, BOX, SQUARE, TransformSpec, parse_spec
 
 pyvips.cache_set_max(0)
 
@@ -396,6 +396,11 @@ _LIMITS = pipeline.Limits(max_pixels=100_000_000, max_frames=1000, max_animation
 
 
 def mediaproxy(src: bytes, case: Case, q: int | None) -> bytes:
+    return pipeline.transform(src, mediaproxy_spec(case, q), _LIMITS).body
+
+
+def mediaproxy_spec(case: Case, q: int | None) -> TransformSpec:
+    """The spec of the route that serves the case: avatars' square, banners' width, emojis' box."""
     params = {"format": case.fmt}
     if q is not None:
         params["quality"] = str(q)
@@ -405,25 +410,34 @@ def mediaproxy(src: bytes, case: Case, q: int | None) -> bytes:
         spec = parse_spec(BOX, {**params, "size": str(case.out_w)})  # stickers, emojis
     else:
         spec = parse_spec(SQUARE, {**params, "size": str(case.out_w)})
-    return pipeline.transform(src, spec, _LIMITS).body
+    return spec
 
 
 # mediaproxy's pipeline with some of its settings (media/pipeline.py's constants) changed: the settings tried
 # for the Pareto fronts of docs/performance.md, scored beside the shipped ones (--variants NAME,...).
+_NO_LINEAR, _NO_SHARP_YUV = {"LINEAR_MAX_PIXELS": 0}, {"WEBP_SHARP_YUV_PIXELS": 0}
 VARIANTS: dict[str, dict[str, object]] = {
     "linear": {"LINEAR_MAX_PIXELS": 512 * 512},
-    "gamma": {"LINEAR_MAX_PIXELS": 0},
-    "sharpyuv": {"WEBP_SHARP_YUV_PIXELS": 256 * 256},
-    "no-sharpyuv": {"WEBP_SHARP_YUV_PIXELS": 0},
-    "webp-e2": {"WEBP_EFFORT": 2},
-    "webp-e3": {"WEBP_EFFORT": 3},
-    "webp-e4": {"WEBP_EFFORT": 4},
-    "webp-e6": {"WEBP_EFFORT": 6},
-    "avif-e2": {"AVIF_EFFORT_SMALL": 2},
-    "avif-e3": {"AVIF_EFFORT_SMALL": 3},
-    "avif-e4": {"AVIF_EFFORT_SMALL": 4},
-    "avif-e6": {"AVIF_EFFORT_SMALL": 6},
-    "avif-420": {"AVIF_SUBSAMPLE": "on"},
+    "linear-sharpyuv-e4": {"LINEAR_MAX_PIXELS": 512 * 512, "WEBP_SHARP_YUV_PIXELS": 256 * 256, "WEBP_EFFORT": 4},
+    "linear-e4": {"LINEAR_MAX_PIXELS": 512 * 512, **_NO_SHARP_YUV, "WEBP_EFFORT": 4},
+    "gamma": _NO_LINEAR,
+    "gamma-sharpyuv-e4": {**_NO_LINEAR, "WEBP_SHARP_YUV_PIXELS": 256 * 256, "WEBP_EFFORT": 4},
+    "gamma-sharpyuv-e2": {**_NO_LINEAR, "WEBP_SHARP_YUV_PIXELS": 256 * 256, "WEBP_EFFORT": 2},
+    "gamma-e2": {**_NO_LINEAR, **_NO_SHARP_YUV, "WEBP_EFFORT": 2},
+    "gamma-e3": {**_NO_LINEAR, **_NO_SHARP_YUV, "WEBP_EFFORT": 3},
+    "gamma-e4": {**_NO_LINEAR, **_NO_SHARP_YUV, "WEBP_EFFORT": 4},
+    "gamma-e6": {**_NO_LINEAR, **_NO_SHARP_YUV, "WEBP_EFFORT": 6},
+    "direct-e4": {**_NO_LINEAR, **_NO_SHARP_YUV, "WEBP_EFFORT": 4, "DCT_DIRECT_PIXELS": 256 * 256},
+    "direct-sharpyuv-e4": {**_NO_LINEAR, "WEBP_SHARP_YUV_PIXELS": 256 * 256, "WEBP_EFFORT": 4,
+                           "DCT_DIRECT_PIXELS": 256 * 256},
+    "avif-e2": {"AVIF_EFFORT_SMALL": 2, "AVIF_SUBSAMPLE": "off"},
+    "avif-e3": {"AVIF_EFFORT_SMALL": 3, "AVIF_SUBSAMPLE": "off"},
+    "avif-e4": {"AVIF_EFFORT_SMALL": 4, "AVIF_SUBSAMPLE": "off"},
+    "avif-e6": {"AVIF_EFFORT_SMALL": 6, "AVIF_SUBSAMPLE": "off"},
+    "avif-e2-420": {"AVIF_EFFORT_SMALL": 2, "AVIF_SUBSAMPLE": "on"},
+    "avif-e3-420": {"AVIF_EFFORT_SMALL": 3, "AVIF_SUBSAMPLE": "on"},
+    "avif-gamma-e2": {**_NO_LINEAR, "AVIF_EFFORT_SMALL": 2, "AVIF_SUBSAMPLE": "off"},
+    "avif-gamma-e3": {**_NO_LINEAR, "AVIF_EFFORT_SMALL": 3, "AVIF_SUBSAMPLE": "off"},
 }
 
 

@@ -41,9 +41,10 @@ _LOADER_CLASSES = ("jpeg", "png", "gif", "webp", "heif", "tiff")
 # (Given as a loader option: thumbnail_buffer's own fail_on is not passed on.)
 _FAIL_ON = "fail_on=error"
 WEB_FORMATS = frozenset(MIME)
-PIPELINE_VERSION = "4"  # 2: Lanczos3 in linear light after the shrink-on-load, encoder settings by measurement;
+PIPELINE_VERSION = "5"  # 2: Lanczos3 in linear light after the shrink-on-load, encoder settings by measurement;
 # 3: settings per output size for speed too (JPEG thumbnails at the DCT scale, large WebP effort 2, sharp YUV to 256 px)
 # 4: the planned size exactly (w=200 was 199 px wide for some sources); cached results of 3 are recomputed
+# 5: resampling on the sRGB values, encoder efforts for CPU per request (docs/performance.md)
 _BIG = 10_000_000  # "no constraint" on one axis for thumbnail
 
 
@@ -256,14 +257,19 @@ DCT_MARGIN = 1.5
 # thumbnails far ahead either way) and doubled the CPU of the whole transform (8.4 vs 4.0 ms;
 # Pillow as thumbor drives it: 3.0 ms). bench/quality.py case b, bench/thumbor.py.
 JPEG_DCT_DIRECT_PIXELS = 128 * 128
-# Resample still images in linear light (libvips' scRGB, premultiplied alpha): fine light
-# detail keeps its brightness; +2 points at the same bytes on photos (bench/quality.py).
-# Animations (GIF sources: palettes, dithering) measured better in sRGB values: 0.76x
-# sharp's bytes for its score in linear light, lower still without. Only for outputs up
-# to LINEAR_MAX_PIXELS: at 800x600 linear light gave 0.1 point and most of the extra CPU
-# of that case (97 vs 35 ms before issue 12), so large outputs resample in sRGB values.
+# The same for WebP and AVIF outputs (0: none of them decodes straight at the target).
+DCT_DIRECT_PIXELS = 0
+# Resampling in linear light (libvips' scRGB, premultiplied alpha) keeps fine light detail's
+# brightness, and scores best against a reference downscaled in linear light; against one
+# downscaled in gamma space (on the sRGB values, as sharp, Pillow and most viewers scale) it
+# loses as much: at 256 px 0.86x sharp's bytes for its score against the first, 1.02x against
+# the second, where resampling the sRGB values gave 0.94x and 0.96x, and it cost 4-7 ms of
+# float conversion a request (64 px from a 512 px PNG with alpha: 10.6 vs 5 ms). A lead in
+# bytes that holds under both references needs the sRGB values, so every output is
+# resampled on them; outputs up to LINEAR_MAX_PIXELS would be resampled in linear light
+# (bench/quality.py's "linear" variants; docs/performance.md, "The transform's CPU").
 LINEAR = True
-LINEAR_MAX_PIXELS = 512 * 512
+LINEAR_MAX_PIXELS = 0
 
 
 def _dct_scale(p: Probe, pl: Plan, fmt: str) -> Fraction:
@@ -271,7 +277,8 @@ def _dct_scale(p: Probe, pl: Plan, fmt: str) -> Fraction:
     (DCT_MARGIN; none for JPEG outputs up to JPEG_DCT_DIRECT_PIXELS)."""
     if p.format != "jpeg":
         return Fraction(1)
-    margin = 1 if fmt == "jpeg" and pl.resize_w * pl.resize_h <= JPEG_DCT_DIRECT_PIXELS else DCT_MARGIN
+    direct = JPEG_DCT_DIRECT_PIXELS if fmt == "jpeg" else DCT_DIRECT_PIXELS
+    margin = 1 if pl.resize_w * pl.resize_h <= direct else DCT_MARGIN
     for n in range(1, 8):
         if p.width * n >= margin * 8 * pl.resize_w and p.height * n >= margin * 8 * pl.resize_h:
             return Fraction(8, n)
