@@ -336,26 +336,30 @@ def _to_srgb(im: pyvips.Image) -> pyvips.Image:
 
 # Encoder settings, chosen per format by measurement against sharp, Pillow and
 # plain libvips (bench/quality.py, bench/results/quality.md, docs/images.md).
-WEBP_EFFORT = 4  # effort 2: 1.03-1.09x the bytes for the same score (bench/quality.py)
+WEBP_EFFORT = 4  # 256 px photos: effort 2 1.03-1.04x sharp's bytes for its score, 3 and 4 0.98-0.99x, 6 0.97x
 # Large WebP outputs (over WEBP_LARGE_PIXELS a frame) are encoded at effort 2: at 800x600 effort 4
 # saved 3% of the bytes (1.006x sharp's bytes for its score instead of 1.038x; effort 6: 0.967x) for
 # 2.5x the encode time (48 vs 19 ms, most of the request; Pillow as thumbor drives it: 62 ms in all).
 WEBP_EFFORT_LARGE = 2
 WEBP_LARGE_PIXELS = 512 * 512
-# libwebp's sharp RGB->YUV conversion ("smart subsample"): colour edges survive 4:2:0. On
-# 64 px graphics with alpha +25 points at sharp's bytes; on 256 px photos 0.90x instead of
-# 0.95x sharp's bytes for its score (~6.5 ms of CPU more per 256x256 request); at 800x600
-# nothing, for 57 ms. Emoji, sticker and avatar sizes (up to 256x256) get it, and a 256 px WebP
-# avatar then costs 2.5x Pillow's CPU (thumbor's); 128 * 128 here: 0.954x, ~6.5 ms less.
-WEBP_SHARP_YUV_PIXELS = 256 * 256
+# libwebp's sharp RGB->YUV conversion ("smart subsample"): colour edges survive 4:2:0. On 64 px
+# graphics with alpha it is worth +23 SSIMULACRA2 points at sharp's bytes (0.82x sharp's bytes for its
+# score instead of 1.00x) for ~1.4 ms; on 256 px photos 0.94x instead of 0.98x (0.96x instead of 0.99x
+# against a gamma-space reference) for 6-8 ms, a third of that request's CPU, where sharp spends
+# 17-19 ms and Pillow 11 on the whole job. Emoji and sticker sizes get it; 256 px avatars do not.
+WEBP_SHARP_YUV_PIXELS = 128 * 128
 # JPEG chroma: full (4:4:4) for thumbnails up to 512x512, where colour detail is pixel-sized and
 # 4:2:0 measured -11 SSIMULACRA2 points at sharp's bytes at 128 px (0.86x vs 0.91x the bytes at
 # 256 px, 0.975x vs 0.994x at 512 px); 4:2:0 above, at every quality (libvips' "auto" drops it
 # at Q >= 90 on its own, for 1.5x the bytes).
 JPEG_FULL_CHROMA_PIXELS = 512 * 512
-# AVIF: 4:4:4 (4:2:0 measured 0.99x sharp's bytes for its score, 4:4:4 0.95x), libaom effort 6
-# up to 512x512 (0.91x; effort 4 0.95x, 5 0.94x) and 4 above, where each step costs seconds.
-AVIF_EFFORT_SMALL, AVIF_EFFORT = 6, 4
+# AVIF: 4:4:4 (4:2:0 measured 0.99x sharp's bytes for its score, 4:4:4 0.95x), libaom's tune=iq
+# (tune=ssim: 1.09x the bytes; iq costs ~20% more CPU). Effort 2 up to 512x512: at 256 px effort 6
+# reached 0.94x sharp's bytes against a linear-light reference (1.02x against a gamma-space one) for
+# 1.2-1.3 s of CPU a request, where sharp spends 0.4-0.5 s and Pillow (libavif, speed 6) 0.1 s;
+# effort 2 needs 1.11x sharp's bytes under both references for 61 ms, fewer bytes than Pillow's 1.15-1.19x
+# for less CPU (effort 3: 117 ms). Effort 4 above 512x512, where each effort step costs seconds.
+AVIF_EFFORT_SMALL, AVIF_EFFORT = 2, 4
 AVIF_SMALL_PIXELS = 512 * 512
 AVIF_SUBSAMPLE = "off"
 AVIF_TUNE = "iq"  # libaom's tune for still images (libvips 8.18's default; "ssim" measured 1.09x the bytes)
