@@ -430,6 +430,7 @@ VARIANTS: dict[str, dict[str, object]] = {
     "direct-e4": {**_NO_LINEAR, **_NO_SHARP_YUV, "WEBP_EFFORT": 4, "DCT_DIRECT_PIXELS": 256 * 256},
     "direct-sharpyuv-e4": {**_NO_LINEAR, "WEBP_SHARP_YUV_PIXELS": 256 * 256, "WEBP_EFFORT": 4,
                            "DCT_DIRECT_PIXELS": 256 * 256},
+    "dct-any-scale": {"DCT_FAST_MARGIN": 99.0},
     "avif-e2": {"AVIF_EFFORT_SMALL": 2, "AVIF_SUBSAMPLE": "off"},
     "avif-e3": {"AVIF_EFFORT_SMALL": 3, "AVIF_SUBSAMPLE": "off"},
     "avif-e4": {"AVIF_EFFORT_SMALL": 4, "AVIF_SUBSAMPLE": "off"},

@@ -70,6 +70,20 @@ def test_jpeg_decodes_at_a_scale_that_leaves_room_for_the_filter(monkeypatch):
         assert decoded >= 1.5 * int(size) or decoded == 1024  # never below the margin, never enlarged
 
 
+def test_jpeg_takes_the_power_of_two_scale_below_when_it_leaves_room(monkeypatch):
+    # libjpeg-turbo's odd scales (3/8, 5/8, ...) have no SIMD: 2048 -> 800 px decodes at 1/2 (1024 px,
+    # 1.28x the target) rather than 5/8; 1024 -> 256 keeps 3/8, as 1/4 would leave nothing to filter.
+    calls = []
+    real = jpeg.decode
+    monkeypatch.setattr(jpeg, "decode", lambda buf, scale, o: calls.append(scale) or real(buf, scale, o))
+    for (w, h), query, profile, decoded in (((2048, 1536), {"width": "800"}, BANNER, 1024),
+                                            ((1024, 1024), {"size": "256"}, SQUARE, 384)):
+        calls.clear()
+        out = run(media.jpeg(w, h), profile, query, "webp")
+        assert out.width == int(query.get("width", query.get("size")))
+        assert len(calls) == 1 and round(w / calls[0]) == decoded, (w, query, calls)
+
+
 def test_small_jpeg_outputs_decode_straight_at_the_dct_scale(monkeypatch):
     # JPEG thumbnails up to 128x128 take the DCT scale nearest above the target, with no margin (PIL's
     # draft()): 1024 -> 128 decodes at 1/8 and is served as decoded; a WebP of the same size keeps the margin.
