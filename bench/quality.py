@@ -407,7 +407,8 @@ def mediaproxy_spec(case: Case, q: int | None) -> TransformSpec:
     if case.name == "d":
         spec = parse_spec(BANNER, {**params, "width": str(case.out_w)})
     elif case.kind == "anim":
-        spec = parse_spec(BOX, {**params, "size": str(case.out_w)})  # stickers, emojis
+        # stickers, emojis: an animated WebP only when asked for (the contract's `animated=true`)
+        spec = parse_spec(BOX, {**params, "size": str(case.out_w), "animated": "true"})
     else:
         spec = parse_spec(SQUARE, {**params, "size": str(case.out_w)})
     return spec
