@@ -1,6 +1,16 @@
 """Targets 2, 3 and 5: the miss workload (result cache off: every request transforms).
 
     .venv/bin/python bench/miss.py [--duration 10] [--no-thumbor]
+    .venv/bin/python bench/miss.py --stages [--cases a,c,e,b,d] [--iterations 20] [--out DIR]
+
+``--stages``: the transform's CPU per image, stage by stage, in-process (no server): for each case of
+bench/quality.py (a 1024² JPEG → 256² WebP, b → 128² JPEG, c 512² PNG with alpha → 64² WebP,
+d 2048×1536 JPEG → 800 px WebP, e 1024² JPEG → 256² AVIF; the case's first corpus image), the
+probe, the decode at the shrink-on-load scale, the resampling (decode and resize, less the decode),
+the encode (from the resized pixels in memory) and the whole transform, with the CPU sharp and Pillow
+(as thumbor drives it) spend on the same job beside. CPU time of the process (libvips' threads
+included) over ``--iterations`` runs, the least of three rounds; sharp reports its own process's CPU.
+Written as pipeline-stages.json and .md with ``--out``.
 
 Workloads: A = 1024px JPEG -> 256px WebP avatar, B = 2048px JPEG -> 800px-wide
 WebP banner, both at WebP quality 80 (thumbor's default) from local disk.
@@ -90,6 +100,97 @@ def bare_pipeline(data: bytes, kind: str, seconds: float = 5.0, decoder: str = "
             "n": len(times)}
 
 
+def _cpu_ms(fn, iterations: int) -> float:
+    """CPU per call in ms (process time, libvips' threads included): the least of three rounds."""
+    fn()
+    best = float("inf")
+    for _ in range(3):
+        t = time.process_time()
+        for _ in range(iterations):
+            fn()
+        best = min(best, (time.process_time() - t) / iterations * 1000)
+    return round(best, 2)
+
+
+def stages(case_names: list[str], iterations: int) -> dict:
+    """CPU per image of each step of pipeline.transform, and of sharp and Pillow on the same job."""
+    import shutil
+    from fractions import Fraction
+
+    import quality as qb
+
+    from mediaproxy.media import pipeline
+
+    pyvips.cache_set_max(0)
+    tmp = Path(tempfile.mkdtemp(prefix="bench-stages-"))
+    sharp = qb.Sharp(tmp)
+    out: dict = {"settings": {k: getattr(pipeline, k) for k in (
+        "PIPELINE_VERSION", "DCT_MARGIN", "LINEAR_MAX_PIXELS", "WEBP_EFFORT", "WEBP_SHARP_YUV_PIXELS",
+        "AVIF_EFFORT_SMALL", "AVIF_SUBSAMPLE")}, "sharp": sharp.version, "cases": {}}
+    try:
+        for name in case_names:
+            case = qb.CASES[name]
+            src_name, buf = qb.sources(case, 2)[0 if case.kind == "photo" else 1]
+            spec = qb.mediaproxy_spec(case, None)
+            p = pipeline.probe(buf)
+            fmt = pipeline.output_format(spec, p)
+            pl = pipeline.plan(spec, p.width, p.height)
+            scale = pipeline._dct_scale(p, pl, fmt)
+
+            def load(buf=buf, p=p, scale=scale) -> pyvips.Image:
+                if p.format == "jpeg":
+                    return turbo.decode(buf, scale, p.orientation).copy_memory()
+                return pyvips.Image.new_from_buffer(buf, "").copy_memory()
+
+            def resized(buf=buf, spec=spec, p=p, pl=pl, fmt=fmt) -> pyvips.Image:
+                return pipeline._decode(buf, spec, p, pl, fmt, False).copy_memory()
+
+            small = pipeline._to_srgb(resized())
+            if (small.width, small.height) != (pl.out_w, pl.out_h):
+                small = small.crop((small.width - pl.out_w) // 2, (small.height - pl.out_h) // 2, pl.out_w, pl.out_h)
+            small = small.copy_memory()
+            n = max(2, iterations // 10) if case.fmt == "avif" else iterations
+            row = {
+                "source": src_name, "decoded": f"{load().width}x{load().height} (scale 1/{Fraction(scale)})",
+                "probe": _cpu_ms(lambda buf=buf: pipeline.probe(buf), n),
+                "decode": _cpu_ms(load, n),
+                "decode_and_resample": _cpu_ms(resized, n),
+                "encode": _cpu_ms(lambda small=small, spec=spec, fmt=fmt: pipeline._encode(small, fmt, spec, False), n),
+                "transform": _cpu_ms(lambda buf=buf, case=case: qb.mediaproxy(buf, case, None), n),
+            }
+            row["resample"] = round(row["decode_and_resample"] - row["decode"], 2)
+            row["pillow"] = _cpu_ms(lambda buf=buf, case=case: qb.pillow_thumbor(buf, case, None), n)
+
+            def sharp_once(buf=buf, case=case) -> float:
+                sharp(buf, case, None)
+                return sharp.last_cpu_ms
+
+            sharp_once()
+            row["sharp"] = round(min(statistics.fmean(sharp_once() for _ in range(n)) for _ in range(3)), 2)
+            row["transform_over_sharp"] = round(row["transform"] / row["sharp"], 3)
+            row["transform_over_pillow"] = round(row["transform"] / row["pillow"], 3)
+            out["cases"][name] = {"title": case.title, **row}
+            print(f"{name}: {row}", flush=True)
+    finally:
+        sharp.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
+    return out
+
+
+def stages_markdown(r: dict) -> str:
+    md = ["# The transform's CPU per image, stage by stage (bench/miss.py --stages)\n",
+          f"Settings: {r['settings']}; sharp {r['sharp']}. In-process, CPU time per image in ms (the least of "
+          "three rounds).\n",
+          "| case | decoded at | probe | decode | resample | encode | transform | Pillow | sharp "
+          "| transform ÷ Pillow | ÷ sharp |",
+          "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for c in r["cases"].values():
+        md.append(f"| {c['title']} | {c['decoded']} | {c['probe']} | {c['decode']} | {c['resample']} | "
+                  f"{c['encode']} | **{c['transform']}** | {c['pillow']} | {c['sharp']} | "
+                  f"{c['transform_over_pillow']:.2f}× | {c['transform_over_sharp']:.2f}× |")
+    return "\n".join(md)
+
+
 def thumbor_python() -> Path:
     venv = BENCH / ".venv-thumbor"
     py = venv / "bin" / "python"
@@ -104,8 +205,15 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--duration", type=int, default=10)
     ap.add_argument("--no-thumbor", action="store_true")
+    ap.add_argument("--stages", action="store_true", help="the transform's CPU stage by stage, in-process")
+    ap.add_argument("--cases", default="a,c,e,b,d", help="with --stages: bench/quality.py's cases")
+    ap.add_argument("--iterations", type=int, default=20, help="with --stages: runs per round")
     add_out_argument(ap)
     args = ap.parse_args()
+    if args.stages:
+        r = stages(args.cases.split(","), args.iterations)
+        write_results("pipeline-stages", r, stages_markdown(r), args.out)
+        return
     d = args.duration
     work = Path(tempfile.mkdtemp(prefix="bench-miss-"))
     a, b = jpeg(1024, 1024, seed=2), jpeg(2048, 1365, seed=3)

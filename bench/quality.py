@@ -1,6 +1,7 @@
 """Quality per byte: mediaproxy's pipeline against sharp, Pillow (as thumbor uses it) and plain libvips.
 
-    .venv/bin/python bench/quality.py [--cases a,b,c,d,e,anim] [--photos N] [--butteraugli] [--out DIR [--name NAME]]
+    .venv/bin/python bench/quality.py [--cases a,b,c,d,e,anim] [--photos N] [--butteraugli]
+        [--variants NAME,...] [--encoders mediaproxy,sharp,pillow,libvips] [--out DIR [--name NAME]]
 
 Needs the ``bench`` extra (scikit-image for the corpus, ssimulacra2, Pillow),
 Node with npm (sharp 0.35 is installed from npm into a temporary directory on
@@ -22,12 +23,18 @@ over a photo, moving shapes) and saved as GIF by libvips.
 | e | 1024x1024 JPEG | 256x256 AVIF |
 | anim | 256x256 GIF, 12 frames | 128x128 animated WebP |
 
-Reference: the source decoded upright in sRGB, converted to linear light
-(float), downscaled with Lanczos3 (alpha premultiplied), back to 8-bit sRGB.
-Every output is decoded by libvips and scored against it: SSIMULACRA2 (higher
-is better; on alpha, the worse of the image over a dark and a light
-background; on animations, the mean over frames) and, with ``--butteraugli``,
-butteraugli's max-norm distance (lower is better; defaults only, it is slow).
+References, two of them: the source decoded upright in sRGB, downscaled with
+Lanczos3 (alpha premultiplied) either in linear light (converted to float
+linear light and back to 8-bit sRGB) or in gamma space (on the sRGB values,
+as most pipelines and viewers scale). A pipeline that resamples one way
+scores better against the reference made the same way; a lead that holds
+under both does not depend on which one believes. Every output is decoded by
+libvips and scored against each: SSIMULACRA2 (the ``ssimulacra2`` package
+from PyPI; higher is better; on alpha, the worse of the image over a dark and
+a light background; on animations, the mean over frames) and, with
+``--butteraugli``, butteraugli's max-norm distance (``butteraugli_main`` from
+libjxl; lower is better; default outputs only, it is slow). CPU per image is
+measured beside (process CPU time, so libvips' threads count).
 
 Each encoder is swept over its quality setting; its rate-distortion curve is
 the total bytes of the case's corpus against the mean score. "Bytes to reach
@@ -61,7 +68,7 @@ import pyvips
 from common import add_out_argument, need, write_results
 
 from mediaproxy.media import pipeline
-from mediaproxy.media.spec import BANNER, BOX, SQUARE, parse_spec
+from mediaproxy.media.spec import BANNER, BOX, SQUARE, TransformSpec, parse_spec
 
 pyvips.cache_set_max(0)
 
@@ -211,22 +218,32 @@ def decode_frames(buf: bytes) -> list[pyvips.Image]:
     return [f.autorot().colourspace("srgb").cast("uchar") for f in frames]
 
 
-def reference(buf: bytes, case: Case) -> list[np.ndarray]:
-    """The source upright in sRGB, Lanczos3 in linear light (premultiplied alpha), to the output size."""
+def reference(buf: bytes, case: Case, linear: bool = True) -> list[np.ndarray]:
+    """The source upright in sRGB, Lanczos3 (premultiplied alpha) to the output size: in linear light
+    (``linear``) or on the sRGB values themselves (gamma space, as most pipelines and viewers scale)."""
     refs = []
     for f in decode_frames(buf):
-        lin = f[:3].colourspace("scrgb")  # float, linear light
+        rgb = f[:3].colourspace("scrgb") if linear else f[:3].cast("float")  # float either way
+
+        def to_srgb(im: pyvips.Image) -> np.ndarray:
+            if linear:
+                return _to_array(im.copy(interpretation="scrgb").colourspace("srgb"))
+            return _to_array(im)
+
         if f.hasalpha():
             alpha = f[f.bands - 1].cast("float") / 255
-            im = _fit_reduce((lin * alpha).bandjoin(alpha), case.out_w, case.out_h)
+            im = _fit_reduce((rgb * alpha).bandjoin(alpha), case.out_w, case.out_h)
             a = np.clip(_float_array(im[3]), 0, 1)
-            rgb = _float_array(im[:3]) / np.maximum(a, 1e-6)
-            srgb = pyvips.Image.new_from_array(np.ascontiguousarray(rgb)).copy(interpretation="scrgb")
-            out = np.concatenate([_to_array(srgb.colourspace("srgb")), np.rint(a * 255).astype(np.uint8)], axis=2)
+            straight = _float_array(im[:3]) / np.maximum(a, 1e-6)
+            out = np.concatenate([to_srgb(pyvips.Image.new_from_array(np.ascontiguousarray(straight))),
+                                  np.rint(a * 255).astype(np.uint8)], axis=2)
         else:
-            out = _to_array(_fit_reduce(lin, case.out_w, case.out_h).copy(interpretation="scrgb").colourspace("srgb"))
+            out = to_srgb(_fit_reduce(rgb, case.out_w, case.out_h))
         refs.append(out)
     return refs
+
+
+REFERENCES = {"linear": True, "gamma": False}  # the two downscaled references every output is scored against
 
 
 def _float_array(im: pyvips.Image) -> np.ndarray:
@@ -270,10 +287,20 @@ class Scorer:
         pyvips.Image.new_from_array(arr).copy(interpretation="srgb").pngsave(str(path), compression=1)
         return str(path)
 
-    def score(self, refs: list[np.ndarray], buf: bytes, with_butteraugli: bool = False) -> dict:
+    def score(self, refs: dict[str, list[np.ndarray]], buf: bytes, with_butteraugli: bool = False) -> dict:
+        """SSIMULACRA2 (and butteraugli) of ``buf`` against each reference: keys ``ssimulacra2``,
+        ``butteraugli`` for the linear-light one, ``..._gamma`` for the gamma-space one."""
+        outs = [_as_rgb(_to_array(f)) for f in decode_frames(buf)]
+        result = {}
+        for ref_name, frames in refs.items():
+            suffix = "" if ref_name == "linear" else f"_{ref_name}"
+            for key, value in self._score_frames(frames, outs, with_butteraugli).items():
+                result[key + suffix] = value
+        return result
+
+    def _score_frames(self, refs: list[np.ndarray], outs: list[np.ndarray], with_butteraugli: bool) -> dict:
         from ssimulacra2 import compute_ssimulacra2
 
-        outs = [_as_rgb(_to_array(f)) for f in decode_frames(buf)]
         if len(outs) != len(refs):
             raise RuntimeError(f"{len(outs)} frames out for {len(refs)} in")
         s2, ba = [], []
@@ -305,6 +332,7 @@ class Sharp:
 
     SCRIPT = r"""
 const sharp = require('sharp');
+const fs = require('fs');
 sharp.concurrency(1); sharp.cache(false);
 const rl = require('readline').createInterface({ input: process.stdin });
 const queue = [];
@@ -314,10 +342,14 @@ async function next() {
   busy = true;
   const j = queue.shift();
   try {
-    let p = sharp(j.in, { animated: j.animated }).resize(j.w, j.h);
+    const input = fs.readFileSync(j.in);
+    const t = process.cpuUsage();  // the process's CPU (libvips' threads included) for the transform alone
+    let p = sharp(input, { animated: j.animated }).resize(j.w, j.h);
     p = p[j.format](j.q == null ? {} : { quality: j.q });
-    await p.toFile(j.out);
-    process.stdout.write('ok\n');
+    const out = await p.toBuffer();
+    const u = process.cpuUsage(t);
+    fs.writeFileSync(j.out, out);
+    process.stdout.write('ok ' + (u.user + u.system) + '\n');
   } catch (e) { process.stdout.write('error ' + e.message.replace(/\n/g, ' ') + '\n'); }
   busy = false; next();
 }
@@ -336,6 +368,7 @@ rl.on('line', l => { queue.push(JSON.parse(l)); next(); });
                                      stdout=subprocess.PIPE, text=True, process_group=0)
         self.version = json.loads((self.dir / "node_modules" / "sharp" / "package.json").read_text())["version"]
         self.n = 0
+        self.last_cpu_ms = 0.0
 
     def __call__(self, src: bytes, case: Case, q: int | None) -> bytes:
         self.n += 1
@@ -346,8 +379,9 @@ rl.on('line', l => { queue.push(JSON.parse(l)); next(); });
         self.proc.stdin.write(json.dumps(job) + "\n")
         self.proc.stdin.flush()
         reply = self.proc.stdout.readline().strip()
-        if reply != "ok":
+        if not reply.startswith("ok "):
             raise RuntimeError(f"sharp: {reply}")
+        self.last_cpu_ms = int(reply.split()[1]) / 1000
         data = out.read_bytes()
         inp.unlink()
         out.unlink()
@@ -362,16 +396,64 @@ _LIMITS = pipeline.Limits(max_pixels=100_000_000, max_frames=1000, max_animation
 
 
 def mediaproxy(src: bytes, case: Case, q: int | None) -> bytes:
+    return pipeline.transform(src, mediaproxy_spec(case, q), _LIMITS).body
+
+
+def mediaproxy_spec(case: Case, q: int | None) -> TransformSpec:
+    """The spec of the route that serves the case: avatars' square, banners' width, emojis' box."""
     params = {"format": case.fmt}
     if q is not None:
         params["quality"] = str(q)
     if case.name == "d":
         spec = parse_spec(BANNER, {**params, "width": str(case.out_w)})
     elif case.kind == "anim":
-        spec = parse_spec(BOX, {**params, "size": str(case.out_w)})  # stickers, emojis
+        # stickers, emojis: an animated WebP only when asked for (the contract's `animated=true`)
+        spec = parse_spec(BOX, {**params, "size": str(case.out_w), "animated": "true"})
     else:
         spec = parse_spec(SQUARE, {**params, "size": str(case.out_w)})
-    return pipeline.transform(src, spec, _LIMITS).body
+    return spec
+
+
+# mediaproxy's pipeline with some of its settings (media/pipeline.py's constants) changed: the settings tried
+# for the Pareto fronts of docs/performance.md, scored beside the shipped ones (--variants NAME,...).
+_NO_LINEAR, _NO_SHARP_YUV = {"LINEAR_MAX_PIXELS": 0}, {"WEBP_SHARP_YUV_PIXELS": 0}
+VARIANTS: dict[str, dict[str, object]] = {
+    "linear": {"LINEAR_MAX_PIXELS": 512 * 512},
+    "linear-sharpyuv-e4": {"LINEAR_MAX_PIXELS": 512 * 512, "WEBP_SHARP_YUV_PIXELS": 256 * 256, "WEBP_EFFORT": 4},
+    "linear-e4": {"LINEAR_MAX_PIXELS": 512 * 512, **_NO_SHARP_YUV, "WEBP_EFFORT": 4},
+    "gamma": _NO_LINEAR,
+    "gamma-sharpyuv-e4": {**_NO_LINEAR, "WEBP_SHARP_YUV_PIXELS": 256 * 256, "WEBP_EFFORT": 4},
+    "gamma-sharpyuv-e2": {**_NO_LINEAR, "WEBP_SHARP_YUV_PIXELS": 256 * 256, "WEBP_EFFORT": 2},
+    "gamma-e2": {**_NO_LINEAR, **_NO_SHARP_YUV, "WEBP_EFFORT": 2},
+    "gamma-e3": {**_NO_LINEAR, **_NO_SHARP_YUV, "WEBP_EFFORT": 3},
+    "gamma-e4": {**_NO_LINEAR, **_NO_SHARP_YUV, "WEBP_EFFORT": 4},
+    "gamma-e6": {**_NO_LINEAR, **_NO_SHARP_YUV, "WEBP_EFFORT": 6},
+    "direct-e4": {**_NO_LINEAR, **_NO_SHARP_YUV, "WEBP_EFFORT": 4, "DCT_DIRECT_PIXELS": 256 * 256},
+    "direct-sharpyuv-e4": {**_NO_LINEAR, "WEBP_SHARP_YUV_PIXELS": 256 * 256, "WEBP_EFFORT": 4,
+                           "DCT_DIRECT_PIXELS": 256 * 256},
+    "dct-any-scale": {"DCT_FAST_MARGIN": 99.0},
+    "avif-e2": {"AVIF_EFFORT_SMALL": 2, "AVIF_SUBSAMPLE": "off"},
+    "avif-e3": {"AVIF_EFFORT_SMALL": 3, "AVIF_SUBSAMPLE": "off"},
+    "avif-e4": {"AVIF_EFFORT_SMALL": 4, "AVIF_SUBSAMPLE": "off"},
+    "avif-e6": {"AVIF_EFFORT_SMALL": 6, "AVIF_SUBSAMPLE": "off"},
+    "avif-e2-420": {"AVIF_EFFORT_SMALL": 2, "AVIF_SUBSAMPLE": "on"},
+    "avif-e3-420": {"AVIF_EFFORT_SMALL": 3, "AVIF_SUBSAMPLE": "on"},
+    "avif-gamma-e2": {**_NO_LINEAR, "AVIF_EFFORT_SMALL": 2, "AVIF_SUBSAMPLE": "off"},
+    "avif-gamma-e3": {**_NO_LINEAR, "AVIF_EFFORT_SMALL": 3, "AVIF_SUBSAMPLE": "off"},
+}
+
+
+def mediaproxy_with(settings: dict[str, object]) -> Callable:
+    def enc(src: bytes, case: Case, q: int | None) -> bytes:
+        saved = {k: getattr(pipeline, k) for k in settings}
+        try:
+            for k, v in settings.items():
+                setattr(pipeline, k, v)
+            return mediaproxy(src, case, q)
+        finally:
+            for k, v in saved.items():
+                setattr(pipeline, k, v)
+    return enc
 
 
 _VIPS_SAVE = {"webp": "webpsave_buffer", "jpeg": "jpegsave_buffer", "avif": "heifsave_buffer"}
@@ -440,52 +522,67 @@ def curve_at_bytes(points: list[tuple[float, float]], nbytes: float) -> float | 
     return None
 
 
+def _timed(enc: Callable, src: bytes, case: Case, q: int | None) -> tuple[bytes, float]:
+    """The output and the CPU it took (ms): this process's CPU time, libvips' threads included, or what
+    the encoder reports for its own process (sharp)."""
+    t = time.process_time()
+    out = enc(src, case, q)
+    cpu = (time.process_time() - t) * 1000
+    return out, getattr(enc, "last_cpu_ms", cpu)
+
+
 def _sweep(case: Case, enc_name: str, enc: Callable, corpus: list, refs: dict, scorer: Scorer,
-           butteraugli: bool) -> dict:
+           butteraugli: bool, cpu_repeat: int) -> dict:
     rows = {}
     for q in (None, *case.sweep):
-        total, scores, bas, ms = 0, [], [], 0.0
+        total, scores, cpu_total = 0, [], 0.0
         for name, buf in corpus:
-            t = time.perf_counter()
-            out = enc(buf, case, q)
-            ms += (time.perf_counter() - t) * 1000
+            out, cpu = _timed(enc, buf, case, q)
+            if q is None:  # the default's CPU: the least of a few runs (CPU time moves with the neighbours' load)
+                cpu = min([cpu, *(_timed(enc, buf, case, q)[1] for _ in range(cpu_repeat - 1))])
+            cpu_total += cpu
             total += len(out)
-            s = scorer.score(refs[name], out, with_butteraugli=butteraugli and q is None)
-            scores.append(s["ssimulacra2"])
-            if "butteraugli" in s:
-                bas.append(s["butteraugli"])
-        row = {"bytes": total, "ssimulacra2": round(float(np.mean(scores)), 3), "encode_ms": round(ms, 1)}
-        if bas:
-            row["butteraugli"] = round(float(np.mean(bas)), 3)
+            scores.append(scorer.score(refs[name], out, with_butteraugli=butteraugli and q is None))
+        row: dict = {"bytes": total, "cpu_ms": round(cpu_total / len(corpus), 2)}
+        for key in scores[0]:
+            row[key] = round(float(np.mean([s[key] for s in scores])), 3)
         rows["default" if q is None else str(q)] = row
-        print(f"  {case.name} {enc_name:10} q={q!s:7} {total:8d} B  ssimulacra2 {row['ssimulacra2']:6.2f}"
-              + (f"  butteraugli {row['butteraugli']:.3f}" if bas else ""), flush=True)
+        print(f"  {case.name} {enc_name:16} q={q!s:7} {total:8d} B  cpu {row['cpu_ms']:7.2f} ms  ssimulacra2 "
+              f"{row['ssimulacra2']:6.2f} / gamma {row['ssimulacra2_gamma']:6.2f}"
+              + (f"  butteraugli {row['butteraugli']:.3f} / {row['butteraugli_gamma']:.3f}"
+                 if "butteraugli" in row else ""), flush=True)
     return rows
 
 
-def run_case(case: Case, encoders: dict[str, Callable], scorer: Scorer, n_photos: int, butteraugli: bool) -> dict:
+def run_case(case: Case, encoders: dict[str, Callable], scorer: Scorer, n_photos: int, butteraugli: bool,
+             cpu_repeat: int = 3) -> dict:
     corpus = sources(case, n_photos)
-    refs = {name: reference(buf, case) for name, buf in corpus}
+    refs = {name: {ref: reference(buf, case, linear) for ref, linear in REFERENCES.items()} for name, buf in corpus}
     result: dict = {"title": case.title, "images": [name for name, _ in corpus], "encoders": {}}
     for enc_name, enc in encoders.items():
         if enc_name == "pillow" and case.fmt == "avif" and not _pillow_avif():
             continue
         try:
-            result["encoders"][enc_name] = _sweep(case, enc_name, enc, corpus, refs, scorer, butteraugli)
+            result["encoders"][enc_name] = _sweep(case, enc_name, enc, corpus, refs, scorer, butteraugli, cpu_repeat)
         except Exception as exc:  # a peer that cannot do a case (e.g. plain libvips' animated crop) is left out
             print(f"  {case.name} {enc_name}: failed ({exc}); left out", flush=True)
             result.setdefault("failed", {})[enc_name] = str(exc)
     sharp_default = result["encoders"]["sharp"]["default"]
     for rows in result["encoders"].values():
-        points = [(r["bytes"], r["ssimulacra2"]) for k, r in rows.items() if k != "default"]
-        at = curve_at_score(points, sharp_default["ssimulacra2"])
-        pts = curve_at_bytes(points, sharp_default["bytes"])
-        rows["_vs_sharp"] = {
-            "bytes_to_reach_sharp_default": round(at / sharp_default["bytes"], 3) if at else None,
-            "points_at_sharp_default_bytes": round(pts - sharp_default["ssimulacra2"], 2) if pts is not None else None,
-            "default_score_minus_sharp": round(rows["default"]["ssimulacra2"] - sharp_default["ssimulacra2"], 2),
-            "default_bytes_over_sharp": round(rows["default"]["bytes"] / sharp_default["bytes"], 3),
-        }
+        vs = {}
+        for ref in REFERENCES:
+            key = "ssimulacra2" if ref == "linear" else f"ssimulacra2_{ref}"
+            points = [(r["bytes"], r[key]) for k, r in rows.items() if k != "default"]
+            at = curve_at_score(points, sharp_default[key])
+            pts = curve_at_bytes(points, sharp_default["bytes"])
+            vs[ref] = {
+                "bytes_to_reach_sharp_default": round(at / sharp_default["bytes"], 3) if at else None,
+                "points_at_sharp_default_bytes": round(pts - sharp_default[key], 2) if pts is not None else None,
+                "default_score_minus_sharp": round(rows["default"][key] - sharp_default[key], 2),
+            }
+        vs["default_bytes_over_sharp"] = round(rows["default"]["bytes"] / sharp_default["bytes"], 3)
+        vs["default_cpu_over_sharp"] = round(rows["default"]["cpu_ms"] / max(sharp_default["cpu_ms"], 1e-6), 3)
+        rows["_vs_sharp"] = vs
     return result
 
 
@@ -495,25 +592,37 @@ def _pillow_avif() -> bool:
     return bool(features.check("avif"))
 
 
+def _x(v: float | None) -> str:
+    return "—" if v is None else f"{v:.3f}×"
+
+
+def _pts(v: float | None) -> str:
+    return "—" if v is None else f"{v:+.2f}"
+
+
 def markdown(results: dict, meta: dict) -> str:
     md = ["# Quality per byte (bench/quality.py)\n",
           f"{meta['note']}\n",
           "Ratios against sharp's default output (sharp's default settings, mean SSIMULACRA2 over the case's "
-          "corpus): bytes each encoder's quality sweep needs to reach that score (≤ 0.95 is the target for "
-          "mediaproxy), its score at sharp's bytes, and its own default output.\n",
-          "| case | encoder | bytes to reach sharp's default score | points at sharp's bytes | default bytes "
-          "| default score − sharp's | default butteraugli |",
-          "|---|---|---:|---:|---:|---:|---:|"]
+          "corpus), each under the two references (linear light / gamma space): bytes each encoder's quality "
+          "sweep needs to reach sharp's default score (≤ 0.95 under both is the target for mediaproxy), its "
+          "score at sharp's bytes, and its own default output. CPU: mean per image of the default setting "
+          "(the least of a few runs), in-process for everything but sharp, which reports its own process's.\n",
+          "| case | encoder | CPU ms (÷ sharp) | bytes to reach sharp's default score, linear / gamma "
+          "| points at sharp's bytes | default bytes | default score − sharp's | default butteraugli |",
+          "|---|---|---:|---:|---:|---:|---:|---:|"]
     for case in results.values():
         for enc, rows in case["encoders"].items():
             v = rows["_vs_sharp"]
             d = rows["default"]
-            reach = "—" if v["bytes_to_reach_sharp_default"] is None else f"{v['bytes_to_reach_sharp_default']:.3f}×"
-            pts = v["points_at_sharp_default_bytes"]
-            md.append(f"| {case['title']} | {enc} | {reach} | {'—' if pts is None else f'{pts:+.2f}'} | "
-                      f"{d['bytes']:,} ({v['default_bytes_over_sharp']:.2f}×) | {v['default_score_minus_sharp']:+.2f} "
-                      f"| {d.get('butteraugli', '—')} |")
-    md += ["", "## Sweeps (total bytes over the corpus / mean SSIMULACRA2)\n"]
+            lin, gam = v["linear"], v["gamma"]
+            ba = f"{d['butteraugli']:.3f} / {d['butteraugli_gamma']:.3f}" if "butteraugli" in d else "—"
+            md.append(f"| {case['title']} | {enc} | {d['cpu_ms']:.1f} ({v['default_cpu_over_sharp']:.2f}×) | "
+                      f"{_x(lin['bytes_to_reach_sharp_default'])} / {_x(gam['bytes_to_reach_sharp_default'])} | "
+                      f"{_pts(lin['points_at_sharp_default_bytes'])} / {_pts(gam['points_at_sharp_default_bytes'])} | "
+                      f"{d['bytes']:,} ({v['default_bytes_over_sharp']:.2f}×) | "
+                      f"{_pts(lin['default_score_minus_sharp'])} / {_pts(gam['default_score_minus_sharp'])} | {ba} |")
+    md += ["", "## Sweeps (total bytes over the corpus / mean SSIMULACRA2, linear-light / gamma-space reference)\n"]
     for case in results.values():
         md.append(f"### {case['title']} ({', '.join(case['images'])})\n")
         encs = list(case["encoders"])
@@ -524,7 +633,7 @@ def markdown(results: dict, meta: dict) -> str:
             cells = []
             for e in encs:
                 r = case["encoders"][e].get(q)
-                cells.append(f"{r['bytes']:,} / {r['ssimulacra2']:.2f}" if r else "")
+                cells.append(f"{r['bytes']:,} / {r['ssimulacra2']:.2f} / {r['ssimulacra2_gamma']:.2f}" if r else "")
             md.append(f"| {q} | " + " | ".join(cells) + " |")
         md.append("")
     return "\n".join(md)
@@ -536,6 +645,8 @@ def main() -> None:
     ap.add_argument("--photos", type=int, default=6, help=f"photos per photo case (at most {len(PHOTOS)})")
     ap.add_argument("--encoders", default="mediaproxy,sharp,pillow,libvips")
     ap.add_argument("--butteraugli", action="store_true", help="also butteraugli on the default outputs")
+    ap.add_argument("--variants", default="", help="also mediaproxy with other settings: " + ", ".join(VARIANTS))
+    ap.add_argument("--cpu-repeat", type=int, default=3, help="runs of each default output for its CPU time")
     add_out_argument(ap)
     ap.add_argument("--name", default="quality", help="results file name (bench/results/NAME.json, .md)")
     args = ap.parse_args()
@@ -547,11 +658,13 @@ def main() -> None:
         if "sharp" not in names:
             names.append("sharp")
         encoders = {e: all_encoders[e] for e in names}
+        for v in (v for v in args.variants.split(",") if v):
+            encoders[f"mediaproxy {v}"] = mediaproxy_with(VARIANTS[v])
         scorer = Scorer(tmp, args.butteraugli)
         results = {}
         for c in args.cases.split(","):
             print(f"case {c}: {CASES[c].title}", flush=True)
-            results[c] = run_case(CASES[c], encoders, scorer, args.photos, args.butteraugli)
+            results[c] = run_case(CASES[c], encoders, scorer, args.photos, args.butteraugli, args.cpu_repeat)
     finally:
         sharp.stop()
         shutil.rmtree(tmp, ignore_errors=True)
@@ -559,6 +672,7 @@ def main() -> None:
         "sharp": sharp.version, "libvips (pyvips)": ".".join(str(pyvips.version(i)) for i in range(3)),
         "pipeline_version": pipeline.PIPELINE_VERSION, "photos": args.photos,
         "loadavg_1m": round(os.getloadavg()[0], 2), "cases": list(results),
+        "variants": {v: VARIANTS[v] for v in args.variants.split(",") if v},
     }
     meta["note"] = (f"sharp {meta['sharp']}, pyvips' libvips {meta['libvips (pyvips)']}, mediaproxy pipeline "
                     f"{meta['pipeline_version']}, {args.photos} photos per photo case; Pillow as thumbor drives it "
@@ -567,10 +681,14 @@ def main() -> None:
                     "timings are not the point here, sizes and scores do not depend on load).")
     write_results(args.name, {"meta": meta, "cases": results}, markdown(results, meta), args.out)
     for c, r in results.items():
-        v = r["encoders"].get("mediaproxy", {}).get("_vs_sharp")
-        if v:
-            print(f"{c}: mediaproxy bytes to reach sharp's default {v['bytes_to_reach_sharp_default']}×, "
-                  f"default score {v['default_score_minus_sharp']:+.2f} vs sharp")
+        for enc, rows in r["encoders"].items():
+            if enc.startswith("mediaproxy"):
+                v = rows["_vs_sharp"]
+                print(f"{c}: {enc}: bytes to reach sharp's default {_x(v['linear']['bytes_to_reach_sharp_default'])} "
+                      f"linear / {_x(v['gamma']['bytes_to_reach_sharp_default'])} gamma, default score "
+                      f"{_pts(v['linear']['default_score_minus_sharp'])} / "
+                      f"{_pts(v['gamma']['default_score_minus_sharp'])} vs sharp, "
+                      f"CPU {v['default_cpu_over_sharp']}× sharp's")
 
 
 if __name__ == "__main__":

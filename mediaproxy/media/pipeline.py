@@ -41,9 +41,10 @@ _LOADER_CLASSES = ("jpeg", "png", "gif", "webp", "heif", "tiff")
 # (Given as a loader option: thumbnail_buffer's own fail_on is not passed on.)
 _FAIL_ON = "fail_on=error"
 WEB_FORMATS = frozenset(MIME)
-PIPELINE_VERSION = "4"  # 2: Lanczos3 in linear light after the shrink-on-load, encoder settings by measurement;
+PIPELINE_VERSION = "5"  # 2: Lanczos3 in linear light after the shrink-on-load, encoder settings by measurement;
 # 3: settings per output size for speed too (JPEG thumbnails at the DCT scale, large WebP effort 2, sharp YUV to 256 px)
 # 4: the planned size exactly (w=200 was 199 px wide for some sources); cached results of 3 are recomputed
+# 5: resampling on the sRGB values, encoder efforts for CPU per request (docs/performance.md)
 _BIG = 10_000_000  # "no constraint" on one axis for thumbnail
 
 
@@ -257,23 +258,41 @@ DCT_MARGIN = 1.5
 # in linear light saved few bytes there (4:4:4 chroma keeps JPEG thumbnails far ahead either way)
 # and doubled the CPU of the whole transform.
 JPEG_DCT_DIRECT_PIXELS = 128 * 128
-# Resample still images in linear light (libvips' scRGB, premultiplied alpha): fine light
-# detail keeps its brightness, and photos score higher at the same bytes. Animations (GIF
-# sources: palettes, dithering) measured better in sRGB values. Only for outputs up to
-# LINEAR_MAX_PIXELS: at 800x600 linear light gained almost nothing for most of the extra CPU
-# of that case, so large outputs resample in sRGB values.
+# The same for WebP and AVIF outputs (0: none of them decodes straight at the target): straight at
+# 1/4 to a 256 px WebP, as Pillow does, costs many bytes for sharp's score.
+DCT_DIRECT_PIXELS = 0
+# libjpeg-turbo's SIMD inverse DCTs are the 1/8, 1/4, 1/2 and full scales; the others run in plain C
+# and take about twice as long. So the power-of-two scale below the margin's is taken when it still
+# leaves this much for the resampler (2048 -> 800 px: 1/2, 1.28x).
+DCT_FAST_MARGIN = 1.25
+# Resampling in linear light (libvips' scRGB, premultiplied alpha) keeps fine light detail's
+# brightness and scores best against a reference downscaled in linear light; against one
+# downscaled in gamma space (on the sRGB values, as sharp, Pillow and most viewers scale) it
+# loses as much, and its float conversion is a large share of a small output's CPU. A lead in
+# bytes that holds under both references needs the sRGB values, so every output is resampled on
+# them; outputs up to LINEAR_MAX_PIXELS would be resampled in linear light (bench/quality.py's
+# "linear" variants; figures in docs/performance.md, "The transform's CPU").
 LINEAR = True
-LINEAR_MAX_PIXELS = 512 * 512
+LINEAR_MAX_PIXELS = 0
 
 
 def _dct_scale(p: Probe, pl: Plan, fmt: str) -> Fraction:
     """The JPEG shrink-on-load: 8/n for the smallest n/8 scale that leaves the margin for the resampler
-    (DCT_MARGIN; none for JPEG outputs up to JPEG_DCT_DIRECT_PIXELS)."""
+    (DCT_MARGIN; none for JPEG outputs up to JPEG_DCT_DIRECT_PIXELS), or the power-of-two scale below
+    it when that still leaves DCT_FAST_MARGIN."""
     if p.format != "jpeg":
         return Fraction(1)
-    margin = 1 if fmt == "jpeg" and pl.resize_w * pl.resize_h <= JPEG_DCT_DIRECT_PIXELS else DCT_MARGIN
+    direct = JPEG_DCT_DIRECT_PIXELS if fmt == "jpeg" else DCT_DIRECT_PIXELS
+    margin = 1 if pl.resize_w * pl.resize_h <= direct else DCT_MARGIN
+
+    def fits(n: int, m: float) -> bool:
+        return p.width * n >= m * 8 * pl.resize_w and p.height * n >= m * 8 * pl.resize_h
+
     for n in range(1, 8):
-        if p.width * n >= margin * 8 * pl.resize_w and p.height * n >= margin * 8 * pl.resize_h:
+        if fits(n, margin):
+            fast = 1 << (n.bit_length() - 1)  # 1/8, 1/4 or 1/2 at or below n/8
+            if fast != n and fits(fast, min(margin, DCT_FAST_MARGIN)):
+                return Fraction(8, fast)
             return Fraction(8, n)
     return Fraction(1)
 
@@ -329,23 +348,25 @@ def _to_srgb(im: pyvips.Image) -> pyvips.Image:
 
 # Encoder settings, chosen per format by bytes bought per millisecond of CPU against sharp, Pillow
 # and plain libvips (bench/quality.py, bench/results/quality.md; the figures: docs/performance.md).
-WEBP_EFFORT = 4  # effort 2 needs more bytes for the same score
+WEBP_EFFORT = 4  # effort 2 needs more bytes for the same score; 6 saves little for its CPU
 # Large WebP outputs (over WEBP_LARGE_PIXELS a frame) are encoded at effort 2: at 800x600 effort 4
 # saved a few percent of the bytes for over twice the encode time, most of the request.
 WEBP_EFFORT_LARGE = 2
 WEBP_LARGE_PIXELS = 512 * 512
-# libwebp's sharp RGB->YUV conversion ("smart subsample"): colour edges survive 4:2:0. It pays on
-# small graphics with alpha and on 256 px photos, gives nothing at 800x600 for much CPU. Emoji,
-# sticker and avatar sizes (up to 256x256) get it, which makes a 256 px WebP avatar cost more CPU
-# than Pillow's (thumbor's); 128 * 128 here would trade some bytes for that CPU.
-WEBP_SHARP_YUV_PIXELS = 256 * 256
+# libwebp's sharp RGB->YUV conversion ("smart subsample"): colour edges survive 4:2:0. On small
+# graphics with alpha it buys many SSIMULACRA2 points at sharp's bytes for little CPU; on 256 px
+# photos a few percent of bytes for a third of the request's CPU. Emoji and sticker sizes get it;
+# 256 px avatars do not.
+WEBP_SHARP_YUV_PIXELS = 128 * 128
 # JPEG chroma: full (4:4:4) for thumbnails up to 512x512, where colour detail is pixel-sized and
 # 4:2:0 loses clearly at sharp's bytes; 4:2:0 above, at every quality (libvips' "auto" drops it
 # at Q >= 90 on its own, which costs many more bytes).
 JPEG_FULL_CHROMA_PIXELS = 512 * 512
-# AVIF: 4:4:4 (fewer bytes than 4:2:0 for the same score), libaom effort 6 up to 512x512 and 4
-# above, where each step costs seconds.
-AVIF_EFFORT_SMALL, AVIF_EFFORT = 6, 4
+# AVIF: 4:4:4 (fewer bytes than 4:2:0 for the same score), libaom's tune=iq. Effort 2 up to
+# 512x512: higher efforts saved bytes only against a linear-light reference, for about twenty times
+# the CPU (seconds a request, more than sharp or Pillow spend); effort 4 above, where each step
+# costs seconds.
+AVIF_EFFORT_SMALL, AVIF_EFFORT = 2, 4
 AVIF_SMALL_PIXELS = 512 * 512
 AVIF_SUBSAMPLE = "off"
 AVIF_TUNE = "iq"  # libaom's tune for still images (libvips 8.18's default; "ssim" needed more bytes)
