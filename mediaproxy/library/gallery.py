@@ -15,19 +15,18 @@ import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-import pyvips
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import Integer, delete, func, select, update
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
 from ..errors import BadRequest, NotFound, Overloaded
+from .ids import is_id, new_id
 from .models import Album, AlbumImage, Avatar, Media, MediaTag, Organization, ShareToken, StoredObject, Version, now
-from .service import _ID, Library, new_id
+from .service import Library, media_query
 
 TAG_MAX = 64
 TAGS_MAX = 32
 TOKEN_BYTES = 32
-FALLBACK_SIDE = 64
 # the records' dialects: the /api/v1 API, the presigned /media API, the /v2 image service
 STATS_APIS = ("v1", "media", "v2")
 
@@ -52,13 +51,6 @@ def clean_tags(raw: list[str] | None) -> list[str]:
     if len(out) > TAGS_MAX:
         raise BadRequest(f"at most {TAGS_MAX} tags")
     return out
-
-
-def fallback_webp() -> bytes:
-    """The one image every forbidden or missing image is answered with: computed once per process,
-    so it costs the same, byte for byte, whichever image was asked for."""
-    im = pyvips.Image.black(FALLBACK_SIDE, FALLBACK_SIDE, bands=3).linear([1, 1, 1], [226, 228, 232])
-    return im.cast("uchar").webpsave_buffer(Q=50, keep="none")
 
 
 @dataclass(frozen=True)
@@ -127,7 +119,7 @@ class Gallery:
 
     def served(self, s: Session, media_id: str) -> Served | None:
         """The serving row of a ready seed-004 image, by id alone (ids are global)."""
-        if not _ID.fullmatch(media_id or ""):
+        if not is_id(media_id):
             return None
         row = s.execute(
             select(Media.id, Media.org_id, Media.owner, Media.is_private, StoredObject.bucket, StoredObject.key,
@@ -190,7 +182,7 @@ class Gallery:
         if album_id:
             cond.append(Media.id.in_(select(AlbumImage.media_id).where(AlbumImage.album_id == album_id)))
         total = s.scalar(select(func.count()).select_from(Media).where(*cond)) or 0
-        q = (self.lib._media_query().where(*cond).order_by(Media.created_at.desc(), Media.id.desc())
+        q = (media_query().where(*cond).order_by(Media.created_at.desc(), Media.id.desc())
              .limit(limit).offset(offset))
         return list(s.scalars(q)), total
 
@@ -242,7 +234,7 @@ class Gallery:
               token: str | None = None, write: bool = False) -> Album:
         """The album if the user may see it (owner; or public; or a valid token of it) — or change it
         (owner only). Anything else is the same 404 as an album that does not exist."""
-        album = s.get(Album, album_id) if _ID.fullmatch(album_id or "") else None
+        album = s.get(Album, album_id) if is_id(album_id) else None
         if album is None or (org_id is not None and album.org_id != org_id):
             raise NotFound("no such album")
         if org_id is None:
@@ -286,7 +278,7 @@ class Gallery:
     def add_to_album(self, s: Session, album: Album, media_ids: list[str]) -> int:
         """Add the client's seed-004 images (all must exist: 404 names the first that does not)."""
         wanted = list(dict.fromkeys(media_ids))
-        found = set(s.scalars(select(Media.id).where(Media.id.in_([i for i in wanted if _ID.fullmatch(i)]),
+        found = set(s.scalars(select(Media.id).where(Media.id.in_([i for i in wanted if is_id(i)]),
                                                      Media.org_id == album.org_id, Media.dialect == "v2")))
         missing = [i for i in wanted if i not in found]
         if missing:
@@ -347,7 +339,7 @@ class Gallery:
                                   .values(media_id=media.id, updated_at=now())).rowcount
                 if moved:
                     s.commit()
-                    return s.scalar(self.lib._media_query().where(Media.id == old_id))
+                    return s.scalar(media_query().where(Media.id == old_id))
                 s.rollback()
             except (IntegrityError, OperationalError):
                 s.rollback()
@@ -367,12 +359,12 @@ class Gallery:
                 if time.monotonic() > deadline:
                     raise
                 time.sleep(0.02)
-                media = s.scalar(self.lib._media_query().where(Media.id == media.id))
+                media = s.scalar(media_query().where(Media.id == media.id))
                 if media is None:
                     return
 
     def delete_avatar(self, s: Session, row: Avatar) -> None:
-        media = s.scalar(self.lib._media_query().where(Media.id == row.media_id))
+        media = s.scalar(media_query().where(Media.id == row.media_id))
         s.delete(row)
         s.flush()
         if media is not None:
@@ -398,7 +390,7 @@ class Gallery:
         per_api = {api: {"images": 0, "privateImages": 0, "bytes": 0} for api in STATS_APIS}
         for dialect, n, size, private in s.execute(
                 select(Media.dialect, func.count(), func.coalesce(func.sum(Media.size), 0),
-                       func.coalesce(func.sum(func.cast(Media.is_private, _int())), 0))
+                       func.coalesce(func.sum(func.cast(Media.is_private, Integer)), 0))
                 .where(Media.org_id == org_id, Media.state == "ready", Media.dialect != "avatar")
                 .group_by(Media.dialect)):
             api = per_api.setdefault(dialect, {"images": 0, "privateImages": 0, "bytes": 0})
@@ -413,12 +405,6 @@ class Gallery:
         return {"images": images, "privateImages": private, "imageBytes": size,
                 "albums": int(albums), "avatars": int(avatars), "avatarBytes": int(avatar_bytes),
                 "totalBytes": size + int(avatar_bytes), "byApi": per_api}
-
-
-def _int():
-    from sqlalchemy import Integer
-
-    return Integer
 
 
 def _like(text: str) -> str:

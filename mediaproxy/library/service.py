@@ -17,12 +17,11 @@ import logging
 import re
 import time
 import unicodedata
-import uuid
 from collections.abc import Callable, Iterable, Iterator
 from concurrent import futures
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from functools import cached_property
 
 import orjson
@@ -48,12 +47,14 @@ from ..bulkhead import PerHolder
 from ..context import Context
 from ..errors import BadRequest, Conflict, Forbidden, MediaError, NotFound, TooLarge, UnsupportedType
 from ..hotpath import decimal
-from ..media import pipeline, placeholder
+from ..media import hashes, pipeline
+from ..media.edit import Edit, edit_image
 from ..media.sniff import sniff
-from ..media.spec import MIME, TransformSpec
+from ..media.spec import TransformSpec
 from ..settings import LibrarySettings
 from ..storage import ObjectInfo, Writer
 from .db import Database
+from .ids import is_id, new_id
 from .jobs import LeaseLost, NotYet, relay
 from .models import Job, Media, Organization, StoredObject, Variant, Version, now
 
@@ -84,15 +85,9 @@ FETCH_BY_ID = 2000  # a search with at most this many matches fetches its page b
 WALK_MAX = 20_000  # nor when the walk would read more rows of the sort index than this
 # PostgreSQL: up to this offset a page is read while its total is counted beside it; deeper, after
 COUNT_BESIDE_MAX_OFFSET = 1000
-EDIT_FORMATS = {"webp": "webp", "jpeg": "jpeg", "jpg": "jpeg", "png": "png"}
-_ID = re.compile(r"[0-9a-f]{32}")
 
 
-def new_id() -> str:
-    return uuid.uuid4().hex
-
-
-def _own_key(folder: str, stored_key: str, filename: str) -> str:
+def own_key(folder: str, stored_key: str, filename: str) -> str:
     """A version's original under its own folder: the stored key itself, unless the bytes are
     another record's (a deduplicated /media upload), then the record's own file name under this
     folder (never the other record's: that name is its uploader's, and may be private)."""
@@ -135,6 +130,15 @@ def clean_disposition(value: str | None) -> str | None:
 def _like_escape(text: str) -> str:
     """``text`` matched literally by ``LIKE … ESCAPE '\\'``."""
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def media_query():
+    """Media with their current version, its object and its variants loaded (three queries in all,
+    whatever the number of media)."""
+    return select(Media).options(
+        selectinload(Media.current).selectinload(Version.object),
+        selectinload(Media.current).selectinload(Version.variants),
+    )
 
 
 def iso(dt: datetime | None) -> str | None:
@@ -197,7 +201,7 @@ class Upload:
             self._sha.update(self._head)
             self.writer.write(bytes(self._head))
         self.writer.commit()
-        return self.lib._object_for(self.org, self.key, self._sha.hexdigest(), self.writer.written, self.mime,
+        return self.lib.object_for(self.org, self.key, self._sha.hexdigest(), self.writer.written, self.mime,
                                     bytes(self._head))
 
     def abort(self) -> None:
@@ -238,7 +242,7 @@ class Library:
             fname = "original-" + fname
         return fname
 
-    def _object_for(self, org: Organization, key: str, sha: str, size: int, mime: str | None,
+    def object_for(self, org: Organization, key: str, sha: str, size: int, mime: str | None,
                     head: bytes) -> tuple[StoredObject, bool]:
         width, height = self._dimensions(head, key)
         return StoredObject(org_id=org.id, bucket=self.bucket, key=key, sha256=sha, size=size,
@@ -321,7 +325,7 @@ class Library:
         try:
             s.rollback()
             s.execute(delete(Job).where(Job.media_id == media_id))
-            media = s.scalar(self._media_query().where(Media.id == media_id))
+            media = s.scalar(media_query().where(Media.id == media_id))
             if media is None:
                 s.commit()
             else:
@@ -349,25 +353,18 @@ class Library:
 
     def get(self, s: Session, org: Organization, media_id: str) -> Media:
         media = None
-        if _ID.fullmatch(media_id or ""):
-            media = s.scalar(self._media_query().where(Media.id == media_id, Media.org_id == org.id))
+        if is_id(media_id):
+            media = s.scalar(media_query().where(Media.id == media_id, Media.org_id == org.id))
         if media is None:
             raise NotFound("no such media")
         return self.refresh(s, media)
-
-    @staticmethod
-    def _media_query():
-        return select(Media).options(
-            selectinload(Media.current).selectinload(Version.object),
-            selectinload(Media.current).selectinload(Version.variants),
-        )
 
     def by_key(self, s: Session, org: Organization, bucket: str | None, key: str) -> Media:
         """The organization's media whose current original is ``key`` (the newest, if several)."""
         if (bucket or self.bucket) != self.bucket or not key:
             raise NotFound("no such object")
         media = s.scalar(
-            self._media_query()
+            media_query()
             .join(Version, Version.id == Media.current_version_id)
             .join(StoredObject, StoredObject.id == Version.object_id)
             .where(Media.org_id == org.id, StoredObject.bucket == self.bucket, StoredObject.key == key)
@@ -437,7 +434,7 @@ class Library:
         upload pointed at identical bytes stored before (content addressing): that record's URL
         keeps its own folder and its own file name, so each record's privacy governs its own URL
         and no record's URL tells another's file name."""
-        return _own_key(media.current.folder, media.current.object.key, media.filename)
+        return own_key(media.current.folder, media.current.object.key, media.filename)
 
     def public_object(self, s: Session, key: str) -> tuple[str, str, str, str | None] | None:
         """What the public URL ``/library/{key}`` serves — (bucket, stored key, type, the record's
@@ -448,7 +445,7 @@ class Library:
         variants. It is served only while that record is ready and public, whatever other records
         share the stored bytes. One query for an original, two for a variant."""
         parts = key.split("/")
-        if len(parts) != 4 or not _ID.fullmatch(parts[1]) or not _ID.fullmatch(parts[2]):
+        if len(parts) != 4 or not is_id(parts[1]) or not is_id(parts[2]):
             return None
         org_slug, media_id, version_id, _ = parts
         row = s.execute(
@@ -462,7 +459,7 @@ class Library:
         if row is None:
             return None
         mime, filename, folder, disposition, bucket, stored = row
-        if bucket == self.bucket and _own_key(folder, stored, filename) == key:
+        if bucket == self.bucket and own_key(folder, stored, filename) == key:
             return bucket, stored, mime, disposition
         variant = s.execute(select(Variant.bucket, Variant.key, Variant.mime_type)
                             .where(Variant.version_id == version_id, Variant.key == key,
@@ -505,7 +502,7 @@ class Library:
         """The bytes of a presigned upload URL of the local backend: streamed, sniffed, bounded;
         a Content-Disposition the PUT carries is kept with the object, as S3 keeps it."""
         media = s.scalar(
-            self._media_query().join(Version, Version.id == Media.current_version_id)
+            media_query().join(Version, Version.id == Media.current_version_id)
             .join(StoredObject, StoredObject.id == Version.object_id)
             .where(StoredObject.bucket == bucket, StoredObject.key == key).limit(1))
         if media is None:
@@ -585,10 +582,10 @@ class Library:
         return media
 
     def batch(self, s: Session, org: Organization, ids: list[str]) -> list[Media]:
-        wanted = [i for i in ids if _ID.fullmatch(i)]
+        wanted = [i for i in ids if is_id(i)]
         if not wanted:
             return []
-        found = {m.id: m for m in s.scalars(self._media_query().where(Media.org_id == org.id,
+        found = {m.id: m for m in s.scalars(media_query().where(Media.org_id == org.id,
                                                                       Media.id.in_(wanted)))}
         return [found[i] for i in ids if i in found]
 
@@ -621,7 +618,7 @@ class Library:
         walking = [Media.org_id == org.id, literal_column("+media.state") == "ready", *mime]
         col = SORTS[sort]
         asc = order == "asc"
-        page = (self._media_query()
+        page = (media_query()
                 .order_by(col.asc() if asc else col.desc(), Media.id.asc() if asc else Media.id.desc())
                 .limit(limit).offset(offset))
         if search and sqlite and len(search) >= 3 and org.id < TEXT_ORG_LIMIT:
@@ -842,14 +839,13 @@ class Library:
         media.blur_hash, media.thumb_hash = self._placeholder_hashes(media.id, media.mime_type, data)
 
     def _placeholder_hashes(self, media_id: str, mime_type: str, data: bytes) -> tuple[str | None, str | None]:
-        """(BlurHash, ThumbHash) of an image; (None, None) for anything else."""
+        """(BlurHash, ThumbHash) of an image (``media.hashes``), inside a transform place;
+        (None, None) for anything else, or an image it cannot decode."""
         if not mime_type.startswith("image/"):
             return None, None
         try:
             with self.ctx.transform_slot():
-                im = pipeline.decode_inside(data, placeholder.THUMB_SIDE, self.ctx.limits)
-                im = im.copy_memory()  # read twice below: decode once
-                return placeholder.encode(im), placeholder.thumbhash(im)
+                return hashes.placeholders(data, self.ctx.limits)
         except (pyvips.Error, BadRequest, TooLarge) as exc:
             reason = exc.message if isinstance(exc, pyvips.Error) else exc.reason
             log.warning("no placeholders for media %s: %s", media_id, (reason or "").strip())
@@ -896,7 +892,7 @@ class Library:
         if media.current_version_id != base_id or media.current is None:
             raise Conflict("the media changed since this crop was asked for")
         data = self._original(media)
-        out = edit_image(data, p, self.ctx)
+        out = edit_image(data, Edit.of(p), self.ctx.limits, self.ctx.transform_slot)
         base = media.current
         folder = f"{base.folder.rsplit('/', 1)[0]}/{version_id}"
         stem = media.filename.rsplit(".", 1)[0] if "." in media.filename else media.filename
@@ -945,7 +941,7 @@ class Library:
                 self._drop_output(media, folder, job)
             raise
         self._remove(stale)
-        media = s.scalar(self._media_query().where(Media.id == media.id).execution_options(populate_existing=True))
+        media = s.scalar(media_query().where(Media.id == media.id).execution_options(populate_existing=True))
         return media
 
     def _drop_output(self, media: Media, folder: str, job: Job | None) -> None:
@@ -1087,14 +1083,14 @@ class Library:
             if size is not None:
                 headers["Content-Length"] = str(size)
         return media, {"uploadUrl": url, "objectKey": key, "method": "PUT", "headers": headers,
-                       "expiresAt": iso(datetime.now(UTC).replace(tzinfo=None) + _seconds(expires))}
+                       "expiresAt": iso(datetime.now(UTC).replace(tzinfo=None) + timedelta(seconds=expires))}
 
     def _claim_upload(self, s: Session, media: Media) -> bool:
         """Take a waiting upload (``uploading`` → ``receiving``, compare-and-set) for this request
         alone: one PUT, or one check of what a PUT straight to the store left. A claim older than
         the lease (``upload_claim_lease``: its process died) may be taken again."""
         t = now()
-        stale = t - _seconds(self.upload_claim_lease)
+        stale = t - timedelta(seconds=self.upload_claim_lease)
         won = s.execute(
             update(Media).where(Media.id == media.id,
                                 or_(Media.state == "uploading",
@@ -1225,7 +1221,7 @@ class Library:
         return relay(self.db, self._enqueue, job.id)
 
     def job(self, s: Session, org: Organization, job_id: str) -> Job:
-        job = s.get(Job, job_id) if _ID.fullmatch(job_id or "") else None
+        job = s.get(Job, job_id) if is_id(job_id) else None
         if job is None or job.org_id != org.id:
             raise NotFound("no such job")
         return job
@@ -1237,7 +1233,7 @@ class Library:
         if job is None or job.state != "active" or job.lease_owner != owner:
             return None
         params = orjson.loads(job.params)
-        media = s.scalar(self._media_query().where(Media.id == job.media_id)) if job.media_id else None
+        media = s.scalar(media_query().where(Media.id == job.media_id)) if job.media_id else None
         if media is None:
             raise NotFound("the media was deleted")
         if job.kind == "crop":
@@ -1294,7 +1290,7 @@ class Library:
         done = s.execute(
             update(Job).where(Job.id == job_id, Job.state == "active", Job.lease_owner == owner)
             .values(state=state, failed_reason=reason, failing_since=since, lease_owner=None, lease_until=None,
-                    relayed_at=None, run_after=None if final else t + _seconds(delay), updated_at=t)
+                    relayed_at=None, run_after=None if final else t + timedelta(seconds=delay), updated_at=t)
             .execution_options(synchronize_session=False)).rowcount
         s.commit()
         if done and final:
@@ -1307,12 +1303,6 @@ class Library:
 
 def _not_yet() -> MediaError:
     return NotYet("the upload has not arrived")
-
-
-def _seconds(n: float):
-    from datetime import timedelta
-
-    return timedelta(seconds=n)
 
 
 # -- signed URLs of the local backend -------------------------------------------------------------
@@ -1342,43 +1332,3 @@ def check_signature(method: str, bucket: str, key: str, expires: str | None, sig
         raise Forbidden("invalid signature")
     if int(expires) < time.time():
         raise Forbidden("the URL has expired")
-
-
-# -- the one image edit the library adds: crop / rotate / scale / re-encode ------------------------
-
-def edit_image(data: bytes, p: dict, ctx: Context) -> pipeline.Output:
-    probe = pipeline.probe(data)
-    pipeline.check_limits(probe, ctx.limits, False)
-    fmt = EDIT_FORMATS.get(str(p.get("format") or "").lower()) or (
-        probe.format if probe.format in ("webp", "jpeg", "png") else "webp")
-    x, y, w, h = p["x"], p["y"], p["width"], p["height"]
-    if x + w > probe.width or y + h > probe.height:
-        raise BadRequest(f"the crop {x},{y} {w}x{h} is outside the {probe.width}x{probe.height} image")
-    try:
-        with ctx.transform_slot():
-            rotate = p.get("rotate") or 0
-            # a rotation (the EXIF orientation's or the crop's own) reads the pixels out of order,
-            # which a sequential decode refuses ("error in tile") once the image is past a few tiles;
-            # the pixel limit checked above bounds what a random-access decode holds
-            turned = bool(rotate) or probe.orientation not in (0, 1)
-            im = pyvips.Image.new_from_buffer(data, "", access="random" if turned else "sequential").autorot()
-            if im.hasalpha() and fmt == "jpeg":
-                im = im.flatten(background=[255] * (im.bands - 1))
-            im = im.crop(x, y, w, h)
-            if rotate:
-                im = im.rot(f"d{rotate}")
-            scale = p.get("scale") or 1.0
-            if scale != 1.0:
-                im = im.resize(scale)
-            if im.interpretation not in ("srgb", "b-w"):
-                im = im.colourspace("srgb")
-            q = p.get("quality") or 85
-            if fmt == "jpeg":
-                body = im.jpegsave_buffer(Q=q, keep="none", optimize_coding=True)
-            elif fmt == "webp":
-                body = im.webpsave_buffer(Q=q, keep="none", effort=2)
-            else:
-                body = im.pngsave_buffer(keep="none", compression=6)
-    except pyvips.Error:
-        raise BadRequest("undecodable image") from None
-    return pipeline.Output(body, fmt, MIME[fmt], im.width, im.height, 1)

@@ -14,7 +14,7 @@ from .. import auth
 from ..models import Admin, Album, Avatar, Media, Organization
 from ..service import iso
 from .common import integer, read_json, send_json, text
-from .v2 import V2, V2Resource, _page, album_fields, patch_image
+from .v2 import V2, V2Resource, album_fields, page, patch_image
 
 
 class TooManyAttempts(MediaError):
@@ -140,7 +140,7 @@ class ChangePassword(AdminResource):
         new = auth.check_password(text(p, "newPassword", required=True, most=1024))
         if not auth.verify_password(a, current):
             raise BadRequest("the current password is wrong")
-        a.password_hash = auth._hasher().hash(new)
+        a.password_hash = auth.hash_password(new)
         s = req.context.db
         auth.end_every_session(s, a)  # every session ends: log in again
         send_json(resp, self.tokens(req, a, auth.issue_refresh(s, a)))
@@ -170,7 +170,7 @@ def _add(total: dict, stats: dict) -> None:
 class Clients(AdminResource):
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         self.admin(req)
-        limit, offset = _page(req.params)
+        limit, offset = page(req.params)
         s = req.context.db
         total = s.scalar(select(func.count()).select_from(Organization))
         rows = s.scalars(select(Organization).order_by(Organization.id).limit(limit).offset(offset))
@@ -207,7 +207,7 @@ class AdminImages(AdminResource):
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         self.admin(req)
         p = req.params
-        limit, offset = _page(p)
+        limit, offset = page(p)
         client = integer(p, "clientId", None, 1)
         items, total = self.gallery.list_images(req.context.db, client, user=None, limit=limit, offset=offset,
                                                 tag=text(p, "tag", most=64), owner=text(p, "userId", most=255),
@@ -253,7 +253,7 @@ def avatar_admin_json(row: Avatar, m: Media) -> dict:
 class AdminAvatars(AdminResource):
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         self.admin(req)
-        limit, offset = _page(req.params)
+        limit, offset = page(req.params)
         rows, total = self.gallery.list_avatars(req.context.db, integer(req.params, "clientId", None, 1),
                                                 limit, offset)
         send_json(resp, {"items": [avatar_admin_json(a, m) for a, m in rows], "total": total, "limit": limit,
@@ -280,7 +280,7 @@ class AdminAvatar(AdminResource):
 class AdminAlbums(AdminResource):
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         self.admin(req)
-        limit, offset = _page(req.params)
+        limit, offset = page(req.params)
         items, total = self.gallery.list_albums(req.context.db, integer(req.params, "clientId", None, 1), None,
                                                 limit, offset)
         counts = self.gallery.image_counts(req.context.db, [a.id for a in items])

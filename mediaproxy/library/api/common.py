@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 import falcon
 import orjson
+from falcon.uri import parse_query_string
 from streaming_form_data import StreamingFormDataParser
 from streaming_form_data.targets import BaseTarget, ValueTarget
 from streaming_form_data.validators import MaxSizeValidator, ValidationError
@@ -139,8 +140,6 @@ def body_params(req: falcon.Request) -> dict:
     """A JSON body, a urlencoded form, or the query string (the seeds' playground sends any of them)."""
     ctype = (req.content_type or "").split(";", 1)[0].strip().lower()
     if ctype == "application/x-www-form-urlencoded":
-        from falcon.uri import parse_query_string
-
         refuse_unread_body(req, "form body")
         raw = req.bounded_stream.read(JSON_MAX + 1)
         if len(raw) > JSON_MAX:

@@ -4,9 +4,11 @@ organization; anyone else gets 404, as for an id that does not exist."""
 
 from __future__ import annotations
 
+from urllib.parse import quote
+
 import falcon
 
-from ...errors import BadRequest, UnsupportedType
+from ...errors import BadRequest, NotFound, UnsupportedType
 from ..models import Media
 from ..service import iso
 from .common import Resource, integer, read_json, send_json, text
@@ -32,8 +34,6 @@ def disposition(filename: str) -> str:
     printable ASCII, quotes, backslashes and percent signs become ``_``, and — when that changed
     the name — the exact name UTF-8 percent-encoded in ``filename*`` (RFC 5987). A header value
     never carries a control character, whatever the name holds."""
-    from urllib.parse import quote
-
     ascii_name = "".join(c if " " <= c <= "~" and c not in '"\\%' else "_" for c in filename)
     value = f'inline; filename="{ascii_name}"'
     if ascii_name != filename:
@@ -73,8 +73,6 @@ class MediaItem(Resource):
         lib = self.library
         media = lib.get(req.context.db, org, media_id)
         if media.owner != user:
-            from ...errors import NotFound
-
             raise NotFound("no such media")
         send_json(resp, describe(lib, media, self.base(req)))
 

@@ -10,8 +10,10 @@ import orjson
 from sqlalchemy import text as sql
 
 from ...clientip import NetworkSet, client_address
-from ...errors import BadRequest, Forbidden, NotFound
-from ..service import SORTS, iso
+from ...errors import BadRequest, Forbidden, NotFound, UnsupportedType
+from ...routes.attachments import SANDBOX
+from ...routes.common import serve_stored
+from ..service import SORTS, check_signature, iso
 from .common import (
     Resource,
     body_params,
@@ -19,6 +21,7 @@ from .common import (
     boolean,
     integer,
     number,
+    read_json,
     receive_upload,
     send_json,
     text,
@@ -108,8 +111,6 @@ class Presigned(Resource):
 
 
 def falcon_415(mime: str, allowed) -> Exception:
-    from ...errors import UnsupportedType
-
     return UnsupportedType(f"{mime} is not allowed; allowed: {', '.join(sorted(allowed))}")
 
 
@@ -143,8 +144,6 @@ class One(Resource):
 
 
 def read_json_or_form(req: falcon.Request) -> dict:
-    from .common import read_json
-
     return read_json(req)
 
 
@@ -323,8 +322,6 @@ class Signed(Resource):
 
 
 def lib_check(req: falcon.Request, method: str, bucket: str, key: str, lib) -> None:
-    from ..service import check_signature
-
     if bucket != lib.bucket:
         raise NotFound("no such object")
     check_signature(method, bucket, key, req.get_param("expires"), req.get_param("signature"),
@@ -332,9 +329,6 @@ def lib_check(req: falcon.Request, method: str, bucket: str, key: str, lib) -> N
 
 
 def serve_object(req, resp, lib, bucket: str, key: str, private: bool) -> None:
-    from ...routes.attachments import SANDBOX
-    from ...routes.common import serve_stored
-
     # The type recorded at ingest (from the bytes), never one guessed from the key's file name
     # (`evil.html` holding GIF magic and a script), and sandboxed: nothing stored runs on this host.
     serve_stored(req, resp, lib.ctx, bucket, key, lib.key_mime(req.context.db, bucket, key))

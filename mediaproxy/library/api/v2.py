@@ -18,17 +18,19 @@ from __future__ import annotations
 
 import logging
 from datetime import UTC, datetime
+from urllib.parse import quote
 
 import falcon
 from sqlalchemy import text as sql
 
 from ...errors import BadRequest, NotFound
+from ...media.hashes import fallback_webp
 from ...media.spec import FORMATS, MAX_DIM, TransformSpec
 from ...routes.common import serve_transform
 from .. import auth
-from ..gallery import Gallery, Served, clean_tags, fallback_webp
+from ..gallery import Gallery, Served, clean_tags
 from ..models import Album, Media, Organization
-from ..service import iso
+from ..service import iso, media_query
 from .common import Resource, boolean, integer, read_json, receive_upload, send_json, text
 
 log = logging.getLogger("mediaproxy.library")
@@ -58,7 +60,7 @@ def _user(req: falcon.Request, required: bool) -> str | None:
     return user
 
 
-def _page(params: dict) -> tuple[int, int]:
+def page(params: dict) -> tuple[int, int]:
     limit = integer(params, "limit", LIMIT_DEFAULT, 1, LIMIT_MAX)
     page = integer(params, "page", None, 1, 10**6)
     offset = (page - 1) * limit if page is not None else integer(params, "offset", 0, 0, 10**9)
@@ -222,7 +224,7 @@ class Images(V2Resource):
         org = self.org(req)
         user = _user(req, False)
         p = req.params
-        limit, offset = _page(p)
+        limit, offset = page(p)
         private = None if p.get("isPrivate") in (None, "") else boolean(p, "isPrivate")
         album_id = text(p, "albumId", most=64)
         also_sees = None
@@ -378,8 +380,6 @@ class Avatars(V2Resource):
 
     def avatar_json(self, req: falcon.Request, user: str, media: Media) -> dict:
         base = self.base(req)
-        from urllib.parse import quote
-
         return {"externalUserId": user, "id": media.id, "mimeType": media.mime_type, "size": media.size,
                 "width": media.width, "height": media.height,
                 "url": f"{base}{self.api.prefix}/avatars/{quote(user, safe='')}",
@@ -392,7 +392,7 @@ class AvatarOne(V2Resource):
         org = self.org(req)
         s = req.context.db
         row = self.gallery.avatar(s, org.id, user)
-        media = s.scalar(self.library._media_query().where(Media.id == row.media_id)) if row else None
+        media = s.scalar(media_query().where(Media.id == row.media_id)) if row else None
         if row is None or media is None:
             raise NotFound("no avatar for this user")
         return org, row, media
@@ -463,7 +463,7 @@ class Albums(V2Resource):
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         org = self.org(req)
         user = _user(req, True)
-        limit, offset = _page(req.params)
+        limit, offset = page(req.params)
         items, total = self.gallery.list_albums(req.context.db, org.id, user, limit, offset)
         counts = self.gallery.image_counts(req.context.db, [a.id for a in items])
         send_json(resp, {"items": [self.album_json(req, a, counts.get(a.id, 0)) for a in items], "total": total,
@@ -498,7 +498,7 @@ class AlbumImages(AlbumBase):
     def on_get(self, req: falcon.Request, resp: falcon.Response, album_id: str) -> None:
         album = self._album(req, album_id)
         user = _user(req, True)
-        limit, offset = _page(req.params)
+        limit, offset = page(req.params)
         # the owner, or a token holder, sees what the owner may see (public images and the owner's
         # private ones), never another user's private image that was added while it was public
         owners_view = self.gallery.sees_as_owner(req.context.db, album, user, text(req.params, "token", most=128))
@@ -583,11 +583,11 @@ class V2:
         app.add_route(f"{P}/albums/{{album_id}}/tokens/{{token}}", AlbumToken(lib, self))
         app.add_route(f"{P}/status", Status(lib, self))
         app.add_route(f"{P}/client/stats", ClientStats(lib, self))
-        from . import admin
-
-        admin.add_routes(app, self)
 
 
-def add_routes(app: falcon.App, lib) -> None:
-    V2(lib).add_routes(app)
+def add_routes(app: falcon.App, lib) -> V2:
+    """The /v2 image service's routes; the V2 it built (the admin API is added beside it)."""
+    api = V2(lib)
+    api.add_routes(app)
+    return api
 
