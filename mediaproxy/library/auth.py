@@ -25,7 +25,7 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import bindparam, case, delete, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, joinedload
 
 from ..errors import BadRequest, Unauthorized
 from ..hotpath import decimal
@@ -94,7 +94,9 @@ def authenticate(session: Session, key: str | None) -> Organization:
     if not key:
         raise Unauthorized("missing API key (X-API-Key or Authorization: Bearer)")
     m = _KEY.fullmatch(key.strip())
-    row = session.scalar(select(ApiKey).where(ApiKey.prefix == m.group(1))) if m else None
+    # the key and its organization in one query (every library request asks for both)
+    by_prefix = select(ApiKey).options(joinedload(ApiKey.org))
+    row = session.scalar(by_prefix.where(ApiKey.prefix == m.group(1))) if m else None
     # Compare even when nothing matched, so a wrong prefix costs the same as a wrong secret.
     ok = hmac.compare_digest(row.digest if row is not None else "0" * 64, digest(key.strip()))
     if row is None or not ok or row.revoked_at is not None:

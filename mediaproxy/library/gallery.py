@@ -15,20 +15,22 @@ import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import Integer, delete, func, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
 from ..errors import BadRequest, NotFound, Overloaded
+from ..hotpath import decimal
 from .ids import is_id, new_id
-from .models import Album, AlbumImage, Avatar, Media, MediaTag, Organization, ShareToken, StoredObject, Version, now
-from .service import Library, media_query
+from .models import Album, AlbumImage, Avatar, Media, MediaTag, Organization, ShareToken, StoredObject, now
+from .repositories import media as media_repo
+from .repositories import stats
+from .repositories.media import current_object, media_query
+from .service import Library
 
 TAG_MAX = 64
 TAGS_MAX = 32
 TOKEN_BYTES = 32
-# the records' dialects: the /api/v1 API, the presigned /media API, the /v2 image service
-STATS_APIS = ("v1", "media", "v2")
 
 
 def token_digest(token: str) -> str:
@@ -122,10 +124,8 @@ class Gallery:
         if not is_id(media_id):
             return None
         row = s.execute(
-            select(Media.id, Media.org_id, Media.owner, Media.is_private, StoredObject.bucket, StoredObject.key,
-                   StoredObject.mime_type, Media.updated_at)
-            .join(Version, Version.id == Media.current_version_id)
-            .join(StoredObject, StoredObject.id == Version.object_id)
+            current_object(select(Media.id, Media.org_id, Media.owner, Media.is_private, StoredObject.bucket,
+                                  StoredObject.key, StoredObject.mime_type, Media.updated_at))
             .where(Media.id == media_id, Media.state == "ready", Media.dialect == "v2")).first()
         return Served(*row) if row is not None else None
 
@@ -250,6 +250,13 @@ class Gallery:
                     return album
         raise NotFound("no such album")
 
+    def update_album(self, s: Session, album: Album, fields: dict) -> Album:
+        """Change the album's ``name``, ``description``, ``is_public`` or ``external_id``."""
+        for name, value in fields.items():
+            setattr(album, name, value)
+        s.flush()
+        return album
+
     def list_albums(self, s: Session, org_id: int | None, user: str | None, limit: int,
                     offset: int) -> tuple[list[Album], int]:
         cond = []
@@ -274,6 +281,20 @@ class Gallery:
             .where(AlbumImage.album_id.in_(album_ids), Media.state == "ready",
                    Media.is_private.is_(False) | (Media.owner == Album.owner))
             .group_by(AlbumImage.album_id)).all())
+
+    def check_addable(self, s: Session, album: Album, media_ids: list[str]) -> None:
+        """404 for the first of ``media_ids`` that may not enter the album: not the client's media
+        ("no such media"), not a /v2 image, or another user's private image (its tokens would show
+        it). One query for the whole list."""
+        found = media_repo.kinds(s, album.org_id, media_ids)
+        for i in media_ids:
+            if i not in found:
+                raise NotFound("no such media")
+            dialect, private, owner = found[i]
+            if dialect != "v2":
+                raise NotFound("no such image")
+            if private and owner != album.owner:
+                raise NotFound(f"no such image: {i}")
 
     def add_to_album(self, s: Session, album: Album, media_ids: list[str]) -> int:
         """Add the client's seed-004 images (all must exist: 404 names the first that does not)."""
@@ -316,6 +337,13 @@ class Gallery:
         self.lib.delete(s, media)
 
     # -- avatars ----------------------------------------------------------------------------------
+
+    def avatar_by_id(self, s: Session, avatar_id: str) -> Avatar | None:
+        """An avatar by its id given as text (the admin API's path); None for any other text."""
+        return s.get(Avatar, int(avatar_id)) if decimal(avatar_id) and len(avatar_id) < 12 else None
+
+    def avatar_media(self, s: Session, row: Avatar) -> Media:
+        return s.get(Media, row.media_id)
 
     def avatar(self, s: Session, org_id: int, user: str) -> Avatar | None:
         return s.scalar(select(Avatar).where(Avatar.org_id == org_id, Avatar.external_user_id == user))
@@ -387,24 +415,11 @@ class Gallery:
         stored once, count once per record; variants and cached renditions are not counted);
         ``byApi`` splits them by API. Avatars, albums and ``totalBytes`` (images' and avatars')
         follow."""
-        per_api = {api: {"images": 0, "privateImages": 0, "bytes": 0} for api in STATS_APIS}
-        for dialect, n, size, private in s.execute(
-                select(Media.dialect, func.count(), func.coalesce(func.sum(Media.size), 0),
-                       func.coalesce(func.sum(func.cast(Media.is_private, Integer)), 0))
-                .where(Media.org_id == org_id, Media.state == "ready", Media.dialect != "avatar")
-                .group_by(Media.dialect)):
-            api = per_api.setdefault(dialect, {"images": 0, "privateImages": 0, "bytes": 0})
-            api["images"], api["privateImages"], api["bytes"] = int(n), int(private), int(size)
-        images = sum(a["images"] for a in per_api.values())
-        private = sum(a["privateImages"] for a in per_api.values())
-        size = sum(a["bytes"] for a in per_api.values())
-        albums = s.scalar(select(func.count()).select_from(Album).where(Album.org_id == org_id)) or 0
-        avatars, avatar_bytes = s.execute(
-            select(func.count(), func.coalesce(func.sum(Media.size), 0)).select_from(Avatar)
-            .join(Media, Media.id == Avatar.media_id).where(Avatar.org_id == org_id)).one()
-        return {"images": images, "privateImages": private, "imageBytes": size,
-                "albums": int(albums), "avatars": int(avatars), "avatarBytes": int(avatar_bytes),
-                "totalBytes": size + int(avatar_bytes), "byApi": per_api}
+        return stats.of_organizations(s, [org_id])[org_id]
+
+    def stats_of(self, s: Session, org_ids: list[int]) -> dict[int, dict]:
+        """``stats`` of several clients, in three queries whatever their number."""
+        return stats.of_organizations(s, org_ids)
 
 
 def _like(text: str) -> str:

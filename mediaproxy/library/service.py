@@ -57,6 +57,7 @@ from .db import Database
 from .ids import is_id, new_id
 from .jobs import LeaseLost, NotYet, relay
 from .models import Job, Media, Organization, StoredObject, Variant, Version, now
+from .repositories.media import current_object, current_variants, media_query
 
 log = logging.getLogger("mediaproxy.library")
 SNIFF_BYTES = 4096
@@ -130,15 +131,6 @@ def clean_disposition(value: str | None) -> str | None:
 def _like_escape(text: str) -> str:
     """``text`` matched literally by ``LIKE … ESCAPE '\\'``."""
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-
-
-def media_query():
-    """Media with their current version, its object and its variants loaded (three queries in all,
-    whatever the number of media)."""
-    return select(Media).options(
-        selectinload(Media.current).selectinload(Version.object),
-        selectinload(Media.current).selectinload(Version.variants),
-    )
 
 
 def iso(dt: datetime | None) -> str | None:
@@ -262,9 +254,12 @@ class Library:
             return None, None
 
     def create_media(self, s: Session, up: Upload, obj: StoredObject, *, owner: str | None = None,
-                     dialect: str = "v1", fields: dict | None = None, job: str | None = None) -> Media:
+                     dialect: str = "v1", fields: dict | None = None, job: str | None = None,
+                     with_record: Callable[[Media], None] | None = None) -> Media:
         """Record an upload whose bytes are committed; with ``job``, that job (``up.job``) is
-        written in the same transaction and relayed to the queue after it (the outbox).
+        written in the same transaction and relayed to the queue after it (the outbox);
+        ``with_record(media)`` writes what goes with the record (a /v2 image's tags and album) in
+        that transaction too, so a failure there leaves no half-made record.
 
         Seed 003's media are content-addressed: identical bytes of one organization are stored
         once (the new record points at the existing object). Seed 002's uploads each keep their
@@ -296,6 +291,8 @@ class Library:
             media.current = version
             if job is not None:
                 up.job = self._add_job(s, up.org, job, media, {})
+            if with_record is not None:
+                with_record(media)
             s.commit()
         except BaseException:
             # no record points at the bytes just committed (e.g. the database is down): they go too
@@ -364,9 +361,7 @@ class Library:
         if (bucket or self.bucket) != self.bucket or not key:
             raise NotFound("no such object")
         media = s.scalar(
-            media_query()
-            .join(Version, Version.id == Media.current_version_id)
-            .join(StoredObject, StoredObject.id == Version.object_id)
+            current_object(media_query())
             .where(Media.org_id == org.id, StoredObject.bucket == self.bucket, StoredObject.key == key)
             .order_by(Media.created_at.desc())
             .limit(1)
@@ -384,16 +379,12 @@ class Library:
         if bucket != self.bucket or not key:
             return None
         media = s.scalar(
-            select(Media).join(Version, Version.id == Media.current_version_id)
-            .join(StoredObject, StoredObject.id == Version.object_id)
-            .where(StoredObject.bucket == bucket, StoredObject.key == key)
+            current_object(select(Media)).where(StoredObject.bucket == bucket, StoredObject.key == key)
             .order_by(Media.is_private.desc(), Media.created_at.desc()).limit(1))
         if media is not None:
             return media, False
         media = s.scalar(
-            select(Media).join(Version, Version.id == Media.current_version_id)
-            .join(Variant, Variant.version_id == Version.id)
-            .where(Variant.bucket == bucket, Variant.key == key).limit(1))
+            current_variants(select(Media)).where(Variant.bucket == bucket, Variant.key == key).limit(1))
         return (media, True) if media is not None else None
 
     def owned_key(self, s: Session, org: Organization, bucket: str | None, key: str) -> Media:
@@ -402,13 +393,11 @@ class Library:
         if bucket != self.bucket or not key:
             raise NotFound("no such object")
         media = s.scalar(
-            select(Media).join(Version, Version.id == Media.current_version_id)
-            .join(StoredObject, StoredObject.id == Version.object_id)
+            current_object(select(Media))
             .where(Media.org_id == org.id, StoredObject.bucket == bucket, StoredObject.key == key).limit(1))
         if media is None:
             media = s.scalar(
-                select(Media).join(Version, Version.id == Media.current_version_id)
-                .join(Variant, Variant.version_id == Version.id)
+                current_variants(select(Media))
                 .where(Media.org_id == org.id, Variant.bucket == bucket, Variant.key == key).limit(1))
         if media is None or media.state != "ready":
             raise NotFound("no such object")
@@ -449,10 +438,8 @@ class Library:
             return None
         org_slug, media_id, version_id, _ = parts
         row = s.execute(
-            select(Media.mime_type, Media.filename, Version.folder, Version.content_disposition,
-                   StoredObject.bucket, StoredObject.key)
-            .join(Version, Version.id == Media.current_version_id)
-            .join(StoredObject, StoredObject.id == Version.object_id)
+            current_object(select(Media.mime_type, Media.filename, Version.folder, Version.content_disposition,
+                                  StoredObject.bucket, StoredObject.key))
             .join(Organization, Organization.id == Media.org_id)
             .where(Media.id == media_id, Media.current_version_id == version_id, Organization.slug == org_slug,
                    Media.state == "ready", Media.is_private.is_(False))).first()
@@ -490,8 +477,7 @@ class Library:
         if bucket != self.bucket or name not in self.settings.variant_names:
             raise NotFound("no such variant")
         row = s.execute(
-            select(Media, Variant).join(Version, Version.id == Media.current_version_id)
-            .join(Variant, Variant.version_id == Version.id)
+            current_variants(select(Media, Variant))
             .where(Media.org_id == org.id, Version.folder == folder, Variant.name == name).limit(1)).first()
         if row is None:
             raise NotFound("no such variant")
@@ -502,9 +488,7 @@ class Library:
         """The bytes of a presigned upload URL of the local backend: streamed, sniffed, bounded;
         a Content-Disposition the PUT carries is kept with the object, as S3 keeps it."""
         media = s.scalar(
-            media_query().join(Version, Version.id == Media.current_version_id)
-            .join(StoredObject, StoredObject.id == Version.object_id)
-            .where(StoredObject.bucket == bucket, StoredObject.key == key).limit(1))
+            current_object(media_query()).where(StoredObject.bucket == bucket, StoredObject.key == key).limit(1))
         if media is None:
             raise NotFound("no such upload")
         if media.state == "ready":

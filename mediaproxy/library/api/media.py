@@ -11,7 +11,7 @@ import falcon
 from ...errors import BadRequest, NotFound, UnsupportedType
 from ..models import Media
 from ..service import iso
-from .common import Resource, integer, read_json, send_json, text
+from .common import KEY_USER, Resource, integer, read_json, send_json, text
 
 USER_MAX = 255
 
@@ -41,10 +41,17 @@ def disposition(filename: str) -> str:
     return value
 
 
-class MediaCollection(Resource):
+class MediaResource(Resource):
+    auth = KEY_USER
+
+    def end_user(self, req: falcon.Request) -> str:
+        return user_id(req)
+
+
+class MediaCollection(MediaResource):
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         org = self.org(req)
-        user = user_id(req)
+        user = req.context.user
         p = read_json(req)
         lib = self.library
         filename = text(p, "filename", required=True, most=255)
@@ -66,10 +73,10 @@ class MediaCollection(Resource):
         }, 201)
 
 
-class MediaItem(Resource):
+class MediaItem(MediaResource):
     def on_get(self, req: falcon.Request, resp: falcon.Response, media_id: str) -> None:
         org = self.org(req)
-        user = user_id(req)
+        user = req.context.user
         lib = self.library
         media = lib.get(req.context.db, org, media_id)
         if media.owner != user:

@@ -15,6 +15,8 @@ from ...routes.attachments import SANDBOX
 from ...routes.common import serve_stored
 from ..service import SORTS, check_signature, iso
 from .common import (
+    PUBLIC,
+    TOKEN,
     Resource,
     body_params,
     body_stream,
@@ -47,6 +49,8 @@ def job_answer(job) -> dict:
 
 
 class Health(Resource):
+    auth = PUBLIC
+
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         try:
             req.context.db.execute(sql("SELECT 1"))
@@ -296,6 +300,8 @@ class Download(Resource):
 
 class Signed(Resource):
     """The local backend's presigned URLs (S3 answers its own): GET downloads, PUT uploads."""
+
+    auth = TOKEN  # the URL's signature (lib_check)
 
     def on_get(self, req: falcon.Request, resp: falcon.Response, bucket: str, key: str) -> None:
         lib = self.library

@@ -27,11 +27,11 @@ from ...errors import BadRequest, NotFound
 from ...media.hashes import fallback_webp
 from ...media.spec import FORMATS, MAX_DIM, TransformSpec
 from ...routes.common import serve_transform
-from .. import auth
 from ..gallery import Gallery, Served, clean_tags
 from ..models import Album, Media, Organization
-from ..service import iso, media_query
-from .common import Resource, boolean, integer, read_json, receive_upload, send_json, text
+from ..repositories.media import media_query
+from ..service import iso
+from .common import KEY, KEY_USER, PUBLIC, TOKEN, Resource, boolean, integer, read_json, receive_upload, send_json, text
 
 log = logging.getLogger("mediaproxy.library")
 USER_MAX = 255
@@ -131,8 +131,10 @@ class V2Resource(Resource):
         self.api = api
         self.gallery = api.gallery
 
-    def org(self, req: falcon.Request) -> Organization:
-        return auth.authenticate(req.context.db, req.get_header("X-API-Key"))
+    bearer_keys = False
+
+    def end_user(self, req: falcon.Request) -> str:
+        return _user(req, True)
 
     def image_json(self, req: falcon.Request, media: Media, tags: list[str] | None = None,
                    albums: list[str] | None = None) -> dict:
@@ -185,14 +187,14 @@ class V2Resource(Resource):
 
         up, obj, (owner, private, tags, description, album) = receive_upload(
             req, lib, org, IMAGE_FIELDS, validate, lists=("tags[]",))
-        media = lib.create_media(s, up, obj, owner=owner, dialect="v2", job="finalize",  # placeholders, by the worker
-                                 fields={"description": description, "is_private": private})
-        with lib.all_or_nothing(s, media):  # the record's job goes with it
+        def tags_and_album(media: Media) -> None:  # in the record's transaction: all of it or none
             self.gallery.set_tags(s, media.id, tags)
             if album is not None:
                 self.gallery.add_to_album(s, album, [media.id])
-            s.commit()
-        return media
+
+        return lib.create_media(s, up, obj, owner=owner, dialect="v2", job="finalize",  # placeholders, by the worker
+                                fields={"description": description, "is_private": private},
+                                with_record=tags_and_album)
 
     def fallback(self, resp: falcon.Response) -> None:
         resp.status = falcon.HTTP_200
@@ -241,6 +243,10 @@ class Images(V2Resource):
 
 
 class Image(V2Resource):
+    # the bytes are public for a public image (a key, a user or a token may show a private one);
+    # ?info needs the key, checked by the responder
+    auth = {"GET": PUBLIC, "PATCH": KEY, "DELETE": KEY}
+
     def on_get(self, req: falcon.Request, resp: falcon.Response, image_id: str) -> None:
         if boolean(req.params, "info"):
             org = self.org(req)
@@ -250,7 +256,7 @@ class Image(V2Resource):
         spec = image_spec(req.params)  # a malformed request is 400 whatever the image
         s = req.context.db
         key = req.get_header("X-API-Key")
-        org = auth.authenticate(s, key) if key is not None else None
+        org = self.org(req) if key is not None else None
         img = self.gallery.served(s, image_id)
         if img is None or (org is not None and org.id != img.org_id) or not self.gallery.may_view(
                 s, img, org, _user(req, False), text(req.params, "token", most=128)):
@@ -337,6 +343,8 @@ class ShareRevoke(V2Resource):
 
 class Shared(V2Resource):
     """A share link: no key, the token is the credential. Invalid, expired or revoked: the fallback."""
+
+    auth = TOKEN
 
     def on_get(self, req: falcon.Request, resp: falcon.Response, token: str) -> None:
         spec = image_spec(req.params)
@@ -454,15 +462,17 @@ def _image_ids(p: dict) -> list[str]:
 
 
 class Albums(V2Resource):
+    auth = KEY_USER
+
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         org = self.org(req)
-        user = _user(req, True)
+        user = req.context.user
         album = self.gallery.create_album(req.context.db, org, user, album_fields(read_json(req), True))
         send_json(resp, self.album_json(req, album, 0), 201)
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         org = self.org(req)
-        user = _user(req, True)
+        user = req.context.user
         limit, offset = page(req.params)
         items, total = self.gallery.list_albums(req.context.db, org.id, user, limit, offset)
         counts = self.gallery.image_counts(req.context.db, [a.id for a in items])
@@ -471,9 +481,11 @@ class Albums(V2Resource):
 
 
 class AlbumBase(V2Resource):
+    auth = KEY_USER
+
     def _album(self, req: falcon.Request, album_id: str, write: bool = False) -> Album:
         org = self.org(req)
-        user = _user(req, True)
+        user = req.context.user
         return self.gallery.album(req.context.db, org.id, album_id, user, text(req.params, "token", most=128),
                                   write=write)
 
@@ -484,9 +496,7 @@ class AlbumOne(AlbumBase):
 
     def on_patch(self, req: falcon.Request, resp: falcon.Response, album_id: str) -> None:
         album = self._album(req, album_id, write=True)
-        for k, v in album_fields(read_json(req), False).items():
-            setattr(album, k, v)
-        req.context.db.flush()
+        self.gallery.update_album(req.context.db, album, album_fields(read_json(req), False))
         send_json(resp, self.album_json(req, album))
 
     def on_delete(self, req: falcon.Request, resp: falcon.Response, album_id: str) -> None:
@@ -497,7 +507,7 @@ class AlbumOne(AlbumBase):
 class AlbumImages(AlbumBase):
     def on_get(self, req: falcon.Request, resp: falcon.Response, album_id: str) -> None:
         album = self._album(req, album_id)
-        user = _user(req, True)
+        user = req.context.user
         limit, offset = page(req.params)
         # the owner, or a token holder, sees what the owner may see (public images and the owner's
         # private ones), never another user's private image that was added while it was public
@@ -511,10 +521,7 @@ class AlbumImages(AlbumBase):
         album = self._album(req, album_id, write=True)
         ids = _image_ids(read_json(req))
         s = req.context.db
-        for i in ids:  # another user's private image never enters an album (its tokens would show it)
-            media = self.gallery.image(s, self.org(req), i)
-            if media.is_private and media.owner != album.owner:
-                raise NotFound(f"no such image: {i}")
+        self.gallery.check_addable(s, album, ids)
         added = self.gallery.add_to_album(s, album, ids)
         send_json(resp, {"added": added, "album": self.album_json(req, album)})
 

@@ -1,0 +1,3 @@
+"""The library's SQL, one module per kind of record: the services ask these for rows and never
+build a query themselves. (Moving every query here is under way: service.py and gallery.py still
+hold theirs; the dialects under api/ hold none.)"""
