@@ -104,7 +104,7 @@ def authenticate(session: Session, key: str | None) -> Organization:
     return row.org
 
 
-# -- seed 004's admins: argon2id passwords, HS256 access JWTs, rotating refresh tokens --------------
+# -- the admin API's admins: argon2id passwords, HS256 access JWTs, rotating refresh tokens --------------
 #
 # A login starts a session (``AdminSession``; its refresh tokens are one family). An access token is
 # a JWT (HS256 with a key derived from MEDIAPROXY_SECRET_KEY) that lives ACCESS_TTL seconds and

@@ -1,6 +1,6 @@
-"""Seed 004's verbs over the library core: tags, who may see an image, share links and album
+"""The /v2 image service's verbs over the library core: tags, who may see an image, share links and album
 tokens, albums, avatars and a client's statistics. Records only; the bytes, versions, variants
-and deletes are the core's (``service.Library``), so an image of seed 004 is an ordinary media
+and deletes are the core's (``service.Library``), so a /v2 image is an ordinary media
 record (``dialect='v2'``) that every other dialect and the origin's public URLs know.
 
 Tokens (image share links, album access tokens) are 256-bit random strings shown once; only
@@ -26,6 +26,7 @@ from .models import Album, AlbumImage, Avatar, Media, MediaTag, Organization, Sh
 from .repositories import media as media_repo
 from .repositories import stats
 from .repositories.media import current_object, media_query
+from .repositories.search import like_escape
 from .service import Library
 
 TAG_MAX = 64
@@ -102,7 +103,7 @@ class Gallery:
         if org_id is not None:
             q = q.where(Media.org_id == org_id)
         if search:
-            q = q.where(MediaTag.tag.like(_like(search.lower()) + "%", escape="\\"))
+            q = q.where(MediaTag.tag.like(like_escape(search.lower()) + "%", escape="\\"))
         q = q.group_by(MediaTag.tag).order_by(func.count().desc(), MediaTag.tag).limit(limit)
         return [{"tag": t, "count": n} for t, n in s.execute(q)]
 
@@ -110,7 +111,7 @@ class Gallery:
 
     def image(self, s: Session, org: Organization, media_id: str, user: str | None = None,
               owner_only: bool = False) -> Media:
-        """A seed-004 image of the client; another client's, or (``owner_only``) another user's
+        """A /v2 image of the client; another client's, or (``owner_only``) another user's
         private one, is the same 404 as one that does not exist."""
         media = self.lib.get(s, org, media_id)
         if media.dialect != "v2":
@@ -120,7 +121,7 @@ class Gallery:
         return media
 
     def served(self, s: Session, media_id: str) -> Served | None:
-        """The serving row of a ready seed-004 image, by id alone (ids are global)."""
+        """The serving row of a ready /v2 image, by id alone (ids are global)."""
         if not is_id(media_id):
             return None
         row = s.execute(
@@ -297,7 +298,7 @@ class Gallery:
                 raise NotFound(f"no such image: {i}")
 
     def add_to_album(self, s: Session, album: Album, media_ids: list[str]) -> int:
-        """Add the client's seed-004 images (all must exist: 404 names the first that does not)."""
+        """Add the client's /v2 images (all must exist: 404 names the first that does not)."""
         wanted = list(dict.fromkeys(media_ids))
         found = set(s.scalars(select(Media.id).where(Media.id.in_([i for i in wanted if is_id(i)]),
                                                      Media.org_id == album.org_id, Media.dialect == "v2")))
@@ -420,7 +421,3 @@ class Gallery:
     def stats_of(self, s: Session, org_ids: list[int]) -> dict[int, dict]:
         """``stats`` of several clients, in three queries whatever their number."""
         return stats.of_organizations(s, org_ids)
-
-
-def _like(text: str) -> str:
-    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")

@@ -187,7 +187,7 @@ def read_json(req: falcon.Request) -> dict:
 
 
 def body_params(req: falcon.Request) -> dict:
-    """A JSON body, a urlencoded form, or the query string (the seeds' playground sends any of them)."""
+    """A JSON body, a urlencoded form, or the query string (the API playgrounds send any of them)."""
     ctype = (req.content_type or "").split(";", 1)[0].strip().lower()
     if ctype == "application/x-www-form-urlencoded":
         refuse_unread_body(req, "form body")
@@ -366,7 +366,7 @@ def read_multipart(req: falcon.Request, begin, names: tuple[str, ...], max_bytes
     for n, t in targets.items():
         parser.register(n, t)
     parser.register("file", _FileTarget(form))
-    repeated = {n: _ListTarget() for n in lists}  # a field sent several times (seed 004's tags[])
+    repeated = {n: _ListTarget() for n in lists}  # a field sent several times (the /v2 image service's tags[])
     for n, t in repeated.items():
         parser.register(n, t)
     stream = body_stream(req)

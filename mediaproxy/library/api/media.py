@@ -1,4 +1,4 @@
-"""Seed 003's API: ``POST /media`` (a record and a presigned upload URL) and ``GET /media/{id}``
+"""The presigned /media API: ``POST /media`` (a record and a presigned upload URL) and ``GET /media/{id}``
 (only for the uploader). The uploader is the ``X-User-Id`` header, within the API key's
 organization; anyone else gets 404, as for an id that does not exist."""
 
@@ -58,7 +58,7 @@ class MediaCollection(MediaResource):
         ctype = (text(p, "contentType", required=True, most=127) or "").lower()
         if ctype not in lib.settings.media_api_types:
             raise UnsupportedType(f"{ctype} is not allowed; allowed: {', '.join(sorted(lib.settings.media_api_types))}")
-        # optional (not in the seed): the file's size, signed into the upload URL so that the store
+        # optional (beyond the API's first description): the file's size, signed into the upload URL so that the store
         # itself refuses any other length (S3: Content-Length; the local backend: its own URL)
         size = integer(p, "size", None, 1)
         media, signed = lib.presign_upload(req.context.db, org, self.base(req), filename, ctype, size, owner=user,

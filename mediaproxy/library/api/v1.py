@@ -1,4 +1,4 @@
-"""Seed 002's API (``/healthz``, ``/api/v1/media/...``): HTTP ↔ service calls, nothing more."""
+"""The /api/v1 API (``/healthz``, ``/api/v1/media/...``): HTTP ↔ service calls, nothing more."""
 
 from __future__ import annotations
 
@@ -13,7 +13,8 @@ from ...clientip import NetworkSet, client_address
 from ...errors import BadRequest, Forbidden, NotFound, UnsupportedType
 from ...routes.attachments import SANDBOX
 from ...routes.common import serve_stored
-from ..service import SORTS, check_signature, iso
+from ..repositories.search import SORTS
+from ..service import check_signature, iso
 from .common import (
     PUBLIC,
     TOKEN,

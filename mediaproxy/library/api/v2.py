@@ -1,8 +1,8 @@
-"""Seed 004's API (under ``MEDIAPROXY_API_PREFIX``, ``/v2`` by default): images with tags,
+"""The /v2 image service (under ``MEDIAPROXY_API_PREFIX``, ``/v2`` by default): images with tags,
 privacy and share links, avatars, albums with access tokens, the client's status and statistics.
 HTTP ↔ ``service.Library`` and ``gallery.Gallery`` calls, nothing more.
 
-A client is an organization of the core (``X-API-Key``: the same keys as seeds 002/003); the end
+A client is an organization of the core (``X-API-Key``: the same keys as the /api/v1 and /media APIs); the end
 user is ``X-User-Id``. Who sees what:
 
 - ``GET /images/{id}`` (the bytes) needs no key for a public image (ids are global and random), so
@@ -124,7 +124,7 @@ def image_spec(params: dict) -> TransformSpec:
 
 
 class V2Resource(Resource):
-    """Seed 004 takes its key from ``X-API-Key`` only (``Authorization`` is the admin's JWT)."""
+    """The /v2 image service takes its key from ``X-API-Key`` only (``Authorization`` is the admin's JWT)."""
 
     def __init__(self, lib, api: V2):
         super().__init__(lib)
@@ -566,7 +566,7 @@ class ClientStats(V2Resource):
 
 
 class V2:
-    """The seed-004 routes of one app, sharing one Gallery and one precomputed fallback image."""
+    """The /v2 image service's routes of one app, sharing one Gallery and one precomputed fallback image."""
 
     def __init__(self, lib):
         self.lib = lib
