@@ -8,6 +8,7 @@ import pyvips
 from ..context import Context
 from ..settings import Settings
 from . import auth
+from .api.presenters import media_json
 from .build import build_library
 
 
@@ -27,7 +28,7 @@ def seed(settings: Settings, base: str) -> list[tuple[str, str]]:
         obj, _ = up.finish()
         media = lib.create_media(s, up, obj, fields={"alt": "a demo gradient", "caption": "uploaded by the demo"})
         lib.render_variants(s, media)
-        d = lib.describe(media, base)
+        d = media_json(lib, media, base)
     small = next(v["url"] for v in d["variants"] if v["name"] == "small")
     return [
         ("library API key (org demo)", key),

@@ -551,49 +551,6 @@ class Library:
             self.purge_media(media)
         return media
 
-    # -- answers ------------------------------------------------------------------------------
-
-    def public_url(self, base: str, key: str) -> str:
-        return f"{self.settings.public_base_url or base}/library/{key}"
-
-    def describe(self, media: Media, base: str) -> dict:
-        v = media.current
-        obj = v.object if v is not None else None
-        public = not media.is_private and media.state == "ready" and obj is not None
-        return {
-            "id": media.id,
-            "filename": media.filename,
-            "mimeType": media.mime_type,
-            "size": media.size,
-            "width": media.width,
-            "height": media.height,
-            "objectKey": obj.key if obj is not None else None,
-            "bucket": self.bucket,
-            "isPrivate": media.is_private,
-            "status": "uploading" if media.state == "receiving" else media.state,  # claimed: not there yet
-            "alt": media.alt,
-            "caption": media.caption,
-            "description": media.description,
-            "blurHash": media.blur_hash,
-            "thumbHash": media.thumb_hash,
-            "canonicalUri": (f"{self.settings.public_base_url or base}/sha256/{obj.sha256}"
-                             if public and obj.sha256 else None),
-            "url": self.public_url(base, self.public_key(media)) if public else None,
-            "variants": self.describe_variants(media, base),
-            "createdAt": iso(media.created_at),
-            "updatedAt": iso(media.updated_at),
-        }
-
-    def describe_variants(self, media: Media, base: str) -> list[dict]:
-        v = media.current
-        if v is None:
-            return []
-        return [
-            {"name": x.name, "url": None if media.is_private else self.public_url(base, x.key),
-             "objectKey": x.key, "width": x.width, "height": x.height, "size": x.size, "mimeType": x.mime_type}
-            for x in v.variants
-        ]
-
     # -- variants and placeholders ---------------------------------------------------------
 
     def _original(self, media: Media) -> bytes:

@@ -11,8 +11,8 @@ from ...errors import BadRequest, MediaError, NotFound
 from .. import auth
 from ..models import Admin, Album, Avatar, Media, Organization
 from ..repositories import clients
-from ..service import iso
 from .common import ADMIN, PUBLIC, integer, read_json, send_json, text
+from .presenters import admin_json, avatar_admin_json, client_json
 from .v2 import V2, V2Resource, album_fields, page, patch_image
 
 
@@ -21,16 +21,6 @@ class TooManyAttempts(MediaError):
     reason = "too many failed logins"
 
 
-def admin_json(a: Admin) -> dict:
-    return {"id": a.id, "email": a.email, "name": a.name, "createdAt": iso(a.created_at),
-            "updatedAt": iso(a.updated_at)}
-
-
-def client_json(org: Organization, stats: dict | None = None) -> dict:
-    out = {"id": org.id, "slug": org.slug, "name": org.name, "createdAt": iso(org.created_at)}
-    if stats is not None:
-        out["stats"] = stats
-    return out
 
 
 class AdminResource(V2Resource):
@@ -60,7 +50,7 @@ class AdminResource(V2Resource):
         row = self.gallery.served(s, image_id)
         if row is None:
             raise NotFound("no such image")
-        return self.gallery.image(s, s.get(Organization, row.org_id), image_id)
+        return self.gallery.image(s, clients.client(s, str(row.org_id)), image_id)
 
 
 class Login(AdminResource):
@@ -234,11 +224,6 @@ class AdminImage(AdminResource):
         self.gallery.delete_image(req.context.db, self.any_image(req, image_id))
         resp.status = falcon.HTTP_204
 
-
-def avatar_admin_json(row: Avatar, m: Media) -> dict:
-    return {"id": row.id, "clientId": row.org_id, "externalUserId": row.external_user_id, "mediaId": m.id,
-            "mimeType": m.mime_type, "size": m.size, "width": m.width, "height": m.height,
-            "createdAt": iso(row.created_at), "updatedAt": iso(row.updated_at)}
 
 
 class AdminAvatars(AdminResource):

@@ -9,8 +9,7 @@ from urllib.parse import quote
 import falcon
 
 from ...errors import BadRequest, NotFound, UnsupportedType
-from ..models import Media
-from ..service import iso
+from . import presenters
 from .common import KEY_USER, Resource, integer, read_json, send_json, text
 
 USER_MAX = 255
@@ -81,28 +80,7 @@ class MediaItem(MediaResource):
         media = lib.get(req.context.db, org, media_id)
         if media.owner != user:
             raise NotFound("no such media")
-        send_json(resp, describe(lib, media, self.base(req)))
-
-
-def describe(lib, media: Media, base: str) -> dict:
-    obj = media.current.object if media.current is not None else None
-    ready = media.state == "ready" and obj is not None
-    placed = media.thumb_hash is not None or media.blur_hash is not None  # the job has run
-    return {
-        "id": media.id,
-        "filename": media.filename,
-        "contentType": media.mime_type,
-        "size": media.size if ready else None,
-        "width": media.width,
-        "height": media.height,
-        "status": "uploaded" if ready else "pending_upload",
-        "publicDownloadUrl": lib.public_url(base, lib.public_key(media)) if ready and not media.is_private else None,
-        "blurHash": media.blur_hash,
-        "thumbHash": media.thumb_hash,
-        "canonicalUri": (f"{lib.settings.public_base_url or base}/sha256/{obj.sha256}"
-                         if ready and placed and obj.sha256 and not media.is_private else None),
-        "createdAt": iso(media.created_at),
-    }
+        send_json(resp, presenters.media_api_json(lib, media, self.base(req)))
 
 
 def add_routes(app: falcon.App, lib) -> None:

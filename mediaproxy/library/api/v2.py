@@ -18,10 +18,8 @@ from __future__ import annotations
 
 import logging
 from datetime import UTC, datetime
-from urllib.parse import quote
 
 import falcon
-from sqlalchemy import text as sql
 
 from ...errors import BadRequest, NotFound
 from ...media.hashes import fallback_webp
@@ -29,8 +27,10 @@ from ...media.spec import FORMATS, MAX_DIM, TransformSpec
 from ...routes.common import serve_transform
 from ..gallery import Gallery, Served, clean_tags
 from ..models import Album, Media, Organization
-from ..repositories.media import media_query
+from ..repositories import media as media_repo
+from ..repositories import ping
 from ..service import iso
+from . import presenters
 from .common import KEY, KEY_USER, PUBLIC, TOKEN, Resource, boolean, integer, read_json, receive_upload, send_json, text
 
 log = logging.getLogger("mediaproxy.library")
@@ -144,8 +144,7 @@ class V2Resource(Resource):
             tags = self.gallery.tags_of(s, [media.id])[media.id]
         if albums is None:
             albums = self.gallery.albums_of(s, [media.id])[media.id]
-        return {**self.library.describe(media, base), "userId": media.owner, "tags": tags, "albumIds": albums,
-                "imageUrl": f"{base}{self.api.prefix}/images/{media.id}"}
+        return presenters.image_json(self.library, media, base, self.api.prefix, tags, albums)
 
     def images_json(self, req: falcon.Request, items: list[Media]) -> list[dict]:
         ids = [m.id for m in items]
@@ -156,9 +155,7 @@ class V2Resource(Resource):
     def album_json(self, req: falcon.Request, album: Album, count: int | None = None) -> dict:
         if count is None:
             count = self.gallery.image_counts(req.context.db, [album.id]).get(album.id, 0)
-        return {"id": album.id, "name": album.name, "description": album.description, "isPublic": album.is_public,
-                "albumId": album.external_id, "userId": album.owner, "imageCount": count,
-                "createdAt": iso(album.created_at), "updatedAt": iso(album.updated_at)}
+        return presenters.album_json(album, count)
 
     # -- serving ---------------------------------------------------------------------------------
 
@@ -387,12 +384,7 @@ class Avatars(V2Resource):
         send_json(resp, answer, 201)
 
     def avatar_json(self, req: falcon.Request, user: str, media: Media) -> dict:
-        base = self.base(req)
-        return {"externalUserId": user, "id": media.id, "mimeType": media.mime_type, "size": media.size,
-                "width": media.width, "height": media.height,
-                "url": f"{base}{self.api.prefix}/avatars/{quote(user, safe='')}",
-                "versionedUrl": self.library.public_url(base, media.current.object.key),
-                "createdAt": iso(media.created_at), "updatedAt": iso(media.updated_at)}
+        return presenters.avatar_json(self.library, media, self.base(req), self.api.prefix, user)
 
 
 class AvatarOne(V2Resource):
@@ -400,7 +392,7 @@ class AvatarOne(V2Resource):
         org = self.org(req)
         s = req.context.db
         row = self.gallery.avatar(s, org.id, user)
-        media = s.scalar(media_query().where(Media.id == row.media_id)) if row else None
+        media = media_repo.load(s, row.media_id) if row else None
         if row is None or media is None:
             raise NotFound("no avatar for this user")
         return org, row, media
@@ -416,7 +408,7 @@ class AvatarOne(V2Resource):
         img = Served(media.id, media.org_id, media.owner, False, obj.bucket, obj.key, obj.mime_type,
                      media.updated_at)
         self.serve(req, resp, img, spec, AVATAR_CACHE)
-        resp.set_header("Content-Location", self.library.public_url(self.base(req), obj.key))
+        resp.set_header("Content-Location", presenters.public_url(self.library, self.base(req), obj.key))
 
     on_head = on_get
 
@@ -554,8 +546,8 @@ class AlbumToken(AlbumBase):
 class Status(V2Resource):
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         org = self.org(req)
-        req.context.db.execute(sql("SELECT 1"))
-        send_json(resp, {"status": "ok", "timestamp": iso(datetime.now(UTC).replace(tzinfo=None)),
+        ping(req.context.db)
+        send_json(resp, {"status": "ok", "timestamp": presenters.now_iso(),
                          "client": {"id": org.id, "slug": org.slug, "name": org.name}})
 
 
