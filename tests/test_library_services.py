@@ -18,6 +18,7 @@ from mediaproxy.library.db import Database
 from mediaproxy.library.gallery import Gallery
 from mediaproxy.library.models import Job, Media, MediaTag, StoredObject
 from mediaproxy.library.repositories import clients, stats
+from mediaproxy.library.repositories import media as media_repo
 from mediaproxy.library.service import Library
 from mediaproxy.media import pipeline
 from mediaproxy.media.edit import Edit, edit_image
@@ -179,3 +180,46 @@ def test_the_crop_decodes_through_the_strict_loader():
 def test_the_edit_parameters_of_a_request():
     e = Edit.of({"x": 1, "y": 2, "width": 3, "height": 4, "rotate": None, "scale": None, "format": "jpg"})
     assert e == Edit(1, 2, 3, 4, 0, 1.0, None, "jpg")
+
+
+def test_a_delete_removes_the_bytes_only_once_it_commits(lib):
+    with lib.db.transaction() as s:
+        org = auth.organization(s, "acme", create=True)
+    s = lib.db.session()
+    try:
+        org = s.merge(org)
+        up, obj, _ = stored(lib, s, org, png())
+        media_id = lib.create_media(s, up, obj).id
+        lib.delete(s, media_repo.load(s, media_id))
+        lib.ctx.storage.head(lib.bucket, up.key)  # still there: nothing has committed
+        s.rollback()  # the request failed: the record stays, and so do its bytes
+        s.close()
+        s = lib.db.session()  # the next request
+        assert media_repo.load(s, media_id) is not None
+        lib.ctx.storage.head(lib.bucket, up.key)
+        assert lib.delete(s, media_repo.load(s, media_id)) == 1
+        s.commit()
+        with pytest.raises(NotFound):
+            lib.ctx.storage.head(lib.bucket, up.key)
+    finally:
+        s.close()
+
+
+def test_a_job_reaches_the_queue_only_once_its_row_is_committed(lib):
+    with lib.db.transaction() as s:
+        org = auth.organization(s, "acme", create=True)
+    s = lib.db.session()
+    try:
+        org = s.merge(org)
+        up, obj, _ = stored(lib, s, org, png())
+        media = lib.create_media(s, up, obj)
+        job = lib.enqueue(s, org, "variants", media, {})
+        assert lib.queued == []
+        s.rollback()
+        assert lib.queued == [] and s.get(Job, job.id) is None  # rolled back: never queued
+        job = lib.enqueue(s, org, "variants", media_repo.load(s, media.id), {})
+        job_id = job.id
+        s.commit()
+        assert lib.queued == [job_id]
+    finally:
+        s.close()

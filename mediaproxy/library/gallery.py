@@ -382,6 +382,7 @@ class Gallery:
         while True:
             try:
                 self.lib.delete(s, media)
+                s.commit()
                 return
             except OperationalError:
                 s.rollback()

@@ -51,6 +51,7 @@ from .jobs import LeaseLost, NotYet, relay
 from .models import Job, Media, Organization, StoredObject, Variant, Version, now
 from .repositories.media import current_object, current_variants, media_query
 from .repositories.search import for_database as search_strategy
+from .unit import after_commit
 
 log = logging.getLogger("mediaproxy.library")
 SNIFF_BYTES = 4096
@@ -256,15 +257,15 @@ class Library:
                 up.job = self._add_job(s, up.org, job, media, {})
             if with_record is not None:
                 with_record(media)
+            if up.job is not None:
+                self._relay_after_commit(s, up.job)
+            if duplicate_key is not None:  # the bytes already exist under obj.key
+                after_commit(s, lambda: self._remove([(self.bucket, duplicate_key)]))
             s.commit()
         except BaseException:
             # no record points at the bytes just committed (e.g. the database is down): they go too
             self._forget(s, [(self.bucket, uploaded)])
             raise
-        if up.job is not None:
-            self.relay(up.job)
-        if duplicate_key is not None:
-            self._remove([(self.bucket, duplicate_key)])  # the bytes already exist under obj.key
         return media
 
     @contextmanager
@@ -286,10 +287,9 @@ class Library:
             s.rollback()
             s.execute(delete(Job).where(Job.media_id == media_id))
             media = s.scalar(media_query().where(Media.id == media_id))
-            if media is None:
-                s.commit()
-            else:
+            if media is not None:
                 self.delete(s, media)
+            s.commit()  # undone now: the request's own transaction will roll back
         except Exception as exc:
             s.rollback()
             log.warning("could not undo the failed upload of media %s: %s: %s", media_id, type(exc).__name__, exc)
@@ -546,9 +546,10 @@ class Library:
         for name, value in changes.items():
             setattr(media, name, value)
         media.updated_at = now()
-        s.commit()
-        if "is_private" in changes:
-            self.purge_media(media)
+        s.flush()
+        if "is_private" in changes:  # its cached results, once the change has committed
+            keys = self._keys_of(media)
+            after_commit(s, lambda: self.ctx.cache.purge_keys(keys))
         return media
 
     # -- variants and placeholders ---------------------------------------------------------
@@ -760,23 +761,19 @@ class Library:
     # -- delete ---------------------------------------------------------------------------------
 
     def delete(self, s: Session, media: Media) -> int:
-        """Remove the record, then the original and every variant (bytes shared with another record stay)."""
+        """Remove the record with every version in the session's transaction; once it commits, the
+        original and every variant (bytes shared with another record stay). Returns how many keys."""
         media.current_version_id, media.current = None, None
         s.flush()
-        return self._remove_versions(s, media, None, drop_media=True)
-
-    def _remove_versions(self, s: Session, media: Media, keep: str | None, drop_media: bool = False) -> int:
-        """Delete the versions of ``media`` (all but ``keep``), and the record itself with ``drop_media``;
-        then the stored objects no other version still uses, and every variant; returns how many keys."""
-        keys = self._unlink_versions(s, media, keep, drop_media)
-        s.commit()
-        self._remove(keys)
+        keys = self._unlink_versions(s, media, None, drop_media=True)
+        after_commit(s, lambda: self._remove(keys))
         return len(keys)
 
     def _unlink_versions(self, s: Session, media: Media, keep: str | None,
                          drop_media: bool = False) -> list[tuple[str, str]]:
-        """The rows of :meth:`_remove_versions`, deleted in the caller's transaction; the keys to remove
-        once it has committed."""
+        """Delete the versions of ``media`` (all but ``keep``), and the record itself with
+        ``drop_media``, and the stored objects no other version still uses, in the caller's
+        transaction; the keys to remove once it has committed."""
         old = [v for v in s.scalars(select(Version).options(selectinload(Version.variants),
                                                             selectinload(Version.object))
                                     .where(Version.media_id == media.id)) if v.id != keep]
@@ -806,11 +803,13 @@ class Library:
                 log.warning("left %s/%s for the janitor: %s: %s", bucket, key, type(exc).__name__, exc)
         self.ctx.cache.purge_keys(keys)  # an index lookup per object (its tag)
 
-    def purge_media(self, media: Media) -> None:
+    @staticmethod
+    def _keys_of(media: Media) -> list[tuple[str, str]]:
+        """The stored keys of the media's current version: its original and its variants."""
         v = media.current
         if v is None:
-            return
-        self.ctx.cache.purge_keys([(v.object.bucket, v.object.key), *((x.bucket, x.key) for x in v.variants)])
+            return []
+        return [(v.object.bucket, v.object.key), *((x.bucket, x.key) for x in v.variants)]
 
     # -- presigning -------------------------------------------------------------------------------
 
@@ -985,11 +984,16 @@ class Library:
     # -- jobs ---------------------------------------------------------------------------------------
 
     def enqueue(self, s: Session, org: Organization, kind: str, media: Media | None, params: dict) -> Job:
-        """Write the job (committing the session's work with it), then hand it to the queue."""
+        """Write the job in the session's transaction; it is handed to the queue once that commits
+        (the worker must find the row before it can find the task)."""
         job = self._add_job(s, org, kind, media, params)
-        s.commit()  # the worker must find the row before it can find the task
-        self.relay(job)
+        self._relay_after_commit(s, job)
         return job
+
+    def _relay_after_commit(self, s: Session, job: Job) -> None:
+        if self._enqueue is not None:
+            job_id = job.id
+            after_commit(s, lambda: relay(self.db, self._enqueue, job_id))
 
     def _add_job(self, s: Session, org: Organization, kind: str, media: Media | None, params: dict) -> Job:
         """The job's row in the caller's transaction, marked relayed when this process relays it
@@ -999,13 +1003,6 @@ class Library:
                   relayed_at=now() if self._enqueue is not None else None)
         s.add(job)
         return job
-
-    def relay(self, job: Job) -> bool:
-        """Hand a committed job to the queue; when the queue is unreachable it waits in the outbox
-        (the upload that asked for it has succeeded all the same)."""
-        if self._enqueue is None:
-            return False
-        return relay(self.db, self._enqueue, job.id)
 
     def job(self, s: Session, org: Organization, job_id: str) -> Job:
         job = s.get(Job, job_id) if is_id(job_id) else None
