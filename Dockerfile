@@ -3,20 +3,25 @@
 # docker build -t mediaproxy . && docker run -p 8000:8000 -e MEDIAPROXY_SECRET_KEY=... -e MEDIAPROXY_STORAGE=s3 mediaproxy
 
 # The full Python image has gcc and the C headers for the Cython extension, so the
-# build stage needs no apt-get. Every wheel (ours and all dependencies) is built here once.
+# build stage needs no apt-get. Every wheel (ours and all dependencies) is built here once:
+# the dependencies from the lock (requirements/service.txt: exact versions, every download's
+# hash checked), mediaproxy with the lock's setuptools and Cython (no build isolation).
 FROM python:3.11 AS build
 WORKDIR /src
+COPY requirements/service.txt requirements/service.txt
+RUN pip wheel --no-cache-dir --require-hashes --no-deps --wheel-dir /wheels -r requirements/service.txt \
+ && pip install --no-cache-dir --no-index --no-deps /wheels/setuptools-*.whl /wheels/wheel-*.whl /wheels/[Cc]ython-*.whl
 COPY . .
-RUN pip wheel --no-cache-dir --wheel-dir /wheels . \
- && pip download --no-cache-dir --no-deps --dest /wheels 'nudenet==3.4.2'
+RUN pip wheel --no-cache-dir --no-deps --no-build-isolation --wheel-dir /wheels .
 
 FROM python:3.11-slim
 RUN useradd --system --uid 10001 --home-dir /srv/mediaproxy --create-home mediaproxy
-# Installed from the wheels built above only (--no-index): nothing is fetched again, and the
-# wheels are bind-mounted for this step, so they never become a layer of the image.
+# Installed from the wheels built above only (--no-index: the lock's versions, nothing fetched
+# again; the build tools are not installed), and the wheels are bind-mounted for this step, so
+# they never become a layer of the image. nudenet ships the NSFW model file; its code is not used.
 RUN --mount=type=bind,from=build,source=/wheels,target=/wheels \
     pip install --no-cache-dir --no-index --find-links /wheels /wheels/mediaproxy-*.whl \
- && pip install --no-cache-dir --no-index --find-links /wheels --no-deps 'nudenet==3.4.2'
+ && pip install --no-cache-dir --no-index --no-deps /wheels/nudenet-*.whl
 WORKDIR /srv/mediaproxy
 COPY gunicorn.conf.py ./
 USER 10001

@@ -9,6 +9,7 @@ import ctypes
 import ctypes.util
 import gc
 import glob
+import multiprocessing
 import os
 import shutil
 import sys
@@ -66,25 +67,24 @@ if srv.control_socket:
     control_socket = srv.control_socket
 # One process per core (the CPUs this process may use: affinity mask and
 # cgroup quota, so a container limited to 2 CPUs on a big host runs 2): 2
-# workers measured 2.0x one worker on misses (1 thread each); a third worker on
-# 2 cores gave nothing (hits 12.8k vs 13.2k req/s, misses 195 vs 202 req/s)
-# and costs another ~72 MiB (docs/performance.md).
+# workers doubled one worker's misses; a third worker on 2 cores gave nothing
+# and costs another worker's memory (figures: docs/performance.md, Tuning).
 workers = srv.workers
 # Threads per worker (measured with 4 transform slots): hits are GIL-bound, libvips
-# releases the GIL. On loopback 4 measured best on misses (202 req/s; 1: 182, 2: 176,
-# 8: 188 with p99 81 ms); hits 11.2k (1), 10.7k (2), 13.2k (4), 14.2k (8).
-# 18 threads: misses (storage, transforms) may hold MEDIAPROXY_MAX_CONCURRENT_MISSES (6)
-# and MEDIAPROXY_MAX_QUEUED_MISSES (6) more waiting for a place, stored bodies being
+# releases the GIL; with one share of threads for all work, 4 measured best on misses
+# (docs/performance.md, Tuning). 18 threads: misses (storage, transforms) may hold
+# MEDIAPROXY_MAX_CONCURRENT_MISSES (6) and MEDIAPROXY_MAX_QUEUED_MISSES (6) more waiting
+# for a place, stored bodies being
 # sent MEDIAPROXY_MAX_CONCURRENT_STREAMS (4); the other two always
 # answer cache hits, 304s and /_health, however stuck storage, the transforms or the
 # clients reading attachments are (docs/resilience.md). A blocked thread costs no CPU.
 threads = srv.threads
 # gthread that accepts a connection only while it has a thread free: with
 # stock gthread the worker already awake wins every accept race, and in 3 of
-# 16 fresh starts one worker held all 16 of wrk's connections (mediaproxy/worker.py).
+# 16 fresh starts one worker held all 16 of wrk's connections (mediaproxy/worker/thread_worker.py).
 worker_class = srv.worker_class
 timeout = srv.timeout
-# Slow clients (mediaproxy/worker.py, docs/resilience.md). Request headers are read by
+# Slow clients (mediaproxy/worker/, docs/resilience.md). Request headers are read by
 # the worker's event loop, and a thread is taken only once they are complete: a
 # client gets MEDIAPROXY_HEADER_TIMEOUT seconds to send them (then 408). A response
 # send that makes no progress for MEDIAPROXY_SEND_TIMEOUT seconds (a client that
@@ -105,16 +105,23 @@ keepalive = srv.keepalive
 keepalive_requests = srv.keepalive_requests
 # Recycling a worker costs a cold start (~1 s of imports) and a cold memory tier;
 # with the mallopt settings below RSS stays bounded (bench/memory.py), so this
-# is a safety net only, jittered so the workers never restart together.
+# is a safety net only. gunicorn's jitter alone does not keep workers apart: with
+# the load split evenly, two workers given 100k +- 10k reach their limits a few
+# seconds apart at best, and both restarted within one second in a hit benchmark
+# (p99 5 -> 390 ms). So gunicorn gets the limit and jitter (its worker draws its
+# own limit) but the recycle itself is decided here: a worker past its limit
+# restarts only when no sibling did for MEDIAPROXY_RECYCLE_SPACING seconds
+# (``_recycle_due``), and otherwise keeps serving and asks again a second later.
 max_requests = srv.max_requests
 max_requests_jitter = srv.max_requests_jitter
+recycle_spacing = srv.recycle_spacing
 backlog = srv.backlog
 accesslog = None  # mediaproxy logs one structured line per request itself
 errorlog = "-"
 loglevel = srv.log_level
 
 # libvips threads per operation: the workers already use every core; 2 measured
-# no faster on misses (203 vs 202 req/s, 2 x 4 threads, p99 67 vs 65 ms).
+# no faster on misses, with a higher p99 (docs/performance.md, Tuning).
 vips_concurrency = srv.vips_concurrency
 os.environ["VIPS_CONCURRENCY"] = str(vips_concurrency)  # read by libvips when a worker imports pyvips
 
@@ -133,9 +140,9 @@ malloc_arena_max = srv.malloc_arena_max
 malloc_mmap_threshold = srv.malloc_mmap_threshold
 # Seconds between malloc_trim(0) calls, made after a request at most this often
 # (0: never). Freed memory inside the heap stays resident until trimmed: an
-# AVIF-heavy mix held 92-109 MiB of heap per worker without it and 48-66 MiB
-# with it. A trim takes about 0.1 ms, 5 ms when it has 70 MiB to hand back;
-# ctypes drops the GIL for it and it runs after the response went out.
+# AVIF-heavy mix held about twice the heap without it (docs/performance.md,
+# Memory). A trim is short; ctypes drops the GIL for it and it runs after the
+# response went out.
 malloc_trim_interval = srv.malloc_trim_interval
 _M_MMAP_THRESHOLD, _M_ARENA_MAX = -3, -8  # from glibc's malloc.h
 _glibc = None  # set in each worker when the allocator is glibc's
@@ -157,10 +164,42 @@ def _mallopt(log) -> None:
         pass
 
 
+# The time of the last recycle of any worker (CLOCK_MONOTONIC is one clock for every
+# process), in memory shared by the master's children; made here, before any fork.
+_last_recycle = multiprocessing.RawValue("d", float("-inf"))
+_recycle_lock = multiprocessing.Lock()
+_own_limit = 0  # this worker's request limit (gunicorn's draw), set in post_fork
+_next_ask = 0.0
+
+
+def _recycle_due(now: float) -> bool:
+    """Whether this worker may restart now: no sibling did for ``recycle_spacing`` seconds
+    (which it then claims). A lock held by a worker that died is not waited for."""
+    if not _recycle_lock.acquire(timeout=0.05):
+        return False
+    try:
+        if now - _last_recycle.value < recycle_spacing:
+            return False
+        _last_recycle.value = now
+        return True
+    finally:
+        _recycle_lock.release()
+
+
 def pre_request(worker, req) -> None:
     # Replaces gunicorn's default hook (a debug line per request).
+    global _next_ask
     if keepalive_requests and req.req_number >= keepalive_requests:
         req.must_close = True
+    # gunicorn counts this request right after this hook (worker.nr += 1), then restarts
+    # the worker when the count reaches worker.max_requests: lowered to the count only
+    # once the turn to restart is ours.
+    if _own_limit and worker.nr + 1 >= _own_limit and worker.max_requests > worker.nr + 1:
+        now = time.monotonic()
+        if now >= _next_ask:
+            _next_ask = now + 1.0
+            if _recycle_due(now):
+                worker.max_requests = worker.nr + 1
 
 
 def post_request(worker, req, environ, resp) -> None:
@@ -212,7 +251,11 @@ def on_exit(server) -> None:
 
 
 def post_fork(server, worker) -> None:
+    global _own_limit, _next_ask
     _mallopt(server.log)
+    if worker.cfg.max_requests > 0:  # the limit gunicorn drew (flags included): ours to enforce
+        _own_limit, _next_ask = worker.max_requests, 0.0
+        worker.max_requests = sys.maxsize
     if hasattr(worker, "header_timeout"):  # mediaproxy's worker class (not stock gthread)
         worker.header_timeout, worker.send_timeout = header_timeout, send_timeout
         worker.small_body_max, worker.body_min_rate = srv.small_body_max, srv.body_min_rate

@@ -176,6 +176,26 @@ def rss_kb(pid: int, field: str = "VmRSS") -> int:
     return 0
 
 
+def tree_cpu(pid: int) -> float:
+    """CPU seconds (utime + stime, every thread) of ``pid`` and all its descendants alive now."""
+    parent: dict[int, int] = {}
+    ticks: dict[int, int] = {}
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{d}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        parent[int(d)], ticks[int(d)] = int(stat[1]), int(stat[11]) + int(stat[12])
+    total, todo = 0, [pid]
+    while todo:
+        p = todo.pop()
+        total += ticks.get(p, 0)
+        todo += [c for c, pp in parent.items() if pp == p]
+    return total / os.sysconf("SC_CLK_TCK")
+
+
 _UNITS = {"us": 1e-3, "ms": 1.0, "s": 1000.0}
 
 

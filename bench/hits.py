@@ -6,7 +6,7 @@ Compares, on a cached 256px WebP avatar: nginx (from apt, started here) serving
 the identical bytes from disk; mediaproxy's defaults (2 workers x 4 threads,
 fast path on); mediaproxy with the fast path off (every hit through Falcon);
 and a bare WSGI callable returning the bytes from memory, on gunicorn's stock
-gthread (2 workers x 4 threads, the issue's ceiling) and on mediaproxy's
+gthread (2 workers x 4 threads, gunicorn's own ceiling) and on mediaproxy's
 gunicorn.conf.py. Access logs off, then mediaproxy and nginx with them on.
 
 The machine is shared and noisy, so every server is started afresh in each
@@ -36,6 +36,7 @@ from common import (
     add_out_argument,
     free_port,
     jpeg,
+    tree_cpu,
     wait_port,
     wait_quiet,
     write_results,
@@ -92,6 +93,14 @@ def main() -> None:
     source = jpeg(1024, 1024)
     load = wait_quiet()
 
+    def measured(pid: int, url: str) -> dict:
+        """wrk, and the server's CPU per request (its processes and threads, from /proc): on a busy
+        machine req/s follows the other jobs, CPU per request much less."""
+        cpu = tree_cpu(pid)
+        got = wrk(url, duration=d)
+        got["cpu_us_per_request"] = round((tree_cpu(pid) - cpu) / max(1.0, got["rps"] * d) * 1e6, 1)
+        return got
+
     def mediaproxy(logs: bool, fast: bool = True):
         def run() -> dict:
             env = {"MEDIAPROXY_ACCESS_LOG": "1" if logs else "0", "MEDIAPROXY_LOG_LEVEL": "info" if logs else "warning",
@@ -101,7 +110,7 @@ def main() -> None:
                 body = urllib.request.urlopen(srv.url(PATH)).read()  # a miss on the first run: computes and caches
                 (www / "avatar.webp").write_bytes(body)
                 wrk(srv.url(PATH), duration=1)  # warm up
-                return wrk(srv.url(PATH), duration=d)
+                return measured(srv.proc.pid, srv.url(PATH))
         return run
 
     def nginx(logs: bool):
@@ -109,7 +118,7 @@ def main() -> None:
             with Nginx(www, access_log=logs) as ng:
                 url = f"http://127.0.0.1:{ng.port}/avatar.webp"
                 wrk(url, duration=1)
-                return wrk(url, duration=d)
+                return measured(ng.proc.pid, url)
         return run
 
     def bare(conf: bool):
@@ -117,7 +126,7 @@ def main() -> None:
             (work / "bare.py").write_text(BARE.format(path=str(www / "avatar.webp")))
             with Bare(work, conf) as b:
                 wrk(b.url("/"), duration=1)
-                return wrk(b.url("/"), duration=d)
+                return measured(b.proc.pid, b.url("/"))
         return run
 
     servers = {
@@ -140,8 +149,8 @@ def main() -> None:
             print(f"round {r + 1}: {name}: {got[name]['rps']:.0f} req/s", flush=True)
         rounds.append(got)
 
-    def ratio(a: str, b: str) -> dict:
-        per = [round(x[a]["rps"] / x[b]["rps"], 3) for x in rounds]
+    def ratio(a: str, b: str, field: str = "rps") -> dict:
+        per = [round(x[a][field] / x[b][field], 3) for x in rounds]
         return {"median": statistics.median(per), "rounds": per}
 
     ratios = {
@@ -152,6 +161,10 @@ def main() -> None:
         "bare WSGI (gunicorn.conf.py) / nginx": ratio("bare WSGI, mediaproxy's gunicorn.conf.py", "nginx"),
         "mediaproxy / bare WSGI (stock gthread)": ratio("mediaproxy", "bare WSGI, stock gthread 2x4"),
         "mediaproxy / bare WSGI (gunicorn.conf.py)": ratio("mediaproxy", "bare WSGI, mediaproxy's gunicorn.conf.py"),
+        "mediaproxy as shipped (access log on) / bare WSGI (gunicorn.conf.py)":
+            ratio("mediaproxy, access log on", "bare WSGI, mediaproxy's gunicorn.conf.py"),
+        "CPU per request: bare WSGI (gunicorn.conf.py) / mediaproxy as shipped":
+            ratio("bare WSGI, mediaproxy's gunicorn.conf.py", "mediaproxy, access log on", "cpu_us_per_request"),
         "mediaproxy / fast path off": ratio("mediaproxy", "mediaproxy, fast path off"),
     }
     load["loadavg_1m_at_end"] = round(os.getloadavg()[0], 2)
@@ -159,13 +172,16 @@ def main() -> None:
     md = ["# Cache hits vs nginx (target 1: >= 0.15x)\n",
           f"256px WebP avatar, {len(body)} bytes; wrk -t2 -c16 -d{d}s; {args.rounds} rounds, each server started "
           f"afresh per round; load {load}\n",
-          "| server | median req/s | req/s per round | median p99 ms |", "|---|---:|---|---:|"]
+          "| server | median req/s | req/s per round | median p99 ms | median CPU µs per request |",
+          "|---|---:|---|---:|---:|"]
     for name in names:
         rps = [x[name]["rps"] for x in rounds]
         p99 = statistics.median(x[name]["p99_ms"] for x in rounds)
         errors = sum(x[name]["errors"] for x in rounds)
         note = f" ({errors} errors)" if errors else ""
-        md.append(f"| {name} | {statistics.median(rps):.0f} | {', '.join(f'{v:.0f}' for v in rps)}{note} | {p99} |")
+        cpu = statistics.median(x[name]["cpu_us_per_request"] for x in rounds)
+        md.append(f"| {name} | {statistics.median(rps):.0f} | {', '.join(f'{v:.0f}' for v in rps)}{note} | {p99} "
+                  f"| {cpu} |")
     md += ["", "| ratio | median | per round |", "|---|---:|---|"]
     md += [f"| {k} | {v['median']:.3f} | {', '.join(f'{x:.3f}' for x in v['rounds'])} |" for k, v in ratios.items()]
     data = {"load": load, "body_bytes": len(body), "rounds": rounds, "ratios": ratios}

@@ -1,4 +1,4 @@
-"""Seed 004's image route against the origin's own route for the same object and parameters.
+"""The /v2 image service's image route against the origin's own route for the same object and parameters.
 
     .venv/bin/python -m bench.library_v2 [--rounds 5] [--requests 200] [--out results/library-v2.json]
 
@@ -10,7 +10,7 @@ One gunicorn (MEDIAPROXY_MODE=all, SQLite, local storage); one public image uplo
 - misses: the same pair with a width never asked before (a render each time);
 - the fallback WebP of a forbidden private image vs the origin's hit.
 
-Prints the ratios measured in this run; writes JSON only with ``--out``. Targets (issue 14):
+Prints the ratios measured in this run; writes JSON only with ``--out``. Targets:
 v2/origin ≤ 1.3 for hits and misses; fallback ≈ a hit.
 """
 
@@ -28,7 +28,7 @@ import requests
 
 from . import common
 
-PORT = 8650  # issue 14's range
+PORT = 8650  # the one port this benchmark's server listens on
 
 
 def timed(session: requests.Session, url: str, headers: dict | None = None) -> float:

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from common import (
     BENCH,
+    ROOT,
     VENV_BIN,
     Server,
     add_out_argument,
@@ -87,8 +88,8 @@ def setup(srv: Server, origin_dir: Path, origin_port: int) -> dict:
 
 def locust(host: str, plan: Path, rate: float, duration: int, prefix: Path) -> dict:
     exe = VENV_BIN / "locust"
-    if not exe.exists():
-        subprocess.run([sys.executable, "-m", "pip", "install", "-q", "locust>=2.20"], check=True)
+    if not exe.exists():  # locust is in the dev lock (requirements/dev.txt), which scripts/bootstrap installs
+        subprocess.run([str(ROOT / "scripts" / "bootstrap")], check=True)
     per_user = 5.0
     users = max(1, round(rate / per_user))
     env = {**__import__("os").environ, "LOCUST_PLAN": str(plan), "LOCUST_USER_RATE": str(rate / users)}

@@ -50,7 +50,7 @@ def main() -> int:
     for name, (args, _) in CASES.items():
         py = per_call(getattr(hotpath, "py_" + name), args)
         fn = getattr(_native, name, None)
-        if fn is None:  # measured 1.1x compiled and dropped (see native/_native.pyx); the Python cost stays on record
+        if fn is None:  # compiled, hardly faster and dropped (docs/performance.md); the Python cost stays on record
             rows.append({"function": name, "python_ns": round(py), "native_ns": None, "speedup": None})
             continue
         nat = per_call(fn, args)

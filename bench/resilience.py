@@ -1,4 +1,4 @@
-"""Resilience targets (issue 10), each a ratio or a count measured in one run.
+"""Resilience targets, each a ratio or a count measured in one run.
 
     .venv/bin/python bench/resilience.py [--duration 60] [--out bench/results]
 

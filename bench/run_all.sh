@@ -2,13 +2,14 @@
 # Every benchmark, one after the other; each waits (bounded, BENCH_MAX_WAIT s) for a quiet machine
 # and writes <name>.md/.json into OUT (default bench/results: this script is the one that
 # replaces the committed figures; each script alone writes only with --out). About 40 minutes on
-# 2 cores; PEERS=1 adds the comparisons that fetch their peers (thumbor from PyPI, sharp from npm
-# into temporary directories): another 30-40 minutes.
+# 2 cores; PEERS=1 adds the comparisons that fetch their peers (thumbor from PyPI into
+# bench/.venv-thumbor, ipx and sharp from npm into bench/.ipx and a temporary directory): another
+# 40-50 minutes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=.venv/bin/python
 OUT=${OUT:-bench/results}
-$PY -m pip install -q -e '.[test,bench]'
+scripts/bootstrap  # the dev lock: the test and bench tools at their locked versions
 for b in micro hits miss tune memory; do
   echo "== $b"; $PY "bench/$b.py" --out "$OUT"
 done
@@ -18,8 +19,9 @@ echo "== library list"; $PY bench/library.py list --out "$OUT"
 echo "== library v2"; $PY bench/library_v2.py --out "$OUT"
 echo "== admin session check"; $PY bench/admin_session.py --out "$OUT"
 echo "== cache entries"; $PY bench/cache_entries.py --out "$OUT"
+echo "== admin portal"; $PY -m bench.portal --out "$OUT"
 echo "== resilience"; $PY bench/resilience.py --duration 20 --out "$OUT"
 if [ "${PEERS:-0}" = 1 ]; then
-  echo "== thumbor"; $PY bench/thumbor.py --out "$OUT"
+  echo "== peers (thumbor, ipx)"; $PY bench/peers.py --out "$OUT"
   echo "== quality"; $PY bench/quality.py --out "$OUT"
 fi

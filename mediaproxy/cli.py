@@ -28,23 +28,16 @@ def _settings(demo_default: bool = False) -> Settings:
     return Settings.from_env(env)
 
 
-def _flat(prefix: str, value: object) -> Iterator[tuple[str, object]]:
-    if isinstance(value, dict):
-        for k, v in value.items():
-            yield from _flat(f"{prefix}.{k}" if prefix else k, v)
-    else:
-        yield prefix, value
-
-
 def cmd_check_config(args: argparse.Namespace) -> int:
     from .storage import prepare
 
     settings = _settings()
     notes = prepare(settings, create=False)
-    for name, value in _flat("", settings.describe()):
-        if isinstance(value, list):
-            value = ", ".join(map(str, value)) or "(none)"
-        print(f"{name} = {value}")
+    rows = [(f"{s.path} = {', '.join(map(str, v)) or '(none)' if isinstance(v, list) else v}", s.env, is_set)
+            for s, v, is_set in settings.report()]
+    width = min(56, max(len(line) for line, _, _ in rows))  # a long list does not push every comment right
+    for line, variable, is_set in rows:
+        print(f"{line:{width}}  # {variable}{'' if is_set else ' (default)'}")
     for level, message in notes:
         print(f"{level}: {message}", file=sys.stderr)
     for message in settings.warnings():
@@ -315,7 +308,7 @@ def cmd_janitor(args: argparse.Namespace) -> int:
 
 
 def cmd_admin_create(args: argparse.Namespace) -> int:
-    """Seed 004's first admin: the password comes from standard input (one line), never argv."""
+    """The first admin of the /v2 admin API: the password comes from standard input (one line), never argv."""
     from .errors import MediaError
     from .library import auth
     from .library.db import Database, upgrade_locked
@@ -400,7 +393,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="accept a grace shorter than that (only when no server or worker is running)")
     p.set_defaults(func=cmd_janitor)
 
-    p = sub.add_parser("admin", help="admins of seed 004's admin API")
+    p = sub.add_parser("admin", help="admins of the /v2 admin API")
     asub = p.add_subparsers(dest="admin_command", required=True, metavar="COMMAND", help="create")
     q = asub.add_parser("create", help="create an admin; the password is read from standard input")
     q.add_argument("--email", required=True, help="the admin's e-mail address (the login)")

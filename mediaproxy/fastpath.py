@@ -30,7 +30,6 @@ from collections.abc import Callable, Iterable
 from falcon.routing import CompiledRouter
 from falcon.uri import parse_query_string
 
-from . import metrics
 from .cache import Entry
 from .context import Context
 from .errors import MediaError
@@ -189,11 +188,12 @@ class FastPath:
 
 
 def _mark(environ: dict, route: str, length: int) -> None:
-    """What the access log and the metrics need (observe.RequestLayer writes them)."""
+    """What the access log and the metrics need: observe.RequestLayer writes them, and counts
+    the cache hit (``mediaproxy.fast``) with the request, under one lock."""
     environ["mediaproxy.route"] = route
     environ["mediaproxy.cache"] = "hit"
     environ["mediaproxy.fast"] = True
-    metrics.cache_outcome(True, length)
+    environ["mediaproxy.hit_bytes"] = length
 
 
 def _chunks(f) -> Iterable[bytes]:

@@ -87,8 +87,9 @@ def py_etag_matches(header: str | None, etag: str) -> bool:
     return False
 
 
-# Key derivation and ETags stay Python: compiled, they measured 1.1x (bench/micro.py),
-# because xxhash's C code does the work either way and the fast path memoises keys.
+# Key derivation and ETags stay Python: compiled, they were hardly faster (bench/micro.py,
+# docs/performance.md), because xxhash's C code does the work either way and the fast path
+# memoises keys.
 result_key, etag = py_result_key, py_etag
 
 try:  # pragma: no cover - exercised when the extension is built

@@ -18,6 +18,7 @@ fault line this process writes ("libvips: 1,204 warnings, first: ...").
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import threading
 import time
@@ -28,10 +29,18 @@ import orjson
 
 REQUEST_ID: ContextVar[str | None] = ContextVar("mediaproxy_request_id", default=None)
 
+_second: tuple[int, str] = (-1, "")
+
 
 def utc_timestamp(ts: float) -> str:
     """ISO 8601 UTC with milliseconds: ``2026-01-31T12:34:56.789Z``."""
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ts)) + f".{int(ts * 1000) % 1000:03d}Z"
+    global _second
+    whole = int(ts)
+    sec, text = _second
+    if sec != whole:  # strftime once a second, not once a line
+        text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole))
+        _second = (whole, text)
+    return f"{text}.{int(ts * 1000) % 1000:03d}Z"
 
 
 class JsonFormatter(logging.Formatter):
@@ -56,19 +65,122 @@ class JsonFormatter(logging.Formatter):
         return orjson.dumps(out, default=str).decode()
 
 
-def configure(level: str = "info") -> None:
-    """Send every log line to stderr as JSON (called once per worker by mediaproxy.wsgi)."""
-    handler = logging.StreamHandler(sys.stderr)
+class JsonLines(logging.Handler):
+    """The process's log stream: JSON lines, written in batches when ``interval`` > 0.
+
+    Lines wait in memory and a background thread writes them every ``interval``
+    seconds (or sooner, once ``batch_bytes`` are waiting); a WARNING or worse is
+    written at once, with everything before it, so the order of lines is kept.
+    What is left is written at exit (``logging.shutdown`` flushes every handler).
+    A cache hit takes ~100 µs of a worker; a write per access line is a system
+    call that also hands the GIL to another thread, and the logging module's
+    record for it cost more than the hit itself (docs/performance.md, "Cache
+    hits"). nginx buffers its access log the same way (``buffer=``, ``flush=``).
+    A worker killed with SIGKILL loses at most ``interval`` seconds of lines.
+    """
+
+    def __init__(self, stream, interval: float = 0.0, batch_bytes: int = 64 * 1024):
+        super().__init__()
+        self.stream = stream
+        self.interval = interval
+        self.batch_bytes = batch_bytes
+        self._lines: list[bytes] = []
+        self._size = 0
+        self._take = threading.Lock()  # the waiting lines
+        self._write = threading.Lock()  # one writer at a time, so batches keep their order
+        self._flusher_running = False  # in this process (a forked child starts its own)
+        os.register_at_fork(after_in_child=self._forked)
+
+    def _forked(self) -> None:
+        self._flusher_running = False
+        self._lines, self._size = [], 0  # the parent's lines are the parent's to write
+        self._take, self._write = threading.Lock(), threading.Lock()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            line = self.format(record).encode() + b"\n"
+        except Exception:
+            self.handleError(record)
+            return
+        self.write_line(line, urgent=record.levelno >= logging.WARNING)
+
+    def write_line(self, line: bytes, urgent: bool = False) -> None:
+        """One encoded line (ending in a newline), written now or with the next batch."""
+        if self.interval <= 0:
+            urgent = True
+        elif not self._flusher_running:
+            self._start_flusher()
+        with self._take:
+            self._lines.append(line)
+            self._size += len(line)
+            full = self._size >= self.batch_bytes
+        if urgent or full:
+            self.flush()
+
+    def flush(self) -> None:
+        with self._write:
+            with self._take:
+                if not self._lines:
+                    return
+                lines, self._lines, self._size = self._lines, [], 0
+            try:
+                self.stream.write(b"".join(lines).decode("utf-8", "replace"))
+                self.stream.flush()
+            except (OSError, ValueError):  # a closed or broken stream: nothing else can be told
+                pass
+
+    def _start_flusher(self) -> None:
+        with self._take:
+            if self._flusher_running:
+                return
+            self._flusher_running = True
+
+        def loop() -> None:
+            while True:
+                time.sleep(self.interval)
+                self.flush()
+
+        threading.Thread(target=loop, name="mediaproxy-log", daemon=True).start()
+
+
+_handler: JsonLines | None = None
+_root = logging.getLogger()
+access_logger = logging.getLogger("mediaproxy.access")
+_mediaproxy_logger = logging.getLogger("mediaproxy")
+
+
+def configure(level: str = "info", batch_interval: float = 0.0) -> None:
+    """Send every log line to stderr as JSON (called once per worker by mediaproxy.wsgi, in
+    batches every ``batch_interval`` seconds; the command line writes each line at once)."""
+    global _handler
+    handler = JsonLines(sys.stderr, batch_interval)
     handler.setFormatter(JsonFormatter())
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level.upper())
+    _handler = handler
     # MEDIAPROXY_ACCESS_LOG alone decides about access lines, whatever the level.
-    logging.getLogger("mediaproxy.access").setLevel(logging.INFO)
+    access_logger.setLevel(logging.INFO)
     # Alembic narrates every migration step (and its plugins) at INFO: keep its warnings only.
     logging.getLogger("alembic").setLevel(max(logging.WARNING, root.level))
+
+
+def access_line(fields: dict) -> None:
+    """One access-log line on logger ``mediaproxy.access``: ``fields`` (``"ts"`` first, from ``utc_timestamp``).
+
+    When logging is as ``configure`` left it (the JSON handler alone, nothing added
+    to the access logger), the line is encoded and queued directly: the LogRecord,
+    caller lookup and handler dispatch the logging module makes cost ~3x the line.
+    Any other set-up (a handler or filter added, logging disabled) gets a record."""
+    h = _handler
+    if (h is not None and not access_logger.handlers and not access_logger.filters and access_logger.propagate
+            and not _mediaproxy_logger.handlers and not _root.filters and len(_root.handlers) == 1
+            and _root.handlers[0] is h and access_logger.isEnabledFor(logging.INFO)):
+        h.write_line(orjson.dumps(fields, option=orjson.OPT_APPEND_NEWLINE))
+    else:
+        access_logger.info("access", extra={"access": {k: v for k, v in fields.items() if k != "ts"}})
 
 log = logging.getLogger("mediaproxy")
 

@@ -176,12 +176,14 @@ def flush() -> None:
             child._buckets[part].inc(amount)
 
 
-def observe_request(template: str | None, method: str, status: int, seconds: float, length: int) -> None:
-    family = _families.get(template) or route_family(template)
-    req = (REQUESTS, (family, method if method in METHODS else "other", str(status)), None)
-    lat = (family,)
+def observe_request(template: str | None, method: str, status: int, seconds: float, length: int,
+                    hit_bytes: int | None = None) -> None:
+    """Count one request; with ``hit_bytes`` (the fast path's hits) its cache hit too, under the same lock."""
+    keys = _request_keys.get((template, method, status))
+    if keys is None:
+        keys = _request_keys_for(template, method, status)
+    req, lat, total, nbytes = keys
     bucket = (REQUEST_SECONDS, lat, bisect_left(LATENCY_BUCKETS, seconds))
-    total = (REQUEST_SECONDS, lat, -1)
     if not _flusher_started:
         _start_flusher()
     with _pending_lock:
@@ -190,8 +192,27 @@ def observe_request(template: str | None, method: str, status: int, seconds: flo
         p[bucket] = p.get(bucket, 0) + 1
         p[total] = p.get(total, 0.0) + seconds
         if length:
-            nbytes = (RESPONSE_BYTES, lat, None)
             p[nbytes] = p.get(nbytes, 0) + length
+        if hit_bytes is not None:
+            p[_HIT] = p.get(_HIT, 0) + 1
+            if hit_bytes:
+                p[_HIT_BYTES] = p.get(_HIT_BYTES, 0) + hit_bytes
+
+
+# The tally keys of a (route template, method, status): built once, not per request.
+_request_keys: dict[tuple, tuple] = {}
+_REQUEST_KEYS_MAX = 4096  # templates, methods and statuses are bounded sets; this only caps a surprise
+
+
+def _request_keys_for(template: str | None, method: str, status: int) -> tuple:
+    family = _families.get(template) or route_family(template)
+    lat = (family,)
+    keys = ((REQUESTS, (family, method if method in METHODS else "other", str(status)), None), lat,
+            (REQUEST_SECONDS, lat, -1), (RESPONSE_BYTES, lat, None))
+    if len(_request_keys) >= _REQUEST_KEYS_MAX:
+        _request_keys.clear()
+    _request_keys[(template, method, status)] = keys
+    return keys
 
 
 _HIT, _MISS = (RESULT_CACHE, ("hit",), None), (RESULT_CACHE, ("miss",), None)

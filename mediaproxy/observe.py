@@ -33,7 +33,6 @@ Inner layers report route and cache outcome through ``environ`` keys
 from __future__ import annotations
 
 import itertools
-import logging
 import os
 import re
 import time
@@ -42,9 +41,7 @@ from collections.abc import Callable, Iterable
 from . import metrics
 from .clientip import NetworkSet, client_address
 from .hotpath import decimal
-from .logs import REQUEST_ID
-
-access = logging.getLogger("mediaproxy.access")
+from .logs import REQUEST_ID, access_line, utc_timestamp
 
 _VALID_ID = re.compile(r"[A-Za-z0-9._~:+/=-]{1,128}")
 _NO_BODY = (204, 304)
@@ -111,37 +108,34 @@ class RequestLayer:
         method = environ["REQUEST_METHOD"]
         length = 0
         if method != "HEAD" and status not in _NO_BODY:
-            for name, value in headers:
+            for name, value in reversed(headers):  # set last by the fast path and by Falcon
                 if len(name) == 14 and name.lower() == "content-length":
                     length = int(value) if decimal(value) else 0
                     break
-        route = environ.get("mediaproxy.route")
-        metrics.observe_request(route, method, status, seconds, length)
+        get = environ.get
+        route = get("mediaproxy.route")
+        metrics.observe_request(route, method, status, seconds, length, get("mediaproxy.hit_bytes"))
         if not self.access_log:
             return
         if self.proxies:
             ip = client_address(environ, self.proxies)
-            client = str(ip) if ip is not None else environ.get("REMOTE_ADDR", "")
+            client = str(ip) if ip is not None else get("REMOTE_ADDR", "")
         else:  # the peer, as the server wrote it (no address parsing per request)
-            client = environ.get("REMOTE_ADDR", "")
-        access.info(
-            "access",
-            extra={
-                "access": {
-                    "request_id": rid,
-                    "client": client,
-                    "method": method,
-                    "path": environ.get("PATH_INFO") or "/",
-                    "query": environ.get("QUERY_STRING", ""),
-                    "route": route,
-                    "status": status,
-                    "bytes": length,
-                    "cache": environ.get("mediaproxy.cache", "-"),
-                    "ms": round(seconds * 1000, 2),
-                    "fast": environ.get("mediaproxy.fast", False),
-                }
-            },
-        )
+            client = get("REMOTE_ADDR", "")
+        access_line({
+            "ts": utc_timestamp(time.time()),
+            "request_id": rid,
+            "client": client,
+            "method": method,
+            "path": get("PATH_INFO") or "/",
+            "query": get("QUERY_STRING", ""),
+            "route": route,
+            "status": status,
+            "bytes": length,
+            "cache": get("mediaproxy.cache", "-"),
+            "ms": round(seconds * 1000, 2),
+            "fast": get("mediaproxy.fast", False),
+        })
 
 
 def install(app: WSGIApp, settings) -> WSGIApp:

@@ -2,16 +2,35 @@
 
 No other module reads ``os.environ``: the WSGI entry point calls
 ``Settings.from_env(os.environ)`` once and passes the object down.
+
+Every setting is declared once, as one ``Setting`` row of ``SETTINGS`` below: its attribute,
+its environment variable, its parser (the type, the accepted values and bounds), its default,
+a one-line description and its group. That row makes the dataclass field and its default,
+is parsed and validated by ``from_env``, printed by ``mediaproxy check-config``, and becomes a
+row of the generated ``docs/settings.md`` (``python -m mediaproxy.settings --markdown``;
+tests/test_settings_docs.py checks the committed file is current).
+
+A plain table rather than pydantic-settings: the fail-fast contract is one line naming the
+variable and what it accepts (``MEDIAPROXY_THREADS='0': must be 1..1024``), which pydantic's
+validation errors would have to be rewritten into for every type; the settings that depend on
+others (the heartbeat bounded by the lease, the presign default clamped to its bounds, the
+internal secret defaulting to the secret key, migrations on by default for SQLite) are
+ordered rows here instead of model validators; and the server reads its environment once at
+start-up, where a table of small parsers is all that is needed.
 """
 
 from __future__ import annotations
 
+import argparse
+import inspect
 import ipaddress
 import math
 import os
-from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
+import sys
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from .errors import ConfigError
 from .hotpath import decimal
@@ -136,80 +155,6 @@ def available_cpus(cgroup_root: str | os.PathLike[str] = "/sys/fs/cgroup") -> in
     return max(1, cpus)
 
 
-@dataclass(frozen=True, slots=True)
-class ServerSettings:
-    """gunicorn's knobs (gunicorn.conf.py applies them; gunicorn's own flags still win)."""
-
-    bind: str = "127.0.0.1:8000"
-    workers: int = 1  # from_env: the CPUs available (affinity and cgroup quota)
-    # misses hold at most max_concurrent_misses (+ max_queued_misses waiting), streams
-    # max_concurrent_streams; the rest stay free for hits (docs/resilience.md)
-    threads: int = 18
-    worker_class: str = "mediaproxy.worker.ThreadWorker"
-    timeout: int = 60
-    graceful_timeout: int = 30
-    keepalive: int = 5
-    keepalive_requests: int = 1000
-    max_requests: int = 100_000
-    max_requests_jitter: int = 10_000
-    backlog: int = 2048
-    log_level: str = "info"
-    vips_concurrency: int = 1
-    malloc_arena_max: int = 2
-    malloc_mmap_threshold: int = 1024 * 1024
-    malloc_trim_interval: float = 1.0
-    metrics_bind: str = ""  # a separate listener for /metrics, served by the gunicorn master
-    metrics_dir: str = ""  # prometheus_client's multiprocess directory; empty: a fresh temporary one
-    control_socket: str = ""  # gunicorn's control socket (gunicornc); empty: none
-    header_timeout: float = 10.0  # seconds a client has to send its request headers (then 408); 0: off
-    send_timeout: float = 10.0  # seconds a response send may make no progress before it is abandoned; 0: off
-    # request bodies (docs/resilience.md "Slow clients get no thread"): up to small_body_max bytes
-    # are read by the event loop before the request takes a thread; every body must arrive at
-    # body_min_rate bytes/s on average once body_grace seconds have passed, and within body_timeout
-    small_body_max: int = 64 * 1024
-    body_min_rate: int = 10 * 1024
-    body_grace: float = 10.0
-    body_timeout: float = 600.0  # a 50 MiB upload needs 85 KiB/s
-
-    @classmethod
-    def from_env(cls, env: Mapping[str, str]) -> ServerSettings:
-        d = {f.name: f.default for f in fields(cls)}
-        worker_class = (env.get("MEDIAPROXY_WORKER_CLASS") or d["worker_class"]).strip()
-        if not all(part.isidentifier() for part in worker_class.split(".")):
-            raise ConfigError(
-                f"MEDIAPROXY_WORKER_CLASS={worker_class!r}: expected a dotted class path or a gunicorn "
-                "worker name (e.g. mediaproxy.worker.ThreadWorker, gthread, sync)"
-            )
-        vips_default = _int(env, "VIPS_CONCURRENCY", d["vips_concurrency"], 1, 1024)
-        return cls(
-            bind=_address(env, "MEDIAPROXY_BIND", d["bind"]),
-            workers=_int(env, "MEDIAPROXY_WORKERS", available_cpus(), 1, 1024),
-            threads=_int(env, "MEDIAPROXY_THREADS", d["threads"], 1, 1024),
-            worker_class=worker_class,
-            timeout=_int(env, "MEDIAPROXY_TIMEOUT", d["timeout"], 1, 86400),
-            graceful_timeout=_int(env, "MEDIAPROXY_GRACEFUL_TIMEOUT", d["graceful_timeout"], 0, 86400),
-            keepalive=_int(env, "MEDIAPROXY_KEEPALIVE", d["keepalive"], 0, 3600),
-            keepalive_requests=_int(env, "MEDIAPROXY_KEEPALIVE_REQUESTS", d["keepalive_requests"], 0),
-            max_requests=_int(env, "MEDIAPROXY_MAX_REQUESTS", d["max_requests"], 0),
-            max_requests_jitter=_int(env, "MEDIAPROXY_MAX_REQUESTS_JITTER", d["max_requests_jitter"], 0),
-            backlog=_int(env, "MEDIAPROXY_BACKLOG", d["backlog"], 1, 65535),
-            log_level=_choice(env, "MEDIAPROXY_LOG_LEVEL", d["log_level"], LOG_LEVELS),
-            vips_concurrency=_int(env, "MEDIAPROXY_VIPS_CONCURRENCY", vips_default, 1, 1024),
-            malloc_arena_max=_int(env, "MEDIAPROXY_MALLOC_ARENA_MAX", d["malloc_arena_max"], 0, 1024),
-            malloc_mmap_threshold=_int(env, "MEDIAPROXY_MALLOC_MMAP_THRESHOLD", d["malloc_mmap_threshold"], 0),
-            malloc_trim_interval=_float(env, "MEDIAPROXY_MALLOC_TRIM_INTERVAL", d["malloc_trim_interval"], 0.0),
-            metrics_bind=_address(env, "MEDIAPROXY_METRICS_BIND", d["metrics_bind"], unix=False),
-            metrics_dir=(env.get("MEDIAPROXY_METRICS_DIR") or "").strip(),
-            control_socket=(env.get("MEDIAPROXY_CONTROL_SOCKET") or "").strip(),
-            header_timeout=_float(env, "MEDIAPROXY_HEADER_TIMEOUT", d["header_timeout"], 0.0, 3600.0),
-            send_timeout=_float(env, "MEDIAPROXY_SEND_TIMEOUT", d["send_timeout"], 0.0, 3600.0),
-            small_body_max=_int(env, "MEDIAPROXY_SMALL_BODY_MAX", d["small_body_max"], 1024, 16 * 1024**2),
-            body_min_rate=_int(env, "MEDIAPROXY_BODY_MIN_RATE", d["body_min_rate"], 0),
-            body_grace=_float(env, "MEDIAPROXY_BODY_GRACE", d["body_grace"], 0.0, 3600.0),
-            body_timeout=_float(env, "MEDIAPROXY_BODY_TIMEOUT", d["body_timeout"], 0.0, 86400.0),
-        )
-
-
 def _cidr_lines(name: str, ref: str) -> list[str]:
     """``@cloudflare`` → the shipped list ``mediaproxy/data/cloudflare.txt``; ``@/path/to/file`` →
     that file. One network per line, ``#`` comments."""
@@ -252,7 +197,6 @@ def _bucket(env: Mapping[str, str], name: str, default: str) -> str:
     return value
 
 
-
 # The library's variants: name → (box side, fit). ``cover`` crops to a square,
 # ``inside`` keeps the aspect ratio within the box; 0 is "full size".
 DEFAULT_VARIANTS = "thumbnail=150:cover,small=320,medium=640,large=1280,original_webp=0"
@@ -278,48 +222,595 @@ def _variants(env: Mapping[str, str], name: str) -> tuple[tuple[str, int, str], 
     return tuple(out)
 
 
-def _types(env: Mapping[str, str], name: str, default: str) -> frozenset[str]:
-    raw = env.get(name, "").strip() or default
-    return frozenset(t.strip().lower() for t in raw.split(",") if t.strip())
-
-
 def _sqlite_url(path: str) -> str:
     return "sqlite:///" + str(Path(path).resolve())
 
 
-@dataclass(frozen=True, slots=True)
-class LibrarySettings:
-    """The media library's section (seeds 002-004): records, jobs, uploads, variants, presigning."""
+# --- Parsers: each reads one variable, returns its value or raises ConfigError with one line
+# naming it; ``accepts`` is what docs/settings.md says it takes.
 
-    database_url: str = "sqlite:///var/library.db"
-    queue_url: str = "sqlite:///var/queue.db"
-    bucket: str = "library"  # where the library keeps originals and variants
-    upload_max_bytes: int = 50 * 1024**2  # seed 002's direct and presigned uploads
-    media_max_bytes: int = 10 * 1000**2  # seed 003: "10 MB per file"
-    allowed_types: frozenset[str] = frozenset(LIBRARY_TYPES.split(","))
-    media_api_types: frozenset[str] = frozenset(MEDIA_API_TYPES.split(","))
-    variants: tuple[tuple[str, int, str], ...] = _variants({}, "MEDIAPROXY_VARIANTS")
-    presign_default: int = 3600
-    presign_min: int = 1
-    presign_max: int = 86400
-    upload_url_expiry: int = 900  # seconds an upload URL of POST /media or /upload/presigned stays valid
-    public_base_url: str = ""  # absolute URLs in answers; empty: from the request's own host
-    api_prefix: str = "/v2"  # seed 004's routes (issue 14)
-    job_retries: int = 3
-    job_retry_delay: float = 1.0  # first retry after this many seconds, doubling
-    job_retry_max_delay: float = 60.0  # the doubling stops here
-    job_retry_budget: float = 600.0  # storage or database unavailable: retried for this long, not a count
-    job_lease: float = 30.0  # a job whose worker stops renewing its lease for this long is run again
-    job_heartbeat: float = 5.0  # leases renewed, expired ones swept and the outbox relayed this often
-    job_test_delay: float = 0.0  # tests only: a crop job waits this long between its output and its commit
-    worker_threads: int = 2
-    # `mediaproxy janitor`: incomplete uploads and objects no record points at are removed once this
-    # old (seconds): far past any upload in flight, so that one is never touched
-    janitor_grace: float = 86400.0
-    # uploads whose body is still arriving, per worker process, of one client (an organization's keys,
-    # or one address for signed URLs): past it 429, so one client cannot hold every thread
-    uploads_per_client: int = 4
-    migrate_on_start: bool = True  # embedded SQLite: apply migrations when the app starts
+Env = Mapping[str, str]
+Got = dict[str, Any]  # the values of the section parsed so far, by attribute
+Bound = float | Callable[[Got], float] | None
+
+
+def _at(bound: Bound, got: Got) -> Any:
+    return bound(got) if callable(bound) else bound
+
+
+def _span(lo: Bound, hi: Bound, bounds: str) -> str:
+    if bounds:
+        return bounds
+    return f"{lo}..{hi}" if hi is not None else f"≥ {lo}"
+
+
+@dataclass(frozen=True)
+class Parser:
+    type = "str"  # the field's annotation
+
+    def accepts(self) -> str:
+        raise NotImplementedError
+
+    def show(self, value: Any) -> Any:
+        """The value as check-config prints it."""
+        return value
+
+
+@dataclass(frozen=True)
+class Int(Parser):
+    lo: Bound = 0
+    hi: Bound = None
+    bounds: str = ""  # how the docs state a bound that depends on another setting
+    type = "int"
+
+    def __call__(self, env: Env, name: str, default: Any, got: Got) -> int:
+        return _int(env, name, default, _at(self.lo, got), _at(self.hi, got))
+
+    def accepts(self) -> str:
+        return f"integer {_span(self.lo, self.hi, self.bounds)}"
+
+
+@dataclass(frozen=True)
+class Float(Int):
+    lo: Bound = 0.0
+    type = "float"
+
+    def __call__(self, env: Env, name: str, default: Any, got: Got) -> float:
+        return _float(env, name, default, _at(self.lo, got), _at(self.hi, got))
+
+    def accepts(self) -> str:
+        return f"number {_span(self.lo, self.hi, self.bounds)}"
+
+
+@dataclass(frozen=True)
+class Bool(Parser):
+    type = "bool"
+
+    def __call__(self, env: Env, name: str, default: Any, got: Got) -> bool:
+        return _bool(env, name, default)
+
+    def accepts(self) -> str:
+        return "1/0, true/false, yes/no, on/off"
+
+
+@dataclass(frozen=True)
+class Choice(Parser):
+    choices: tuple[str, ...] = ()
+    type = "str"
+
+    def __call__(self, env: Env, name: str, default: Any, got: Got) -> str:
+        return _choice(env, name, default, self.choices)
+
+    def accepts(self) -> str:
+        return "one of " + ", ".join(f"`{c}`" for c in self.choices)
+
+
+@dataclass(frozen=True)
+class Address(Parser):
+    unix: bool = True
+    type = "str"
+
+    def __call__(self, env: Env, name: str, default: Any, got: Got) -> str:
+        return _address(env, name, default, self.unix)
+
+    def accepts(self) -> str:
+        return "`HOST:PORT`, `[v6]:PORT`" + (" or `unix:/path`" if self.unix else "; empty: off")
+
+
+@dataclass(frozen=True)
+class Text(Parser):
+    """Any text, stripped; empty is the default."""
+
+    type = "str"
+
+    def __call__(self, env: Env, name: str, default: Any, got: Got) -> str:
+        raw = env.get(name)
+        return default if raw is None or not raw.strip() else raw.strip()
+
+    def accepts(self) -> str:
+        return "text"
+
+
+@dataclass(frozen=True)
+class Bucket(Parser):
+    type = "str"
+
+    def __call__(self, env: Env, name: str, default: Any, got: Got) -> str:
+        return _bucket(env, name, default)
+
+    def accepts(self) -> str:
+        return "a bucket name"
+
+
+@dataclass(frozen=True)
+class Cidrs(Parser):
+    type = "tuple[IPNetwork, ...]"
+
+    def __call__(self, env: Env, name: str, default: Any, got: Got) -> tuple[IPNetwork, ...]:
+        return _cidrs(env, name)
+
+    def accepts(self) -> str:
+        return ("networks (`10.0.0.0/8`, `2001:db8::/32`), `@cloudflare` (a shipped list) or `@/path/file`, "
+                "comma-separated")
+
+    def show(self, value: Any) -> Any:
+        return [str(v) for v in value]
+
+
+@dataclass(frozen=True)
+class Types(Parser):
+    type = "frozenset[str]"
+
+    def __call__(self, env: Env, name: str, default: Any, got: Got) -> frozenset[str]:
+        raw = env.get(name, "").strip()
+        return frozenset(t.strip().lower() for t in raw.split(",") if t.strip()) if raw else default
+
+    def accepts(self) -> str:
+        return "MIME types, comma-separated"
+
+    def show(self, value: Any) -> Any:
+        return sorted(value)
+
+
+@dataclass(frozen=True)
+class Variants(Parser):
+    type = "tuple[tuple[str, int, str], ...]"
+
+    def __call__(self, env: Env, name: str, default: Any, got: Got) -> tuple[tuple[str, int, str], ...]:
+        return _variants(env, name)
+
+    def accepts(self) -> str:
+        return "`NAME=SIDE[:inside|cover]`, comma-separated (SIDE ≤ 16383)"
+
+    def show(self, value: Any) -> Any:
+        return [f"{n}={side}:{fit}" for n, side, fit in value]
+
+
+@dataclass(frozen=True)
+class Custom(Parser):
+    """A setting with a rule of its own: ``fn(env, name, default, got)``."""
+
+    fn: Callable[[Env, str, Any, Got], Any] | None = None
+    text: str = ""
+    type: str = "str"
+
+    def __call__(self, env: Env, name: str, default: Any, got: Got) -> Any:
+        assert self.fn is not None
+        return self.fn(env, name, default, got)
+
+    def accepts(self) -> str:
+        return self.text
+
+
+def _storage(env: Env, name: str, default: str, got: Got) -> str:
+    value = env.get(name, default).strip() or default
+    return "s3" if value.lower() == "s3" else value
+
+
+def _secret_key(env: Env, name: str, default: str, got: Got) -> str:
+    secret = env.get(name, "")
+    if secret:
+        return secret
+    if not got["demo"]:
+        raise ConfigError(
+            f"{name} is not set: it signs /external URLs and authenticates the internal "
+            "endpoints. Set it to a long random string (e.g. `python -c 'import secrets; "
+            "print(secrets.token_hex(32))'`), or set MEDIAPROXY_DEMO=1 for a local demo."
+        )
+    return DEMO_SECRET
+
+
+def _internal_secret(env: Env, name: str, default: str, got: Got) -> str:
+    return env.get(name, "") or got["secret_key"]
+
+
+def _cache_dir(env: Env, name: str, default: str | None, got: Got) -> str | None:
+    value = env.get(name, default)
+    return None if value is not None and value.strip() == "" else value
+
+
+def _addressing_style(env: Env, name: str, default: str, got: Got) -> str:
+    style = env.get(name, default).strip().lower()
+    if style not in ("auto", "path", "virtual"):
+        raise ConfigError(f"{name}={style!r}: expected auto, path or virtual")
+    return style
+
+
+def _worker_class(env: Env, name: str, default: str, got: Got) -> str:
+    worker_class = (env.get(name) or default).strip()
+    if not all(part.isidentifier() for part in worker_class.split(".")):
+        raise ConfigError(
+            f"{name}={worker_class!r}: expected a dotted class path or a gunicorn "
+            "worker name (e.g. mediaproxy.worker.ThreadWorker, gthread, sync)"
+        )
+    return worker_class
+
+
+LIBRARY_DB = "./var/library.db"
+QUEUE_DB = "./var/queue.db"
+
+
+def _database_url(env: Env, name: str, default: str, got: Got) -> str:
+    db = env.get(name, "").strip() or _sqlite_url(LIBRARY_DB)
+    if not db.startswith(("sqlite:", "postgresql")):
+        raise ConfigError(f"{name}={db!r}: expected sqlite:///PATH or postgresql+psycopg://...")
+    return db
+
+
+def _queue_url(env: Env, name: str, default: str, got: Got) -> str:
+    queue = env.get(name, "").strip() or _sqlite_url(QUEUE_DB)
+    if not queue.startswith(("sqlite:///", "redis://", "rediss://", "unix://")):
+        raise ConfigError(f"{name}={queue!r}: expected sqlite:///PATH or redis://HOST:PORT/DB")
+    return queue
+
+
+def _api_prefix(env: Env, name: str, default: str, got: Got) -> str:
+    # the /v2 image service's own name for it is API_PREFIX; ours wins when both are set
+    if name not in env and "API_PREFIX" in env:
+        name = "API_PREFIX"
+    prefix = env.get(name, default).strip().rstrip("/")
+    if not prefix.startswith("/") or "{" in prefix or " " in prefix:
+        raise ConfigError(f"{name}={prefix!r}: expected a path such as /v2")
+    return prefix
+
+
+def _portal_path(env: Env, name: str, default: str, got: Got) -> str:
+    portal = env.get(name, default).strip().rstrip("/")
+    prefix = got["api_prefix"]
+    if not portal.startswith("/") or "{" in portal or " " in portal or portal == prefix \
+            or portal.startswith(prefix + "/"):
+        raise ConfigError(f"{name}={portal!r}: expected a path such as /admin, outside {prefix}")
+    return portal
+
+
+def _public_base_url(env: Env, name: str, default: str, got: Got) -> str:
+    base = env.get(name, "").strip().rstrip("/")
+    if base and not base.startswith(("http://", "https://")):
+        raise ConfigError(f"{name}={base!r}: expected http(s)://host[:port]")
+    return base
+
+
+def _presign_default(env: Env, name: str, default: int, got: Got) -> int:
+    return min(max(_int(env, name, default, 1), got["presign_min"]), got["presign_max"])
+
+
+# --- The declaration: one row per setting.
+
+
+@dataclass(frozen=True)
+class Setting:
+    section: str  # "" (Settings), "server" (Settings.server) or "library" (Settings.library)
+    attr: str
+    env: str
+    parse: Parser
+    default: Any  # the field's default, and the value when the variable is unset (unless ``computed``)
+    doc: str  # one line for docs/settings.md
+    group: str  # its heading there
+    computed: Callable[[Got, Env], Any] | None = None  # the default, from other settings or the environment
+    default_doc: str = ""  # how docs/settings.md states a computed default
+    secret: bool = False  # masked by describe() and check-config (a URL: its password only)
+
+    @property
+    def path(self) -> str:
+        return f"{self.section}.{self.attr}" if self.section else self.attr
+
+
+MODE = "Mode and storage"
+S3 = "S3"
+STORAGE = "Storage resilience"
+SECRETS = "Secrets"
+CACHE = "Result cache"
+LIMITS = "Limits of the media pipeline"
+CONCURRENCY = "Concurrency per worker"
+FETCH = "External fetcher (/external)"
+CLIENTS = "Client addresses"
+INTERNAL = "Internal endpoints"
+OPS = "Logs, metrics and telemetry"
+GUNICORN = "gunicorn"
+BODIES = "Slow clients and request bodies"
+MEMORY = "Memory and libvips"
+LIBRARY = "The media library"
+JOBS = "The media library: jobs"
+
+MiB = 1024**2
+_tcp = Address(unix=False)
+_lease = "MEDIAPROXY_JOB_LEASE"
+
+SETTINGS: tuple[Setting, ...] = (
+    # Settings
+    Setting("", "mode", "MEDIAPROXY_MODE", Choice(choices=MODES), "media",
+            "which routes this instance serves: `media` the origin's routes and internal endpoints, `static` "
+            "the static-assets host, `library` the media library's APIs and its public URLs, `all` media + library",
+            MODE),
+    Setting("", "storage", "MEDIAPROXY_STORAGE",
+            Custom(fn=_storage, text="`s3` (any case) or a directory"), DEFAULT_STORAGE,
+            "`s3` (boto3 finds the credentials), or a directory laid out as `{dir}/{bucket}/{key}` (created if "
+            "missing; an empty one is warned about loudly)", MODE),
+    Setting("", "cdn_bucket", "MEDIAPROXY_CDN_BUCKET", Bucket(), "cdn", "bucket served by the public routes", MODE),
+    Setting("", "uploads_bucket", "MEDIAPROXY_UPLOADS_BUCKET", Bucket(), "uploads",
+            "bucket the internal endpoints read videos from", MODE),
+    Setting("", "static_bucket", "MEDIAPROXY_STATIC_BUCKET", Bucket(), "static",
+            "bucket the static-assets host serves", MODE),
+    Setting("", "s3_addressing_style", "MEDIAPROXY_S3_ADDRESSING_STYLE",
+            Custom(fn=_addressing_style, text="`auto`, `path` or `virtual`"), "auto",
+            "`path` for S3-compatible stores that need path-style URLs", S3),
+    Setting("", "s3_connect_timeout", "MEDIAPROXY_S3_CONNECT_TIMEOUT", Float(0.01), 0.5,
+            "seconds to connect to S3 (same region: a connect takes < 5 ms); a timeout answers `504`", S3),
+    Setting("", "s3_read_timeout", "MEDIAPROXY_S3_READ_TIMEOUT", Float(0.01), 2.0,
+            "seconds to the first byte and between bytes of an S3 read; a timeout answers `504` and is not retried",
+            S3),
+    Setting("", "s3_max_pool", "MEDIAPROXY_S3_MAX_POOL", Int(1, 1024), 32, "connections in boto3's pool per worker",
+            S3),
+    Setting("", "s3_write_timeout", "MEDIAPROXY_S3_WRITE_TIMEOUT", Float(0.01), 10.0,
+            "seconds a library write (PutObject, UploadPart, Complete, abort) waits for the store; a timeout fails "
+            "the upload (`504`) and is not retried, a fast failure is sent again (3 attempts in all)", S3),
+    Setting("", "max_concurrent_storage", "MEDIAPROXY_MAX_CONCURRENT_STORAGE", Int(1, 1024), 4,
+            "storage calls in progress per worker", STORAGE),
+    Setting("", "storage_wait", "MEDIAPROXY_STORAGE_WAIT", Float(0.0, 600.0), 0.5,
+            "seconds a storage call waits for a place, then `503`", STORAGE),
+    Setting("", "storage_breaker_failures", "MEDIAPROXY_STORAGE_BREAKER_FAILURES", Int(0, 10_000), 5,
+            "storage failures in a row that open the circuit breaker (`0`: never; docs/resilience.md)", STORAGE),
+    Setting("", "storage_breaker_cooldown", "MEDIAPROXY_STORAGE_BREAKER_COOLDOWN", Float(0.1, 3600.0), 2.0,
+            "seconds the breaker stays open before one probe", STORAGE),
+    Setting("", "demo", "MEDIAPROXY_DEMO", Bool(), False,
+            "allow starting without a secret key: a fixed, public demo key is used (never in production)", SECRETS),
+    Setting("", "secret_key", "MEDIAPROXY_SECRET_KEY", Custom(fn=_secret_key, text="a long random string"), "",
+            "signs `/external` URLs and the admin API's tokens; the internal secret too unless the next is set",
+            SECRETS, default_doc="— (required, unless `MEDIAPROXY_DEMO`)", secret=True),
+    Setting("", "internal_secret", "MEDIAPROXY_INTERNAL_SECRET", Custom(fn=_internal_secret, text="a long random "
+            "string"), "", "`X-Internal-Secret` of `/_metadata`, `/_thumbnail`, `/_frames` and `/metrics`", SECRETS,
+            default_doc="the secret key (a warning at start)", secret=True),
+    Setting("", "cache_dir", "MEDIAPROXY_CACHE_DIR", Custom(fn=_cache_dir, text="a directory; empty: no cache",
+            type="str | None"), "./var/cache", "the disk cache of results, shared by all workers", CACHE),
+    Setting("", "cache_size", "MEDIAPROXY_CACHE_SIZE", Int(MiB), 2 * 1024**3,
+            "bytes the cache may hold (the least recently stored entries are culled)", CACHE),
+    Setting("", "fast_path", "MEDIAPROXY_FAST_PATH", Bool(), True,
+            "answer result-cache hits in a thin WSGI layer before Falcon (off only to compare)", CACHE),
+    Setting("", "max_source_bytes", "MEDIAPROXY_MAX_SOURCE_BYTES", Int(1024), 50 * MiB,
+            "largest original the image pipeline reads (`413` above)", LIMITS),
+    Setting("", "max_pixels", "MEDIAPROXY_MAX_PIXELS", Int(1), 100_000_000,
+            "largest width × height decoded (`413` above; checked from the header)", LIMITS),
+    Setting("", "max_frames", "MEDIAPROXY_MAX_FRAMES", Int(1), 1000, "most frames of an animation (`413` above)",
+            LIMITS),
+    Setting("", "max_animation_pixels", "MEDIAPROXY_MAX_ANIMATION_PIXELS", Int(1), 400_000_000,
+            "frames × width × height of an animation (`413` above)", LIMITS),
+    Setting("", "max_concurrent_transforms", "MEDIAPROXY_MAX_CONCURRENT_TRANSFORMS", Int(1, 1024), 4,
+            "transforms in progress per worker; more wait", CONCURRENCY),
+    Setting("", "max_concurrent_misses", "MEDIAPROXY_MAX_CONCURRENT_MISSES", Int(1, 1024), 6,
+            "requests per worker that need storage or a transform (misses, attachments, internal endpoints)",
+            CONCURRENCY),
+    Setting("", "max_queued_misses", "MEDIAPROXY_MAX_QUEUED_MISSES", Int(0, 1024), 6,
+            "misses past those that may wait for a place (at most `MEDIAPROXY_TRANSFORM_WAIT`); more get `503` at "
+            "once, so the other threads stay free for hits", CONCURRENCY),
+    Setting("", "max_concurrent_streams", "MEDIAPROXY_MAX_CONCURRENT_STREAMS", Int(1, 1024), 4,
+            "stored bodies (S3 attachments, themes) being sent by a thread per worker; more get `503` at once",
+            CONCURRENCY),
+    Setting("", "transform_wait", "MEDIAPROXY_TRANSFORM_WAIT", Float(0.0), 10.0,
+            "seconds a request waits for a transform slot, then `503`", CONCURRENCY),
+    Setting("", "fetch_allow_cidrs", "MEDIAPROXY_FETCH_ALLOW_CIDRS", Cidrs(), (),
+            "networks the fetcher may reach despite the private-address rule (tests use `127.0.0.0/8`)", FETCH),
+    Setting("", "fetch_connect_timeout", "MEDIAPROXY_FETCH_CONNECT_TIMEOUT", Float(0.01), 3.0,
+            "seconds to connect to a fetched URL's host", FETCH),
+    Setting("", "fetch_timeout", "MEDIAPROXY_FETCH_TIMEOUT", Float(0.01), 15.0, "seconds for a whole fetch", FETCH),
+    Setting("", "fetch_max_bytes", "MEDIAPROXY_FETCH_MAX_BYTES", Int(1024), 50 * MiB,
+            "byte cap on a fetched original (`413` above)", FETCH),
+    Setting("", "fetch_max_redirects", "MEDIAPROXY_FETCH_MAX_REDIRECTS", Int(0, 20), 5,
+            "redirects followed, each hop checked again", FETCH),
+    Setting("", "trusted_client_cidrs", "MEDIAPROXY_TRUSTED_CLIENT_CIDRS", Cidrs(), (),
+            "the client allow-list of the public routes (empty: off); the library's key-authenticated APIs are not "
+            "behind it, its public URLs are", CLIENTS),
+    Setting("", "trusted_proxy_cidrs", "MEDIAPROXY_TRUSTED_PROXY_CIDRS", Cidrs(), (),
+            "proxies whose `X-Forwarded-For` is believed", CLIENTS),
+    Setting("", "nsfw_threshold", "MEDIAPROXY_NSFW_THRESHOLD", Float(0.0, 1.0), 0.5,
+            "`nsfw_detected` is `nsfw_score >= threshold`", INTERNAL),
+    Setting("", "nsfw_enabled", "MEDIAPROXY_NSFW_ENABLED", Bool(), True, "run the NSFW model in `/_metadata`",
+            INTERNAL),
+    Setting("", "max_frames_count", "MEDIAPROXY_MAX_FRAMES_COUNT", Int(1, 1000), 50,
+            "upper bound of `count` in `/_frames`", INTERNAL),
+    Setting("", "service_name", "MEDIAPROXY_SERVICE_NAME", Text(), "mediaproxy", "`service` in `/internal/telemetry`",
+            OPS),
+    Setting("", "telemetry_enabled", "MEDIAPROXY_TELEMETRY_ENABLED", Bool(), False,
+            "`telemetry_enabled` in `/internal/telemetry`", OPS),
+    Setting("", "access_log", "MEDIAPROXY_ACCESS_LOG", Bool(), True,
+            "one JSON line per request, whatever the log level", OPS),
+    # Settings.server: gunicorn's knobs (gunicorn.conf.py applies them; gunicorn's own flags still win)
+    Setting("server", "bind", "MEDIAPROXY_BIND", Address(), "127.0.0.1:8000",
+            "listen address (gunicorn's `-b` wins)", GUNICORN),
+    Setting("server", "workers", "MEDIAPROXY_WORKERS", Int(1, 1024), 1,
+            "worker processes (gunicorn's `-w` wins)", GUNICORN, computed=lambda got, env: available_cpus(),
+            default_doc="the CPUs this process may use (affinity mask, capped by a cgroup CPU quota)"),
+    Setting("server", "threads", "MEDIAPROXY_THREADS", Int(1, 1024), 18,
+            "threads per worker: misses hold at most the misses' places (and those waiting), streams theirs; the "
+            "rest stay free for hits (docs/resilience.md)", GUNICORN),
+    Setting("server", "worker_class", "MEDIAPROXY_WORKER_CLASS",
+            Custom(fn=_worker_class, text="a dotted class path or a gunicorn worker name"),
+            "mediaproxy.worker.ThreadWorker",
+            "gunicorn worker class: gthread that accepts a connection only while it has a free thread", GUNICORN),
+    Setting("server", "timeout", "MEDIAPROXY_TIMEOUT", Int(1, 86400), 60,
+            "seconds a silent worker lives before gunicorn restarts it", GUNICORN),
+    Setting("server", "graceful_timeout", "MEDIAPROXY_GRACEFUL_TIMEOUT", Int(0, 86400), 30,
+            "seconds a worker has to finish its requests when stopped", GUNICORN),
+    Setting("server", "keepalive", "MEDIAPROXY_KEEPALIVE", Int(0, 3600), 5,
+            "seconds an idle keep-alive connection is held", GUNICORN),
+    Setting("server", "keepalive_requests", "MEDIAPROXY_KEEPALIVE_REQUESTS", Int(0), 1000,
+            "requests on one keep-alive connection before it is closed, so connections rebalance (`0`: no limit)",
+            GUNICORN),
+    Setting("server", "max_requests", "MEDIAPROXY_MAX_REQUESTS", Int(0), 100_000,
+            "requests after which a worker is recycled, as a safety net (`0`: never)", GUNICORN),
+    Setting("server", "max_requests_jitter", "MEDIAPROXY_MAX_REQUESTS_JITTER", Int(0), 10_000,
+            "random spread added to that", GUNICORN),
+    Setting("server", "recycle_spacing", "MEDIAPROXY_RECYCLE_SPACING", Float(0.0, 86400.0), 10.0,
+            "seconds at least between two workers' recycles (`max_requests`): a worker past its limit "
+            "waits while a sibling restarted more recently", GUNICORN),
+    Setting("server", "backlog", "MEDIAPROXY_BACKLOG", Int(1, 65535), 2048, "listen backlog", GUNICORN),
+    Setting("server", "control_socket", "MEDIAPROXY_CONTROL_SOCKET", Text(), "",
+            "path of gunicorn's control socket for `gunicornc` (empty: none; gunicorn's default path is shared by "
+            "every instance of a user)", GUNICORN),
+    Setting("server", "log_level", "MEDIAPROXY_LOG_LEVEL", Choice(choices=LOG_LEVELS), "info",
+            "gunicorn's and the application's log level", OPS),
+    Setting("server", "metrics_bind", "MEDIAPROXY_METRICS_BIND", _tcp, "",
+            "a Prometheus listener served by the gunicorn master (keep it private; empty: off)", OPS),
+    Setting("server", "metrics_dir", "MEDIAPROXY_METRICS_DIR", Text(), "",
+            "prometheus_client's multiprocess directory, emptied at start (empty: a fresh temporary one)", OPS),
+    Setting("server", "header_timeout", "MEDIAPROXY_HEADER_TIMEOUT", Float(0.0, 3600.0), 10.0,
+            "seconds a client has to send its request headers (read by the event loop, no thread taken), then "
+            "`408` (`0`: off)", BODIES),
+    Setting("server", "send_timeout", "MEDIAPROXY_SEND_TIMEOUT", Float(0.0, 3600.0), 10.0,
+            "seconds a response send may make no progress before it is abandoned (`0`: off)", BODIES),
+    Setting("server", "small_body_max", "MEDIAPROXY_SMALL_BODY_MAX", Int(1024, 16 * MiB), 64 * 1024,
+            "request bodies up to this many bytes are read by the event loop before the request takes a thread; "
+            "JSON and form bodies over it are refused (`413`)", BODIES),
+    Setting("server", "body_min_rate", "MEDIAPROXY_BODY_MIN_RATE", Int(0), 10 * 1024,
+            "bytes/s a request body must average once the grace has passed, else `408` (`0`: off)", BODIES),
+    Setting("server", "body_grace", "MEDIAPROXY_BODY_GRACE", Float(0.0, 3600.0), 10.0,
+            "seconds before that rate applies", BODIES),
+    Setting("server", "body_timeout", "MEDIAPROXY_BODY_TIMEOUT", Float(0.0, 86400.0), 600.0,
+            "seconds a request body must be complete within, else `408` (a 50 MiB upload needs 85 KiB/s; `0`: off)",
+            BODIES),
+    Setting("server", "vips_concurrency", "MEDIAPROXY_VIPS_CONCURRENCY", Int(1, 1024), 1,
+            "libvips threads per operation", MEMORY,
+            computed=lambda got, env: _int(env, "VIPS_CONCURRENCY", 1, 1, 1024),
+            default_doc="`VIPS_CONCURRENCY`, else `1`"),
+    Setting("server", "malloc_arena_max", "MEDIAPROXY_MALLOC_ARENA_MAX", Int(0, 1024), 2,
+            "glibc heap arenas per worker, set after fork (libvips heap fragmentation)", MEMORY),
+    Setting("server", "malloc_mmap_threshold", "MEDIAPROXY_MALLOC_MMAP_THRESHOLD", Int(0), MiB,
+            "bytes from which glibc maps an allocation on its own, set after fork", MEMORY),
+    Setting("server", "malloc_trim_interval", "MEDIAPROXY_MALLOC_TRIM_INTERVAL", Float(0.0), 1.0,
+            "seconds between `malloc_trim(0)` calls after requests, handing freed heap back (`0`: never)", MEMORY),
+    # Settings.library: the media library (the /api/v1 API, the presigned /media API, the /v2 image service)
+    Setting("library", "database_url", "MEDIAPROXY_DATABASE_URL",
+            Custom(fn=_database_url, text="`sqlite:///PATH` or `postgresql+psycopg://user:pw@host/db`"),
+            "sqlite:///var/library.db", "the library's database (SQLAlchemy URL)", LIBRARY,
+            default_doc=f"`{LIBRARY_DB}` (SQLite, made absolute)", secret=True),
+    Setting("library", "queue_url", "MEDIAPROXY_QUEUE_URL",
+            Custom(fn=_queue_url, text="`sqlite:///PATH` or `redis://HOST:PORT/DB`"),
+            "sqlite:///var/queue.db", "the job queue (huey)", JOBS,
+            default_doc=f"`{QUEUE_DB}` (SQLite, made absolute)", secret=True),
+    Setting("library", "migrate_on_start", "MEDIAPROXY_MIGRATE_ON_START", Bool(), True,
+            "apply the database migrations when a process starts", LIBRARY,
+            computed=lambda got, env: got["database_url"].startswith("sqlite"),
+            default_doc="on for SQLite, off otherwise"),
+    Setting("library", "bucket", "MEDIAPROXY_LIBRARY_BUCKET", Bucket(), "library",
+            "bucket (or folder of the local backend) of the originals and variants; never one the origin serves",
+            LIBRARY),
+    Setting("library", "upload_max_bytes", "MEDIAPROXY_UPLOAD_MAX_BYTES", Int(1024), 50 * MiB,
+            "largest upload of the `/api/v1` API (direct and presigned) and of the `/v2` image service", LIBRARY),
+    Setting("library", "media_max_bytes", "MEDIAPROXY_MEDIA_MAX_BYTES", Int(1024), 10 * 1000**2,
+            "largest upload of the presigned `/media` API", LIBRARY),
+    Setting("library", "allowed_types", "MEDIAPROXY_LIBRARY_TYPES", Types(), frozenset(LIBRARY_TYPES.split(",")),
+            "types the `/api/v1` API takes, judged by the bytes", LIBRARY, default_doc=f"`{LIBRARY_TYPES}`"),
+    Setting("library", "media_api_types", "MEDIAPROXY_MEDIA_API_TYPES", Types(),
+            frozenset(MEDIA_API_TYPES.split(",")), "types the presigned `/media` API takes", LIBRARY,
+            default_doc=f"`{MEDIA_API_TYPES}`"),
+    Setting("library", "variants", "MEDIAPROXY_VARIANTS", Variants(), _variants({}, "MEDIAPROXY_VARIANTS"),
+            "the variants made of each upload: a SIDE×SIDE box the WebP fits `inside` (aspect kept) or `cover`s "
+            "(cropped square); 0 is full size; never enlarged", LIBRARY, default_doc=f"`{DEFAULT_VARIANTS}`"),
+    Setting("library", "presign_min", "MEDIAPROXY_PRESIGN_MIN", Int(1), 1,
+            "shortest expiry (seconds) of a presigned download", LIBRARY),
+    Setting("library", "presign_max", "MEDIAPROXY_PRESIGN_MAX", Int(lambda got: got["presign_min"], 7 * 86400,
+            bounds="`MEDIAPROXY_PRESIGN_MIN`..604800"), 86400,
+            "longest expiry (seconds) of a presigned download", LIBRARY),
+    Setting("library", "presign_default", "MEDIAPROXY_PRESIGN_DEFAULT",
+            Custom(fn=_presign_default, text="integer ≥ 1 (held within the two above)", type="int"), 3600,
+            "expiry (seconds) of a presigned download that asks for none", LIBRARY),
+    Setting("library", "upload_url_expiry", "MEDIAPROXY_UPLOAD_URL_EXPIRY", Int(1, 7 * 86400), 900,
+            "seconds an upload URL (presigned `/media`, `/api/v1` presigned upload) stays valid", LIBRARY),
+    Setting("library", "public_base_url", "MEDIAPROXY_PUBLIC_BASE_URL",
+            Custom(fn=_public_base_url, text="`http(s)://host[:port]`"), "",
+            "base of the absolute URLs in answers (`https://media.example.com`)", LIBRARY,
+            default_doc="the request's own scheme and host"),
+    Setting("library", "api_prefix", "MEDIAPROXY_API_PREFIX",
+            Custom(fn=_api_prefix, text="a path such as `/v2`"), "/v2",
+            "where the `/v2` image service and its admin API are served; the service's own name for it, "
+            "`API_PREFIX`, is read too (ours wins when both are set)", LIBRARY),
+    Setting("library", "portal_path", "MEDIAPROXY_PORTAL_PATH",
+            Custom(fn=_portal_path, text="a path such as `/admin`, outside the API's prefix"), "/admin",
+            "where the admin portal's pages and cookie session are served (docs/portal.md)", LIBRARY),
+    Setting("library", "uploads_per_client", "MEDIAPROXY_UPLOADS_PER_CLIENT", Int(1, 1024), 4,
+            "uploads of one client (an organization's keys; for an upload URL, one address) whose bodies are still "
+            "arriving, per worker: past it `429`", LIBRARY),
+    Setting("library", "janitor_grace", "MEDIAPROXY_JANITOR_GRACE", Float(0.0), 86400.0,
+            "seconds: `mediaproxy janitor` leaves alone incomplete uploads and unrecorded objects younger than this "
+            "(it refuses one shorter than an upload or a job's output can be in flight)", LIBRARY),
+    Setting("library", "job_retries", "MEDIAPROXY_JOB_RETRIES", Int(0, 100), 3,
+            "retries of a job's unexpected failure", JOBS),
+    Setting("library", "job_retry_delay", "MEDIAPROXY_JOB_RETRY_DELAY", Float(0.0, 3600.0), 1.0,
+            "seconds before the first retry, doubling", JOBS),
+    Setting("library", "job_retry_max_delay", "MEDIAPROXY_JOB_RETRY_MAX_DELAY", Float(0.0, 86400.0), 60.0,
+            "the longest wait between two attempts", JOBS),
+    Setting("library", "job_retry_budget", "MEDIAPROXY_JOB_RETRY_BUDGET", Float(0.0, 7 * 86400.0), 600.0,
+            "seconds a job is retried while storage or the database is unavailable (a time, not a count)", JOBS),
+    Setting("library", "job_lease", _lease, Float(0.2, 3600.0), 30.0,
+            "seconds a job stays with a worker that stopped renewing its lease; then another runs it", JOBS),
+    Setting("library", "job_heartbeat", "MEDIAPROXY_JOB_HEARTBEAT",
+            Float(0.05, lambda got: got["job_lease"] / 2, bounds=f"0.05..half of `{_lease}`"), 5.0,
+            "seconds between lease renewals, sweeps of expired leases and outbox relays", JOBS,
+            computed=lambda got, env: min(5.0, got["job_lease"] / 3), default_doc="`5`, at most a third of the lease"),
+    Setting("library", "job_test_delay", "MEDIAPROXY_JOB_TEST_DELAY", Float(0.0, 600.0), 0.0,
+            "tests only: seconds a crop job waits between writing its output and committing it", JOBS),
+    Setting("library", "worker_threads", "MEDIAPROXY_WORKER_THREADS", Int(1, 64), 2,
+            "job threads of `mediaproxy worker`", JOBS),
+)
+
+
+def _section(section: str) -> tuple[Setting, ...]:
+    return tuple(s for s in SETTINGS if s.section == section)
+
+
+def _declared(section: str) -> Callable[[type], type]:
+    """Make ``cls`` a frozen dataclass whose fields are the section's rows (then its own fields)."""
+
+    def make(cls: type) -> type:
+        own = inspect.get_annotations(cls)
+        annotations = {s.attr: s.parse.type for s in _section(section)}
+        for s in _section(section):
+            setattr(cls, s.attr, s.default)
+        cls.__annotations__ = {**annotations, **own}
+        return dataclass(frozen=True, slots=True)(cls)
+
+    return make
+
+
+def _parse(section: str, env: Env) -> Got:
+    got: Got = {}
+    for s in _section(section):
+        default = s.computed(got, env) if s.computed else s.default
+        got[s.attr] = s.parse(env, s.env, default, got)
+    return got
+
+
+@_declared("server")
+class ServerSettings:
+    """gunicorn's knobs (gunicorn.conf.py applies them; gunicorn's own flags still win)."""
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> ServerSettings:
+        return cls(**_parse("server", env))
+
+
+@_declared("library")
+class LibrarySettings:
+    """The media library's section: records, jobs, uploads, variants, presigning."""
 
     @property
     def variant_names(self) -> tuple[str, ...]:
@@ -327,113 +818,15 @@ class LibrarySettings:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> LibrarySettings:
-        d = {f.name: f.default for f in fields(cls)}
-        db = env.get("MEDIAPROXY_DATABASE_URL", "").strip() or _sqlite_url("./var/library.db")
-        queue = env.get("MEDIAPROXY_QUEUE_URL", "").strip() or _sqlite_url("./var/queue.db")
-        if not queue.startswith(("sqlite:///", "redis://", "rediss://", "unix://")):
-            raise ConfigError(f"MEDIAPROXY_QUEUE_URL={queue!r}: expected sqlite:///PATH or redis://HOST:PORT/DB")
-        if not db.startswith(("sqlite:", "postgresql")):
-            raise ConfigError(f"MEDIAPROXY_DATABASE_URL={db!r}: expected sqlite:///PATH or postgresql+psycopg://...")
-        # the /v2 image service's own name for it is API_PREFIX; ours wins when both are set
-        prefix_name = "MEDIAPROXY_API_PREFIX" if "MEDIAPROXY_API_PREFIX" in env or "API_PREFIX" not in env \
-            else "API_PREFIX"
-        prefix = env.get(prefix_name, d["api_prefix"]).strip().rstrip("/")
-        if not prefix.startswith("/") or "{" in prefix or " " in prefix:
-            raise ConfigError(f"{prefix_name}={prefix!r}: expected a path such as /v2")
-        pmin = _int(env, "MEDIAPROXY_PRESIGN_MIN", d["presign_min"], 1)
-        pmax = _int(env, "MEDIAPROXY_PRESIGN_MAX", d["presign_max"], pmin, 7 * 86400)
-        lease = _float(env, "MEDIAPROXY_JOB_LEASE", d["job_lease"], 0.2, 3600.0)
-        base = env.get("MEDIAPROXY_PUBLIC_BASE_URL", "").strip().rstrip("/")
-        if base and not base.startswith(("http://", "https://")):
-            raise ConfigError(f"MEDIAPROXY_PUBLIC_BASE_URL={base!r}: expected http(s)://host[:port]")
-        return cls(
-            database_url=db,
-            queue_url=queue,
-            bucket=_bucket(env, "MEDIAPROXY_LIBRARY_BUCKET", d["bucket"]),
-            upload_max_bytes=_int(env, "MEDIAPROXY_UPLOAD_MAX_BYTES", d["upload_max_bytes"], 1024),
-            media_max_bytes=_int(env, "MEDIAPROXY_MEDIA_MAX_BYTES", d["media_max_bytes"], 1024),
-            allowed_types=_types(env, "MEDIAPROXY_LIBRARY_TYPES", LIBRARY_TYPES),
-            media_api_types=_types(env, "MEDIAPROXY_MEDIA_API_TYPES", MEDIA_API_TYPES),
-            variants=_variants(env, "MEDIAPROXY_VARIANTS"),
-            presign_default=min(max(_int(env, "MEDIAPROXY_PRESIGN_DEFAULT", d["presign_default"], 1), pmin), pmax),
-            presign_min=pmin,
-            presign_max=pmax,
-            upload_url_expiry=_int(env, "MEDIAPROXY_UPLOAD_URL_EXPIRY", d["upload_url_expiry"], 1, 7 * 86400),
-            public_base_url=base,
-            api_prefix=prefix,
-            job_retries=_int(env, "MEDIAPROXY_JOB_RETRIES", d["job_retries"], 0, 100),
-            job_retry_delay=_float(env, "MEDIAPROXY_JOB_RETRY_DELAY", d["job_retry_delay"], 0.0, 3600.0),
-            job_retry_max_delay=_float(env, "MEDIAPROXY_JOB_RETRY_MAX_DELAY", d["job_retry_max_delay"], 0.0, 86400.0),
-            job_retry_budget=_float(env, "MEDIAPROXY_JOB_RETRY_BUDGET", d["job_retry_budget"], 0.0, 7 * 86400.0),
-            job_lease=lease,
-            job_heartbeat=_float(env, "MEDIAPROXY_JOB_HEARTBEAT", min(d["job_heartbeat"], lease / 3), 0.05, lease / 2),
-            job_test_delay=_float(env, "MEDIAPROXY_JOB_TEST_DELAY", d["job_test_delay"], 0.0, 600.0),
-            worker_threads=_int(env, "MEDIAPROXY_WORKER_THREADS", d["worker_threads"], 1, 64),
-            janitor_grace=_float(env, "MEDIAPROXY_JANITOR_GRACE", d["janitor_grace"], 0.0),
-            uploads_per_client=_int(env, "MEDIAPROXY_UPLOADS_PER_CLIENT", d["uploads_per_client"], 1, 1024),
-            migrate_on_start=_bool(env, "MEDIAPROXY_MIGRATE_ON_START", db.startswith("sqlite")),
-        )
+        return cls(**_parse("library", env))
 
 
-@dataclass(frozen=True, slots=True)
+@_declared("")
 class Settings:
-    mode: str = "media"  # media (the origin), static (static assets), library (seeds 002-004), all (media + library)
-    # storage
-    storage: str = DEFAULT_STORAGE  # "s3" or a directory laid out as {dir}/{bucket}/{key}
-    cdn_bucket: str = "cdn"
-    uploads_bucket: str = "uploads"
-    static_bucket: str = "static"
-    s3_addressing_style: str = "auto"
-    s3_connect_timeout: float = 0.5  # same-region: a connect takes < 5 ms; a lost SYN is retried at 1 s
-    s3_read_timeout: float = 2.0  # first byte / between bytes; a timeout is not retried: 504 in 2 s
-    s3_max_pool: int = 32
-    # the library's writes (PutObject, UploadPart, Complete, abort): seconds a write waits for the
-    # store (sending, then its answer); a timeout fails the upload (504) and is not retried, a fast
-    # failure (refused, reset, 5xx) is sent again up to 3 times in all (a part is re-sendable)
-    s3_write_timeout: float = 10.0
-    # storage resilience (mediaproxy/bulkhead.py, storage/guard.py)
-    max_concurrent_storage: int = 4  # storage calls in progress per worker
-    storage_wait: float = 0.5  # seconds a call waits for a storage slot before 503 (+ read timeout: < 3 s)
-    storage_breaker_failures: int = 5  # failures in a row that open the circuit breaker (0: never)
-    storage_breaker_cooldown: float = 2.0  # seconds the breaker stays open before a probe
-    # secrets
-    secret_key: str = ""
-    internal_secret: str = ""
-    demo: bool = False
-    # cache
-    cache_dir: str | None = "./var/cache"
-    cache_size: int = 2 * 1024**3
-    # limits
-    max_source_bytes: int = 50 * 1024**2
-    max_pixels: int = 100_000_000
-    max_frames: int = 1000
-    max_animation_pixels: int = 400_000_000
-    max_concurrent_transforms: int = 4
-    max_concurrent_misses: int = 6  # requests needing storage or a transform per worker (threads: 18)
-    max_queued_misses: int = 6  # misses that may wait for a place (up to transform_wait); more: 503 at once
-    max_concurrent_streams: int = 4  # stored bodies being sent per worker (attachments, themes)
-    transform_wait: float = 10.0
-    # external fetcher
-    fetch_allow_cidrs: tuple[IPNetwork, ...] = ()
-    fetch_connect_timeout: float = 3.0
-    fetch_timeout: float = 15.0
-    fetch_max_bytes: int = 50 * 1024**2
-    fetch_max_redirects: int = 5
-    # client allow-list
-    trusted_client_cidrs: tuple[IPNetwork, ...] = ()
-    trusted_proxy_cidrs: tuple[IPNetwork, ...] = ()
-    # internal endpoints
-    nsfw_threshold: float = 0.5
-    nsfw_enabled: bool = True
-    max_frames_count: int = 50
-    # ops
-    service_name: str = "mediaproxy"
-    telemetry_enabled: bool = False
-    access_log: bool = True
-    fast_path: bool = True  # answer result-cache hits before Falcon (mediaproxy/fastpath.py)
+    """Every setting: the rows of SETTINGS without a section, then gunicorn's and the library's."""
+
     server: ServerSettings = field(default_factory=ServerSettings)
     library: LibrarySettings = field(default_factory=LibrarySettings, compare=False)
-    extra: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def storage_is_s3(self) -> bool:
@@ -450,83 +843,11 @@ class Settings:
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if env is None else env
-        d = {f.name: f.default for f in fields(cls)}
-        demo = _bool(env, "MEDIAPROXY_DEMO", False)
-        storage = env.get("MEDIAPROXY_STORAGE", d["storage"]).strip() or d["storage"]
-        if storage.lower() == "s3":
-            storage = "s3"
-        secret = env.get("MEDIAPROXY_SECRET_KEY", "")
-        if not secret:
-            if not demo:
-                raise ConfigError(
-                    "MEDIAPROXY_SECRET_KEY is not set: it signs /external URLs and authenticates the internal "
-                    "endpoints. Set it to a long random string (e.g. `python -c 'import secrets; "
-                    "print(secrets.token_hex(32))'`), or set MEDIAPROXY_DEMO=1 for a local demo."
-                )
-            secret = DEMO_SECRET
-        internal = env.get("MEDIAPROXY_INTERNAL_SECRET", "") or secret
-        cache_dir: str | None = env.get("MEDIAPROXY_CACHE_DIR", d["cache_dir"])
-        if cache_dir is not None and cache_dir.strip() == "":
-            cache_dir = None
-        style = env.get("MEDIAPROXY_S3_ADDRESSING_STYLE", "auto").strip().lower()
-        if style not in ("auto", "path", "virtual"):
-            raise ConfigError(f"MEDIAPROXY_S3_ADDRESSING_STYLE={style!r}: expected auto, path or virtual")
-        settings = cls(
-            mode=_choice(env, "MEDIAPROXY_MODE", d["mode"], MODES),
-            storage=storage,
-            cdn_bucket=_bucket(env, "MEDIAPROXY_CDN_BUCKET", d["cdn_bucket"]),
-            uploads_bucket=_bucket(env, "MEDIAPROXY_UPLOADS_BUCKET", d["uploads_bucket"]),
-            static_bucket=_bucket(env, "MEDIAPROXY_STATIC_BUCKET", d["static_bucket"]),
-            s3_addressing_style=style,
-            s3_connect_timeout=_float(env, "MEDIAPROXY_S3_CONNECT_TIMEOUT", d["s3_connect_timeout"], 0.01),
-            s3_read_timeout=_float(env, "MEDIAPROXY_S3_READ_TIMEOUT", d["s3_read_timeout"], 0.01),
-            s3_max_pool=_int(env, "MEDIAPROXY_S3_MAX_POOL", d["s3_max_pool"], 1, 1024),
-            s3_write_timeout=_float(env, "MEDIAPROXY_S3_WRITE_TIMEOUT", d["s3_write_timeout"], 0.01),
-            max_concurrent_storage=_int(env, "MEDIAPROXY_MAX_CONCURRENT_STORAGE", d["max_concurrent_storage"], 1, 1024),
-            storage_wait=_float(env, "MEDIAPROXY_STORAGE_WAIT", d["storage_wait"], 0.0, 600.0),
-            storage_breaker_failures=_int(
-                env, "MEDIAPROXY_STORAGE_BREAKER_FAILURES", d["storage_breaker_failures"], 0, 10_000
-            ),
-            storage_breaker_cooldown=_float(
-                env, "MEDIAPROXY_STORAGE_BREAKER_COOLDOWN", d["storage_breaker_cooldown"], 0.1, 3600.0
-            ),
-            secret_key=secret,
-            internal_secret=internal,
-            demo=demo,
-            cache_dir=cache_dir,
-            cache_size=_int(env, "MEDIAPROXY_CACHE_SIZE", d["cache_size"], 1024**2),
-            max_source_bytes=_int(env, "MEDIAPROXY_MAX_SOURCE_BYTES", d["max_source_bytes"], 1024),
-            max_pixels=_int(env, "MEDIAPROXY_MAX_PIXELS", d["max_pixels"], 1),
-            max_frames=_int(env, "MEDIAPROXY_MAX_FRAMES", d["max_frames"], 1),
-            max_animation_pixels=_int(env, "MEDIAPROXY_MAX_ANIMATION_PIXELS", d["max_animation_pixels"], 1),
-            max_concurrent_transforms=_int(
-                env, "MEDIAPROXY_MAX_CONCURRENT_TRANSFORMS", d["max_concurrent_transforms"], 1, 1024
-            ),
-            max_concurrent_misses=_int(env, "MEDIAPROXY_MAX_CONCURRENT_MISSES", d["max_concurrent_misses"], 1, 1024),
-            max_queued_misses=_int(env, "MEDIAPROXY_MAX_QUEUED_MISSES", d["max_queued_misses"], 0, 1024),
-            max_concurrent_streams=_int(env, "MEDIAPROXY_MAX_CONCURRENT_STREAMS", d["max_concurrent_streams"], 1, 1024),
-            transform_wait=_float(env, "MEDIAPROXY_TRANSFORM_WAIT", d["transform_wait"], 0.0),
-            fetch_allow_cidrs=_cidrs(env, "MEDIAPROXY_FETCH_ALLOW_CIDRS"),
-            fetch_connect_timeout=_float(env, "MEDIAPROXY_FETCH_CONNECT_TIMEOUT", d["fetch_connect_timeout"], 0.01),
-            fetch_timeout=_float(env, "MEDIAPROXY_FETCH_TIMEOUT", d["fetch_timeout"], 0.01),
-            fetch_max_bytes=_int(env, "MEDIAPROXY_FETCH_MAX_BYTES", d["fetch_max_bytes"], 1024),
-            fetch_max_redirects=_int(env, "MEDIAPROXY_FETCH_MAX_REDIRECTS", d["fetch_max_redirects"], 0, 20),
-            trusted_client_cidrs=_cidrs(env, "MEDIAPROXY_TRUSTED_CLIENT_CIDRS"),
-            trusted_proxy_cidrs=_cidrs(env, "MEDIAPROXY_TRUSTED_PROXY_CIDRS"),
-            nsfw_threshold=_float(env, "MEDIAPROXY_NSFW_THRESHOLD", d["nsfw_threshold"], 0.0, 1.0),
-            nsfw_enabled=_bool(env, "MEDIAPROXY_NSFW_ENABLED", d["nsfw_enabled"]),
-            max_frames_count=_int(env, "MEDIAPROXY_MAX_FRAMES_COUNT", d["max_frames_count"], 1, 1000),
-            service_name=env.get("MEDIAPROXY_SERVICE_NAME", d["service_name"]) or d["service_name"],
-            telemetry_enabled=_bool(env, "MEDIAPROXY_TELEMETRY_ENABLED", d["telemetry_enabled"]),
-            access_log=_bool(env, "MEDIAPROXY_ACCESS_LOG", d["access_log"]),
-            fast_path=_bool(env, "MEDIAPROXY_FAST_PATH", d["fast_path"]),
-            server=ServerSettings.from_env(env),
-            library=LibrarySettings.from_env(env),
-        )
+        settings = cls(**_parse("", env), server=ServerSettings.from_env(env), library=LibrarySettings.from_env(env))
         if not settings.storage_is_s3:
             path = Path(settings.storage)
             if path.exists() and not path.is_dir():
-                raise ConfigError(f"MEDIAPROXY_STORAGE={storage!r}: exists and is not a directory")
+                raise ConfigError(f"MEDIAPROXY_STORAGE={settings.storage!r}: exists and is not a directory")
         served = {"MEDIAPROXY_CDN_BUCKET": settings.cdn_bucket, "MEDIAPROXY_UPLOADS_BUCKET": settings.uploads_bucket,
                   "MEDIAPROXY_STATIC_BUCKET": settings.static_bucket}
         for name, bucket in served.items():
@@ -553,33 +874,25 @@ class Settings:
                 "logins). Set it to the proxy's addresses.")
         return out
 
+    def report(self, env: Mapping[str, str] | None = None) -> Iterator[tuple[Setting, object, bool]]:
+        """Every setting with its value as shown (secrets masked) and whether ``env`` sets its variable."""
+        env = os.environ if env is None else env
+        for s in SETTINGS:
+            value = getattr(getattr(self, s.section) if s.section else self, s.attr)
+            yield s, _shown(s, value), s.env in env or (s.attr == "api_prefix" and "API_PREFIX" in env)
+
     def describe(self) -> dict[str, object]:
-        """Settings for logs, with secrets masked."""
-        out: dict[str, object] = {}
-        for f in fields(self):
-            if f.name == "extra":
-                continue
-            value = getattr(self, f.name)
-            if f.name in ("secret_key", "internal_secret"):
-                value = "***" if value else ""
-            elif isinstance(value, LibrarySettings):
-                value = {k.name: _plain(getattr(value, k.name)) for k in fields(value)}
-                value["database_url"] = _mask_url(str(value["database_url"]))
-                value["queue_url"] = _mask_url(str(value["queue_url"]))
-            elif isinstance(value, tuple):
-                value = [str(v) for v in value]
-            elif isinstance(value, ServerSettings):
-                value = {g.name: getattr(value, g.name) for g in fields(value)}
-            out[f.name] = value
-        return out
+        """Settings for logs, with secrets masked: ``{attr: value, "server": {...}, "library": {...}}``."""
+        out: dict[str, Any] = {}
+        for s, value, _ in self.report({}):
+            (out.setdefault(s.section, {}) if s.section else out)[s.attr] = value
+        return {k: out[k] for k in [k for k in out if k not in ("server", "library")] + ["server", "library"]}
 
 
-def _plain(value: object) -> object:
-    if isinstance(value, frozenset):
-        return sorted(value)
-    if isinstance(value, tuple):
-        return [list(v) if isinstance(v, tuple) else v for v in value]
-    return value
+def _shown(s: Setting, value: object) -> object:
+    if s.secret:
+        return _mask_url(str(value)) if "://" in str(value) else ("***" if value else "")
+    return s.parse.show(value)
 
 
 def _mask_url(url: str) -> str:
@@ -590,3 +903,69 @@ def _mask_url(url: str) -> str:
     cred, _, host = rest.rpartition("@")
     user = cred.split(":", 1)[0]
     return f"{scheme}://{user}:***@{host}" if ":" in cred else url
+
+
+# --- docs/settings.md
+
+
+def _default_doc(s: Setting) -> str:
+    if s.default_doc:
+        return s.default_doc
+    value = s.default
+    if isinstance(value, bool):
+        return "`1`" if value else "`0`"
+    if value in ("", ()):
+        return "empty"
+    if isinstance(value, int) and value >= MiB and value % MiB == 0:
+        return f"`{value}` ({value // MiB} MiB)"
+    if isinstance(value, float):
+        return f"`{value:g}`"
+    return f"`{value}`"
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|")
+
+
+def markdown() -> str:
+    """docs/settings.md: every setting, grouped, from the declaration above."""
+    out = [
+        "# Settings",
+        "",
+        "<!-- Generated from mediaproxy/settings.py by `python -m mediaproxy.settings --markdown > docs/settings.md`;",
+        "     edit the declaration there, not this file (tests/test_settings_docs.py checks it is current). -->",
+        "",
+        "Every setting is read once from the environment at start-up and validated before anything",
+        "starts (gunicorn.conf.py, in the master, before it forks): an invalid value stops the server",
+        "(exit status 2) with one line naming the variable and what it accepts. `mediaproxy check-config`",
+        "prints the effective settings (secrets masked) and fails the same way.",
+        "",
+        "Read by others, not by mediaproxy's settings: boto3's own variables (`AWS_ACCESS_KEY_ID`,",
+        "`AWS_SECRET_ACCESS_KEY`, `AWS_REGION`, `AWS_ENDPOINT_URL`, ...: S3 credentials, region and",
+        "endpoint; presigned URLs are signed with SigV4, so set `AWS_REGION` to the buckets' region),",
+        "and `MEDIAPROXY_STATIC_BIND` (`scripts/serve` only: where it starts the static-assets host,",
+        "default `127.0.0.1:8001`).",
+    ]
+    groups: dict[str, list[Setting]] = {}
+    for s in SETTINGS:
+        groups.setdefault(s.group, []).append(s)
+    for group, rows in groups.items():
+        out += ["", f"## {group}", "", "| variable | default | accepts | meaning |", "|---|---|---|---|"]
+        for s in rows:
+            out.append(f"| `{s.env}` | {_cell(_default_doc(s))} | {_cell(s.parse.accepts())} | {_cell(s.doc)} |")
+    return "\n".join(out) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m mediaproxy.settings", description="mediaproxy's settings")
+    parser.add_argument("--markdown", action="store_true", help="print docs/settings.md")
+    args = parser.parse_args(argv)
+    if not args.markdown:
+        parser.print_help()
+        return 2
+    sys.stdout.write(markdown())
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -3,10 +3,10 @@
 results, as the pure-Python reference in ``mediaproxy/hotpath.py``.
 
 ``tests/test_hotpath.py`` proves equality over generated inputs. Only what
-``bench/micro.py`` shows paying is here: Range and If-None-Match parsing run
-2.4-2.8x faster compiled. Cache-key derivation and ETag formatting were
-compiled too and measured 1.1x (xxhash's C code does the work either way),
-so they stay Python (see docs/performance.md).
+``bench/micro.py`` shows paying is here: Range and If-None-Match parsing.
+Cache-key derivation and ETag formatting were compiled too and were hardly
+faster (xxhash's C code does the work either way), so they stay Python (the
+figures: docs/performance.md).
 """
 
 cdef inline bint _digits(str s):

@@ -3,11 +3,13 @@ and API keys made by the real ``mediaproxy keys create``."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import signal
 import subprocess
 import sys
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import requests
@@ -72,6 +74,22 @@ class Stack:
         try:
             with db.transaction() as s:
                 return auth.create_key(s, org)
+        finally:
+            db.dispose()
+
+    def expire_share_token(self, token: str) -> None:
+        """Back-date a share link's or album token's expiry by a minute, as the clock would have."""
+        from sqlalchemy import text
+
+        from mediaproxy.library.db import Database
+
+        db = Database(self.env["MEDIAPROXY_DATABASE_URL"])
+        try:
+            with db.transaction() as s:
+                done = s.execute(text("UPDATE share_tokens SET expires_at = :at WHERE digest = :digest"),
+                                 {"at": datetime.now(UTC).replace(tzinfo=None) - timedelta(minutes=1),
+                                  "digest": hashlib.sha256(token.encode()).hexdigest()})
+                assert done.rowcount == 1, "no such token"
         finally:
             db.dispose()
 

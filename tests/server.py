@@ -31,6 +31,16 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def eventually(check, timeout: float = 15.0, every: float = 0.05):
+    """Poll ``check()`` until it returns something truthy, and return that; fail after ``timeout``
+    seconds with its last answer (instead of sleeping a fixed time and hoping it was enough)."""
+    deadline = time.monotonic() + timeout
+    while not (found := check()):
+        assert time.monotonic() < deadline, f"not within {timeout} s: {found!r}"
+        time.sleep(every)
+    return found
+
+
 def wait_http(url: str, timeout: float = 30.0, proc: subprocess.Popen | None = None) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -97,7 +107,7 @@ class Server:
             "MEDIAPROXY_WORKERS": str(workers),
             "MEDIAPROXY_THREADS": str(threads),
             "MEDIAPROXY_LOG_LEVEL": "warning",
-            # moto on a loaded 2-core machine can take over the 1 s default to answer; tests of
+            # moto on a loaded 2-core machine can take over the 2 s default to answer; tests of
             # the deadline itself set it back (tests/test_resilience.py)
             "MEDIAPROXY_S3_READ_TIMEOUT": "5",
         }

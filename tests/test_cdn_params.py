@@ -148,7 +148,7 @@ def test_quality_numbers_and_presets(server):
     assert len(q1.content) < len(q50.content) < len(q100.content)
     assert get("&quality=high").headers["ETag"] == get("&quality=80").headers["ETag"] == get("").headers["ETag"]
     assert get("&quality=low").headers["ETag"] == get("&quality=20").headers["ETag"]
-    webp = get("", "webp").headers["ETag"]  # WebP default: `high` (80), as seed 001 says
+    webp = get("", "webp").headers["ETag"]  # WebP default: `high` (80), as the platform's API reference says
     assert webp == get("&quality=80", "webp").headers["ETag"] == get("&quality=high", "webp").headers["ETag"]
     assert webp != get("&quality=85", "webp").headers["ETag"]
     assert get("&quality=lossless").headers["ETag"] == q100.headers["ETag"]  # JPEG: lossless is Q=100

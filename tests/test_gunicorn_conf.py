@@ -4,8 +4,11 @@ throttled malloc_trim. (tests/test_worker.py covers both over real HTTP.)"""
 from __future__ import annotations
 
 import importlib.util
+import itertools
+import multiprocessing
 import os
 import tempfile
+import time
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -92,3 +95,43 @@ def test_post_fork_finds_glibc(monkeypatch):
     conf._mallopt(log)  # in this (test) process: the same calls a worker makes after the fork
     assert conf._glibc is not None
     assert conf._glibc.malloc_trim(0) in (0, 1)
+
+
+def _worker_process(conf, limit: int, out, go) -> None:
+    """One worker after the fork: post_fork, then requests until gunicorn would restart it."""
+    worker = SimpleNamespace(nr=0, max_requests=limit, cfg=SimpleNamespace(max_requests=limit))
+    conf.post_fork(SimpleNamespace(log=SimpleNamespace(warning=lambda *a: None)), worker)
+    go.wait()
+    while worker.nr < worker.max_requests:  # gunicorn's own test, after the hook
+        conf.pre_request(worker, SimpleNamespace(req_number=1, must_close=False))
+        worker.nr += 1
+        time.sleep(0.001)
+    out.put((os.getpid(), time.monotonic(), worker.nr))
+
+
+def test_recycles_never_coincide(monkeypatch):
+    """Three workers reaching the same limit together restart one at a time, at least the spacing apart."""
+    conf = load(monkeypatch, MEDIAPROXY_RECYCLE_SPACING="1.5", MEDIAPROXY_MAX_REQUESTS="50")
+    ctx = multiprocessing.get_context("fork")
+    out, go = ctx.Queue(), ctx.Event()
+    procs = [ctx.Process(target=_worker_process, args=(conf, 50, out, go)) for _ in range(3)]
+    for p in procs:
+        p.start()
+    go.set()
+    done = sorted(out.get(timeout=60) for _ in procs)
+    for p in procs:
+        p.join(10)
+    times = sorted(t for _, t, _ in done)
+    assert all(b - a >= 1.4 for a, b in itertools.pairwise(times)), times  # (1.5 s, measured after the grant)
+    assert all(nr >= 50 for _, _, nr in done)  # nobody restarted before its limit
+
+
+def test_a_lone_worker_recycles_at_its_limit(monkeypatch):
+    conf = load(monkeypatch, MEDIAPROXY_RECYCLE_SPACING="30")
+    worker = SimpleNamespace(nr=0, max_requests=7, cfg=SimpleNamespace(max_requests=7))
+    conf.post_fork(SimpleNamespace(log=None), worker)
+    assert worker.max_requests > 10**9  # gunicorn's own restart is off: the hook decides
+    while worker.nr < worker.max_requests:
+        conf.pre_request(worker, SimpleNamespace(req_number=1, must_close=False))
+        worker.nr += 1
+    assert worker.nr == 7

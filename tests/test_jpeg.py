@@ -8,6 +8,8 @@ from fractions import Fraction
 
 import pytest
 import pyvips
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from mediaproxy.errors import BadRequest
 from mediaproxy.media import jpeg
@@ -228,3 +230,132 @@ def test_header_probe_gives_up_on_crafted_marker_runs():
         assert jpeg.header(b"\xff\xd8" + filler + real[2:]) is None
         assert jpeg.header(b"\xff\xd8" + filler[:200] + real[2:]) is not None  # a few are fine
     assert jpeg.header(real) is not None
+
+
+# -- the header probe against libvips, on mutated headers -----------------------------------------
+
+def _fuzz_sources() -> list[bytes]:
+    """Small real JPEGs of every kind the probe answers for: EXIF orientation, ICC, progressive,
+    restart markers, grey, CMYK."""
+    base = photo(40, 30)
+    oriented = base.copy()
+    oriented.set_type(pyvips.GValue.gint_type, "orientation", 6)
+    return [
+        base.jpegsave_buffer(Q=80),
+        base.jpegsave_buffer(Q=80, interlace=True),
+        base.jpegsave_buffer(Q=80, restart_interval=1),
+        base.colourspace("b-w").jpegsave_buffer(Q=80),
+        base.icc_transform("cmyk", input_profile="srgb").jpegsave_buffer(Q=80, keep="none"),  # no 1 MB profile
+        oriented.jpegsave_buffer(Q=80, keep="exif,icc", profile="p3"),
+    ]
+
+
+FUZZ_SOURCES = _fuzz_sources()
+# bytes that mean something in a header: markers, lengths, TIFF byte orders, the orientation tag
+_MEANINGFUL = [0x00, 0x01, 0x02, 0x03, 0x06, 0x08, 0x09, 0x12, 0x2A, 0x49, 0x4D, 0x7F, 0x80,
+               0xC0, 0xC2, 0xC4, 0xD0, 0xD8, 0xD9, 0xDA, 0xDB, 0xDD, 0xE0, 0xE1, 0xE2, 0xFE, 0xFF]
+
+
+@st.composite
+def _mutated_headers(draw) -> bytes:
+    """A real JPEG with up to 4 byte edits (set, insert, delete) before the end of its first
+    scan header, or cut there."""
+    data = bytearray(draw(st.sampled_from(FUZZ_SOURCES)))
+    sos = data.index(b"\xff\xda")
+    header_end = sos + 2 + ((data[sos + 2] << 8) | data[sos + 3])
+    for _ in range(draw(st.integers(1, 4))):
+        at = draw(st.integers(0, min(header_end, len(data) - 1)))
+        kind = draw(st.sampled_from(["set", "set", "insert", "delete", "cut"]))
+        byte = draw(st.sampled_from(_MEANINGFUL) | st.integers(0, 255))
+        if kind == "set":
+            data[at] = byte
+        elif kind == "insert":
+            data.insert(at, byte)
+        elif kind == "delete":
+            del data[at]
+        else:
+            del data[at:]
+            break
+    return bytes(data)
+
+
+def _libvips_header(data: bytes) -> tuple[int, int, int, bool] | None:
+    """(width, height, orientation, has an ICC profile) as libvips reads ``data``, None if it cannot."""
+    try:
+        im = pyvips.Image.new_from_buffer(data, "")
+    except pyvips.Error:
+        return None
+    orientation = im.get("orientation") if im.get_typeof("orientation") else 1
+    return im.width, im.height, orientation, bool(im.get_typeof("icc-profile-data"))
+
+
+@settings(max_examples=1500, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_mutated_headers())
+def test_a_mutated_header_is_left_to_libvips_or_read_as_libvips_reads_it(data):
+    """Any mutation of a real header: the probe answers None (libvips decides) or exactly what
+    libvips reads from the same bytes, never an exception or another size."""
+    found = jpeg.header(data)
+    if found is not None:
+        assert found == _libvips_header(data)
+
+
+def test_the_real_headers_of_the_fuzz_are_read_by_the_probe():
+    """The fuzz starts from headers the probe answers for (else it would only test None)."""
+    for data in FUZZ_SOURCES:
+        assert jpeg.header(data) == _libvips_header(data) is not None
+
+
+def _edited(data: bytes, marker: bytes, offset: int, value: bytes) -> bytes:
+    """``data`` with ``value`` written ``offset`` bytes after the first ``marker``."""
+    at = data.index(marker) + offset
+    return data[:at] + value + data[at + len(value):]
+
+
+def _refused_headers() -> list[tuple[str, bytes]]:
+    real = FUZZ_SOURCES[0]
+    sof = real.index(b"\xff\xc0")
+    return [
+        ("reserved marker", _edited(real, b"\xff\xe1", 1, b"\x02")),
+        ("second SOI", real[:sof] + b"\xff\xd8" + real[sof:]),
+        ("EOI before the scan", real[:sof] + b"\xff\xd9" + real[sof:]),
+        ("frame over 65,500", _edited(real, b"\xff\xc0", 7, b"\xff\xf0")),
+        ("sampling factor 0", _edited(real, b"\xff\xc0", 11, b"\x02")),
+        ("frame length", _edited(real, b"\xff\xc0", 3, b"\x12")),
+        ("quantization table 4", _edited(real, b"\xff\xdb", 4, b"\x04")),
+        ("quantization table cut", _edited(real, b"\xff\xdb", 2, b"\x00\x42")),
+        ("Huffman table 4", _edited(real, b"\xff\xc4", 4, b"\x04")),
+        ("restart interval length", real[:sof] + b"\xff\xdd\x00\x05\x00\x01\x00" + real[sof:]),
+        ("scan of a component not in the frame", _edited(real, b"\xff\xda", 5, b"\x09")),
+        ("scan of one component twice", _edited(real, b"\xff\xda", 7, b"\x01")),
+    ]
+
+
+@pytest.mark.parametrize(("name", "data"), _refused_headers(), ids=[n for n, _ in _refused_headers()])
+def test_a_header_libjpeg_refuses_is_left_to_libvips(name, data):
+    """Found by the fuzz above: markers, frames and tables libjpeg refuses to read (libvips then
+    reads no header at all) were answered with the frame's size."""
+    assert _libvips_header(data) is None, name  # libvips refuses it…
+    assert jpeg.header(data) is None, name  # …so the probe does not answer for it
+
+
+def test_frames_other_than_8_bit_huffman_are_left_to_libvips():
+    """Lossless, arithmetic-coded and 12-bit frames: libvips reads them, and decides about them."""
+    real = FUZZ_SOURCES[0]
+    for data in (_edited(real, b"\xff\xc0", 1, b"\xc3"), _edited(real, b"\xff\xc0", 1, b"\xc9"),
+                 _edited(real, b"\xff\xc0", 4, b"\x0c")):
+        assert jpeg.header(data) is None
+
+
+def test_the_icc_flag_is_libvips_own():
+    """libvips attaches a profile when the first ICC chunk holds at least a byte, whatever the
+    other chunks say; the probe said "ICC" for any chunk, even a second one alone."""
+    real = FUZZ_SOURCES[0]
+    sof = real.index(b"\xff\xc0")
+
+    def with_chunk(seq: int, count: int, payload: bytes = b"profile bytes") -> bytes:
+        body = b"ICC_PROFILE\x00" + bytes([seq, count]) + payload
+        return real[:sof] + b"\xff\xe2" + (len(body) + 2).to_bytes(2, "big") + body + real[sof:]
+
+    for data, icc in ((with_chunk(1, 1), True), (with_chunk(1, 3), True), (with_chunk(2, 2), False),
+                      (with_chunk(1, 1, b""), False)):
+        assert jpeg.header(data) == _libvips_header(data) == (40, 30, 1, icc)

@@ -55,7 +55,7 @@ def test_a_pixel_bomb_upload_is_stored_fast_without_placeholders(stack):
     assert len(bomb) < 1024
     t0 = time.monotonic()
     for _ in range(3):
-        r = stack.upload(bomb, filename="bomb.jpg")  # seed 002: the placeholders are made in the request
+        r = stack.upload(bomb, filename="bomb.jpg")  # the /api/v1 API: the placeholders are made in the request
         assert r.status_code == 201, r.text
     took = time.monotonic() - t0
     m = r.json()
@@ -72,7 +72,7 @@ def test_a_pixel_bomb_upload_is_stored_fast_without_placeholders(stack):
 
 
 def test_bombs_delay_no_other_upload(stack):
-    """Seed 004's placeholders are made by the worker: 8 bombs queued ahead of a normal image
+    """The /v2 image service's placeholders are made by the worker: 8 bombs queued ahead of a normal image
     cost it nothing (they took 1.6-2.5 s each on the worker's two threads before)."""
     ids = []
     for i in range(8):

@@ -1,5 +1,5 @@
-"""Seed conformance over real HTTP: seed 003's ``contentDispositionHeader`` never carries a control
-character, seed 004's ``API_PREFIX`` is honoured, and the client's statistics count every medium
+"""The APIs' own rules over real HTTP: the presigned /media API's ``contentDispositionHeader`` never
+carries a control character, ``API_PREFIX`` is honoured, and the client's statistics count every medium
 of the client, whichever API stored it."""
 
 from __future__ import annotations
@@ -58,12 +58,12 @@ def test_content_disposition_of_a_hostile_filename_over_http(library):
         assert all(" " <= ch <= "~" for ch in value), value
         _, exact = parse(value)
         assert exact == name and c["media"]["filename"] == name.strip()
-        # the client sends it back with the PUT, as seed 003 says: a valid header, accepted
+        # the client sends it back with the PUT, as the /media API says: a valid header, accepted
         assert media_put(c, data).status_code == 200, name
 
 
-def test_api_prefix_of_seed_004_is_honoured(make_server, tmp_path):
-    """``API_PREFIX`` (seed 004's name) moves the routes; ``MEDIAPROXY_API_PREFIX`` wins when both are set."""
+def test_api_prefix_is_honoured(make_server, tmp_path):
+    """``API_PREFIX`` (the /v2 service's name) moves the routes; ``MEDIAPROXY_API_PREFIX`` wins when both are set."""
     from .library import create_key, library_env
 
     env = library_env(tmp_path, {"API_PREFIX": "/seed/api"})

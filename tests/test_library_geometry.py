@@ -85,7 +85,7 @@ def encode(fmt: str, w: int, h: int) -> bytes:
 
 @pytest.mark.parametrize("fmt", ["jpeg", "png", "webp"])
 def test_requested_width_is_exact(library, fmt):
-    """``w=200`` is 200 pixels wide (and ``h`` that high), on seed 004's image URL and on the public
+    """``w=200`` is 200 pixels wide (and ``h`` that high), on the /v2 image service's URL and on the public
     ``/library/{key}`` URL; libvips' thumbnail fitting a box rounded its own scale (199 px)."""
     for w, h in SOURCES:
         r = library.api("POST", "/v2/images", files={"file": (f"s.{fmt}", encode(fmt, w, h),

@@ -6,6 +6,7 @@ import signal
 import subprocess
 import time
 import uuid
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -96,7 +97,7 @@ def test_db_upgrade_is_idempotent_and_keys_print_last(tmp_path):
     for _ in range(2):
         out = subprocess.run([MEDIAPROXY, "db", "upgrade"], cwd=ROOT, env=env, capture_output=True, text=True,
                              check=True)
-        assert "revision 0009" in out.stdout  # the head: the Content-Disposition kept with versions
+        assert "revision 0010" in out.stdout  # the head: the admin list's index
     out = subprocess.run([MEDIAPROXY, "keys", "create", "--org", "new-org"], cwd=ROOT, env=env,
                          capture_output=True, text=True, check=True)
     key = out.stdout.strip().splitlines()[-1]
@@ -154,20 +155,30 @@ def _row(lib, job_id: str):
         return job
 
 
+def _lease_ran_out(lib, job_id: str) -> None:
+    """Back-date a job's lease to a second ago, as the clock would have (no sleeping for it)."""
+    from sqlalchemy import update
+
+    from mediaproxy.library.models import Job, now
+
+    with lib.db.transaction() as s:
+        s.execute(update(Job).where(Job.id == job_id).values(lease_until=now() - timedelta(seconds=1)))
+
+
 def test_a_job_is_claimed_once_and_again_only_after_its_lease_expires(job_lib):
     from mediaproxy.library.jobs import Keeper, claim
 
     lib, new_job = job_lib
     job_id = new_job()
-    assert claim(lib.db, job_id, "worker-a", 0.3)
-    assert not claim(lib.db, job_id, "worker-b", 0.3)  # held under a live lease
+    assert claim(lib.db, job_id, "worker-a", 60)
+    assert not claim(lib.db, job_id, "worker-b", 60)  # held under a live lease
     keeper = Keeper(lib.db, None, lib.settings)
     assert keeper.expire() == 0
-    time.sleep(0.4)
+    _lease_ran_out(lib, job_id)
     assert keeper.expire() == 1  # any worker's sweep puts it back
     job = _row(lib, job_id)
     assert (job.state, job.lease_owner, job.relayed_at) == ("pending", None, None)
-    assert claim(lib.db, job_id, "worker-b", 0.3)
+    assert claim(lib.db, job_id, "worker-b", 60)
     assert _row(lib, job_id).attempts == 2
 
 
@@ -204,17 +215,18 @@ def test_a_heartbeat_keeps_the_lease_and_a_lost_lease_completes_nothing(job_lib)
 
     lib, new_job = job_lib
     job_id = new_job()
-    keeper = Keeper(lib.db, None, lib.settings)
-    assert claim(lib.db, job_id, keeper.owner, 0.3)
+    keeper = Keeper(lib.db, None, replace(lib.settings, job_lease=60.0))
+    assert claim(lib.db, job_id, keeper.owner, 60)
     keeper.hold(job_id)
-    for _ in range(4):
-        time.sleep(0.15)
-        assert keeper.renew() == 1
+    for _ in range(3):
+        _lease_ran_out(lib, job_id)  # (not yet swept)
+        assert keeper.renew() == 1  # the heartbeat gives it a whole lease again
         assert keeper.expire() == 0
     keeper.release(job_id)
-    time.sleep(0.4)
+    assert keeper.renew() == 0  # no longer held: no longer renewed
+    _lease_ran_out(lib, job_id)
     assert keeper.expire() == 1
-    assert claim(lib.db, job_id, "worker-b", 0.3)
+    assert claim(lib.db, job_id, "worker-b", 60)
     s = lib.db.session()
     try:
         with pytest.raises(LeaseLost):  # the first runner's late end changes nothing

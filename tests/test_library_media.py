@@ -1,4 +1,4 @@
-"""Seed 003's API over real HTTP: presigned upload, uploader-only reads, placeholders, content
+"""The presigned /media API over real HTTP: presigned upload, uploader-only reads, placeholders, content
 addressing, and imgix-style parameters on the public URL."""
 
 from __future__ import annotations
@@ -113,7 +113,7 @@ def test_wrong_bytes_never_become_public(library):
     r = put(c, b"GIF89a" + b"\0" * 100, "image/png")  # not a PNG, but a GIF would be allowed...
     mid = c["media"]["id"]
     if library.server.backend == "local":
-        assert r.status_code == 200  # a GIF is one of seed 003's types: accepted by its bytes
+        assert r.status_code == 200  # a GIF is one of the /media API's types: accepted by its bytes
         assert get(library, mid).json()["contentType"] == "image/gif"
     c = create(library).json()
     mid = c["media"]["id"]
@@ -137,7 +137,7 @@ def test_ten_megabytes_at_most(library):
 
 
 def test_a_declared_size_is_signed_into_the_upload_url(library):
-    """An optional `size` (not in the seed) binds the URL to exactly that many bytes: S3 signs
+    """An optional `size` binds the URL to exactly that many bytes: S3 signs
     Content-Length (moto does not check signatures, so the URL is checked), the local backend's
     URL refuses any other length with 403 before reading; over the limit is 413 at once."""
     data = media.png(30, 20)

@@ -21,25 +21,5 @@ def test_fragment_is_valid_openapi_31(name):
     validate(doc)
 
 
-def _routes(app) -> set[tuple[str, str]]:
-    """(method, template) of every route of the Falcon app."""
-    falcon_app = app
-    while not hasattr(falcon_app, "_router"):
-        falcon_app = falcon_app.app
-    found = set()
-
-    def walk(nodes):
-        for node in nodes:
-            if node.resource is not None:
-                for method in node.method_map:
-                    responder = node.method_map[method]
-                    if getattr(responder, "__name__", "") != "method_not_allowed" and method not in ("OPTIONS",):
-                        found.add((method, node.uri_template))
-            walk(node.children)
-
-    walk(falcon_app._router._roots)
-    return found
-
-
 # Route coverage (every route of the library and all modes documented, nothing else):
 # tests/test_openapi.py::test_every_route_of_the_mode_is_documented_and_nothing_else.

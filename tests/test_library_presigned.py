@@ -1,5 +1,5 @@
-"""Presigned uploads over real HTTP on every stack: a seed-002 upload URL asked for without
-``mimeType`` (the filename's type, or none and the bytes decide), and seed 003's
+"""Presigned uploads over real HTTP on every stack: an /api/v1 upload URL asked for without
+``mimeType`` (the filename's type, or none and the bytes decide), and the /media API's
 ``Content-Disposition`` sent with the PUT, served again on the ``publicDownloadUrl``."""
 
 from __future__ import annotations
@@ -65,18 +65,18 @@ def presigned_put(library, user: str, filename: str, content_type: str, data: by
     return body, requests.put(body["uploadUrl"], data=data, headers=headers, timeout=30)
 
 
-def seed003(library, filename: str, data: bytes, disposition: str | None) -> tuple[dict, requests.Response]:
+def media_api_upload(library, filename: str, data: bytes, disposition: str | None) -> tuple[dict, requests.Response]:
     body, put = presigned_put(library, "ulrike", filename, "image/jpeg", data, disposition)
     got = library.api("GET", f"/media/{body['media']['id']}", headers={"X-User-Id": "ulrike"}).json()
     return {**body, "got": got}, put
 
 
-def test_seed003_content_disposition_is_served_with_the_public_url(library):
+def test_media_api_content_disposition_is_served_with_the_public_url(library):
     data = media.jpeg(random.randint(50, 400), random.randint(50, 400))  # bytes of its own: not deduplicated
-    body, put = seed003(library, "holiday photo.jpg", data, None)
+    body, put = media_api_upload(library, "holiday photo.jpg", data, None)
     disposition = body["contentDispositionHeader"]
     assert disposition == 'inline; filename="holiday photo.jpg"'
-    body, put = seed003(library, "holiday photo.jpg", data, disposition)
+    body, put = media_api_upload(library, "holiday photo.jpg", data, disposition)
     assert put.status_code == 200, put.text
     url = body["got"]["publicDownloadUrl"]
     r = requests.get(url, timeout=30)
@@ -88,20 +88,20 @@ def test_seed003_content_disposition_is_served_with_the_public_url(library):
     assert r.status_code == 200 and "Content-Disposition" not in r.headers
     # a PUT without one: none served
     other = media.jpeg(random.randint(401, 600), 40)
-    body, put = seed003(library, "plain.jpg", other, None)
+    body, put = media_api_upload(library, "plain.jpg", other, None)
     r = requests.get(body["got"]["publicDownloadUrl"], timeout=30)
     assert r.status_code == 200 and "Content-Disposition" not in r.headers
     # the same bytes again (content-addressed onto the first object): the new record's own disposition
-    body, put = seed003(library, "again.jpg", data, 'attachment; filename="again.jpg"')
+    body, put = media_api_upload(library, "again.jpg", data, 'attachment; filename="again.jpg"')
     r = requests.get(body["got"]["publicDownloadUrl"], timeout=30)
     assert r.content == data and r.headers["Content-Disposition"] == 'attachment; filename="again.jpg"'
 
 
-def test_seed003_content_disposition_is_checked(library):
+def test_media_api_content_disposition_is_checked(library):
     """Only ``inline``/``attachment`` and their parameters in printable ASCII are kept: the local
     upload URL refuses anything else (400, nothing stored); one that S3 took is not served."""
     data = media.jpeg(random.randint(601, 800), 30)
-    body, put = seed003(library, "x.jpg", data, 'form-data; name="x"')
+    body, put = media_api_upload(library, "x.jpg", data, 'form-data; name="x"')
     if library.server.backend == "s3":
         assert put.status_code == 200
         r = requests.get(body["got"]["publicDownloadUrl"], timeout=30)
@@ -127,8 +127,9 @@ def noise_png(side: int = 300) -> bytes:
     return band.bandjoin([pyvips.Image.gaussnoise(side, side).cast("uchar")] * 2).write_to_buffer(".png")
 
 
-def seed003_ready(library, user: str, filename: str, data: bytes, disposition: str | None = None) -> tuple[dict, dict]:
-    """A seed-003 upload, PUT and waited for: (POST /media's answer, GET /media/{id} once uploaded)."""
+def media_api_upload_ready(library, user: str, filename: str, data: bytes,
+                           disposition: str | None = None) -> tuple[dict, dict]:
+    """A presigned /media upload, PUT and waited for: (POST /media's answer, GET /media/{id} once uploaded)."""
     from .test_library_media import wait_placeholders
 
     body, put = presigned_put(library, user, filename, "image/png", data, disposition)
@@ -143,7 +144,7 @@ def test_an_upload_url_cannot_change_a_completed_upload(library):
     import hashlib
 
     benign, evil = colour_png(), colour_png(120, 90)
-    body, first = seed003_ready(library, "mallory", "meme.png", benign)
+    body, first = media_api_upload_ready(library, "mallory", "meme.png", benign)
     assert first["canonicalUri"].endswith(hashlib.sha256(benign).hexdigest())
     again = requests.put(body["uploadUrl"], data=evil, headers=body["headers"], timeout=30)
     assert again.status_code == (200 if library.server.backend == "s3" else 403), again.text
@@ -152,7 +153,7 @@ def test_an_upload_url_cannot_change_a_completed_upload(library):
     assert requests.get(first["publicDownloadUrl"], timeout=30).content == benign
     assert requests.get(first["canonicalUri"], timeout=30).content == benign
     # another user's identical upload is deduplicated onto the checked bytes, not the later PUT's
-    _, victor = seed003_ready(library, "victor", "my-photo.png", benign)
+    _, victor = media_api_upload_ready(library, "victor", "my-photo.png", benign)
     assert victor["canonicalUri"] == first["canonicalUri"]
     assert requests.get(victor["publicDownloadUrl"], timeout=30).content == benign
 
@@ -164,11 +165,11 @@ def test_deduplicated_uploads_keep_their_own_name_and_disposition(library):
     import hashlib
 
     data = colour_png()
-    _, alice = seed003_ready(library, "alice", "alice-tax-return-2026.png", data,
+    _, alice = media_api_upload_ready(library, "alice", "alice-tax-return-2026.png", data,
                              'attachment; filename="alice-tax-return-2026.png"')
     r = library.api("PATCH", f"/api/v1/media/{alice['id']}", json={"isPrivate": True})
     assert r.status_code == 200, r.text
-    _, bob = seed003_ready(library, "bob", "cat.png", data, 'inline; filename="cat.png"')
+    _, bob = media_api_upload_ready(library, "bob", "cat.png", data, 'inline; filename="cat.png"')
     assert library.stored_keys(f"acme/{bob['id']}/") == []  # stored once
     assert bob["publicDownloadUrl"].endswith(f"/library/acme/{bob['id']}/" + bob["publicDownloadUrl"].split("/")[-2]
                                              + "/cat.png")

@@ -81,7 +81,7 @@ def test_an_album_token_lists_the_same_images_on_both_routes(library):
 
 
 def test_privacy_belongs_to_the_record_not_to_a_shared_object(library):
-    """A seed-003 upload of the same bytes is pointed at the /api/v1 upload's object; each record
+    """A presigned /media upload of the same bytes is pointed at the /api/v1 upload's object; each record
     keeps its own public URL, and making one private closes its URLs, not the other's."""
     data = media.jpeg(150, 100)
     r = library.upload(data, "first.jpg", generateVariants=True)
@@ -110,7 +110,7 @@ def test_privacy_belongs_to_the_record_not_to_a_shared_object(library):
     # the download with the key says private, whichever record it looked at
     r = library.api("GET", f"/api/v1/media/download/library/{v1['objectKey']}")
     assert r.status_code == 200 and r.headers["Cache-Control"].startswith("private")
-    # the seed-003 record is public: its URL and the content address (which names the bytes that
+    # the /media record is public: its URL and the content address (which names the bytes that
     # record publishes) still answer
     seen = get_media(library, m["id"])
     assert seen["publicDownloadUrl"] == m["publicDownloadUrl"]
@@ -123,7 +123,7 @@ def test_privacy_belongs_to_the_record_not_to_a_shared_object(library):
     for url in (m["publicDownloadUrl"], m["canonicalUri"], v1["url"]):
         assert requests.get(url, timeout=30).status_code == 404, url
     assert get_media(library, m["id"])["publicDownloadUrl"] is None
-    # the other way round: the seed-003 record private, the /api/v1 one public
+    # the other way round: the /media record private, the /api/v1 one public
     private(v1["id"], False)
     assert requests.get(v1["url"], timeout=30).content == data
     assert requests.get(m["publicDownloadUrl"], timeout=30).status_code == 404

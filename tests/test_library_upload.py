@@ -1,4 +1,4 @@
-"""Large uploads (issue 13's throughput work): the S3 writer's part pipeline and the local
+"""Large uploads, the throughput work: the S3 writer's part pipeline and the local
 writer's helper thread keep the bytes and the SHA-256 exact, tell a failing part on the request,
 and a client that goes away mid-upload leaves nothing stored. Over real HTTP (gunicorn, moto)."""
 
@@ -271,9 +271,8 @@ def test_s3_writer_abort_does_not_wait_for_a_part_in_flight(moto, monkeypatch):
         w = st.writer("library", "stalled/abort2", "image/png")
         w.write(os.urandom(5 * MIB + 1000))
         threading.Timer(0.5, release.set).start()
-        t = time.monotonic()
         w.abort()
-        assert time.monotonic() - t >= 0.4
+        assert release.is_set()  # it returned only once its part could go on
     finally:
         for _ in range(s3.DETACHED_ABORTS):
             s3._DETACHED.release()

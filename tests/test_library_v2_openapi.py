@@ -1,4 +1,4 @@
-"""Seed 004's OpenAPI fragment is valid OpenAPI 3.1 and documents exactly the /v2 routes served."""
+"""The /v2 image service's OpenAPI fragment is valid OpenAPI 3.1 and documents exactly the /v2 routes served."""
 
 from __future__ import annotations
 

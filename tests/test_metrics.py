@@ -14,7 +14,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from mediaproxy.signing import sign_path
 
 from . import media
-from .server import SECRET, free_port
+from .server import SECRET, eventually, free_port
 
 
 def scrape(url: str, **kw) -> dict[str, object]:
@@ -52,19 +52,24 @@ def test_metrics_after_real_traffic(metered, origin):
     assert srv.get(f"/avatars/{user}/{'0' * 32}.png").status_code == 404
     assert srv.get("/external/" + sign_path("http://10.1.2.3/x.png", SECRET)).status_code == 403
     assert srv.get("/external/" + sign_path("ftp://example.com/x.png", SECRET)).status_code == 403
-    time.sleep(2.5)  # request counts reach the shared files within a second (metrics.FLUSH_INTERVAL)
-    after = scrape(srv.metrics)
+    req, lat = "mediaproxy_http_requests", "mediaproxy_http_request_duration_seconds"
+
+    def flushed() -> dict | None:  # request counts reach the shared files within a second (metrics.FLUSH_INTERVAL)
+        now = scrape(srv.metrics)
+        counted = now.get(lat) and value(now, lat, lat + "_count", route="avatars") - (
+            value(before, lat, lat + "_count", route="avatars") if lat in before else 0)
+        return now if counted == 5 and req in now else None
+
+    after = eventually(flushed)
 
     def delta(family, sample=None, **labels):
         return value(after, family, sample, **labels) - (value(before, family, sample, **labels)
                                                           if family in before else 0)
 
-    req = "mediaproxy_http_requests"
     assert delta(req, "mediaproxy_http_requests_total", route="avatars", method="GET", status="200") == 3
     assert delta(req, "mediaproxy_http_requests_total", route="avatars", status="400") == 1
     assert delta(req, "mediaproxy_http_requests_total", route="avatars", status="404") == 1
     assert delta(req, "mediaproxy_http_requests_total", route="external", status="403") == 2
-    lat = "mediaproxy_http_request_duration_seconds"
     assert delta(lat, lat + "_count", route="avatars") == 5
     assert delta(lat, lat + "_bucket", route="avatars", le="+Inf") == 5
     cache = "mediaproxy_result_cache_requests"

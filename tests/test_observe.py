@@ -98,7 +98,7 @@ def test_hostile_ids_from_the_edge_are_replaced(edge, hostile):
     r = requests.get(edge.url("/_health"), headers={"X-Request-Id": hostile.encode("utf-8")}, timeout=30)
     assert r.status_code == 200
     rid = r.headers["X-Request-Id"]
-    assert rid != hostile and len(rid) == 16 and int(rid, 16) >= 0
+    assert rid != hostile and len(rid) == 16 and set(rid) <= set("0123456789abcdef")
 
 
 def test_refusals_of_the_ip_guard_carry_an_id(make_server):

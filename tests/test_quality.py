@@ -1,4 +1,4 @@
-"""Issue 12: the pipeline resamples for quality per byte and stays exact.
+"""Quality per byte: the pipeline resamples for quality per byte and stays exact.
 
 The quality-per-byte numbers are measured by bench/quality.py (they need sharp
 from npm and minutes of metric time); here are the properties behind them,

@@ -65,7 +65,7 @@ def test_banner_size_is_a_box_and_dims_keep_aspect():
         ({"format": "jpeg"}, {"format": "jpeg", "quality": "80"}),  # the JPEG default, spelled out
         ({"format": "jpeg", "quality": "lossless"}, {"format": "jpeg", "quality": "100"}),
         ({"format": "webp"}, {"format": "webp", "quality": "80"}),  # the WebP default
-        ({"format": "webp"}, {"format": "webp", "quality": "high"}),  # ... is `high` (seed 001)
+        ({"format": "webp"}, {"format": "webp", "quality": "high"}),  # ... is `high` (the platform's API reference)
         ({"format": "png", "quality": "10"}, {"format": "png"}),  # quality does not apply to PNG
         ({"format": "gif", "quality": "lossless"}, {"format": "gif"}),
         ({"animated": "1"}, {"animated": "true"}),

@@ -9,6 +9,7 @@ import falcon
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
+from .. import portal
 from ..context import Context
 from ..errors import Degraded
 from ..http import error_body, error_json
@@ -66,6 +67,7 @@ def add_routes(app, ctx: Context) -> None:
     media.add_routes(app, lib)
     image_service = v2.add_routes(app, lib)  # the /v2 image service, under MEDIAPROXY_API_PREFIX
     admin.add_routes(app, image_service)  # its admin API, under {prefix}/admin
+    portal.add_routes(app, image_service)  # the admin portal's pages and the admin API's verbs it adds
     public.add_routes(app, lib)
 
 

@@ -176,7 +176,7 @@ def current(engine: Engine) -> str | None:
 
 def upgrade_locked(db: Database) -> None:
     """Migrate at start-up, one process at a time (gunicorn's workers and the job worker may start
-    together): an exclusive file lock beside an SQLite database; PostgreSQL uses an advisory lock."""
+    together): an exclusive file lock beside an SQLite database; PostgreSQL: migrations/env.py's advisory lock."""
     if not db.url.startswith("sqlite:///"):
         db.upgrade()
         return

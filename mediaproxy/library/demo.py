@@ -6,6 +6,7 @@ from __future__ import annotations
 import pyvips
 
 from ..context import Context
+from ..portal import demo as portal_demo
 from ..settings import Settings
 from . import auth
 from .api.presenters import media_json
@@ -29,6 +30,7 @@ def seed(settings: Settings, base: str) -> list[tuple[str, str]]:
         media = lib.create_media(s, up, obj, fields={"alt": "a demo gradient", "caption": "uploaded by the demo"})
         lib.render_variants(s, media)
         d = media_json(lib, media, base)
+        portal = portal_demo.seed(settings, s, base)
     small = next(v["url"] for v in d["variants"] if v["name"] == "small")
     return [
         ("library API key (org demo)", key),
@@ -40,4 +42,5 @@ def seed(settings: Settings, base: str) -> list[tuple[str, str]]:
         ("its small variant", small),
         ("imgix-style crop, format by Accept", d["url"] + "?w=300&h=300&fit=crop&auto=format,compress"),
         ("content-addressed URI", d["canonicalUri"]),
+        *portal,
     ]

@@ -160,9 +160,11 @@ class Gallery:
     def list_images(self, s: Session, org_id: int | None, *, user: str | None, limit: int, offset: int,
                     tag: str | None = None, album_id: str | None = None, private: bool | None = None,
                     owner: str | None = None, since: datetime | None = None, until: datetime | None = None,
-                    all_private: bool = False, also_sees: str | None = None) -> tuple[list[Media], int]:
+                    all_private: bool = False, also_sees: str | None = None,
+                    search: str | None = None) -> tuple[list[Media], int]:
         """``also_sees``: another user whose private images are listed too (an album's owner, to
-        whoever holds the album's token: never more than that owner could list)."""
+        whoever holds the album's token: never more than that owner could list). ``search``: text
+        found in the file name or the description, whatever the case."""
         cond = [Media.dialect == "v2", Media.state == "ready"]
         if org_id is not None:
             cond.append(Media.org_id == org_id)
@@ -182,6 +184,10 @@ class Gallery:
             cond.append(Media.id.in_(select(MediaTag.media_id).where(MediaTag.tag == tag.strip().lower())))
         if album_id:
             cond.append(Media.id.in_(select(AlbumImage.media_id).where(AlbumImage.album_id == album_id)))
+        if search:
+            like = "%" + like_escape(search.lower()) + "%"
+            cond.append(func.lower(Media.filename).like(like, escape="\\")
+                        | func.lower(func.coalesce(Media.description, "")).like(like, escape="\\"))
         total = s.scalar(select(func.count()).select_from(Media).where(*cond)) or 0
         q = (media_query().where(*cond).order_by(Media.created_at.desc(), Media.id.desc())
              .limit(limit).offset(offset))

@@ -87,6 +87,7 @@ class Media(Base):
         Index("ix_media_org_mime_id", "org_id", "mime_type", "id"),
         Index("ix_media_state_org_mime", "state", "org_id", "mime_type"),  # the list's total (0005)
         Index("ix_media_org_owner", "org_id", "owner"),
+        Index("ix_media_state_created_id", "state", "created_at", "id"),  # the admin's list of every client (0010)
     )
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
     org_id: Mapped[int] = mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"))

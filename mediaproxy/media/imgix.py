@@ -1,4 +1,4 @@
-"""imgix-style parameters (seed 003's public URLs) → the pipeline's TransformSpec.
+"""imgix-style parameters (the media library's public URLs) → the pipeline's TransformSpec.
 
 ``w``, ``h`` (pixels, 1..4096), ``fit``, ``q`` (1..100), ``fm`` (an explicit format) and
 ``auto`` (``format``: AVIF, else WebP, else the source's format, chosen from the

@@ -1,11 +1,10 @@
 """JPEG decoding through libjpeg-turbo (``simplejpeg``), at the DCT scale the plan needs.
 
 JPEG sources are most of a CDN origin's misses, and decoding is most of a
-miss: 1024px → 256px WebP spends ~70% of its time in the decoder. The JPEG
-loader of the libvips we ship (pyvips-binary) measured 1.3-1.8x slower than
-libjpeg-turbo driven directly: 6.9 vs 4.8 ms at 1/4 scale, 10.3 vs 5.7 ms at
-full size, on a 1024x1024 photo (docs/performance.md; thumbor's PIL path is
-libjpeg-turbo too, which is why it beat a plain libvips pipeline).
+miss. The JPEG loader of the libvips we ship (pyvips-binary) measured clearly
+slower than libjpeg-turbo driven directly (the figures: docs/performance.md,
+"How a request is served"; thumbor's PIL path is libjpeg-turbo too, which is
+why it beat a plain libvips pipeline).
 
 Only the plain case comes here: a baseline or progressive JPEG in YCbCr or
 greyscale, with no ICC profile, decoding to at most ``MAX_PIXELS``. The
@@ -67,9 +66,9 @@ def encode(im: pyvips.Image, quality: int, full_chroma: bool) -> bytes | None:
     """``im`` as a baseline JPEG written by libjpeg-turbo in the calling thread, or None: use libvips.
 
     For thumbnails, where libvips' saver costs more than the encoding: its
-    threaded sink measured 0.8 ms of CPU and ~1.7 ms of waiting for other
-    threads on a loaded machine per 128x128 JPEG, libjpeg-turbo here 0.1 ms.
-    simplejpeg has no Huffman table optimisation: ~6% more bytes at 128 px.
+    threaded sink spends several times the encoder's CPU, and waits for other
+    threads on a loaded machine (docs/performance.md). simplejpeg has no
+    Huffman table optimisation: a few percent more bytes at 128 px.
     Only 8-bit sRGB or greyscale without alpha comes here.
     """
     if im.format != "uchar" or im.bands not in (1, 3) or im.interpretation not in ("srgb", "b-w"):
@@ -81,8 +80,14 @@ def encode(im: pyvips.Image, quality: int, full_chroma: bool) -> bytes | None:
                                   colorsubsampling="444" if full_chroma else "420")
 
 
-# Start-of-frame markers (baseline, extended, progressive, lossless; Huffman or arithmetic coded).
-_SOF = frozenset((0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF))
+# Start-of-frame markers answered here: baseline, extended and progressive, Huffman-coded (what
+# libjpeg reads, and what encoders write). Lossless, hierarchical and arithmetic-coded frames go
+# to libvips, which decides.
+_SOF = frozenset((0xC0, 0xC1, 0xC2))
+_DHT, _DQT, _DRI, _SOS, _SOI, _TEM = 0xC4, 0xDB, 0xDD, 0xDA, 0xD8, 0x01
+# Segments libjpeg skips before the first scan whatever they hold: APP0-APP15, COM, DNL.
+_SKIPPED = frozenset((*range(0xE0, 0xF0), 0xFE, 0xDC))
+_MAX_DIMENSION = 65500  # libjpeg's JPEG_MAX_DIMENSION: a larger frame is an error
 
 
 # markers (and fill bytes) read before giving up: a real JPEG has a few dozen before its scan,
@@ -93,17 +98,19 @@ MAX_HEADER_STEPS = 1024
 def header(buf: bytes | memoryview) -> tuple[int, int, int, bool] | None:
     """(width, height, EXIF orientation, has an ICC profile) from the markers before the scan, or None.
 
-    What libvips' header read answers for a plain JPEG, for a quarter of its
-    cost (0.05 vs 0.4 ms: the probe of every JPEG miss). None, and libvips
+    What libvips' header read answers for a plain JPEG, for a fraction of its
+    cost (the probe of every JPEG miss; docs/performance.md). None, and libvips
     decides, for anything unusual: truncated before the first scan, a second
-    EXIF block, an orientation outside 1-8, an odd frame header.
+    EXIF block, an orientation outside 1-8, an odd frame header, and any marker
+    or table libjpeg would refuse to read (it fails the whole header then, so an
+    answer here would be one libvips never gives).
     """
     data = bytes(buf[:2]) if isinstance(buf, memoryview) else buf[:2]
     if data != b"\xff\xd8":
         return None
     mv = memoryview(buf)
     n, i = len(mv), 2
-    size = None
+    frame = None  # (width, height, component ids)
     orientation, exif_seen, icc = 1, False, False
     steps = 0
     while i + 4 <= n:
@@ -116,24 +123,34 @@ def header(buf: bytes | memoryview) -> tuple[int, int, int, bool] | None:
         if marker == 0xFF:  # fill byte
             i += 1
             continue
-        if marker == 0xD8 or 0xD0 <= marker <= 0xD7 or marker == 0x01:
+        if 0xD0 <= marker <= 0xD7 or marker == _TEM:  # standalone markers libjpeg passes over
             i += 2
             continue
         length = (mv[i + 2] << 8) | mv[i + 3]
         if length < 2 or i + 2 + length > n:
             return None
         seg = mv[i + 4:i + 2 + length]
-        if marker == 0xDA:  # start of scan: every header marker has been seen
-            if size is None:
+        if marker == _SOS:  # start of scan: every header marker has been seen
+            if frame is None or not _scan_header_ok(seg, frame[2]):
                 return None
-            return size[0], size[1], orientation, icc
+            return frame[0], frame[1], orientation, icc
         if marker in _SOF:
-            if size is not None or len(seg) < 6 or seg[5] not in (1, 3, 4):
+            if frame is not None:
                 return None
-            h, w = (seg[1] << 8) | seg[2], (seg[3] << 8) | seg[4]
-            if w == 0 or h == 0:
+            frame = _frame(seg)
+            if frame is None:
                 return None
-            size = (w, h)
+        elif marker == _DQT:
+            if not _quant_tables_ok(seg):
+                return None
+        elif marker == _DHT:
+            if not _huffman_tables_ok(seg):
+                return None
+        elif marker == _DRI:
+            if length != 4:
+                return None
+        elif marker not in _SKIPPED:  # a second SOI, EOI, DAC, another frame type, a reserved marker
+            return None
         elif marker == 0xE1 and bytes(seg[:6]) == b"Exif\x00\x00":
             if exif_seen:
                 return None
@@ -142,10 +159,59 @@ def header(buf: bytes | memoryview) -> tuple[int, int, int, bool] | None:
             if found is None:
                 return None
             orientation = found
-        elif marker == 0xE2 and bytes(seg[:12]) == b"ICC_PROFILE\x00":
-            icc = True
+        elif marker == 0xE2 and len(seg) > 14 and seg[12] == 1 and bytes(seg[:11]) == b"ICC_PROFILE":
+            icc = True  # libvips attaches a profile when its first chunk (of any count) holds a byte
         i += 2 + length
     return None
+
+
+def _frame(seg: memoryview) -> tuple[int, int, bytes] | None:
+    """(width, height, component ids) of a start-of-frame segment libjpeg reads as it is, or None:
+    8-bit samples, 1, 3 or 4 components, each sampled 1-4 times, no side over 65,500."""
+    if len(seg) < 6:
+        return None
+    precision, h, w, count = seg[0], (seg[1] << 8) | seg[2], (seg[3] << 8) | seg[4], seg[5]
+    if precision != 8 or count not in (1, 3, 4) or len(seg) != 6 + 3 * count:
+        return None
+    if not (0 < w <= _MAX_DIMENSION and 0 < h <= _MAX_DIMENSION):
+        return None
+    for k in range(count):
+        sampling = seg[7 + 3 * k]
+        if not (1 <= sampling >> 4 <= 4 and 1 <= sampling & 0x0F <= 4):
+            return None
+    return w, h, bytes(seg[6 + 3 * k] for k in range(count))
+
+
+def _scan_header_ok(seg: memoryview, components: bytes) -> bool:
+    """A start-of-scan segment libjpeg reads: 1-4 distinct components of the frame, exact length."""
+    if not seg or not 1 <= seg[0] <= 4 or len(seg) != 4 + 2 * seg[0]:
+        return False
+    ids = bytes(seg[1 + 2 * k] for k in range(seg[0]))
+    return len(set(ids)) == len(ids) and all(c in components[:4] for c in ids)
+
+
+def _quant_tables_ok(seg: memoryview) -> bool:
+    """Whole quantization tables (8- or 16-bit, numbered 0-3) filling the segment exactly."""
+    at = 0
+    while at < len(seg):
+        precision, number = seg[at] >> 4, seg[at] & 0x0F
+        if precision > 1 or number > 3:
+            return False
+        at += 1 + 64 * (precision + 1)
+    return at == len(seg) and len(seg) > 0
+
+
+def _huffman_tables_ok(seg: memoryview) -> bool:
+    """Huffman tables (DC or AC, numbered 0-3, at most 256 codes) filling the segment exactly."""
+    at = 0
+    while at < len(seg):
+        if at + 17 > len(seg) or seg[at] & 0xEC:  # class 0-1, number 0-3
+            return False
+        codes = sum(seg[at + 1:at + 17])
+        if codes > 256:
+            return False
+        at += 17 + codes
+    return at == len(seg) and len(seg) > 0
 
 
 def _exif_orientation(tiff: bytes) -> int | None:

@@ -244,24 +244,24 @@ def _letterbox(frame: pyvips.Image, w: int, h: int, position: str) -> pyvips.Ima
     return frame.gravity(_GRAVITY.get(position, "centre"), w, h, extend="background", background=background)
 
 
+# The measurements behind each constant below: docs/performance.md, "The pipeline's constants"
+# (bench/quality.py, bench/thumbor.py).
 # Shrink-on-load leaves the decoded image at least this many times the target, so
 # that a real Lanczos3 step does the last of the reduction. Decoding a JPEG
 # straight at the target size (its DCT scale, as PIL's draft() does) skips the
-# filter and measured 2-2.5 SSIMULACRA2 points below at 128-256 px; 1.5x and 2x
-# scored the same, and 1.5x decodes fewer pixels (docs/images.md, bench/quality.py).
+# filter and scores lower at 128-256 px; a 2x margin scored no better than 1.5x,
+# which decodes fewer pixels.
 DCT_MARGIN = 1.5
 # JPEG outputs up to this size decode straight at the DCT scale nearest above the target (PIL's
 # draft()), with no margin: at 128 px the 1/8 decode needs no resampling at all. The filter step
-# in linear light was worth 0.59x instead of 0.64x sharp's bytes there (4:4:4 chroma keeps JPEG
-# thumbnails far ahead either way) and doubled the CPU of the whole transform (8.4 vs 4.0 ms;
-# Pillow as thumbor drives it: 3.0 ms). bench/quality.py case b, bench/thumbor.py.
+# in linear light saved few bytes there (4:4:4 chroma keeps JPEG thumbnails far ahead either way)
+# and doubled the CPU of the whole transform.
 JPEG_DCT_DIRECT_PIXELS = 128 * 128
 # Resample still images in linear light (libvips' scRGB, premultiplied alpha): fine light
-# detail keeps its brightness; +2 points at the same bytes on photos (bench/quality.py).
-# Animations (GIF sources: palettes, dithering) measured better in sRGB values: 0.76x
-# sharp's bytes for its score in linear light, lower still without. Only for outputs up
-# to LINEAR_MAX_PIXELS: at 800x600 linear light gave 0.1 point and most of the extra CPU
-# of that case (97 vs 35 ms before issue 12), so large outputs resample in sRGB values.
+# detail keeps its brightness, and photos score higher at the same bytes. Animations (GIF
+# sources: palettes, dithering) measured better in sRGB values. Only for outputs up to
+# LINEAR_MAX_PIXELS: at 800x600 linear light gained almost nothing for most of the extra CPU
+# of that case, so large outputs resample in sRGB values.
 LINEAR = True
 LINEAR_MAX_PIXELS = 512 * 512
 
@@ -302,7 +302,7 @@ def _decode(buf: bytes, spec: TransformSpec, p: Probe, pl: Plan, fmt: str, anima
     scale = _dct_scale(p, pl, fmt) if "crop" not in kwargs else Fraction(1)  # smart crops: thumbnail_buffer's own
     src = None
     if p.format == "jpeg" and not p.has_icc and "crop" not in kwargs:
-        # libjpeg-turbo straight, at the DCT scale (media/jpeg.py: 1.3-1.8x libvips' loader);
+        # libjpeg-turbo straight, at the DCT scale (faster than libvips' loader: media/jpeg.py);
         # None for what only libvips handles, or for input the decoder found fault with.
         src = jpeg.decode(buf, scale, p.orientation)
     if src is None and scale > 1:
@@ -327,31 +327,28 @@ def _to_srgb(im: pyvips.Image) -> pyvips.Image:
     return im.colourspace("srgb")
 
 
-# Encoder settings, chosen per format by measurement against sharp, Pillow and
-# plain libvips (bench/quality.py, bench/results/quality.md, docs/images.md).
-WEBP_EFFORT = 4  # effort 2: 1.03-1.09x the bytes for the same score (bench/quality.py)
+# Encoder settings, chosen per format by bytes bought per millisecond of CPU against sharp, Pillow
+# and plain libvips (bench/quality.py, bench/results/quality.md; the figures: docs/performance.md).
+WEBP_EFFORT = 4  # effort 2 needs more bytes for the same score
 # Large WebP outputs (over WEBP_LARGE_PIXELS a frame) are encoded at effort 2: at 800x600 effort 4
-# saved 3% of the bytes (1.006x sharp's bytes for its score instead of 1.038x; effort 6: 0.967x) for
-# 2.5x the encode time (48 vs 19 ms, most of the request; Pillow as thumbor drives it: 62 ms in all).
+# saved a few percent of the bytes for over twice the encode time, most of the request.
 WEBP_EFFORT_LARGE = 2
 WEBP_LARGE_PIXELS = 512 * 512
-# libwebp's sharp RGB->YUV conversion ("smart subsample"): colour edges survive 4:2:0. On
-# 64 px graphics with alpha +25 points at sharp's bytes; on 256 px photos 0.90x instead of
-# 0.95x sharp's bytes for its score (~6.5 ms of CPU more per 256x256 request); at 800x600
-# nothing, for 57 ms. Emoji, sticker and avatar sizes (up to 256x256) get it, and a 256 px WebP
-# avatar then costs 2.5x Pillow's CPU (thumbor's); 128 * 128 here: 0.954x, ~6.5 ms less.
+# libwebp's sharp RGB->YUV conversion ("smart subsample"): colour edges survive 4:2:0. It pays on
+# small graphics with alpha and on 256 px photos, gives nothing at 800x600 for much CPU. Emoji,
+# sticker and avatar sizes (up to 256x256) get it, which makes a 256 px WebP avatar cost more CPU
+# than Pillow's (thumbor's); 128 * 128 here would trade some bytes for that CPU.
 WEBP_SHARP_YUV_PIXELS = 256 * 256
 # JPEG chroma: full (4:4:4) for thumbnails up to 512x512, where colour detail is pixel-sized and
-# 4:2:0 measured -11 SSIMULACRA2 points at sharp's bytes at 128 px (0.86x vs 0.91x the bytes at
-# 256 px, 0.975x vs 0.994x at 512 px); 4:2:0 above, at every quality (libvips' "auto" drops it
-# at Q >= 90 on its own, for 1.5x the bytes).
+# 4:2:0 loses clearly at sharp's bytes; 4:2:0 above, at every quality (libvips' "auto" drops it
+# at Q >= 90 on its own, which costs many more bytes).
 JPEG_FULL_CHROMA_PIXELS = 512 * 512
-# AVIF: 4:4:4 (4:2:0 measured 0.99x sharp's bytes for its score, 4:4:4 0.95x), libaom effort 6
-# up to 512x512 (0.91x; effort 4 0.95x, 5 0.94x) and 4 above, where each step costs seconds.
+# AVIF: 4:4:4 (fewer bytes than 4:2:0 for the same score), libaom effort 6 up to 512x512 and 4
+# above, where each step costs seconds.
 AVIF_EFFORT_SMALL, AVIF_EFFORT = 6, 4
 AVIF_SMALL_PIXELS = 512 * 512
 AVIF_SUBSAMPLE = "off"
-AVIF_TUNE = "iq"  # libaom's tune for still images (libvips 8.18's default; "ssim" measured 1.09x the bytes)
+AVIF_TUNE = "iq"  # libaom's tune for still images (libvips 8.18's default; "ssim" needed more bytes)
 
 
 def _encode(im: pyvips.Image, fmt: str, spec: TransformSpec, animate: bool) -> bytes:

@@ -29,7 +29,7 @@ MIME = {
 }
 ANIMATABLE = frozenset(("gif", "webp"))
 LOSSY = frozenset(("jpeg", "webp", "avif"))
-DEFAULT_QUALITY = {"jpeg": 80, "webp": 80, "avif": 60}  # `high` for JPEG and WebP (seed 001)
+DEFAULT_QUALITY = {"jpeg": 80, "webp": 80, "avif": 60}  # `high` for JPEG and WebP (the platform's API reference)
 PRESETS = {"high": 80, "low": 20, "lossless": 100}
 
 FITS = frozenset(("cover", "contain", "fill", "inside", "outside"))

@@ -1,6 +1,6 @@
 """``GET/HEAD /{key}`` in ``MEDIAPROXY_MODE=static``: the static-assets host.
 
-Seed 001's Static Assets CDN (the six default avatars ``/avatars/{0..5}.png``
+The platform's static-assets host (the six default avatars ``/avatars/{0..5}.png``
 and the platform's other static files) is a second host served by the same
 program: every path is an object key in the static bucket
 (``MEDIAPROXY_STATIC_BUCKET``), served by the attachment rules

@@ -11,9 +11,9 @@ from ...errors import BadRequest, MediaError, NotFound
 from .. import auth
 from ..models import Admin, Album, Avatar, Media, Organization
 from ..repositories import clients
-from .common import ADMIN, PUBLIC, integer, read_json, send_json, text
+from .common import ADMIN, PUBLIC, boolean, integer, read_json, send_json, text
 from .presenters import admin_json, avatar_admin_json, client_json
-from .v2 import V2, V2Resource, album_fields, page, patch_image
+from .v2 import V2, V2Resource, album_fields, date_param, page, patch_image
 
 
 class TooManyAttempts(MediaError):
@@ -194,9 +194,11 @@ class AdminImages(AdminResource):
         p = req.params
         limit, offset = page(p)
         client = integer(p, "clientId", None, 1)
+        private = None if p.get("isPrivate") in (None, "") else boolean(p, "isPrivate")
         items, total = self.gallery.list_images(req.context.db, client, user=None, limit=limit, offset=offset,
                                                 tag=text(p, "tag", most=64), owner=text(p, "userId", most=255),
-                                                all_private=True)
+                                                private=private, since=date_param(p, "from"), until=date_param(p, "to"),
+                                                search=text(p, "search", most=255), all_private=True)
         send_json(resp, {"items": [{**j, "clientId": m.org_id} for j, m in zip(self.images_json(req, items), items,
                                                                                strict=True)],
                          "total": total, "limit": limit, "offset": offset})

@@ -67,7 +67,7 @@ def page(params: dict) -> tuple[int, int]:
     return limit, offset
 
 
-def _date(params: dict, name: str) -> datetime | None:
+def date_param(params: dict, name: str) -> datetime | None:
     raw = text(params, name, most=40)
     if not raw:
         return None
@@ -80,7 +80,7 @@ def _date(params: dict, name: str) -> datetime | None:
     return dt
 
 
-def _expiry(p: dict) -> int:
+def expiry(p: dict) -> int:
     return integer(p, "expiresIn", SHARE_DEFAULT, 1, SHARE_MAX)
 
 
@@ -235,7 +235,7 @@ class Images(V2Resource):
         items, total = self.gallery.list_images(
             req.context.db, org.id, user=user, limit=limit, offset=offset, tag=text(p, "tag", most=64),
             album_id=album_id, private=private, owner=text(p, "userId", most=USER_MAX),
-            since=_date(p, "from"), until=_date(p, "to"), also_sees=also_sees)
+            since=date_param(p, "from"), until=date_param(p, "to"), also_sees=also_sees)
         send_json(resp, {"items": self.images_json(req, items), "total": total, "limit": limit, "offset": offset})
 
 
@@ -322,7 +322,7 @@ class Share(V2Resource):
         org = self.org(req)
         media = owned_image(self, req, org, image_id)
         p = read_json(req)
-        expires = _expiry(p)
+        expires = expiry(p)
         token, row = self.gallery.create_token(req.context.db, org, "image", media.id, media.owner, expires)
         base = self.base(req)
         send_json(resp, {"token": token, "imageId": media.id, "expiresAt": iso(row.expires_at),
@@ -528,7 +528,7 @@ class AlbumTokens(AlbumBase):
         album = self._album(req, album_id, write=True)
         org = self.org(req)
         token, row = self.gallery.create_token(req.context.db, org, "album", album.id, album.owner,
-                                               _expiry(read_json(req)))
+                                               expiry(read_json(req)))
         base = self.base(req)
         send_json(resp, {"token": token, "albumId": album.id, "expiresAt": iso(row.expires_at),
                          "url": f"{base}{self.api.prefix}/albums/{album.id}?token={token}"}, 201)

@@ -1,0 +1,191 @@
+"""What the admin API lacked for an operator's console, under ``{prefix}/admin``: an image's share
+links and an album's access tokens (list, create, revoke), an album's images, uploads per day, a
+client's keys (never a secret), and signed image URLs for ``<img>`` (``signed.py``). Each goes
+through the gallery and auth functions the client API uses; tokens are shown once, at creation,
+and revoked by their id afterwards (only their SHA-256 is stored)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import falcon
+from sqlalchemy import func, select
+
+from ..errors import BadRequest, NotFound
+from ..hotpath import decimal
+from ..library import auth
+from ..library.api.admin import AdminResource
+from ..library.api.common import integer, read_json, send_json, text
+from ..library.api.v2 import expiry, page
+from ..library.models import Media, Organization, ShareToken, now
+from ..library.service import iso
+from ..media.spec import MAX_DIM
+from . import signed
+
+SIGNED_MAX = 100
+FITS = ("cover", "inside")
+
+
+def token_json(row: ShareToken) -> dict:
+    t = now()
+    state = ("revoked" if row.revoked_at is not None
+             else "expired" if row.expires_at is not None and row.expires_at <= t else "active")
+    return {"id": row.id, "createdAt": iso(row.created_at), "expiresAt": iso(row.expires_at),
+            "revokedAt": iso(row.revoked_at), "createdBy": row.created_by, "state": state}
+
+
+class _Tokens(AdminResource):
+    kind = field = ""
+
+    def target(self, req: falcon.Request, target_id: str):
+        raise NotImplementedError
+
+    def owner(self, target) -> str | None:
+        return target.owner
+
+    def answer(self, req: falcon.Request, target, token: str, row: ShareToken) -> dict:
+        raise NotImplementedError
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response, **params: str) -> None:
+        self.admin(req)
+        target = self.target(req, params[self.field])
+        rows = self.gallery.tokens(req.context.db, self.kind, target.id)
+        send_json(resp, {"items": [token_json(r) for r in reversed(rows)]})
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response, **params: str) -> None:
+        self.admin(req)
+        target = self.target(req, params[self.field])
+        org = req.context.db.get(Organization, target.org_id)
+        token, row = self.gallery.create_token(req.context.db, org, self.kind, target.id, self.owner(target),
+                                               expiry(read_json(req)))
+        send_json(resp, {**token_json(row), **self.answer(req, target, token, row)}, 201)
+
+
+class _TokenOne(AdminResource):
+    kind = field = ""
+
+    def on_delete(self, req: falcon.Request, resp: falcon.Response, token_id: str, **params: str) -> None:
+        self.admin(req)
+        target_id = params[self.field]
+        s = req.context.db
+        row = s.get(ShareToken, int(token_id)) if decimal(token_id) and len(token_id) < 12 else None
+        if row is None or row.kind != self.kind or row.target_id != target_id:
+            raise NotFound("no such token")
+        if row.revoked_at is None:
+            row.revoked_at = now()
+        s.flush()
+        resp.status = falcon.HTTP_204
+
+
+class ImageShares(_Tokens):
+    kind, field = "image", "image_id"
+
+    def target(self, req, target_id):
+        return self.any_image(req, target_id)
+
+    def answer(self, req, target, token, row):
+        base, P = self.base(req), self.api.prefix
+        return {"token": token, "imageId": target.id, "url": f"{base}{P}/images/share/{token}",
+                "imageUrl": f"{base}{P}/images/{target.id}?token={token}"}
+
+
+class ImageShare(_TokenOne):
+    kind, field = "image", "image_id"
+
+
+class AlbumTokens(_Tokens):
+    kind, field = "album", "album_id"
+
+    def target(self, req, target_id):
+        return self.gallery.album(req.context.db, None, target_id)
+
+    def answer(self, req, target, token, row):
+        return {"token": token, "albumId": target.id,
+                "url": f"{self.base(req)}{self.api.prefix}/albums/{target.id}?token={token}"}
+
+
+class AlbumToken(_TokenOne):
+    kind, field = "album", "album_id"
+
+
+class AlbumImages(AdminResource):
+    def on_get(self, req: falcon.Request, resp: falcon.Response, album_id: str) -> None:
+        self.admin(req)
+        s = req.context.db
+        album = self.gallery.album(s, None, album_id)
+        limit, offset = page(req.params)
+        items, total = self.gallery.list_images(s, album.org_id, user=None, limit=limit, offset=offset,
+                                                album_id=album.id, all_private=True)
+        send_json(resp, {"items": [{**j, "clientId": m.org_id} for j, m in
+                                   zip(self.images_json(req, items), items, strict=True)],
+                         "total": total, "limit": limit, "offset": offset})
+
+
+class Uploads(AdminResource):
+    """Uploads per day (UTC) of the last ``days`` days: every uploaded record but avatars, as the
+    statistics count them."""
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        self.admin(req)
+        p = req.params
+        days = integer(p, "days", 30, 1, 366)
+        client = integer(p, "clientId", None, 1)
+        start = (now() - timedelta(days=days - 1)).replace(hour=0, minute=0, second=0, microsecond=0)
+        day = func.date(Media.created_at)
+        q = (select(day, func.count(), func.coalesce(func.sum(Media.size), 0))
+             .where(Media.created_at >= start, Media.state == "ready", Media.dialect != "avatar")
+             .group_by(day))
+        if client is not None:
+            q = q.where(Media.org_id == client)
+        found = {str(d)[:10]: (n, b) for d, n, b in req.context.db.execute(q)}
+        series = []
+        for i in range(days):
+            d = (start + timedelta(days=i)).date().isoformat()
+            n, b = found.get(d, (0, 0))
+            series.append({"date": d, "images": int(n), "bytes": int(b)})
+        send_json(resp, {"days": days, "clientId": client, "items": series})
+
+
+class ClientKeys(AdminResource):
+    def on_get(self, req: falcon.Request, resp: falcon.Response, client_id: str) -> None:
+        self.admin(req)
+        org = self.client(req, client_id)
+        rows = auth.list_keys(req.context.db, org.slug)
+        send_json(resp, {"items": [{"prefix": k.prefix, "name": k.name, "createdAt": iso(k.created_at),
+                                    "revokedAt": iso(k.revoked_at), "state": "revoked" if k.revoked_at else "active"}
+                                   for k, _ in rows]})
+
+
+class SignedUrls(AdminResource):
+    """``ids`` (comma-separated, at most 100), ``w``, ``h``, ``fit`` (``cover``: the box filled and
+    cropped; ``inside``: within it) → ``{urls: {id: url}, expiresAt}``: URLs of ``{portal}/media``
+    that serve each image at that size through the origin's pipeline until they expire."""
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        self.admin(req)
+        p = req.params
+        ids = [i for i in (text(p, "ids", required=True, most=SIGNED_MAX * 41) or "").split(",") if i]
+        if not ids or len(ids) > SIGNED_MAX:
+            raise BadRequest(f"ids must name 1 to {SIGNED_MAX} images, comma-separated")
+        w = integer(p, "w", required=True, lo=1, hi=MAX_DIM)
+        h = integer(p, "h", required=True, lo=1, hi=MAX_DIM)
+        fit = text(p, "fit", most=8) or "cover"
+        if fit not in FITS:
+            raise BadRequest("fit must be cover or inside")
+        e = signed.expiry()
+        secret, portal = self.library.ctx.settings.secret_key, self.library.settings.portal_path
+        base = self.base(req)
+        send_json(resp, {"urls": {i: base + signed.sign(portal, secret, i, w, h, fit, e) for i in ids},
+                         "expiresAt": e})
+
+
+def add_routes(app: falcon.App, api) -> None:
+    P, lib = f"{api.prefix}/admin", api.lib
+    app.add_route(f"{P}/stats/uploads", Uploads(lib, api))
+    app.add_route(f"{P}/clients/{{client_id}}/keys", ClientKeys(lib, api))
+    app.add_route(f"{P}/images/signed", SignedUrls(lib, api))
+    app.add_route(f"{P}/images/{{image_id}}/share", ImageShares(lib, api))
+    app.add_route(f"{P}/images/{{image_id}}/share/{{token_id}}", ImageShare(lib, api))
+    app.add_route(f"{P}/albums/{{album_id}}/images", AlbumImages(lib, api))
+    app.add_route(f"{P}/albums/{{album_id}}/tokens", AlbumTokens(lib, api))
+    app.add_route(f"{P}/albums/{{album_id}}/tokens/{{token_id}}", AlbumToken(lib, api))

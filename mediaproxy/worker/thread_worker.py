@@ -1,0 +1,78 @@
+"""The gunicorn worker class: gthread that accepts a connection only when it has a thread free
+for it, made of the parts of this package (headers, bodies, responses, lingering close, error
+pages).
+
+All workers share one listening socket (held by the arbiter, so connections
+wait in its backlog while a worker restarts). Stock gthread accepts whatever
+arrives and queues it for its thread pool, and the worker that is already
+awake wins the accept race against one sleeping in epoll: in 3 of 16 fresh
+starts all 16 of wrk's keep-alive connections landed on one worker, which
+then served a quarter of what the two served when they were split.
+The busier a worker, the likelier it wins, so the pile-up feeds itself.
+
+Here a worker stops accepting while every thread has work and starts again
+when one finishes, so a new connection goes to a worker that can serve it
+now, and otherwise waits in the shared backlog for the first that can. Kept-
+alive connections it already holds are still served as they become readable.
+
+SO_REUSEPORT (gunicorn's ``reuse_port``) would balance too, by hashing, but
+each worker then owns its socket: connections queued on a recycled worker's
+socket are reset, and while every worker restarts nothing listens at all
+(docs/performance.md has the measurement under worker recycling).
+"""
+
+from __future__ import annotations
+
+import time
+
+from gunicorn.workers.gthread import ThreadWorker as _GThreadWorker
+
+from .bodies import RequestBodies
+from .errors import ErrorPages
+from .handoff import ResponseHandoff
+from .headers import HeaderReading
+from .linger import Lingering
+
+
+class ThreadWorker(ErrorPages, RequestBodies, ResponseHandoff, HeaderReading, Lingering, _GThreadWorker):
+    """gthread, plus: a thread only for a request whose headers (and small body) are all here,
+    a header deadline, a minimum rate for every body, a send deadline, large bodies written by
+    the event loop, lingering closes on the event loop, and error answers in the project's format.
+
+    The order of the parts matters where two extend the same gunicorn method: the request-body
+    part wraps the response part (``load_wsgi``, ``handle_request``) and overrides the header
+    part's hooks (``_headers_done``, ``_prepare_parser``); the response part's
+    ``finish_request`` comes before the header part's. The settings (``header_timeout``,
+    ``send_timeout``, ``small_body_max``, ``body_*``) are set by gunicorn.conf.py's post_fork.
+    """
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.busy = 0  # connections handed to the thread pool and not finished
+
+    # --- accept only with a free thread ----------------------------------------------
+
+    def set_accept_enabled(self, enabled: bool) -> None:
+        # Called by the main loop whenever its own test (a connection limit)
+        # differs from the current state; add ours: a thread must be free.
+        super().set_accept_enabled(enabled and self.busy < self.cfg.threads)
+
+    def enqueue_req(self, conn) -> None:
+        self.busy += 1  # main thread only, as is finish_request: no lock needed
+        if self.busy >= self.cfg.threads:
+            super().set_accept_enabled(False)
+        super().enqueue_req(conn)
+
+    def finish_request(self, conn, fs) -> None:
+        self.busy -= 1
+        super().finish_request(conn, fs)
+
+    # --- the periodic sweep: every part's deadlines ------------------------------------
+
+    def murder_pending(self) -> None:
+        super().murder_pending()
+        now = time.monotonic()
+        self.sweep_bodies(now)
+        self.sweep_sends(now)
+        self.sweep_lingering(now)
+        self.sweep_headers(now)

@@ -1,0 +1,250 @@
+"""The parts of the worker class (mediaproxy/worker/), in process: each part's own logic on real
+sockets. Over real HTTP against gunicorn they are tested in:
+
+- headers (event-loop header reading, 408): tests/test_resilience.py
+  ``test_slow_request_headers_hold_no_thread_and_time_out``, ``test_headers_split_over_several_packets_are_served``;
+- bodies (small bodies on the event loop, minimum rate, Connection: close on an unread body,
+  the per-client upload limit the application adds): tests/test_request_bodies.py,
+  tests/test_internal.py ``test_refused_body_keeps_the_connection_usable``,
+  tests/test_resilience.py ``test_a_request_body_that_stalls_is_a_408_without_a_trace``;
+- handoff (send deadline, large bodies written by the event loop): tests/test_resilience.py
+  ``test_a_client_that_stops_reading_loses_the_response_not_a_thread``,
+  ``test_slow_readers_of_files_and_cached_results_hold_no_thread``, tests/test_http_semantics.py
+  (ranges and conditional requests of bodies over 64 KiB);
+- linger (graceful close on the event loop): tests/test_internal.py ``closed_cleanly`` (a FIN,
+  not a reset, after a refused body);
+- errors (gunicorn's error answers in the error format): tests/test_resilience.py
+  ``test_gunicorn_error_pages_follow_the_error_contract``;
+- thread_worker (accept only with a free thread): tests/test_worker.py.
+"""
+
+from __future__ import annotations
+
+import os
+import selectors
+import socket
+import ssl
+import time
+from types import SimpleNamespace
+
+import pytest
+from gunicorn.http import errors as gerrors
+
+from mediaproxy.worker import ThreadWorker, classify_error, error_page, header_end
+from mediaproxy.worker.handoff import Handoff, ResponseHandoff
+from mediaproxy.worker.headers import HeaderReading
+from mediaproxy.worker.linger import LINGER, LINGER_DRAIN, LINGER_MAX, Lingering
+
+# -- errors ----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("exc", "status"), [
+    (gerrors.LimitRequestLine(5000, 4094), 414),
+    (gerrors.LimitRequestHeaders("too many"), 431),
+    (gerrors.InvalidHeader("Bad Header"), 400),
+    (gerrors.InvalidHTTPVersion("HTTP/9.9"), 400),
+    (gerrors.InvalidChunkSize(b"zz"), 400),
+    (gerrors.ExpectationFailed("102-later"), 417),
+    (gerrors.UnsupportedTransferCoding("gzip"), 501),
+    (gerrors.ForbiddenProxyRequest("10.0.0.1"), 403),
+    (ssl.SSLError("bad handshake"), 403),
+    (gerrors.InvalidResponseHeader("X-Bad\n"), 500),  # the application's fault, not the client's
+    (gerrors.ConfigurationProblem("forwarded_allow_ips"), 500),
+    (RuntimeError("a bug"), 500),
+])
+def test_a_parser_error_gets_its_status(exc, status):
+    assert classify_error(exc)[0] == status
+
+
+def test_an_error_page_is_short_plain_text_in_the_error_format():
+    page = error_page(431, "Request Header Fields Too Large")
+    head, _, body = page.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    headers = {k.lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:])}
+    assert lines[0] == "HTTP/1.1 431 Request Header Fields Too Large"
+    assert body == b"request header fields too large\n"
+    assert headers == {
+        "connection": "close", "content-type": "text/plain; charset=utf-8", "content-length": str(len(body)),
+        "cache-control": "no-store", "x-content-type-options": "nosniff", "access-control-allow-origin": "*",
+    }
+
+
+# -- headers ---------------------------------------------------------------------------------------
+
+
+def test_the_headers_end_at_the_first_blank_line():
+    assert header_end(b"GET / HTTP/1.1\r\nHost: a\r\n") == -1
+    assert header_end(b"GET / HTTP/1.1\r\nHost: a\r\n\r\nbody") == 27
+    assert header_end(b"GET / HTTP/1.1\nHost: a\n\nbody") == 24  # bare LF, which the parser takes too
+    assert header_end(b"GET / HTTP/1.1\nA: b\n\n\r\n\r\n") == 21  # the first of either
+
+
+# -- the periodic sweep: every part's deadline -------------------------------------------------------
+
+
+def test_the_worker_is_made_of_its_parts_and_sweeps_each():
+    swept = []
+    worker = ThreadWorker.__new__(ThreadWorker)  # no arbiter: only the sweep is called
+    for part in ("bodies", "sends", "lingering", "headers"):
+        setattr(worker, f"sweep_{part}", lambda now, p=part: swept.append(p))
+    worker.pending_conns = []  # gthread's own sweep (deferred connections) runs first: none here
+    worker.murder_pending()
+    # bodies close with a lingering close and sends reset theirs: lingering is swept after both
+    assert swept == ["bodies", "sends", "lingering", "headers"]
+    mro = ThreadWorker.__mro__
+    # the header part reads (new and kept-alive) connections; the response part's finish_request
+    # hands a body to the event loop before the header part keeps the connection alive
+    assert mro.index(ResponseHandoff) < mro.index(HeaderReading) < mro.index(Lingering)
+
+
+# -- handoff ---------------------------------------------------------------------------------------
+
+
+def _pair() -> tuple[socket.socket, socket.socket]:
+    a, b = socket.socketpair()
+    a.setblocking(False)
+    b.setblocking(False)
+    return a, b
+
+
+def _drain(out: Handoff, a: socket.socket, b: socket.socket) -> bytes:
+    """What the peer receives while ``out`` is pushed whenever there is room, to its end."""
+    got = bytearray()
+    while True:
+        out.push(a)
+        try:
+            while chunk := b.recv(1 << 20):
+                got += chunk
+        except BlockingIOError:
+            pass
+        if not out.left:
+            return bytes(got)
+
+
+def test_a_handed_off_buffer_is_sent_as_the_socket_takes_it():
+    a, b = _pair()
+    data = os.urandom(6 * 1024 * 1024)
+    out = Handoff(None, memoryview(data), 0, len(data), "GET /x", "1.2.3.4")
+    try:
+        first = out.push(a)
+        assert 0 < first < len(data) and out.left == len(data) - first  # a full socket: the rest waits
+        assert out.push(a) == 0  # nothing taken: not an error
+        assert _drain(out, a, b) == data
+    finally:
+        out.close()
+        a.close()
+        b.close()
+
+
+def test_a_handed_off_file_range_is_sent_from_its_offset(tmp_path):
+    path = tmp_path / "f"
+    data = os.urandom(3 * 1024 * 1024)
+    path.write_bytes(data)
+    a, b = _pair()
+    fd = os.open(path, os.O_RDONLY)
+    out = Handoff(fd, None, 1000, len(data) - 2000, "GET /f", "1.2.3.4")
+    try:
+        assert _drain(out, a, b) == data[1000:-1000]
+        out.close()
+        with pytest.raises(OSError):
+            os.fstat(fd)  # the duplicate descriptor is closed with it
+        # a file that ends before its Content-Length: an error, not a hang
+        fd = os.open(path, os.O_RDONLY)
+        out = Handoff(fd, None, len(data) - 10, 20, "GET /f", "1.2.3.4")
+        with pytest.raises(EOFError):
+            _drain(out, a, b)
+    finally:
+        out.close()
+        a.close()
+        b.close()
+
+
+# -- linger ----------------------------------------------------------------------------------------
+
+
+class _Loop(Lingering):
+    """The lingering part on a real selector, alone."""
+
+    def __init__(self) -> None:
+        self.poller = selectors.DefaultSelector()
+        self.alive = True
+        super().__init__()
+
+    def run(self, seconds: float = 0.2) -> None:
+        end = time.monotonic() + seconds
+        while (left := end - time.monotonic()) > 0:
+            for key, _ in self.poller.select(left):
+                key.data(key.fileobj)
+
+
+@pytest.fixture
+def loop():
+    lp = _Loop()
+    yield lp
+    lp.poller.close()
+
+
+def _lingering(loop: _Loop) -> tuple[SimpleNamespace, socket.socket]:
+    server, client = socket.socketpair()
+    client.settimeout(10)
+    conn = SimpleNamespace(sock=server)
+    loop.linger(conn)
+    return conn, client
+
+
+def test_a_lingering_close_sends_a_fin_drains_and_closes_on_the_peers(loop):
+    conn, client = _lingering(loop)
+    try:
+        assert client.recv(10) == b""  # the server's FIN, at once
+        client.sendall(b"the rest of a body the answer refused" * 1000)  # no reset for these
+        loop.run()
+        assert conn.sock.fileno() != -1 and loop.lingering  # still waiting for the peer
+        client.shutdown(socket.SHUT_WR)
+        loop.run()
+        assert conn.sock.fileno() == -1 and not loop.lingering and not loop.poller.get_map()
+    finally:
+        client.close()
+
+
+def test_a_lingering_close_ends_past_its_drain_limit_or_time(loop):
+    conn, client = _lingering(loop)
+    try:
+        client.setblocking(False)
+        sent = 0
+        while sent <= LINGER_DRAIN:
+            try:
+                sent += client.send(b"x" * 65536)
+            except BlockingIOError:
+                loop.run(0.05)
+        loop.run()
+        assert conn.sock.fileno() == -1 and not loop.lingering
+    finally:
+        client.close()
+    quiet, client = _lingering(loop)
+    try:
+        loop.sweep_lingering(time.monotonic())
+        assert quiet.sock.fileno() != -1  # within its time
+        loop.sweep_lingering(time.monotonic() + LINGER + 0.1)
+        assert quiet.sock.fileno() == -1 and not loop.lingering and not loop.poller.get_map()
+    finally:
+        client.close()
+
+
+def test_a_stopping_worker_or_too_many_lingering_close_at_once(loop):
+    loop.lingering.update({i: None for i in range(LINGER_MAX)})
+    conn, client = _lingering(loop)
+    client.close()
+    assert conn.sock.fileno() == -1 and not loop.poller.get_map()
+    loop.lingering.clear()
+    loop.alive = False
+    conn, client = _lingering(loop)
+    client.close()
+    assert conn.sock.fileno() == -1 and not loop.lingering
+    loop.alive = True
+    conn, client = _lingering(loop)  # and while lingering, a stopping worker's sweep ends them all
+    try:
+        loop.alive = False
+        loop.sweep_lingering(time.monotonic())
+        assert conn.sock.fileno() == -1 and not loop.lingering
+    finally:
+        client.close()
