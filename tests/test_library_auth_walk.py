@@ -14,13 +14,15 @@ import pytest
 from mediaproxy.app import create_falcon_app
 from mediaproxy.context import Context
 from mediaproxy.library.api import admin, common, media, v1, v2
+from mediaproxy.portal import api as portal_api
+from mediaproxy.portal import web as portal_web
 from mediaproxy.routes import library as public
 from mediaproxy.settings import Settings
 
 from .conftest import start_library
 from .test_library_v2 import V2, img
 
-MODULES = (v1, media, v2, admin, public)
+MODULES = (v1, media, v2, admin, public, portal_api, portal_web)
 # the only responders anyone may call without an API key or an admin token (a share token or a
 # signed URL is the credential of some): a route declared public by mistake fails the walk
 OPEN = {
@@ -32,6 +34,9 @@ OPEN = {
     ("POST", "/v2/admin/auth/login"), ("POST", "/v2/admin/auth/refresh"),
     ("GET", "/library/{key:path}"), ("HEAD", "/library/{key:path}"),
     ("GET", "/sha256/{sha}"), ("HEAD", "/sha256/{sha}"),
+    # the admin portal: its login, and its cookie session and signed image URLs (TOKEN)
+    ("POST", "/admin/session"), ("POST", "/admin/session/refresh"), ("POST", "/admin/session/logout"),
+    ("GET", "/admin/media/{image_id}"), ("HEAD", "/admin/media/{image_id}"),
 }
 PARAM = re.compile(r"\{([a-z_]+)(?::path)?\}")
 
@@ -57,7 +62,9 @@ def _library_routes(env: dict) -> list[tuple[str, type, list[str]]]:
     out = []
     for route in falcon.inspect.inspect_app(app).routes:
         methods = [m.method for m in route.methods if not m.internal]
-        cls = next((c for m in MODULES if isinstance(c := getattr(m, route.class_name, None), type)), None)
+        source = route.source_info.rsplit(":", 1)[0]  # two modules may name a class alike
+        cls = next((c for m in MODULES if isinstance(c := getattr(m, route.class_name, None), type)
+                    and m.__file__ == source), None)
         if cls is None or not issubclass(cls, (common.Resource, public.PublicObject, public.ContentAddressed)):
             continue  # the origin's routes, /_health and telemetry: not the library's
         out.append((route.path, cls, methods))
@@ -87,7 +94,7 @@ def _records(stack) -> dict:
     return {"media_id": m["id"], "image_id": image, "album_id": album, "user": user, "job_id": job,
             "token": "t" * 43, "bucket": m["bucket"], "key": m["objectKey"],
             "folder": m["objectKey"].rsplit("/", 1)[0], "name": variant["name"] if variant else "small",
-            "client_id": "1", "avatar_id": "1", "sha": "0" * 64}
+            "client_id": "1", "avatar_id": "1", "token_id": "1", "sha": "0" * 64}
 
 
 def test_every_library_route_declares_and_enforces_its_authentication(stack):
