@@ -6,12 +6,12 @@ from __future__ import annotations
 import logging
 
 import falcon
-import pyvips
 
 from . import logs
 from .context import Context
 from .errors import MediaError
-from .http import error_body, error_json
+from .http import close_connection, error_body, error_json
+from .media.runtime import configure_vips
 from .routes import attachments, cdn, external, internal, ops, static
 from .settings import Settings
 from .storage import Storage
@@ -78,8 +78,6 @@ def _http_error(req: falcon.Request, resp: falcon.Response, exc: falcon.HTTPErro
 def _client_timeout(req: falcon.Request, resp: falcon.Response, exc: TimeoutError, params: dict) -> None:
     # Storage and origin timeouts arrive as MediaError (504); a bare socket timeout here is the
     # client's request body stalling past MEDIAPROXY_SEND_TIMEOUT: its fault, one line, no trace.
-    from .http import close_connection
-
     log.warning("%s %s: 408 the request body stalled", req.method, req.path)
     req.context.logged = True
     close_connection(req)  # what is left of the body must not be read as the next request
@@ -90,17 +88,6 @@ def _unexpected(req: falcon.Request, resp: falcon.Response, exc: Exception, para
     log.exception("unhandled error on %s %s", req.method, req.path)
     req.context.logged = True  # logs.FaultLog: the stack trace is the line
     _error(req, resp, 500, "internal error")
-
-
-def configure_vips(settings: Settings) -> None:
-    # A server transforms each source once per spec and caches the result
-    # itself: libvips' operation cache only holds memory.
-    pyvips.cache_set_max(0)
-    pyvips.cache_set_max_mem(0)
-    # libvips' own chatter ("thumbnailing ...", one line per operation) reaches
-    # Python logging through pyvips at INFO: keep the log to one line per request.
-    logging.getLogger("pyvips").setLevel(logging.WARNING)
-    logs.install()  # ...and its per-tile warnings folded into the request's fault line
 
 
 def create_app(settings: Settings, storage: Storage | None = None):

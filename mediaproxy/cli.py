@@ -265,7 +265,7 @@ def cmd_keys_revoke(args: argparse.Namespace) -> int:
 
 def cmd_worker(args: argparse.Namespace) -> int:
     from . import logs
-    from .library.jobs import run_worker
+    from .library.build import run_worker
 
     settings = Settings.from_env(os.environ)
     logs.configure(settings.server.log_level)  # the same JSON lines as the web workers

@@ -20,6 +20,7 @@ from sqlalchemy import delete, insert, update
 from mediaproxy.library import auth, service
 from mediaproxy.library.db import Database, alembic_config, upgrade
 from mediaproxy.library.models import Media, Organization
+from mediaproxy.library.repositories import search
 
 WORDS = ["Sunset", "beach", "MOUNTAIN", "city", "dog", "cat", "river", "snow", "été", "x%y", "a_b", 'qu"ote']
 TYPES = ["image/jpeg", "image/png", "image/webp", "image/gif", "video/mp4", "application/pdf"]
@@ -124,9 +125,9 @@ PATHS = {"default": (2000, 20_000, 255), "walk": (0, 10**9, 255), "by-id": (0, 0
 @pytest.mark.parametrize("path", list(PATHS))
 def test_every_path_answers_like_the_reference(db, path, monkeypatch):
     fetch, walk, shared = PATHS[path]
-    monkeypatch.setattr(service, "FETCH_BY_ID", fetch)
-    monkeypatch.setattr(service, "WALK_MAX", walk)
-    monkeypatch.setattr(service, "KIND_SHARED", shared)
+    monkeypatch.setattr(search, "FETCH_BY_ID", fetch)
+    monkeypatch.setattr(search, "WALK_MAX", walk)
+    monkeypatch.setattr(search, "KIND_SHARED", shared)
     ids, rows = _fill(db, 300)
     lib = _lib(db)
 

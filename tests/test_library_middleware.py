@@ -13,7 +13,7 @@ import orjson
 
 from mediaproxy.app import create_falcon_app
 from mediaproxy.context import Context
-from mediaproxy.library.api.common import LibraryMiddleware
+from mediaproxy.library.api.common import PUBLIC, LibraryMiddleware
 from mediaproxy.settings import Settings
 
 
@@ -35,6 +35,7 @@ class _Session:
 
 class _Created:
     library = True
+    auth = PUBLIC  # every library resource declares who may call it (the middleware enforces it)
 
     def on_post(self, req, resp):
         resp.status = falcon.HTTP_201

@@ -263,10 +263,10 @@ def test_one_upload_url_takes_one_put_at_a_time(library):
 
 
 def test_own_key_names_the_record_not_the_shared_object():
-    from mediaproxy.library.service import _own_key, incoming_key
+    from mediaproxy.library.service import incoming_key, own_key
 
     folder = "acme/" + "b" * 32 + "/" + "c" * 32
-    assert _own_key(folder, f"{folder}/x.png", "renamed.png") == f"{folder}/x.png"  # its own upload
+    assert own_key(folder, f"{folder}/x.png", "renamed.png") == f"{folder}/x.png"  # its own upload
     other = "acme/" + "a" * 32 + "/" + "d" * 32 + "/alice-tax-return.png"
-    assert _own_key(folder, other, "my cat.png") == f"{folder}/my_cat.png"
+    assert own_key(folder, other, "my cat.png") == f"{folder}/my_cat.png"
     assert incoming_key(other) == "incoming/" + other

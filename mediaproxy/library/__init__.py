@@ -1,1 +1,2 @@
-"""The media library (seeds 002-004): records, jobs and API dialects over the origin's parts."""
+"""The media library: records, jobs and its APIs (the /api/v1 API, the presigned /media API, the /v2
+image service and its admin API) over the origin's parts."""

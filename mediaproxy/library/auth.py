@@ -19,8 +19,13 @@ import secrets
 import time
 from datetime import timedelta
 
+import jwt
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import bindparam, case, delete, or_, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.orm import Session, joinedload
 
 from ..errors import BadRequest, Unauthorized
 from ..hotpath import decimal
@@ -89,7 +94,9 @@ def authenticate(session: Session, key: str | None) -> Organization:
     if not key:
         raise Unauthorized("missing API key (X-API-Key or Authorization: Bearer)")
     m = _KEY.fullmatch(key.strip())
-    row = session.scalar(select(ApiKey).where(ApiKey.prefix == m.group(1))) if m else None
+    # the key and its organization in one query (every library request asks for both)
+    by_prefix = select(ApiKey).options(joinedload(ApiKey.org))
+    row = session.scalar(by_prefix.where(ApiKey.prefix == m.group(1))) if m else None
     # Compare even when nothing matched, so a wrong prefix costs the same as a wrong secret.
     ok = hmac.compare_digest(row.digest if row is not None else "0" * 64, digest(key.strip()))
     if row is None or not ok or row.revoked_at is not None:
@@ -97,7 +104,7 @@ def authenticate(session: Session, key: str | None) -> Organization:
     return row.org
 
 
-# -- seed 004's admins: argon2id passwords, HS256 access JWTs, rotating refresh tokens --------------
+# -- the admin API's admins: argon2id passwords, HS256 access JWTs, rotating refresh tokens --------------
 #
 # A login starts a session (``AdminSession``; its refresh tokens are one family). An access token is
 # a JWT (HS256 with a key derived from MEDIAPROXY_SECRET_KEY) that lives ACCESS_TTL seconds and
@@ -116,10 +123,12 @@ _EMAIL = re.compile(r"[^@\s]{1,64}@[^@\s]{1,190}")
 _SESSION = re.compile(r"[0-9a-f]{32}")
 
 
-def _hasher():
-    from argon2 import PasswordHasher
+_HASHER = PasswordHasher()
 
-    return PasswordHasher()
+
+def hash_password(password: str) -> str:
+    """The argon2id hash stored for an admin's password."""
+    return _HASHER.hash(password)
 
 
 def check_email(email: str | None) -> str:
@@ -139,7 +148,7 @@ def create_admin(session: Session, email: str, password: str, name: str = ""):
     email = check_email(email)
     if session.scalar(select(Admin).where(Admin.email == email)) is not None:
         raise BadRequest(f"an admin {email} exists")
-    admin = Admin(email=email, name=name, password_hash=_hasher().hash(check_password(password)), token_version=0)
+    admin = Admin(email=email, name=name, password_hash=hash_password(check_password(password)), token_version=0)
     session.add(admin)
     session.flush()
     return admin
@@ -150,9 +159,7 @@ _DUMMY_HASH: list[str] = []
 
 def verify_password(admin, password: str) -> bool:
     """Constant work whether or not the account exists (a dummy hash is checked for none)."""
-    from argon2.exceptions import InvalidHashError, VerificationError
-
-    h = _hasher()
+    h = _HASHER
     if admin is None:
         if not _DUMMY_HASH:
             _DUMMY_HASH.append(h.hash(secrets.token_hex(16)))
@@ -171,8 +178,6 @@ def jwt_key(secret: str) -> bytes:
 
 
 def access_token(admin, session_id: str, secret: str) -> str:
-    import jwt
-
     t = int(time.time())
     claims = {"sub": str(admin.id), "sid": session_id, "ver": admin.token_version, "typ": "access", "iat": t,
               "exp": t + ACCESS_TTL}
@@ -190,8 +195,6 @@ def _admin_of_session():
 def admin_from_token(session: Session, token: str | None, secret: str):
     """(the admin, the session id) of a valid access token whose session is still open;
     ``Unauthorized`` for anything else."""
-    import jwt
-
     if not token:
         raise Unauthorized("missing Authorization: Bearer access token")
     try:
@@ -388,11 +391,7 @@ def throttle_reserve(session: Session, keys: list[str]) -> int:
 
 
 def _insert(session: Session):
-    if session.get_bind().dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert
-    return insert
+    return pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
 
 
 def _forgive(session: Session, key: str) -> None:

@@ -1,4 +1,7 @@
-"""Wiring: one Library per process, from Settings (the web app and the worker build it alike)."""
+"""Wiring: one Library per process, from Settings (the web app and the job worker build it alike).
+
+The one module that knows every layer: the dialects under ``api/``, the public URLs of
+``routes/library.py``, the job queue and the service. Nothing below imports it back."""
 
 from __future__ import annotations
 
@@ -6,12 +9,17 @@ import falcon
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
+from .. import portal
 from ..context import Context
 from ..errors import Degraded
 from ..http import error_body, error_json
+from ..media.runtime import configure_vips
+from ..routes import library as public
 from ..settings import Settings
+from .api import admin, media, v1, v2
+from .api.common import LibraryMiddleware
 from .db import Database, upgrade_locked
-from .jobs import Queue
+from .jobs import Keeper, Queue, runner
 from .service import Library
 
 DATABASE_RETRY_AFTER = 5  # seconds: a database restart, or a failover, is usually over by then
@@ -50,10 +58,6 @@ def queue_reachable(queue: Queue):
 def add_routes(app, ctx: Context) -> None:
     """The library's route group (``MEDIAPROXY_MODE=library|all``): its APIs, its public URLs,
     and the middleware that opens one database session per library request."""
-    from ..routes import library as public
-    from .api import media, v1, v2
-    from .api.common import LibraryMiddleware
-
     lib = build_library(ctx.settings, ctx)
     ctx.ready_checks.append(("database", lib.db.ping))
     ctx.ready_checks.append(("queue", queue_reachable(lib.queue)))
@@ -61,5 +65,30 @@ def add_routes(app, ctx: Context) -> None:
     app.add_middleware(LibraryMiddleware(lib))
     v1.add_routes(app, lib)
     media.add_routes(app, lib)
-    v2.add_routes(app, lib)  # seed 004, under MEDIAPROXY_API_PREFIX
+    image_service = v2.add_routes(app, lib)  # the /v2 image service, under MEDIAPROXY_API_PREFIX
+    admin.add_routes(app, image_service)  # its admin API, under {prefix}/admin
+    portal.add_routes(app, image_service)  # the admin portal's pages and the admin API's verbs it adds
     public.add_routes(app, lib)
+
+
+def run_worker(settings: Settings) -> None:
+    """``mediaproxy worker``: the huey consumer, in threads, until SIGINT/SIGTERM; beside it the
+    keeper's heartbeat (leases, expired jobs, the outbox)."""
+    configure_vips(settings)
+    ctx = Context.build(settings)
+    db = Database(settings.library.database_url, pool_size=settings.library.worker_threads + 2)
+    if settings.library.migrate_on_start:
+        upgrade_locked(db)
+    queue = Queue(settings)
+    lib = Library(ctx, db, queue.enqueue)
+    keeper = Keeper(db, queue, settings.library)
+    queue.runner = runner(settings, lib, queue, keeper)
+    keeper.start()
+    consumer = queue.huey.create_consumer(workers=settings.library.worker_threads, worker_type="thread",
+                                          periodic=False, initial_delay=0.05, backoff=1.5, max_delay=0.5,
+                                          check_worker_health=True, graceful_signal="INT")
+    try:
+        consumer.run()
+    finally:
+        keeper.stop()
+

@@ -6,8 +6,10 @@ from __future__ import annotations
 import pyvips
 
 from ..context import Context
+from ..portal import demo as portal_demo
 from ..settings import Settings
 from . import auth
+from .api.presenters import media_json
 from .build import build_library
 
 
@@ -27,9 +29,7 @@ def seed(settings: Settings, base: str) -> list[tuple[str, str]]:
         obj, _ = up.finish()
         media = lib.create_media(s, up, obj, fields={"alt": "a demo gradient", "caption": "uploaded by the demo"})
         lib.render_variants(s, media)
-        d = lib.describe(media, base)
-        from ..portal import demo as portal_demo
-
+        d = media_json(lib, media, base)
         portal = portal_demo.seed(settings, s, base)
     small = next(v["url"] for v in d["variants"] if v["name"] == "small")
     return [

@@ -1,6 +1,6 @@
-"""Seed 004's verbs over the library core: tags, who may see an image, share links and album
+"""The /v2 image service's verbs over the library core: tags, who may see an image, share links and album
 tokens, albums, avatars and a client's statistics. Records only; the bytes, versions, variants
-and deletes are the core's (``service.Library``), so an image of seed 004 is an ordinary media
+and deletes are the core's (``service.Library``), so a /v2 image is an ordinary media
 record (``dialect='v2'``) that every other dialect and the origin's public URLs know.
 
 Tokens (image share links, album access tokens) are 256-bit random strings shown once; only
@@ -15,21 +15,23 @@ import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-import pyvips
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
 from ..errors import BadRequest, NotFound, Overloaded
-from .models import Album, AlbumImage, Avatar, Media, MediaTag, Organization, ShareToken, StoredObject, Version, now
-from .service import _ID, Library, new_id
+from ..hotpath import decimal
+from .ids import is_id, new_id
+from .models import Album, AlbumImage, Avatar, Media, MediaTag, Organization, ShareToken, StoredObject, now
+from .repositories import media as media_repo
+from .repositories import stats
+from .repositories.media import current_object, media_query
+from .repositories.search import like_escape
+from .service import Library
 
 TAG_MAX = 64
 TAGS_MAX = 32
 TOKEN_BYTES = 32
-FALLBACK_SIDE = 64
-# the records' dialects: the /api/v1 API, the presigned /media API, the /v2 image service
-STATS_APIS = ("v1", "media", "v2")
 
 
 def token_digest(token: str) -> str:
@@ -52,13 +54,6 @@ def clean_tags(raw: list[str] | None) -> list[str]:
     if len(out) > TAGS_MAX:
         raise BadRequest(f"at most {TAGS_MAX} tags")
     return out
-
-
-def fallback_webp() -> bytes:
-    """The one image every forbidden or missing image is answered with: computed once per process,
-    so it costs the same, byte for byte, whichever image was asked for."""
-    im = pyvips.Image.black(FALLBACK_SIDE, FALLBACK_SIDE, bands=3).linear([1, 1, 1], [226, 228, 232])
-    return im.cast("uchar").webpsave_buffer(Q=50, keep="none")
 
 
 @dataclass(frozen=True)
@@ -108,7 +103,7 @@ class Gallery:
         if org_id is not None:
             q = q.where(Media.org_id == org_id)
         if search:
-            q = q.where(MediaTag.tag.like(_like(search.lower()) + "%", escape="\\"))
+            q = q.where(MediaTag.tag.like(like_escape(search.lower()) + "%", escape="\\"))
         q = q.group_by(MediaTag.tag).order_by(func.count().desc(), MediaTag.tag).limit(limit)
         return [{"tag": t, "count": n} for t, n in s.execute(q)]
 
@@ -116,7 +111,7 @@ class Gallery:
 
     def image(self, s: Session, org: Organization, media_id: str, user: str | None = None,
               owner_only: bool = False) -> Media:
-        """A seed-004 image of the client; another client's, or (``owner_only``) another user's
+        """A /v2 image of the client; another client's, or (``owner_only``) another user's
         private one, is the same 404 as one that does not exist."""
         media = self.lib.get(s, org, media_id)
         if media.dialect != "v2":
@@ -126,14 +121,12 @@ class Gallery:
         return media
 
     def served(self, s: Session, media_id: str) -> Served | None:
-        """The serving row of a ready seed-004 image, by id alone (ids are global)."""
-        if not _ID.fullmatch(media_id or ""):
+        """The serving row of a ready /v2 image, by id alone (ids are global)."""
+        if not is_id(media_id):
             return None
         row = s.execute(
-            select(Media.id, Media.org_id, Media.owner, Media.is_private, StoredObject.bucket, StoredObject.key,
-                   StoredObject.mime_type, Media.updated_at)
-            .join(Version, Version.id == Media.current_version_id)
-            .join(StoredObject, StoredObject.id == Version.object_id)
+            current_object(select(Media.id, Media.org_id, Media.owner, Media.is_private, StoredObject.bucket,
+                                  StoredObject.key, StoredObject.mime_type, Media.updated_at))
             .where(Media.id == media_id, Media.state == "ready", Media.dialect == "v2")).first()
         return Served(*row) if row is not None else None
 
@@ -192,11 +185,11 @@ class Gallery:
         if album_id:
             cond.append(Media.id.in_(select(AlbumImage.media_id).where(AlbumImage.album_id == album_id)))
         if search:
-            like = "%" + _like(search.lower()) + "%"
+            like = "%" + like_escape(search.lower()) + "%"
             cond.append(func.lower(Media.filename).like(like, escape="\\")
                         | func.lower(func.coalesce(Media.description, "")).like(like, escape="\\"))
         total = s.scalar(select(func.count()).select_from(Media).where(*cond)) or 0
-        q = (self.lib._media_query().where(*cond).order_by(Media.created_at.desc(), Media.id.desc())
+        q = (media_query().where(*cond).order_by(Media.created_at.desc(), Media.id.desc())
              .limit(limit).offset(offset))
         return list(s.scalars(q)), total
 
@@ -248,7 +241,7 @@ class Gallery:
               token: str | None = None, write: bool = False) -> Album:
         """The album if the user may see it (owner; or public; or a valid token of it) — or change it
         (owner only). Anything else is the same 404 as an album that does not exist."""
-        album = s.get(Album, album_id) if _ID.fullmatch(album_id or "") else None
+        album = s.get(Album, album_id) if is_id(album_id) else None
         if album is None or (org_id is not None and album.org_id != org_id):
             raise NotFound("no such album")
         if org_id is None:
@@ -263,6 +256,13 @@ class Gallery:
                 if row is not None and row.target_id == album.id:
                     return album
         raise NotFound("no such album")
+
+    def update_album(self, s: Session, album: Album, fields: dict) -> Album:
+        """Change the album's ``name``, ``description``, ``is_public`` or ``external_id``."""
+        for name, value in fields.items():
+            setattr(album, name, value)
+        s.flush()
+        return album
 
     def list_albums(self, s: Session, org_id: int | None, user: str | None, limit: int,
                     offset: int) -> tuple[list[Album], int]:
@@ -289,10 +289,24 @@ class Gallery:
                    Media.is_private.is_(False) | (Media.owner == Album.owner))
             .group_by(AlbumImage.album_id)).all())
 
+    def check_addable(self, s: Session, album: Album, media_ids: list[str]) -> None:
+        """404 for the first of ``media_ids`` that may not enter the album: not the client's media
+        ("no such media"), not a /v2 image, or another user's private image (its tokens would show
+        it). One query for the whole list."""
+        found = media_repo.kinds(s, album.org_id, media_ids)
+        for i in media_ids:
+            if i not in found:
+                raise NotFound("no such media")
+            dialect, private, owner = found[i]
+            if dialect != "v2":
+                raise NotFound("no such image")
+            if private and owner != album.owner:
+                raise NotFound(f"no such image: {i}")
+
     def add_to_album(self, s: Session, album: Album, media_ids: list[str]) -> int:
-        """Add the client's seed-004 images (all must exist: 404 names the first that does not)."""
+        """Add the client's /v2 images (all must exist: 404 names the first that does not)."""
         wanted = list(dict.fromkeys(media_ids))
-        found = set(s.scalars(select(Media.id).where(Media.id.in_([i for i in wanted if _ID.fullmatch(i)]),
+        found = set(s.scalars(select(Media.id).where(Media.id.in_([i for i in wanted if is_id(i)]),
                                                      Media.org_id == album.org_id, Media.dialect == "v2")))
         missing = [i for i in wanted if i not in found]
         if missing:
@@ -331,6 +345,13 @@ class Gallery:
 
     # -- avatars ----------------------------------------------------------------------------------
 
+    def avatar_by_id(self, s: Session, avatar_id: str) -> Avatar | None:
+        """An avatar by its id given as text (the admin API's path); None for any other text."""
+        return s.get(Avatar, int(avatar_id)) if decimal(avatar_id) and len(avatar_id) < 12 else None
+
+    def avatar_media(self, s: Session, row: Avatar) -> Media:
+        return s.get(Media, row.media_id)
+
     def avatar(self, s: Session, org_id: int, user: str) -> Avatar | None:
         return s.scalar(select(Avatar).where(Avatar.org_id == org_id, Avatar.external_user_id == user))
 
@@ -353,7 +374,7 @@ class Gallery:
                                   .values(media_id=media.id, updated_at=now())).rowcount
                 if moved:
                     s.commit()
-                    return s.scalar(self.lib._media_query().where(Media.id == old_id))
+                    return s.scalar(media_query().where(Media.id == old_id))
                 s.rollback()
             except (IntegrityError, OperationalError):
                 s.rollback()
@@ -367,18 +388,19 @@ class Gallery:
         while True:
             try:
                 self.lib.delete(s, media)
+                s.commit()
                 return
             except OperationalError:
                 s.rollback()
                 if time.monotonic() > deadline:
                     raise
                 time.sleep(0.02)
-                media = s.scalar(self.lib._media_query().where(Media.id == media.id))
+                media = s.scalar(media_query().where(Media.id == media.id))
                 if media is None:
                     return
 
     def delete_avatar(self, s: Session, row: Avatar) -> None:
-        media = s.scalar(self.lib._media_query().where(Media.id == row.media_id))
+        media = s.scalar(media_query().where(Media.id == row.media_id))
         s.delete(row)
         s.flush()
         if media is not None:
@@ -401,31 +423,8 @@ class Gallery:
         stored once, count once per record; variants and cached renditions are not counted);
         ``byApi`` splits them by API. Avatars, albums and ``totalBytes`` (images' and avatars')
         follow."""
-        per_api = {api: {"images": 0, "privateImages": 0, "bytes": 0} for api in STATS_APIS}
-        for dialect, n, size, private in s.execute(
-                select(Media.dialect, func.count(), func.coalesce(func.sum(Media.size), 0),
-                       func.coalesce(func.sum(func.cast(Media.is_private, _int())), 0))
-                .where(Media.org_id == org_id, Media.state == "ready", Media.dialect != "avatar")
-                .group_by(Media.dialect)):
-            api = per_api.setdefault(dialect, {"images": 0, "privateImages": 0, "bytes": 0})
-            api["images"], api["privateImages"], api["bytes"] = int(n), int(private), int(size)
-        images = sum(a["images"] for a in per_api.values())
-        private = sum(a["privateImages"] for a in per_api.values())
-        size = sum(a["bytes"] for a in per_api.values())
-        albums = s.scalar(select(func.count()).select_from(Album).where(Album.org_id == org_id)) or 0
-        avatars, avatar_bytes = s.execute(
-            select(func.count(), func.coalesce(func.sum(Media.size), 0)).select_from(Avatar)
-            .join(Media, Media.id == Avatar.media_id).where(Avatar.org_id == org_id)).one()
-        return {"images": images, "privateImages": private, "imageBytes": size,
-                "albums": int(albums), "avatars": int(avatars), "avatarBytes": int(avatar_bytes),
-                "totalBytes": size + int(avatar_bytes), "byApi": per_api}
+        return stats.of_organizations(s, [org_id])[org_id]
 
-
-def _int():
-    from sqlalchemy import Integer
-
-    return Integer
-
-
-def _like(text: str) -> str:
-    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    def stats_of(self, s: Session, org_ids: list[int]) -> dict[int, dict]:
+        """``stats`` of several clients, in three queries whatever their number."""
+        return stats.of_organizations(s, org_ids)

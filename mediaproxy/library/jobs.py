@@ -91,13 +91,13 @@ class Queue:
     def __init__(self, settings: Settings, runner: Callable[[str], None] | None = None):
         self.settings = settings
         self.huey = make_huey(settings)
-        self._runner = runner
+        self.runner = runner
 
         @self.huey.task(name=TASK)
         def run_job(job_id: str) -> None:
-            if self._runner is None:
+            if self.runner is None:
                 raise RuntimeError("this process only enqueues")
-            self._runner(job_id)
+            self.runner(job_id)
 
         self._task = run_job
 
@@ -339,33 +339,3 @@ def _reason(exc: BaseException) -> str:
     if isinstance(exc, DBAPIError):
         return f"database unavailable: {type(exc.orig).__name__}" if exc.orig is not None else "database unavailable"
     return f"{type(exc).__name__}: {exc}"
-
-
-def run_worker(settings: Settings) -> None:
-    """``mediaproxy worker``: the huey consumer, in threads, until SIGINT/SIGTERM; beside it the
-    keeper's heartbeat (leases, expired jobs, the outbox)."""
-    from ..app import configure_vips
-    from ..context import Context
-    from .db import Database
-    from .service import Library
-
-    configure_vips(settings)
-    ctx = Context.build(settings)
-    db = Database(settings.library.database_url, pool_size=settings.library.worker_threads + 2)
-    if settings.library.migrate_on_start:
-        from .db import upgrade_locked
-
-        upgrade_locked(db)
-    queue = Queue(settings)
-    lib = Library(ctx, db, queue.enqueue)
-    keeper = Keeper(db, queue, settings.library)
-    queue._runner = runner(settings, lib, queue, keeper)
-    keeper.start()
-    consumer = queue.huey.create_consumer(workers=settings.library.worker_threads, worker_type="thread",
-                                          periodic=False, initial_delay=0.05, backoff=1.5, max_delay=0.5,
-                                          check_worker_health=True, graceful_signal="INT")
-    try:
-        consumer.run()
-    finally:
-        keeper.stop()
-

@@ -4,7 +4,7 @@ One ``media`` row per media object, pointing at its current ``version``; a
 version points at the stored ``object`` (bucket, key, SHA-256) and owns its
 ``variants``. Objects never change under a key: crop and replace add a
 version and move the pointer. Identical bytes of one organization share one
-object row (content addressing, seed 003).
+object row (content addressing, the presigned /media API).
 """
 
 from __future__ import annotations
@@ -181,10 +181,10 @@ class Job(Base):
     updated_at: Mapped[datetime] = mapped_column(DateTime, default=now, onupdate=now)
 
 
-# -- seed 004 (issue 14): tags, albums, share tokens, avatars --------------------------------------
+# -- the /v2 image service: tags, albums, share tokens, avatars -------------------------------------------------
 
 class MediaTag(Base):
-    """One tag of one media (seed 004's ``tags[]``); filtered on, so a row per tag, not a JSON blob."""
+    """One tag of one media (the /v2 image service's ``tags[]``); filtered on, so a row per tag, not a JSON blob."""
 
     __tablename__ = "media_tags"
     __table_args__ = (Index("ix_media_tags_tag", "tag", "media_id"),)
@@ -201,7 +201,7 @@ class Album(Base):
     name: Mapped[str] = mapped_column(String(255))
     description: Mapped[str | None] = mapped_column(Text, nullable=True)
     is_public: Mapped[bool] = mapped_column(Boolean, default=False)
-    external_id: Mapped[str | None] = mapped_column(String(255), nullable=True)  # seed 004's albumId
+    external_id: Mapped[str | None] = mapped_column(String(255), nullable=True)  # the /v2 image service's albumId
     created_at: Mapped[datetime] = mapped_column(DateTime, default=now)
     updated_at: Mapped[datetime] = mapped_column(DateTime, default=now, onupdate=now)
 
@@ -244,7 +244,7 @@ class Avatar(Base):
     updated_at: Mapped[datetime] = mapped_column(DateTime, default=now, onupdate=now)
 
 
-# -- seed 004's admin API (issue 14): admins, refresh tokens, login throttling ---------------------
+# -- the admin API: admins, refresh tokens, login throttling ---------------------------------------------------
 
 class Admin(Base):
     __tablename__ = "admins"

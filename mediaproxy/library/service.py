@@ -17,28 +17,19 @@ import logging
 import re
 import time
 import unicodedata
-import uuid
 from collections.abc import Callable, Iterable, Iterator
-from concurrent import futures
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from functools import cached_property
 
 import orjson
 import pyvips
 from sqlalchemy import (
-    Integer,
-    String,
-    Text,
-    column,
     delete,
     func,
-    literal_column,
     or_,
     select,
-    table,
-    union_all,
     update,
 )
 from sqlalchemy.orm import Session, selectinload
@@ -48,51 +39,24 @@ from ..bulkhead import PerHolder
 from ..context import Context
 from ..errors import BadRequest, Conflict, Forbidden, MediaError, NotFound, TooLarge, UnsupportedType
 from ..hotpath import decimal
-from ..media import pipeline, placeholder
+from ..media import hashes, pipeline
+from ..media.edit import Edit, edit_image
 from ..media.sniff import sniff
-from ..media.spec import MIME, TransformSpec
+from ..media.spec import TransformSpec
 from ..settings import LibrarySettings
 from ..storage import ObjectInfo, Writer
 from .db import Database
+from .ids import is_id, new_id
 from .jobs import LeaseLost, NotYet, relay
 from .models import Job, Media, Organization, StoredObject, Variant, Version, now
+from .repositories.media import current_object, current_variants, media_query
+from .repositories.search import for_database as search_strategy
+from .unit import after_commit
 
 log = logging.getLogger("mediaproxy.library")
 SNIFF_BYTES = 4096
 PROBE_BYTES = 512 * 1024  # the head kept in memory to read the dimensions from
-SORTS = {
-    "createdAt": Media.created_at,
-    "updatedAt": Media.updated_at,
-    "filename": Media.filename,
-    "size": Media.size,
-    "mimeType": Media.mime_type,
-}
-# SQLite: the FTS5 trigram index of ready media's filename, alt and caption, under the rowid
-# org_id << 40 | kind << 32 | seq; kinds number the MIME types (migration 0005)
-MEDIA_TEXT = table("media_text", column("media_text"), column("rowid"))
-MEDIA_KINDS = table("media_kinds", column("code"), column("mime_type"))
-MEDIA_COUNTS = table("media_counts", column("org_id"), column("mime_type"), column("n"))  # ready media per type
-SEARCH_ROWID = literal_column("media.search_rowid")  # SQLite only: the media's rowid in media_text
-SEARCH_TEXT = literal_column("media.search_text")  # PostgreSQL only: lower(filename, alt, caption) joined
-# PostgreSQL only (migration 0006): what a search's total filters on, for ready media only; typed, so
-# that the organization is bound as the integer its GIN index holds
-MEDIA_SEARCH = table("media_search", column("org_id", Integer), column("search_text", Text),
-                     column("mime_type", String))
-TEXT_ORG_LIMIT = 1 << 23  # organizations with larger ids are not in media_text (the rowid would overflow)
-KIND_SHARED = 255  # the 255th MIME type and later share one kind, so a filter on them cannot use the ranges
-FETCH_BY_ID = 2000  # a search with at most this many matches fetches its page by id, not by walking the sort index
-WALK_MAX = 20_000  # nor when the walk would read more rows of the sort index than this
-# PostgreSQL: up to this offset a page is read while its total is counted beside it; deeper, after
-COUNT_BESIDE_MAX_OFFSET = 1000
-EDIT_FORMATS = {"webp": "webp", "jpeg": "jpeg", "jpg": "jpeg", "png": "png"}
-_ID = re.compile(r"[0-9a-f]{32}")
-
-
-def new_id() -> str:
-    return uuid.uuid4().hex
-
-
-def _own_key(folder: str, stored_key: str, filename: str) -> str:
+def own_key(folder: str, stored_key: str, filename: str) -> str:
     """A version's original under its own folder: the stored key itself, unless the bytes are
     another record's (a deduplicated /media upload), then the record's own file name under this
     folder (never the other record's: that name is its uploader's, and may be private)."""
@@ -130,11 +94,6 @@ def clean_disposition(value: str | None) -> str | None:
     if not value or len(value) > DISPOSITION_MAX or not _DISPOSITION.fullmatch(value):
         return None
     return value
-
-
-def _like_escape(text: str) -> str:
-    """``text`` matched literally by ``LIKE … ESCAPE '\\'``."""
-    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
 def iso(dt: datetime | None) -> str | None:
@@ -197,7 +156,7 @@ class Upload:
             self._sha.update(self._head)
             self.writer.write(bytes(self._head))
         self.writer.commit()
-        return self.lib._object_for(self.org, self.key, self._sha.hexdigest(), self.writer.written, self.mime,
+        return self.lib.object_for(self.org, self.key, self._sha.hexdigest(), self.writer.written, self.mime,
                                     bytes(self._head))
 
     def abort(self) -> None:
@@ -212,6 +171,7 @@ class Library:
         self.settings: LibrarySettings = ctx.settings.library
         self.bucket = self.settings.bucket
         self._enqueue = enqueue
+        self.search = search_strategy(db)  # the list's strategy for this kind of database
         self.queue = None  # the web processes' Queue (readiness), set by build_library
 
     @cached_property
@@ -238,7 +198,7 @@ class Library:
             fname = "original-" + fname
         return fname
 
-    def _object_for(self, org: Organization, key: str, sha: str, size: int, mime: str | None,
+    def object_for(self, org: Organization, key: str, sha: str, size: int, mime: str | None,
                     head: bytes) -> tuple[StoredObject, bool]:
         width, height = self._dimensions(head, key)
         return StoredObject(org_id=org.id, bucket=self.bucket, key=key, sha256=sha, size=size,
@@ -258,12 +218,15 @@ class Library:
             return None, None
 
     def create_media(self, s: Session, up: Upload, obj: StoredObject, *, owner: str | None = None,
-                     dialect: str = "v1", fields: dict | None = None, job: str | None = None) -> Media:
+                     dialect: str = "v1", fields: dict | None = None, job: str | None = None,
+                     with_record: Callable[[Media], None] | None = None) -> Media:
         """Record an upload whose bytes are committed; with ``job``, that job (``up.job``) is
-        written in the same transaction and relayed to the queue after it (the outbox).
+        written in the same transaction and relayed to the queue after it (the outbox);
+        ``with_record(media)`` writes what goes with the record (a /v2 image's tags and album) in
+        that transaction too, so a failure there leaves no half-made record.
 
-        Seed 003's media are content-addressed: identical bytes of one organization are stored
-        once (the new record points at the existing object). Seed 002's uploads each keep their
+        The presigned /media API's media are content-addressed: identical bytes of one organization are
+        stored once (the new record points at the existing object). The /api/v1 API's uploads each keep their
         own folder (original + variants under one prefix, as its API deletes and redirects by
         folder), and share only the ``canonicalUri``."""
         uploaded = obj.key
@@ -292,15 +255,17 @@ class Library:
             media.current = version
             if job is not None:
                 up.job = self._add_job(s, up.org, job, media, {})
+            if with_record is not None:
+                with_record(media)
+            if up.job is not None:
+                self._relay_after_commit(s, up.job)
+            if duplicate_key is not None:  # the bytes already exist under obj.key
+                after_commit(s, lambda: self._remove([(self.bucket, duplicate_key)]))
             s.commit()
         except BaseException:
             # no record points at the bytes just committed (e.g. the database is down): they go too
             self._forget(s, [(self.bucket, uploaded)])
             raise
-        if up.job is not None:
-            self.relay(up.job)
-        if duplicate_key is not None:
-            self._remove([(self.bucket, duplicate_key)])  # the bytes already exist under obj.key
         return media
 
     @contextmanager
@@ -321,11 +286,10 @@ class Library:
         try:
             s.rollback()
             s.execute(delete(Job).where(Job.media_id == media_id))
-            media = s.scalar(self._media_query().where(Media.id == media_id))
-            if media is None:
-                s.commit()
-            else:
+            media = s.scalar(media_query().where(Media.id == media_id))
+            if media is not None:
                 self.delete(s, media)
+            s.commit()  # undone now: the request's own transaction will roll back
         except Exception as exc:
             s.rollback()
             log.warning("could not undo the failed upload of media %s: %s: %s", media_id, type(exc).__name__, exc)
@@ -349,27 +313,18 @@ class Library:
 
     def get(self, s: Session, org: Organization, media_id: str) -> Media:
         media = None
-        if _ID.fullmatch(media_id or ""):
-            media = s.scalar(self._media_query().where(Media.id == media_id, Media.org_id == org.id))
+        if is_id(media_id):
+            media = s.scalar(media_query().where(Media.id == media_id, Media.org_id == org.id))
         if media is None:
             raise NotFound("no such media")
         return self.refresh(s, media)
-
-    @staticmethod
-    def _media_query():
-        return select(Media).options(
-            selectinload(Media.current).selectinload(Version.object),
-            selectinload(Media.current).selectinload(Version.variants),
-        )
 
     def by_key(self, s: Session, org: Organization, bucket: str | None, key: str) -> Media:
         """The organization's media whose current original is ``key`` (the newest, if several)."""
         if (bucket or self.bucket) != self.bucket or not key:
             raise NotFound("no such object")
         media = s.scalar(
-            self._media_query()
-            .join(Version, Version.id == Media.current_version_id)
-            .join(StoredObject, StoredObject.id == Version.object_id)
+            current_object(media_query())
             .where(Media.org_id == org.id, StoredObject.bucket == self.bucket, StoredObject.key == key)
             .order_by(Media.created_at.desc())
             .limit(1)
@@ -387,16 +342,12 @@ class Library:
         if bucket != self.bucket or not key:
             return None
         media = s.scalar(
-            select(Media).join(Version, Version.id == Media.current_version_id)
-            .join(StoredObject, StoredObject.id == Version.object_id)
-            .where(StoredObject.bucket == bucket, StoredObject.key == key)
+            current_object(select(Media)).where(StoredObject.bucket == bucket, StoredObject.key == key)
             .order_by(Media.is_private.desc(), Media.created_at.desc()).limit(1))
         if media is not None:
             return media, False
         media = s.scalar(
-            select(Media).join(Version, Version.id == Media.current_version_id)
-            .join(Variant, Variant.version_id == Version.id)
-            .where(Variant.bucket == bucket, Variant.key == key).limit(1))
+            current_variants(select(Media)).where(Variant.bucket == bucket, Variant.key == key).limit(1))
         return (media, True) if media is not None else None
 
     def owned_key(self, s: Session, org: Organization, bucket: str | None, key: str) -> Media:
@@ -405,13 +356,11 @@ class Library:
         if bucket != self.bucket or not key:
             raise NotFound("no such object")
         media = s.scalar(
-            select(Media).join(Version, Version.id == Media.current_version_id)
-            .join(StoredObject, StoredObject.id == Version.object_id)
+            current_object(select(Media))
             .where(Media.org_id == org.id, StoredObject.bucket == bucket, StoredObject.key == key).limit(1))
         if media is None:
             media = s.scalar(
-                select(Media).join(Version, Version.id == Media.current_version_id)
-                .join(Variant, Variant.version_id == Version.id)
+                current_variants(select(Media))
                 .where(Media.org_id == org.id, Variant.bucket == bucket, Variant.key == key).limit(1))
         if media is None or media.state != "ready":
             raise NotFound("no such object")
@@ -437,7 +386,7 @@ class Library:
         upload pointed at identical bytes stored before (content addressing): that record's URL
         keeps its own folder and its own file name, so each record's privacy governs its own URL
         and no record's URL tells another's file name."""
-        return _own_key(media.current.folder, media.current.object.key, media.filename)
+        return own_key(media.current.folder, media.current.object.key, media.filename)
 
     def public_object(self, s: Session, key: str) -> tuple[str, str, str, str | None] | None:
         """What the public URL ``/library/{key}`` serves — (bucket, stored key, type, the record's
@@ -448,21 +397,19 @@ class Library:
         variants. It is served only while that record is ready and public, whatever other records
         share the stored bytes. One query for an original, two for a variant."""
         parts = key.split("/")
-        if len(parts) != 4 or not _ID.fullmatch(parts[1]) or not _ID.fullmatch(parts[2]):
+        if len(parts) != 4 or not is_id(parts[1]) or not is_id(parts[2]):
             return None
         org_slug, media_id, version_id, _ = parts
         row = s.execute(
-            select(Media.mime_type, Media.filename, Version.folder, Version.content_disposition,
-                   StoredObject.bucket, StoredObject.key)
-            .join(Version, Version.id == Media.current_version_id)
-            .join(StoredObject, StoredObject.id == Version.object_id)
+            current_object(select(Media.mime_type, Media.filename, Version.folder, Version.content_disposition,
+                                  StoredObject.bucket, StoredObject.key))
             .join(Organization, Organization.id == Media.org_id)
             .where(Media.id == media_id, Media.current_version_id == version_id, Organization.slug == org_slug,
                    Media.state == "ready", Media.is_private.is_(False))).first()
         if row is None:
             return None
         mime, filename, folder, disposition, bucket, stored = row
-        if bucket == self.bucket and _own_key(folder, stored, filename) == key:
+        if bucket == self.bucket and own_key(folder, stored, filename) == key:
             return bucket, stored, mime, disposition
         variant = s.execute(select(Variant.bucket, Variant.key, Variant.mime_type)
                             .where(Variant.version_id == version_id, Variant.key == key,
@@ -493,8 +440,7 @@ class Library:
         if bucket != self.bucket or name not in self.settings.variant_names:
             raise NotFound("no such variant")
         row = s.execute(
-            select(Media, Variant).join(Version, Version.id == Media.current_version_id)
-            .join(Variant, Variant.version_id == Version.id)
+            current_variants(select(Media, Variant))
             .where(Media.org_id == org.id, Version.folder == folder, Variant.name == name).limit(1)).first()
         if row is None:
             raise NotFound("no such variant")
@@ -505,9 +451,7 @@ class Library:
         """The bytes of a presigned upload URL of the local backend: streamed, sniffed, bounded;
         a Content-Disposition the PUT carries is kept with the object, as S3 keeps it."""
         media = s.scalar(
-            self._media_query().join(Version, Version.id == Media.current_version_id)
-            .join(StoredObject, StoredObject.id == Version.object_id)
-            .where(StoredObject.bucket == bucket, StoredObject.key == key).limit(1))
+            current_object(media_query()).where(StoredObject.bucket == bucket, StoredObject.key == key).limit(1))
         if media is None:
             raise NotFound("no such upload")
         if media.state == "ready":
@@ -560,7 +504,7 @@ class Library:
             raise
 
     def _content_address(self, s: Session, media: Media, obj: StoredObject) -> tuple[str, str] | None:
-        """Seed 003: hash the bytes; when the organization already has them, point at that object
+        """The presigned /media API: hash the bytes; when the organization already has them, point at that object
         and drop the copy, before any URL of the copy has been handed out."""
         obj.sha256 = self._hash_stored(obj)
         same = s.scalar(select(StoredObject).where(StoredObject.org_id == obj.org_id,
@@ -585,187 +529,28 @@ class Library:
         return media
 
     def batch(self, s: Session, org: Organization, ids: list[str]) -> list[Media]:
-        wanted = [i for i in ids if _ID.fullmatch(i)]
+        wanted = [i for i in ids if is_id(i)]
         if not wanted:
             return []
-        found = {m.id: m for m in s.scalars(self._media_query().where(Media.org_id == org.id,
+        found = {m.id: m for m in s.scalars(media_query().where(Media.org_id == org.id,
                                                                       Media.id.in_(wanted)))}
         return [found[i] for i in ids if i in found]
 
     def list(self, s: Session, org: Organization, *, limit: int, offset: int, search: str | None,
              mime_prefix: str | None, sort: str, order: str) -> tuple[list[Media], int]:
-        """One page of the organization's ready media, and the exact total.
-
-        ``search`` is a case-insensitive substring of filename, alt or caption; ``mime_prefix`` a
-        prefix of the MIME type. Every total comes from an index (migrations 0005, 0006):
-        - no search: on SQLite the per-type counts its triggers keep (``media_counts``), on
-          PostgreSQL an index-only count on (state, org_id, mime_type);
-        - SQLite, a search of 3 characters or more: ``MATCH`` in the FTS5 trigram table
-          ``media_text`` over the rowid range of the organization (and of each MIME kind the
-          prefix selects); case folding is Unicode's;
-        - PostgreSQL, a search: the GIN index on (org_id, search_text) of ``media_search``, the
-          narrow table of ready media (0006), re-checked with one ``LIKE``; counted on a
-          connection of its own while the page is read;
-        - anything else (a shorter search on SQLite, more than 254 MIME types): ``LIKE``, ASCII
-          case folding on SQLite.
-        The page walks the (org_id, sort column, id) index while matches are dense enough, and is
-        otherwise sorted from the matches themselves."""
-        dialect = s.get_bind().dialect.name
-        sqlite = dialect == "sqlite"
-        mime_prefix = mime_prefix.lower() if mime_prefix else None  # stored MIME types are lower case
-        prefix = _like_escape(mime_prefix) + "%" if mime_prefix else None
-        mime = [Media.mime_type.like(prefix, escape="\\")] if prefix else []
-        base = [Media.org_id == org.id, Media.state == "ready", *mime]
-        # SQLite may read a walked page through (state, org_id, mime_type), which matches more of
-        # the WHERE, and then sort every match; the unary + leaves it only the sort indexes
-        walking = [Media.org_id == org.id, literal_column("+media.state") == "ready", *mime]
-        col = SORTS[sort]
-        asc = order == "asc"
-        page = (self._media_query()
-                .order_by(col.asc() if asc else col.desc(), Media.id.asc() if asc else Media.id.desc())
-                .limit(limit).offset(offset))
-        if search and sqlite and len(search) >= 3 and org.id < TEXT_ORG_LIMIT:
-            ranges = self._text_ranges(s, org.id, mime_prefix)
-            if ranges is not None:
-                return self._list_text(s, org, page, search, mime_prefix, ranges, limit, offset)
-        found = []
-        count = select(func.count()).select_from(Media).where(*base)
-        if search:
-            pattern = "%" + _like_escape(search) + "%"
-            if not sqlite:
-                found.append(SEARCH_TEXT.like(func.lower(pattern), escape="\\"))
-                # the total from the narrow table of ready media (0006), not from media's rows
-                count = select(func.count()).select_from(MEDIA_SEARCH).where(
-                    MEDIA_SEARCH.c.org_id == org.id, MEDIA_SEARCH.c.search_text.like(func.lower(pattern), escape="\\"),
-                    *([MEDIA_SEARCH.c.mime_type.like(prefix, escape="\\")] if prefix else []))
-            else:  # SQLite's LIKE folds ASCII case already; its ILIKE would call lower() on every row
-                found.append(or_(*(c.like(pattern, escape="\\") for c in (Media.filename, Media.alt, Media.caption))))
-                count = count.where(*found)
-        if not sqlite and offset <= COUNT_BESIDE_MAX_OFFSET:
-            # the total on a connection of its own while this one reads the page: a list costs
-            # the longer of the two instead of their sum (docs/library.md § Listing); a deeper
-            # page is read only once the total says it exists (past the end, reading it could
-            # walk the organization's whole sort index)
-            counting = self.db.beside(lambda conn: conn.scalar(count))
-            try:
-                items = list(s.scalars(page.where(*base, *found)))
-            except BaseException:
-                futures.wait([counting])  # the page's error is the one raised; the count is not left running
-                raise
-            total = counting.result() or 0
-            return (items if offset < total else []), total
-        total = self._ready_count(s, org.id, mime_prefix) if sqlite and not search else s.scalar(count) or 0
-        if offset >= total:
-            return [], total
-        if not sqlite:
-            return list(s.scalars(page.where(*base, *found))), total
-        walk = not (search or mime_prefix) or self._dense(s, org.id, mime_prefix, total, offset, limit)
-        return list(s.scalars(page.where(*(walking if walk else base), *found))), total
-
-    def _dense(self, s: Session, org_id: int, mime_prefix: str | None, total: int, offset: int, limit: int) -> bool:
-        """Whether the page is cheaper read by walking the sort index than by sorting the matches:
-        more than FETCH_BY_ID of them, and the walk expected to read at most WALK_MAX rows."""
-        if total <= FETCH_BY_ID:
-            return False
-        return (offset + limit) * self._ready_count(s, org_id, mime_prefix) / total <= WALK_MAX
-
-    def _text_ranges(self, s: Session, org_id: int, mime_prefix: str | None) -> list[tuple[int, int]] | None:
-        """The rowid ranges of ``media_text`` that hold the organization's ready media of the MIME
-        types the prefix selects; None when one of those types has no kind of its own."""
-        org = org_id << 40
-        if not mime_prefix:
-            return [(org, org | (1 << 40) - 1)]
-        codes = sorted(s.scalars(select(MEDIA_KINDS.c.code).where(
-            MEDIA_KINDS.c.mime_type.like(_like_escape(mime_prefix) + "%", escape="\\"))))
-        if codes and codes[-1] >= KIND_SHARED:
-            return None
-        ranges: list[tuple[int, int]] = []
-        for code in codes:  # consecutive kinds make one range
-            if ranges and ranges[-1][1] == (org | code << 32) - 1:
-                ranges[-1] = (ranges[-1][0], org | (code << 32) | 0xFFFFFFFF)
-            else:
-                ranges.append((org | code << 32, org | (code << 32) | 0xFFFFFFFF))
-        return ranges
-
-    def _list_text(self, s: Session, org: Organization, page, search: str, mime_prefix: str | None,
-                   ranges: list[tuple[int, int]], limit: int, offset: int) -> tuple[list[Media], int]:
-        match = MEDIA_TEXT.c.media_text.op("MATCH")('"' + search.replace('"', '""') + '"')
-        total = 0
-        for lo, hi in ranges:
-            total += s.scalar(select(func.count()).select_from(MEDIA_TEXT)
-                              .where(match, MEDIA_TEXT.c.rowid.between(lo, hi))) or 0
-        if offset >= total:
-            return [], total
-        matches = union_all(*(select(MEDIA_TEXT.c.rowid).where(match, MEDIA_TEXT.c.rowid.between(lo, hi))
-                              for lo, hi in ranges))
-        if self._dense(s, org.id, mime_prefix, total, offset, limit):
-            # walk the sort index, which holds search_rowid (0005): membership in the matches implies
-            # the org, the state and the type, so no row is read but the page's; the unary + keeps
-            # SQLite from reading the matches through the search_rowid index instead
-            walk = [Media.org_id == org.id, literal_column("+media.search_rowid").in_(matches)]
-            return list(s.scalars(page.where(*walk))), total
-        # few matches, or sparse ones deep into the list: fetch them by rowid and sort them
-        return list(s.scalars(page.where(SEARCH_ROWID.in_(matches)))), total
-
-    def _ready_count(self, s: Session, org_id: int, mime_prefix: str | None) -> int:
-        """SQLite: how many ready media of these types the organization has, from the counts the
-        triggers of migration 0005 keep."""
-        q = select(func.coalesce(func.sum(MEDIA_COUNTS.c.n), 0)).where(MEDIA_COUNTS.c.org_id == org_id)
-        if mime_prefix:
-            q = q.where(MEDIA_COUNTS.c.mime_type.like(_like_escape(mime_prefix) + "%", escape="\\"))
-        return s.scalar(q) or 0
+        """One page of the organization's ready media, and the exact total (repositories/search.py)."""
+        return self.search.page(s, org, limit=limit, offset=offset, search=search, mime_prefix=mime_prefix,
+                                sort=sort, order=order)
 
     def patch(self, s: Session, media: Media, changes: dict) -> Media:
         for name, value in changes.items():
             setattr(media, name, value)
         media.updated_at = now()
-        s.commit()
-        if "is_private" in changes:
-            self.purge_media(media)
+        s.flush()
+        if "is_private" in changes:  # its cached results, once the change has committed
+            keys = self._keys_of(media)
+            after_commit(s, lambda: self.ctx.cache.purge_keys(keys))
         return media
-
-    # -- answers ------------------------------------------------------------------------------
-
-    def public_url(self, base: str, key: str) -> str:
-        return f"{self.settings.public_base_url or base}/library/{key}"
-
-    def describe(self, media: Media, base: str) -> dict:
-        v = media.current
-        obj = v.object if v is not None else None
-        public = not media.is_private and media.state == "ready" and obj is not None
-        return {
-            "id": media.id,
-            "filename": media.filename,
-            "mimeType": media.mime_type,
-            "size": media.size,
-            "width": media.width,
-            "height": media.height,
-            "objectKey": obj.key if obj is not None else None,
-            "bucket": self.bucket,
-            "isPrivate": media.is_private,
-            "status": "uploading" if media.state == "receiving" else media.state,  # claimed: not there yet
-            "alt": media.alt,
-            "caption": media.caption,
-            "description": media.description,
-            "blurHash": media.blur_hash,
-            "thumbHash": media.thumb_hash,
-            "canonicalUri": (f"{self.settings.public_base_url or base}/sha256/{obj.sha256}"
-                             if public and obj.sha256 else None),
-            "url": self.public_url(base, self.public_key(media)) if public else None,
-            "variants": self.describe_variants(media, base),
-            "createdAt": iso(media.created_at),
-            "updatedAt": iso(media.updated_at),
-        }
-
-    def describe_variants(self, media: Media, base: str) -> list[dict]:
-        v = media.current
-        if v is None:
-            return []
-        return [
-            {"name": x.name, "url": None if media.is_private else self.public_url(base, x.key),
-             "objectKey": x.key, "width": x.width, "height": x.height, "size": x.size, "mimeType": x.mime_type}
-            for x in v.variants
-        ]
 
     # -- variants and placeholders ---------------------------------------------------------
 
@@ -842,14 +627,13 @@ class Library:
         media.blur_hash, media.thumb_hash = self._placeholder_hashes(media.id, media.mime_type, data)
 
     def _placeholder_hashes(self, media_id: str, mime_type: str, data: bytes) -> tuple[str | None, str | None]:
-        """(BlurHash, ThumbHash) of an image; (None, None) for anything else."""
+        """(BlurHash, ThumbHash) of an image (``media.hashes``), inside a transform place;
+        (None, None) for anything else, or an image it cannot decode."""
         if not mime_type.startswith("image/"):
             return None, None
         try:
             with self.ctx.transform_slot():
-                im = pipeline.decode_inside(data, placeholder.THUMB_SIDE, self.ctx.limits)
-                im = im.copy_memory()  # read twice below: decode once
-                return placeholder.encode(im), placeholder.thumbhash(im)
+                return hashes.placeholders(data, self.ctx.limits)
         except (pyvips.Error, BadRequest, TooLarge) as exc:
             reason = exc.message if isinstance(exc, pyvips.Error) else exc.reason
             log.warning("no placeholders for media %s: %s", media_id, (reason or "").strip())
@@ -896,7 +680,7 @@ class Library:
         if media.current_version_id != base_id or media.current is None:
             raise Conflict("the media changed since this crop was asked for")
         data = self._original(media)
-        out = edit_image(data, p, self.ctx)
+        out = edit_image(data, Edit.of(p), self.ctx.limits, self.ctx.transform_slot)
         base = media.current
         folder = f"{base.folder.rsplit('/', 1)[0]}/{version_id}"
         stem = media.filename.rsplit(".", 1)[0] if "." in media.filename else media.filename
@@ -945,7 +729,7 @@ class Library:
                 self._drop_output(media, folder, job)
             raise
         self._remove(stale)
-        media = s.scalar(self._media_query().where(Media.id == media.id).execution_options(populate_existing=True))
+        media = s.scalar(media_query().where(Media.id == media.id).execution_options(populate_existing=True))
         return media
 
     def _drop_output(self, media: Media, folder: str, job: Job | None) -> None:
@@ -977,23 +761,19 @@ class Library:
     # -- delete ---------------------------------------------------------------------------------
 
     def delete(self, s: Session, media: Media) -> int:
-        """Remove the record, then the original and every variant (bytes shared with another record stay)."""
+        """Remove the record with every version in the session's transaction; once it commits, the
+        original and every variant (bytes shared with another record stay). Returns how many keys."""
         media.current_version_id, media.current = None, None
         s.flush()
-        return self._remove_versions(s, media, None, drop_media=True)
-
-    def _remove_versions(self, s: Session, media: Media, keep: str | None, drop_media: bool = False) -> int:
-        """Delete the versions of ``media`` (all but ``keep``), and the record itself with ``drop_media``;
-        then the stored objects no other version still uses, and every variant; returns how many keys."""
-        keys = self._unlink_versions(s, media, keep, drop_media)
-        s.commit()
-        self._remove(keys)
+        keys = self._unlink_versions(s, media, None, drop_media=True)
+        after_commit(s, lambda: self._remove(keys))
         return len(keys)
 
     def _unlink_versions(self, s: Session, media: Media, keep: str | None,
                          drop_media: bool = False) -> list[tuple[str, str]]:
-        """The rows of :meth:`_remove_versions`, deleted in the caller's transaction; the keys to remove
-        once it has committed."""
+        """Delete the versions of ``media`` (all but ``keep``), and the record itself with
+        ``drop_media``, and the stored objects no other version still uses, in the caller's
+        transaction; the keys to remove once it has committed."""
         old = [v for v in s.scalars(select(Version).options(selectinload(Version.variants),
                                                             selectinload(Version.object))
                                     .where(Version.media_id == media.id)) if v.id != keep]
@@ -1023,11 +803,13 @@ class Library:
                 log.warning("left %s/%s for the janitor: %s: %s", bucket, key, type(exc).__name__, exc)
         self.ctx.cache.purge_keys(keys)  # an index lookup per object (its tag)
 
-    def purge_media(self, media: Media) -> None:
+    @staticmethod
+    def _keys_of(media: Media) -> list[tuple[str, str]]:
+        """The stored keys of the media's current version: its original and its variants."""
         v = media.current
         if v is None:
-            return
-        self.ctx.cache.purge_keys([(v.object.bucket, v.object.key), *((x.bucket, x.key) for x in v.variants)])
+            return []
+        return [(v.object.bucket, v.object.key), *((x.bucket, x.key) for x in v.variants)]
 
     # -- presigning -------------------------------------------------------------------------------
 
@@ -1065,7 +847,7 @@ class Library:
         recorded = mime or "application/octet-stream"  # until the bytes say
         obj = StoredObject(org_id=org.id, bucket=self.bucket, key=key, sha256=None, size=0, mime_type=recorded)
         s.add(obj)
-        shown = filename.strip()[:255] if dialect == "media" else fname  # seed 003 echoes the name given
+        shown = filename.strip()[:255] if dialect == "media" else fname  # the /media API echoes the name given
         media = Media(id=media_id, org_id=org.id, owner=owner, dialect=dialect, state="uploading",
                       filename=shown or fname, mime_type=recorded)
         s.add(media)
@@ -1087,14 +869,14 @@ class Library:
             if size is not None:
                 headers["Content-Length"] = str(size)
         return media, {"uploadUrl": url, "objectKey": key, "method": "PUT", "headers": headers,
-                       "expiresAt": iso(datetime.now(UTC).replace(tzinfo=None) + _seconds(expires))}
+                       "expiresAt": iso(datetime.now(UTC).replace(tzinfo=None) + timedelta(seconds=expires))}
 
     def _claim_upload(self, s: Session, media: Media) -> bool:
         """Take a waiting upload (``uploading`` → ``receiving``, compare-and-set) for this request
         alone: one PUT, or one check of what a PUT straight to the store left. A claim older than
         the lease (``upload_claim_lease``: its process died) may be taken again."""
         t = now()
-        stale = t - _seconds(self.upload_claim_lease)
+        stale = t - timedelta(seconds=self.upload_claim_lease)
         won = s.execute(
             update(Media).where(Media.id == media.id,
                                 or_(Media.state == "uploading",
@@ -1202,11 +984,16 @@ class Library:
     # -- jobs ---------------------------------------------------------------------------------------
 
     def enqueue(self, s: Session, org: Organization, kind: str, media: Media | None, params: dict) -> Job:
-        """Write the job (committing the session's work with it), then hand it to the queue."""
+        """Write the job in the session's transaction; it is handed to the queue once that commits
+        (the worker must find the row before it can find the task)."""
         job = self._add_job(s, org, kind, media, params)
-        s.commit()  # the worker must find the row before it can find the task
-        self.relay(job)
+        self._relay_after_commit(s, job)
         return job
+
+    def _relay_after_commit(self, s: Session, job: Job) -> None:
+        if self._enqueue is not None:
+            job_id = job.id
+            after_commit(s, lambda: relay(self.db, self._enqueue, job_id))
 
     def _add_job(self, s: Session, org: Organization, kind: str, media: Media | None, params: dict) -> Job:
         """The job's row in the caller's transaction, marked relayed when this process relays it
@@ -1217,15 +1004,8 @@ class Library:
         s.add(job)
         return job
 
-    def relay(self, job: Job) -> bool:
-        """Hand a committed job to the queue; when the queue is unreachable it waits in the outbox
-        (the upload that asked for it has succeeded all the same)."""
-        if self._enqueue is None:
-            return False
-        return relay(self.db, self._enqueue, job.id)
-
     def job(self, s: Session, org: Organization, job_id: str) -> Job:
-        job = s.get(Job, job_id) if _ID.fullmatch(job_id or "") else None
+        job = s.get(Job, job_id) if is_id(job_id) else None
         if job is None or job.org_id != org.id:
             raise NotFound("no such job")
         return job
@@ -1237,7 +1017,7 @@ class Library:
         if job is None or job.state != "active" or job.lease_owner != owner:
             return None
         params = orjson.loads(job.params)
-        media = s.scalar(self._media_query().where(Media.id == job.media_id)) if job.media_id else None
+        media = s.scalar(media_query().where(Media.id == job.media_id)) if job.media_id else None
         if media is None:
             raise NotFound("the media was deleted")
         if job.kind == "crop":
@@ -1294,7 +1074,7 @@ class Library:
         done = s.execute(
             update(Job).where(Job.id == job_id, Job.state == "active", Job.lease_owner == owner)
             .values(state=state, failed_reason=reason, failing_since=since, lease_owner=None, lease_until=None,
-                    relayed_at=None, run_after=None if final else t + _seconds(delay), updated_at=t)
+                    relayed_at=None, run_after=None if final else t + timedelta(seconds=delay), updated_at=t)
             .execution_options(synchronize_session=False)).rowcount
         s.commit()
         if done and final:
@@ -1307,12 +1087,6 @@ class Library:
 
 def _not_yet() -> MediaError:
     return NotYet("the upload has not arrived")
-
-
-def _seconds(n: float):
-    from datetime import timedelta
-
-    return timedelta(seconds=n)
 
 
 # -- signed URLs of the local backend -------------------------------------------------------------
@@ -1342,43 +1116,3 @@ def check_signature(method: str, bucket: str, key: str, expires: str | None, sig
         raise Forbidden("invalid signature")
     if int(expires) < time.time():
         raise Forbidden("the URL has expired")
-
-
-# -- the one image edit the library adds: crop / rotate / scale / re-encode ------------------------
-
-def edit_image(data: bytes, p: dict, ctx: Context) -> pipeline.Output:
-    probe = pipeline.probe(data)
-    pipeline.check_limits(probe, ctx.limits, False)
-    fmt = EDIT_FORMATS.get(str(p.get("format") or "").lower()) or (
-        probe.format if probe.format in ("webp", "jpeg", "png") else "webp")
-    x, y, w, h = p["x"], p["y"], p["width"], p["height"]
-    if x + w > probe.width or y + h > probe.height:
-        raise BadRequest(f"the crop {x},{y} {w}x{h} is outside the {probe.width}x{probe.height} image")
-    try:
-        with ctx.transform_slot():
-            rotate = p.get("rotate") or 0
-            # a rotation (the EXIF orientation's or the crop's own) reads the pixels out of order,
-            # which a sequential decode refuses ("error in tile") once the image is past a few tiles;
-            # the pixel limit checked above bounds what a random-access decode holds
-            turned = bool(rotate) or probe.orientation not in (0, 1)
-            im = pyvips.Image.new_from_buffer(data, "", access="random" if turned else "sequential").autorot()
-            if im.hasalpha() and fmt == "jpeg":
-                im = im.flatten(background=[255] * (im.bands - 1))
-            im = im.crop(x, y, w, h)
-            if rotate:
-                im = im.rot(f"d{rotate}")
-            scale = p.get("scale") or 1.0
-            if scale != 1.0:
-                im = im.resize(scale)
-            if im.interpretation not in ("srgb", "b-w"):
-                im = im.colourspace("srgb")
-            q = p.get("quality") or 85
-            if fmt == "jpeg":
-                body = im.jpegsave_buffer(Q=q, keep="none", optimize_coding=True)
-            elif fmt == "webp":
-                body = im.webpsave_buffer(Q=q, keep="none", effort=2)
-            else:
-                body = im.pngsave_buffer(keep="none", compression=6)
-    except pyvips.Error:
-        raise BadRequest("undecodable image") from None
-    return pipeline.Output(body, fmt, MIME[fmt], im.width, im.height, 1)

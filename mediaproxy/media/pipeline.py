@@ -437,6 +437,13 @@ def check_output(fmt: str, pl: Plan) -> None:
         )
 
 
+def load(buf: bytes, access: str = "sequential") -> pyvips.Image:
+    """The whole image through the strict loader (failure on truncated or corrupt data), for edits
+    that need every pixel (``media/edit.py``). The caller has probed ``buf`` (an allowed loader)
+    and checked its limits, and holds a transform place."""
+    return pyvips.Image.new_from_buffer(buf, _FAIL_ON, access=access)
+
+
 def decode_inside(buf: bytes, side: int, limits: Limits, p: Probe | None = None) -> pyvips.Image:
     """The first frame of ``buf``, upright, shrunk to fit ``side`` x ``side`` (never enlarged), for
     work that needs pixels but no output (the library's placeholders): the same checks and loader

@@ -12,11 +12,12 @@ build step) served at ``MEDIAPROXY_PORTAL_PATH`` (``/admin/``) by the library mo
 
 from __future__ import annotations
 
+from . import api as admin_extra
+from . import web
+
 
 def add_routes(app, api) -> None:
-    """Called by the admin API's route group with its ``V2`` (prefix, library, gallery)."""
-    from . import api as admin_extra
-    from . import web
-
+    """Called by the library's wiring (library/build.py) with the /v2 image service's ``V2``
+    (prefix, library, gallery), beside the admin API's routes."""
     admin_extra.add_routes(app, api)
     web.add_routes(app, api)

@@ -16,7 +16,7 @@ from ..hotpath import decimal
 from ..library import auth
 from ..library.api.admin import AdminResource
 from ..library.api.common import integer, read_json, send_json, text
-from ..library.api.v2 import _expiry, _page
+from ..library.api.v2 import expiry, page
 from ..library.models import Media, Organization, ShareToken, now
 from ..library.service import iso
 from ..media.spec import MAX_DIM
@@ -57,7 +57,7 @@ class _Tokens(AdminResource):
         target = self.target(req, params[self.field])
         org = req.context.db.get(Organization, target.org_id)
         token, row = self.gallery.create_token(req.context.db, org, self.kind, target.id, self.owner(target),
-                                               _expiry(read_json(req)))
+                                               expiry(read_json(req)))
         send_json(resp, {**token_json(row), **self.answer(req, target, token, row)}, 201)
 
 
@@ -113,7 +113,7 @@ class AlbumImages(AdminResource):
         self.admin(req)
         s = req.context.db
         album = self.gallery.album(s, None, album_id)
-        limit, offset = _page(req.params)
+        limit, offset = page(req.params)
         items, total = self.gallery.list_images(s, album.org_id, user=None, limit=limit, offset=offset,
                                                 album_id=album.id, all_private=True)
         send_json(resp, {"items": [{**j, "clientId": m.org_id} for j, m in

@@ -22,7 +22,7 @@ def seed(settings, s, base: str) -> list[tuple[str, str]]:
     if admin is None:
         auth.create_admin(s, DEMO_ADMIN, password, "Demo admin")
     else:
-        admin.password_hash = auth._hasher().hash(password)
+        admin.password_hash = auth.hash_password(password)
         auth.end_every_session(s, admin)
     return [("admin portal (demo admin)", f"{base}{settings.library.portal_path}/"),
             ("  sign in with (demo only)", f"{DEMO_ADMIN} / {password}")]

@@ -32,7 +32,7 @@ from sqlalchemy import select
 from ..errors import Forbidden, NotFound, Unauthorized
 from ..library import auth
 from ..library.api.admin import AdminResource, Login
-from ..library.api.common import integer, read_json, send_json, text
+from ..library.api.common import TOKEN, integer, read_json, send_json, text
 from ..library.models import Admin, RefreshToken
 from ..media.spec import MAX_DIM, TransformSpec
 from . import signed
@@ -130,6 +130,7 @@ class Static:
 
 class _Session(AdminResource):
     """The cookie session's routes: same-origin only; ``csrf`` says whether ``X-CSRF-Token`` is needed."""
+    auth = TOKEN  # the session cookie's refresh token, checked by the responder
 
     csrf = True
 
@@ -228,6 +229,7 @@ class SignedMedia(AdminResource):
     serves it. A wrong or expired signature is ``403``; an image that is gone, ``404``."""
 
     json_errors = False
+    auth = TOKEN  # the URL's signature
 
     def on_get(self, req: falcon.Request, resp: falcon.Response, image_id: str) -> None:
         p = req.params

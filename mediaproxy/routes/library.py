@@ -26,6 +26,7 @@ _FORMAT_OF = {"image/jpeg": "jpeg", "image/png": "png", "image/gif": "gif", "ima
 
 class _Public:
     json_errors = False  # the origin's plain-text errors
+    auth = "public"  # library/api/common.PUBLIC: the record's privacy decides, not a credential
 
     def __init__(self, lib):
         self.library = lib

@@ -1,20 +1,19 @@
-"""Seed 004's admin API (``{prefix}/admin/...``): ``Authorization: Bearer ACCESS_TOKEN`` (a JWT
+"""The admin API of the /v2 image service (``{prefix}/admin/...``): ``Authorization: Bearer ACCESS_TOKEN`` (a JWT
 from ``/admin/auth/login``; see ``auth.py`` for tokens, rotation and login throttling). An admin
 sees every client; the records and verbs are the same as the client API's (``gallery.py``)."""
 
 from __future__ import annotations
 
 import falcon
-from sqlalchemy import func, select
 
 from ...clientip import NetworkSet, client_address
 from ...errors import BadRequest, MediaError, NotFound
-from ...hotpath import decimal
 from .. import auth
 from ..models import Admin, Album, Avatar, Media, Organization
-from ..service import iso
-from .common import boolean, integer, read_json, send_json, text
-from .v2 import V2, V2Resource, _date, _page, album_fields, patch_image
+from ..repositories import clients
+from .common import ADMIN, PUBLIC, boolean, integer, read_json, send_json, text
+from .presenters import admin_json, avatar_admin_json, client_json
+from .v2 import V2, V2Resource, album_fields, date_param, page, patch_image
 
 
 class TooManyAttempts(MediaError):
@@ -22,27 +21,16 @@ class TooManyAttempts(MediaError):
     reason = "too many failed logins"
 
 
-def admin_json(a: Admin) -> dict:
-    return {"id": a.id, "email": a.email, "name": a.name, "createdAt": iso(a.created_at),
-            "updatedAt": iso(a.updated_at)}
-
-
-def client_json(org: Organization, stats: dict | None = None) -> dict:
-    out = {"id": org.id, "slug": org.slug, "name": org.name, "createdAt": iso(org.created_at)}
-    if stats is not None:
-        out["stats"] = stats
-    return out
 
 
 class AdminResource(V2Resource):
-    def admin(self, req: falcon.Request) -> Admin:
-        """The admin of the request's access token, its session still open (its id is kept in
-        ``req.context.admin_session``)."""
-        scheme, _, token = (req.get_header("Authorization") or "").partition(" ")
-        a, req.context.admin_session = auth.admin_from_token(
-            req.context.db, token.strip() if scheme.lower() == "bearer" else None,
-            self.library.ctx.settings.secret_key)
-        return a
+    auth = ADMIN
+
+    @staticmethod
+    def admin(req: falcon.Request) -> Admin:
+        """The admin of the request's access token, its session still open (the middleware checked
+        it; its session's id is ``req.context.admin_session``)."""
+        return req.context.admin
 
     def tokens(self, req: falcon.Request, a: Admin, refresh: tuple[str, str]) -> dict:
         """The answer of a login or a refresh: ``refresh`` is (the refresh token, its session id)."""
@@ -52,7 +40,7 @@ class AdminResource(V2Resource):
                 "refreshExpiresIn": auth.REFRESH_TTL, "admin": admin_json(a)}
 
     def client(self, req: falcon.Request, client_id: str) -> Organization:
-        org = req.context.db.get(Organization, int(client_id)) if decimal(client_id) and len(client_id) < 12 else None
+        org = clients.client(req.context.db, client_id)
         if org is None:
             raise NotFound("no such client")
         return org
@@ -62,10 +50,12 @@ class AdminResource(V2Resource):
         row = self.gallery.served(s, image_id)
         if row is None:
             raise NotFound("no such image")
-        return self.gallery.image(s, s.get(Organization, row.org_id), image_id)
+        return self.gallery.image(s, clients.client(s, str(row.org_id)), image_id)
 
 
 class Login(AdminResource):
+    auth = PUBLIC
+
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         p = read_json(req)
         s = req.context.db
@@ -73,7 +63,7 @@ class Login(AdminResource):
         password = text(p, "password", required=True, most=1024)
         secret = self.library.ctx.settings.secret_key
         address = client_address(req.env, NetworkSet(self.library.ctx.settings.trusted_proxy_cidrs))
-        a = s.scalar(select(Admin).where(Admin.email == email))
+        a = clients.admin_by_email(s, email)
         device = auth.device_of(text(p, "deviceToken", most=200) or req.cookies.get(auth.DEVICE_COOKIE), a, secret)
         keys = auth.throttle_keys(email, auth.throttle_address(address), device)
         wait = auth.throttle_reserve(s, keys)  # counted as a failure until the password proves right
@@ -90,6 +80,8 @@ class Login(AdminResource):
 
 
 class Refresh(AdminResource):
+    auth = PUBLIC  # the refresh token in the body is the credential
+
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         p = read_json(req)
         a, refresh, session_id = auth.rotate_refresh(req.context.db, text(p, "refreshToken", required=True, most=256))
@@ -125,7 +117,7 @@ class Me(AdminResource):
             a.name = text(p, "name", most=255) or ""
         if "email" in p:
             email = auth.check_email(p["email"] if isinstance(p["email"], str) else None)
-            if email != a.email and s.scalar(select(Admin).where(Admin.email == email)) is not None:
+            if email != a.email and clients.admin_by_email(s, email) is not None:
                 raise BadRequest("that email belongs to another admin")
             a.email = email
         s.flush()
@@ -140,7 +132,7 @@ class ChangePassword(AdminResource):
         new = auth.check_password(text(p, "newPassword", required=True, most=1024))
         if not auth.verify_password(a, current):
             raise BadRequest("the current password is wrong")
-        a.password_hash = auth._hasher().hash(new)
+        a.password_hash = auth.hash_password(new)
         s = req.context.db
         auth.end_every_session(s, a)  # every session ends: log in again
         send_json(resp, self.tokens(req, a, auth.issue_refresh(s, a)))
@@ -148,14 +140,14 @@ class ChangePassword(AdminResource):
 
 class Stats(AdminResource):
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        self.admin(req)
         s = req.context.db
-        clients = [client_json(o, self.gallery.stats(s, o.id))
-                   for o in s.scalars(select(Organization).order_by(Organization.id))]
+        orgs = clients.every_client(s)
+        stats = self.gallery.stats_of(s, [o.id for o in orgs])
+        per_client = [client_json(o, stats[o.id]) for o in orgs]
         total: dict = {}
-        for c in clients:
+        for c in per_client:
             _add(total, c["stats"])
-        send_json(resp, {"clients": len(clients), **total, "perClient": clients})
+        send_json(resp, {"clients": len(per_client), **total, "perClient": per_client})
 
 
 def _add(total: dict, stats: dict) -> None:
@@ -169,22 +161,17 @@ def _add(total: dict, stats: dict) -> None:
 
 class Clients(AdminResource):
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        self.admin(req)
-        limit, offset = _page(req.params)
-        s = req.context.db
-        total = s.scalar(select(func.count()).select_from(Organization))
-        rows = s.scalars(select(Organization).order_by(Organization.id).limit(limit).offset(offset))
+        limit, offset = page(req.params)
+        rows, total = clients.client_page(req.context.db, limit, offset)
         send_json(resp, {"items": [client_json(o) for o in rows], "total": total, "limit": limit, "offset": offset})
 
 
 class ClientOne(AdminResource):
     def on_get(self, req: falcon.Request, resp: falcon.Response, client_id: str) -> None:
-        self.admin(req)
         org = self.client(req, client_id)
         send_json(resp, client_json(org, self.gallery.stats(req.context.db, org.id)))
 
     def on_patch(self, req: falcon.Request, resp: falcon.Response, client_id: str) -> None:
-        self.admin(req)
         org = self.client(req, client_id)
         p = read_json(req)
         unknown = sorted(set(p) - {"name"})
@@ -199,20 +186,18 @@ class AdminImages(AdminResource):
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         """Upload on behalf of a client: ``clientId`` in the query (the form's fields come after the
         file in many clients, and the upload must know its client before the first byte is stored)."""
-        self.admin(req)
         org = self.client(req, str(integer(req.params, "clientId", required=True, lo=1)))
         media = self.receive_image(req, org, lambda form: text(form, "externalUserId", most=255), "externalUserId")
         send_json(resp, {**self.image_json(req, media), "clientId": org.id}, 201)
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        self.admin(req)
         p = req.params
-        limit, offset = _page(p)
+        limit, offset = page(p)
         client = integer(p, "clientId", None, 1)
         private = None if p.get("isPrivate") in (None, "") else boolean(p, "isPrivate")
         items, total = self.gallery.list_images(req.context.db, client, user=None, limit=limit, offset=offset,
                                                 tag=text(p, "tag", most=64), owner=text(p, "userId", most=255),
-                                                private=private, since=_date(p, "from"), until=_date(p, "to"),
+                                                private=private, since=date_param(p, "from"), until=date_param(p, "to"),
                                                 search=text(p, "search", most=255), all_private=True)
         send_json(resp, {"items": [{**j, "clientId": m.org_id} for j, m in zip(self.images_json(req, items), items,
                                                                                strict=True)],
@@ -221,7 +206,6 @@ class AdminImages(AdminResource):
 
 class AdminTags(AdminResource):
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        self.admin(req)
         p = req.params
         limit = integer(p, "limit", 50, 1, 500)
         send_json(resp, {"items": self.gallery.tag_counts(req.context.db, integer(p, "clientId", None, 1),
@@ -230,32 +214,23 @@ class AdminTags(AdminResource):
 
 class AdminImage(AdminResource):
     def on_get(self, req: falcon.Request, resp: falcon.Response, image_id: str) -> None:
-        self.admin(req)
         m = self.any_image(req, image_id)
         send_json(resp, {**self.image_json(req, m), "clientId": m.org_id})
 
     def on_patch(self, req: falcon.Request, resp: falcon.Response, image_id: str) -> None:
-        self.admin(req)
         m = self.any_image(req, image_id)
         patch_image(self, req, m)
         send_json(resp, {**self.image_json(req, m), "clientId": m.org_id})
 
     def on_delete(self, req: falcon.Request, resp: falcon.Response, image_id: str) -> None:
-        self.admin(req)
         self.gallery.delete_image(req.context.db, self.any_image(req, image_id))
         resp.status = falcon.HTTP_204
 
 
-def avatar_admin_json(row: Avatar, m: Media) -> dict:
-    return {"id": row.id, "clientId": row.org_id, "externalUserId": row.external_user_id, "mediaId": m.id,
-            "mimeType": m.mime_type, "size": m.size, "width": m.width, "height": m.height,
-            "createdAt": iso(row.created_at), "updatedAt": iso(row.updated_at)}
-
 
 class AdminAvatars(AdminResource):
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        self.admin(req)
-        limit, offset = _page(req.params)
+        limit, offset = page(req.params)
         rows, total = self.gallery.list_avatars(req.context.db, integer(req.params, "clientId", None, 1),
                                                 limit, offset)
         send_json(resp, {"items": [avatar_admin_json(a, m) for a, m in rows], "total": total, "limit": limit,
@@ -264,15 +239,14 @@ class AdminAvatars(AdminResource):
 
 class AdminAvatar(AdminResource):
     def _row(self, req: falcon.Request, avatar_id: str) -> Avatar:
-        self.admin(req)
-        row = req.context.db.get(Avatar, int(avatar_id)) if decimal(avatar_id) and len(avatar_id) < 12 else None
+        row = self.gallery.avatar_by_id(req.context.db, avatar_id)
         if row is None:
             raise NotFound("no such avatar")
         return row
 
     def on_get(self, req: falcon.Request, resp: falcon.Response, avatar_id: str) -> None:
         row = self._row(req, avatar_id)
-        send_json(resp, avatar_admin_json(row, req.context.db.get(Media, row.media_id)))
+        send_json(resp, avatar_admin_json(row, self.gallery.avatar_media(req.context.db, row)))
 
     def on_delete(self, req: falcon.Request, resp: falcon.Response, avatar_id: str) -> None:
         self.gallery.delete_avatar(req.context.db, self._row(req, avatar_id))
@@ -281,8 +255,7 @@ class AdminAvatar(AdminResource):
 
 class AdminAlbums(AdminResource):
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        self.admin(req)
-        limit, offset = _page(req.params)
+        limit, offset = page(req.params)
         items, total = self.gallery.list_albums(req.context.db, integer(req.params, "clientId", None, 1), None,
                                                 limit, offset)
         counts = self.gallery.image_counts(req.context.db, [a.id for a in items])
@@ -292,7 +265,6 @@ class AdminAlbums(AdminResource):
 
 class AdminAlbum(AdminResource):
     def _album(self, req: falcon.Request, album_id: str) -> Album:
-        self.admin(req)
         return self.gallery.album(req.context.db, None, album_id)
 
     def on_get(self, req: falcon.Request, resp: falcon.Response, album_id: str) -> None:
@@ -301,9 +273,7 @@ class AdminAlbum(AdminResource):
 
     def on_patch(self, req: falcon.Request, resp: falcon.Response, album_id: str) -> None:
         a = self._album(req, album_id)
-        for k, v in album_fields(read_json(req), False).items():
-            setattr(a, k, v)
-        req.context.db.flush()
+        self.gallery.update_album(req.context.db, a, album_fields(read_json(req), False))
         send_json(resp, {**self.album_json(req, a), "clientId": a.org_id})
 
     def on_delete(self, req: falcon.Request, resp: falcon.Response, album_id: str) -> None:
@@ -328,6 +298,3 @@ def add_routes(app: falcon.App, api: V2) -> None:
     app.add_route(f"{P}/avatars/{{avatar_id}}", AdminAvatar(lib, api))
     app.add_route(f"{P}/albums", AdminAlbums(lib, api))
     app.add_route(f"{P}/albums/{{album_id}}", AdminAlbum(lib, api))
-    from ...portal import add_routes as add_portal
-
-    add_portal(app, api)  # the admin portal's pages and the admin API's verbs it adds

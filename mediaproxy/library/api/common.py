@@ -1,5 +1,5 @@
-"""What the library's dialects share: the session-per-request middleware, authentication,
-JSON in and out, and the streaming multipart reader."""
+"""What the library's dialects share: the session-per-request middleware, which also enforces
+each resource's declared authentication, JSON in and out, and the streaming multipart reader."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 import falcon
 import orjson
+from falcon.uri import parse_query_string
 from streaming_form_data import StreamingFormDataParser
 from streaming_form_data.targets import BaseTarget, ValueTarget
 from streaming_form_data.validators import MaxSizeValidator, ValidationError
@@ -28,9 +29,34 @@ CHUNK = 256 * 1024  # read from the socket and handed to the parser at a time
 FORM_PARTS_MAX = 128
 
 
+# Who may call a responder. Each library resource declares it (``auth``: one level for all its
+# responders, or one per method; HEAD follows GET), and LibraryMiddleware enforces it before the
+# responder runs: a responder never authenticates by hand, and a route cannot forget to.
+PUBLIC = "public"  # anyone: health, admin login and refresh, the public image bytes and URLs
+TOKEN = "token"  # a credential in the URL, checked by the responder: a share token, a signed URL
+KEY = "key"  # an API key (req.context.org)
+KEY_USER = "key+user"  # an API key and the end user, X-User-Id (req.context.org, req.context.user)
+ADMIN = "admin"  # an admin's access token (req.context.admin, req.context.admin_session)
+LEVELS = (PUBLIC, TOKEN, KEY, KEY_USER, ADMIN)
+
+
+def requirement(resource: object, method: str) -> str | None:
+    """The level the resource declares for ``method``; None when it has no responder for it (Falcon
+    answers 405 or OPTIONS itself, as before any authentication)."""
+    if getattr(resource, f"on_{method.lower()}", None) is None:
+        return None
+    declared = getattr(resource, "auth", None)
+    if isinstance(declared, dict):
+        declared = declared.get(method, declared.get("GET") if method == "HEAD" else None)
+    if declared not in LEVELS:
+        raise TypeError(f"{type(resource).__name__} declares no authentication for {method}")
+    return declared
+
+
 class LibraryMiddleware:
     """One database session per request of a library resource: committed when the responder
-    succeeds, rolled back otherwise, always closed. The only place sessions are opened for HTTP.
+    succeeds, rolled back otherwise, always closed. The only place sessions are opened for HTTP,
+    and the one place a resource's declared authentication (``requirement``) is enforced.
     A commit that fails answers 500 (503 with Retry-After when the database is unreachable: see
     build.database_unavailable) with nothing of the success the responder had built."""
 
@@ -42,6 +68,16 @@ class LibraryMiddleware:
             return
         req.context.json_errors = getattr(resource, "json_errors", True)
         req.context.db = self.lib.db.session()
+        need = requirement(resource, req.method)
+        if need in (KEY, KEY_USER):
+            req.context.org = resource.authenticate(req)
+            if need == KEY_USER:
+                req.context.user = resource.end_user(req)
+        elif need == ADMIN:
+            scheme, _, token = (req.get_header("Authorization") or "").partition(" ")
+            req.context.admin, req.context.admin_session = auth.admin_from_token(
+                req.context.db, token.strip() if scheme.lower() == "bearer" else None,
+                self.lib.ctx.settings.secret_key)
 
     def process_response(self, req: falcon.Request, resp: falcon.Response, resource: object,
                          req_succeeded: bool) -> None:
@@ -78,18 +114,33 @@ def _drop_answer(resp: falcon.Response) -> None:
 
 class Resource:
     json_errors = True
+    auth: str | dict[str, str] = KEY
+    bearer_keys = True  # the key may come as Authorization: Bearer KEY too (the /api/v1 and /media APIs)
 
     def __init__(self, lib: Library):
         self.library = lib
 
-    def org(self, req: falcon.Request) -> Organization:
+    def authenticate(self, req: falcon.Request) -> Organization:
+        """The organization of the request's API key; 401 without a valid one."""
         key = req.get_header("X-API-Key")
-        if key is None:
+        if key is None and self.bearer_keys:
             authz = req.get_header("Authorization") or ""
             scheme, _, token = authz.partition(" ")
             if scheme.lower() == "bearer":
                 key = token.strip()
         return auth.authenticate(req.context.db, key)
+
+    def end_user(self, req: falcon.Request) -> str:
+        """The end user of a ``KEY_USER`` resource (its dialect's X-User-Id rules)."""
+        raise NotImplementedError
+
+    def org(self, req: falcon.Request) -> Organization:
+        """The request's organization: authenticated by the middleware for a ``KEY`` responder,
+        here for a public one that takes a key optionally (``GET /v2/images/{id}?info``)."""
+        org = req.context.get("org")
+        if org is None:
+            org = req.context.org = self.authenticate(req)
+        return org
 
     def base(self, req: falcon.Request) -> str:
         return self.library.settings.public_base_url or req.prefix
@@ -136,11 +187,9 @@ def read_json(req: falcon.Request) -> dict:
 
 
 def body_params(req: falcon.Request) -> dict:
-    """A JSON body, a urlencoded form, or the query string (the seeds' playground sends any of them)."""
+    """A JSON body, a urlencoded form, or the query string (the API playgrounds send any of them)."""
     ctype = (req.content_type or "").split(";", 1)[0].strip().lower()
     if ctype == "application/x-www-form-urlencoded":
-        from falcon.uri import parse_query_string
-
         refuse_unread_body(req, "form body")
         raw = req.bounded_stream.read(JSON_MAX + 1)
         if len(raw) > JSON_MAX:
@@ -317,7 +366,7 @@ def read_multipart(req: falcon.Request, begin, names: tuple[str, ...], max_bytes
     for n, t in targets.items():
         parser.register(n, t)
     parser.register("file", _FileTarget(form))
-    repeated = {n: _ListTarget() for n in lists}  # a field sent several times (seed 004's tags[])
+    repeated = {n: _ListTarget() for n in lists}  # a field sent several times (the /v2 image service's tags[])
     for n, t in repeated.items():
         parser.register(n, t)
     stream = body_stream(req)

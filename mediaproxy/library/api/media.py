@@ -1,15 +1,16 @@
-"""Seed 003's API: ``POST /media`` (a record and a presigned upload URL) and ``GET /media/{id}``
+"""The presigned /media API: ``POST /media`` (a record and a presigned upload URL) and ``GET /media/{id}``
 (only for the uploader). The uploader is the ``X-User-Id`` header, within the API key's
 organization; anyone else gets 404, as for an id that does not exist."""
 
 from __future__ import annotations
 
+from urllib.parse import quote
+
 import falcon
 
-from ...errors import BadRequest, UnsupportedType
-from ..models import Media
-from ..service import iso
-from .common import Resource, integer, read_json, send_json, text
+from ...errors import BadRequest, NotFound, UnsupportedType
+from . import presenters
+from .common import KEY_USER, Resource, integer, read_json, send_json, text
 
 USER_MAX = 255
 
@@ -32,8 +33,6 @@ def disposition(filename: str) -> str:
     printable ASCII, quotes, backslashes and percent signs become ``_``, and — when that changed
     the name — the exact name UTF-8 percent-encoded in ``filename*`` (RFC 5987). A header value
     never carries a control character, whatever the name holds."""
-    from urllib.parse import quote
-
     ascii_name = "".join(c if " " <= c <= "~" and c not in '"\\%' else "_" for c in filename)
     value = f'inline; filename="{ascii_name}"'
     if ascii_name != filename:
@@ -41,17 +40,24 @@ def disposition(filename: str) -> str:
     return value
 
 
-class MediaCollection(Resource):
+class MediaResource(Resource):
+    auth = KEY_USER
+
+    def end_user(self, req: falcon.Request) -> str:
+        return user_id(req)
+
+
+class MediaCollection(MediaResource):
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         org = self.org(req)
-        user = user_id(req)
+        user = req.context.user
         p = read_json(req)
         lib = self.library
         filename = text(p, "filename", required=True, most=255)
         ctype = (text(p, "contentType", required=True, most=127) or "").lower()
         if ctype not in lib.settings.media_api_types:
             raise UnsupportedType(f"{ctype} is not allowed; allowed: {', '.join(sorted(lib.settings.media_api_types))}")
-        # optional (not in the seed): the file's size, signed into the upload URL so that the store
+        # optional (beyond the API's first description): the file's size, signed into the upload URL so that the store
         # itself refuses any other length (S3: Content-Length; the local backend: its own URL)
         size = integer(p, "size", None, 1)
         media, signed = lib.presign_upload(req.context.db, org, self.base(req), filename, ctype, size, owner=user,
@@ -66,38 +72,15 @@ class MediaCollection(Resource):
         }, 201)
 
 
-class MediaItem(Resource):
+class MediaItem(MediaResource):
     def on_get(self, req: falcon.Request, resp: falcon.Response, media_id: str) -> None:
         org = self.org(req)
-        user = user_id(req)
+        user = req.context.user
         lib = self.library
         media = lib.get(req.context.db, org, media_id)
         if media.owner != user:
-            from ...errors import NotFound
-
             raise NotFound("no such media")
-        send_json(resp, describe(lib, media, self.base(req)))
-
-
-def describe(lib, media: Media, base: str) -> dict:
-    obj = media.current.object if media.current is not None else None
-    ready = media.state == "ready" and obj is not None
-    placed = media.thumb_hash is not None or media.blur_hash is not None  # the job has run
-    return {
-        "id": media.id,
-        "filename": media.filename,
-        "contentType": media.mime_type,
-        "size": media.size if ready else None,
-        "width": media.width,
-        "height": media.height,
-        "status": "uploaded" if ready else "pending_upload",
-        "publicDownloadUrl": lib.public_url(base, lib.public_key(media)) if ready and not media.is_private else None,
-        "blurHash": media.blur_hash,
-        "thumbHash": media.thumb_hash,
-        "canonicalUri": (f"{lib.settings.public_base_url or base}/sha256/{obj.sha256}"
-                         if ready and placed and obj.sha256 and not media.is_private else None),
-        "createdAt": iso(media.created_at),
-    }
+        send_json(resp, presenters.media_api_json(lib, media, self.base(req)))
 
 
 def add_routes(app: falcon.App, lib) -> None:

@@ -1,4 +1,4 @@
-"""Seed 002's API (``/healthz``, ``/api/v1/media/...``): HTTP ↔ service calls, nothing more."""
+"""The /api/v1 API (``/healthz``, ``/api/v1/media/...``): HTTP ↔ service calls, nothing more."""
 
 from __future__ import annotations
 
@@ -6,19 +6,25 @@ import mimetypes
 from datetime import UTC, datetime, timedelta
 
 import falcon
-import orjson
-from sqlalchemy import text as sql
 
 from ...clientip import NetworkSet, client_address
-from ...errors import BadRequest, Forbidden, NotFound
-from ..service import SORTS, iso
+from ...errors import BadRequest, Forbidden, NotFound, UnsupportedType
+from ...routes.attachments import SANDBOX
+from ...routes.common import serve_stored
+from ..repositories import ping
+from ..repositories.search import SORTS
+from ..service import check_signature, iso
+from . import presenters
 from .common import (
+    PUBLIC,
+    TOKEN,
     Resource,
     body_params,
     body_stream,
     boolean,
     integer,
     number,
+    read_json,
     receive_upload,
     send_json,
     text,
@@ -31,26 +37,16 @@ UNKNOWN = "application/octet-stream"  # a filename's type that says nothing (.bi
 PATCHABLE = {"alt": "alt", "caption": "caption", "description": "description", "isPrivate": "is_private"}
 
 
-def job_answer(job) -> dict:
-    return {
-        "jobId": job.id,
-        "state": job.state,
-        "failedReason": job.failed_reason,
-        "result": orjson.loads(job.result) if job.result else None,
-        "attempts": job.attempts,
-        "createdAt": iso(job.created_at),
-        "updatedAt": iso(job.updated_at),
-    }
-
-
 class Health(Resource):
+    auth = PUBLIC
+
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         try:
-            req.context.db.execute(sql("SELECT 1"))
+            ping(req.context.db)
         except Exception:
             send_json(resp, {"status": "error", "database": "unreachable"}, 503)
             return
-        send_json(resp, {"status": "ok", "database": "ok", "timestamp": iso(datetime.now(UTC).replace(tzinfo=None))})
+        send_json(resp, {"status": "ok", "database": "ok", "timestamp": presenters.now_iso()})
 
 
 class Upload(Resource):
@@ -74,7 +70,7 @@ class Upload(Resource):
                                  job=("variants" if variants else "finalize") if run_async else None)
         if run_async:
             job = up.job
-            send_json(resp, {"jobId": job.id, "state": job.state, "media": lib.describe(media, self.base(req))}, 202)
+            send_json(resp, presenters.job_started_json(lib, job, media, self.base(req)), 202)
             return
         with lib.all_or_nothing(s, media):  # e.g. variants of a decompression bomb: 413, nothing kept
             if variants and lib.over_pixel_limit(media):
@@ -83,7 +79,7 @@ class Upload(Resource):
                 lib.render_variants(s, media)
             else:  # files over MEDIAPROXY_MAX_SOURCE_BYTES are stored and served, but get no variants
                 lib.finalize(s, media)
-            send_json(resp, lib.describe(media, self.base(req)), 201)
+            send_json(resp, presenters.media_json(lib, media, self.base(req)), 201)
 
 
 class Presigned(Resource):
@@ -108,15 +104,13 @@ class Presigned(Resource):
 
 
 def falcon_415(mime: str, allowed) -> Exception:
-    from ...errors import UnsupportedType
-
     return UnsupportedType(f"{mime} is not allowed; allowed: {', '.join(sorted(allowed))}")
 
 
 class One(Resource):
     def on_get(self, req: falcon.Request, resp: falcon.Response, media_id: str) -> None:
         media = self.library.get(req.context.db, self.org(req), media_id)
-        send_json(resp, self.library.describe(media, self.base(req)))
+        send_json(resp, presenters.media_json(self.library, media, self.base(req)))
 
     def on_patch(self, req: falcon.Request, resp: falcon.Response, media_id: str) -> None:
         org = self.org(req)
@@ -134,7 +128,7 @@ class One(Resource):
             raise BadRequest(f"cannot change {', '.join(unknown)} (only {', '.join(PATCHABLE)})")
         media = self.library.get(req.context.db, org, media_id)
         self.library.patch(req.context.db, media, changes)
-        send_json(resp, self.library.describe(media, self.base(req)))
+        send_json(resp, presenters.media_json(self.library, media, self.base(req)))
 
     def on_delete(self, req: falcon.Request, resp: falcon.Response, media_id: str) -> None:
         media = self.library.get(req.context.db, self.org(req), media_id)
@@ -143,8 +137,6 @@ class One(Resource):
 
 
 def read_json_or_form(req: falcon.Request) -> dict:
-    from .common import read_json
-
     return read_json(req)
 
 
@@ -166,7 +158,7 @@ class ListMedia(Resource):
         items, total = self.library.list(req.context.db, org, limit=limit, offset=offset, search=search,
                                          mime_prefix=text(p, "type", most=127), sort=sort, order=order)
         base = self.base(req)
-        send_json(resp, {"items": [self.library.describe(m, base) for m in items], "total": total,
+        send_json(resp, {"items": [presenters.media_json(self.library, m, base) for m in items], "total": total,
                          "limit": limit, "offset": offset})
 
 
@@ -184,14 +176,14 @@ class Batch(Resource):
         items = self.library.batch(req.context.db, org, ids)
         base = self.base(req)
         found = {m.id for m in items}
-        send_json(resp, {"items": [self.library.describe(m, base) for m in items],
+        send_json(resp, {"items": [presenters.media_json(self.library, m, base) for m in items],
                          "missing": [i for i in ids if i not in found]})
 
 
 class Variants(Resource):
     def on_get(self, req: falcon.Request, resp: falcon.Response, media_id: str) -> None:
         media = self.library.get(req.context.db, self.org(req), media_id)
-        send_json(resp, {"id": media.id, "variants": self.library.describe_variants(media, self.base(req))})
+        send_json(resp, {"id": media.id, "variants": presenters.variants_json(self.library, media, self.base(req))})
 
 
 class Crop(Resource):
@@ -222,10 +214,10 @@ class Crop(Resource):
                                text(p, "objectKey", required=True, most=1024))
         if boolean(p, "async"):
             job = lib.enqueue(s, org, "crop", media, params)
-            send_json(resp, {"jobId": job.id, "state": job.state, "media": lib.describe(media, self.base(req))}, 202)
+            send_json(resp, presenters.job_started_json(lib, job, media, self.base(req)), 202)
             return
         lib.crop(s, media, params)
-        send_json(resp, lib.describe(media, self.base(req)))
+        send_json(resp, presenters.media_json(lib, media, self.base(req)))
 
 
 class Regenerate(Resource):
@@ -240,7 +232,7 @@ class Regenerate(Resource):
             key = text(p, "objectKey", required=True, most=1024)
             media = lib.by_key_any_state(s, org, text(p, "bucketName") or text(p, "bucket"), key)
         job = lib.enqueue(s, org, "variants", media, {})
-        send_json(resp, {"jobId": job.id, "state": job.state, "media": lib.describe(media, self.base(req))}, 202)
+        send_json(resp, presenters.job_started_json(lib, job, media, self.base(req)), 202)
 
 
 class VariantsInfo(Resource):
@@ -251,7 +243,7 @@ class VariantsInfo(Resource):
                                     text(p, "objectKey", required=True, most=1024))
         base = self.base(req)
         send_json(resp, {"id": media.id, "objectKey": media.current.object.key, "bucket": self.library.bucket,
-                         "variants": self.library.describe_variants(media, base)})
+                         "variants": presenters.variants_json(self.library, media, base)})
 
 
 class VariantRedirect(Resource):
@@ -262,7 +254,7 @@ class VariantRedirect(Resource):
         if media.is_private:
             url = lib.presign_download(self.base(req), variant.key, lib.settings.presign_default, variant.mime_type)
         else:
-            url = lib.public_url(self.base(req), variant.key)
+            url = presenters.public_url(lib, self.base(req), variant.key)
         resp.status = falcon.HTTP_302
         resp.set_header("Location", url)
         resp.set_header("Cache-Control", "no-store")
@@ -298,6 +290,8 @@ class Download(Resource):
 class Signed(Resource):
     """The local backend's presigned URLs (S3 answers its own): GET downloads, PUT uploads."""
 
+    auth = TOKEN  # the URL's signature (lib_check)
+
     def on_get(self, req: falcon.Request, resp: falcon.Response, bucket: str, key: str) -> None:
         lib = self.library
         lib_check(req, "GET", bucket, key, lib)
@@ -323,8 +317,6 @@ class Signed(Resource):
 
 
 def lib_check(req: falcon.Request, method: str, bucket: str, key: str, lib) -> None:
-    from ..service import check_signature
-
     if bucket != lib.bucket:
         raise NotFound("no such object")
     check_signature(method, bucket, key, req.get_param("expires"), req.get_param("signature"),
@@ -332,9 +324,6 @@ def lib_check(req: falcon.Request, method: str, bucket: str, key: str, lib) -> N
 
 
 def serve_object(req, resp, lib, bucket: str, key: str, private: bool) -> None:
-    from ...routes.attachments import SANDBOX
-    from ...routes.common import serve_stored
-
     # The type recorded at ingest (from the bytes), never one guessed from the key's file name
     # (`evil.html` holding GIF magic and a script), and sandboxed: nothing stored runs on this host.
     serve_stored(req, resp, lib.ctx, bucket, key, lib.key_mime(req.context.db, bucket, key))
@@ -366,7 +355,7 @@ class Delete(Resource):
 class JobStatus(Resource):
     def on_get(self, req: falcon.Request, resp: falcon.Response, job_id: str) -> None:
         job = self.library.job(req.context.db, self.org(req), job_id)
-        send_json(resp, job_answer(job))
+        send_json(resp, presenters.job_json(job))
 
 
 def add_routes(app: falcon.App, lib) -> None:

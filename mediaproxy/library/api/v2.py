@@ -1,8 +1,8 @@
-"""Seed 004's API (under ``MEDIAPROXY_API_PREFIX``, ``/v2`` by default): images with tags,
+"""The /v2 image service (under ``MEDIAPROXY_API_PREFIX``, ``/v2`` by default): images with tags,
 privacy and share links, avatars, albums with access tokens, the client's status and statistics.
 HTTP ↔ ``service.Library`` and ``gallery.Gallery`` calls, nothing more.
 
-A client is an organization of the core (``X-API-Key``: the same keys as seeds 002/003); the end
+A client is an organization of the core (``X-API-Key``: the same keys as the /api/v1 and /media APIs); the end
 user is ``X-User-Id``. Who sees what:
 
 - ``GET /images/{id}`` (the bytes) needs no key for a public image (ids are global and random), so
@@ -20,16 +20,18 @@ import logging
 from datetime import UTC, datetime
 
 import falcon
-from sqlalchemy import text as sql
 
 from ...errors import BadRequest, NotFound
+from ...media.hashes import fallback_webp
 from ...media.spec import FORMATS, MAX_DIM, TransformSpec
 from ...routes.common import serve_transform
-from .. import auth
-from ..gallery import Gallery, Served, clean_tags, fallback_webp
+from ..gallery import Gallery, Served, clean_tags
 from ..models import Album, Media, Organization
+from ..repositories import media as media_repo
+from ..repositories import ping
 from ..service import iso
-from .common import Resource, boolean, integer, read_json, receive_upload, send_json, text
+from . import presenters
+from .common import KEY, KEY_USER, PUBLIC, TOKEN, Resource, boolean, integer, read_json, receive_upload, send_json, text
 
 log = logging.getLogger("mediaproxy.library")
 USER_MAX = 255
@@ -58,14 +60,14 @@ def _user(req: falcon.Request, required: bool) -> str | None:
     return user
 
 
-def _page(params: dict) -> tuple[int, int]:
+def page(params: dict) -> tuple[int, int]:
     limit = integer(params, "limit", LIMIT_DEFAULT, 1, LIMIT_MAX)
     page = integer(params, "page", None, 1, 10**6)
     offset = (page - 1) * limit if page is not None else integer(params, "offset", 0, 0, 10**9)
     return limit, offset
 
 
-def _date(params: dict, name: str) -> datetime | None:
+def date_param(params: dict, name: str) -> datetime | None:
     raw = text(params, name, most=40)
     if not raw:
         return None
@@ -78,7 +80,7 @@ def _date(params: dict, name: str) -> datetime | None:
     return dt
 
 
-def _expiry(p: dict) -> int:
+def expiry(p: dict) -> int:
     return integer(p, "expiresIn", SHARE_DEFAULT, 1, SHARE_MAX)
 
 
@@ -122,15 +124,17 @@ def image_spec(params: dict) -> TransformSpec:
 
 
 class V2Resource(Resource):
-    """Seed 004 takes its key from ``X-API-Key`` only (``Authorization`` is the admin's JWT)."""
+    """The /v2 image service takes its key from ``X-API-Key`` only (``Authorization`` is the admin's JWT)."""
 
     def __init__(self, lib, api: V2):
         super().__init__(lib)
         self.api = api
         self.gallery = api.gallery
 
-    def org(self, req: falcon.Request) -> Organization:
-        return auth.authenticate(req.context.db, req.get_header("X-API-Key"))
+    bearer_keys = False
+
+    def end_user(self, req: falcon.Request) -> str:
+        return _user(req, True)
 
     def image_json(self, req: falcon.Request, media: Media, tags: list[str] | None = None,
                    albums: list[str] | None = None) -> dict:
@@ -140,8 +144,7 @@ class V2Resource(Resource):
             tags = self.gallery.tags_of(s, [media.id])[media.id]
         if albums is None:
             albums = self.gallery.albums_of(s, [media.id])[media.id]
-        return {**self.library.describe(media, base), "userId": media.owner, "tags": tags, "albumIds": albums,
-                "imageUrl": f"{base}{self.api.prefix}/images/{media.id}"}
+        return presenters.image_json(self.library, media, base, self.api.prefix, tags, albums)
 
     def images_json(self, req: falcon.Request, items: list[Media]) -> list[dict]:
         ids = [m.id for m in items]
@@ -152,9 +155,7 @@ class V2Resource(Resource):
     def album_json(self, req: falcon.Request, album: Album, count: int | None = None) -> dict:
         if count is None:
             count = self.gallery.image_counts(req.context.db, [album.id]).get(album.id, 0)
-        return {"id": album.id, "name": album.name, "description": album.description, "isPublic": album.is_public,
-                "albumId": album.external_id, "userId": album.owner, "imageCount": count,
-                "createdAt": iso(album.created_at), "updatedAt": iso(album.updated_at)}
+        return presenters.album_json(album, count)
 
     # -- serving ---------------------------------------------------------------------------------
 
@@ -183,14 +184,14 @@ class V2Resource(Resource):
 
         up, obj, (owner, private, tags, description, album) = receive_upload(
             req, lib, org, IMAGE_FIELDS, validate, lists=("tags[]",))
-        media = lib.create_media(s, up, obj, owner=owner, dialect="v2", job="finalize",  # placeholders, by the worker
-                                 fields={"description": description, "is_private": private})
-        with lib.all_or_nothing(s, media):  # the record's job goes with it
+        def tags_and_album(media: Media) -> None:  # in the record's transaction: all of it or none
             self.gallery.set_tags(s, media.id, tags)
             if album is not None:
                 self.gallery.add_to_album(s, album, [media.id])
-            s.commit()
-        return media
+
+        return lib.create_media(s, up, obj, owner=owner, dialect="v2", job="finalize",  # placeholders, by the worker
+                                fields={"description": description, "is_private": private},
+                                with_record=tags_and_album)
 
     def fallback(self, resp: falcon.Response) -> None:
         resp.status = falcon.HTTP_200
@@ -222,7 +223,7 @@ class Images(V2Resource):
         org = self.org(req)
         user = _user(req, False)
         p = req.params
-        limit, offset = _page(p)
+        limit, offset = page(p)
         private = None if p.get("isPrivate") in (None, "") else boolean(p, "isPrivate")
         album_id = text(p, "albumId", most=64)
         also_sees = None
@@ -234,11 +235,15 @@ class Images(V2Resource):
         items, total = self.gallery.list_images(
             req.context.db, org.id, user=user, limit=limit, offset=offset, tag=text(p, "tag", most=64),
             album_id=album_id, private=private, owner=text(p, "userId", most=USER_MAX),
-            since=_date(p, "from"), until=_date(p, "to"), also_sees=also_sees)
+            since=date_param(p, "from"), until=date_param(p, "to"), also_sees=also_sees)
         send_json(resp, {"items": self.images_json(req, items), "total": total, "limit": limit, "offset": offset})
 
 
 class Image(V2Resource):
+    # the bytes are public for a public image (a key, a user or a token may show a private one);
+    # ?info needs the key, checked by the responder
+    auth = {"GET": PUBLIC, "PATCH": KEY, "DELETE": KEY}
+
     def on_get(self, req: falcon.Request, resp: falcon.Response, image_id: str) -> None:
         if boolean(req.params, "info"):
             org = self.org(req)
@@ -248,7 +253,7 @@ class Image(V2Resource):
         spec = image_spec(req.params)  # a malformed request is 400 whatever the image
         s = req.context.db
         key = req.get_header("X-API-Key")
-        org = auth.authenticate(s, key) if key is not None else None
+        org = self.org(req) if key is not None else None
         img = self.gallery.served(s, image_id)
         if img is None or (org is not None and org.id != img.org_id) or not self.gallery.may_view(
                 s, img, org, _user(req, False), text(req.params, "token", most=128)):
@@ -317,7 +322,7 @@ class Share(V2Resource):
         org = self.org(req)
         media = owned_image(self, req, org, image_id)
         p = read_json(req)
-        expires = _expiry(p)
+        expires = expiry(p)
         token, row = self.gallery.create_token(req.context.db, org, "image", media.id, media.owner, expires)
         base = self.base(req)
         send_json(resp, {"token": token, "imageId": media.id, "expiresAt": iso(row.expires_at),
@@ -335,6 +340,8 @@ class ShareRevoke(V2Resource):
 
 class Shared(V2Resource):
     """A share link: no key, the token is the credential. Invalid, expired or revoked: the fallback."""
+
+    auth = TOKEN
 
     def on_get(self, req: falcon.Request, resp: falcon.Response, token: str) -> None:
         spec = image_spec(req.params)
@@ -377,14 +384,7 @@ class Avatars(V2Resource):
         send_json(resp, answer, 201)
 
     def avatar_json(self, req: falcon.Request, user: str, media: Media) -> dict:
-        base = self.base(req)
-        from urllib.parse import quote
-
-        return {"externalUserId": user, "id": media.id, "mimeType": media.mime_type, "size": media.size,
-                "width": media.width, "height": media.height,
-                "url": f"{base}{self.api.prefix}/avatars/{quote(user, safe='')}",
-                "versionedUrl": self.library.public_url(base, media.current.object.key),
-                "createdAt": iso(media.created_at), "updatedAt": iso(media.updated_at)}
+        return presenters.avatar_json(self.library, media, self.base(req), self.api.prefix, user)
 
 
 class AvatarOne(V2Resource):
@@ -392,7 +392,7 @@ class AvatarOne(V2Resource):
         org = self.org(req)
         s = req.context.db
         row = self.gallery.avatar(s, org.id, user)
-        media = s.scalar(self.library._media_query().where(Media.id == row.media_id)) if row else None
+        media = media_repo.load(s, row.media_id) if row else None
         if row is None or media is None:
             raise NotFound("no avatar for this user")
         return org, row, media
@@ -408,7 +408,7 @@ class AvatarOne(V2Resource):
         img = Served(media.id, media.org_id, media.owner, False, obj.bucket, obj.key, obj.mime_type,
                      media.updated_at)
         self.serve(req, resp, img, spec, AVATAR_CACHE)
-        resp.set_header("Content-Location", self.library.public_url(self.base(req), obj.key))
+        resp.set_header("Content-Location", presenters.public_url(self.library, self.base(req), obj.key))
 
     on_head = on_get
 
@@ -454,16 +454,18 @@ def _image_ids(p: dict) -> list[str]:
 
 
 class Albums(V2Resource):
+    auth = KEY_USER
+
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         org = self.org(req)
-        user = _user(req, True)
+        user = req.context.user
         album = self.gallery.create_album(req.context.db, org, user, album_fields(read_json(req), True))
         send_json(resp, self.album_json(req, album, 0), 201)
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         org = self.org(req)
-        user = _user(req, True)
-        limit, offset = _page(req.params)
+        user = req.context.user
+        limit, offset = page(req.params)
         items, total = self.gallery.list_albums(req.context.db, org.id, user, limit, offset)
         counts = self.gallery.image_counts(req.context.db, [a.id for a in items])
         send_json(resp, {"items": [self.album_json(req, a, counts.get(a.id, 0)) for a in items], "total": total,
@@ -471,9 +473,11 @@ class Albums(V2Resource):
 
 
 class AlbumBase(V2Resource):
+    auth = KEY_USER
+
     def _album(self, req: falcon.Request, album_id: str, write: bool = False) -> Album:
         org = self.org(req)
-        user = _user(req, True)
+        user = req.context.user
         return self.gallery.album(req.context.db, org.id, album_id, user, text(req.params, "token", most=128),
                                   write=write)
 
@@ -484,9 +488,7 @@ class AlbumOne(AlbumBase):
 
     def on_patch(self, req: falcon.Request, resp: falcon.Response, album_id: str) -> None:
         album = self._album(req, album_id, write=True)
-        for k, v in album_fields(read_json(req), False).items():
-            setattr(album, k, v)
-        req.context.db.flush()
+        self.gallery.update_album(req.context.db, album, album_fields(read_json(req), False))
         send_json(resp, self.album_json(req, album))
 
     def on_delete(self, req: falcon.Request, resp: falcon.Response, album_id: str) -> None:
@@ -497,8 +499,8 @@ class AlbumOne(AlbumBase):
 class AlbumImages(AlbumBase):
     def on_get(self, req: falcon.Request, resp: falcon.Response, album_id: str) -> None:
         album = self._album(req, album_id)
-        user = _user(req, True)
-        limit, offset = _page(req.params)
+        user = req.context.user
+        limit, offset = page(req.params)
         # the owner, or a token holder, sees what the owner may see (public images and the owner's
         # private ones), never another user's private image that was added while it was public
         owners_view = self.gallery.sees_as_owner(req.context.db, album, user, text(req.params, "token", most=128))
@@ -511,10 +513,7 @@ class AlbumImages(AlbumBase):
         album = self._album(req, album_id, write=True)
         ids = _image_ids(read_json(req))
         s = req.context.db
-        for i in ids:  # another user's private image never enters an album (its tokens would show it)
-            media = self.gallery.image(s, self.org(req), i)
-            if media.is_private and media.owner != album.owner:
-                raise NotFound(f"no such image: {i}")
+        self.gallery.check_addable(s, album, ids)
         added = self.gallery.add_to_album(s, album, ids)
         send_json(resp, {"added": added, "album": self.album_json(req, album)})
 
@@ -529,7 +528,7 @@ class AlbumTokens(AlbumBase):
         album = self._album(req, album_id, write=True)
         org = self.org(req)
         token, row = self.gallery.create_token(req.context.db, org, "album", album.id, album.owner,
-                                               _expiry(read_json(req)))
+                                               expiry(read_json(req)))
         base = self.base(req)
         send_json(resp, {"token": token, "albumId": album.id, "expiresAt": iso(row.expires_at),
                          "url": f"{base}{self.api.prefix}/albums/{album.id}?token={token}"}, 201)
@@ -547,8 +546,8 @@ class AlbumToken(AlbumBase):
 class Status(V2Resource):
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         org = self.org(req)
-        req.context.db.execute(sql("SELECT 1"))
-        send_json(resp, {"status": "ok", "timestamp": iso(datetime.now(UTC).replace(tzinfo=None)),
+        ping(req.context.db)
+        send_json(resp, {"status": "ok", "timestamp": presenters.now_iso(),
                          "client": {"id": org.id, "slug": org.slug, "name": org.name}})
 
 
@@ -559,7 +558,7 @@ class ClientStats(V2Resource):
 
 
 class V2:
-    """The seed-004 routes of one app, sharing one Gallery and one precomputed fallback image."""
+    """The /v2 image service's routes of one app, sharing one Gallery and one precomputed fallback image."""
 
     def __init__(self, lib):
         self.lib = lib
@@ -583,11 +582,11 @@ class V2:
         app.add_route(f"{P}/albums/{{album_id}}/tokens/{{token}}", AlbumToken(lib, self))
         app.add_route(f"{P}/status", Status(lib, self))
         app.add_route(f"{P}/client/stats", ClientStats(lib, self))
-        from . import admin
-
-        admin.add_routes(app, self)
 
 
-def add_routes(app: falcon.App, lib) -> None:
-    V2(lib).add_routes(app)
+def add_routes(app: falcon.App, lib) -> V2:
+    """The /v2 image service's routes; the V2 it built (the admin API is added beside it)."""
+    api = V2(lib)
+    api.add_routes(app)
+    return api
 

@@ -1,4 +1,4 @@
-"""seed 004: media tags, albums, album images, share tokens, avatars
+"""the /v2 image service: media tags, albums, album images, share tokens, avatars
 
 Revision ID: 0002
 Revises: 0001

@@ -1,4 +1,4 @@
-"""seed 004's admin API: admins, refresh tokens, login throttling
+"""the admin API: admins, refresh tokens, login throttling
 
 Revision ID: 0003
 Revises: 0002

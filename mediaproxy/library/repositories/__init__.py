@@ -1,0 +1,11 @@
+"""The library's SQL, one module per kind of record: the services ask these for rows and never
+build a query themselves. (Moving every query here is under way: service.py and gallery.py still
+hold theirs; the dialects under api/ hold none.)"""
+
+from sqlalchemy import text
+from sqlalchemy.orm import Session
+
+
+def ping(s: Session) -> None:
+    """One round trip on the request's own connection: raises when the database does not answer."""
+    s.execute(text("SELECT 1"))

@@ -1,0 +1,199 @@
+"""The list of a client's media (``GET /api/v1/media/list``): one page and its exact total, each
+from an index. One strategy per database, chosen once when the library is built
+(``for_database``), never per call: SQLite reads its FTS5 trigram table and the per-type counts
+its triggers keep (migration 0005), PostgreSQL its trigram GIN index of ``media_search``
+(migration 0006) and counts beside the page on a connection of its own."""
+
+from __future__ import annotations
+
+from concurrent import futures
+
+from sqlalchemy import Integer, String, Text, column, func, literal_column, or_, select, table, union_all
+from sqlalchemy.orm import Session
+
+from ..db import Database
+from ..models import Media, Organization
+from .media import media_query
+
+SORTS = {
+    "createdAt": Media.created_at,
+    "updatedAt": Media.updated_at,
+    "filename": Media.filename,
+    "size": Media.size,
+    "mimeType": Media.mime_type,
+}
+# SQLite: the FTS5 trigram index of ready media's filename, alt and caption, under the rowid
+# org_id << 40 | kind << 32 | seq; kinds number the MIME types (migration 0005)
+MEDIA_TEXT = table("media_text", column("media_text"), column("rowid"))
+MEDIA_KINDS = table("media_kinds", column("code"), column("mime_type"))
+MEDIA_COUNTS = table("media_counts", column("org_id"), column("mime_type"), column("n"))  # ready media per type
+SEARCH_ROWID = literal_column("media.search_rowid")  # SQLite only: the media's rowid in media_text
+SEARCH_TEXT = literal_column("media.search_text")  # PostgreSQL only: lower(filename, alt, caption) joined
+# PostgreSQL only (migration 0006): what a search's total filters on, for ready media only; typed, so
+# that the organization is bound as the integer its GIN index holds
+MEDIA_SEARCH = table("media_search", column("org_id", Integer), column("search_text", Text),
+                     column("mime_type", String))
+TEXT_ORG_LIMIT = 1 << 23  # organizations with larger ids are not in media_text (the rowid would overflow)
+KIND_SHARED = 255  # the 255th MIME type and later share one kind, so a filter on them cannot use the ranges
+FETCH_BY_ID = 2000  # a search with at most this many matches fetches its page by id, not by walking the sort index
+WALK_MAX = 20_000  # nor when the walk would read more rows of the sort index than this
+# PostgreSQL: up to this offset a page is read while its total is counted beside it; deeper, after
+COUNT_BESIDE_MAX_OFFSET = 1000
+
+
+def like_escape(text: str) -> str:
+    """``text`` matched literally by ``LIKE … ESCAPE '\\'``."""
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+class MediaSearch:
+    """What both strategies share: the page's query, sorted by the sort index's columns."""
+
+    def __init__(self, db: Database):
+        self.db = db
+
+    def page(self, s: Session, org: Organization, *, limit: int, offset: int, search: str | None,
+             mime_prefix: str | None, sort: str, order: str) -> tuple[list[Media], int]:
+        """One page of the organization's ready media, and the exact total.
+
+        ``search`` is a case-insensitive substring of filename, alt or caption; ``mime_prefix`` a
+        prefix of the MIME type. Every total comes from an index (migrations 0005, 0006):
+        - no search: on SQLite the per-type counts its triggers keep (``media_counts``), on
+          PostgreSQL an index-only count on (state, org_id, mime_type);
+        - SQLite, a search of 3 characters or more: ``MATCH`` in the FTS5 trigram table
+          ``media_text`` over the rowid range of the organization (and of each MIME kind the
+          prefix selects); case folding is Unicode's;
+        - PostgreSQL, a search: the GIN index on (org_id, search_text) of ``media_search``, the
+          narrow table of ready media (0006), re-checked with one ``LIKE``; counted on a
+          connection of its own while the page is read;
+        - anything else (a shorter search on SQLite, more than 254 MIME types): ``LIKE``, ASCII
+          case folding on SQLite.
+        The page walks the (org_id, sort column, id) index while matches are dense enough, and is
+        otherwise sorted from the matches themselves."""
+        mime_prefix = mime_prefix.lower() if mime_prefix else None  # stored MIME types are lower case
+        prefix = like_escape(mime_prefix) + "%" if mime_prefix else None
+        mime = [Media.mime_type.like(prefix, escape="\\")] if prefix else []
+        col = SORTS[sort]
+        asc = order == "asc"
+        page = (media_query()
+                .order_by(col.asc() if asc else col.desc(), Media.id.asc() if asc else Media.id.desc())
+                .limit(limit).offset(offset))
+        return self._page(s, org, page, search, mime_prefix, prefix, mime, limit, offset)
+
+    def _page(self, s: Session, org: Organization, page, search: str | None, mime_prefix: str | None,
+              prefix: str | None, mime: list, limit: int, offset: int) -> tuple[list[Media], int]:
+        raise NotImplementedError
+
+
+class PostgresSearch(MediaSearch):
+    def _page(self, s: Session, org: Organization, page, search: str | None, mime_prefix: str | None,
+              prefix: str | None, mime: list, limit: int, offset: int) -> tuple[list[Media], int]:
+        base = [Media.org_id == org.id, Media.state == "ready", *mime]
+        found = []
+        count = select(func.count()).select_from(Media).where(*base)
+        if search:
+            pattern = "%" + like_escape(search) + "%"
+            found.append(SEARCH_TEXT.like(func.lower(pattern), escape="\\"))
+            # the total from the narrow table of ready media (0006), not from media's rows
+            count = select(func.count()).select_from(MEDIA_SEARCH).where(
+                MEDIA_SEARCH.c.org_id == org.id, MEDIA_SEARCH.c.search_text.like(func.lower(pattern), escape="\\"),
+                *([MEDIA_SEARCH.c.mime_type.like(prefix, escape="\\")] if prefix else []))
+        if offset <= COUNT_BESIDE_MAX_OFFSET:
+            # the total on a connection of its own while this one reads the page: a list costs
+            # the longer of the two instead of their sum (docs/library.md § Listing); a deeper
+            # page is read only once the total says it exists (past the end, reading it could
+            # walk the organization's whole sort index)
+            counting = self.db.beside(lambda conn: conn.scalar(count))
+            try:
+                items = list(s.scalars(page.where(*base, *found)))
+            except BaseException:
+                futures.wait([counting])  # the page's error is the one raised; the count is not left running
+                raise
+            total = counting.result() or 0
+            return (items if offset < total else []), total
+        total = s.scalar(count) or 0
+        if offset >= total:
+            return [], total
+        return list(s.scalars(page.where(*base, *found))), total
+
+
+class SqliteSearch(MediaSearch):
+    def _page(self, s: Session, org: Organization, page, search: str | None, mime_prefix: str | None,
+              prefix: str | None, mime: list, limit: int, offset: int) -> tuple[list[Media], int]:
+        base = [Media.org_id == org.id, Media.state == "ready", *mime]
+        # SQLite may read a walked page through (state, org_id, mime_type), which matches more of
+        # the WHERE, and then sort every match; the unary + leaves it only the sort indexes
+        walking = [Media.org_id == org.id, literal_column("+media.state") == "ready", *mime]
+        if search and len(search) >= 3 and org.id < TEXT_ORG_LIMIT:
+            ranges = self._text_ranges(s, org.id, mime_prefix)
+            if ranges is not None:
+                return self._list_text(s, org, page, search, mime_prefix, ranges, limit, offset)
+        found = []
+        count = select(func.count()).select_from(Media).where(*base)
+        if search:  # SQLite's LIKE folds ASCII case already; its ILIKE would call lower() on every row
+            pattern = "%" + like_escape(search) + "%"
+            found.append(or_(*(c.like(pattern, escape="\\") for c in (Media.filename, Media.alt, Media.caption))))
+            count = count.where(*found)
+        total = (s.scalar(count) or 0) if search else self._ready_count(s, org.id, mime_prefix)
+        if offset >= total:
+            return [], total
+        walk = not (search or mime_prefix) or self._dense(s, org.id, mime_prefix, total, offset, limit)
+        return list(s.scalars(page.where(*(walking if walk else base), *found))), total
+
+    def _dense(self, s: Session, org_id: int, mime_prefix: str | None, total: int, offset: int, limit: int) -> bool:
+        """Whether the page is cheaper read by walking the sort index than by sorting the matches:
+        more than FETCH_BY_ID of them, and the walk expected to read at most WALK_MAX rows."""
+        if total <= FETCH_BY_ID:
+            return False
+        return (offset + limit) * self._ready_count(s, org_id, mime_prefix) / total <= WALK_MAX
+
+    def _text_ranges(self, s: Session, org_id: int, mime_prefix: str | None) -> list[tuple[int, int]] | None:
+        """The rowid ranges of ``media_text`` that hold the organization's ready media of the MIME
+        types the prefix selects; None when one of those types has no kind of its own."""
+        org = org_id << 40
+        if not mime_prefix:
+            return [(org, org | (1 << 40) - 1)]
+        codes = sorted(s.scalars(select(MEDIA_KINDS.c.code).where(
+            MEDIA_KINDS.c.mime_type.like(like_escape(mime_prefix) + "%", escape="\\"))))
+        if codes and codes[-1] >= KIND_SHARED:
+            return None
+        ranges: list[tuple[int, int]] = []
+        for code in codes:  # consecutive kinds make one range
+            if ranges and ranges[-1][1] == (org | code << 32) - 1:
+                ranges[-1] = (ranges[-1][0], org | (code << 32) | 0xFFFFFFFF)
+            else:
+                ranges.append((org | code << 32, org | (code << 32) | 0xFFFFFFFF))
+        return ranges
+
+    def _list_text(self, s: Session, org: Organization, page, search: str, mime_prefix: str | None,
+                   ranges: list[tuple[int, int]], limit: int, offset: int) -> tuple[list[Media], int]:
+        match = MEDIA_TEXT.c.media_text.op("MATCH")('"' + search.replace('"', '""') + '"')
+        total = 0
+        for lo, hi in ranges:
+            total += s.scalar(select(func.count()).select_from(MEDIA_TEXT)
+                              .where(match, MEDIA_TEXT.c.rowid.between(lo, hi))) or 0
+        if offset >= total:
+            return [], total
+        matches = union_all(*(select(MEDIA_TEXT.c.rowid).where(match, MEDIA_TEXT.c.rowid.between(lo, hi))
+                              for lo, hi in ranges))
+        if self._dense(s, org.id, mime_prefix, total, offset, limit):
+            # walk the sort index, which holds search_rowid (0005): membership in the matches implies
+            # the org, the state and the type, so no row is read but the page's; the unary + keeps
+            # SQLite from reading the matches through the search_rowid index instead
+            walk = [Media.org_id == org.id, literal_column("+media.search_rowid").in_(matches)]
+            return list(s.scalars(page.where(*walk))), total
+        # few matches, or sparse ones deep into the list: fetch them by rowid and sort them
+        return list(s.scalars(page.where(SEARCH_ROWID.in_(matches)))), total
+
+    def _ready_count(self, s: Session, org_id: int, mime_prefix: str | None) -> int:
+        """SQLite: how many ready media of these types the organization has, from the counts the
+        triggers of migration 0005 keep."""
+        q = select(func.coalesce(func.sum(MEDIA_COUNTS.c.n), 0)).where(MEDIA_COUNTS.c.org_id == org_id)
+        if mime_prefix:
+            q = q.where(MEDIA_COUNTS.c.mime_type.like(like_escape(mime_prefix) + "%", escape="\\"))
+        return s.scalar(q) or 0
+
+
+def for_database(db: Database) -> MediaSearch:
+    """The strategy of the database's kind, chosen once when the library is built."""
+    return SqliteSearch(db) if db.url.startswith("sqlite") else PostgresSearch(db)

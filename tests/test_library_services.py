@@ -1,0 +1,225 @@
+"""The library's verbs in process, against SQLite and the local store: no HTTP, no server.
+
+What the HTTP tests cannot see cheaply: a record and what goes with it are one transaction,
+batch checks and statistics cost a fixed number of queries, an API key's organization comes
+with the key, and the crop decodes through the pipeline's strict loader."""
+
+from __future__ import annotations
+
+import contextlib
+
+import pytest
+from sqlalchemy import event, func, select
+
+from mediaproxy.context import Context
+from mediaproxy.errors import BadRequest, NotFound
+from mediaproxy.library import auth
+from mediaproxy.library.db import Database
+from mediaproxy.library.gallery import Gallery
+from mediaproxy.library.models import Job, Media, MediaTag, StoredObject
+from mediaproxy.library.repositories import clients, stats
+from mediaproxy.library.repositories import media as media_repo
+from mediaproxy.library.service import Library
+from mediaproxy.media import pipeline
+from mediaproxy.media.edit import Edit, edit_image
+from mediaproxy.settings import Settings
+
+from . import media as samples
+
+
+@pytest.fixture
+def lib(tmp_path):
+    settings = Settings.from_env({
+        "MEDIAPROXY_MODE": "library",
+        "MEDIAPROXY_STORAGE": str(tmp_path / "store"),
+        "MEDIAPROXY_CACHE_DIR": str(tmp_path / "cache"),
+        "MEDIAPROXY_SECRET_KEY": "service-tests",
+        "MEDIAPROXY_DATABASE_URL": f"sqlite:///{tmp_path}/library.db",
+        "MEDIAPROXY_QUEUE_URL": f"sqlite:///{tmp_path}/queue.db",
+    })
+    (tmp_path / "store" / "library").mkdir(parents=True)
+    db = Database(settings.library.database_url)
+    db.upgrade()
+    queued: list[str] = []
+    library = Library(Context.build(settings), db, queued.append)
+    library.queued = queued
+    yield library
+    db.dispose()
+
+
+@contextlib.contextmanager
+def counted(db: Database):
+    """The statements run inside the block."""
+    seen: list[str] = []
+
+    def count(conn, cursor, statement, *args):
+        seen.append(statement)
+
+    event.listen(db.engine, "before_cursor_execute", count)
+    try:
+        yield seen
+    finally:
+        event.remove(db.engine, "before_cursor_execute", count)
+
+
+def png(width=64, height=48) -> bytes:
+    return samples.bands(width, height, [(200, 30, 60), (20, 120, 220)]).pngsave_buffer()
+
+
+def stored(lib: Library, s, org, data: bytes, name: str = "a.png"):
+    up = lib.begin_upload(org, name)
+    for i in range(0, len(data), 1000):
+        up.write(data[i:i + 1000])
+    return up, *up.finish()
+
+
+def test_a_record_and_what_goes_with_it_are_one_transaction(lib):
+    with lib.db.transaction() as s:
+        org = auth.organization(s, "acme", create=True)
+    s = lib.db.session()
+    org = s.merge(org)
+    up, obj, _ = stored(lib, s, org, png())
+
+    def with_record(media):
+        s.add(MediaTag(media_id=media.id, tag="first"))
+        s.flush()
+        raise BadRequest("the album is gone")  # what a failing tag or album step does
+
+    with pytest.raises(BadRequest):
+        lib.create_media(s, up, obj, dialect="v2", job="finalize", with_record=with_record)
+    s.close()
+    with lib.db.transaction() as s:
+        assert s.scalar(select(func.count()).select_from(Media)) == 0
+        assert s.scalar(select(func.count()).select_from(MediaTag)) == 0
+        assert s.scalar(select(func.count()).select_from(Job)) == 0
+        assert s.scalar(select(func.count()).select_from(StoredObject)) == 0
+    with pytest.raises(NotFound):
+        lib.ctx.storage.head(lib.bucket, up.key)  # the bytes no record points at went too
+    assert lib.queued == []  # no job was handed to the queue
+
+
+def test_a_record_with_its_tags_in_one_commit(lib):
+    with lib.db.transaction() as s:
+        org = auth.organization(s, "acme", create=True)
+    s = lib.db.session()
+    org = s.merge(org)
+    up, obj, _ = stored(lib, s, org, png())
+    gallery = Gallery(lib)
+    media = lib.create_media(s, up, obj, dialect="v2", job="finalize",
+                             with_record=lambda m: gallery.set_tags(s, m.id, ["a", "b"]))
+    s.close()
+    with lib.db.transaction() as s:
+        assert gallery.tags_of(s, [media.id]) == {media.id: ["a", "b"]}
+    assert lib.queued == [up.job.id]  # relayed after the commit
+
+
+def test_adding_images_to_an_album_checks_them_in_one_query(lib):
+    gallery = Gallery(lib)
+    with lib.db.transaction() as s:
+        org = auth.organization(s, "acme", create=True)
+        ids = []
+        for i in range(30):
+            m = Media(id=f"{i:032x}", org_id=org.id, owner="alice", dialect="v2", state="ready",
+                      filename=f"{i}.png", mime_type="image/png", size=1, is_private=i == 29)
+            s.add(m)
+            ids.append(m.id)
+        s.flush()
+        album = gallery.create_album(s, org, "bob", {"name": "x"})
+        with counted(lib.db) as seen:
+            gallery.check_addable(s, album, ids[:29])
+        assert len(seen) == 1
+        with pytest.raises(NotFound, match=f"no such image: {ids[29]}"):
+            gallery.check_addable(s, album, ids)  # alice's private image, bob's album
+        with pytest.raises(NotFound, match="no such media"):
+            gallery.check_addable(s, album, ["f" * 32])
+
+
+def test_statistics_of_every_client_cost_three_queries(lib):
+    gallery = Gallery(lib)
+    with lib.db.transaction() as s:
+        orgs = [auth.organization(s, f"org-{i}", create=True) for i in range(12)]
+        for n, org in enumerate(orgs):
+            for i in range(n % 3):
+                s.add(Media(id=f"{n:016x}{i:016x}", org_id=org.id, dialect=("v1", "media", "v2")[i], state="ready",
+                            filename="f", mime_type="image/png", size=10 * (i + 1), is_private=i == 1, owner="u"))
+        s.flush()
+        ids = [o.id for o in clients.every_client(s)]
+        with counted(lib.db) as seen:
+            every = gallery.stats_of(s, ids)
+        assert len(seen) == 3
+        for org_id in ids:  # the same figures as one client's own statistics
+            assert every[org_id] == gallery.stats(s, org_id)
+        assert every[orgs[2].id]["images"] == 2 and every[orgs[2].id]["privateImages"] == 1
+        assert every[orgs[2].id]["byApi"]["media"] == {"images": 1, "privateImages": 1, "bytes": 20}
+        assert list(every[orgs[0].id]["byApi"]) == list(stats.STATS_APIS)
+
+
+def test_an_api_key_brings_its_organization_in_one_query(lib):
+    with lib.db.transaction() as s:
+        key = auth.create_key(s, "acme")
+    s = lib.db.session()
+    try:
+        with counted(lib.db) as seen:
+            org = auth.authenticate(s, key)
+            assert org.slug == "acme"
+        assert len(seen) == 1
+    finally:
+        s.close()
+
+
+def test_the_crop_decodes_through_the_strict_loader():
+    whole = samples.bands(400, 300, [(200, 30, 60), (20, 120, 220)]).jpegsave_buffer(Q=90)
+    limits = pipeline.Limits(10**8, 1000, 10**9)
+    out = edit_image(whole, Edit(x=10, y=10, width=100, height=50, format="png"), limits, contextlib.nullcontext)
+    assert (out.width, out.height, out.format) == (100, 50, "png")
+    cut = whole[: len(whole) * 2 // 3]  # a truncated JPEG: a half-grey crop before, refused now
+    with pytest.raises(BadRequest):
+        edit_image(cut, Edit(x=0, y=200, width=400, height=100), limits, contextlib.nullcontext)
+
+
+def test_the_edit_parameters_of_a_request():
+    e = Edit.of({"x": 1, "y": 2, "width": 3, "height": 4, "rotate": None, "scale": None, "format": "jpg"})
+    assert e == Edit(1, 2, 3, 4, 0, 1.0, None, "jpg")
+
+
+def test_a_delete_removes_the_bytes_only_once_it_commits(lib):
+    with lib.db.transaction() as s:
+        org = auth.organization(s, "acme", create=True)
+    s = lib.db.session()
+    try:
+        org = s.merge(org)
+        up, obj, _ = stored(lib, s, org, png())
+        media_id = lib.create_media(s, up, obj).id
+        lib.delete(s, media_repo.load(s, media_id))
+        lib.ctx.storage.head(lib.bucket, up.key)  # still there: nothing has committed
+        s.rollback()  # the request failed: the record stays, and so do its bytes
+        s.close()
+        s = lib.db.session()  # the next request
+        assert media_repo.load(s, media_id) is not None
+        lib.ctx.storage.head(lib.bucket, up.key)
+        assert lib.delete(s, media_repo.load(s, media_id)) == 1
+        s.commit()
+        with pytest.raises(NotFound):
+            lib.ctx.storage.head(lib.bucket, up.key)
+    finally:
+        s.close()
+
+
+def test_a_job_reaches_the_queue_only_once_its_row_is_committed(lib):
+    with lib.db.transaction() as s:
+        org = auth.organization(s, "acme", create=True)
+    s = lib.db.session()
+    try:
+        org = s.merge(org)
+        up, obj, _ = stored(lib, s, org, png())
+        media = lib.create_media(s, up, obj)
+        job = lib.enqueue(s, org, "variants", media, {})
+        assert lib.queued == []
+        s.rollback()
+        assert lib.queued == [] and s.get(Job, job.id) is None  # rolled back: never queued
+        job = lib.enqueue(s, org, "variants", media_repo.load(s, media.id), {})
+        job_id = job.id
+        s.commit()
+        assert lib.queued == [job_id]
+    finally:
+        s.close()
