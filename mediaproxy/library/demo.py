@@ -36,8 +36,8 @@ def seed(settings: Settings, base: str) -> list[tuple[str, str]]:
         ("library API key (org demo)", key),
         ("media record (needs the key)", f"curl -H 'X-API-Key: {key}' {base}/api/v1/media/{media.id}"),
         ("list (needs the key)", f"curl -H 'X-API-Key: {key}' '{base}/api/v1/media/list?search=sunset'"),
-        ("upload (needs the key)", f"curl -H 'X-API-Key: {key}' -F file=@photo.jpg -F generateVariants=true "
-                                   f"{base}/api/v1/media/upload"),
+        ("upload (needs the key)", f"curl -so sunset.jpg {d['url']} && curl -H 'X-API-Key: {key}' "
+                                   f"-F file=@sunset.jpg -F generateVariants=true {base}/api/v1/media/upload"),
         ("public URL of the original", d["url"]),
         ("its small variant", small),
         ("imgix-style crop, format by Accept", d["url"] + "?w=300&h=300&fit=crop&auto=format,compress"),
