@@ -142,14 +142,16 @@ def _block_after(doc: Path, heading: str) -> list[str]:
 def _named(lines: list[str], base: str, indent_base: dict[int, str]) -> set[str]:
     """Paths named in a layout block: the column before the description, relative to the directory
     line above it for indented entries; wrapped description lines (deeper indent) are skipped."""
-    names = set()
+    names, bases = set(), dict(indent_base)
     for line in lines:
         indent = len(line) - len(line.lstrip())
-        if not line.strip() or indent not in indent_base:
+        if not line.strip() or indent not in bases:
             continue
         column = re.split(r"\s{2,}", line.strip(), maxsplit=1)[0]
         for name in column.split(", "):
-            names.add((indent_base[indent] + name).rstrip("/"))
+            names.add((bases[indent] + name).rstrip("/"))
+        if column.endswith("/") and indent > 0:  # a folder: its entries are indented under it
+            bases[indent + 2] = bases[indent] + column
     return names
 
 

@@ -160,6 +160,34 @@ def test_pages_carry_a_strict_policy(portal):
     assert portal.api("GET", "/v2/admin/images/signed?ids=x&w=10&h=10").status_code == 401
 
 
+def test_a_stale_refresh_cookie_cannot_end_other_sessions(portal):
+    own = {"Origin": portal.base}
+    r = portal.api("POST", "/admin/session", headers=own, json={"email": portal.email, "password": PASSWORD})
+    old, old_csrf = r.cookies.get("mediaproxy_portal_refresh"), r.json()["csrfToken"]
+    rotated = portal.api("POST", "/admin/session/refresh", headers={**own, "X-CSRF-Token": old_csrf},
+                         cookies={"mediaproxy_portal_refresh": old})
+    assert rotated.status_code == 200, rotated.text  # the old cookie is now a used copy
+    other = portal.token()  # another session of the same admin, signed in elsewhere
+    out = portal.api("POST", "/admin/session/logout", headers={**own, "X-CSRF-Token": old_csrf},
+                     cookies={"mediaproxy_portal_refresh": old}, json={"everywhere": True})
+    assert out.status_code == 204
+    assert portal.api("GET", "/v2/admin/stats", other).status_code == 200  # the copy reached only its own family
+    assert portal.api("POST", "/admin/session/refresh", headers={**own, "X-CSRF-Token": rotated.json()["csrfToken"]},
+                      cookies={"mediaproxy_portal_refresh": rotated.cookies.get("mediaproxy_portal_refresh")}
+                      ).status_code == 401  # ... which ends, as a refresh with a used copy ends it
+
+
+def test_portal_cookies_are_secure_off_loopback(portal):
+    host = "media.example.com"
+    r = portal.api("POST", "/admin/session", headers={"Host": host, "Origin": f"http://{host}"},
+                   json={"email": portal.email, "password": PASSWORD})
+    assert r.status_code == 200, r.text
+    cookies = r.raw.headers.getlist("Set-Cookie")
+    assert {c.split("=", 1)[0] for c in cookies} >= {"mediaproxy_portal_refresh", "mediaproxy_portal_csrf",
+                                                     "mediaproxy_admin_device"}
+    assert all("Secure" in c for c in cookies), cookies
+
+
 def test_sign_in_dashboard_matches_the_api(page, portal):
     token = portal.token()
     portal.upload(filename="one.png", tags=["sea"])

@@ -33,7 +33,7 @@ from ..errors import Forbidden, NotFound, Unauthorized
 from ..library import auth
 from ..library.api.admin import AdminResource, Login
 from ..library.api.common import TOKEN, integer, read_json, send_json, text
-from ..library.models import Admin, RefreshToken
+from ..library.models import Admin, RefreshToken, now
 from ..media.spec import MAX_DIM, TransformSpec
 from . import signed
 
@@ -214,10 +214,12 @@ class SessionLogout(_Session):
         everywhere = read_json(req).get("everywhere") is True
         s = req.context.db
         row = s.scalar(select(RefreshToken).where(RefreshToken.digest == auth.digest(refresh))) if refresh else None
-        if row is not None:
-            if everywhere:
+        if row is not None and row.revoked_at is None and row.expires_at > now():
+            if everywhere and row.used_at is None:
                 auth.end_every_session(s, s.get(Admin, row.admin_id))
             else:
+                # a used token is a copy (the page holds the newest): its family ends, as a refresh
+                # with it would end it, and never every session, which a stale copy must not reach
                 auth.revoke_family(s, row.family)
         self.clear(req, resp)
         resp.status = falcon.HTTP_204

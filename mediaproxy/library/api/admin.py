@@ -56,6 +56,10 @@ class AdminResource(V2Resource):
 class Login(AdminResource):
     auth = PUBLIC
 
+    def secure(self, req: falcon.Request) -> bool:
+        """Whether the device cookie is ``Secure`` (the portal's login relaxes it only on loopback)."""
+        return req.scheme == "https"
+
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         p = read_json(req)
         s = req.context.db
@@ -75,7 +79,7 @@ class Login(AdminResource):
         out = self.tokens(req, a, auth.issue_refresh(s, a))
         out["deviceToken"] = device_token = auth.device_token(a, secret)
         resp.set_cookie(auth.DEVICE_COOKIE, device_token, max_age=400 * 86400, path=req.path,
-                        secure=req.scheme == "https", http_only=True, same_site="Strict")
+                        secure=self.secure(req), http_only=True, same_site="Strict")
         send_json(resp, out)
 
 
