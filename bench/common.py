@@ -110,6 +110,16 @@ def jpeg(width: int, height: int, seed: int = 1, q: int = 90) -> bytes:
     return photo(width, height, seed).jpegsave_buffer(Q=q)
 
 
+def stop_group(proc: subprocess.Popen) -> None:
+    """Stop a server started in a process group of its own: SIGTERM, then SIGKILL after 20 s."""
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+
+
 class Server:
     """mediaproxy under gunicorn with gunicorn.conf.py, over a local storage directory."""
 
@@ -153,12 +163,7 @@ class Server:
         return [int(p) for p in out.stdout.split()]
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
+        stop_group(self.proc)
         self.log.close()
 
     def __enter__(self) -> Server:

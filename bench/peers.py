@@ -63,6 +63,7 @@ from common import (
     loadavg,
     need,
     photo,
+    stop_group,
     tree_cpu,
     wait_port,
     write_results,
@@ -155,12 +156,7 @@ class Proc:
         wait_port(port, path=health)
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
+        stop_group(self.proc)
 
 
 def ipx_dir() -> Path:
