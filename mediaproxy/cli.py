@@ -278,7 +278,7 @@ def cmd_janitor(args: argparse.Namespace) -> int:
     from .context import Context
     from .library.db import Database
     from .library.janitor import minimum_grace, sweep
-    from .library.service import Library
+    from .library.services import Library
 
     settings = _library_settings()
     grace = settings.library.janitor_grace if args.grace is None else args.grace

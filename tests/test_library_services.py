@@ -13,13 +13,12 @@ from sqlalchemy import event, func, select
 
 from mediaproxy.context import Context
 from mediaproxy.errors import BadRequest, NotFound
-from mediaproxy.library import auth
+from mediaproxy.library import auth, unit
 from mediaproxy.library.db import Database
-from mediaproxy.library.gallery import Gallery
 from mediaproxy.library.models import Job, Media, MediaTag, StoredObject
 from mediaproxy.library.repositories import clients, stats
 from mediaproxy.library.repositories import media as media_repo
-from mediaproxy.library.service import Library
+from mediaproxy.library.services import Library
 from mediaproxy.media import pipeline
 from mediaproxy.media.edit import Edit, edit_image
 from mediaproxy.settings import Settings
@@ -67,7 +66,7 @@ def png(width=64, height=48) -> bytes:
 
 
 def stored(lib: Library, s, org, data: bytes, name: str = "a.png"):
-    up = lib.begin_upload(org, name)
+    up = lib.ingest.begin_upload(org, name)
     for i in range(0, len(data), 1000):
         up.write(data[i:i + 1000])
     return up, *up.finish()
@@ -86,7 +85,8 @@ def test_a_record_and_what_goes_with_it_are_one_transaction(lib):
         raise BadRequest("the album is gone")  # what a failing tag or album step does
 
     with pytest.raises(BadRequest):
-        lib.create_media(s, up, obj, dialect="v2", job="finalize", with_record=with_record)
+        lib.ingest.create_media(s, up, obj, dialect="v2", job="finalize", with_record=with_record)
+    unit.rollback(s)  # what the request's unit of work does with a failure
     s.close()
     with lib.db.transaction() as s:
         assert s.scalar(select(func.count()).select_from(Media)) == 0
@@ -104,17 +104,17 @@ def test_a_record_with_its_tags_in_one_commit(lib):
     s = lib.db.session()
     org = s.merge(org)
     up, obj, _ = stored(lib, s, org, png())
-    gallery = Gallery(lib)
-    media = lib.create_media(s, up, obj, dialect="v2", job="finalize",
-                             with_record=lambda m: gallery.set_tags(s, m.id, ["a", "b"]))
+    media = lib.ingest.create_media(s, up, obj, dialect="v2", job="finalize",
+                                    with_record=lambda m: lib.catalog.set_tags(s, m.id, ["a", "b"]))
+    assert lib.queued == []  # nothing is relayed before the commit
+    unit.commit(s)
     s.close()
     with lib.db.transaction() as s:
-        assert gallery.tags_of(s, [media.id]) == {media.id: ["a", "b"]}
+        assert lib.catalog.tags_of(s, [media.id]) == {media.id: ["a", "b"]}
     assert lib.queued == [up.job.id]  # relayed after the commit
 
 
 def test_adding_images_to_an_album_checks_them_in_one_query(lib):
-    gallery = Gallery(lib)
     with lib.db.transaction() as s:
         org = auth.organization(s, "acme", create=True)
         ids = []
@@ -124,18 +124,17 @@ def test_adding_images_to_an_album_checks_them_in_one_query(lib):
             s.add(m)
             ids.append(m.id)
         s.flush()
-        album = gallery.create_album(s, org, "bob", {"name": "x"})
+        album = lib.albums.create(s, org, "bob", {"name": "x"})
         with counted(lib.db) as seen:
-            gallery.check_addable(s, album, ids[:29])
+            lib.albums.check_addable(s, album, ids[:29])
         assert len(seen) == 1
         with pytest.raises(NotFound, match=f"no such image: {ids[29]}"):
-            gallery.check_addable(s, album, ids)  # alice's private image, bob's album
+            lib.albums.check_addable(s, album, ids)  # alice's private image, bob's album
         with pytest.raises(NotFound, match="no such media"):
-            gallery.check_addable(s, album, ["f" * 32])
+            lib.albums.check_addable(s, album, ["f" * 32])
 
 
 def test_statistics_of_every_client_cost_three_queries(lib):
-    gallery = Gallery(lib)
     with lib.db.transaction() as s:
         orgs = [auth.organization(s, f"org-{i}", create=True) for i in range(12)]
         for n, org in enumerate(orgs):
@@ -145,10 +144,10 @@ def test_statistics_of_every_client_cost_three_queries(lib):
         s.flush()
         ids = [o.id for o in clients.every_client(s)]
         with counted(lib.db) as seen:
-            every = gallery.stats_of(s, ids)
+            every = lib.admin.stats_of(s, ids)
         assert len(seen) == 3
         for org_id in ids:  # the same figures as one client's own statistics
-            assert every[org_id] == gallery.stats(s, org_id)
+            assert every[org_id] == lib.admin.stats(s, org_id)
         assert every[orgs[2].id]["images"] == 2 and every[orgs[2].id]["privateImages"] == 1
         assert every[orgs[2].id]["byApi"]["media"] == {"images": 1, "privateImages": 1, "bytes": 20}
         assert list(every[orgs[0].id]["byApi"]) == list(stats.STATS_APIS)
@@ -189,16 +188,17 @@ def test_a_delete_removes_the_bytes_only_once_it_commits(lib):
     try:
         org = s.merge(org)
         up, obj, _ = stored(lib, s, org, png())
-        media_id = lib.create_media(s, up, obj).id
-        lib.delete(s, media_repo.load(s, media_id))
+        media_id = lib.ingest.create_media(s, up, obj).id
+        unit.commit(s)
+        lib.versions.delete(s, media_repo.load(s, media_id))
         lib.ctx.storage.head(lib.bucket, up.key)  # still there: nothing has committed
-        s.rollback()  # the request failed: the record stays, and so do its bytes
+        unit.rollback(s)  # the request failed: the record stays, and so do its bytes
         s.close()
         s = lib.db.session()  # the next request
         assert media_repo.load(s, media_id) is not None
         lib.ctx.storage.head(lib.bucket, up.key)
-        assert lib.delete(s, media_repo.load(s, media_id)) == 1
-        s.commit()
+        assert lib.versions.delete(s, media_repo.load(s, media_id)) == 1
+        unit.commit(s)
         with pytest.raises(NotFound):
             lib.ctx.storage.head(lib.bucket, up.key)
     finally:
@@ -212,14 +212,15 @@ def test_a_job_reaches_the_queue_only_once_its_row_is_committed(lib):
     try:
         org = s.merge(org)
         up, obj, _ = stored(lib, s, org, png())
-        media = lib.create_media(s, up, obj)
-        job = lib.enqueue(s, org, "variants", media, {})
+        media = lib.ingest.create_media(s, up, obj)
+        unit.commit(s)
+        job = lib.jobs.enqueue(s, org, "variants", media, {})
         assert lib.queued == []
-        s.rollback()
+        unit.rollback(s)
         assert lib.queued == [] and s.get(Job, job.id) is None  # rolled back: never queued
-        job = lib.enqueue(s, org, "variants", media_repo.load(s, media.id), {})
+        job = lib.jobs.enqueue(s, org, "variants", media_repo.load(s, media.id), {})
         job_id = job.id
-        s.commit()
+        unit.commit(s)
         assert lib.queued == [job_id]
     finally:
         s.close()

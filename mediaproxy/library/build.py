@@ -20,7 +20,7 @@ from .api import admin, media, v1, v2
 from .api.common import LibraryMiddleware
 from .db import Database, upgrade_locked
 from .jobs import Keeper, Queue, runner
-from .service import Library
+from .services import Library
 
 DATABASE_RETRY_AFTER = 5  # seconds: a database restart, or a failover, is usually over by then
 

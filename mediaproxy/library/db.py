@@ -8,13 +8,15 @@ timeout, so gunicorn's workers and the job worker share one file; PostgreSQL
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
+
+from . import unit
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 _migrate_lock = threading.Lock()
@@ -94,18 +96,10 @@ class Database:
         assert self._factory is not None
         return self._factory()
 
-    @contextmanager
-    def transaction(self) -> Iterator[Session]:
-        """A session that commits when the block ends normally and rolls back otherwise."""
-        s = self.session()
-        try:
-            yield s
-            s.commit()
-        except BaseException:
-            s.rollback()
-            raise
-        finally:
-            s.close()
+    def transaction(self) -> AbstractContextManager[Session]:
+        """A unit of work of its own (``unit.transaction``): committed when the block ends
+        normally, rolled back otherwise."""
+        return unit.transaction(self)
 
     def beside(self, fn: Callable[[Connection], object]) -> Future:
         """Run ``fn`` with a connection of its own on a helper thread while the caller goes on with

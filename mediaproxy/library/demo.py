@@ -24,11 +24,12 @@ def seed(settings: Settings, base: str) -> list[tuple[str, str]]:
     with lib.db.transaction() as s:
         key = auth.create_key(s, "demo", "scripts/serve")
         org = auth.organization(s, "demo")
-        up = lib.begin_upload(org, "sunset.jpg")
+        up = lib.ingest.begin_upload(org, "sunset.jpg")
         up.write(data)
         obj, _ = up.finish()
-        media = lib.create_media(s, up, obj, fields={"alt": "a demo gradient", "caption": "uploaded by the demo"})
-        lib.render_variants(s, media)
+        media = lib.ingest.create_media(s, up, obj,
+                                        fields={"alt": "a demo gradient", "caption": "uploaded by the demo"})
+        lib.versions.render_variants(s, media)
         d = media_json(lib, media, base)
         portal = portal_demo.seed(settings, s, base)
     small = next(v["url"] for v in d["variants"] if v["name"] == "small")

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from sqlalchemy import select
 
 from .models import Media, StoredObject, Variant, Version
-from .service import INCOMING
+from .services.base import INCOMING
 
 log = logging.getLogger("mediaproxy.janitor")
 BATCH = 500  # keys looked up in the database at a time

@@ -40,7 +40,8 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from ..errors import MediaError
 from ..settings import LibrarySettings, Settings
-from .models import Job, now
+from . import unit
+from .models import Job, Media, now
 
 log = logging.getLogger("mediaproxy.jobs")
 TASK = "mediaproxy.run_job"
@@ -141,7 +142,9 @@ def relay(db, enqueue: Callable[[str], None], job_id: str) -> bool:
 
 def claim(db, job_id: str, owner: str, lease: float) -> bool:
     """``pending`` (or ``active`` with an expired lease) → ``active``, held by ``owner``: by
-    compare-and-set, so of any number of workers handed the same id, one runs it."""
+    compare-and-set, so of any number of workers handed the same id, one runs it. A crop records
+    with its first claim the version it starts from (``base_version_id``), for every attempt:
+    committed with the lease, it survives an attempt that fails or is killed."""
     t = now()
     with db.transaction() as s:
         got = s.execute(
@@ -153,6 +156,12 @@ def claim(db, job_id: str, owner: str, lease: float) -> bool:
                     lease_until=t + timedelta(seconds=lease), updated_at=t)
             .execution_options(synchronize_session=False)
         ).rowcount
+        if got == 1:
+            s.execute(
+                update(Job).where(Job.id == job_id, Job.kind == "crop", Job.base_version_id.is_(None))
+                .values(base_version_id=select(Media.current_version_id).where(Media.id == Job.media_id)
+                        .scalar_subquery())
+                .execution_options(synchronize_session=False))
     return got == 1
 
 
@@ -271,8 +280,9 @@ class Keeper:
 # -- the worker's side of run_job ----------------------------------------------------------------
 
 def runner(settings: Settings, library, queue: Queue, keeper: Keeper) -> Callable[[str], None]:
-    """Claim, run, record the outcome. A job whose outcome cannot be recorded (the database went
-    away) keeps its lease until it expires, and is then run again."""
+    """Claim, run, record the outcome: the job's unit of work (the services run it in one
+    session, committed here). A job whose outcome cannot be recorded (the database went away)
+    keeps its lease until it expires, and is then run again."""
     st = settings.library
 
     def run(job_id: str) -> None:
@@ -291,7 +301,8 @@ def runner(settings: Settings, library, queue: Queue, keeper: Keeper) -> Callabl
         keeper.hold(job_id)
         s = library.db.session()
         try:
-            library.run_job(s, job_id, keeper.owner)
+            library.jobs.run(s, job_id, keeper.owner)
+            unit.commit(s)  # the job's effect and its completion, together
         except LeaseLost:
             _rollback(s)
             log.warning("job %s: lease lost to another worker; this attempt is dropped", job_id)
@@ -312,7 +323,8 @@ def runner(settings: Settings, library, queue: Queue, keeper: Keeper) -> Callabl
                 log.error("job %s raised", job_id, exc_info=exc)
             reason, final, transient = _reason(exc), False, False
         try:
-            state = library.job_failed(s, job_id, reason, final=final, transient=transient, owner=keeper.owner)
+            state = library.jobs.failed(s, job_id, reason, final=final, transient=transient, owner=keeper.owner)
+            unit.commit(s)
         except Exception as err:
             _rollback(s)
             log.warning("job %s failed (%s) and its end could not be recorded (%s): its lease will put it back",
@@ -328,7 +340,7 @@ def runner(settings: Settings, library, queue: Queue, keeper: Keeper) -> Callabl
 
 def _rollback(s) -> None:
     try:
-        s.rollback()
+        unit.rollback(s)
     except Exception:  # a connection that broke mid-job: the session is discarded anyway
         pass
 

@@ -18,7 +18,7 @@ from ..library.api.admin import AdminResource
 from ..library.api.common import integer, read_json, send_json, text
 from ..library.api.v2 import expiry, page
 from ..library.models import Media, Organization, ShareToken, now
-from ..library.service import iso
+from ..library.services.base import iso
 from ..media.spec import MAX_DIM
 from . import signed
 
@@ -49,14 +49,14 @@ class _Tokens(AdminResource):
     def on_get(self, req: falcon.Request, resp: falcon.Response, **params: str) -> None:
         self.admin(req)
         target = self.target(req, params[self.field])
-        rows = self.gallery.tokens(req.context.db, self.kind, target.id)
+        rows = self.library.sharing.tokens(req.context.db, self.kind, target.id)
         send_json(resp, {"items": [token_json(r) for r in reversed(rows)]})
 
     def on_post(self, req: falcon.Request, resp: falcon.Response, **params: str) -> None:
         self.admin(req)
         target = self.target(req, params[self.field])
         org = req.context.db.get(Organization, target.org_id)
-        token, row = self.gallery.create_token(req.context.db, org, self.kind, target.id, self.owner(target),
+        token, row = self.library.sharing.create_token(req.context.db, org, self.kind, target.id, self.owner(target),
                                                expiry(read_json(req)))
         send_json(resp, {**token_json(row), **self.answer(req, target, token, row)}, 201)
 
@@ -97,7 +97,7 @@ class AlbumTokens(_Tokens):
     kind, field = "album", "album_id"
 
     def target(self, req, target_id):
-        return self.gallery.album(req.context.db, None, target_id)
+        return self.library.albums.get(req.context.db, None, target_id)
 
     def answer(self, req, target, token, row):
         return {"token": token, "albumId": target.id,
@@ -112,9 +112,9 @@ class AlbumImages(AdminResource):
     def on_get(self, req: falcon.Request, resp: falcon.Response, album_id: str) -> None:
         self.admin(req)
         s = req.context.db
-        album = self.gallery.album(s, None, album_id)
+        album = self.library.albums.get(s, None, album_id)
         limit, offset = page(req.params)
-        items, total = self.gallery.list_images(s, album.org_id, user=None, limit=limit, offset=offset,
+        items, total = self.library.catalog.list_images(s, album.org_id, user=None, limit=limit, offset=offset,
                                                 album_id=album.id, all_private=True)
         send_json(resp, {"items": [{**j, "clientId": m.org_id} for j, m in
                                    zip(self.images_json(req, items), items, strict=True)],

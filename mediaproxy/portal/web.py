@@ -242,7 +242,7 @@ class SignedMedia(AdminResource):
         if not signed.valid(self.library.ctx.settings.secret_key, image_id, w, h, fit or "", e,
                             text(p, "s", most=64) or ""):
             raise Forbidden("a wrong or expired signature")
-        img = self.gallery.served(req.context.db, image_id)
+        img = self.library.sharing.served(req.context.db, image_id)
         if img is None:
             raise NotFound("no such image")
         spec = TransformSpec(width=w, height=h, fit="cover" if fit == "cover" else "inside", position="center",

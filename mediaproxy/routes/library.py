@@ -50,7 +50,7 @@ class _Public:
 
 class PublicObject(_Public):
     def on_get(self, req: falcon.Request, resp: falcon.Response, key: str) -> None:
-        found = self.library.public_object(req.context.db, key)
+        found = self.library.catalog.public_object(req.context.db, key)
         if found is None:
             raise NotFound("no such object")
         self.serve(req, resp, *found)
@@ -62,7 +62,7 @@ class ContentAddressed(_Public):
     def on_get(self, req: falcon.Request, resp: falcon.Response, sha: str) -> None:
         if not _SHA.fullmatch(sha):
             raise NotFound("no such object")
-        obj = self.library.public_sha256(req.context.db, sha)
+        obj = self.library.catalog.public_sha256(req.context.db, sha)
         if obj is None:
             raise NotFound("no such object")
         # no Content-Disposition: the address names bytes, not a record (nor any record's file name)

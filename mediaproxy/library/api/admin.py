@@ -47,10 +47,10 @@ class AdminResource(V2Resource):
 
     def any_image(self, req: falcon.Request, image_id: str) -> Media:
         s = req.context.db
-        row = self.gallery.served(s, image_id)
+        row = self.library.sharing.served(s, image_id)
         if row is None:
             raise NotFound("no such image")
-        return self.gallery.image(s, clients.client(s, str(row.org_id)), image_id)
+        return self.library.catalog.image(s, clients.client(s, str(row.org_id)), image_id)
 
 
 class Login(AdminResource):
@@ -146,7 +146,7 @@ class Stats(AdminResource):
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         s = req.context.db
         orgs = clients.every_client(s)
-        stats = self.gallery.stats_of(s, [o.id for o in orgs])
+        stats = self.library.admin.stats_of(s, [o.id for o in orgs])
         per_client = [client_json(o, stats[o.id]) for o in orgs]
         total: dict = {}
         for c in per_client:
@@ -173,7 +173,7 @@ class Clients(AdminResource):
 class ClientOne(AdminResource):
     def on_get(self, req: falcon.Request, resp: falcon.Response, client_id: str) -> None:
         org = self.client(req, client_id)
-        send_json(resp, client_json(org, self.gallery.stats(req.context.db, org.id)))
+        send_json(resp, client_json(org, self.library.admin.stats(req.context.db, org.id)))
 
     def on_patch(self, req: falcon.Request, resp: falcon.Response, client_id: str) -> None:
         org = self.client(req, client_id)
@@ -199,7 +199,7 @@ class AdminImages(AdminResource):
         limit, offset = page(p)
         client = integer(p, "clientId", None, 1)
         private = None if p.get("isPrivate") in (None, "") else boolean(p, "isPrivate")
-        items, total = self.gallery.list_images(req.context.db, client, user=None, limit=limit, offset=offset,
+        items, total = self.library.catalog.list_images(req.context.db, client, user=None, limit=limit, offset=offset,
                                                 tag=text(p, "tag", most=64), owner=text(p, "userId", most=255),
                                                 private=private, since=date_param(p, "from"), until=date_param(p, "to"),
                                                 search=text(p, "search", most=255), all_private=True)
@@ -212,7 +212,7 @@ class AdminTags(AdminResource):
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         p = req.params
         limit = integer(p, "limit", 50, 1, 500)
-        send_json(resp, {"items": self.gallery.tag_counts(req.context.db, integer(p, "clientId", None, 1),
+        send_json(resp, {"items": self.library.admin.tag_counts(req.context.db, integer(p, "clientId", None, 1),
                                                           text(p, "search", most=64), limit)})
 
 
@@ -227,7 +227,7 @@ class AdminImage(AdminResource):
         send_json(resp, {**self.image_json(req, m), "clientId": m.org_id})
 
     def on_delete(self, req: falcon.Request, resp: falcon.Response, image_id: str) -> None:
-        self.gallery.delete_image(req.context.db, self.any_image(req, image_id))
+        self.library.sharing.delete_image(req.context.db, self.any_image(req, image_id))
         resp.status = falcon.HTTP_204
 
 
@@ -235,7 +235,7 @@ class AdminImage(AdminResource):
 class AdminAvatars(AdminResource):
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         limit, offset = page(req.params)
-        rows, total = self.gallery.list_avatars(req.context.db, integer(req.params, "clientId", None, 1),
+        rows, total = self.library.avatars.page(req.context.db, integer(req.params, "clientId", None, 1),
                                                 limit, offset)
         send_json(resp, {"items": [avatar_admin_json(a, m) for a, m in rows], "total": total, "limit": limit,
                          "offset": offset})
@@ -243,33 +243,33 @@ class AdminAvatars(AdminResource):
 
 class AdminAvatar(AdminResource):
     def _row(self, req: falcon.Request, avatar_id: str) -> Avatar:
-        row = self.gallery.avatar_by_id(req.context.db, avatar_id)
+        row = self.library.avatars.by_id(req.context.db, avatar_id)
         if row is None:
             raise NotFound("no such avatar")
         return row
 
     def on_get(self, req: falcon.Request, resp: falcon.Response, avatar_id: str) -> None:
         row = self._row(req, avatar_id)
-        send_json(resp, avatar_admin_json(row, self.gallery.avatar_media(req.context.db, row)))
+        send_json(resp, avatar_admin_json(row, self.library.avatars.media_of(req.context.db, row)))
 
     def on_delete(self, req: falcon.Request, resp: falcon.Response, avatar_id: str) -> None:
-        self.gallery.delete_avatar(req.context.db, self._row(req, avatar_id))
+        self.library.avatars.delete(req.context.db, self._row(req, avatar_id))
         resp.status = falcon.HTTP_204
 
 
 class AdminAlbums(AdminResource):
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         limit, offset = page(req.params)
-        items, total = self.gallery.list_albums(req.context.db, integer(req.params, "clientId", None, 1), None,
+        items, total = self.library.albums.page(req.context.db, integer(req.params, "clientId", None, 1), None,
                                                 limit, offset)
-        counts = self.gallery.image_counts(req.context.db, [a.id for a in items])
+        counts = self.library.albums.image_counts(req.context.db, [a.id for a in items])
         send_json(resp, {"items": [{**self.album_json(req, a, counts.get(a.id, 0)), "clientId": a.org_id}
                                    for a in items], "total": total, "limit": limit, "offset": offset})
 
 
 class AdminAlbum(AdminResource):
     def _album(self, req: falcon.Request, album_id: str) -> Album:
-        return self.gallery.album(req.context.db, None, album_id)
+        return self.library.albums.get(req.context.db, None, album_id)
 
     def on_get(self, req: falcon.Request, resp: falcon.Response, album_id: str) -> None:
         a = self._album(req, album_id)
@@ -277,11 +277,11 @@ class AdminAlbum(AdminResource):
 
     def on_patch(self, req: falcon.Request, resp: falcon.Response, album_id: str) -> None:
         a = self._album(req, album_id)
-        self.gallery.update_album(req.context.db, a, album_fields(read_json(req), False))
+        self.library.albums.update(req.context.db, a, album_fields(read_json(req), False))
         send_json(resp, {**self.album_json(req, a), "clientId": a.org_id})
 
     def on_delete(self, req: falcon.Request, resp: falcon.Response, album_id: str) -> None:
-        self.gallery.delete_album(req.context.db, self._album(req, album_id))
+        self.library.albums.delete(req.context.db, self._album(req, album_id))
         resp.status = falcon.HTTP_204
 
 

@@ -16,9 +16,9 @@ from streaming_form_data.validators import MaxSizeValidator, ValidationError
 from ...errors import BadRequest, MediaError, TooLarge, TooManyRequests
 from ...hotpath import decimal
 from ...http import body_in_memory, close_connection, small_body_max
-from .. import auth
+from .. import auth, unit
 from ..models import Organization
-from ..service import Library, Upload
+from ..services import Library, Upload
 
 JSON_MAX = 1024 * 1024  # a JSON body larger than this is refused (413)
 FIELD_MAX = 64 * 1024  # one form field other than the file
@@ -88,12 +88,12 @@ class LibraryMiddleware:
         try:
             if req_succeeded:
                 try:
-                    s.commit()
+                    unit.commit(s)
                 except Exception:
                     _drop_answer(resp)  # the error handler writes the 500 on a clean response
                     raise
             else:
-                s.rollback()
+                unit.rollback(s)
         finally:
             s.close()
 
@@ -312,7 +312,7 @@ def receive_upload(req: falcon.Request, lib: Library, org: Organization, names: 
     ``validate`` returned); any failure leaves nothing stored. Every upload route goes through it."""
     limit = lib.settings.upload_max_bytes
     with upload_place(req, lib, f"client {org.id}"):
-        form = read_multipart(req, lambda filename: lib.begin_upload(org, filename, limit), names, limit, lists)
+        form = read_multipart(req, lambda filename: lib.ingest.begin_upload(org, filename, limit), names, limit, lists)
     up = form.upload
     if up is None:
         raise BadRequest("the form has no file field")

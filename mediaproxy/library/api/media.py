@@ -60,8 +60,8 @@ class MediaCollection(MediaResource):
         # optional (beyond the API's first description): the file's size, signed into the upload URL so that the store
         # itself refuses any other length (S3: Content-Length; the local backend: its own URL)
         size = integer(p, "size", None, 1)
-        media, signed = lib.presign_upload(req.context.db, org, self.base(req), filename, ctype, size, owner=user,
-                                           dialect="media", max_bytes=lib.settings.media_max_bytes)
+        media, signed = lib.ingest.presign_upload(req.context.db, org, self.base(req), filename, ctype, size,
+                                                  owner=user, dialect="media", max_bytes=lib.settings.media_max_bytes)
         send_json(resp, {
             "uploadUrl": signed["uploadUrl"],
             "contentDispositionHeader": disposition(filename),
@@ -77,9 +77,12 @@ class MediaItem(MediaResource):
         org = self.org(req)
         user = req.context.user
         lib = self.library
-        media = lib.get(req.context.db, org, media_id)
+        media = lib.catalog.get(req.context.db, org, media_id)
         if media.owner != user:
             raise NotFound("no such media")
+        # the store tells the server nothing of a PUT: the uploader reads the record to learn that
+        # the upload is done, so a record still waiting is completed here if its bytes have arrived
+        lib.ingest.notice(req.context.db, org, media)
         send_json(resp, presenters.media_api_json(lib, media, self.base(req)))
 
 

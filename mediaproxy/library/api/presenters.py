@@ -10,7 +10,8 @@ from urllib.parse import quote
 import orjson
 
 from ..models import Admin, Album, Avatar, Job, Media, Organization
-from ..service import Library, iso
+from ..services import Library
+from ..services.base import iso, public_key
 
 __all__ = ["iso"]
 
@@ -43,7 +44,7 @@ def media_json(lib: Library, media: Media, base: str) -> dict:
         "thumbHash": media.thumb_hash,
         "canonicalUri": (f"{lib.settings.public_base_url or base}/sha256/{obj.sha256}"
                          if public and obj.sha256 else None),
-        "url": public_url(lib, base, lib.public_key(media)) if public else None,
+        "url": public_url(lib, base, public_key(media)) if public else None,
         "variants": variants_json(lib, media, base),
         "createdAt": iso(media.created_at),
         "updatedAt": iso(media.updated_at),
@@ -74,7 +75,7 @@ def media_api_json(lib: Library, media: Media, base: str) -> dict:
         "width": media.width,
         "height": media.height,
         "status": "uploaded" if ready else "pending_upload",
-        "publicDownloadUrl": public_url(lib, base, lib.public_key(media)) if ready and not media.is_private else None,
+        "publicDownloadUrl": public_url(lib, base, public_key(media)) if ready and not media.is_private else None,
         "blurHash": media.blur_hash,
         "thumbHash": media.thumb_hash,
         "canonicalUri": (f"{lib.settings.public_base_url or base}/sha256/{obj.sha256}"

@@ -13,7 +13,8 @@ from ...routes.attachments import SANDBOX
 from ...routes.common import serve_stored
 from ..repositories import ping
 from ..repositories.search import SORTS
-from ..service import check_signature, iso
+from ..services.base import iso
+from ..services.signed import check_signature
 from . import presenters
 from .common import (
     PUBLIC,
@@ -66,20 +67,21 @@ class Upload(Resource):
         s = req.context.db
         # an asynchronous upload's job is written with the record (the outbox): an answer that says
         # the upload is stored also says its job will run, once the queue takes it
-        media = lib.create_media(s, up, obj, fields=fields,
+        media = lib.ingest.create_media(s, up, obj, fields=fields,
                                  job=("variants" if variants else "finalize") if run_async else None)
         if run_async:
             job = up.job
             send_json(resp, presenters.job_started_json(lib, job, media, self.base(req)), 202)
             return
-        with lib.all_or_nothing(s, media):  # e.g. variants of a decompression bomb: 413, nothing kept
-            if variants and lib.over_pixel_limit(media):
-                lib.render_variants(s, media)  # refuses it: the client asked for what cannot be made
-            if variants and lib.renderable(media):
-                lib.render_variants(s, media)
-            else:  # files over MEDIAPROXY_MAX_SOURCE_BYTES are stored and served, but get no variants
-                lib.finalize(s, media)
-            send_json(resp, presenters.media_json(lib, media, self.base(req)), 201)
+        # a failure from here on (variants of a decompression bomb: 413) rolls the request's one
+        # transaction back: no record, and the bytes stored for it are deleted
+        if variants and lib.versions.over_pixel_limit(media):
+            lib.versions.render_variants(s, media)  # refuses it: the client asked for what cannot be made
+        if variants and lib.versions.renderable(media):
+            lib.versions.render_variants(s, media)
+        else:  # files over MEDIAPROXY_MAX_SOURCE_BYTES are stored and served, but get no variants
+            lib.versions.finalize(s, media)
+        send_json(resp, presenters.media_json(lib, media, self.base(req)), 201)
 
 
 class Presigned(Resource):
@@ -99,7 +101,7 @@ class Presigned(Resource):
         if mime is not None and mime not in allowed:
             raise falcon_415(mime, allowed)
         size = integer(p, "size", None, 1)
-        media, signed = self.library.presign_upload(req.context.db, org, self.base(req), filename, mime, size)
+        media, signed = self.library.ingest.presign_upload(req.context.db, org, self.base(req), filename, mime, size)
         send_json(resp, {**signed, "id": media.id, "bucket": self.library.bucket}, 201)
 
 
@@ -109,7 +111,7 @@ def falcon_415(mime: str, allowed) -> Exception:
 
 class One(Resource):
     def on_get(self, req: falcon.Request, resp: falcon.Response, media_id: str) -> None:
-        media = self.library.get(req.context.db, self.org(req), media_id)
+        media = noticed(self.library, req.context.db, self.org(req), media_id)
         send_json(resp, presenters.media_json(self.library, media, self.base(req)))
 
     def on_patch(self, req: falcon.Request, resp: falcon.Response, media_id: str) -> None:
@@ -126,14 +128,24 @@ class One(Resource):
         unknown = sorted(set(p) - set(PATCHABLE))
         if unknown:
             raise BadRequest(f"cannot change {', '.join(unknown)} (only {', '.join(PATCHABLE)})")
-        media = self.library.get(req.context.db, org, media_id)
-        self.library.patch(req.context.db, media, changes)
+        media = noticed(self.library, req.context.db, org, media_id)
+        self.library.catalog.patch(req.context.db, media, changes)
         send_json(resp, presenters.media_json(self.library, media, self.base(req)))
 
     def on_delete(self, req: falcon.Request, resp: falcon.Response, media_id: str) -> None:
-        media = self.library.get(req.context.db, self.org(req), media_id)
-        n = self.library.delete(req.context.db, media)
+        media = self.library.catalog.get(req.context.db, self.org(req), media_id)
+        n = self.library.versions.delete(req.context.db, media)
         send_json(resp, {"deleted": True, "id": media_id, "objectsDeleted": n})
+
+
+def noticed(lib, s, org, media_id: str):
+    """The organization's media ``media_id``; a presigned upload straight to the store that is
+    still waiting is completed first if its bytes have arrived (``Ingest.notice``: the store tells
+    the server nothing, and this API's clients read the record, or ask for its variants, to learn
+    that the upload is done)."""
+    media = lib.catalog.get(s, org, media_id)
+    lib.ingest.notice(s, org, media)
+    return media
 
 
 def read_json_or_form(req: falcon.Request) -> dict:
@@ -155,7 +167,7 @@ class ListMedia(Resource):
         search = text(p, "search", most=200)
         if search and any(ch < " " or ch == "\x7f" for ch in search):
             raise BadRequest("search must not contain control characters")
-        items, total = self.library.list(req.context.db, org, limit=limit, offset=offset, search=search,
+        items, total = self.library.catalog.list(req.context.db, org, limit=limit, offset=offset, search=search,
                                          mime_prefix=text(p, "type", most=127), sort=sort, order=order)
         base = self.base(req)
         send_json(resp, {"items": [presenters.media_json(self.library, m, base) for m in items], "total": total,
@@ -173,7 +185,7 @@ class Batch(Resource):
             raise BadRequest("ids must be a non-empty list of ids (or a comma-separated string)")
         if len(ids) > 100:
             raise BadRequest("at most 100 ids")
-        items = self.library.batch(req.context.db, org, ids)
+        items = self.library.catalog.batch(req.context.db, org, ids)
         base = self.base(req)
         found = {m.id for m in items}
         send_json(resp, {"items": [presenters.media_json(self.library, m, base) for m in items],
@@ -182,7 +194,7 @@ class Batch(Resource):
 
 class Variants(Resource):
     def on_get(self, req: falcon.Request, resp: falcon.Response, media_id: str) -> None:
-        media = self.library.get(req.context.db, self.org(req), media_id)
+        media = noticed(self.library, req.context.db, self.org(req), media_id)
         send_json(resp, {"id": media.id, "variants": presenters.variants_json(self.library, media, self.base(req))})
 
 
@@ -208,15 +220,15 @@ class Crop(Resource):
             raise BadRequest("format must be webp, jpeg or png")
         s = req.context.db
         if text(p, "id"):
-            media = lib.get(s, org, text(p, "id"))
+            media = noticed(lib, s, org, text(p, "id"))
         else:
-            media = lib.by_key(s, org, text(p, "bucketName") or text(p, "bucket"),
+            media = lib.catalog.by_key(s, org, text(p, "bucketName") or text(p, "bucket"),
                                text(p, "objectKey", required=True, most=1024))
         if boolean(p, "async"):
-            job = lib.enqueue(s, org, "crop", media, params)
+            job = lib.jobs.enqueue(s, org, "crop", media, params)
             send_json(resp, presenters.job_started_json(lib, job, media, self.base(req)), 202)
             return
-        lib.crop(s, media, params)
+        lib.versions.crop(s, media, params)
         send_json(resp, presenters.media_json(lib, media, self.base(req)))
 
 
@@ -227,11 +239,11 @@ class Regenerate(Resource):
         lib = self.library
         s = req.context.db
         if text(p, "id"):
-            media = lib.get(s, org, text(p, "id"))
+            media = noticed(lib, s, org, text(p, "id"))
         else:
             key = text(p, "objectKey", required=True, most=1024)
-            media = lib.by_key_any_state(s, org, text(p, "bucketName") or text(p, "bucket"), key)
-        job = lib.enqueue(s, org, "variants", media, {})
+            media = lib.catalog.by_key(s, org, text(p, "bucketName") or text(p, "bucket"), key)
+        job = lib.jobs.enqueue(s, org, "variants", media, {})
         send_json(resp, presenters.job_started_json(lib, job, media, self.base(req)), 202)
 
 
@@ -239,7 +251,7 @@ class VariantsInfo(Resource):
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         org = self.org(req)
         p = req.params
-        media = self.library.by_key(req.context.db, org, text(p, "bucket") or text(p, "bucketName"),
+        media = self.library.catalog.by_key(req.context.db, org, text(p, "bucket") or text(p, "bucketName"),
                                     text(p, "objectKey", required=True, most=1024))
         base = self.base(req)
         send_json(resp, {"id": media.id, "objectKey": media.current.object.key, "bucket": self.library.bucket,
@@ -250,9 +262,10 @@ class VariantRedirect(Resource):
     def on_get(self, req: falcon.Request, resp: falcon.Response, bucket: str, name: str, folder: str) -> None:
         org = self.org(req)
         lib = self.library
-        media, variant = lib.variant_by_folder(req.context.db, org, bucket, folder.strip("/"), name)
+        media, variant = lib.catalog.variant_by_folder(req.context.db, org, bucket, folder.strip("/"), name)
         if media.is_private:
-            url = lib.presign_download(self.base(req), variant.key, lib.settings.presign_default, variant.mime_type)
+            url = lib.catalog.presign_download(self.base(req), variant.key, lib.settings.presign_default,
+                                               variant.mime_type)
         else:
             url = presenters.public_url(lib, self.base(req), variant.key)
         resp.status = falcon.HTTP_302
@@ -266,13 +279,13 @@ class Presign(Resource):
         p = req.params
         lib = self.library
         key = text(p, "objectKey", required=True, most=1024)
-        expires = lib.expiry(integer(p, "expiry", None))
+        expires = lib.catalog.expiry(integer(p, "expiry", None))
         db = req.context.db
-        lib.owned_key(db, org, text(p, "bucket") or text(p, "bucketName"), key)
+        lib.catalog.owned_key(db, org, text(p, "bucket") or text(p, "bucketName"), key)
         at = datetime.now(UTC).replace(tzinfo=None) + timedelta(seconds=expires)
         # the type recorded from the bytes, never what the uploader told the store
-        url = lib.presign_download(self.base(req), key, expires, lib.key_mime(db, lib.bucket, key),
-                                   lib.own_disposition(db, lib.bucket, key))
+        url = lib.catalog.presign_download(self.base(req), key, expires, lib.catalog.key_mime(db, lib.bucket, key),
+                                   lib.catalog.own_disposition(db, lib.bucket, key))
         send_json(resp, {"url": url, "objectKey": key,
                          "bucket": lib.bucket, "expiresIn": expires, "expiresAt": iso(at)})
 
@@ -280,9 +293,10 @@ class Presign(Resource):
 class Download(Resource):
     def on_get(self, req: falcon.Request, resp: falcon.Response, bucket: str, key: str) -> None:
         org = self.org(req)
-        self.library.owned_key(req.context.db, org, bucket, key)
+        self.library.catalog.owned_key(req.context.db, org, bucket, key)
         # private if any record sharing the bytes is (identical uploads of the presigned /media API share one object)
-        serve_object(req, resp, self.library, bucket, key, self.library.key_is_private(req.context.db, bucket, key))
+        private = self.library.catalog.key_is_private(req.context.db, bucket, key)
+        serve_object(req, resp, self.library, bucket, key, private)
 
     on_head = on_get
 
@@ -295,7 +309,7 @@ class Signed(Resource):
     def on_get(self, req: falcon.Request, resp: falcon.Response, bucket: str, key: str) -> None:
         lib = self.library
         lib_check(req, "GET", bucket, key, lib)
-        private = lib.key_is_private(req.context.db, bucket, key)
+        private = lib.catalog.key_is_private(req.context.db, bucket, key)
         serve_object(req, resp, lib, bucket, key, private)
 
     on_head = on_get
@@ -309,7 +323,7 @@ class Signed(Resource):
             raise Forbidden(f"this URL takes exactly {size} bytes, with that Content-Length")
         sender = client_address(req.env, NetworkSet(lib.ctx.settings.trusted_proxy_cidrs))
         with upload_place(req, lib, f"address {sender}"):  # a signed URL names no client: its sender
-            lib.receive_put(req.context.db, bucket, key, body_stream(req), req.content_length,
+            lib.ingest.receive_put(req.context.db, bucket, key, body_stream(req), req.content_length,
                             req.get_header("Content-Disposition"))
         resp.status = falcon.HTTP_200
         resp.set_header("Cache-Control", "no-store")
@@ -326,7 +340,7 @@ def lib_check(req: falcon.Request, method: str, bucket: str, key: str, lib) -> N
 def serve_object(req, resp, lib, bucket: str, key: str, private: bool) -> None:
     # The type recorded at ingest (from the bytes), never one guessed from the key's file name
     # (`evil.html` holding GIF magic and a script), and sandboxed: nothing stored runs on this host.
-    serve_stored(req, resp, lib.ctx, bucket, key, lib.key_mime(req.context.db, bucket, key))
+    serve_stored(req, resp, lib.ctx, bucket, key, lib.catalog.key_mime(req.context.db, bucket, key))
     resp.set_header("Content-Security-Policy", SANDBOX)
     if private:
         # Objects never change under a key, but a private one must stay out of shared caches.
@@ -341,20 +355,20 @@ class Delete(Resource):
         s = req.context.db
         media_id = text(p, "id")
         if media_id:
-            media = lib.get(s, org, media_id)
+            media = lib.catalog.get(s, org, media_id)
         else:
             key = text(p, "objectKey", most=1024)
             if not key:
                 raise BadRequest("give id, or objectKey and bucketName")
-            media = lib.by_key_any_state(s, org, text(p, "bucketName") or text(p, "bucket"), key)
+            media = lib.catalog.by_key(s, org, text(p, "bucketName") or text(p, "bucket"), key)
         mid = media.id
-        n = lib.delete(s, media)
+        n = lib.versions.delete(s, media)
         send_json(resp, {"deleted": True, "id": mid, "objectsDeleted": n})
 
 
 class JobStatus(Resource):
     def on_get(self, req: falcon.Request, resp: falcon.Response, job_id: str) -> None:
-        job = self.library.job(req.context.db, self.org(req), job_id)
+        job = self.library.jobs.get(req.context.db, self.org(req), job_id)
         send_json(resp, presenters.job_json(job))
 
 

@@ -1,6 +1,6 @@
 """The /v2 image service (under ``MEDIAPROXY_API_PREFIX``, ``/v2`` by default): images with tags,
 privacy and share links, avatars, albums with access tokens, the client's status and statistics.
-HTTP ↔ ``service.Library`` and ``gallery.Gallery`` calls, nothing more.
+HTTP ↔ the services' calls (``services.Library``), nothing more.
 
 A client is an organization of the core (``X-API-Key``: the same keys as the /api/v1 and /media APIs); the end
 user is ``X-User-Id``. Who sees what:
@@ -25,11 +25,12 @@ from ...errors import BadRequest, NotFound
 from ...media.hashes import fallback_webp
 from ...media.spec import FORMATS, MAX_DIM, TransformSpec
 from ...routes.common import serve_transform
-from ..gallery import Gallery, Served, clean_tags
 from ..models import Album, Media, Organization
 from ..repositories import media as media_repo
 from ..repositories import ping
-from ..service import iso
+from ..services import Served
+from ..services.base import iso
+from ..services.catalog import clean_tags
 from . import presenters
 from .common import KEY, KEY_USER, PUBLIC, TOKEN, Resource, boolean, integer, read_json, receive_upload, send_json, text
 
@@ -129,7 +130,6 @@ class V2Resource(Resource):
     def __init__(self, lib, api: V2):
         super().__init__(lib)
         self.api = api
-        self.gallery = api.gallery
 
     bearer_keys = False
 
@@ -141,20 +141,20 @@ class V2Resource(Resource):
         s = req.context.db
         base = self.base(req)
         if tags is None:
-            tags = self.gallery.tags_of(s, [media.id])[media.id]
+            tags = self.library.catalog.tags_of(s, [media.id])[media.id]
         if albums is None:
-            albums = self.gallery.albums_of(s, [media.id])[media.id]
+            albums = self.library.catalog.albums_of(s, [media.id])[media.id]
         return presenters.image_json(self.library, media, base, self.api.prefix, tags, albums)
 
     def images_json(self, req: falcon.Request, items: list[Media]) -> list[dict]:
         ids = [m.id for m in items]
-        tags = self.gallery.tags_of(req.context.db, ids)
-        albums = self.gallery.albums_of(req.context.db, ids)
+        tags = self.library.catalog.tags_of(req.context.db, ids)
+        albums = self.library.catalog.albums_of(req.context.db, ids)
         return [self.image_json(req, m, tags[m.id], albums[m.id]) for m in items]
 
     def album_json(self, req: falcon.Request, album: Album, count: int | None = None) -> dict:
         if count is None:
-            count = self.gallery.image_counts(req.context.db, [album.id]).get(album.id, 0)
+            count = self.library.albums.image_counts(req.context.db, [album.id]).get(album.id, 0)
         return presenters.album_json(album, count)
 
     # -- serving ---------------------------------------------------------------------------------
@@ -185,13 +185,14 @@ class V2Resource(Resource):
         up, obj, (owner, private, tags, description, album) = receive_upload(
             req, lib, org, IMAGE_FIELDS, validate, lists=("tags[]",))
         def tags_and_album(media: Media) -> None:  # in the record's transaction: all of it or none
-            self.gallery.set_tags(s, media.id, tags)
+            self.library.catalog.set_tags(s, media.id, tags)
             if album is not None:
-                self.gallery.add_to_album(s, album, [media.id])
+                self.library.albums.add(s, album, [media.id])
 
-        return lib.create_media(s, up, obj, owner=owner, dialect="v2", job="finalize",  # placeholders, by the worker
-                                fields={"description": description, "is_private": private},
-                                with_record=tags_and_album)
+        # the placeholders are the worker's (the finalize job)
+        return lib.ingest.create_media(s, up, obj, owner=owner, dialect="v2", job="finalize",
+                                       fields={"description": description, "is_private": private},
+                                       with_record=tags_and_album)
 
     def fallback(self, resp: falcon.Response) -> None:
         resp.status = falcon.HTTP_200
@@ -214,7 +215,7 @@ class Images(V2Resource):
                 return None
             if user is None:
                 raise BadRequest("albumId needs X-User-Id: the album's owner")
-            return self.gallery.album(s, org.id, album_id, user, write=True)
+            return self.library.albums.get(s, org.id, album_id, user, write=True)
 
         media = self.receive_image(req, org, lambda form: user, "X-User-Id", album_of)
         send_json(resp, self.image_json(req, media), 201)
@@ -229,10 +230,10 @@ class Images(V2Resource):
         also_sees = None
         if album_id:  # the same images as GET /albums/{id}/images answers this user
             token = text(p, "token", most=128)
-            album = self.gallery.album(req.context.db, org.id, album_id, user, token)
-            if self.gallery.sees_as_owner(req.context.db, album, user, token):
+            album = self.library.albums.get(req.context.db, org.id, album_id, user, token)
+            if self.library.sharing.sees_as_owner(req.context.db, album, user, token):
                 also_sees = album.owner
-        items, total = self.gallery.list_images(
+        items, total = self.library.catalog.list_images(
             req.context.db, org.id, user=user, limit=limit, offset=offset, tag=text(p, "tag", most=64),
             album_id=album_id, private=private, owner=text(p, "userId", most=USER_MAX),
             since=date_param(p, "from"), until=date_param(p, "to"), also_sees=also_sees)
@@ -254,8 +255,8 @@ class Image(V2Resource):
         s = req.context.db
         key = req.get_header("X-API-Key")
         org = self.org(req) if key is not None else None
-        img = self.gallery.served(s, image_id)
-        if img is None or (org is not None and org.id != img.org_id) or not self.gallery.may_view(
+        img = self.library.sharing.served(s, image_id)
+        if img is None or (org is not None and org.id != img.org_id) or not self.library.sharing.may_view(
                 s, img, org, _user(req, False), text(req.params, "token", most=128)):
             self.fallback(resp)
             return
@@ -265,10 +266,10 @@ class Image(V2Resource):
 
     def _visible(self, req: falcon.Request, org: Organization, image_id: str) -> Media:
         s = req.context.db
-        media = self.gallery.image(s, org, image_id)
+        media = self.library.catalog.image(s, org, image_id)
         if media.is_private:
-            img = self.gallery.served(s, media.id)
-            if img is None or not self.gallery.may_view(s, img, org, _user(req, False),
+            img = self.library.sharing.served(s, media.id)
+            if img is None or not self.library.sharing.may_view(s, img, org, _user(req, False),
                                                         text(req.params, "token", most=128)):
                 raise NotFound("no such image")
         return media
@@ -282,7 +283,7 @@ class Image(V2Resource):
     def on_delete(self, req: falcon.Request, resp: falcon.Response, image_id: str) -> None:
         org = self.org(req)
         media = owned_image(self, req, org, image_id)
-        self.gallery.delete_image(req.context.db, media)
+        self.library.sharing.delete_image(req.context.db, media)
         resp.status = falcon.HTTP_204
 
 
@@ -304,14 +305,14 @@ def patch_image(r: V2Resource, req: falcon.Request, media: Media) -> None:
     tags = _tags(p["tags"]) if "tags" in p and p["tags"] is not None else None
     s = req.context.db
     if tags is not None:
-        r.gallery.set_tags(s, media.id, tags)
-    r.library.patch(s, media, changes)
+        r.library.catalog.set_tags(s, media.id, tags)
+    r.library.catalog.patch(s, media, changes)
 
 
 def owned_image(r: V2Resource, req: falcon.Request, org: Organization, image_id: str) -> Media:
     """The client's image that this user may change: its owner's (an image uploaded without
     X-User-Id is the client's own, changed with the key alone)."""
-    media = r.gallery.image(req.context.db, org, image_id)
+    media = r.library.catalog.image(req.context.db, org, image_id)
     if media.owner is not None and media.owner != _user(req, False):
         raise NotFound("no such image")
     return media
@@ -323,7 +324,7 @@ class Share(V2Resource):
         media = owned_image(self, req, org, image_id)
         p = read_json(req)
         expires = expiry(p)
-        token, row = self.gallery.create_token(req.context.db, org, "image", media.id, media.owner, expires)
+        token, row = self.library.sharing.create_token(req.context.db, org, "image", media.id, media.owner, expires)
         base = self.base(req)
         send_json(resp, {"token": token, "imageId": media.id, "expiresAt": iso(row.expires_at),
                          "url": f"{base}{self.api.prefix}/images/share/{token}",
@@ -334,7 +335,7 @@ class ShareRevoke(V2Resource):
     def on_delete(self, req: falcon.Request, resp: falcon.Response, image_id: str, token: str) -> None:
         org = self.org(req)
         media = owned_image(self, req, org, image_id)
-        self.gallery.revoke_token(req.context.db, org, "image", media.id, token)
+        self.library.sharing.revoke_token(req.context.db, org, "image", media.id, token)
         resp.status = falcon.HTTP_204
 
 
@@ -346,8 +347,8 @@ class Shared(V2Resource):
     def on_get(self, req: falcon.Request, resp: falcon.Response, token: str) -> None:
         spec = image_spec(req.params)
         s = req.context.db
-        row = self.gallery.valid_token(s, token, "image")
-        img = self.gallery.served(s, row.target_id) if row is not None else None
+        row = self.library.sharing.valid_token(s, token, "image")
+        img = self.library.sharing.served(s, row.target_id) if row is not None else None
         if img is None or img.org_id != row.org_id:
             self.fallback(resp)
             return
@@ -370,17 +371,9 @@ class Avatars(V2Resource):
             return user
 
         up, obj, user = receive_upload(req, lib, org, IMAGE_FIELDS, validate)
-        media = lib.create_media(s, up, obj, owner=user, dialect="avatar")
-        with lib.all_or_nothing(s, media):
-            answer = self.avatar_json(req, user, media)  # before a concurrent upload may replace it
-            old = self.gallery.set_avatar(s, org, user, media)
-        if old is not None:  # the replaced avatar: its record, bytes and cached results
-            old_id = old.id
-            try:
-                self.gallery.drop_media(s, old)
-            except Exception as exc:  # the new avatar is in place: the answer says so, whatever this leaves
-                s.rollback()
-                log.warning("could not delete the replaced avatar %s: %s: %s", old_id, type(exc).__name__, exc)
+        media = lib.ingest.create_media(s, up, obj, owner=user, dialect="avatar")
+        answer = self.avatar_json(req, user, media)
+        lib.avatars.replace(s, org, user, media)  # the replaced record goes in the same transaction
         send_json(resp, answer, 201)
 
     def avatar_json(self, req: falcon.Request, user: str, media: Media) -> dict:
@@ -391,7 +384,7 @@ class AvatarOne(V2Resource):
     def _find(self, req: falcon.Request, user: str) -> tuple[Organization, object, Media]:
         org = self.org(req)
         s = req.context.db
-        row = self.gallery.avatar(s, org.id, user)
+        row = self.library.avatars.of_user(s, org.id, user)
         media = media_repo.load(s, row.media_id) if row else None
         if row is None or media is None:
             raise NotFound("no avatar for this user")
@@ -414,7 +407,7 @@ class AvatarOne(V2Resource):
 
     def on_delete(self, req: falcon.Request, resp: falcon.Response, user: str) -> None:
         _, row, _ = self._find(req, user)
-        self.gallery.delete_avatar(req.context.db, row)
+        self.library.avatars.delete(req.context.db, row)
         resp.status = falcon.HTTP_204
 
 
@@ -459,15 +452,15 @@ class Albums(V2Resource):
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         org = self.org(req)
         user = req.context.user
-        album = self.gallery.create_album(req.context.db, org, user, album_fields(read_json(req), True))
+        album = self.library.albums.create(req.context.db, org, user, album_fields(read_json(req), True))
         send_json(resp, self.album_json(req, album, 0), 201)
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         org = self.org(req)
         user = req.context.user
         limit, offset = page(req.params)
-        items, total = self.gallery.list_albums(req.context.db, org.id, user, limit, offset)
-        counts = self.gallery.image_counts(req.context.db, [a.id for a in items])
+        items, total = self.library.albums.page(req.context.db, org.id, user, limit, offset)
+        counts = self.library.albums.image_counts(req.context.db, [a.id for a in items])
         send_json(resp, {"items": [self.album_json(req, a, counts.get(a.id, 0)) for a in items], "total": total,
                          "limit": limit, "offset": offset})
 
@@ -478,7 +471,7 @@ class AlbumBase(V2Resource):
     def _album(self, req: falcon.Request, album_id: str, write: bool = False) -> Album:
         org = self.org(req)
         user = req.context.user
-        return self.gallery.album(req.context.db, org.id, album_id, user, text(req.params, "token", most=128),
+        return self.library.albums.get(req.context.db, org.id, album_id, user, text(req.params, "token", most=128),
                                   write=write)
 
 
@@ -488,11 +481,11 @@ class AlbumOne(AlbumBase):
 
     def on_patch(self, req: falcon.Request, resp: falcon.Response, album_id: str) -> None:
         album = self._album(req, album_id, write=True)
-        self.gallery.update_album(req.context.db, album, album_fields(read_json(req), False))
+        self.library.albums.update(req.context.db, album, album_fields(read_json(req), False))
         send_json(resp, self.album_json(req, album))
 
     def on_delete(self, req: falcon.Request, resp: falcon.Response, album_id: str) -> None:
-        self.gallery.delete_album(req.context.db, self._album(req, album_id, write=True))
+        self.library.albums.delete(req.context.db, self._album(req, album_id, write=True))
         resp.status = falcon.HTTP_204
 
 
@@ -503,8 +496,9 @@ class AlbumImages(AlbumBase):
         limit, offset = page(req.params)
         # the owner, or a token holder, sees what the owner may see (public images and the owner's
         # private ones), never another user's private image that was added while it was public
-        owners_view = self.gallery.sees_as_owner(req.context.db, album, user, text(req.params, "token", most=128))
-        items, total = self.gallery.list_images(req.context.db, album.org_id, user=user, limit=limit,
+        token = text(req.params, "token", most=128)
+        owners_view = self.library.sharing.sees_as_owner(req.context.db, album, user, token)
+        items, total = self.library.catalog.list_images(req.context.db, album.org_id, user=user, limit=limit,
                                                 offset=offset, album_id=album.id,
                                                 also_sees=album.owner if owners_view else None)
         send_json(resp, {"items": self.images_json(req, items), "total": total, "limit": limit, "offset": offset})
@@ -513,13 +507,13 @@ class AlbumImages(AlbumBase):
         album = self._album(req, album_id, write=True)
         ids = _image_ids(read_json(req))
         s = req.context.db
-        self.gallery.check_addable(s, album, ids)
-        added = self.gallery.add_to_album(s, album, ids)
+        self.library.albums.check_addable(s, album, ids)
+        added = self.library.albums.add(s, album, ids)
         send_json(resp, {"added": added, "album": self.album_json(req, album)})
 
     def on_delete(self, req: falcon.Request, resp: falcon.Response, album_id: str) -> None:
         album = self._album(req, album_id, write=True)
-        removed = self.gallery.remove_from_album(req.context.db, album, _image_ids(read_json(req)))
+        removed = self.library.albums.remove(req.context.db, album, _image_ids(read_json(req)))
         send_json(resp, {"removed": removed, "album": self.album_json(req, album)})
 
 
@@ -527,7 +521,7 @@ class AlbumTokens(AlbumBase):
     def on_post(self, req: falcon.Request, resp: falcon.Response, album_id: str) -> None:
         album = self._album(req, album_id, write=True)
         org = self.org(req)
-        token, row = self.gallery.create_token(req.context.db, org, "album", album.id, album.owner,
+        token, row = self.library.sharing.create_token(req.context.db, org, "album", album.id, album.owner,
                                                expiry(read_json(req)))
         base = self.base(req)
         send_json(resp, {"token": token, "albumId": album.id, "expiresAt": iso(row.expires_at),
@@ -537,7 +531,7 @@ class AlbumTokens(AlbumBase):
 class AlbumToken(AlbumBase):
     def on_delete(self, req: falcon.Request, resp: falcon.Response, album_id: str, token: str) -> None:
         album = self._album(req, album_id, write=True)
-        self.gallery.revoke_token(req.context.db, self.org(req), "album", album.id, token)
+        self.library.sharing.revoke_token(req.context.db, self.org(req), "album", album.id, token)
         resp.status = falcon.HTTP_204
 
 
@@ -554,7 +548,8 @@ class Status(V2Resource):
 class ClientStats(V2Resource):
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         org = self.org(req)
-        send_json(resp, {"client": {"id": org.id, "slug": org.slug}, **self.gallery.stats(req.context.db, org.id)})
+        stats = self.library.admin.stats(req.context.db, org.id)
+        send_json(resp, {"client": {"id": org.id, "slug": org.slug}, **stats})
 
 
 class V2:
@@ -563,7 +558,6 @@ class V2:
     def __init__(self, lib):
         self.lib = lib
         self.prefix = lib.settings.api_prefix
-        self.gallery = Gallery(lib)
         self.fallback = fallback_webp()
 
     def add_routes(self, app: falcon.App) -> None:

@@ -1,6 +1,5 @@
 """The library's SQL, one module per kind of record: the services ask these for rows and never
-build a query themselves. (Moving every query here is under way: service.py and gallery.py still
-hold theirs; the dialects under api/ hold none.)"""
+build a query themselves (a service still builds its inserts: adding a record is the ORM's `add`)."""
 
 from sqlalchemy import text
 from sqlalchemy.orm import Session
