@@ -1,6 +1,7 @@
 """The library's layering, read from its import graph (docs/library.md § the layers): no import
 cycles, no import of another library module hidden inside a function, no private name taken from
-another module, and no SQL in the HTTP dialects."""
+another module, no SQL in the HTTP dialects or the services, no HTTP in the services, and a
+transaction committed in one place."""
 
 from __future__ import annotations
 
@@ -89,3 +90,44 @@ def test_the_http_dialects_hold_no_sql():
         name = f"mediaproxy.library.api.{p.stem}"
         for node, module, _, _ in _imports(name, p):
             assert not module.startswith("sqlalchemy"), f"{p.name}:{node.lineno} imports {module}"
+
+
+# A database transaction is committed in unit.py alone (the request's unit of work, the job's, and
+# a unit of its own where a step must be seen by others first); auth.py still commits what a
+# refused request records (a reused refresh token's revocation, a counted login attempt) before
+# it answers the refusal.
+COMMITS_ALLOWED = {"mediaproxy.library.unit", "mediaproxy.library.auth"}
+WRITERS = {"writer", "w", "self.writer"}  # storage writers commit their bytes, not a transaction
+
+
+def test_a_transaction_is_committed_in_one_place():
+    for m, p in _modules().items():
+        if not (m.startswith("mediaproxy.library") or m.startswith("mediaproxy.portal")) or m in COMMITS_ALLOWED:
+            continue
+        for node in ast.walk(ast.parse(p.read_text())):
+            if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+                    and node.func.attr in ("commit", "rollback")):
+                owner = ast.unparse(node.func.value)
+                if owner == "unit" or (m == "mediaproxy.library.db" and owner == "dbapi_conn"):
+                    continue  # the unit of work's own functions; a connection's set-up, before any session
+                assert owner in WRITERS and node.func.attr == "commit", \
+                    f"{m}:{node.lineno} calls {owner}.{node.func.attr}(): only unit.py ends a transaction"
+
+
+def test_services_know_no_http_and_take_no_dialect():
+    for p in (ROOT / "library" / "services").glob("*.py"):
+        name = f"mediaproxy.library.services.{p.stem}"
+        for node, module, _, _ in _imports(name, p):
+            http = ("falcon", "mediaproxy.library.api", "mediaproxy.routes", "mediaproxy.http")
+            assert not module.startswith(http), f"services/{p.name}:{node.lineno} imports {module}"
+
+
+def test_the_services_hold_no_query():
+    """Every SELECT, UPDATE and DELETE of the services is a repository's; a service adds records
+    (the ORM's ``add``) and changes the ones it holds."""
+    for p in (ROOT / "library" / "services").glob("*.py"):
+        name = f"mediaproxy.library.services.{p.stem}"
+        for node, module, names, _ in _imports(name, p):
+            if module == "sqlalchemy":
+                assert not {"select", "update", "delete", "func", "or_", "text"} & set(names), \
+                    f"services/{p.name}:{node.lineno} builds a query ({names})"

@@ -224,3 +224,55 @@ def test_a_job_reaches_the_queue_only_once_its_row_is_committed(lib):
         assert lib.queued == [job_id]
     finally:
         s.close()
+
+
+def _waiting_upload(lib, data: bytes):
+    """A presigned upload's record, committed, whose bytes a PUT has left in the store."""
+    with lib.db.transaction() as s:
+        org = auth.organization(s, "acme", create=True)
+        media, signed = lib.ingest.presign_upload(s, org, "http://x", "a.png", "image/png", None)
+        media_id, key = media.id, signed["objectKey"]
+    lib.ctx.storage.put(lib.bucket, key, data, "image/png")  # the local backend's PUT writes the key
+    return org, media_id
+
+
+def _state(lib, media_id: str) -> str:
+    with lib.db.transaction() as s:
+        return media_repo.load(s, media_id).state
+
+
+def test_a_read_has_no_side_effects(lib):
+    org, media_id = _waiting_upload(lib, png())
+    s = lib.db.session()
+    try:
+        org = s.merge(org)
+        with counted(lib.db) as seen:
+            media = lib.catalog.get(s, org, media_id)
+        assert media.state == "uploading"
+        assert not [q for q in seen if not q.lstrip().upper().startswith("SELECT")], seen
+        assert lib.ingest.notice(s, org, media)  # the explicit completion: a write, in the request's unit
+        assert lib.queued == []
+        unit.commit(s)
+        assert _state(lib, media_id) == "ready" and len(lib.queued) == 1  # its placeholders, after the commit
+    finally:
+        s.close()
+
+
+def test_an_upload_claim_is_seen_at_once_and_given_back_when_its_request_fails(lib):
+    org, media_id = _waiting_upload(lib, png())
+    s, other = lib.db.session(), lib.db.session()
+    try:
+        media = media_repo.load(s, media_id)
+        assert lib.ingest.claim_upload(s, media)
+        # committed on its own, before this request goes on: a second request cannot take it
+        assert _state(lib, media_id) == "receiving"
+        assert not lib.ingest.claim_upload(other, media_repo.load(other, media_id))
+        unit.rollback(other)
+        unit.rollback(s)  # this request failed: the upload is given back for a retry
+        assert _state(lib, media_id) == "uploading"
+        assert lib.ingest.complete_upload(other, media_repo.load(other, media_id)) is True  # claims it itself
+        unit.commit(other)
+        assert _state(lib, media_id) == "ready"
+    finally:
+        s.close()
+        other.close()

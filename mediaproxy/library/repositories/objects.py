@@ -118,3 +118,10 @@ def release_upload(s: Session, media_id: str, claimed_at) -> bool:
     return s.execute(
         update(Media).where(Media.id == media_id, Media.state == "receiving", Media.updated_at == claimed_at)
         .values(state="uploading").execution_options(synchronize_session=False)).rowcount == 1
+
+
+def key_recorded(s: Session, bucket: str, key: str) -> bool:
+    """Whether an object or a variant row names the stored ``key``."""
+    return s.scalar(select(StoredObject.id).where(StoredObject.bucket == bucket, StoredObject.key == key)
+                    .union_all(select(Variant.id).where(Variant.bucket == bucket, Variant.key == key))
+                    .limit(1)) is not None

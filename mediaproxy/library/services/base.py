@@ -19,7 +19,6 @@ from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from functools import cached_property
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from ...bulkhead import PerHolder
@@ -27,7 +26,8 @@ from ...context import Context
 from ...settings import LibrarySettings
 from .. import unit
 from ..db import Database
-from ..models import Media, StoredObject, Variant
+from ..models import Media, StoredObject
+from ..repositories import objects
 from ..repositories.search import for_database as search_strategy
 
 log = logging.getLogger("mediaproxy.library")
@@ -146,9 +146,7 @@ class Core:
         with self.db.transaction() as t:
             for bucket, key in keys:
                 try:
-                    if t.scalar(select(StoredObject.id).where(StoredObject.bucket == bucket, StoredObject.key == key)
-                                .union_all(select(Variant.id).where(Variant.bucket == bucket, Variant.key == key))
-                                .limit(1)) is None:
+                    if not objects.key_recorded(t, bucket, key):
                         self.ctx.storage.delete(bucket, key)
                 except Exception as exc:
                     log.warning("left %s/%s for the janitor: %s: %s", bucket, key, type(exc).__name__, exc)
