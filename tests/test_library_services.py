@@ -1,4 +1,4 @@
-"""The library's verbs in process, against SQLite and the local store: no HTTP, no server.
+"""The library's verbs in process, against SQLite and PostgreSQL and the local store: no HTTP.
 
 What the HTTP tests cannot see cheaply: a record and what goes with it are one transaction,
 batch checks and statistics cost a fixed number of queries, an API key's organization comes
@@ -26,14 +26,18 @@ from mediaproxy.settings import Settings
 from . import media as samples
 
 
-@pytest.fixture
-def lib(tmp_path):
+@pytest.fixture(params=["sqlite", "postgres"])
+def lib(request, tmp_path):
+    """The services over SQLite, and over PostgreSQL (a server of the test session's, a database
+    of each test's own)."""
+    url = (f"sqlite:///{tmp_path}/library.db" if request.param == "sqlite"
+           else request.getfixturevalue("postgres").new_database())
     settings = Settings.from_env({
         "MEDIAPROXY_MODE": "library",
         "MEDIAPROXY_STORAGE": str(tmp_path / "store"),
         "MEDIAPROXY_CACHE_DIR": str(tmp_path / "cache"),
         "MEDIAPROXY_SECRET_KEY": "service-tests",
-        "MEDIAPROXY_DATABASE_URL": f"sqlite:///{tmp_path}/library.db",
+        "MEDIAPROXY_DATABASE_URL": url,
         "MEDIAPROXY_QUEUE_URL": f"sqlite:///{tmp_path}/queue.db",
     })
     (tmp_path / "store" / "library").mkdir(parents=True)
@@ -259,7 +263,7 @@ def test_a_read_has_no_side_effects(lib):
 
 
 def test_an_upload_claim_is_seen_at_once_and_given_back_when_its_request_fails(lib):
-    org, media_id = _waiting_upload(lib, png())
+    _, media_id = _waiting_upload(lib, png())
     s, other = lib.db.session(), lib.db.session()
     try:
         media = media_repo.load(s, media_id)
