@@ -63,7 +63,7 @@ def seed(env: dict, n: int) -> None:
     lib = build_library(settings, Context.build(settings))
     lib.db.upgrade()
     pictures = [common.jpeg(320, 213, seed=i, q=80) for i in range(50)]
-    hashes = [lib._placeholder_hashes(str(i), "image/jpeg", p) for i, p in enumerate(pictures)]
+    hashes = [lib.versions.placeholder_hashes(str(i), "image/jpeg", p) for i, p in enumerate(pictures)]
     with lib.db.transaction() as s:
         org = auth.organization(s, "bench", create=True)
         org_id = org.id
@@ -72,11 +72,11 @@ def seed(env: dict, n: int) -> None:
         with lib.db.transaction() as s:
             org = s.get(type(org), org_id)
             for i in range(done, min(n, done + 500)):
-                up = lib.begin_upload(org, f"photo-{i:05d}.jpg")
+                up = lib.ingest.begin_upload(org, f"photo-{i:05d}.jpg")
                 up.write(pictures[i % 50])
                 obj, _ = up.finish()
-                m = lib.create_media(s, up, obj, owner=f"user-{i % 40}", dialect="v2",
-                                     fields={"description": f"picture {i}", "is_private": i % 7 == 0})
+                m = lib.ingest.create_media(s, up, obj, owner=f"user-{i % 40}", dialect="v2",
+                                            fields={"description": f"picture {i}", "is_private": i % 7 == 0})
                 m.blur_hash, m.thumb_hash = hashes[i % 50]
         done = min(n, done + 500)
         print(f"  seeded {done} images", flush=True)

@@ -121,7 +121,7 @@ def job_lib(tmp_path):
     from mediaproxy.library import auth
     from mediaproxy.library.db import Database
     from mediaproxy.library.models import Job
-    from mediaproxy.library.service import Library
+    from mediaproxy.library.services import Library
     from mediaproxy.settings import Settings
 
     (tmp_path / "storage" / "library").mkdir(parents=True)
@@ -230,11 +230,11 @@ def test_a_heartbeat_keeps_the_lease_and_a_lost_lease_completes_nothing(job_lib)
     s = lib.db.session()
     try:
         with pytest.raises(LeaseLost):  # the first runner's late end changes nothing
-            lib._complete(s, job_id, keeper.owner, {"x": 1})
+            lib.jobs.complete(s, job_id, keeper.owner, {"x": 1})
         s.rollback()
-        assert lib.job_failed(s, job_id, "late", final=False, owner=keeper.owner) is None
+        assert lib.jobs.failed(s, job_id, "late", final=False, owner=keeper.owner) is None
         assert _row(lib, job_id).state == "active"
-        lib._complete(s, job_id, "worker-b", {"x": 1})
+        lib.jobs.complete(s, job_id, "worker-b", {"x": 1})
         s.commit()
     finally:
         s.close()
@@ -254,7 +254,8 @@ def test_storage_outages_are_retried_for_a_time_budget_other_failures_a_number_o
                 if _row(lib, job_id).state == "failed":
                     continue
                 assert claim(lib.db, job_id, "w", 0.3)
-                state = lib.job_failed(s, job_id, "storage unavailable", final=False, transient=kind, owner="w")
+                state = lib.jobs.failed(s, job_id, "storage unavailable", final=False, transient=kind, owner="w")
+                s.commit()  # what the job runner's unit of work does
                 job = _row(lib, job_id)
                 if kind:
                     assert state == "pending"  # well inside the 60 s budget
@@ -270,7 +271,7 @@ def test_storage_outages_are_retried_for_a_time_budget_other_failures_a_number_o
             from mediaproxy.library.models import Job, now
             s2.execute(update(Job).where(Job.id == transient).values(failing_since=now() - timedelta(seconds=61)))
         assert claim(lib.db, transient, "w", 0.3)
-        assert lib.job_failed(s, transient, "storage unavailable", final=False, transient=True, owner="w") == "failed"
+        assert lib.jobs.failed(s, transient, "storage unavailable", final=False, transient=True, owner="w") == "failed"
     finally:
         s.close()
 

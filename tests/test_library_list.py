@@ -17,10 +17,11 @@ import pytest
 from alembic import command
 from sqlalchemy import delete, insert, update
 
-from mediaproxy.library import auth, service
+from mediaproxy.library import auth
 from mediaproxy.library.db import Database, alembic_config, upgrade
 from mediaproxy.library.models import Media, Organization
 from mediaproxy.library.repositories import search
+from mediaproxy.library.services import Library
 
 WORDS = ["Sunset", "beach", "MOUNTAIN", "city", "dog", "cat", "river", "snow", "été", "x%y", "a_b", 'qu"ote']
 TYPES = ["image/jpeg", "image/png", "image/webp", "image/gif", "video/mp4", "application/pdf"]
@@ -43,9 +44,9 @@ def db(db_url):
     d.dispose()
 
 
-def _lib(db: Database) -> service.Library:
+def _lib(db: Database) -> Library:
     ctx = SimpleNamespace(settings=SimpleNamespace(library=SimpleNamespace(bucket="library")))
-    return service.Library(ctx, db)
+    return Library(ctx, db)
 
 
 def _fill(db: Database, n: int) -> tuple[dict, dict]:
@@ -103,7 +104,7 @@ QUERIES = [
     (None, "image/", "size", "asc", 30, 17),
     (None, "IMAGE/P", "filename", "asc", 30, 0),
 ]
-def _check(db: Database, lib: service.Library, ids: dict, rows: dict, tag: str) -> None:
+def _check(db: Database, lib: Library, ids: dict, rows: dict, tag: str) -> None:
     sqlite = db.engine.dialect.name == "sqlite"
     with db.transaction() as s:
         for slug, org_id in ids.items():
@@ -111,8 +112,8 @@ def _check(db: Database, lib: service.Library, ids: dict, rows: dict, tag: str) 
             for search, prefix, sort, order, limit, offset in QUERIES:
                 # SQLite's LIKE (short searches, shared kinds) folds only ASCII case; FTS5 and
                 # PostgreSQL's lower() fold more, which no searched word here tells apart
-                items, total = lib.list(s, org, limit=limit, offset=offset, search=search,
-                                        mime_prefix=prefix, sort=sort, order=order)
+                items, total = lib.catalog.list(s, org, limit=limit, offset=offset, search=search,
+                                                mime_prefix=prefix, sort=sort, order=order)
                 want = _expected(rows, org_id, search, prefix, sort, order, limit, offset, ascii_fold=sqlite)
                 assert ([m.id for m in items], total) == want, (tag, slug, search, prefix, sort, order, offset)
 
@@ -222,7 +223,7 @@ def test_more_mime_types_than_kinds(tmp_path):
             org = auth.organization(s, "k")
             for prefix in ("x-type/t0", "x-type/t25", "x-type/t2", "x-type/t29", "x-type/t1", None):
                 for search in ("sunset", "ther", None):
-                    items, total = lib.list(s, org, limit=100, offset=0, search=search, mime_prefix=prefix,
+                    items, total = lib.catalog.list(s, org, limit=100, offset=0, search=search, mime_prefix=prefix,
                                             sort="size", order="asc")
                     want = _expected(rows, org_id, search, prefix, "size", "asc", 100, 0, ascii_fold=True)
                     assert ([m.id for m in items], total) == want, (prefix, search)
