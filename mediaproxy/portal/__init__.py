@@ -7,7 +7,7 @@ build step) served at ``MEDIAPROXY_PORTAL_PATH`` (``/admin/``) by the library mo
   through which the admin sees every image, private ones included, without making any public.
 - ``api.py``: the verbs of the admin API the portal needs and the API lacked (share links, album
   images and tokens, upload counts over time, a client's keys, signed thumbnail URLs), over the
-  same gallery and auth functions as the client API.
+  same services and auth functions as the client API.
 """
 
 from __future__ import annotations
@@ -18,6 +18,6 @@ from . import web
 
 def add_routes(app, api) -> None:
     """Called by the library's wiring (library/build.py) with the /v2 image service's ``V2``
-    (prefix, library, gallery), beside the admin API's routes."""
+    (prefix, library), beside the admin API's routes."""
     admin_extra.add_routes(app, api)
     web.add_routes(app, api)

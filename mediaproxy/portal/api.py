@@ -1,7 +1,7 @@
 """What the admin API lacked for an operator's console, under ``{prefix}/admin``: an image's share
 links and an album's access tokens (list, create, revoke), an album's images, uploads per day, a
 client's keys (never a secret), and signed image URLs for ``<img>`` (``signed.py``). Each goes
-through the gallery and auth functions the client API uses; tokens are shown once, at creation,
+through the services and auth functions the client API uses; tokens are shown once, at creation,
 and revoked by their id afterwards (only their SHA-256 is stored)."""
 
 from __future__ import annotations

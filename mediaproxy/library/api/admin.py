@@ -1,6 +1,6 @@
 """The admin API of the /v2 image service (``{prefix}/admin/...``): ``Authorization: Bearer ACCESS_TOKEN`` (a JWT
 from ``/admin/auth/login``; see ``auth.py`` for tokens, rotation and login throttling). An admin
-sees every client; the records and verbs are the same as the client API's (``gallery.py``)."""
+sees every client; the records and verbs are the same as the client API's (``services/``)."""
 
 from __future__ import annotations
 
