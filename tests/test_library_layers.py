@@ -92,11 +92,9 @@ def test_the_http_dialects_hold_no_sql():
             assert not module.startswith("sqlalchemy"), f"{p.name}:{node.lineno} imports {module}"
 
 
-# A database transaction is committed in unit.py alone (the request's unit of work, the job's, and
-# a unit of its own where a step must be seen by others first); auth.py still commits what a
-# refused request records (a reused refresh token's revocation, a counted login attempt) before
-# it answers the refusal.
-COMMITS_ALLOWED = {"mediaproxy.library.unit", "mediaproxy.library.auth"}
+# A database transaction is committed in unit.py alone: the request's unit of work, the job's, and
+# a unit of its own where a step must be seen by others first or outlive a refused request.
+COMMITS_ALLOWED = {"mediaproxy.library.unit"}
 WRITERS = {"writer", "w", "self.writer"}  # storage writers commit their bytes, not a transaction
 
 

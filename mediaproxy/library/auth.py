@@ -29,6 +29,7 @@ from sqlalchemy.orm import Session, joinedload
 
 from ..errors import BadRequest, Unauthorized
 from ..hotpath import decimal
+from . import unit
 from .models import Admin, AdminSession, ApiKey, LoginThrottle, Organization, RefreshToken, now
 
 SLUG = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,62})")
@@ -234,9 +235,9 @@ def rotate_refresh(session: Session, token: str | None):
         raise Unauthorized("invalid refresh token")
     admin = session.get(Admin, row.admin_id)
     if row.used_at is not None:
-        revoke_family(session, row.family)
-        admin.token_version += 1
-        session.commit()
+        with unit.beside(session) as own:  # recorded though the request is refused (and rolled back)
+            revoke_family(own, row.family)
+            own.execute(update(Admin).where(Admin.id == admin.id).values(token_version=Admin.token_version + 1))
         raise Unauthorized("the refresh token was used before: its session is revoked")
     live = session.scalar(select(AdminSession.id).where(AdminSession.id == row.family,
                                                         AdminSession.revoked_at.is_(None)))
@@ -360,7 +361,13 @@ def throttle_reserve(session: Session, keys: list[str]) -> int:
     """Count this attempt as a failure on every key, atomically, unless one of them is waiting:
     then count nothing and answer the seconds to wait (0: counted, go on and verify). A counter that
     reaches its free failures starts waiting at once, so a parallel attempt is refused before this
-    one's password is even verified. Commits."""
+    one's password is even verified. A unit of work of its own, committed before this returns (a
+    parallel attempt must see the count), whatever becomes of the request."""
+    with unit.beside(session) as own:
+        return _reserve(own, keys)
+
+
+def _reserve(session: Session, keys: list[str]) -> int:
     t = now()
     table = LoginThrottle.__table__
     wait = 0
@@ -386,7 +393,6 @@ def throttle_reserve(session: Session, keys: list[str]) -> int:
     if wait:
         for k in counted:  # refused: this attempt was not one, take it back
             _forgive(session, k)
-    session.commit()
     return wait
 
 

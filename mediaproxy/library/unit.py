@@ -79,6 +79,21 @@ def transaction(db) -> Iterator[Session]:
         s.close()
 
 
+@contextmanager
+def beside(s: Session) -> Iterator[Session]:
+    """A unit of work of its own on the database of the session ``s`` (which it leaves alone):
+    for what must be committed whatever becomes of ``s``'s transaction, or before it goes on."""
+    own = Session(bind=s.get_bind(), expire_on_commit=False)
+    try:
+        yield own
+        commit(own)
+    except BaseException:
+        rollback(own)
+        raise
+    finally:
+        own.close()
+
+
 def _run(hooks) -> None:
     for hook in hooks:
         try:
