@@ -13,13 +13,14 @@ import orjson
 
 from mediaproxy.app import create_falcon_app
 from mediaproxy.context import Context
+from mediaproxy.library import unit
 from mediaproxy.library.api.common import PUBLIC, LibraryMiddleware
 from mediaproxy.settings import Settings
 
 
 class _Session:
     def __init__(self, fail: bool):
-        self.fail, self.calls = fail, []
+        self.fail, self.calls, self.info = fail, [], {}
 
     def commit(self) -> None:
         self.calls.append("commit")
@@ -38,6 +39,9 @@ class _Created:
     auth = PUBLIC  # every library resource declares who may call it (the middleware enforces it)
 
     def on_post(self, req, resp):
+        # what an upload registers: its bytes are deleted if the record is never committed
+        s = req.context.db
+        unit.after_rollback(s, lambda: s.calls.append("undone"))
         resp.status = falcon.HTTP_201
         resp.set_header("Location", "/api/v1/media/abc")
         resp.set_header("ETag", '"v1"')
@@ -79,7 +83,8 @@ def test_a_failed_commit_answers_500_without_the_successes_headers(tmp_path):
         assert name not in r.headers, name
     assert int(r.headers["Content-Length"]) == len(r.content)
     assert resource.body.closed  # the stream that will not be sent is closed
-    assert [s.calls for s in sessions] == [["commit", "close"]] * 2
+    # a failed commit is rolled back, and what was to be undone then is (the upload's bytes)
+    assert [s.calls for s in sessions] == [["commit", "rollback", "undone", "close"], ["commit", "rollback", "close"]]
 
 
 def test_a_commit_that_succeeds_leaves_the_answer_alone(tmp_path):
