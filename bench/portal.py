@@ -35,11 +35,10 @@ from pathlib import Path
 
 import requests
 
+from tests.browser import launch
+
 from . import common
 
-CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 PASSWORD = "bench portal password"
 EMAIL = "bench@example.com"
 MARK = "performance.getEntriesByName('mp-grid-ready')[0].startTime"
@@ -123,9 +122,7 @@ def main() -> None:
                            capture_output=True, text=True, check=True)
             base = srv.url("")
             with sync_playwright() as pw:
-                ctx = pw.chromium.launch_persistent_context(str(work / "profile"), executable_path=CHROMIUM,
-                                                            headless=True, args=ARGS,
-                                                            viewport={"width": 1280, "height": 900})
+                ctx = launch(pw, work / "profile")
                 page = ctx.new_page()
                 page.goto(f"{base}/admin/#/signin")
                 page.get_by_label("Email").fill(EMAIL)
