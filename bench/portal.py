@@ -121,11 +121,13 @@ def grid(ctx, url: str, clear: bool, trace: bool = False) -> float:
     page.goto(url)
     page.wait_for_selector("ul.grid[data-ready=true]", timeout=120_000)
     ms = page.evaluate(MARK)
-    n = page.eval_on_selector_all("ul.grid img", "els => els.filter(e => e.naturalWidth).length")
+    n = page.eval_on_selector_all("ul.grid .frame.loaded", "els => els.length")
     assert n == 100, f"{n} thumbnails decoded at {url}"
     if trace:
         for e in page.evaluate(TRACE):
             print("   ", e)
+        print("    marks", page.evaluate("performance.getEntriesByType('mark')"
+                                      ".map(e => [e.name, Math.round(e.startTime)])"))
     page.close()
     return ms
 
@@ -185,7 +187,7 @@ def main() -> None:
                 page.goto(grids["portal"])  # warms the server's result cache
                 page.wait_for_selector("ul.grid[data-ready=true]", timeout=120_000)
                 ids = page.eval_on_selector_all("ul.grid li.cell", "els => els.map(e => e.dataset.id)")
-                size = page.evaluate("document.querySelector('ul.grid img').naturalWidth")
+                size = page.evaluate("document.querySelector('ul.grid .frame canvas').width")
                 page.close()
                 if old is not None:
                     grid(ctx, grids["before"], clear=True)  # its own thumbnails' size, cached once

@@ -120,12 +120,12 @@ export async function call(method, path, body) {
 }
 
 // Images at one size in one answer (multipart/form-data, a part per id that is a ready image):
-// a Map of id to a blob: URL, which the caller revokes once its <img> has loaded.
+// a Map of id to its Blob.
 export async function thumbnails(ids, w, hgt, fit = "cover") {
   const out = new Map();
   if (!ids.length) return out;
   const res = await send("GET", `/images/thumbnails${query({ ids: ids.join(","), w, h: hgt, fit })}`);
-  for (const [id, file] of await res.formData()) out.set(id, URL.createObjectURL(file));
+  for (const [id, file] of await res.formData()) out.set(id, file);
   return out;
 }
 
