@@ -431,6 +431,15 @@ def test_thumbnails_of_a_page_in_one_answer(portal):
     for bad in ("w=401&h=96", "w=96&h=96&fit=fill", "w=96"):
         r = portal.api("GET", f"/v2/admin/images/thumbnails?ids={a['id']}&{bad}", token)
         assert r.status_code == 400 and r.json()["error"], bad
+    # a picture that cannot be rendered (its stored bytes broken) leaves its part out, not the page
+    data = img(333, 222, (1, 2, 3))
+    form = [("file", ("t-broken2.png", data, "image/png"))]
+    broken = portal.api("POST", "/v2/images", key=portal.key, files=form, headers={"X-User-Id": "alice"}).json()
+    stored = [p for p in Path(portal.env["MEDIAPROXY_STORAGE"]).rglob("*") if p.is_file() and p.read_bytes() == data]
+    assert len(stored) == 1
+    stored[0].write_bytes(b"\x89PNG\r\n\x1a\n" + b"not a picture" * 50)
+    r = portal.api("GET", f"/v2/admin/images/thumbnails?ids={broken['id']},{a['id']}&w=77&h=77", token)
+    assert r.status_code == 200 and list(parts(r)) == [a["id"]]
     many = ",".join([a["id"]] * 101)
     assert portal.api("GET", f"/v2/admin/images/thumbnails?ids={many}&w=96&h=96", token).status_code == 400
 

@@ -6,6 +6,7 @@ and revoked by their id afterwards (only their SHA-256 is stored)."""
 
 from __future__ import annotations
 
+import logging
 from concurrent import futures
 from datetime import timedelta
 
@@ -13,7 +14,7 @@ import falcon
 from sqlalchemy import func, select
 from urllib3 import encode_multipart_formdata
 
-from ..errors import BadRequest, NotFound
+from ..errors import BadRequest, NotFound, ProcessingError, TooLarge, UnsupportedType
 from ..hotpath import decimal, result_key
 from ..library import auth
 from ..library.api.admin import AdminResource
@@ -26,10 +27,13 @@ from ..media.spec import MAX_DIM, TransformSpec
 from ..routes.common import transformed
 from . import signed
 
+log = logging.getLogger(__name__)
 SIGNED_MAX = 100
 FITS = ("cover", "inside")
 THUMBNAIL_MAX = 400  # a grid's cell at a phone's density; the signed URLs serve larger sizes
 THUMBNAIL_CACHE = "private, max-age=600"
+# the sizes were checked first: any of these while rendering is the picture's fault, not the request's
+UNRENDERABLE = (BadRequest, ProcessingError, UnsupportedType, TooLarge, NotFound)
 MISS_THREADS = 4  # misses of one batch rendered side by side (each holds a miss slot, as a request would)
 
 
@@ -210,22 +214,26 @@ class Thumbnails(AdminResource):
                              lossless=False, animated=None)
         ctx = self.library.ctx
         order = [i for i in dict.fromkeys(ids) if i in found]
-        parts: dict[str, tuple[str, bytes, str]] = {}
+        parts: dict[str, tuple[str, bytes, str] | None] = {}
         canonical = spec.canonical()
         for i in order:  # the hits, in this thread
             entry = ctx.cache.get(result_key(found[i].bucket, found[i].key, canonical, pipeline.PIPELINE_VERSION))
             if entry is not None:
                 parts[i] = (f"{i}.webp", entry.read_all(), entry.content_type)
 
-        def render(i: str) -> tuple[str, tuple[str, bytes, str]]:
-            entry, _ = transformed(ctx, found[i].bucket, found[i].key, spec)
+        def render(i: str) -> tuple[str, tuple[str, bytes, str] | None]:
+            try:
+                entry, _ = transformed(ctx, found[i].bucket, found[i].key, spec)
+            except UNRENDERABLE as exc:  # one picture that cannot be shown leaves its cell empty, not the grid
+                log.warning("no thumbnail of %s: %s: %s", i, type(exc).__name__, exc)
+                return i, None
             return i, (f"{i}.webp", entry.read_all(), entry.content_type)
 
         misses = [i for i in order if i not in parts]
         if misses:
             with futures.ThreadPoolExecutor(min(MISS_THREADS, len(misses))) as pool:
                 parts.update(pool.map(render, misses))
-        body, ctype = encode_multipart_formdata([(i, parts[i]) for i in order])
+        body, ctype = encode_multipart_formdata([(i, parts[i]) for i in order if parts[i] is not None])
         resp.content_type = ctype
         resp.data = body
         resp.set_header("Cache-Control", THUMBNAIL_CACHE)
