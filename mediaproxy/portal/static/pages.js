@@ -216,20 +216,22 @@ function thumbSize(cell) {
   return Math.min(400, Math.max(48, Math.ceil(px / 24) * 24));
 }
 
-// The cells with their placeholders first, then every thumbnail in one request (not one each:
-// the browser's six connections and a request's costs per image were most of a grid's time).
+// Every thumbnail of a grid in one request (not one each: the browser's six connections and a
+// request's costs per image were most of a grid's time), asked as soon as the first cell gives the
+// size; the other cells and their placeholders are made while it is on its way.
 async function fillGrid(grid, items, selection) {
-  const cells = items.map((i) => thumbCell(i, selection));
-  grid.append(...cells.map((c) => c.li));
   if (!items.length) { grid.append(h("li", { class: "empty" }, "No images.")); return; }
-  const size = thumbSize(cells[0].li.querySelector(".frame"));
-  let blobs = new Map();
-  try {
-    blobs = await api.thumbnails(items.map((i) => i.id), size, size);
-  } catch (e) {
+  const first = thumbCell(items[0], selection);
+  grid.append(first.li);
+  const size = thumbSize(first.li.querySelector(".frame"));
+  const asked = api.thumbnails(items.map((i) => i.id), size, size).catch((e) => {
     if (e instanceof api.ApiError && e.status === 401) throw e;
     say(e.message, "error");
-  }
+    return new Map();
+  });
+  const cells = [first, ...items.slice(1).map((i) => thumbCell(i, selection))];
+  grid.append(...cells.slice(1).map((c) => c.li));
+  const blobs = await asked;
   performance.mark("mp-grid-thumbnails");
   items.forEach((item, n) => cells[n].show(blobs.get(item.id)));
   await Promise.all(cells.map((c) => c.decoded));
