@@ -1,6 +1,6 @@
 """The admin portal's images grid in a real browser, over 10,000 images.
 
-    .venv/bin/python -m bench.portal [--images 10000] [--runs 10] [--requests 300] [--compare /work/main]
+    .venv/bin/python -m bench.portal [--images 10000] [--runs 10] [--requests 300] [--compare ../before]
                                      [--out bench/results]
 
 One gunicorn on the embedded defaults (MEDIAPROXY_MODE=all, SQLite, local storage, the disk result
@@ -13,8 +13,8 @@ thumbnail decoded (the portal's `mp-grid-ready` mark, set once every `<img>` of 
 loaded and `decode()`d); then once more in another tab with the browser's cache as the first
 left it (an operator coming back to the grid).
 
-`--compare CHECKOUT`: a second gunicorn running another checkout's code (`/work/main`: the
-portal before a change) over the same database, storage and result cache, its grid opened in
+`--compare CHECKOUT`: a second gunicorn running another checkout's code (`git worktree add
+../before main`: the portal before a change) over the same database, storage and result cache, its grid opened in
 the same runs, interleaved: the ratio of the two is this change's, whatever the machine's load.
 
 Then the page's requests alone, one keep-alive client: `GET /v2/admin/images?limit=100` (the
@@ -143,7 +143,7 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=10)
     ap.add_argument("--requests", type=int, default=300)
     ap.add_argument("--compare", type=Path, metavar="CHECKOUT", help="also open the grid of another checkout's "
-                    "code (/work/main: before a change) in the same runs, over the same data")
+                    "code (a checkout of the commit before a change) in the same runs, over the same data")
     ap.add_argument("--out", type=Path, metavar="DIR", help="write portal.json into DIR (bench/results: the "
                     "committed figures); without it nothing is written")
     args = ap.parse_args()
