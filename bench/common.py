@@ -121,10 +121,11 @@ def stop_group(proc: subprocess.Popen) -> None:
 
 
 class Server:
-    """mediaproxy under gunicorn with gunicorn.conf.py, over a local storage directory."""
+    """mediaproxy under gunicorn with gunicorn.conf.py, over a local storage directory; ``root``: the
+    checkout whose code it runs (another one's, to compare two versions in one run)."""
 
     def __init__(self, workdir: Path, env: dict[str, str] | None = None, name: str = "mediaproxy",
-                 preload: str = ""):
+                 preload: str = "", root: Path = ROOT):
         self.port = free_port()
         self.workdir = workdir
         self.storage = workdir / "storage"
@@ -140,13 +141,15 @@ class Server:
         }
         if preload:
             full["LD_PRELOAD"] = preload
+        if root != ROOT:  # its own package, not the one a shared venv or PYTHONPATH points at
+            full["PYTHONPATH"] = str(root)
         full.update(env or {})
         self.env = full
         self.log = open(workdir / f"{name}-{self.port}.log", "wb")  # noqa: SIM115
         self.proc = subprocess.Popen(
-            [str(VENV_BIN / "gunicorn"), "-c", str(ROOT / "gunicorn.conf.py"), "-b", f"127.0.0.1:{self.port}",
+            [str(VENV_BIN / "gunicorn"), "-c", str(root / "gunicorn.conf.py"), "-b", f"127.0.0.1:{self.port}",
              "mediaproxy.wsgi:app"],
-            cwd=ROOT, env=full, stdout=self.log, stderr=subprocess.STDOUT, process_group=0,
+            cwd=root, env=full, stdout=self.log, stderr=subprocess.STDOUT, process_group=0,
         )
         wait_port(self.port, path="/_health")
 

@@ -8,19 +8,19 @@ import os
 import subprocess
 import threading
 import time
+from email import message_from_bytes
+from email.policy import HTTP
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 import requests
 
+from .browser import CHROMIUM, launch
 from .library import MEDIAPROXY, Worker, create_key, library_env
 from .server import ROOT, Server, free_port
 from .test_library_v2 import img
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 PASSWORD = "portal password 1"
 HOSTILE = '<img src=x onerror="window.__pwned=1">'
 HOSTILE_SCRIPT = '<script>window.__pwned=2</script>'
@@ -91,8 +91,7 @@ def portal(tmp_path_factory):
 def context(tmp_path_factory):
     profile = tmp_path_factory.mktemp("chromium-profile")
     with playwright_api.sync_playwright() as pw:
-        ctx = pw.chromium.launch_persistent_context(str(profile), executable_path=CHROMIUM, headless=True,
-                                                    args=CHROMIUM_ARGS, viewport={"width": 1280, "height": 900})
+        ctx = launch(pw, profile)
         ctx.set_default_timeout(30_000)
         yield ctx
         ctx.close()
@@ -123,6 +122,14 @@ def sign_in(page, portal) -> None:
 def grid_ids(page) -> list[str]:
     page.wait_for_selector("ul.grid[data-ready=true]")
     return page.eval_on_selector_all("ul.grid li.cell", "els => els.map(e => e.dataset.id)")
+
+
+def parts(r) -> dict[str, tuple[str, bytes]]:
+    """A multipart/form-data answer's parts: name → (content type, bytes)."""
+    msg = message_from_bytes(b"Content-Type: " + r.headers["Content-Type"].encode() + b"\r\n\r\n" + r.content,
+                             policy=HTTP)
+    return {p.get_param("name", header="content-disposition"): (p.get_content_type(), p.get_payload(decode=True))
+            for p in msg.iter_parts()}
 
 
 def fallback(portal) -> bytes:
@@ -222,12 +229,11 @@ def test_grid_filters_detail_and_share_link(page, portal):
     page.get_by_role("button", name="Filter").click()
     page.wait_for_function("location.hash.includes('tag=harbour')")
     assert sorted(grid_ids(page)) == sorted([a["id"], b["id"]])
-    # every thumbnail loaded, the private one too (through a signed URL, not a public one)
-    loaded = page.eval_on_selector_all("ul.grid img", "els => els.map(e => e.complete && e.naturalWidth)")
-    assert all(loaded), loaded
-    src = page.get_attribute(f"li[data-id='{b['id']}'] img", "src")
-    assert "/admin/media/" in src and portal.api("GET", src.replace(portal.base, "")).status_code == 200
-    assert portal.api("GET", src.replace(portal.base, "").replace("&s=", "&s=0")).status_code == 403
+    # every thumbnail loaded, the private one too (in the admin's one request for the page's thumbnails)
+    drawn = page.eval_on_selector_all("ul.grid .frame", "els => els.map(e => e.classList.contains('loaded') && "
+                                      "e.querySelector('canvas').width)")
+    assert all(w and w >= 96 for w in drawn), drawn  # the thumbnail drawn, not the 16 px placeholder
+    assert page.get_by_role("img", name="boats at dawn").count() == 1  # the canvas reads as its image
     shot(page, "images")
     page.get_by_label("Text").fill("dawn")
     page.get_by_role("button", name="Filter").click()
@@ -242,6 +248,11 @@ def test_grid_filters_detail_and_share_link(page, portal):
     # the private image's detail: metadata, variants, a share link created then revoked
     page.click(f"li[data-id='{b['id']}'] a")
     page.get_by_role("heading", name="secret.png").wait_for()
+    # the image itself through a signed URL, not a public one; a tampered one is refused
+    page.wait_for_function("() => document.querySelector('img.full').naturalWidth > 0")
+    src = page.get_attribute("img.full", "src")
+    assert "/admin/media/" in src and portal.api("GET", src.replace(portal.base, "")).status_code == 200
+    assert portal.api("GET", src.replace(portal.base, "").replace("&s=", "&s=0")).status_code == 403
     assert page.locator("table caption", has_text="Variants").count() == 1
     page.get_by_role("button", name="Create share link").click()
     url = page.locator("input.share-url").input_value()
@@ -399,3 +410,90 @@ def test_every_page_renders(page, portal):
     page.get_by_role("heading", name="Avatars").wait_for()
     assert portal.api("GET", "/v2/admin/avatars", token).json()["total"] == 0
 
+
+
+def test_thumbnails_of_a_page_in_one_answer(portal):
+    token = portal.token()
+    a = portal.upload(filename="t-one.png")
+    b = portal.upload(filename="t-two.png", isPrivate=True)
+    ids = f"{b['id']},{'9' * 18},{a['id']}"
+    assert portal.api("GET", f"/v2/admin/images/thumbnails?ids={ids}&w=96&h=96").status_code == 401
+    r = portal.api("GET", f"/v2/admin/images/thumbnails?ids={ids}&w=96&h=96", token)
+    assert r.status_code == 200 and r.headers["Content-Type"].startswith("multipart/form-data; boundary=")
+    assert "private" in r.headers["Cache-Control"]
+    got = parts(r)
+    assert list(got) == [b["id"], a["id"]]  # in the order asked; an id that is no image left out
+    for ctype, data in got.values():
+        assert ctype == "image/webp" and data[:4] == b"RIFF" and data[8:12] == b"WEBP"
+    # the same bytes as the signed URL of that size serves (the same pipeline and result cache)
+    url = portal.api("GET", f"/v2/admin/images/signed?ids={b['id']}&w=96&h=96", token).json()["urls"][b["id"]]
+    assert portal.api("GET", url.replace(portal.base, "")).content == got[b["id"]][1]
+    for bad in ("w=401&h=96", "w=96&h=96&fit=fill", "w=96"):
+        r = portal.api("GET", f"/v2/admin/images/thumbnails?ids={a['id']}&{bad}", token)
+        assert r.status_code == 400 and r.json()["error"], bad
+    # a picture that cannot be rendered (its stored bytes broken) leaves its part out, not the page
+    data = img(333, 222, (1, 2, 3))
+    form = [("file", ("t-broken2.png", data, "image/png"))]
+    broken = portal.api("POST", "/v2/images", key=portal.key, files=form, headers={"X-User-Id": "alice"}).json()
+    stored = [p for p in Path(portal.env["MEDIAPROXY_STORAGE"]).rglob("*") if p.is_file() and p.read_bytes() == data]
+    assert len(stored) == 1
+    stored[0].write_bytes(b"\x89PNG\r\n\x1a\n" + b"not a picture" * 50)
+    r = portal.api("GET", f"/v2/admin/images/thumbnails?ids={broken['id']},{a['id']}&w=77&h=77", token)
+    assert r.status_code == 200 and list(parts(r)) == [a["id"]]
+    many = ",".join([a["id"]] * 101)
+    assert portal.api("GET", f"/v2/admin/images/thumbnails?ids={many}&w=96&h=96", token).status_code == 400
+
+
+def test_client_search_is_the_apis(page, portal):
+    token = portal.token()
+    for slug, name in (("search-north", "Northwind Traders"), ("search-south", "Southern 100% Cotton")):
+        create_key(portal.env, slug)
+        cid = next(c["id"] for c in portal.api("GET", "/v2/admin/clients?limit=100", token).json()["items"]
+                   if c["slug"] == slug)
+        assert portal.api("PATCH", f"/v2/admin/clients/{cid}", token, json={"name": name}).status_code == 200
+
+    def found(q: str) -> list[str]:
+        r = portal.api("GET", "/v2/admin/clients", token, params={"search": q})
+        assert r.status_code == 200, r.text
+        body = r.json()
+        assert body["total"] == len(body["items"])
+        return [c["slug"] for c in body["items"]]
+
+    assert found("SEARCH-") == ["search-north", "search-south"]  # the slug, any case
+    assert found("northwind") == ["search-north"]  # the name
+    assert found("100%") == ["search-south"] and found("%") == ["search-south"]  # literally, not a pattern
+    assert found("h_n") == []  # "_" as a pattern would match the "h-n" of search-north
+    assert found("no such client") == []
+    assert portal.api("GET", "/v2/admin/clients", token, params={"search": "x" * 256}).status_code == 400
+
+    sign_in(page, portal)
+    page.goto(f"{portal.base}/admin/#/clients")
+    page.get_by_role("heading", name="Clients").wait_for()
+    page.get_by_label("Search clients").fill("Northwind")
+    with page.expect_response(lambda r: "/v2/admin/clients?search=Northwind" in r.url) as asked:
+        page.get_by_role("button", name="Search").click()
+    assert asked.value.status == 200  # the API searched, not the page
+    page.wait_for_selector("table caption:text('1 client(s)')")
+    assert page.eval_on_selector_all("table tbody tr td:nth-child(2)", "els => els.map(e => e.textContent)") == [
+        "search-north"]
+
+
+def test_avatars_show_their_pictures(page, portal):
+    token = portal.token()
+    r = portal.api("POST", "/v2/avatars", key=portal.key, files={"file": ("d.png", img(), "image/png")},
+                   data={"externalUserId": "dave"})
+    assert r.status_code == 201, r.text
+    listed = portal.api("GET", "/v2/admin/avatars", token).json()["items"]
+    dave = next(a for a in listed if a["externalUserId"] == "dave")
+    got = parts(portal.api("GET", f"/v2/admin/images/thumbnails?ids={dave['mediaId']}&w=48&h=48", token))
+    assert got[dave["mediaId"]][0] == "image/webp"
+    sign_in(page, portal)
+    page.goto(f"{portal.base}/admin/#/avatars")
+    pic = page.get_by_role("img", name="Avatar of dave")
+    pic.wait_for()
+    page.wait_for_function("() => [...document.querySelectorAll('img.avatar')]"
+                           ".every(e => e.complete && e.naturalWidth)")
+    assert page.locator("text=No picture").count() == 0
+    page.get_by_role("link", name="dave").click()
+    page.get_by_role("heading", name="Avatar of dave").wait_for()
+    page.wait_for_function("() => (document.querySelector('img.avatar') || {}).naturalWidth")

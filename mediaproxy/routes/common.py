@@ -81,6 +81,19 @@ def render(ctx: Context, bucket: str, key: str, spec: TransformSpec) -> Entry:
     return output_entry(out, last_modified)
 
 
+def transformed(ctx: Context, bucket: str, key: str, spec: TransformSpec,
+                compute: Callable[[], Entry] | None = None) -> tuple[Entry, bool]:
+    """One transformed result and whether the cache had it: from the cache, or computed once."""
+    rkey = result_key(bucket, key, spec.canonical(), pipeline.PIPELINE_VERSION)
+    entry = ctx.cache.get(rkey)
+    if entry is not None:
+        return entry, True
+    with ctx.miss_slot():  # a miss: storage and a transform, in a bounded share of the threads
+        return ctx.cache.get_or_compute(
+            rkey, compute or (lambda: render(ctx, bucket, key, spec)), ctx.settings.transform_wait, (bucket, key)
+        )
+
+
 def serve_transform(
     req: falcon.Request,
     resp: falcon.Response,
@@ -91,13 +104,7 @@ def serve_transform(
     compute: Callable[[], Entry] | None = None,
 ) -> None:
     """Serve one transformed result, from the cache or computed once."""
-    rkey = result_key(bucket, key, spec.canonical(), pipeline.PIPELINE_VERSION)
-    entry, hit = ctx.cache.get(rkey), True
-    if entry is None:  # a miss: storage and a transform, in a bounded share of the threads
-        with ctx.miss_slot():
-            entry, hit = ctx.cache.get_or_compute(
-                rkey, compute or (lambda: render(ctx, bucket, key, spec)), ctx.settings.transform_wait, (bucket, key)
-            )
+    entry, hit = transformed(ctx, bucket, key, spec, compute)
     req.context.cache = "hit" if hit else "miss"
     metrics.cache_outcome(hit, entry.length)
     resp.set_header("X-Cache", "HIT" if hit else "MISS")

@@ -166,7 +166,7 @@ def _add(total: dict, stats: dict) -> None:
 class Clients(AdminResource):
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         limit, offset = page(req.params)
-        rows, total = clients.client_page(req.context.db, limit, offset)
+        rows, total = clients.client_page(req.context.db, limit, offset, text(req.params, "search", most=255))
         send_json(resp, {"items": [client_json(o) for o in rows], "total": total, "limit": limit, "offset": offset})
 
 

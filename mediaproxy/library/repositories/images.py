@@ -20,6 +20,14 @@ def served_row(s: Session, media_id: str):
         .where(Media.id == media_id, Media.state == "ready", Media.dialect == "v2")).first()
 
 
+def served_rows(s: Session, media_ids: list[str], dialects: tuple[str, ...]):
+    """``served_row`` of several ids in one query: the ready media of these dialects among them."""
+    return s.execute(
+        current_object(select(Media.id, Media.org_id, Media.owner, Media.is_private, StoredObject.bucket,
+                              StoredObject.key, StoredObject.mime_type, Media.updated_at))
+        .where(Media.id.in_(media_ids), Media.state == "ready", Media.dialect.in_(dialects))).all()
+
+
 def page(s: Session, org_id: int | None, *, viewers: list[str] | None, limit: int, offset: int,
          tag: str | None = None, album_id: str | None = None, private: bool | None = None,
          owner: str | None = None, since: datetime | None = None, until: datetime | None = None,

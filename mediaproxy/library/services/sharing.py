@@ -51,6 +51,14 @@ class Sharing:
         row = images.served_row(s, media_id)
         return Served(*row) if row is not None else None
 
+    def served_many(self, s: Session, media_ids: list[str], dialects: tuple[str, ...] = ("v2",)) -> dict[str, Served]:
+        """``served`` of several ids in one query: the ready media of these dialects among them, by id
+        (``("v2", "avatar")``: the /v2 images and the avatars)."""
+        ids = [i for i in media_ids if is_id(i)]
+        if not ids:
+            return {}
+        return {r[0]: Served(*r) for r in images.served_rows(s, ids, dialects)}
+
     def may_view(self, s: Session, img: Served, org: Organization | None, user: str | None,
                  token: str | None) -> bool:
         if not img.is_private:

@@ -92,7 +92,8 @@ function ended() {
   return new ApiError(401, "Your session has ended: sign in again.");
 }
 
-export async function call(method, path, body) {
+// The API's answer (a Response that is ok): one refresh and a retry on a 401, the API's error otherwise.
+async function send(method, path, body) {
   if (access === null && !(await refresh())) throw ended();
   for (let attempt = 0; attempt < 2; attempt++) {
     const headers = { Authorization: `Bearer ${access}` };
@@ -108,9 +109,24 @@ export async function call(method, path, body) {
     }
     if (res.status === 401) throw ended();
     if (!res.ok) throw await errorOf(res);
-    return res.status === 204 ? null : res.json();
+    return res;
   }
   throw ended();
+}
+
+export async function call(method, path, body) {
+  const res = await send(method, path, body);
+  return res.status === 204 ? null : res.json();
+}
+
+// Images at one size in one answer (multipart/form-data, a part per id that is a ready image):
+// a Map of id to its Blob.
+export async function thumbnails(ids, w, hgt, fit = "cover") {
+  const out = new Map();
+  if (!ids.length) return out;
+  const res = await send("GET", `/images/thumbnails${query({ ids: ids.join(","), w, h: hgt, fit })}`);
+  for (const [id, file] of await res.formData()) out.set(id, file);
+  return out;
 }
 
 export const get = (path) => call("GET", path);

@@ -3,7 +3,6 @@
 import * as api from "./api.js";
 import { barChart, blurhash, bytes, clear, columnChart, confirmDialog, date, errorBox, h, num, say } from "./dom.js";
 
-const THUMB = 200;
 const PAGE = 100;
 let uid = 0;
 const id = (p) => `${p}-${++uid}`;
@@ -47,6 +46,20 @@ async function allClients() {
 async function signedUrls(ids, w, hgt, fit) {
   if (!ids.length) return {};
   return (await api.get(`/images/signed${api.query({ ids: ids.join(","), w, h: hgt, fit })}`)).urls;
+}
+
+// "1–100 of 10,000" with Previous and Next links: a page of a list the API pages by offset.
+function pager(path, params, offset, list) {
+  const nav = h("nav", { class: "pager", "aria-label": "Pages" },
+    h("span", {}, `${list.total ? offset + 1 : 0}–${offset + list.items.length} of ${num(list.total)}`));
+  const link = (o, label) => {
+    const p = new URLSearchParams(params);
+    p.set("offset", String(o));
+    return h("a", { href: `#${path}?${p}` }, label);
+  };
+  if (offset > 0) nav.append(link(Math.max(0, offset - PAGE), "Previous"));
+  if (offset + PAGE < list.total) nav.append(link(offset + PAGE, "Next"));
+  return nav;
 }
 
 // -- sign in -----------------------------------------------------------------------------------
@@ -120,10 +133,11 @@ export async function clients(main, { params, go }) {
     h("button", { type: "submit" }, "Search"));
   form.addEventListener("submit", (e) => { e.preventDefault(); go("/clients", new URLSearchParams({ q: search.value })); });
   main.append(form);
-  const q = (params.get("q") || "").toLowerCase();
-  const items = (await allClients()).filter((c) => !q || c.slug.includes(q) || (c.name || "").toLowerCase().includes(q));
-  main.append(h("section", { class: "card scroll" }, table(`${items.length} client(s)`, ["Id", "Slug", "Name", "Created"],
-    items.map((c) => [String(c.id), h("a", { href: `#/clients/${c.id}` }, c.slug), c.name || "", date(c.createdAt)]))));
+  const offset = Number(params.get("offset")) || 0;
+  const list = await api.get(`/clients${api.query({ search: params.get("q"), limit: PAGE, offset })}`);
+  main.append(h("section", { class: "card scroll" }, table(`${num(list.total)} client(s)`, ["Id", "Slug", "Name", "Created"],
+    list.items.map((c) => [String(c.id), h("a", { href: `#/clients/${c.id}` }, c.slug), c.name || "", date(c.createdAt)]))));
+  main.append(pager("/clients", params, offset, list));
 }
 
 export async function client(main, { args }) {
@@ -156,17 +170,32 @@ export async function client(main, { args }) {
 
 // -- images grid -------------------------------------------------------------------------------
 
-function thumbCell(item, url, selection) {
-  const ph = blurhash(item.blurHash);
-  const img = h("img", { alt: item.description || item.filename || "", width: THUMB, height: THUMB,
-    decoding: "async", loading: "eager" });
-  const frame = h("span", { class: "frame" }, ph, img);
-  const done = () => frame.classList.add("loaded");
-  const decoded = new Promise((resolve) => {
-    img.addEventListener("load", () => { img.decode().catch(() => {}).finally(() => { done(); resolve(); }); });
-    img.addEventListener("error", () => { frame.classList.add("failed"); resolve(); });
-  });
-  if (url) img.src = url;
+// A cell of a grid: one canvas, the BlurHash placeholder at once, the thumbnail drawn over it when
+// show(blob) has decoded it; `decoded` settles then (or once it failed, or there is none). A canvas
+// and createImageBitmap (decoded off the page's thread), not an <img> fading in over a placeholder:
+// 100 of those were the slowest part of the grid in chromium (docs/performance.md).
+function thumbCell(item, selection) {
+  const canvas = blurhash(item.blurHash) || h("canvas", { width: 1, height: 1 });
+  canvas.removeAttribute("aria-hidden");
+  canvas.setAttribute("role", "img");
+  canvas.setAttribute("aria-label", item.description || item.filename || "");
+  const frame = h("span", { class: "frame" }, canvas);
+  let settle;
+  const decoded = new Promise((resolve) => { settle = resolve; });
+  const show = async (blob) => {
+    try {
+      if (!blob) throw new Error("no thumbnail");
+      const bitmap = await createImageBitmap(blob);
+      canvas.width = bitmap.width;
+      canvas.height = bitmap.height;
+      canvas.getContext("2d").drawImage(bitmap, 0, 0);
+      bitmap.close();
+      frame.classList.add("loaded");
+    } catch {
+      frame.classList.add("failed");
+    }
+    settle();
+  };
   const link = h("a", { href: `#/images/${item.id}`, class: "thumb" }, frame,
     h("span", { class: "name" }, item.filename || item.id));
   const li = h("li", { class: "cell", dataset: { id: item.id } }, link,
@@ -177,15 +206,35 @@ function thumbCell(item, url, selection) {
     box.addEventListener("change", () => { if (box.checked) selection.add(item.id); else selection.delete(item.id); selection.changed(); });
     li.prepend(box);
   }
-  return { li, decoded: url ? decoded : Promise.resolve() };
+  return { li, show, decoded };
 }
 
+// The thumbnails' size in pixels: the cell's width at the screen's density, in steps of 24 px
+// (a few sizes, each rendered and cached once), at most the API's 400.
+function thumbSize(cell) {
+  const px = cell.getBoundingClientRect().width * (window.devicePixelRatio || 1);
+  return Math.min(400, Math.max(48, Math.ceil(px / 24) * 24));
+}
+
+// Every thumbnail of a grid in one request (not one each: the browser's six connections and a
+// request's costs per image were most of a grid's time), asked as soon as the first cell gives the
+// size; the other cells and their placeholders are made while it is on its way.
 async function fillGrid(grid, items, selection) {
-  const urls = await signedUrls(items.map((i) => i.id), THUMB, THUMB, "cover");
-  const cells = items.map((i) => thumbCell(i, urls[i.id], selection));
-  grid.append(...cells.map((c) => c.li));
-  if (!items.length) grid.append(h("li", { class: "empty" }, "No images."));
-  return Promise.all(cells.map((c) => c.decoded));
+  if (!items.length) { grid.append(h("li", { class: "empty" }, "No images.")); return; }
+  const first = thumbCell(items[0], selection);
+  grid.append(first.li);
+  const size = thumbSize(first.li.querySelector(".frame"));
+  const asked = api.thumbnails(items.map((i) => i.id), size, size).catch((e) => {
+    if (e instanceof api.ApiError && e.status === 401) throw e;
+    say(e.message, "error");
+    return new Map();
+  });
+  const cells = [first, ...items.slice(1).map((i) => thumbCell(i, selection))];
+  grid.append(...cells.slice(1).map((c) => c.li));
+  const blobs = await asked;
+  performance.mark("mp-grid-thumbnails");
+  items.forEach((item, n) => cells[n].show(blobs.get(item.id)));
+  await Promise.all(cells.map((c) => c.decoded));
 }
 
 export async function images(main, { params, go, rerender }) {
@@ -227,6 +276,7 @@ export async function images(main, { params, go, rerender }) {
   const q = { limit: PAGE, offset, clientId: f("clientId"), tag: f("tag"), isPrivate: f("isPrivate"),
     search: f("search"), from: f("from") ? `${f("from")}T00:00:00` : "", to: f("to") ? `${f("to")}T23:59:59.999` : "" };
   const list = await api.get(`/images${api.query(q)}`);
+  performance.mark("mp-grid-list");
 
   const selection = new Set();
   const count = h("span", { class: "count", "aria-live": "polite" }, "0 selected");
@@ -275,16 +325,7 @@ export async function images(main, { params, go, rerender }) {
   main.append(h("div", { class: "bulk", role: "group", "aria-label": "Bulk actions" }, count, selectAll,
     field("Tag to add", bulkTag), buttons.tag, buttons.priv, buttons.pub, buttons.del));
 
-  const pager = h("nav", { class: "pager", "aria-label": "Pages" },
-    h("span", {}, `${list.total ? offset + 1 : 0}–${offset + list.items.length} of ${num(list.total)}`));
-  const page = (o, label) => {
-    const p = new URLSearchParams(params);
-    p.set("offset", String(o));
-    return h("a", { href: `#/images?${p}` }, label);
-  };
-  if (offset > 0) pager.append(page(Math.max(0, offset - PAGE), "Previous"));
-  if (offset + PAGE < list.total) pager.append(page(offset + PAGE, "Next"));
-  main.append(pager);
+  main.append(pager("/images", params, offset, list));
   const grid = h("ul", { class: "grid", "aria-label": "Images" });
   main.append(grid);
   const ready = fillGrid(grid, list.items, selection);
@@ -497,22 +538,53 @@ export async function album(main, { args, go }) {
 
 // -- avatars -----------------------------------------------------------------------------------
 
+// An avatar's picture at `size` (CSS px), or "No picture" when there is none to show (the API
+// answers no part for it: not a ready image).
+function picture(blob, alt, size) {
+  if (!blob) return h("span", { class: "nopic", role: "img", "aria-label": `${alt}: no picture` }, "No picture");
+  const url = URL.createObjectURL(blob);
+  const img = h("img", { src: url, alt, width: size, height: size, class: "avatar", decoding: "async" });
+  const release = () => URL.revokeObjectURL(url);
+  img.addEventListener("load", release);
+  img.addEventListener("error", () => { release(); img.replaceWith(picture(null, alt, size)); });
+  return img;
+}
+
+const dims = (a) => (a.width && a.height ? `${a.width} × ${a.height}` : "–");
+
+async function avatarPictures(list, size) {
+  const dpr = window.devicePixelRatio || 1;
+  const px = Math.min(400, Math.ceil((size * dpr) / 24) * 24);
+  try {
+    return await api.thumbnails(list.filter((a) => a.mediaId).map((a) => a.mediaId), px, px);
+  } catch (e) {
+    if (e instanceof api.ApiError && e.status === 401) throw e;
+    say(e.message, "error");
+    return new Map();
+  }
+}
+
 export async function avatars(main, { params }) {
   main.append(h("h1", {}, "Avatars"));
   const offset = Number(params.get("offset")) || 0;
-  const list = await api.get(`/avatars${api.query({ limit: 100, offset, clientId: params.get("clientId") })}`);
+  const list = await api.get(`/avatars${api.query({ limit: PAGE, offset, clientId: params.get("clientId") })}`);
+  const pics = await avatarPictures(list.items, 48);
   main.append(h("section", { class: "card scroll" }, table(`${num(list.total)} avatar(s)`,
-    ["User", "Client", "Type", "Size", "Dimensions", "Updated"],
-    list.items.map((a) => [h("a", { href: `#/avatars/${a.id}` }, a.externalUserId), String(a.clientId), a.mimeType,
-      bytes(a.size), `${a.width} × ${a.height}`, date(a.updatedAt)]))));
+    ["Picture", "User", "Client", "Type", "Size", "Dimensions", "Updated"],
+    list.items.map((a) => [picture(pics.get(a.mediaId), `Avatar of ${a.externalUserId}`, 48),
+      h("a", { href: `#/avatars/${a.id}` }, a.externalUserId), String(a.clientId), a.mimeType || "–",
+      bytes(a.size), dims(a), date(a.updatedAt)]))));
+  main.append(pager("/avatars", params, offset, list));
 }
 
 export async function avatar(main, { args, go }) {
   const a = await api.get(`/avatars/${args[0]}`);
-  main.append(h("h1", {}, `Avatar of ${a.externalUserId}`), h("section", { class: "card" }, h("dl", { class: "meta" },
-    [["Client", String(a.clientId)], ["User", a.externalUserId], ["Media", a.mediaId], ["Type", a.mimeType],
-      ["Size", bytes(a.size)], ["Dimensions", `${a.width} × ${a.height}`], ["Created", date(a.createdAt)],
-      ["Updated", date(a.updatedAt)]].map(([k, v]) => [h("dt", {}, k), h("dd", {}, v)]))));
+  const pics = await avatarPictures([a], 256);
+  main.append(h("h1", {}, `Avatar of ${a.externalUserId}`), h("section", { class: "card" },
+    picture(pics.get(a.mediaId), `Avatar of ${a.externalUserId}`, 256), h("dl", { class: "meta" },
+      [["Client", String(a.clientId)], ["User", a.externalUserId], ["Media", a.mediaId || "–"],
+        ["Type", a.mimeType || "–"], ["Size", bytes(a.size)], ["Dimensions", dims(a)],
+        ["Created", date(a.createdAt)], ["Updated", date(a.updatedAt)]].map(([k, v]) => [h("dt", {}, k), h("dd", {}, v)]))));
   const del = h("button", { type: "button", class: "danger" }, "Delete avatar");
   del.addEventListener("click", async () => {
     if (!(await confirmDialog(`Delete the avatar of ${a.externalUserId}?`))) return;
