@@ -124,7 +124,7 @@ class Server:
     """mediaproxy under gunicorn with gunicorn.conf.py, over a local storage directory."""
 
     def __init__(self, workdir: Path, env: dict[str, str] | None = None, name: str = "mediaproxy",
-                 preload: str = ""):
+                 preload: str = "", root: Path = ROOT):
         self.port = free_port()
         self.workdir = workdir
         self.storage = workdir / "storage"
@@ -137,6 +137,9 @@ class Server:
             "MEDIAPROXY_LOG_LEVEL": "warning",
             "MEDIAPROXY_ACCESS_LOG": "0",
             "MEDIAPROXY_FETCH_ALLOW_CIDRS": "127.0.0.0/8",
+            # gunicorn.conf.py imports mediaproxy before gunicorn puts the working directory on the
+            # path: without this a checkout other than the installed one would run the installed code
+            "PYTHONPATH": str(root),
         }
         if preload:
             full["LD_PRELOAD"] = preload
@@ -144,9 +147,9 @@ class Server:
         self.env = full
         self.log = open(workdir / f"{name}-{self.port}.log", "wb")  # noqa: SIM115
         self.proc = subprocess.Popen(
-            [str(VENV_BIN / "gunicorn"), "-c", str(ROOT / "gunicorn.conf.py"), "-b", f"127.0.0.1:{self.port}",
+            [str(VENV_BIN / "gunicorn"), "-c", str(root / "gunicorn.conf.py"), "-b", f"127.0.0.1:{self.port}",
              "mediaproxy.wsgi:app"],
-            cwd=ROOT, env=full, stdout=self.log, stderr=subprocess.STDOUT, process_group=0,
+            cwd=root, env=full, stdout=self.log, stderr=subprocess.STDOUT, process_group=0,
         )
         wait_port(self.port, path="/_health")
 
