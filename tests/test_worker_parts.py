@@ -337,3 +337,23 @@ def test_a_stopping_worker_or_too_many_lingering_close_at_once(loop):
         assert conn.sock.fileno() == -1 and not loop.lingering
     finally:
         client.close()
+
+
+def test_a_frozen_config_answers_every_setting_without_its_lookup(monkeypatch):
+    from gunicorn.config import Config
+
+    from mediaproxy.worker.thread_worker import freeze_config
+
+    cfg = Config()
+    cfg.set("keepalive", 7)
+    cfg.set("threads", 3)
+    freeze_config(cfg)
+    asked = []
+    original = Config.__getattr__
+    monkeypatch.setattr(Config, "__getattr__", lambda self, name: asked.append(name) or original(self, name))
+    for name, setting in cfg.settings.items():
+        if not hasattr(Config, name):
+            assert getattr(cfg, name) == setting.get(), name
+    assert (cfg.keepalive, cfg.threads, cfg.is_ssl) == (7, 3, None)
+    assert cfg.worker_class is not None  # a property: still computed by gunicorn
+    assert asked == []
