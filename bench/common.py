@@ -138,6 +138,9 @@ class Server:
             "MEDIAPROXY_LOG_LEVEL": "warning",
             "MEDIAPROXY_ACCESS_LOG": "0",
             "MEDIAPROXY_FETCH_ALLOW_CIDRS": "127.0.0.0/8",
+            # gunicorn.conf.py imports mediaproxy before gunicorn puts the working directory on the
+            # path: without this a checkout other than the installed one would run the installed code
+            "PYTHONPATH": str(root),
         }
         if preload:
             full["LD_PRELOAD"] = preload

@@ -1,13 +1,16 @@
 """Target 1: cache hits vs nginx serving the same file (wrk -t2 -c16, same run).
 
-    .venv/bin/python bench/hits.py [--rounds 3] [--duration 5]
+    .venv/bin/python bench/hits.py [--rounds 3] [--duration 5] [--baseline DIR]
 
 Compares, on a cached 256px WebP avatar: nginx (from apt, started here) serving
 the identical bytes from disk; mediaproxy's defaults (2 workers x 4 threads,
 fast path on); mediaproxy with the fast path off (every hit through Falcon);
 and a bare WSGI callable returning the bytes from memory, on gunicorn's stock
 gthread (2 workers x 4 threads, gunicorn's own ceiling) and on mediaproxy's
-gunicorn.conf.py. Access logs off, then mediaproxy and nginx with them on.
+gunicorn.conf.py. Access logs off, then mediaproxy and nginx with them on. With
+``--baseline DIR`` (another checkout of the project, e.g. ``git worktree add DIR main``), its
+mediaproxy as shipped and its bare callable on its gunicorn.conf.py run in the same rounds:
+old and new code compared on the same machine at the same time.
 
 The machine is shared and noisy, so every server is started afresh in each
 round, the rounds interleave the servers (in a rotated order), and the report
@@ -57,12 +60,13 @@ PATH = f"/avatars/{USER}/{H}.webp?size=256"
 class Bare:
     """The bare callable under gunicorn: stock gthread flags, or mediaproxy's gunicorn.conf.py."""
 
-    def __init__(self, work: Path, conf: bool):
+    def __init__(self, work: Path, conf: bool, root: Path = ROOT):
         self.port = free_port()
-        flags = ["-c", str(ROOT / "gunicorn.conf.py")] if conf else ["-w", "2", "--threads", "4", "-k", "gthread"]
+        flags = ["-c", str(root / "gunicorn.conf.py")] if conf else ["-w", "2", "--threads", "4", "-k", "gthread"]
         env = {k: v for k, v in os.environ.items() if not k.startswith("MEDIAPROXY_")}
         # gunicorn.conf.py validates mediaproxy's settings before it starts anything, even for a bare app
-        env.update(MEDIAPROXY_DEMO="1", MEDIAPROXY_STORAGE=str(work))
+        # (and imports mediaproxy, from this checkout: common.Server says why)
+        env.update(MEDIAPROXY_DEMO="1", MEDIAPROXY_STORAGE=str(work), PYTHONPATH=str(root))
         self.proc = subprocess.Popen([str(VENV_BIN / "gunicorn"), *flags, "-b", f"127.0.0.1:{self.port}",
                                       "--chdir", str(work), "bare:app"], env=env, stdout=subprocess.DEVNULL,
                                      stderr=subprocess.DEVNULL, process_group=0)
@@ -83,6 +87,8 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--duration", type=int, default=5)
+    ap.add_argument("--baseline", type=Path,
+                    help="another checkout, run side by side (as shipped, and its bare callable)")
     add_out_argument(ap)
     args = ap.parse_args()
     d = args.duration
@@ -101,11 +107,11 @@ def main() -> None:
         got["cpu_us_per_request"] = round((tree_cpu(pid) - cpu) / max(1.0, got["rps"] * d) * 1e6, 1)
         return got
 
-    def mediaproxy(logs: bool, fast: bool = True):
+    def mediaproxy(logs: bool, fast: bool = True, root: Path = ROOT):
         def run() -> dict:
             env = {"MEDIAPROXY_ACCESS_LOG": "1" if logs else "0", "MEDIAPROXY_LOG_LEVEL": "info" if logs else "warning",
                    "MEDIAPROXY_FAST_PATH": "1" if fast else "0"}
-            with Server(work / "mp", env=env) as srv:
+            with Server(work / "mp", env=env, root=root) as srv:
                 srv.put(f"avatars/{USER}/{H}", source)
                 body = urllib.request.urlopen(srv.url(PATH)).read()  # a miss on the first run: computes and caches
                 (www / "avatar.webp").write_bytes(body)
@@ -121,10 +127,10 @@ def main() -> None:
                 return measured(ng.proc.pid, url)
         return run
 
-    def bare(conf: bool):
+    def bare(conf: bool, root: Path = ROOT):
         def run() -> dict:
             (work / "bare.py").write_text(BARE.format(path=str(www / "avatar.webp")))
-            with Bare(work, conf) as b:
+            with Bare(work, conf, root) as b:
                 wrk(b.url("/"), duration=1)
                 return measured(b.proc.pid, b.url("/"))
         return run
@@ -138,6 +144,10 @@ def main() -> None:
         "mediaproxy, access log on": mediaproxy(True),
         "nginx, access log on": nginx(True),
     }
+    old = "baseline: mediaproxy, access log on", "baseline: bare WSGI, its gunicorn.conf.py"
+    if args.baseline:
+        servers[old[0]] = mediaproxy(True, root=args.baseline.resolve())
+        servers[old[1]] = bare(True, root=args.baseline.resolve())
     mediaproxy(False)()  # computes the avatar (and writes nginx's copy) before any round
     rounds: list[dict[str, dict]] = []
     names = list(servers)
@@ -166,7 +176,24 @@ def main() -> None:
         "CPU per request: bare WSGI (gunicorn.conf.py) / mediaproxy as shipped":
             ratio("bare WSGI, mediaproxy's gunicorn.conf.py", "mediaproxy, access log on", "cpu_us_per_request"),
         "mediaproxy / fast path off": ratio("mediaproxy", "mediaproxy, fast path off"),
+        "bare WSGI: gunicorn.conf.py / stock gthread": ratio("bare WSGI, mediaproxy's gunicorn.conf.py",
+                                                             "bare WSGI, stock gthread 2x4"),
+        "CPU per request: bare WSGI, stock gthread / gunicorn.conf.py":
+            ratio("bare WSGI, stock gthread 2x4", "bare WSGI, mediaproxy's gunicorn.conf.py", "cpu_us_per_request"),
     }
+    if args.baseline:
+        ratios.update({
+            "baseline: mediaproxy as shipped / its bare WSGI (gunicorn.conf.py)": ratio(*old),
+            "baseline: CPU per request: its bare WSGI / mediaproxy as shipped": ratio(old[1], old[0],
+                                                                                       "cpu_us_per_request"),
+            "mediaproxy as shipped: this checkout / baseline": ratio("mediaproxy, access log on", old[0]),
+            "CPU per request, mediaproxy as shipped: baseline / this checkout":
+                ratio(old[0], "mediaproxy, access log on", "cpu_us_per_request"),
+            "bare WSGI on gunicorn.conf.py: this checkout / baseline":
+                ratio("bare WSGI, mediaproxy's gunicorn.conf.py", old[1]),
+            "CPU per request, bare WSGI on gunicorn.conf.py: baseline / this checkout":
+                ratio(old[1], "bare WSGI, mediaproxy's gunicorn.conf.py", "cpu_us_per_request"),
+        })
     load["loadavg_1m_at_end"] = round(os.getloadavg()[0], 2)
     body = (www / "avatar.webp").read_bytes()
     md = ["# Cache hits vs nginx (target 1: >= 0.15x)\n",

@@ -136,6 +136,95 @@ def test_a_handed_off_buffer_is_sent_as_the_socket_takes_it():
         b.close()
 
 
+_FIELDS = [
+    [("Content-Type", "image/webp"), ("Content-Length", " 3794 "), ("ETag", '"abc"'), ("X-Request-Id", "r1")],
+    [("content-length", "12"), ("Keep-Alive", "timeout=5"), ("Transfer-Encoding", "chunked"), ("X-A", " b\t")],
+    [("Connection", "upgrade"), ("Upgrade", "websocket"), ("Cache-Control", "no-store")],
+    [("Connection", "close"), ("Upgrade", "h2c"), ("Content-Length", "3794")],
+]
+_BAD_FIELDS = [[("X-Bad", "a\nb")], [("Bad Name", "x")], [("X-Num", 5)], [(b"X-Bytes", "x")]]
+
+
+def _response(cls, method="GET"):
+    from gunicorn.config import Config
+
+    req = SimpleNamespace(version=(1, 1), method=method, should_close=lambda: False)
+    return cls(req, None, Config())
+
+
+@pytest.mark.parametrize("fields", _FIELDS)
+def test_remembered_header_checks_take_every_field_as_gunicorn_does(fields):
+    from gunicorn.http.wsgi import Response
+
+    from mediaproxy.worker.handoff import CheckedHeaders
+
+    CheckedHeaders._checked.clear()
+    for _ in range(3):  # the first time checked by gunicorn, then remembered
+        ours, theirs = _response(CheckedHeaders), _response(Response)
+        ours.process_headers(list(fields))
+        theirs.process_headers(list(fields))
+        assert (ours.headers, ours.response_length, ours.upgrade) == (
+            theirs.headers, theirs.response_length, theirs.upgrade)
+
+
+@pytest.mark.parametrize("fields", _BAD_FIELDS)
+def test_a_bad_header_field_is_refused_every_time(fields):
+    from gunicorn.http.wsgi import Response
+
+    from mediaproxy.worker.handoff import CheckedHeaders
+
+    for _ in range(2):
+        with pytest.raises(Exception) as theirs:
+            _response(Response).process_headers(fields)
+        with pytest.raises(theirs.type):
+            _response(CheckedHeaders).process_headers(fields)
+
+
+@pytest.mark.parametrize("method", ["GET", "HEAD"])
+def test_a_small_body_goes_out_with_its_headers_in_one_send_byte_for_byte(monkeypatch, method):
+    from gunicorn import util
+    from gunicorn.http.wsgi import Response
+
+    from mediaproxy.worker.handoff import CheckedHeaders
+
+    monkeypatch.setattr(util, "http_date", lambda *a: "Mon, 07 Dec 2026 09:00:00 GMT")
+    body = os.urandom(3794)
+    fields = [("Content-Type", "image/webp"), ("Content-Length", str(len(body))), ("X-Request-Id", "r1")]
+    sent = {}
+    for name, cls in (("gunicorn", Response), ("ours", CheckedHeaders)):
+        a, b = _pair()
+        calls = []
+
+        class Counting:
+            def sendall(self, data, _a=a, _calls=calls):
+                _calls.append(len(data))
+                _a.sendall(data)
+
+        try:
+            resp = _response(cls, method)
+            resp.sock = Counting()
+            environ = {"gunicorn.socket": Counting(), "REQUEST_METHOD": method}
+            worker = ResponseHandoff.__new__(ResponseHandoff)
+            app = lambda env, start: (start("200 OK", list(fields)), [body] if method == "GET" else [])[1]  # noqa: E731
+            if name == "gunicorn":
+                for item in app(environ, resp.start_response):
+                    resp.write(item)
+            else:
+                assert worker._respond(app, environ, resp.start_response) == []
+            resp.close()
+            a.shutdown(socket.SHUT_WR)
+            got = b""
+            while chunk := b.recv(65536):
+                got += chunk
+            sent[name] = (got, resp.sent, len(calls))
+        finally:
+            a.close()
+            b.close()
+    assert sent["ours"][:2] == sent["gunicorn"][:2]
+    assert sent["ours"][2] == 1  # gunicorn: the headers, then the body
+    assert sent["gunicorn"][2] == (2 if method == "GET" else 1)
+
+
 def test_a_handed_off_file_range_is_sent_from_its_offset(tmp_path):
     path = tmp_path / "f"
     data = os.urandom(3 * 1024 * 1024)
@@ -248,3 +337,23 @@ def test_a_stopping_worker_or_too_many_lingering_close_at_once(loop):
         assert conn.sock.fileno() == -1 and not loop.lingering
     finally:
         client.close()
+
+
+def test_a_frozen_config_answers_every_setting_without_its_lookup(monkeypatch):
+    from gunicorn.config import Config
+
+    from mediaproxy.worker.thread_worker import freeze_config
+
+    cfg = Config()
+    cfg.set("keepalive", 7)
+    cfg.set("threads", 3)
+    freeze_config(cfg)
+    asked = []
+    original = Config.__getattr__
+    monkeypatch.setattr(Config, "__getattr__", lambda self, name: asked.append(name) or original(self, name))
+    for name, setting in cfg.settings.items():
+        if not hasattr(Config, name):
+            assert getattr(cfg, name) == setting.get(), name
+    assert (cfg.keepalive, cfg.threads, cfg.is_ssl) == (7, 3, None)
+    assert cfg.worker_class is not None  # a property: still computed by gunicorn
+    assert asked == []

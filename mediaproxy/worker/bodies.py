@@ -11,6 +11,7 @@ application has checked who sends it (which also limits the uploads arriving per
 
 from __future__ import annotations
 
+import re
 import selectors
 import threading
 import time
@@ -22,6 +23,7 @@ from .errors import error_page
 from .headers import header_end
 from .loop import recv_nowait, unregister
 
+_FRAMING_FIELDS = re.compile(rb"content-length|transfer-encoding|expect", re.IGNORECASE)
 _BODY_SCAN_EVERY = 0.25  # seconds between two checks of the bodies the event loop is reading
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 
@@ -36,6 +38,8 @@ def body_framing(block: bytes | bytearray) -> tuple[int | None, bool, bool] | No
     """(Content-Length or None, chunked, Expect: 100-continue) of a request's header block, or
     None when the framing is unclear (the parser then refuses the request without reading a body).
     Only used to decide how long the event loop waits; gunicorn's parser stays the judge."""
+    if _FRAMING_FIELDS.search(block) is None:  # most requests (a GET): no field to look at
+        return None, False, False
     length: int | None = None
     chunked = expect = False
     for line in bytes(block).split(b"\n")[1:]:

@@ -78,7 +78,8 @@ class HeaderReading:
         self._read_headers(conn)
 
     def _read_headers(self, conn, pending: bytes = b"") -> None:
-        conn.sock.setblocking(False)
+        # The socket is non-blocking already (gunicorn's connection starts so, a kept-alive one is
+        # left so), but for a pipelined request, whose caller sets it.
         conn.head = bytearray(pending)  # a pipelined request's first bytes, already read
         conn.head_deadline = time.monotonic() + self.header_timeout
         self.reading[id(conn)] = conn
@@ -88,6 +89,11 @@ class HeaderReading:
         self._on_header_bytes(conn, conn.sock)  # bytes may be here already
 
     def _on_header_bytes(self, conn, sock) -> None:
+        if conn.head is None:  # a kept-alive connection (``_keep_alive``) starts its next request
+            self.keepalived_conns.remove(conn)
+            conn.head = bytearray()
+            conn.head_deadline = time.monotonic() + self.header_timeout
+            self.reading[id(conn)] = conn
         data = recv_nowait(sock)
         if data is None:
             return
@@ -123,6 +129,15 @@ class HeaderReading:
         self.reading.pop(id(conn), None)
         unregister(self.poller, conn.sock)
 
+    def _keep_alive(self, conn) -> None:
+        """Wait for the connection's next request, as gunicorn's keep-alive does (its list, its
+        timeout), but registered for ``_on_header_bytes`` at once: gunicorn's own callback would
+        be swapped for it (two more selector calls) when the first byte arrives."""
+        conn.head = None
+        conn.set_timeout()
+        self.keepalived_conns.append(conn)
+        self.poller.register(conn.sock, selectors.EVENT_READ, partial(self._on_header_bytes, conn))
+
     def sweep_headers(self, now: float) -> None:
         """408 and close for every connection whose headers are not complete in time (an idle
         one that sent nothing is just closed); all of them once the worker stops."""
@@ -145,8 +160,7 @@ class HeaderReading:
         prebuf = getattr(conn, "prebuf", None)
         if prebuf is not None:  # headers (and a small body) the event loop read: the parser starts with them
             conn.prebuf = None
-            conn.sock.setblocking(True)
-            conn.init()
+            conn.init()  # gunicorn's handle() makes the socket blocking before it reads or writes
             self._prepare_parser(conn)
             conn.parser.unreader.unread(prebuf)
         return super().handle(conn)
@@ -165,9 +179,12 @@ class HeaderReading:
         header and body reading too, not straight to a thread."""
         if keepalive and self.alive and self._loop_reads_headers() and conn.parser is not None:
             pending = conn.parser.unreader.take_buffered()
+            conn.sock.setblocking(False)
             if pending:
                 self._read_headers(conn, pending)
-                return
+            else:
+                self._keep_alive(conn)
+            return
         done: Future = Future()
         done.set_result(keepalive)
         _GThreadWorker.finish_request(self, conn, done)

@@ -34,6 +34,22 @@ from .headers import HeaderReading
 from .linger import Lingering
 
 
+def freeze_config(cfg) -> None:
+    """Copy every gunicorn setting's value onto the worker's ``Config`` object itself.
+
+    gunicorn reads its settings through ``Config.__getattr__`` (a dictionary look-up and a
+    method call each time): ~26 reads per request between its parser, its response and the
+    worker, ~1 µs each on the 2-core machine (docs/performance.md, "Cache hits as shipped").
+    A worker's settings never change after the fork (a reload starts new workers), so the
+    values are made plain instance attributes, found before ``__getattr__`` is ever asked.
+    Properties (``is_ssl``, ``sendfile``, ``worker_class``…) still compute as before. ``Config``
+    refuses assignments to setting names, hence ``object.__setattr__``."""
+    cls = type(cfg)
+    for name, setting in cfg.settings.items():
+        if not hasattr(cls, name):  # a property of the same name (worker_class…) stays in charge
+            object.__setattr__(cfg, name, setting.get())
+
+
 class ThreadWorker(ErrorPages, RequestBodies, ResponseHandoff, HeaderReading, Lingering, _GThreadWorker):
     """gthread, plus: a thread only for a request whose headers (and small body) are all here,
     a header deadline, a minimum rate for every body, a send deadline, large bodies written by
@@ -49,17 +65,22 @@ class ThreadWorker(ErrorPages, RequestBodies, ResponseHandoff, HeaderReading, Li
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.busy = 0  # connections handed to the thread pool and not finished
+        self.thread_count = self.cfg.threads
+
+    def init_process(self) -> None:
+        freeze_config(self.cfg)  # after the fork: this worker's copy only
+        super().init_process()
 
     # --- accept only with a free thread ----------------------------------------------
 
     def set_accept_enabled(self, enabled: bool) -> None:
         # Called by the main loop whenever its own test (a connection limit)
         # differs from the current state; add ours: a thread must be free.
-        super().set_accept_enabled(enabled and self.busy < self.cfg.threads)
+        super().set_accept_enabled(enabled and self.busy < self.thread_count)
 
     def enqueue_req(self, conn) -> None:
         self.busy += 1  # main thread only, as is finish_request: no lock needed
-        if self.busy >= self.cfg.threads:
+        if self.busy >= self.thread_count:
             super().set_accept_enabled(False)
         super().enqueue_req(conn)
 
