@@ -263,7 +263,7 @@ def test_one_upload_url_takes_one_put_at_a_time(library):
 
 
 def test_own_key_names_the_record_not_the_shared_object():
-    from mediaproxy.library.service import incoming_key, own_key
+    from mediaproxy.library.services.base import incoming_key, own_key
 
     folder = "acme/" + "b" * 32 + "/" + "c" * 32
     assert own_key(folder, f"{folder}/x.png", "renamed.png") == f"{folder}/x.png"  # its own upload
