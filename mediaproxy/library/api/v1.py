@@ -358,23 +358,29 @@ class JobStatus(Resource):
         send_json(resp, presenters.job_json(job))
 
 
+# The route table (the OpenAPI document is generated from it: library/api/openapi.py)
+ROUTES = (
+    ("/healthz", Health),
+    (f"{P}/upload", Upload),
+    (f"{P}/upload/presigned", Presigned),
+    (f"{P}/list", ListMedia),
+    (f"{P}/batch", Batch),
+    (f"{P}/crop", Crop),
+    (f"{P}/variants", Regenerate),
+    (f"{P}/variants/info", VariantsInfo),
+    (f"{P}/variant/{{bucket}}/{{name}}/{{folder:path}}", VariantRedirect),
+    (f"{P}/presign", Presign),
+    (f"{P}/download/{{bucket}}/{{key:path}}", Download),
+    (f"{P}/signed/{{bucket}}/{{key:path}}", Signed),
+    (f"{P}/job/{{job_id}}", JobStatus),
+    (f"{P}/{{media_id}}", One),
+    (f"{P}/{{media_id}}/variants", Variants),
+    (f"{P}/", Delete),
+    (P, Delete),
+)
+
+
 def add_routes(app: falcon.App, lib) -> None:
-    app.add_route("/healthz", Health(lib))
-    app.add_route(f"{P}/upload", Upload(lib))
-    app.add_route(f"{P}/upload/presigned", Presigned(lib))
-    app.add_route(f"{P}/list", ListMedia(lib))
-    app.add_route(f"{P}/batch", Batch(lib))
-    app.add_route(f"{P}/crop", Crop(lib))
-    app.add_route(f"{P}/variants", Regenerate(lib))
-    app.add_route(f"{P}/variants/info", VariantsInfo(lib))
-    app.add_route(f"{P}/variant/{{bucket}}/{{name}}/{{folder:path}}", VariantRedirect(lib))
-    app.add_route(f"{P}/presign", Presign(lib))
-    app.add_route(f"{P}/download/{{bucket}}/{{key:path}}", Download(lib))
-    app.add_route(f"{P}/signed/{{bucket}}/{{key:path}}", Signed(lib))
-    app.add_route(f"{P}/job/{{job_id}}", JobStatus(lib))
-    app.add_route(f"{P}/{{media_id}}", One(lib))
-    app.add_route(f"{P}/{{media_id}}/variants", Variants(lib))
-    delete = Delete(lib)
-    app.add_route(f"{P}/", delete)
-    app.add_route(P, delete)
+    for template, resource in ROUTES:
+        app.add_route(template, resource(lib))
 
