@@ -11,6 +11,7 @@ from ...errors import BadRequest, MediaError, NotFound
 from .. import auth
 from ..models import Admin, Album, Avatar, Media, Organization
 from ..repositories import clients
+from . import schemas as S
 from .common import ADMIN, PUBLIC, boolean, integer, read_json, send_json, text
 from .presenters import admin_json, avatar_admin_json, client_json
 from .v2 import V2, V2Resource, album_fields, date_param, page, patch_image
@@ -113,7 +114,7 @@ class Me(AdminResource):
     def on_patch(self, req: falcon.Request, resp: falcon.Response) -> None:
         a = self.admin(req)
         p = read_json(req)
-        unknown = sorted(set(p) - {"name", "email"})
+        unknown = S.unknown(p, S.MePatch)
         if unknown:
             raise BadRequest(f"unknown field(s): {', '.join(unknown)}")
         s = req.context.db
@@ -178,7 +179,7 @@ class ClientOne(AdminResource):
     def on_patch(self, req: falcon.Request, resp: falcon.Response, client_id: str) -> None:
         org = self.client(req, client_id)
         p = read_json(req)
-        unknown = sorted(set(p) - {"name"})
+        unknown = S.unknown(p, S.ClientPatch)
         if unknown:
             raise BadRequest(f"unknown field(s): {', '.join(unknown)} (a client's slug never changes)")
         org.name = text(p, "name", required=True, most=255)

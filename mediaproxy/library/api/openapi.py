@@ -161,9 +161,11 @@ class Generator:
             errors.append((401, None))
         if need == KEY_USER and 400 not in dict(errors):
             errors.append((400, None))
+        if op.query is not None and 414 not in dict(errors):  # a query string can be made long enough
+            errors.append((414, "a request line over the server's limit (gunicorn's limit_request_line); plain text"))
         for status, description in sorted(errors):
             r = {"description": description or dialect.errors[status]}
-            if json_errors:
+            if json_errors and status != 414:  # gunicorn's own answer
                 r["content"] = {"application/json": {"schema": self.ref(Error)}}
             responses[str(status)] = r
         out["responses"] = responses

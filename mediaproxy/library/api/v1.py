@@ -15,6 +15,7 @@ from ..repositories import ping
 from ..repositories.search import SORTS
 from ..service import check_signature, iso
 from . import presenters
+from . import schemas as S
 from .common import (
     PUBLIC,
     TOKEN,
@@ -32,9 +33,9 @@ from .common import (
 )
 
 P = "/api/v1/media"
-FORM_FIELDS = ("orgSlug", "alt", "caption", "description", "generateVariants", "async", "isPrivate")
+FORM_FIELDS = tuple(f for f in S.fields(S.UploadForm) if f != "file")
 UNKNOWN = "application/octet-stream"  # a filename's type that says nothing (.bin)
-PATCHABLE = {"alt": "alt", "caption": "caption", "description": "description", "isPrivate": "is_private"}
+PATCHABLE = dict(zip(S.fields(S.MediaPatch), S.MediaPatch.__struct_fields__, strict=True))  # wire → record
 
 
 class Health(Resource):
@@ -123,7 +124,7 @@ class One(Resource):
                 changes[attr] = boolean(p, name)
             else:
                 changes[attr] = text(p, name)  # a string (at most 4096 characters, no NUL) or null
-        unknown = sorted(set(p) - set(PATCHABLE))
+        unknown = S.unknown(p, S.MediaPatch)
         if unknown:
             raise BadRequest(f"cannot change {', '.join(unknown)} (only {', '.join(PATCHABLE)})")
         media = self.library.get(req.context.db, org, media_id)

@@ -31,6 +31,7 @@ from ..repositories import media as media_repo
 from ..repositories import ping
 from ..service import iso
 from . import presenters
+from . import schemas as S
 from .common import KEY, KEY_USER, PUBLIC, TOKEN, Resource, boolean, integer, read_json, receive_upload, send_json, text
 
 log = logging.getLogger("mediaproxy.library")
@@ -39,7 +40,7 @@ THUMB_SIDE = 256
 SHARE_DEFAULT = 7 * 86400
 SHARE_MAX = 365 * 86400
 LIMIT_DEFAULT, LIMIT_MAX = 20, 100
-IMAGE_FIELDS = ("albumId", "description", "isPrivate", "tags", "externalUserId")
+IMAGE_FIELDS = tuple(f for f in S.fields(S.ImageForm) if f not in ("file", "tags[]"))  # tags[]: a list
 PUBLIC_CACHE = "public, no-cache"  # always revalidated (ETag → 304): making it private takes effect at once
 OWNER_CACHE = "private, no-cache"
 FALLBACK_CACHE = "private, no-store"
@@ -289,7 +290,7 @@ class Image(V2Resource):
 def patch_image(r: V2Resource, req: falcon.Request, media: Media) -> None:
     """PATCH's fields (``tags``, ``description``, ``isPrivate``): the client's and the admin's."""
     p = read_json(req)
-    unknown = sorted(set(p) - {"tags", "description", "isPrivate"})
+    unknown = S.unknown(p, S.ImagePatch)
     if unknown:
         raise BadRequest(f"unknown field(s): {', '.join(unknown)}")
     changes: dict = {}
@@ -421,7 +422,7 @@ class AvatarOne(V2Resource):
 # -- albums ---------------------------------------------------------------------------------------
 
 def album_fields(p: dict, creating: bool) -> dict:
-    unknown = sorted(set(p) - {"name", "description", "isPublic", "albumId"})
+    unknown = S.unknown(p, S.AlbumInput)
     if unknown:
         raise BadRequest(f"unknown field(s): {', '.join(unknown)}")
     out: dict = {}
