@@ -68,7 +68,7 @@ class Op:
     query: type[msgspec.Struct] | None = None
     body: type[msgspec.Struct] | dict | None = None  # a Struct, or a raw schema (a binary body)
     body_type: str = "application/json"
-    body_required: bool = True
+    body_required: bool | None = None  # default: a form or a file is; a JSON body is not (absent reads as {})
     path: dict[str, str] = field(default_factory=dict)  # path parameter → description
     user: str | None = None  # X-User-Id: "required" (implied by KEY_USER) or "optional"
     key_optional: bool = False  # a PUBLIC responder that takes a key (GET /v2/images/{id}?info)
@@ -146,7 +146,8 @@ class Generator:
         if parameters:
             out["parameters"] = parameters
         if op.body is not None:
-            out["requestBody"] = {"required": op.body_required,
+            required = op.body_type != "application/json" if op.body_required is None else op.body_required
+            out["requestBody"] = {"required": required,
                                   "content": {op.body_type: {"schema": self.ref(op.body)}}}
         responses: dict = {}
         for status, reply in op.replies.items():

@@ -18,7 +18,7 @@ from msgspec import UNSET, Meta, Struct, UnsetType, field
 Time = Annotated[str, Meta(extra_json_schema={"format": "date-time"}, description="ISO 8601, UTC")]
 # a URL as the server builds it: its path may carry a stored name as given (UTF-8), so not always an RFC 3986 "uri"
 Url = str
-Text = Annotated[str, Meta(max_length=4096, description="at most 4096 characters, no NUL")]
+Text = Annotated[str, Meta(max_length=4096, pattern=r"^[^\x00]*$", description="at most 4096 characters, no NUL")]
 Binary = Annotated[bytes, Meta(extra_json_schema={"format": "binary"})]  # a form's file part
 Limit = Annotated[int, Meta(ge=1, le=100, description="page size (default 20)")]
 Offset = Annotated[int, Meta(ge=0, description="items to skip")]
