@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
+import msgspec
 from msgspec import UNSET, Meta, Struct, UnsetType, field
 
 # -- field types ---------------------------------------------------------------------------------
@@ -32,7 +33,7 @@ UserId = Annotated[str, Meta(max_length=255)]
 
 def fields(schema: type[Struct]) -> tuple[str, ...]:
     """The wire names of a schema's fields."""
-    return schema.__struct_encode_fields__
+    return tuple(f.encode_name for f in msgspec.structs.fields(schema))
 
 
 def unknown(body: dict, schema: type[Struct]) -> list[str]:

@@ -6,6 +6,7 @@ import mimetypes
 from datetime import UTC, datetime, timedelta
 
 import falcon
+import msgspec
 
 from ...clientip import NetworkSet, client_address
 from ...errors import BadRequest, Forbidden, NotFound, UnsupportedType
@@ -35,7 +36,7 @@ from .common import (
 P = "/api/v1/media"
 FORM_FIELDS = tuple(f for f in S.fields(S.UploadForm) if f != "file")
 UNKNOWN = "application/octet-stream"  # a filename's type that says nothing (.bin)
-PATCHABLE = dict(zip(S.fields(S.MediaPatch), S.MediaPatch.__struct_fields__, strict=True))  # wire → record
+PATCHABLE = {f.encode_name: f.name for f in msgspec.structs.fields(S.MediaPatch)}  # wire name → record attribute
 
 
 class Health(Resource):
