@@ -18,11 +18,14 @@ from openapi_spec_validator import validate
 from mediaproxy import demo
 from mediaproxy.app import create_falcon_app
 from mediaproxy.context import Context
+from mediaproxy.library.api.operations import DIALECTS, fragment
 from mediaproxy.openapi import HERE, FragmentError, build
 from mediaproxy.settings import MODES, Settings
 from mediaproxy.storage.local import LocalStorage
 
+from .conftest import start_library
 from .server import SECRET
+from .test_library_v2_admin import login, make_admin
 
 METHODS = ("get", "head", "post", "put", "patch", "delete")
 
@@ -84,6 +87,23 @@ def test_served_document_and_swagger_ui(local_server):
     assert local_server.get("/docs/index.html").status_code == 404
 
 
+CHECKS = ("not_a_server_error,status_code_conformance,content_type_conformance,response_headers_conformance,"
+          "response_schema_conformance")
+
+
+def schemathesis(url: str, cwd: Path, *args: str, examples: int = 8) -> subprocess.CompletedProcess:
+    st = str(Path(sys.executable).with_name("schemathesis"))
+    return subprocess.run(
+        [st, "run", url, "--checks", CHECKS,
+         # One schemathesis worker: with two, hypothesis' lambda descriptions hit CPython 3.11's
+         # "AST constructor recursion depth mismatch" (ast.parse from threads) as runtime errors.
+         "--max-examples", str(examples), "--seed", "11", "--workers", "1", "--request-timeout", "60",
+         "--generation-database", "none", "--no-color", "--suppress-health-check", "all",
+         "--report", "json", "--report-json-path", str(cwd / "st.json"), *args],
+        capture_output=True, text=True, timeout=900, cwd=cwd,  # its cache directory stays out of the repo
+    )
+
+
 def test_schemathesis_against_a_live_server(make_server, tmp_path):
     """Every operation, positive and negative inputs, a bounded number of cases each:
     no 5xx, and every status, content type, header and JSON body as documented."""
@@ -91,18 +111,40 @@ def test_schemathesis_against_a_live_server(make_server, tmp_path):
     storage = LocalStorage(srv.storage_dir)
     demo.seed(storage, "cdn")  # the documented examples name the demo objects
     demo.seed_uploads(storage, "uploads")
-    st = str(Path(sys.executable).with_name("schemathesis"))
-    report = tmp_path / "st.json"
-    done = subprocess.run(
-        [st, "run", srv.url("/openapi.json"), "--checks",
-         "not_a_server_error,status_code_conformance,content_type_conformance,"
-         "response_headers_conformance,response_schema_conformance",
-         # One schemathesis worker: with two, hypothesis' lambda descriptions hit CPython 3.11's
-         # "AST constructor recursion depth mismatch" (ast.parse from threads) as runtime errors.
-         # ~4,500 cases, about a minute on an idle 2-core machine.
-         "--max-examples", "8", "--seed", "11", "--workers", "1", "--request-timeout", "60",
-         "--generation-database", "none", "--no-color", "--suppress-health-check", "all",
-         "--header", f"X-Internal-Secret: {SECRET}", "--report", "json", "--report-json-path", str(report)],
-        capture_output=True, text=True, timeout=900, cwd=tmp_path,  # its cache directory stays out of the repo
-    )
+    # ~4,500 cases, about a minute on an idle 2-core machine
+    done = schemathesis(srv.url("/openapi.json"), tmp_path, "--header", f"X-Internal-Secret: {SECRET}")
     assert done.returncode == 0, done.stdout[-6000:] + done.stderr[-2000:]
+
+
+LIBRARY_TAGS = "^(" + "|".join(re.escape(d.tag) for d in DIALECTS) + ")$"
+# the admin's own session: its profile and password, then its logout, each run after the rest (a logout
+# ends the access token every admin operation uses; a password change, when one succeeds, too)
+OWN_SESSION = "^/v2/admin/auth/(me|logout)"
+LOGOUT = "^/v2/admin/auth/logout$"
+
+
+def test_schemathesis_against_the_library_in_mode_all(request, make_server, tmp_path_factory, tmp_path):
+    """Every operation of the library (the /api/v1, /media, /v2 and admin APIs, the portal, the public
+    URLs) against a real gunicorn in MEDIAPROXY_MODE=all, with an organization's API key, an admin's
+    access token and the portal's own Origin: no 5xx, and every answer as the generated document says."""
+    stack = start_library(request, make_server, tmp_path_factory, "local", worker=False)
+    srv = stack.server
+    email = make_admin(stack)
+    runs = (("--exclude-path-regex", OWN_SESSION), ("--include-path-regex", OWN_SESSION,
+                                                     "--exclude-path-regex", LOGOUT),
+            ("--include-path-regex", LOGOUT))
+    tested = 0
+    try:
+        for i, only in enumerate(runs):
+            token = login(stack, email).json()["accessToken"]  # a fresh one: the last run may have ended it
+            (tmp_path / str(i)).mkdir()
+            done = schemathesis(srv.url("/openapi.json"), tmp_path / str(i), "--include-tag-regex", LIBRARY_TAGS,
+                                *only, "--header", f"X-API-Key: {stack.key}",
+                                "--header", f"Authorization: Bearer {token}", "--header", f"Origin: {srv.base}",
+                                examples=5)
+            assert done.returncode == 0, done.stdout[-8000:] + done.stderr[-2000:]
+            tested += orjson.loads((tmp_path / str(i) / "st.json").read_bytes())["operations"]["tested"]
+    finally:
+        stack.stop()
+    library = fragment()["paths"]
+    assert tested == sum(1 for item in library.values() for m in item if m in METHODS)  # every operation, once

@@ -6,8 +6,12 @@ group::
 
     {"x-modes": ["media", "all"], "paths": {...}, "components": {...}, "tags": [...]}
 
+The library's fragment is not written by hand: it is generated from its route
+tables, declared operations and msgspec schemas (``library/api/operations.py``),
+for the API prefix and portal path the server runs with.
+
 ``build(mode)`` merges the base with the fragments whose ``x-modes`` include
-the running mode (``MEDIAPROXY_MODE``), in file-name order. Two fragments may
+the running mode (``MEDIAPROXY_MODE``), in file-name order, then the library's. Two fragments may
 share a component only if they define it identically; a path may be defined
 once. A path whose Falcon template differs from its OpenAPI form (a
 ``{rest:path}`` catch-all) names the template in ``x-falcon-route``.
@@ -20,6 +24,8 @@ from pathlib import Path
 
 import orjson
 
+from ..library.api.operations import fragment as library_fragment
+
 HERE = Path(__file__).resolve().parent
 
 
@@ -31,28 +37,32 @@ def fragments(directory: Path = HERE) -> list[tuple[str, dict]]:
     return [(p.name, orjson.loads(p.read_bytes())) for p in sorted(directory.glob("*.json")) if p.name != "base.json"]
 
 
-def build(mode: str, directory: Path = HERE) -> dict:
+def build(mode: str, directory: Path = HERE, api_prefix: str = "/v2", portal_path: str = "/admin") -> dict:
     doc = orjson.loads((directory / "base.json").read_bytes())
     doc.setdefault("paths", {})
-    components = doc.setdefault("components", {})
-    tags = doc.setdefault("tags", [])
-    for name, frag in fragments(directory):
-        if mode not in frag.get("x-modes", ()):
-            continue
-        for path, item in frag.get("paths", {}).items():
-            if path in doc["paths"]:
-                raise FragmentError(f"{name}: path {path} is already defined")
-            doc["paths"][path] = item
-        for section, entries in frag.get("components", {}).items():
-            target = components.setdefault(section, {})
-            for key, value in entries.items():
-                if key in target and target[key] != value:
-                    raise FragmentError(f"{name}: components.{section}.{key} differs from an earlier definition")
-                target[key] = value
-        known = {t["name"] for t in tags}
-        tags.extend(copy.deepcopy(t) for t in frag.get("tags", ()) if t["name"] not in known)
+    doc.setdefault("components", {})
+    doc.setdefault("tags", [])
+    for name, frag in [*fragments(directory), ("the library", library_fragment(api_prefix, portal_path))]:
+        if mode in frag.get("x-modes", ()):
+            merge(doc, name, frag)
     from .. import __version__
 
     doc["info"]["version"] = __version__
     doc["info"]["x-mode"] = mode
     return doc
+
+
+def merge(doc: dict, name: str, frag: dict) -> None:
+    components, tags = doc["components"], doc["tags"]
+    for path, item in frag.get("paths", {}).items():
+        if path in doc["paths"]:
+            raise FragmentError(f"{name}: path {path} is already defined")
+        doc["paths"][path] = item
+    for section, entries in frag.get("components", {}).items():
+        target = components.setdefault(section, {})
+        for key, value in entries.items():
+            if key in target and target[key] != value:
+                raise FragmentError(f"{name}: components.{section}.{key} differs from an earlier definition")
+            target[key] = value
+    known = {t["name"] for t in tags}
+    tags.extend(copy.deepcopy(t) for t in frag.get("tags", ()) if t["name"] not in known)

@@ -239,14 +239,20 @@ class Thumbnails(AdminResource):
         resp.set_header("Cache-Control", THUMBNAIL_CACHE)
 
 
+# The route table, under {prefix}/admin (the OpenAPI document is generated from it: library/api/openapi.py)
+ROUTES = (
+    ("/stats/uploads", Uploads),
+    ("/clients/{client_id}/keys", ClientKeys),
+    ("/images/signed", SignedUrls),
+    ("/images/thumbnails", Thumbnails),
+    ("/images/{image_id}/share", ImageShares),
+    ("/images/{image_id}/share/{token_id}", ImageShare),
+    ("/albums/{album_id}/images", AlbumImages),
+    ("/albums/{album_id}/tokens", AlbumTokens),
+    ("/albums/{album_id}/tokens/{token_id}", AlbumToken),
+)
+
+
 def add_routes(app: falcon.App, api) -> None:
-    P, lib = f"{api.prefix}/admin", api.lib
-    app.add_route(f"{P}/stats/uploads", Uploads(lib, api))
-    app.add_route(f"{P}/clients/{{client_id}}/keys", ClientKeys(lib, api))
-    app.add_route(f"{P}/images/signed", SignedUrls(lib, api))
-    app.add_route(f"{P}/images/thumbnails", Thumbnails(lib, api))
-    app.add_route(f"{P}/images/{{image_id}}/share", ImageShares(lib, api))
-    app.add_route(f"{P}/images/{{image_id}}/share/{{token_id}}", ImageShare(lib, api))
-    app.add_route(f"{P}/albums/{{album_id}}/images", AlbumImages(lib, api))
-    app.add_route(f"{P}/albums/{{album_id}}/tokens", AlbumTokens(lib, api))
-    app.add_route(f"{P}/albums/{{album_id}}/tokens/{{token_id}}", AlbumToken(lib, api))
+    for template, resource in ROUTES:
+        app.add_route(f"{api.prefix}/admin{template}", resource(api.lib, api))

@@ -276,3 +276,16 @@ class _Slash:
         self.index.on_get(req, resp)
 
     on_head = on_get
+
+
+# The route table, under MEDIAPROXY_PORTAL_PATH, as add_routes wires it (the OpenAPI document is generated
+# from it: library/api/openapi.py)
+ROUTES = (
+    ("", Index),
+    ("/", _Slash),
+    ("/static/{name}", Static),
+    ("/session", SessionLogin),
+    ("/session/refresh", SessionRefresh),
+    ("/session/logout", SessionLogout),
+    ("/media/{image_id}", SignedMedia),
+)

@@ -71,6 +71,9 @@ class ContentAddressed(_Public):
     on_head = on_get
 
 
+ROUTES = (("/library/{key:path}", PublicObject), ("/sha256/{sha}", ContentAddressed))  # the OpenAPI document's too
+
+
 def add_routes(app: falcon.App, lib) -> None:
-    app.add_route("/library/{key:path}", PublicObject(lib))
-    app.add_route("/sha256/{sha}", ContentAddressed(lib))
+    for template, resource in ROUTES:
+        app.add_route(template, resource(lib))

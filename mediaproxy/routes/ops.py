@@ -86,7 +86,8 @@ class OpenAPIResource:
     def __init__(self, ctx: Context):
         from ..openapi import build
 
-        self.body = orjson.dumps(build(ctx.settings.mode))
+        lib = ctx.settings.library
+        self.body = orjson.dumps(build(ctx.settings.mode, api_prefix=lib.api_prefix, portal_path=lib.portal_path))
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         resp.content_type = "application/json"

@@ -11,6 +11,7 @@ from ...errors import BadRequest, MediaError, NotFound
 from .. import auth
 from ..models import Admin, Album, Avatar, Media, Organization
 from ..repositories import clients
+from . import schemas as S
 from .common import ADMIN, PUBLIC, boolean, integer, read_json, send_json, text
 from .presenters import admin_json, avatar_admin_json, client_json
 from .v2 import V2, V2Resource, album_fields, date_param, page, patch_image
@@ -113,7 +114,7 @@ class Me(AdminResource):
     def on_patch(self, req: falcon.Request, resp: falcon.Response) -> None:
         a = self.admin(req)
         p = read_json(req)
-        unknown = sorted(set(p) - {"name", "email"})
+        unknown = S.unknown(p, S.MePatch)
         if unknown:
             raise BadRequest(f"unknown field(s): {', '.join(unknown)}")
         s = req.context.db
@@ -178,7 +179,7 @@ class ClientOne(AdminResource):
     def on_patch(self, req: falcon.Request, resp: falcon.Response, client_id: str) -> None:
         org = self.client(req, client_id)
         p = read_json(req)
-        unknown = sorted(set(p) - {"name"})
+        unknown = S.unknown(p, S.ClientPatch)
         if unknown:
             raise BadRequest(f"unknown field(s): {', '.join(unknown)} (a client's slug never changes)")
         org.name = text(p, "name", required=True, most=255)
@@ -285,20 +286,26 @@ class AdminAlbum(AdminResource):
         resp.status = falcon.HTTP_204
 
 
+# The route table, under {prefix}/admin (the OpenAPI document is generated from it: library/api/openapi.py)
+ROUTES = (
+    ("/auth/login", Login),
+    ("/auth/refresh", Refresh),
+    ("/auth/logout", Logout),
+    ("/auth/me", Me),
+    ("/auth/me/change-password", ChangePassword),
+    ("/stats", Stats),
+    ("/clients", Clients),
+    ("/clients/{client_id}", ClientOne),
+    ("/images", AdminImages),
+    ("/images/tags", AdminTags),
+    ("/images/{image_id}", AdminImage),
+    ("/avatars", AdminAvatars),
+    ("/avatars/{avatar_id}", AdminAvatar),
+    ("/albums", AdminAlbums),
+    ("/albums/{album_id}", AdminAlbum),
+)
+
+
 def add_routes(app: falcon.App, api: V2) -> None:
-    P, lib = f"{api.prefix}/admin", api.lib
-    app.add_route(f"{P}/auth/login", Login(lib, api))
-    app.add_route(f"{P}/auth/refresh", Refresh(lib, api))
-    app.add_route(f"{P}/auth/logout", Logout(lib, api))
-    app.add_route(f"{P}/auth/me", Me(lib, api))
-    app.add_route(f"{P}/auth/me/change-password", ChangePassword(lib, api))
-    app.add_route(f"{P}/stats", Stats(lib, api))
-    app.add_route(f"{P}/clients", Clients(lib, api))
-    app.add_route(f"{P}/clients/{{client_id}}", ClientOne(lib, api))
-    app.add_route(f"{P}/images", AdminImages(lib, api))
-    app.add_route(f"{P}/images/tags", AdminTags(lib, api))
-    app.add_route(f"{P}/images/{{image_id}}", AdminImage(lib, api))
-    app.add_route(f"{P}/avatars", AdminAvatars(lib, api))
-    app.add_route(f"{P}/avatars/{{avatar_id}}", AdminAvatar(lib, api))
-    app.add_route(f"{P}/albums", AdminAlbums(lib, api))
-    app.add_route(f"{P}/albums/{{album_id}}", AdminAlbum(lib, api))
+    for template, resource in ROUTES:
+        app.add_route(f"{api.prefix}/admin{template}", resource(api.lib, api))

@@ -86,6 +86,9 @@ class MediaItem(MediaResource):
         send_json(resp, presenters.media_api_json(lib, media, self.base(req)))
 
 
+ROUTES = (("/media", MediaCollection), ("/media/{media_id}", MediaItem))  # the OpenAPI document's too
+
+
 def add_routes(app: falcon.App, lib) -> None:
-    app.add_route("/media", MediaCollection(lib))
-    app.add_route("/media/{media_id}", MediaItem(lib))
+    for template, resource in ROUTES:
+        app.add_route(template, resource(lib))

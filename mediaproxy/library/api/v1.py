@@ -6,6 +6,7 @@ import mimetypes
 from datetime import UTC, datetime, timedelta
 
 import falcon
+import msgspec
 
 from ...clientip import NetworkSet, client_address
 from ...errors import BadRequest, Forbidden, NotFound, UnsupportedType
@@ -16,6 +17,7 @@ from ..repositories.search import SORTS
 from ..services.base import iso
 from ..services.signed import check_signature
 from . import presenters
+from . import schemas as S
 from .common import (
     PUBLIC,
     TOKEN,
@@ -33,9 +35,9 @@ from .common import (
 )
 
 P = "/api/v1/media"
-FORM_FIELDS = ("orgSlug", "alt", "caption", "description", "generateVariants", "async", "isPrivate")
+FORM_FIELDS = tuple(f for f in S.fields(S.UploadForm) if f != "file")
 UNKNOWN = "application/octet-stream"  # a filename's type that says nothing (.bin)
-PATCHABLE = {"alt": "alt", "caption": "caption", "description": "description", "isPrivate": "is_private"}
+PATCHABLE = {f.encode_name: f.name for f in msgspec.structs.fields(S.MediaPatch)}  # wire name → record attribute
 
 
 class Health(Resource):
@@ -125,7 +127,7 @@ class One(Resource):
                 changes[attr] = boolean(p, name)
             else:
                 changes[attr] = text(p, name)  # a string (at most 4096 characters, no NUL) or null
-        unknown = sorted(set(p) - set(PATCHABLE))
+        unknown = S.unknown(p, S.MediaPatch)
         if unknown:
             raise BadRequest(f"cannot change {', '.join(unknown)} (only {', '.join(PATCHABLE)})")
         media = noticed(self.library, req.context.db, org, media_id)
@@ -372,23 +374,29 @@ class JobStatus(Resource):
         send_json(resp, presenters.job_json(job))
 
 
+# The route table (the OpenAPI document is generated from it: library/api/openapi.py)
+ROUTES = (
+    ("/healthz", Health),
+    (f"{P}/upload", Upload),
+    (f"{P}/upload/presigned", Presigned),
+    (f"{P}/list", ListMedia),
+    (f"{P}/batch", Batch),
+    (f"{P}/crop", Crop),
+    (f"{P}/variants", Regenerate),
+    (f"{P}/variants/info", VariantsInfo),
+    (f"{P}/variant/{{bucket}}/{{name}}/{{folder:path}}", VariantRedirect),
+    (f"{P}/presign", Presign),
+    (f"{P}/download/{{bucket}}/{{key:path}}", Download),
+    (f"{P}/signed/{{bucket}}/{{key:path}}", Signed),
+    (f"{P}/job/{{job_id}}", JobStatus),
+    (f"{P}/{{media_id}}", One),
+    (f"{P}/{{media_id}}/variants", Variants),
+    (f"{P}/", Delete),
+    (P, Delete),
+)
+
+
 def add_routes(app: falcon.App, lib) -> None:
-    app.add_route("/healthz", Health(lib))
-    app.add_route(f"{P}/upload", Upload(lib))
-    app.add_route(f"{P}/upload/presigned", Presigned(lib))
-    app.add_route(f"{P}/list", ListMedia(lib))
-    app.add_route(f"{P}/batch", Batch(lib))
-    app.add_route(f"{P}/crop", Crop(lib))
-    app.add_route(f"{P}/variants", Regenerate(lib))
-    app.add_route(f"{P}/variants/info", VariantsInfo(lib))
-    app.add_route(f"{P}/variant/{{bucket}}/{{name}}/{{folder:path}}", VariantRedirect(lib))
-    app.add_route(f"{P}/presign", Presign(lib))
-    app.add_route(f"{P}/download/{{bucket}}/{{key:path}}", Download(lib))
-    app.add_route(f"{P}/signed/{{bucket}}/{{key:path}}", Signed(lib))
-    app.add_route(f"{P}/job/{{job_id}}", JobStatus(lib))
-    app.add_route(f"{P}/{{media_id}}", One(lib))
-    app.add_route(f"{P}/{{media_id}}/variants", Variants(lib))
-    delete = Delete(lib)
-    app.add_route(f"{P}/", delete)
-    app.add_route(P, delete)
+    for template, resource in ROUTES:
+        app.add_route(template, resource(lib))
 

@@ -32,6 +32,7 @@ from ..services import Served
 from ..services.base import iso
 from ..services.catalog import clean_tags
 from . import presenters
+from . import schemas as S
 from .common import KEY, KEY_USER, PUBLIC, TOKEN, Resource, boolean, integer, read_json, receive_upload, send_json, text
 
 log = logging.getLogger("mediaproxy.library")
@@ -40,7 +41,7 @@ THUMB_SIDE = 256
 SHARE_DEFAULT = 7 * 86400
 SHARE_MAX = 365 * 86400
 LIMIT_DEFAULT, LIMIT_MAX = 20, 100
-IMAGE_FIELDS = ("albumId", "description", "isPrivate", "tags", "externalUserId")
+IMAGE_FIELDS = tuple(f for f in S.fields(S.ImageForm) if f not in ("file", "tags[]"))  # tags[]: a list
 PUBLIC_CACHE = "public, no-cache"  # always revalidated (ETag → 304): making it private takes effect at once
 OWNER_CACHE = "private, no-cache"
 FALLBACK_CACHE = "private, no-store"
@@ -290,7 +291,7 @@ class Image(V2Resource):
 def patch_image(r: V2Resource, req: falcon.Request, media: Media) -> None:
     """PATCH's fields (``tags``, ``description``, ``isPrivate``): the client's and the admin's."""
     p = read_json(req)
-    unknown = sorted(set(p) - {"tags", "description", "isPrivate"})
+    unknown = S.unknown(p, S.ImagePatch)
     if unknown:
         raise BadRequest(f"unknown field(s): {', '.join(unknown)}")
     changes: dict = {}
@@ -414,7 +415,7 @@ class AvatarOne(V2Resource):
 # -- albums ---------------------------------------------------------------------------------------
 
 def album_fields(p: dict, creating: bool) -> dict:
-    unknown = sorted(set(p) - {"name", "description", "isPublic", "albumId"})
+    unknown = S.unknown(p, S.AlbumInput)
     if unknown:
         raise BadRequest(f"unknown field(s): {', '.join(unknown)}")
     out: dict = {}
@@ -561,21 +562,27 @@ class V2:
         self.fallback = fallback_webp()
 
     def add_routes(self, app: falcon.App) -> None:
-        P, lib = self.prefix, self.lib
-        app.add_route(f"{P}/images", Images(lib, self))
-        app.add_route(f"{P}/images/share/{{token}}", Shared(lib, self))
-        app.add_route(f"{P}/images/{{image_id}}", Image(lib, self))
-        app.add_route(f"{P}/images/{{image_id}}/share", Share(lib, self))
-        app.add_route(f"{P}/images/{{image_id}}/share/{{token}}", ShareRevoke(lib, self))
-        app.add_route(f"{P}/avatars", Avatars(lib, self))
-        app.add_route(f"{P}/avatars/{{user}}", AvatarOne(lib, self))
-        app.add_route(f"{P}/albums", Albums(lib, self))
-        app.add_route(f"{P}/albums/{{album_id}}", AlbumOne(lib, self))
-        app.add_route(f"{P}/albums/{{album_id}}/images", AlbumImages(lib, self))
-        app.add_route(f"{P}/albums/{{album_id}}/tokens", AlbumTokens(lib, self))
-        app.add_route(f"{P}/albums/{{album_id}}/tokens/{{token}}", AlbumToken(lib, self))
-        app.add_route(f"{P}/status", Status(lib, self))
-        app.add_route(f"{P}/client/stats", ClientStats(lib, self))
+        for template, resource in ROUTES:
+            app.add_route(self.prefix + template, resource(self.lib, self))
+
+
+# The route table, under the prefix (the OpenAPI document is generated from it: library/api/openapi.py)
+ROUTES = (
+    ("/images", Images),
+    ("/images/share/{token}", Shared),
+    ("/images/{image_id}", Image),
+    ("/images/{image_id}/share", Share),
+    ("/images/{image_id}/share/{token}", ShareRevoke),
+    ("/avatars", Avatars),
+    ("/avatars/{user}", AvatarOne),
+    ("/albums", Albums),
+    ("/albums/{album_id}", AlbumOne),
+    ("/albums/{album_id}/images", AlbumImages),
+    ("/albums/{album_id}/tokens", AlbumTokens),
+    ("/albums/{album_id}/tokens/{token}", AlbumToken),
+    ("/status", Status),
+    ("/client/stats", ClientStats),
+)
 
 
 def add_routes(app: falcon.App, lib) -> V2:
