@@ -114,11 +114,24 @@ def test_transform_auto_saves_bytes_on_an_easy_image():
     assert len(auto.body) < len(high.body)
 
 
-def test_transform_auto_with_alpha_and_large_outputs():
-    """Alpha is judged over dark and light backgrounds; large outputs on a sample of tiles."""
+def test_alpha_outputs_keep_the_targets_first_quality():
+    """WebP/AVIF with alpha: one encode at the target's first quality (the estimate is not fitted there);
+    JPEG flattens alpha onto white and is judged as it is sent."""
     src = media.png(600, 400, alpha=True)
-    out = pipeline.transform(src, parse_spec(SQUARE, {"size": "64", "quality": "auto"}, "webp"), LIMITS)
-    assert media.decode(out.body).hasalpha()
+    for fmt in ("webp", "avif"):
+        auto = pipeline.transform(src, parse_spec(SQUARE, {"size": "64", "quality": "auto"}, fmt), LIMITS)
+        high = pipeline.transform(src, parse_spec(SQUARE, {"size": "64"}, fmt), LIMITS)
+        assert auto.body == high.body and media.decode(auto.body).hasalpha()
+    rgba = flat(64).bandjoin(128).copy(interpretation="srgb")
+    enc, asked = recording("webp")
+    assert autoquality.choose(rgba, "webp", "eco", enc)[0] == autoquality.START["webp"]["eco"] and len(asked) == 1
+    enc, asked = recording("jpeg")
+    q, body = autoquality.choose(rgba, "jpeg", "good", enc)
+    assert q in asked and media.decode(body).bands == 3
+
+
+def test_transform_auto_on_large_outputs():
+    """Large outputs are judged on a sample of tiles."""
     big = _src(photo_like(300))
     out = pipeline.transform(big, parse_spec(BANNER, {"width": "1000", "quality": "auto"}, "webp"), LIMITS)
     assert (out.width, out.height) == (1000, 1000)

@@ -149,8 +149,8 @@ def estimate_features(feats: list[float], fmt: str) -> float:
 
 
 def _views(im: pyvips.Image, fmt: str) -> list[np.ndarray]:
-    """The H×W×3 arrays a candidate is judged on: an opaque image as is; with alpha, over black and
-    over white (the worse counts), or over white only for JPEG, which flattens onto white."""
+    """The H×W×3 arrays a candidate is judged on: an opaque image as is; with alpha (JPEG output only,
+    see ``choose``), over white, as JPEG flattens it."""
     if im.bands in (1, 2):
         im = im.colourspace("srgb")
     a = _pixels(im)
@@ -202,6 +202,10 @@ def choose(im: pyvips.Image, fmt: str, target: str, encoder: Encoder) -> tuple[i
     first, to see whether the plateau goes on down; or the third steps on by the two's own slope. The
     choice is the lowest quality that reached the target, else the lowest within PLATEAU_POINTS of the
     best estimate (the quality past which more buys nothing)."""
+    if im.hasalpha() and fmt != "jpeg":
+        # Graphics with alpha (emojis, stickers) keep the target's first quality: the estimate, fitted on
+        # opaque images, chose qualities that lost SSIMULACRA2 points there (docs/performance.md).
+        return START[fmt][target], encoder(im, START[fmt][target])
     im = im.copy_memory()  # encoded up to three times: decode and resample once
     ref = [_sample(v) for v in _views(im, fmt)]
     goal = TARGETS[fmt][target]
