@@ -1,7 +1,13 @@
 """Quality per byte: mediaproxy's pipeline against sharp, Pillow (as thumbor uses it) and plain libvips.
 
     .venv/bin/python bench/quality.py [--cases a,b,c,d,e,anim] [--photos N] [--butteraugli]
-        [--variants NAME,...] [--encoders mediaproxy,sharp,pillow,libvips] [--out DIR [--name NAME]]
+        [--variants NAME,...] [--encoders mediaproxy,sharp,pillow,libvips] [--auto] [--out DIR [--name NAME]]
+    .venv/bin/python bench/quality.py --auto-calibrate [--out DIR]
+
+``--auto`` adds quality=auto (media/autoquality.py) to each case: its bytes against the bytes
+mediaproxy's and sharp's fixed-quality curves need for the same mean score and for the same worst
+image's score, and its CPU against the fixed default's. ``--auto-calibrate`` fits its estimate on a
+calibration corpus disjoint from the held-out photos and prints the model's constants.
 
 Needs the ``bench`` extra (scikit-image for the corpus, ssimulacra2, Pillow),
 Node with npm (sharp 0.35 is installed from npm into a temporary directory on
