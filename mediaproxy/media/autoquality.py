@@ -7,16 +7,17 @@ side) is encoded at up to ``MAX_ENCODES`` candidate qualities; each candidate is
 and scored against the pixels it was encoded from by a fast estimate of SSIMULACRA2, and
 the lowest quality whose estimate reaches the target is kept.
 
-The estimate (``estimate``) is a linear model, per output format, of a few SSIM-like
-features on the luma plane (8×8 windows at a 4-pixel stride, at full and half scale, and
-the edge "artifact"/"detail lost" ratios SSIMULACRA2 itself uses), fitted against
+The estimate (``estimate``) is a linear model, per output format, of six SSIM-like features
+(luma SSIM in 8×8 windows at a 4-pixel stride and its 4-norm, luma SSIM at half scale, the
+edge "artifact"/"detail lost" ratios SSIMULACRA2 itself uses, chroma SSIM), fitted against
 SSIMULACRA2 on a calibration corpus disjoint from the benchmark's held-out photos
-(bench/quality.py ``--auto``; figures in docs/performance.md). It costs a millisecond or
-two at 256×256, where SSIMULACRA2 takes about a second.
+(bench/quality.py ``--auto-calibrate``; figures in docs/performance.md). It costs a few
+milliseconds a candidate at 256×256, where SSIMULACRA2 takes about a second. Graphics with
+alpha and animations are not judged (``choose``; the pipeline's ``_encode_auto``).
 
-Deterministic: every window sum is an exact integer (NumPy int64 on integral images), so
-the same pixels give the same estimate bit for bit, the same choice and the same bytes
-(the ETag depends on them).
+Deterministic: every window and block sum is an exact integer (NumPy int32), and what follows
+is a fixed sequence of float64 operations, so the same pixels give the same estimate, the
+same choice and the same bytes (the ETag depends on them).
 """
 
 from __future__ import annotations
@@ -156,11 +157,8 @@ def _views(im: pyvips.Image, fmt: str) -> list[np.ndarray]:
     a = _pixels(im)
     if a.shape[2] == 3:
         return [a]
-    rgb, alpha = a[..., :3].astype(np.int64), a[..., 3:4].astype(np.int64)
-    views = []
-    for bg in ((255,) if fmt == "jpeg" else (0, 255)):
-        views.append(((rgb * alpha + bg * (255 - alpha) + 127) // 255).astype(np.uint8))
-    return views
+    rgb, alpha = a[..., :3].astype(np.int32), a[..., 3:4].astype(np.int32)
+    return [((rgb * alpha + 255 * (255 - alpha) + 127) // 255).astype(np.uint8)]
 
 
 # Outputs over this many pixels are judged on a mosaic of TILE×TILE tiles spread evenly over them, of
