@@ -177,3 +177,19 @@ def test_imgix_auto_compress_asks_for_the_eco_target():
 def test_external_quality_auto_asks_for_a_transform():
     assert asks_nothing(parse_spec(BANNER, {}, None))
     assert not asks_nothing(parse_spec(BANNER, {"quality": "auto"}, None))
+
+
+@pytest.mark.parametrize("fmt", ["webp", "jpeg", "avif"])
+@pytest.mark.parametrize("dims", [(1, 1), (8, 8), (15, 40), (16, 16), (17, 200)])
+def test_tiny_outputs(fmt, dims):
+    """Outputs too small for the estimate's windows get one encode at the target's first quality."""
+    enc, asked = recording(fmt)
+    im = photo_like().crop(0, 0, *dims)
+    q, body = autoquality.choose(im, fmt, "good", enc)
+    assert body and q in asked and len(asked) <= autoquality.MAX_ENCODES
+    if min(dims) < autoquality.MIN_SIDE:
+        assert asked == [autoquality.START[fmt]["good"]]
+    src = _src(photo_like(64))
+    spec = parse_spec(BANNER, {"width": "1", "height": "1", "fit": "cover", "quality": "auto"}, fmt)
+    out = pipeline.transform(src, spec, LIMITS)
+    assert (out.width, out.height) == (1, 1)

@@ -48,6 +48,7 @@ GOOD_ENOUGH = 2.5
 FLAT_SLOPE = 0.1
 PLATEAU_POINTS = 1.0
 MIN_STEP = 3
+MIN_SIDE = 16  # smaller outputs are not judged (one encode at the target's first quality)
 # Worst case per request: this many encodes, decodes and estimates of the output.
 MAX_ENCODES = 3
 FORMATS = frozenset(("webp", "jpeg", "avif"))
@@ -182,7 +183,8 @@ def estimate(ref: list[np.ndarray], body: bytes, fmt: str) -> float:
     out = [_sample(v) for v in _views(pyvips.Image.new_from_buffer(body, ""), fmt)]
     if len(out) < len(ref):  # JPEG: alpha flattened
         out = out * len(ref)
-    return min(estimate_features(_features(r, o[..., :3]), fmt) for r, o in zip(ref, out, strict=True))
+    score = min(estimate_features(_features(r, o[..., :3]), fmt) for r, o in zip(ref, out, strict=True))
+    return score if math.isfinite(score) else -math.inf
 
 
 def encode(im: pyvips.Image, fmt: str, target: str, encoder: Encoder) -> bytes:
@@ -200,9 +202,10 @@ def choose(im: pyvips.Image, fmt: str, target: str, encoder: Encoder) -> tuple[i
     first, to see whether the plateau goes on down; or the third steps on by the two's own slope. The
     choice is the lowest quality that reached the target, else the lowest within PLATEAU_POINTS of the
     best estimate (the quality past which more buys nothing)."""
-    if im.hasalpha() and fmt != "jpeg":
+    if (im.hasalpha() and fmt != "jpeg") or min(im.width, im.height) < MIN_SIDE:
         # Graphics with alpha (emojis, stickers) keep the target's first quality: the estimate, fitted on
-        # opaque images, chose qualities that lost SSIMULACRA2 points there (docs/performance.md).
+        # opaque images, chose qualities that lost SSIMULACRA2 points there (docs/performance.md). So do
+        # outputs too small for its 8×8 windows at half scale.
         return START[fmt][target], encoder(im, START[fmt][target])
     im = im.copy_memory()  # encoded up to three times: decode and resample once
     ref = [_sample(v) for v in _views(im, fmt)]
