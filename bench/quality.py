@@ -1,7 +1,13 @@
 """Quality per byte: mediaproxy's pipeline against sharp, Pillow (as thumbor uses it) and plain libvips.
 
     .venv/bin/python bench/quality.py [--cases a,b,c,d,e,anim] [--photos N] [--butteraugli]
-        [--variants NAME,...] [--encoders mediaproxy,sharp,pillow,libvips] [--out DIR [--name NAME]]
+        [--variants NAME,...] [--encoders mediaproxy,sharp,pillow,libvips] [--auto] [--out DIR [--name NAME]]
+    .venv/bin/python bench/quality.py --auto-calibrate [--out DIR]
+
+``--auto`` adds quality=auto (media/autoquality.py) to each case: its bytes against the bytes
+mediaproxy's and sharp's fixed-quality curves need for the same mean score and for the same worst
+image's score, and its CPU against the fixed default's. ``--auto-calibrate`` fits its estimate on a
+calibration corpus disjoint from the held-out photos and prints the model's constants.
 
 Needs the ``bench`` extra (scikit-image for the corpus, ssimulacra2, Pillow),
 Node with npm (sharp 0.35 is installed from npm into a temporary directory on
@@ -50,6 +56,7 @@ cannot do a case (plain libvips's animated centre crop) is left out of it.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import itertools
 import json
 import math
@@ -501,6 +508,128 @@ def pillow_thumbor(src: bytes, case: Case, q: int | None) -> bytes:
     return out.getvalue()
 
 
+# ---------------------------------------------------------------- quality=auto
+
+# The calibration corpus of quality=auto's estimate: scikit-image's other images (textures, text,
+# scans, graphics; three greys given a colour ramp) and two easy ones drawn here (a smooth colour
+# gradient, a blurred graphic), never the held-out photos above that every result is scored on.
+CALIBRATION = ("brick.png", "grass.png", "gravel.png", "camera.png", "moon.png", "coins.png", "page.png", "text.png",
+               "horse.png", "clock_motion.png", "cell.png", "color.png", "chessboard_RGB.png", "microaneurysms.png",
+               "phantom.png", "gradient", "blurred-color")
+_TINTED = ("camera.png", "moon.png", "coins.png")
+# The case each format's model is fitted on, and the fixed qualities whose median score becomes each
+# target: `good` = the format's default (`high`), `eco` = the library's former auto=compress quality.
+AUTO_FITS = {"webp": ("a", 80, 60), "jpeg": ("b", 80, 60), "avif": ("e", 60, 45)}
+AUTO_GRID = tuple(range(20, 100, 5))
+
+
+def calibration_sources(case: Case) -> list[tuple[str, bytes]]:
+    out = []
+    for name in CALIBRATION:
+        if name == "gradient":
+            xyz = pyvips.Image.xyz(512, 512)
+            im = (xyz[0] * 0.4 + 40).bandjoin([xyz[1] * 0.3 + 80, (xyz[0] + xyz[1]) * 0.15 + 30])
+            im = im.cast("uchar").copy(interpretation="srgb")
+        elif name == "blurred-color":
+            im = pyvips.Image.new_from_file(str(_skimage_dir() / "color.png"))[:3].gaussblur(12)
+        else:
+            im = pyvips.Image.new_from_file(str(_skimage_dir() / name))
+        if im.bands in (2, 4):
+            im = im[:im.bands - 1]
+        im = im.colourspace("srgb")
+        if im.bands == 1:
+            im = im.bandjoin([im, im])
+        if name in _TINTED:
+            ramp = pyvips.Image.xyz(im.width, im.height)[0] / im.width
+            im = (im.cast("float") * (ramp * [0.5, 0.2, -0.3] + [0.8, 1.0, 1.1])).cast("uchar")
+        im = _fit(im[:3], case.src_w, case.src_h).cast("uchar")
+        out.append((name.split(".")[0], im.jpegsave_buffer(Q=90, keep="none")))
+    return out
+
+
+def _rgb(im: pyvips.Image) -> np.ndarray:
+    return _as_rgb(_to_array(im.colourspace("srgb") if im.bands < 3 else im))[..., :3]
+
+
+def fit_auto_model(rows: list[dict]) -> tuple[np.ndarray, np.ndarray]:
+    """Least squares of SSIMULACRA2 on the logs of the features (qualities 40-95, the range auto chooses in),
+    every feature's weight constrained to be ≤ 0: each is a distortion, and more of one must never raise the
+    estimate (unconstrained, collinear features got weights of either sign that extrapolated to a flat
+    gradient's score falling as its quality rose). Non-negative least squares on the negated logs, the
+    intercept as the difference of two non-negative terms."""
+    from scipy.optimize import nnls
+
+    fit = [r for r in rows if r["q"] >= 40]
+    x = np.array([[-math.log(max(f, 1e-5)) for f in r["feats"]] + [1.0, -1.0] for r in fit])
+    y = np.array([r["ssimulacra2"] for r in fit])
+    w, _ = nnls(x, y)
+    coef = np.array([-v for v in w[:-2]] + [w[-2] - w[-1]])
+    design = np.array([[math.log(max(f, 1e-5)) for f in r["feats"]] + [1.0] for r in fit])
+    return coef, y - design @ coef
+
+
+def calibrate_auto(tmp: Path) -> dict:
+    """Fit quality=auto's estimate: per format, SSIMULACRA2 of each candidate (against the pixels it was
+    encoded from) regressed on the logs of autoquality's features, over the calibration corpus and the
+    quality grid; the targets, first qualities and slopes from the same sweeps."""
+    from ssimulacra2 import compute_ssimulacra2
+
+    from mediaproxy.media import autoquality
+
+    def png(arr: np.ndarray, name: str) -> str:
+        path = tmp / name
+        pyvips.Image.new_from_array(arr).copy(interpretation="srgb").pngsave(str(path), compression=1)
+        return str(path)
+
+    fitted: dict = {}
+    for fmt, (case_name, q_good, q_eco) in AUTO_FITS.items():
+        case = CASES[case_name]
+        rows = []
+        for name, src in calibration_sources(case):
+            spec = mediaproxy_spec(case, None)
+            before = pyvips.Image.new_from_buffer(
+                pipeline.transform(src, dataclasses.replace(spec, format="png"), _LIMITS).body, "")
+            ref = _rgb(before)
+            ref_png = png(ref, "cal-ref.png")
+            for q in AUTO_GRID:
+                body = pipeline._encode(before, fmt, dataclasses.replace(spec, quality=q), False)
+                out = _rgb(pyvips.Image.new_from_buffer(body, ""))
+                feats = autoquality._features(autoquality._sample(ref), autoquality._sample(out))
+                rows.append({"image": name, "q": q, "bytes": len(body), "feats": feats,
+                             "ssimulacra2": compute_ssimulacra2(ref_png, png(out, "cal-out.png"))})
+            print(f"  calibration {fmt} {name}: " + " ".join(f"{r['ssimulacra2']:.0f}" for r in rows[-len(AUTO_GRID):]),
+                  flush=True)
+        coef, resid = fit_auto_model(rows)
+        med = {q: float(np.median([r["ssimulacra2"] for r in rows if r["q"] == q])) for q in AUTO_GRID}
+        slopes = []
+        for name in {r["image"] for r in rows}:
+            d = {r["q"]: r["ssimulacra2"] for r in rows if r["image"] == name}
+            slopes.append((d[q_good + 10] - d[q_good - 10]) / 20)
+        fitted[fmt] = {"case": case_name, "model": [round(float(c), 4) for c in coef],
+                       "rmse": round(float(np.sqrt(np.mean(resid ** 2))), 2),
+                       "max_error": round(float(np.abs(resid).max()), 2),
+                       "targets": {"good": round(med[q_good], 1), "eco": round(med[q_eco], 1)},
+                       "start": {"good": q_good, "eco": q_eco},
+                       "slope": round(float(np.median(slopes)), 3), "rows": rows}
+        print(f"  {fmt}: MODEL {fitted[fmt]['model']}, rmse {fitted[fmt]['rmse']}, targets {fitted[fmt]['targets']}, "
+              f"slope {fitted[fmt]['slope']}", flush=True)
+    return fitted
+
+
+def calibration_markdown(fitted: dict) -> str:
+    md = ["# quality=auto's calibration (bench/quality.py --auto-calibrate)\n",
+          "SSIMULACRA2 of each candidate against the pixels it was encoded from, regressed on the logs of "
+          "media/autoquality.py's features (qualities 40-95), on the calibration corpus (" + ", ".join(CALIBRATION)
+          + "), disjoint from the held-out photos.\n",
+          "| format (case) | model | rmse | max error | median score at the default / at 60 (AVIF 45) "
+          "| slope (points per quality step) |",
+          "|---|---|---:|---:|---:|---:|"]
+    for fmt, f in fitted.items():
+        md.append(f"| {fmt} ({f['case']}) | {f['model']} | {f['rmse']} | {f['max_error']} | "
+                  f"{f['targets']['good']} / {f['targets']['eco']} | {f['slope']} |")
+    return "\n".join(md)
+
+
 # ---------------------------------------------------------------- curves
 
 def curve_at_score(points: list[tuple[float, float]], score: float) -> float | None:
@@ -546,6 +675,7 @@ def _sweep(case: Case, enc_name: str, enc: Callable, corpus: list, refs: dict, s
         row: dict = {"bytes": total, "cpu_ms": round(cpu_total / len(corpus), 2)}
         for key in scores[0]:
             row[key] = round(float(np.mean([s[key] for s in scores])), 3)
+            row[f"worst_{key}"] = round(float(min(s[key] for s in scores)), 3)
         rows["default" if q is None else str(q)] = row
         print(f"  {case.name} {enc_name:16} q={q!s:7} {total:8d} B  cpu {row['cpu_ms']:7.2f} ms  ssimulacra2 "
               f"{row['ssimulacra2']:6.2f} / gamma {row['ssimulacra2_gamma']:6.2f}"
@@ -554,8 +684,57 @@ def _sweep(case: Case, enc_name: str, enc: Callable, corpus: list, refs: dict, s
     return rows
 
 
+def mediaproxy_auto(src: bytes, case: Case, q: int | None) -> bytes:
+    spec = mediaproxy_spec(case, None)
+    return pipeline.transform(src, dataclasses.replace(spec, auto="good"), _LIMITS).body
+
+
+def run_auto(case: Case, corpus: list, refs: dict, scorer: Scorer, result: dict, cpu_repeat: int) -> dict:
+    """quality=auto on the case's corpus: its bytes against the bytes sharp's and mediaproxy's fixed-quality
+    curves need for the same mean score and for the same worst image's score, and its CPU against the fixed
+    default's, measured alternately on each image (the least of ``cpu_repeat`` runs each)."""
+    total, scores, cpu_auto, cpu_fixed = 0, [], 0.0, 0.0
+    for name, buf in corpus:
+        runs_auto, runs_fixed = [], []
+        for _ in range(max(1, cpu_repeat)):
+            out, cpu = _timed(mediaproxy_auto, buf, case, None)
+            runs_auto.append(cpu)
+            runs_fixed.append(_timed(mediaproxy, buf, case, None)[1])
+        cpu_auto += min(runs_auto)
+        cpu_fixed += min(runs_fixed)
+        total += len(out)
+        scores.append(scorer.score(refs[name], out))
+    row: dict = {"bytes": total, "cpu_ms": round(cpu_auto / len(corpus), 2),
+                 "fixed_default_cpu_ms": round(cpu_fixed / len(corpus), 2)}
+    row["cpu_over_fixed_default"] = round(cpu_auto / max(cpu_fixed, 1e-9), 3)
+    for ref in REFERENCES:
+        key = "ssimulacra2" if ref == "linear" else f"ssimulacra2_{ref}"
+        mean, worst = float(np.mean([s[key] for s in scores])), float(min(s[key] for s in scores))
+        row[key], row[f"worst_{key}"] = round(mean, 3), round(worst, 3)
+        vs = {}
+        for enc in ("sharp", "mediaproxy"):
+            rows = result["encoders"].get(enc)
+            if rows is None:
+                continue
+            pts = [(r["bytes"], r[key]) for k, r in rows.items() if not k.startswith("_") and k != "default"]
+            worst_pts = [(r["bytes"], r[f"worst_{key}"]) for k, r in rows.items()
+                         if not k.startswith("_") and k != "default"]
+            at_mean, at_worst = curve_at_score(pts, mean), curve_at_score(worst_pts, worst)
+            vs[enc] = {"bytes_at_equal_mean_score": round(total / at_mean, 3) if at_mean else None,
+                       "bytes_at_equal_worst_score": round(total / at_worst, 3) if at_worst else None,
+                       "default_mean_score": rows["default"][key],
+                       "default_worst_score": rows["default"][f"worst_{key}"],
+                       "default_bytes": rows["default"]["bytes"]}
+        row[f"vs_{ref}"] = vs
+    print(f"  {case.name} mediaproxy auto  {total:8d} B  cpu {row['cpu_ms']:7.2f} ms "
+          f"({row['cpu_over_fixed_default']}× the fixed default's)  ssimulacra2 {row['ssimulacra2']:6.2f} "
+          f"(worst {row['worst_ssimulacra2']:.2f}) / gamma "
+          f"{row['ssimulacra2_gamma']:6.2f} (worst {row['worst_ssimulacra2_gamma']:.2f})", flush=True)
+    return row
+
+
 def run_case(case: Case, encoders: dict[str, Callable], scorer: Scorer, n_photos: int, butteraugli: bool,
-             cpu_repeat: int = 3) -> dict:
+             cpu_repeat: int = 3, auto: bool = False) -> dict:
     corpus = sources(case, n_photos)
     refs = {name: {ref: reference(buf, case, linear) for ref, linear in REFERENCES.items()} for name, buf in corpus}
     result: dict = {"title": case.title, "images": [name for name, _ in corpus], "encoders": {}}
@@ -583,6 +762,8 @@ def run_case(case: Case, encoders: dict[str, Callable], scorer: Scorer, n_photos
         vs["default_bytes_over_sharp"] = round(rows["default"]["bytes"] / sharp_default["bytes"], 3)
         vs["default_cpu_over_sharp"] = round(rows["default"]["cpu_ms"] / max(sharp_default["cpu_ms"], 1e-6), 3)
         rows["_vs_sharp"] = vs
+    if auto and case.kind != "anim" and "mediaproxy" in result["encoders"]:
+        result["auto"] = run_auto(case, corpus, refs, scorer, result, cpu_repeat)
     return result
 
 
@@ -622,6 +803,34 @@ def markdown(results: dict, meta: dict) -> str:
                       f"{_pts(lin['points_at_sharp_default_bytes'])} / {_pts(gam['points_at_sharp_default_bytes'])} | "
                       f"{d['bytes']:,} ({v['default_bytes_over_sharp']:.2f}×) | "
                       f"{_pts(lin['default_score_minus_sharp'])} / {_pts(gam['default_score_minus_sharp'])} | {ba} |")
+    autos = {c: r["auto"] for c, r in results.items() if "auto" in r}
+    if autos:
+        md += ["", "## quality=auto\n",
+               "Its total bytes over the corpus divided by the bytes each fixed-quality curve needs for the same mean "
+               "SSIMULACRA2, and for the same worst image's SSIMULACRA2 (linear / gamma reference); its CPU per image "
+               "against mediaproxy's fixed default, measured alternately.\n",
+               "| case | CPU ms (÷ fixed default) | bytes (÷ mediaproxy default) | mean score, linear / gamma "
+               "(default's) | worst image (default's) | ÷ sharp's curve at equal mean | ÷ mediaproxy's at equal mean "
+               "| ÷ sharp's at equal worst | ÷ mediaproxy's at equal worst |",
+               "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+        for c, a in autos.items():
+            lin, gam = a["vs_linear"], a["vs_gamma"]
+
+            def pair(enc: str, field: str, lin=lin, gam=gam) -> str:
+                return f"{_x(lin.get(enc, {}).get(field))} / {_x(gam.get(enc, {}).get(field))}"
+
+            md.append(f"| {results[c]['title']} | {a['cpu_ms']:.1f} ({a['cpu_over_fixed_default']:.2f}×) | "
+                      f"{a['bytes']:,} ({a['bytes'] / lin['mediaproxy']['default_bytes']:.2f}×) | "
+                      f"{a['ssimulacra2']:.2f} / {a['ssimulacra2_gamma']:.2f} "
+                      f"({lin['mediaproxy']['default_mean_score']:.2f} / "
+                      f"{gam['mediaproxy']['default_mean_score']:.2f}) | "
+                      f"{a['worst_ssimulacra2']:.2f} / {a['worst_ssimulacra2_gamma']:.2f} "
+                      f"({lin['mediaproxy']['default_worst_score']:.2f} / "
+                      f"{gam['mediaproxy']['default_worst_score']:.2f}) | "
+                      f"{pair('sharp', 'bytes_at_equal_mean_score')} | "
+                      f"{pair('mediaproxy', 'bytes_at_equal_mean_score')} | "
+                      f"{pair('sharp', 'bytes_at_equal_worst_score')} | "
+                      f"{pair('mediaproxy', 'bytes_at_equal_worst_score')} |")
     md += ["", "## Sweeps (total bytes over the corpus / mean SSIMULACRA2, linear-light / gamma-space reference)\n"]
     for case in results.values():
         md.append(f"### {case['title']} ({', '.join(case['images'])})\n")
@@ -647,10 +856,21 @@ def main() -> None:
     ap.add_argument("--butteraugli", action="store_true", help="also butteraugli on the default outputs")
     ap.add_argument("--variants", default="", help="also mediaproxy with other settings: " + ", ".join(VARIANTS))
     ap.add_argument("--cpu-repeat", type=int, default=3, help="runs of each default output for its CPU time")
+    ap.add_argument("--auto", action="store_true", help="also quality=auto: bytes at the score it reaches against "
+                    "sharp's and mediaproxy's curves, worst image's score, CPU against the fixed default")
+    ap.add_argument("--auto-calibrate", action="store_true", help="only fit quality=auto's estimate on the "
+                    "calibration corpus and print media/autoquality.py's constants")
     add_out_argument(ap)
     ap.add_argument("--name", default="quality", help="results file name (bench/results/NAME.json, .md)")
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="bench-quality-"))
+    if args.auto_calibrate:
+        try:
+            fitted = calibrate_auto(tmp)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        write_results("autoquality-calibration", {"formats": fitted}, calibration_markdown(fitted), args.out)
+        return
     sharp = Sharp(tmp)
     try:
         all_encoders = {"mediaproxy": mediaproxy, "sharp": sharp, "pillow": pillow_thumbor, "libvips": plain_libvips}
@@ -664,7 +884,8 @@ def main() -> None:
         results = {}
         for c in args.cases.split(","):
             print(f"case {c}: {CASES[c].title}", flush=True)
-            results[c] = run_case(CASES[c], encoders, scorer, args.photos, args.butteraugli, args.cpu_repeat)
+            results[c] = run_case(CASES[c], encoders, scorer, args.photos, args.butteraugli, args.cpu_repeat,
+                                  args.auto)
     finally:
         sharp.stop()
         shutil.rmtree(tmp, ignore_errors=True)

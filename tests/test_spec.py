@@ -180,3 +180,40 @@ def test_square_routes_stay_square_whatever_the_fit():
     assert canon(SQUARE, {"size": "64", "fit": "inside"}) == canon(SQUARE, {"size": "64", "fit": "contain"})
     assert canon(SQUARE, {"size": "64", "fit": "outside"}) == canon(SQUARE, {"size": "64", "fit": "cover"})
     assert parse_spec(BANNER, {"width": "64", "height": "64", "fit": "inside"}, "png").fit == "inside"
+
+
+def test_quality_auto_is_its_own_key():
+    """quality=auto (any case) is a target, not a number: a key of its own, apart from every fixed quality."""
+    auto = canon(SQUARE, {"format": "webp", "quality": "auto"})
+    assert auto == canon(SQUARE, {"format": "webp", "quality": "AUTO"})
+    others = {canon(SQUARE, {"format": "webp", "quality": q}) for q in ("high", "low", "lossless", "60", "1")}
+    assert auto not in others | {canon(SQUARE, {"format": "webp"})}
+    for fmt in ("jpeg", "avif"):
+        assert canon(SQUARE, {"format": fmt, "quality": "auto"}) != canon(SQUARE, {"format": fmt})
+    spec = parse_spec(SQUARE, {"quality": "auto"}, "webp")
+    assert spec.auto == "good" and spec.quality is None and not spec.lossless
+    assert spec.quality_for("webp") == 80  # what the encoder falls back to where auto does not apply
+
+
+def test_quality_auto_keeps_the_presets_meaning():
+    for preset, number in (("high", 80), ("low", 20), ("lossless", 100)):
+        spec = parse_spec(SQUARE, {"quality": preset}, "webp")
+        assert spec.auto is None and spec.quality == number
+
+
+def test_quality_auto_does_not_apply_to_png_and_gif():
+    for ext in ("png", "gif"):
+        assert canon(SQUARE, {"quality": "auto"}, ext) == canon(SQUARE, {}, ext)
+
+
+def test_quality_auto_on_attachments_is_a_transform():
+    """Attachments default to lossless and serve the stored bytes when nothing is asked: auto asks."""
+    spec = parse_spec(ATTACHMENT, {"quality": "auto"}, None)
+    assert spec.transform and not spec.lossless and spec.auto == "good"
+    assert spec.canonical() != parse_spec(ATTACHMENT, {"width": "10"}, None).canonical()
+
+
+@pytest.mark.parametrize("value", ["auto:eco", "autox", "Auto ", "eco", "good"])
+def test_quality_auto_spellings_are_bad_requests(value):
+    with pytest.raises(BadRequest, match="auto"):
+        parse_spec(SQUARE, {"quality": value}, "png")

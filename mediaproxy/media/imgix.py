@@ -2,7 +2,8 @@
 
 ``w``, ``h`` (pixels, 1..4096), ``fit``, ``q`` (1..100), ``fm`` (an explicit format) and
 ``auto`` (``format``: AVIF, else WebP, else the source's format, chosen from the
-``Accept`` header; ``compress``: a lower default quality). imgix's fits map onto the
+``Accept`` header; ``compress``: the quality chosen per image for the lower of ``quality=auto``'s
+perceived-quality targets, media/autoquality.py). imgix's fits map onto the
 pipeline's modes, which never enlarge:
 
 ====================  =========  ==========================================
@@ -30,7 +31,7 @@ FITS = {"clip": "inside", "max": "inside", "crop": "cover", "min": "cover", "sca
         "fillmax": "contain"}
 CROPS = {"center": "center", "top": "top", "bottom": "bottom", "left": "left", "right": "right",
          "entropy": "entropy", "faces": "attention", "edges": "attention", "focalpoint": "center"}
-COMPRESS_QUALITY = {"jpeg": 60, "webp": 60, "avif": 45}
+COMPRESS_TARGET = "eco"  # quality=auto's target for auto=compress (spec.AUTO_TARGETS)
 KNOWN = frozenset(("w", "h", "fit", "q", "fm", "auto", "crop"))
 
 
@@ -97,9 +98,8 @@ def parse(params: Mapping[str, object], accept: str | None, source_format: str) 
             raise BadRequest("q must be an integer 1..100")
         quality = int(q_raw)
     out = fmt or SOURCE
-    if quality is None and "compress" in auto:
-        quality = COMPRESS_QUALITY.get(fmt or source_format)
+    target = COMPRESS_TARGET if quality is None and "compress" in auto else None
     if (width is None or height is None) and fit in ("cover", "fill", "contain"):
         fit = "inside"  # one side given: nothing to crop, stretch or pad
     return TransformSpec(width=width, height=height, fit=fit, position=position, format=out, quality=quality,
-                         lossless=False, animated=None)
+                         lossless=False, animated=None, auto=target)

@@ -15,13 +15,13 @@ is the buffer that is stored and sent: no other copy of the bytes is made.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from fractions import Fraction
 
 import pyvips
 
 from ..errors import BadRequest, ProcessingError, TooLarge
-from . import jpeg
+from . import autoquality, jpeg
 from .spec import ANIMATABLE, MIME, SOURCE, TransformSpec
 
 # Loaders we accept, and the format each one stands for. SVG (a vector format
@@ -403,6 +403,14 @@ def _encode(im: pyvips.Image, fmt: str, spec: TransformSpec, animate: bool) -> b
     raise BadRequest(f"cannot encode {fmt}")
 
 
+def _encode_auto(im: pyvips.Image, fmt: str, spec: TransformSpec) -> bytes:
+    """``quality=auto``: the encoder's own settings at the quality media/autoquality.py chooses (animations
+    keep the format's default quality: each candidate would cost every frame's encode)."""
+    fixed = replace(spec, auto=None)
+    return autoquality.encode(im, fmt, spec.auto,
+                              lambda frame, q: _encode(frame, fmt, replace(fixed, quality=q), False))
+
+
 def _input_fails(buf: bytes, spec: TransformSpec, p: Probe, pl: Plan, fmt: str, animate: bool) -> bool:
     """Whether the decode step alone fails on this input: 400 (the input) or 500 (we failed).
 
@@ -480,7 +488,10 @@ def transform(buf: bytes, spec: TransformSpec, limits: Limits, p: Probe | None =
             im = _join(frames, im) if animate else frames[0]
             page_h = frames[0].height
         im = _to_srgb(im)
-        body = _encode(im, fmt, spec, animate)
+        if spec.auto is not None and not spec.lossless and not animate and fmt in autoquality.FORMATS:
+            body = _encode_auto(im, fmt, spec)
+        else:
+            body = _encode(im, fmt, spec, animate)
     except pyvips.Error:
         if _input_fails(buf, spec, p, pl, fmt, animate):
             raise BadRequest("undecodable image") from None

@@ -31,6 +31,13 @@ ANIMATABLE = frozenset(("gif", "webp"))
 LOSSY = frozenset(("jpeg", "webp", "avif"))
 DEFAULT_QUALITY = {"jpeg": 80, "webp": 80, "avif": 60}  # `high` for JPEG and WebP (the platform's API reference)
 PRESETS = {"high": 80, "low": 20, "lossless": 100}
+# `quality=auto`: a target perceived quality instead of a fixed encoder setting, the encoder's quality
+# chosen per image (media/autoquality.py). The names are the targets; the library's imgix-style
+# `auto=compress` asks for the lower one. AUTO_REVISION is part of the cache key, so that a retuned
+# target gives new keys rather than old bytes under the same URL.
+AUTO = "auto"
+AUTO_TARGETS = ("good", "eco")
+AUTO_REVISION = "1"
 
 FITS = frozenset(("cover", "contain", "fill", "inside", "outside"))
 SQUARE_FITS = {"inside": "contain", "outside": "cover"}
@@ -82,6 +89,7 @@ class TransformSpec:
     animated: bool | None  # None: the route's default
     animated_opt_in: bool = False  # the profile needs animated=true to keep animation
     transform: bool = True  # False: an attachment asked for nothing, serve the stored bytes
+    auto: str | None = None  # quality=auto: the target (AUTO_TARGETS) the encoder's quality is chosen for
 
     @property
     def resize(self) -> bool:
@@ -95,6 +103,8 @@ class TransformSpec:
         pos = self.position if self.resize and self.fit in ("cover", "contain") else "-"
         if self.format in ("png", "gif"):
             q = "-"  # quality does not apply
+        elif self.auto is not None and not self.lossless:
+            q = f"auto-{self.auto}-{AUTO_REVISION}"
         elif self.format == "jpeg":
             q = str(self.quality_for("jpeg"))  # lossless is Q=100, the default is spelled out
         elif self.lossless:
@@ -181,7 +191,7 @@ def parse_quality(raw: str | None) -> tuple[int | None, bool]:
         return PRESETS[low], low == "lossless"
     if _digits(raw, 3) and 1 <= int(raw) <= 100:
         return int(raw), False
-    raise BadRequest("quality must be an integer 1..100 or one of high, low, lossless")
+    raise BadRequest("quality must be an integer 1..100 or one of high, low, lossless, auto")
 
 
 def parse_bool(name: str, raw: str | None) -> bool | None:
@@ -205,7 +215,9 @@ def parse_spec(
     """
     size = parse_size(_one(params, "size"))
     fmt = parse_format(_one(params, "format"))
-    quality, lossless = parse_quality(_one(params, "quality"))
+    q_raw = _one(params, "quality")
+    auto = "good" if q_raw is not None and q_raw.lower() == AUTO else None
+    quality, lossless = parse_quality(None if auto else q_raw)
     animated = parse_bool("animated", _one(params, "animated"))
     fit_raw = _one(params, "fit")
     if fit_raw is not None and fit_raw.lower() not in FITS:
@@ -239,8 +251,9 @@ def parse_spec(
         # alone asks for nothing (it is the default), `quality=lossless` neither.
         transform = not (
             width is None and height is None and fmt is None and (quality is None or lossless) and not animated
+            and auto is None
         )
-    if quality is None and profile.default_lossless:
+    if quality is None and auto is None and profile.default_lossless:
         quality, lossless = 100, True
 
     out_fmt = fmt or ext_format or SOURCE
@@ -255,4 +268,5 @@ def parse_spec(
         animated=animated,
         animated_opt_in=profile.animated_needs_opt_in,
         transform=transform,
+        auto=auto,
     )

@@ -61,6 +61,7 @@ def asks_nothing(spec: TransformSpec) -> bool:
         and spec.height is None
         and spec.format == SOURCE
         and spec.quality is None
+        and spec.auto is None
         and not spec.lossless
         and not spec.animated  # animated=false is the default: it asks for nothing
     )

@@ -286,7 +286,9 @@ class PublicQuery(Body, kw_only=True):
         | UnsetType = UNSET
     q: Quality | UnsetType = UNSET
     fm: Literal["jpg", "jpeg", "png", "webp", "avif", "gif"] | UnsetType = UNSET
-    auto: Annotated[str, Meta(description="format and/or compress, comma-separated")] | UnsetType = UNSET
+    auto: Annotated[str, Meta(description=(
+        "format and/or compress, comma-separated (format: AVIF, else WebP, from Accept; compress: the quality "
+        "chosen per image for a perceived-quality target, unless q is given)"))] | UnsetType = UNSET
 
 
 # -- the presigned /media API --------------------------------------------------------------------
