@@ -142,7 +142,8 @@ malloc_mmap_threshold = srv.malloc_mmap_threshold
 # both together only while neither is set): every request's freed buffers then shrank the heap
 # at once and the next request faulted the pages in again (a 64 px WebP from a 512² PNG: 575 page
 # faults and 2.7 ms of system time per request). The heap's top is handed back only past this many
-# free bytes; the periodic malloc_trim(0) below returns the rest. 0: glibc's default.
+# free bytes; the periodic malloc_trim(0) below returns the rest. 0 (the default until its RSS is
+# measured against bench/memory.py's record on a quiet machine): glibc's 128 KiB.
 malloc_trim_threshold = srv.malloc_trim_threshold
 # Seconds between malloc_trim(0) calls, made after a request at most this often
 # (0: never). Freed memory inside the heap stays resident until trimmed: an
