@@ -138,13 +138,20 @@ malloc_arena_max = srv.malloc_arena_max
 # freed. glibc otherwise raises the threshold after each large free (up to
 # 32 MiB), and later pixel buffers land in the heap and pin it. 0: glibc's default.
 malloc_mmap_threshold = srv.malloc_mmap_threshold
+# Setting the mmap threshold also fixes glibc's trim threshold at its 128 KiB default (glibc raises
+# both together only while neither is set): every request's freed buffers then shrank the heap
+# at once and the next request faulted the pages in again (a 64 px WebP from a 512² PNG: 575 page
+# faults and 2.7 ms of system time per request). The heap's top is handed back only past this many
+# free bytes; the periodic malloc_trim(0) below returns the rest. 0 (the default until its RSS is
+# measured against bench/memory.py's record on a quiet machine): glibc's 128 KiB.
+malloc_trim_threshold = srv.malloc_trim_threshold
 # Seconds between malloc_trim(0) calls, made after a request at most this often
 # (0: never). Freed memory inside the heap stays resident until trimmed: an
 # AVIF-heavy mix held about twice the heap without it (docs/performance.md,
 # Memory). A trim is short; ctypes drops the GIL for it and it runs after the
 # response went out.
 malloc_trim_interval = srv.malloc_trim_interval
-_M_MMAP_THRESHOLD, _M_ARENA_MAX = -3, -8  # from glibc's malloc.h
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD, _M_ARENA_MAX = -1, -3, -8  # from glibc's malloc.h
 _glibc = None  # set in each worker when the allocator is glibc's
 _next_trim = 0.0
 
@@ -155,7 +162,8 @@ def _mallopt(log) -> None:
         return
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-        for option, value in ((_M_ARENA_MAX, malloc_arena_max), (_M_MMAP_THRESHOLD, malloc_mmap_threshold)):
+        for option, value in ((_M_ARENA_MAX, malloc_arena_max), (_M_MMAP_THRESHOLD, malloc_mmap_threshold),
+                              (_M_TRIM_THRESHOLD, malloc_trim_threshold)):
             if value > 0 and libc.mallopt(option, value) != 1:
                 log.warning("mallopt(%d, %d) refused", option, value)
         libc.malloc_trim.argtypes = [ctypes.c_size_t]

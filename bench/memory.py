@@ -1,6 +1,6 @@
 """Target 4: worker RSS stays flat (+-10%) over 20,000 mixed requests; and the
 glibc fragmentation answer, measured: gunicorn.conf.py's default (arena cap and
-fixed mmap threshold via mallopt in post_fork, malloc_trim at most once a
+fixed mmap and trim thresholds via mallopt in post_fork, malloc_trim at most once a
 second after a request), the same without the trim, the arena cap alone,
 glibc's defaults, and jemalloc via LD_PRELOAD.
 
@@ -107,9 +107,10 @@ def run(alloc: str, total: int, work: Path) -> dict:
     if alloc != "default":  # only the default trims; the others show what each step alone does
         env["MEDIAPROXY_MALLOC_TRIM_INTERVAL"] = "0"
     if alloc == "glibc":  # glibc's own defaults: no mallopt, no trim
-        env.update(MEDIAPROXY_MALLOC_ARENA_MAX="0", MEDIAPROXY_MALLOC_MMAP_THRESHOLD="0")
+        env.update(MEDIAPROXY_MALLOC_ARENA_MAX="0", MEDIAPROXY_MALLOC_MMAP_THRESHOLD="0",
+                   MEDIAPROXY_MALLOC_TRIM_THRESHOLD="0")
     elif alloc == "arena2":  # the arena cap alone
-        env.update(MEDIAPROXY_MALLOC_MMAP_THRESHOLD="0")
+        env.update(MEDIAPROXY_MALLOC_MMAP_THRESHOLD="0", MEDIAPROXY_MALLOC_TRIM_THRESHOLD="0")
     preload = JEMALLOC if alloc == "jemalloc" else ""
     with Server(work / alloc, env=env, preload=preload) as srv:
         hot, _ = seed(srv)

@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/miss.py [--duration 10] [--no-thumbor]
     .venv/bin/python bench/miss.py --stages [--cases a,c,e,b,d] [--iterations 20] [--out DIR]
+    .venv/bin/python bench/miss.py --overhead [--cases a,c] [--rounds 3] [--duration 10] [--out DIR]
 
 ``--stages``: the transform's CPU per image, stage by stage, in-process (no server): for each case of
 bench/quality.py (a 1024² JPEG → 256² WebP, b → 128² JPEG, c 512² PNG with alpha → 64² WebP,
@@ -11,6 +12,11 @@ the encode (from the resized pixels in memory) and the whole transform, with the
 (as thumbor drives it) spend on the same job beside. CPU time of the process (libvips' threads
 included) over ``--iterations`` runs, the least of three rounds; sharp reports its own process's CPU.
 Written as pipeline-stages.json and .md with ``--out``.
+
+``--overhead``: the miss path over HTTP (one worker, result cache off, wrk -c1 naming a distinct source
+key per request: bench/peers.py's sources) against the same transform in-process, both as CPU per
+request (the worker's from /proc; this process's), rounds alternating: target <= 1.10. Written as
+miss-overhead.json and .md with ``--out``.
 
 Workloads: A = 1024px JPEG -> 256px WebP avatar, B = 2048px JPEG -> 800px-wide
 WebP banner, both at WebP quality 80 (thumbor's default) from local disk.
@@ -177,6 +183,58 @@ def stages(case_names: list[str], iterations: int) -> dict:
     return out
 
 
+def overhead(case_names: list[str], rounds: int, duration: int) -> dict:
+    """The miss path's CPU over HTTP against the same transform in-process: one worker as shipped (result
+    cache off), wrk -c1 naming a distinct source key per request (bench/peers.py's sources, links and
+    Lua script), the worker's CPU per request from /proc; then, in this process, pipeline.transform on
+    the same bytes and spec, its CPU per call. Rounds alternate the two; medians of the per-round ratios."""
+    import peers
+    import quality as qb
+
+    from mediaproxy.media import pipeline
+
+    pyvips.cache_set_max(0)
+    work = Path(tempfile.mkdtemp(prefix="bench-overhead-"))
+    storage = work / "storage"
+    src = peers.sources()
+    peers.link_sources(src, work, storage)
+    limits = pipeline.Limits(100_000_000, 1000, 1_000_000_000)
+    out: dict = {"load": wait_quiet(), "pipeline": pipeline.PIPELINE_VERSION, "cases": {}}
+    for name in case_names:
+        case, qcase = peers.CASES[name], qb.CASES[name]
+        buf = src[case.source]
+        spec = qb.mediaproxy_spec(qcase, None)
+        n = 4 if qcase.fmt == "avif" else 20
+        rows = []
+        for r in range(rounds):
+            side = peers.start("mediaproxy", work / f"{name}-{r}", work / "images", storage, 1)
+            try:
+                http = peers.measure(side, case, 1, duration, work, offset=r * 97 + 1000)
+            finally:
+                side.stop()
+            inproc = _cpu_ms(lambda buf=buf, spec=spec: pipeline.transform(buf, spec, limits), n)
+            rows.append({"http_cpu_ms": http["cpu_ms_per_request"], "inprocess_cpu_ms": inproc,
+                         "ratio": round(http["cpu_ms_per_request"] / inproc, 3)})
+            print(f"{name} round {r}: {rows[-1]}", flush=True)
+        out["cases"][name] = {"title": case.title, "rounds": rows,
+                              "http_cpu_ms": statistics.median(x["http_cpu_ms"] for x in rows),
+                              "inprocess_cpu_ms": statistics.median(x["inprocess_cpu_ms"] for x in rows),
+                              "ratio": statistics.median(x["ratio"] for x in rows)}
+    out["load"]["loadavg_1m_at_end"] = round(loadavg(), 2)
+    return out
+
+
+def overhead_markdown(r: dict) -> str:
+    md = ["# The miss path over HTTP against the same transform in-process (bench/miss.py --overhead)\n",
+          f"Pipeline {r['pipeline']}; one worker (gunicorn.conf.py, result cache off), wrk -c1, a distinct source "
+          f"key per request; CPU per request (the worker's, from /proc) against pipeline.transform's CPU per call "
+          f"on the same bytes in-process; medians of the per-round ratios. Load {r['load']}.\n",
+          "| case | HTTP CPU ms/req | in-process CPU ms | ratio (target ≤ 1.10) |", "|---|---:|---:|---:|"]
+    for c in r["cases"].values():
+        md.append(f"| {c['title']} | {c['http_cpu_ms']:.2f} | {c['inprocess_cpu_ms']:.2f} | {c['ratio']:.3f} |")
+    return "\n".join(md)
+
+
 def stages_markdown(r: dict) -> str:
     md = ["# The transform's CPU per image, stage by stage (bench/miss.py --stages)\n",
           f"Settings: {r['settings']}; sharp {r['sharp']}. In-process, CPU time per image in ms (the least of "
@@ -208,8 +266,15 @@ def main() -> None:
     ap.add_argument("--stages", action="store_true", help="the transform's CPU stage by stage, in-process")
     ap.add_argument("--cases", default="a,c,e,b,d", help="with --stages: bench/quality.py's cases")
     ap.add_argument("--iterations", type=int, default=20, help="with --stages: runs per round")
+    ap.add_argument("--overhead", action="store_true",
+                    help="the miss path's CPU over HTTP against the same transform in-process (--cases a,b,c,d,e)")
+    ap.add_argument("--rounds", type=int, default=3, help="with --overhead")
     add_out_argument(ap)
     args = ap.parse_args()
+    if args.overhead:
+        r = overhead(args.cases.split(","), args.rounds, args.duration)
+        write_results("miss-overhead", r, overhead_markdown(r), args.out)
+        return
     if args.stages:
         r = stages(args.cases.split(","), args.iterations)
         write_results("pipeline-stages", r, stages_markdown(r), args.out)

@@ -695,6 +695,9 @@ SETTINGS: tuple[Setting, ...] = (
             "glibc heap arenas per worker, set after fork (libvips heap fragmentation)", MEMORY),
     Setting("server", "malloc_mmap_threshold", "MEDIAPROXY_MALLOC_MMAP_THRESHOLD", Int(0), MiB,
             "bytes from which glibc maps an allocation on its own, set after fork", MEMORY),
+    Setting("server", "malloc_trim_threshold", "MEDIAPROXY_MALLOC_TRIM_THRESHOLD", Int(0), 0,
+            "free bytes at the top of glibc's heap before a `free()` hands them back, set after fork (`0`: glibc's "
+            "default); the periodic `malloc_trim(0)` hands back the rest", MEMORY),
     Setting("server", "malloc_trim_interval", "MEDIAPROXY_MALLOC_TRIM_INTERVAL", Float(0.0), 1.0,
             "seconds between `malloc_trim(0)` calls after requests, handing freed heap back (`0`: never)", MEMORY),
     # Settings.library: the media library (the /api/v1 API, the presigned /media API, the /v2 image service)
