@@ -246,6 +246,18 @@ def test_alpha_flattened_for_jpeg_and_kept_for_png():
     assert im.bands == 4 and im.getpoint(20, 20)[3] == 0
 
 
+@pytest.mark.parametrize("fmt", ["jpeg", "webp", "png", "avif"])
+def test_alpha_survives_a_downscale(fmt):
+    """A transparent PNG made smaller (the resample may run outside libvips, whose images it hands
+    back must still say sRGB with alpha): flattened onto white for JPEG, transparent elsewhere."""
+    src = pyvips.Image.black(512, 512).new_from_image([255, 0, 0, 0]).cast("uchar").copy(interpretation="srgb")
+    im = media.decode(run(src.pngsave_buffer(), SQUARE, {"size": "64"}, fmt).body)
+    if fmt == "jpeg":
+        assert im.bands == 3 and min(im.getpoint(32, 32)) > 245
+    else:
+        assert im.hasalpha() and im.getpoint(32, 32)[3] == 0
+
+
 def test_contain_letterbox_is_transparent_or_white():
     out = run(jpeg640(), BANNER, {"width": "200", "height": "200", "fit": "contain"}, "png")
     im = media.decode(out.body)

@@ -296,7 +296,9 @@ def _resize_pillow(src: pyvips.Image, width: int, height: int) -> pyvips.Image |
         return None
     frame = PILImage.frombuffer("RGBA", (src.width, src.height), src.write_to_memory(), "raw", "RGBA", 0, 1)
     small = frame.resize((width, height), PILImage.Resampling.LANCZOS, reducing_gap=2.0)
-    return pyvips.Image.new_from_memory(small.tobytes(), width, height, src.bands, "uchar")
+    # new_from_memory says "multiband": sRGB again, or nothing after it would see the alpha (hasalpha())
+    return pyvips.Image.new_from_memory(small.tobytes(), width, height, src.bands, "uchar").copy(
+        interpretation="srgb")
 
 
 def _dct_scale(p: Probe, pl: Plan, fmt: str) -> Fraction:
