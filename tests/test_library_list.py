@@ -118,17 +118,22 @@ def _check(db: Database, lib: Library, ids: dict, rows: dict, tag: str) -> None:
                 assert ([m.id for m in items], total) == want, (tag, slug, search, prefix, sort, order, offset)
 
 
-# each way of reading the page: (FETCH_BY_ID, WALK_MAX, KIND_SHARED)
-PATHS = {"default": (2000, 20_000, 255), "walk": (0, 10**9, 255), "by-id": (0, 0, 255),
-         "shared-kinds": (0, 10**9, 2)}
+# each way of reading the page: (FETCH_BY_ID, WALK_MAX, KIND_SHARED, ROW_WALK_MAX)
+PATHS = {"default": (2000, 20_000, 255, 2000), "walk": (0, 10**9, 255, -1), "row-walk": (0, 0, 255, 10**9),
+         "by-id": (0, 0, 255, -1), "shared-kinds": (0, 10**9, 2, -1)}
+
+
+def _force(monkeypatch, path: str) -> None:
+    fetch, walk, shared, row_walk = PATHS[path]
+    monkeypatch.setattr(search, "FETCH_BY_ID", fetch)
+    monkeypatch.setattr(search, "WALK_MAX", walk)
+    monkeypatch.setattr(search, "KIND_SHARED", shared)
+    monkeypatch.setattr(search, "ROW_WALK_MAX", row_walk)
 
 
 @pytest.mark.parametrize("path", list(PATHS))
 def test_every_path_answers_like_the_reference(db, path, monkeypatch):
-    fetch, walk, shared = PATHS[path]
-    monkeypatch.setattr(search, "FETCH_BY_ID", fetch)
-    monkeypatch.setattr(search, "WALK_MAX", walk)
-    monkeypatch.setattr(search, "KIND_SHARED", shared)
+    _force(monkeypatch, path)
     ids, rows = _fill(db, 300)
     lib = _lib(db)
 
@@ -196,6 +201,51 @@ def test_migrations_index_existing_media_and_go_back(db_url, before):
         command.downgrade(alembic_config(d.engine), before)
         upgrade(d.engine, "head")
         _check(d, lib, ids, rows, "round trip")
+    finally:
+        d.dispose()
+
+
+def test_fts5_folds_to_ascii_only_the_characters_the_row_walk_knows():
+    """The row walk (search.ROW_WALK_MAX) tests an ASCII search by LIKE, which folds ASCII case only:
+    exact as long as FOLDED_TO_ASCII lists every character outside ASCII that the linked SQLite's
+    FTS5 trigram tokenizer folds to an ASCII one."""
+    import sqlite3
+
+    c = sqlite3.connect(":memory:")
+    c.execute("CREATE VIRTUAL TABLE t USING fts5(x, tokenize='trigram')")
+    c.executemany("INSERT INTO t (rowid, x) VALUES (?, ?)",
+                  ((cp, f"a{chr(cp)}a") for cp in range(0x80, 0x110000) if not 0xD800 <= cp < 0xE000))
+    folded = {}
+    for a in range(0x20, 0x7F):
+        for (cp,) in c.execute("SELECT rowid FROM t WHERE t MATCH ?", ('"a' + chr(a).replace('"', '""') + 'a"',)):
+            folded[chr(cp)] = chr(a).lower()
+    assert folded == search.FOLDED_TO_ASCII
+
+
+@pytest.mark.parametrize("path", ["row-walk", "walk", "by-id"])
+def test_characters_folded_to_ascii_are_found_on_every_path(tmp_path, monkeypatch, path):
+    """A KELVIN SIGN or a LONG S in a row is matched by a search for k or s (FTS5 folds them) on
+    every path, the row walk's LIKE included, and the page agrees with the total."""
+    _force(monkeypatch, path)
+    d = Database(f"sqlite:///{tmp_path}/fold.db")
+    try:
+        d.upgrade()
+        with d.transaction() as s:
+            org_id = auth.organization(s, "f", create=True).id
+        names = ["\u212aite.png", "kite.png", "\u017funset.png", "SUNSET.png", "\u212a\u212a.png", "plain.png"]
+        with d.engine.begin() as conn:
+            conn.execute(insert(Media), [
+                {"id": f"f{i:031d}", "org_id": org_id, "dialect": "v1", "state": "ready", "filename": name,
+                 "mime_type": "image/png", "size": i, "is_private": False, "alt": None, "caption": None,
+                 "created_at": datetime(2025, 1, 1), "updated_at": datetime(2025, 1, 1)}
+                for i, name in enumerate(names)])
+        lib = _lib(d)
+        with d.transaction() as s:
+            org = auth.organization(s, "f")
+            for word, want in (("kite", [0, 1]), ("sunset", [2, 3]), ("ITE.", [0, 1]), ("plain", [5])):
+                items, total = lib.list(s, org, limit=10, offset=0, search=word, mime_prefix=None,
+                                        sort="size", order="asc")
+                assert ([m.filename for m in items], total) == ([names[i] for i in want], len(want)), word
     finally:
         d.dispose()
 
