@@ -124,6 +124,10 @@ class Version(Base):
     # URL's bytes; the record's own, not the object's: identical bytes of two records share one object
     content_disposition: Mapped[str | None] = mapped_column(String(1024), nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=now)
+    # the record's side of media_id, declared so that a flush deleting a media and its versions
+    # deletes the versions first: deleted first, the media's ON DELETE CASCADE would take them,
+    # and the ORM's own DELETE of each would then match no row
+    media: Mapped[Media] = relationship(foreign_keys=[media_id])
     object: Mapped[StoredObject] = relationship()
     variants: Mapped[list[Variant]] = relationship(
         cascade="all, delete-orphan", order_by="Variant.id", back_populates="version"
