@@ -162,13 +162,7 @@ class ResponseHandoff:
             if hasattr(body, "close"):
                 body.close()
             raise
-        if out is None:
-            return body
-        if out is _SENT:
-            return []
-        if hasattr(body, "close"):  # gives back the stream place and the file: the loop has its own descriptor
-            body.close()
-        return []
+        return body if out is None else []  # handed off or sent whole: nothing left for gunicorn
 
     @staticmethod
     def _send_whole(resp, sock, data: bytes) -> None:
@@ -219,6 +213,11 @@ class ResponseHandoff:
         what = f"{environ.get('REQUEST_METHOD', '')} {environ.get('PATH_INFO', '')}"
         out = Handoff(fd, data, offset, length, what, str(environ.get("REMOTE_ADDR", "")))
         try:
+            # the body gives back its stream place and its file now, before the client can see a
+            # byte of the answer (the loop has its own descriptor): given back after the headers,
+            # a client that sent its next request on seeing them could find the place still held
+            if hasattr(body, "close"):
+                body.close()
             resp.send_headers()  # blocking, under the send deadline like any thread's send
             sock.setblocking(False)
             try:
