@@ -262,35 +262,22 @@ class Int(Parser):
     hi: Bound = None
     bounds: str = ""  # how the docs state a bound that depends on another setting
     type = "int"
+    read = staticmethod(_int)
+    noun = "integer"
 
-    def __call__(self, env: Env, name: str, default: Any, got: Got) -> int:
-        return _int(env, name, default, _at(self.lo, got), _at(self.hi, got))
+    def __call__(self, env: Env, name: str, default: Any, got: Got) -> int | float:
+        return self.read(env, name, default, _at(self.lo, got), _at(self.hi, got))
 
     def accepts(self) -> str:
-        return f"integer {_span(self.lo, self.hi, self.bounds)}"
+        return f"{self.noun} {_span(self.lo, self.hi, self.bounds)}"
 
 
 @dataclass(frozen=True)
 class Float(Int):
     lo: Bound = 0.0
     type = "float"
-
-    def __call__(self, env: Env, name: str, default: Any, got: Got) -> float:
-        return _float(env, name, default, _at(self.lo, got), _at(self.hi, got))
-
-    def accepts(self) -> str:
-        return f"number {_span(self.lo, self.hi, self.bounds)}"
-
-
-@dataclass(frozen=True)
-class Bool(Parser):
-    type = "bool"
-
-    def __call__(self, env: Env, name: str, default: Any, got: Got) -> bool:
-        return _bool(env, name, default)
-
-    def accepts(self) -> str:
-        return "1/0, true/false, yes/no, on/off"
+    read = staticmethod(_float)
+    noun = "number"
 
 
 @dataclass(frozen=True)
@@ -329,17 +316,6 @@ class Text(Parser):
 
     def accepts(self) -> str:
         return "text"
-
-
-@dataclass(frozen=True)
-class Bucket(Parser):
-    type = "str"
-
-    def __call__(self, env: Env, name: str, default: Any, got: Got) -> str:
-        return _bucket(env, name, default)
-
-    def accepts(self) -> str:
-        return "a bucket name"
 
 
 @dataclass(frozen=True)
@@ -400,6 +376,12 @@ class Custom(Parser):
 
     def accepts(self) -> str:
         return self.text
+
+
+# settings read by one function of (env, name, default)
+BOOL = Custom(fn=lambda env, name, default, got: _bool(env, name, default),
+              text="1/0, true/false, yes/no, on/off", type="bool")
+BUCKET = Custom(fn=lambda env, name, default, got: _bucket(env, name, default), text="a bucket name")
 
 
 def _storage(env: Env, name: str, default: str, got: Got) -> str:
@@ -546,10 +528,10 @@ SETTINGS: tuple[Setting, ...] = (
             Custom(fn=_storage, text="`s3` (any case) or a directory"), DEFAULT_STORAGE,
             "`s3` (boto3 finds the credentials), or a directory laid out as `{dir}/{bucket}/{key}` (created if "
             "missing; an empty one is warned about loudly)", MODE),
-    Setting("", "cdn_bucket", "MEDIAPROXY_CDN_BUCKET", Bucket(), "cdn", "bucket served by the public routes", MODE),
-    Setting("", "uploads_bucket", "MEDIAPROXY_UPLOADS_BUCKET", Bucket(), "uploads",
+    Setting("", "cdn_bucket", "MEDIAPROXY_CDN_BUCKET", BUCKET, "cdn", "bucket served by the public routes", MODE),
+    Setting("", "uploads_bucket", "MEDIAPROXY_UPLOADS_BUCKET", BUCKET, "uploads",
             "bucket the internal endpoints read videos from", MODE),
-    Setting("", "static_bucket", "MEDIAPROXY_STATIC_BUCKET", Bucket(), "static",
+    Setting("", "static_bucket", "MEDIAPROXY_STATIC_BUCKET", BUCKET, "static",
             "bucket the static-assets host serves", MODE),
     Setting("", "s3_addressing_style", "MEDIAPROXY_S3_ADDRESSING_STYLE",
             Custom(fn=_addressing_style, text="`auto`, `path` or `virtual`"), "auto",
@@ -572,7 +554,7 @@ SETTINGS: tuple[Setting, ...] = (
             "storage failures in a row that open the circuit breaker (`0`: never; docs/resilience.md)", STORAGE),
     Setting("", "storage_breaker_cooldown", "MEDIAPROXY_STORAGE_BREAKER_COOLDOWN", Float(0.1, 3600.0), 2.0,
             "seconds the breaker stays open before one probe", STORAGE),
-    Setting("", "demo", "MEDIAPROXY_DEMO", Bool(), False,
+    Setting("", "demo", "MEDIAPROXY_DEMO", BOOL, False,
             "allow starting without a secret key: a fixed, public demo key is used (never in production)", SECRETS),
     Setting("", "secret_key", "MEDIAPROXY_SECRET_KEY", Custom(fn=_secret_key, text="a long random string"), "",
             "signs `/external` URLs and the admin API's tokens; the internal secret too unless the next is set",
@@ -584,7 +566,7 @@ SETTINGS: tuple[Setting, ...] = (
             type="str | None"), "./var/cache", "the disk cache of results, shared by all workers", CACHE),
     Setting("", "cache_size", "MEDIAPROXY_CACHE_SIZE", Int(MiB), 2 * 1024**3,
             "bytes the cache may hold (the least recently stored entries are culled)", CACHE),
-    Setting("", "fast_path", "MEDIAPROXY_FAST_PATH", Bool(), True,
+    Setting("", "fast_path", "MEDIAPROXY_FAST_PATH", BOOL, True,
             "answer result-cache hits in a thin WSGI layer before Falcon (off only to compare)", CACHE),
     Setting("", "max_source_bytes", "MEDIAPROXY_MAX_SOURCE_BYTES", Int(1024), 50 * MiB,
             "largest original the image pipeline reads (`413` above)", LIMITS),
@@ -623,15 +605,15 @@ SETTINGS: tuple[Setting, ...] = (
             "proxies whose `X-Forwarded-For` is believed", CLIENTS),
     Setting("", "nsfw_threshold", "MEDIAPROXY_NSFW_THRESHOLD", Float(0.0, 1.0), 0.5,
             "`nsfw_detected` is `nsfw_score >= threshold`", INTERNAL),
-    Setting("", "nsfw_enabled", "MEDIAPROXY_NSFW_ENABLED", Bool(), True, "run the NSFW model in `/_metadata`",
+    Setting("", "nsfw_enabled", "MEDIAPROXY_NSFW_ENABLED", BOOL, True, "run the NSFW model in `/_metadata`",
             INTERNAL),
     Setting("", "max_frames_count", "MEDIAPROXY_MAX_FRAMES_COUNT", Int(1, 1000), 50,
             "upper bound of `count` in `/_frames`", INTERNAL),
     Setting("", "service_name", "MEDIAPROXY_SERVICE_NAME", Text(), "mediaproxy", "`service` in `/internal/telemetry`",
             OPS),
-    Setting("", "telemetry_enabled", "MEDIAPROXY_TELEMETRY_ENABLED", Bool(), False,
+    Setting("", "telemetry_enabled", "MEDIAPROXY_TELEMETRY_ENABLED", BOOL, False,
             "`telemetry_enabled` in `/internal/telemetry`", OPS),
-    Setting("", "access_log", "MEDIAPROXY_ACCESS_LOG", Bool(), True,
+    Setting("", "access_log", "MEDIAPROXY_ACCESS_LOG", BOOL, True,
             "one JSON line per request, whatever the log level", OPS),
     # Settings.server: gunicorn's knobs (gunicorn.conf.py applies them; gunicorn's own flags still win)
     Setting("server", "bind", "MEDIAPROXY_BIND", Address(), "127.0.0.1:8000",
@@ -709,11 +691,11 @@ SETTINGS: tuple[Setting, ...] = (
             Custom(fn=_queue_url, text="`sqlite:///PATH` or `redis://HOST:PORT/DB`"),
             "sqlite:///var/queue.db", "the job queue (huey)", JOBS,
             default_doc=f"`{QUEUE_DB}` (SQLite, made absolute)", secret=True),
-    Setting("library", "migrate_on_start", "MEDIAPROXY_MIGRATE_ON_START", Bool(), True,
+    Setting("library", "migrate_on_start", "MEDIAPROXY_MIGRATE_ON_START", BOOL, True,
             "apply the database migrations when a process starts", LIBRARY,
             computed=lambda got, env: got["database_url"].startswith("sqlite"),
             default_doc="on for SQLite, off otherwise"),
-    Setting("library", "bucket", "MEDIAPROXY_LIBRARY_BUCKET", Bucket(), "library",
+    Setting("library", "bucket", "MEDIAPROXY_LIBRARY_BUCKET", BUCKET, "library",
             "bucket (or folder of the local backend) of the originals and variants; never one the origin serves",
             LIBRARY),
     Setting("library", "upload_max_bytes", "MEDIAPROXY_UPLOAD_MAX_BYTES", Int(1024), 50 * MiB,
