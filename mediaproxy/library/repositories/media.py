@@ -8,14 +8,18 @@ from sqlalchemy.orm import Session, selectinload
 from ..ids import is_id
 from ..models import Media, StoredObject, Variant, Version
 
+_MEDIA = select(Media).options(
+    selectinload(Media.current).selectinload(Version.object),
+    selectinload(Media.current).selectinload(Version.variants),
+)
+
 
 def media_query() -> Select:
     """Media with their current version, its object and its variants loaded (three queries in all,
-    whatever the number of media)."""
-    return select(Media).options(
-        selectinload(Media.current).selectinload(Version.object),
-        selectinload(Media.current).selectinload(Version.variants),
-    )
+    whatever the number of media). Built once: a statement is immutable (each ``where`` or
+    ``order_by`` makes a new one), and building this one with its loader options cost more than
+    the SQL of a short list."""
+    return _MEDIA
 
 
 def current_object(q: Select) -> Select:
