@@ -28,8 +28,6 @@ import requests
 
 from . import common
 
-PORT = 8650  # the one port this benchmark's server listens on
-
 
 def timed(session: requests.Session, url: str, headers: dict | None = None) -> float:
     t0 = time.perf_counter()
@@ -47,7 +45,6 @@ def main() -> None:
     ap.add_argument("--out", type=Path, metavar="DIR", help="write library-v2.json into DIR (bench/results: the "
                     "committed figures); without it nothing is written")
     args = ap.parse_args()
-    common.free_port = lambda: PORT
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         env = {"MEDIAPROXY_MODE": "all", "MEDIAPROXY_DATABASE_URL": f"sqlite:///{work}/lib.db",
