@@ -185,15 +185,27 @@ def test_the_edit_parameters_of_a_request():
     assert e == Edit(1, 2, 3, 4, 0, 1.0, None, "jpg")
 
 
-def test_a_delete_removes_the_bytes_only_once_it_commits(lib):
+@pytest.fixture
+def recorded(lib):
+    """A session in which a PNG of organization acme is stored and its record committed:
+    (session, organization, upload, media)."""
     with lib.db.transaction() as s:
         org = auth.organization(s, "acme", create=True)
     s = lib.db.session()
     try:
         org = s.merge(org)
         up, obj, _ = stored(lib, s, org, png())
-        media_id = lib.ingest.create_media(s, up, obj).id
+        media = lib.ingest.create_media(s, up, obj)
         unit.commit(s)
+        yield s, org, up, media
+    finally:
+        s.close()
+
+
+def test_a_delete_removes_the_bytes_only_once_it_commits(lib, recorded):
+    s, _, up, media = recorded
+    media_id = media.id
+    try:
         lib.versions.delete(s, media_repo.load(s, media_id))
         lib.ctx.storage.head(lib.bucket, up.key)  # still there: nothing has committed
         unit.rollback(s)  # the request failed: the record stays, and so do its bytes
@@ -209,25 +221,16 @@ def test_a_delete_removes_the_bytes_only_once_it_commits(lib):
         s.close()
 
 
-def test_a_job_reaches_the_queue_only_once_its_row_is_committed(lib):
-    with lib.db.transaction() as s:
-        org = auth.organization(s, "acme", create=True)
-    s = lib.db.session()
-    try:
-        org = s.merge(org)
-        up, obj, _ = stored(lib, s, org, png())
-        media = lib.ingest.create_media(s, up, obj)
-        unit.commit(s)
-        job = lib.jobs.enqueue(s, org, "variants", media, {})
-        assert lib.queued == []
-        unit.rollback(s)
-        assert lib.queued == [] and s.get(Job, job.id) is None  # rolled back: never queued
-        job = lib.jobs.enqueue(s, org, "variants", media_repo.load(s, media.id), {})
-        job_id = job.id
-        unit.commit(s)
-        assert lib.queued == [job_id]
-    finally:
-        s.close()
+def test_a_job_reaches_the_queue_only_once_its_row_is_committed(lib, recorded):
+    s, org, _, media = recorded
+    job = lib.jobs.enqueue(s, org, "variants", media, {})
+    assert lib.queued == []
+    unit.rollback(s)
+    assert lib.queued == [] and s.get(Job, job.id) is None  # rolled back: never queued
+    job = lib.jobs.enqueue(s, org, "variants", media_repo.load(s, media.id), {})
+    job_id = job.id
+    unit.commit(s)
+    assert lib.queued == [job_id]
 
 
 def _waiting_upload(lib, data: bytes):
