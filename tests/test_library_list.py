@@ -243,8 +243,8 @@ def test_characters_folded_to_ascii_are_found_on_every_path(tmp_path, monkeypatc
         with d.transaction() as s:
             org = auth.organization(s, "f")
             for word, want in (("kite", [0, 1]), ("sunset", [2, 3]), ("ITE.", [0, 1]), ("plain", [5])):
-                items, total = lib.list(s, org, limit=10, offset=0, search=word, mime_prefix=None,
-                                        sort="size", order="asc")
+                items, total = lib.catalog.list(s, org, limit=10, offset=0, search=word, mime_prefix=None,
+                                                sort="size", order="asc")
                 assert ([m.filename for m in items], total) == ([names[i] for i in want], len(want)), word
     finally:
         d.dispose()
