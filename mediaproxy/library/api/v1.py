@@ -67,22 +67,21 @@ class Upload(Resource):
 
         up, obj, (fields, variants, run_async) = receive_upload(req, lib, org, FORM_FIELDS, validate)
         s = req.context.db
-        # an asynchronous upload's job is written with the record (the outbox): an answer that says
-        # the upload is stored also says its job will run, once the queue takes it
-        media = lib.ingest.create_media(s, up, obj, fields=fields,
-                                 job=("variants" if variants else "finalize") if run_async else None)
         if run_async:
-            job = up.job
-            send_json(resp, presenters.job_started_json(lib, job, media, self.base(req)), 202)
+            # the job is written with the record (the outbox): an answer that says the upload is
+            # stored also says its job will run, once the queue takes it
+            media = lib.ingest.create_media(s, up, obj, fields=fields, job="variants" if variants else "finalize")
+            send_json(resp, presenters.job_started_json(lib, up.job, media, self.base(req)), 202)
             return
-        # a failure from here on (variants of a decompression bomb: 413) rolls the request's one
-        # transaction back: no record, and the bytes stored for it are deleted
-        if variants and lib.versions.over_pixel_limit(media):
-            lib.versions.render_variants(s, media)  # refuses it: the client asked for what cannot be made
-        if variants and lib.versions.renderable(media):
-            lib.versions.render_variants(s, media)
-        else:  # files over MEDIAPROXY_MAX_SOURCE_BYTES are stored and served, but get no variants
-            lib.versions.finalize(s, media)
+        # the variants and placeholders are made before the record is written (on SQLite the first
+        # write holds the database's write lock until the commit: no other write waits for them).
+        # A failure (variants of a decompression bomb: 413) rolls the request's one transaction
+        # back: no record, and the bytes stored for it are deleted. Files the pipeline does not
+        # take (over MEDIAPROXY_MAX_SOURCE_BYTES) are stored and served, without variants.
+        lib.ingest.forget_on_rollback(s, up, obj)
+        made = lib.versions.render(s, obj, up.folder, up.media_id, variants=variants)
+        media = lib.ingest.create_media(s, up, obj, fields=fields)
+        lib.versions.record(s, media, made)
         send_json(resp, presenters.media_json(lib, media, self.base(req)), 201)
 
 

@@ -50,8 +50,14 @@ class Upload:
     writer: Writer | None = None
     mime: str | None = None
     job: Job | None = None  # the job create_media queued with the record, if any
+    undone_on_rollback: bool = False  # its bytes are deleted if the transaction does not commit
     _head: bytearray | None = None
     _sha: object = None
+
+    @property
+    def folder(self) -> str:
+        """The folder of the version it becomes: the original and its variants."""
+        return f"{self.org.slug}/{self.media_id}/{self.version_id}"
 
     def write(self, chunk: bytes) -> None:
         if self._sha is None:
@@ -149,8 +155,7 @@ class Ingest:
         own folder (original + variants under one prefix, as its API deletes and redirects by
         folder), and share only the ``canonicalUri``."""
         core = self.core
-        uploaded = (core.bucket, obj.key)
-        core.forget_on_rollback(s, lambda: [uploaded])
+        self.forget_on_rollback(s, up, obj)
         same = objects.same_bytes(s, obj.org_id, obj.bucket, obj.sha256) if dialect == "media" else None
         duplicate_key = None
         if same is not None:
@@ -158,7 +163,7 @@ class Ingest:
         else:
             s.add(obj)
             s.flush()
-        folder = f"{up.org.slug}/{up.media_id}/{up.version_id}"
+        folder = up.folder
         media = Media(id=up.media_id, org_id=up.org.id, owner=owner, dialect=dialect, state="ready",
                       filename=up.filename, mime_type=obj.mime_type, size=obj.size, width=obj.width,
                       height=obj.height, **(fields or {}))
@@ -179,6 +184,16 @@ class Ingest:
             core.remove_after_commit(s, [(core.bucket, duplicate_key)])
         s.flush()
         return media
+
+    def forget_on_rollback(self, s: Session, up: Upload, obj: StoredObject) -> None:
+        """Delete the upload's bytes (committed to storage as ``obj``) if the session's transaction
+        does not commit: no record points at them. Once per upload (``create_media`` does it; a
+        step before the record, its rendering, does it first)."""
+        if up.undone_on_rollback:
+            return
+        up.undone_on_rollback = True
+        uploaded = (self.core.bucket, obj.key)
+        self.core.forget_on_rollback(s, lambda: [uploaded])
 
     # -- presigned uploads ------------------------------------------------------------------------
 

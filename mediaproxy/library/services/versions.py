@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
+from dataclasses import dataclass
 
 import pyvips
 from sqlalchemy.orm import Session
@@ -25,6 +26,18 @@ from .base import Core
 log = logging.getLogger("mediaproxy.library")
 
 
+@dataclass
+class Rendering:
+    """What ``Versions.render`` made before any row was written: the variants stored (name →
+    (key, output); None when none were asked for) and the placeholders (when ``placeholders``:
+    the pipeline took the image; either hash may be None, for an image it cannot decode)."""
+
+    variants: dict[str, tuple[str, pipeline.Output]] | None = None
+    placeholders: bool = False
+    blur_hash: str | None = None
+    thumb_hash: str | None = None
+
+
 class Versions:
     def __init__(self, core: Core, jobs):
         self.core = core
@@ -38,30 +51,59 @@ class Versions:
                              format="webp", quality=None, lossless=False, animated=None)
 
     def render_variants(self, s: Session, media: Media) -> list[Variant]:
-        """Render every configured variant of the current version through the origin's pipeline."""
+        """Render every configured variant of the current version through the origin's pipeline,
+        and its placeholders, then record them (``render``, ``record``)."""
         core = self.core
-        if self.over_pixel_limit(media):
-            raise TooLarge(f"over the {core.ctx.limits.max_pixels} pixel limit of the image pipeline: no variants")
-        if not self.renderable(media):
+        if not self.renderable(media) and not self.over_pixel_limit(media):
             raise TooLarge(f"over the {core.ctx.settings.max_source_bytes} byte limit of the image pipeline: "
                            "stored, but no variants")
         version = media.current
-        data = core.original(media)
-        existing = {x.name: x for x in version.variants}
-        recorded = {x.key for x in existing.values()}
-        made: dict[str, tuple[str, pipeline.Output]] = {}
-        # the variants stored that no committed row records, if the transaction does not commit
-        core.forget_on_rollback(s, lambda: [(core.bucket, key) for key, _ in made.values() if key not in recorded])
-        self._render_variants(data, version.folder, made)
-        self.placeholders(media, data)
-        for name, (key, out) in made.items():
-            row = existing.get(name)
-            if row is None:
-                row = Variant(name=name, bucket=core.bucket, key=key, width=0, height=0, size=0, mime_type="")
-                version.variants.append(row)
-            row.key, row.width, row.height = key, out.width, out.height
-            row.size, row.mime_type = len(out.body), out.content_type
-        media.updated_at = now()
+        recorded = frozenset(x.key for x in version.variants)
+        made = self.render(s, version.object, version.folder, media.id, variants=True, recorded=recorded)
+        return self.record(s, media, made)
+
+    def render(self, s: Session, obj: StoredObject, folder: str, media_id: str, *, variants: bool,
+               recorded: frozenset[str] = frozenset()) -> Rendering:
+        """The CPU work of a version, touching no row: its variants (with ``variants``; stored under
+        ``folder``) and placeholders, from the stored object ``obj``, whose type, size and
+        dimensions say what the pipeline takes (none of it for what it does not: stored and
+        served, not rendered). ``record`` writes them.
+
+        On SQLite the first write of a transaction takes the database's write lock until the
+        transaction ends, so a request renders before it writes anything: every other write waits
+        for a write lock, never for a render. The variants stored are deleted if the session's
+        transaction does not commit (but the keys ``recorded``, which committed rows name)."""
+        core = self.core
+        if variants and self.over_pixel_limit(obj):
+            raise TooLarge(f"over the {core.ctx.limits.max_pixels} pixel limit of the image pipeline: no variants")
+        if not self.renderable(obj):
+            return Rendering()
+        data = core.ctx.storage.get(obj.bucket, obj.key, core.ctx.settings.max_source_bytes)[1]
+        made: dict[str, tuple[str, pipeline.Output]] | None = None
+        if variants:
+            made = {}
+            core.forget_on_rollback(s, lambda: [(core.bucket, key) for key, _ in made.values() if key not in recorded])
+            self._render_variants(data, folder, made)
+        blur, thumb = self.placeholder_hashes(media_id, obj.mime_type, data)
+        return Rendering(made, True, blur, thumb)
+
+    def record(self, s: Session, media: Media, made: Rendering) -> list[Variant]:
+        """Write what ``render`` made for the media's current version: its variant rows (a variant
+        rendered again keeps its row) and its placeholders."""
+        core = self.core
+        version = media.current
+        if made.placeholders:
+            media.blur_hash, media.thumb_hash = made.blur_hash, made.thumb_hash
+        if made.variants is not None:
+            existing = {x.name: x for x in version.variants}
+            for name, (key, out) in made.variants.items():
+                row = existing.get(name)
+                if row is None:
+                    row = Variant(name=name, bucket=core.bucket, key=key, width=0, height=0, size=0, mime_type="")
+                    version.variants.append(row)
+                row.key, row.width, row.height = key, out.width, out.height
+                row.size, row.mime_type = len(out.body), out.content_type
+            media.updated_at = now()
         s.flush()
         return list(version.variants)
 
@@ -81,14 +123,15 @@ class Versions:
             made[name] = (key, out)
         return made
 
-    def renderable(self, media: Media) -> bool:
+    def renderable(self, media: Media | StoredObject) -> bool:
         """Images the origin's pipeline would take: larger ones (in bytes, or in pixels by their
-        header) are stored and served, not rendered, as the origin answers 413 for them."""
+        header) are stored and served, not rendered, as the origin answers 413 for them. A record
+        or its stored object (an upload not recorded yet): both carry the type, size and dimensions."""
         if not media.mime_type.startswith("image/") or media.size > self.core.ctx.settings.max_source_bytes:
             return False
         return not self.over_pixel_limit(media)
 
-    def over_pixel_limit(self, media: Media) -> bool:
+    def over_pixel_limit(self, media: Media | StoredObject) -> bool:
         """Does the image's header claim more pixels than the pipeline decodes (a decompression bomb)?"""
         return bool(media.width and media.height and media.width * media.height > self.core.ctx.limits.max_pixels)
 
