@@ -220,3 +220,13 @@ def test_alpha_views_are_flattened_on_the_sample_only():
     s = autoquality._sample(a).astype(np.int32)
     over_white = ((s[..., :3] * s[..., 3:] + 255 * (255 - s[..., 3:]) + 127) // 255).astype(np.uint8)
     assert (view == over_white).all()
+
+
+@pytest.mark.parametrize("fmt", ["webp", "jpeg"])
+def test_a_large_output_at_quality_auto_is_the_fixed_quality_s_bytes(fmt):
+    """Through the pipeline: a 1100 px wide quality=auto is the target's first quality, encoded once."""
+    src = noisy(1100).jpegsave_buffer(Q=95)
+    auto = parse_spec(BANNER, {"width": "1100", "quality": "auto"}, fmt)
+    fixed = parse_spec(BANNER, {"width": "1100", "quality": str(autoquality.START[fmt]["good"])}, fmt)
+    assert auto.canonical() != fixed.canonical()  # their own cache keys all the same
+    assert pipeline.transform(src, auto, LIMITS).body == pipeline.transform(src, fixed, LIMITS).body
