@@ -50,8 +50,10 @@ class Versions:
         existing = {x.name: x for x in version.variants}
         recorded = {x.key for x in existing.values()}
         made: dict[str, tuple[str, pipeline.Output]] = {}
-        # the variants stored that no committed row records, if the transaction does not commit
-        core.forget_on_rollback(s, lambda: [(core.bucket, key) for key, _ in made.values() if key not in recorded])
+        # the variants stored that no committed row records, if the transaction does not commit (of a
+        # version committed before, left to the janitor: a concurrent rendering stores the same keys)
+        core.forget_on_rollback(s, lambda: [(core.bucket, key) for key, _ in made.values() if key not in recorded],
+                                version.id)
         self._render_variants(data, version.folder, made)
         self.placeholders(media, data)
         for name, (key, out) in made.items():
