@@ -193,3 +193,40 @@ def test_tiny_outputs(fmt, dims):
     spec = parse_spec(BANNER, {"width": "1", "height": "1", "fit": "cover", "quality": "auto"}, fmt)
     out = pipeline.transform(src, spec, LIMITS)
     assert (out.width, out.height) == (1, 1)
+
+
+@pytest.mark.parametrize("fmt", ["webp", "jpeg", "avif"])
+def test_outputs_over_max_pixels_get_one_encode(fmt):
+    """Each candidate is a whole encode and decode of the output: above MAX_PIXELS, quality=auto
+    would cost up to MAX_ENCODES times a fixed quality's CPU (AVIF at 2048 px: ~50 s for one
+    request), so such outputs get one encode at the target's first quality."""
+    side = int(autoquality.MAX_PIXELS ** 0.5) + 8
+    enc, asked = recording(fmt)
+    q, body = autoquality.choose(noisy(side), fmt, "good", enc)
+    assert asked == [autoquality.START[fmt]["good"]] and q == asked[0] and body
+    enc, asked = recording(fmt)
+    autoquality.choose(noisy(256), fmt, "good", enc)
+    assert len(asked) > 1  # a thumbnail is still judged
+
+
+def test_alpha_views_are_flattened_on_the_sample_only():
+    """A JPEG output with alpha is judged over white on the sample's pixels: flattening the whole
+    output in int32 first made one 4000x4000 request peak at ~840 MiB (a fixed quality: ~150)."""
+    rng = np.random.default_rng(5)
+    a = rng.integers(0, 256, (1200, 1000, 4), dtype=np.uint8)
+    im = pyvips.Image.new_from_array(a).copy(interpretation="srgb")
+    (view,) = autoquality._views(im, "jpeg")
+    assert view.shape[0] * view.shape[1] <= autoquality.SAMPLE_PIXELS and view.shape[2] == 3
+    s = autoquality._sample(a).astype(np.int32)
+    over_white = ((s[..., :3] * s[..., 3:] + 255 * (255 - s[..., 3:]) + 127) // 255).astype(np.uint8)
+    assert (view == over_white).all()
+
+
+@pytest.mark.parametrize("fmt", ["webp", "jpeg"])
+def test_a_large_output_at_quality_auto_is_the_fixed_quality_s_bytes(fmt):
+    """Through the pipeline: a 1100 px wide quality=auto is the target's first quality, encoded once."""
+    src = noisy(1100).jpegsave_buffer(Q=95)
+    auto = parse_spec(BANNER, {"width": "1100", "quality": "auto"}, fmt)
+    fixed = parse_spec(BANNER, {"width": "1100", "quality": str(autoquality.START[fmt]["good"])}, fmt)
+    assert auto.canonical() != fixed.canonical()  # their own cache keys all the same
+    assert pipeline.transform(src, auto, LIMITS).body == pipeline.transform(src, fixed, LIMITS).body

@@ -283,3 +283,59 @@ def test_an_upload_claim_is_seen_at_once_and_given_back_when_its_request_fails(l
     finally:
         s.close()
         other.close()
+
+
+def test_a_rendering_that_fails_leaves_a_concurrent_rendering_s_variants(lib):
+    """Two renderings of one version's variants at once (a variants job whose lease lapsed and its
+    retry, two regenerate jobs): both store the same keys ({folder}/{name}.webp). The first stores
+    and flushes, then fails (its lease lost, its commit failed); its after-rollback step deletes the
+    keys no committed row names yet: the second's bytes, which it then commits rows for."""
+    import threading
+
+    with lib.db.transaction() as s:
+        org = auth.organization(s, "acme", create=True)
+    s = lib.db.session()
+    up, obj, _ = stored(lib, s, s.merge(org), png())
+    media_id = lib.ingest.create_media(s, up, obj).id
+    unit.commit(s)
+    s.close()
+    stored_b, go, errors = threading.Event(), threading.Event(), []
+    placeholders = lib.versions.placeholders
+
+    def after_storing(media, data):  # called once the rendering has stored its variants, before it flushes
+        placeholders(media, data)
+        if threading.current_thread().name == "second":
+            stored_b.set()
+
+    lib.versions.placeholders = after_storing
+
+    def second():
+        sb = lib.db.session()
+        try:
+            lib.versions.render_variants(sb, media_repo.load(sb, media_id))  # waits at its flush
+            go.wait(60)
+            unit.commit(sb)
+        except Exception as exc:
+            errors.append(exc)
+            unit.rollback(sb)
+        finally:
+            sb.close()
+
+    sa = lib.db.session()
+    lib.versions.render_variants(sa, media_repo.load(sa, media_id))  # the first: stored and flushed
+    t = threading.Thread(target=second, name="second")
+    t.start()
+    assert stored_b.wait(60)
+    unit.rollback(sa)  # the first fails
+    sa.close()
+    go.set()
+    t.join(60)
+    assert not errors
+    s = lib.db.session()
+    try:
+        variants = media_repo.load(s, media_id).current.variants
+        assert variants
+        for v in variants:  # every committed variant row names bytes that exist
+            lib.ctx.storage.head(v.bucket, v.key)
+    finally:
+        s.close()

@@ -49,6 +49,10 @@ FLAT_SLOPE = 0.1
 PLATEAU_POINTS = 1.0
 MIN_STEP = 3
 MIN_SIDE = 16  # smaller outputs are not judged (one encode at the target's first quality)
+# Larger outputs are not judged either: each candidate is a whole encode and decode of the output, so
+# up to MAX_ENCODES of them cost 3-5x a fixed quality's CPU at 2048-4096 px (AVIF 2048 px: ~50 s of
+# CPU for one request), while the estimate only ever reads a SAMPLE_PIXELS mosaic of it.
+MAX_PIXELS = 1024 * 1024
 # Worst case per request: this many encodes, decodes and estimates of the output.
 MAX_ENCODES = 3
 FORMATS = frozenset(("webp", "jpeg", "avif"))
@@ -151,11 +155,12 @@ def estimate_features(feats: list[float], fmt: str) -> float:
 
 
 def _views(im: pyvips.Image, fmt: str) -> list[np.ndarray]:
-    """The H×W×3 arrays a candidate is judged on: an opaque image as is; with alpha (JPEG output only,
-    see ``choose``), over white, as JPEG flattens it."""
+    """The H×W×3 arrays a candidate is judged on (``_sample``: at most a mosaic of SAMPLE_PIXELS): an
+    opaque image as is; with alpha (JPEG output only, see ``choose``), over white, as JPEG flattens it."""
     if im.bands in (1, 2):
         im = im.colourspace("srgb")
-    a = _pixels(im)
+    # sampled before anything else: flattening a whole 4000x4000 output in int32 took ~700 MiB
+    a = _sample(_pixels(im))
     if a.shape[2] == 3:
         return [a]
     rgb, alpha = a[..., :3].astype(np.int32), a[..., 3:4].astype(np.int32)
@@ -180,7 +185,7 @@ def _sample(a: np.ndarray) -> np.ndarray:
 
 def estimate(ref: list[np.ndarray], body: bytes, fmt: str) -> float:
     """Estimated SSIMULACRA2 of ``body`` (an encoded candidate) against the views of its source."""
-    out = [_sample(v) for v in _views(pyvips.Image.new_from_buffer(body, ""), fmt)]
+    out = _views(pyvips.Image.new_from_buffer(body, ""), fmt)
     if len(out) < len(ref):  # JPEG: alpha flattened
         out = out * len(ref)
     score = min(estimate_features(_features(r, o[..., :3]), fmt) for r, o in zip(ref, out, strict=True))
@@ -202,13 +207,14 @@ def choose(im: pyvips.Image, fmt: str, target: str, encoder: Encoder) -> tuple[i
     first, to see whether the plateau goes on down; or the third steps on by the two's own slope. The
     choice is the lowest quality that reached the target, else the lowest within PLATEAU_POINTS of the
     best estimate (the quality past which more buys nothing)."""
-    if (im.hasalpha() and fmt != "jpeg") or min(im.width, im.height) < MIN_SIDE:
+    if ((im.hasalpha() and fmt != "jpeg") or min(im.width, im.height) < MIN_SIDE
+            or im.width * im.height > MAX_PIXELS):
         # Graphics with alpha (emojis, stickers) keep the target's first quality: the estimate, fitted on
         # opaque images, chose qualities that lost SSIMULACRA2 points there (docs/performance.md). So do
-        # outputs too small for its 8×8 windows at half scale.
+        # outputs too small for its 8×8 windows at half scale, and outputs too large to encode three times.
         return START[fmt][target], encoder(im, START[fmt][target])
     im = im.copy_memory()  # encoded up to three times: decode and resample once
-    ref = [_sample(v) for v in _views(im, fmt)]
+    ref = _views(im, fmt)
     goal = TARGETS[fmt][target]
     tried: dict[int, tuple[float, bytes]] = {}
 

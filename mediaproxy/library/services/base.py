@@ -28,6 +28,7 @@ from .. import unit
 from ..db import Database
 from ..models import Media, StoredObject
 from ..repositories import objects
+from ..repositories import versions as versions_repo
 from ..repositories.search import for_database as search_strategy
 
 log = logging.getLogger("mediaproxy.library")
@@ -133,17 +134,25 @@ class Core:
             after_keys = list(keys)
             unit.after_commit(s, lambda: self.remove(after_keys))
 
-    def forget_on_rollback(self, s: Session, keys: Callable[[], Iterable[tuple[str, str]]]) -> None:
+    def forget_on_rollback(self, s: Session, keys: Callable[[], Iterable[tuple[str, str]]],
+                           version_id: str | None = None) -> None:
         """Once the session's transaction rolls back, delete the objects ``keys()`` names that it
         was to record: only once the database says no row points at them (a commit that failed on
         a lost connection may have happened); a database or a store that fails then leaves them to
-        the janitor, which checks the same."""
-        unit.after_rollback(s, lambda: self.forget(list(keys())))
+        the janitor, which checks the same. Keys of a ``version_id`` that exists once this has
+        rolled back are left to the janitor too: any other rendering of that version (a job's retry
+        whose lease this one outlived, a second regenerate) stores the same keys, and may commit
+        rows naming them after this check."""
+        unit.after_rollback(s, lambda: self.forget(list(keys()), version_id))
 
-    def forget(self, keys: list[tuple[str, str]]) -> None:
+    def forget(self, keys: list[tuple[str, str]], version_id: str | None = None) -> None:
         if not keys:
             return
         with self.db.transaction() as t:
+            if version_id is not None and versions_repo.exists(t, version_id):
+                log.info("left %d stored keys of version %s for the janitor: another rendering may record them",
+                         len(keys), version_id)
+                return
             for bucket, key in keys:
                 try:
                     if not objects.key_recorded(t, bucket, key):

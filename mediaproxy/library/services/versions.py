@@ -59,11 +59,12 @@ class Versions:
                            "stored, but no variants")
         version = media.current
         recorded = frozenset(x.key for x in version.variants)
-        made = self.render(s, version.object, version.folder, media.id, variants=True, recorded=recorded)
+        made = self.render(s, version.object, version.folder, media.id, variants=True, recorded=recorded,
+                           version_id=version.id)
         return self.record(s, media, made)
 
     def render(self, s: Session, obj: StoredObject, folder: str, media_id: str, *, variants: bool,
-               recorded: frozenset[str] = frozenset()) -> Rendering:
+               recorded: frozenset[str] = frozenset(), version_id: str | None = None) -> Rendering:
         """The CPU work of a version, touching no row: its variants (with ``variants``; stored under
         ``folder``) and placeholders, from the stored object ``obj``, whose type, size and
         dimensions say what the pipeline takes (none of it for what it does not: stored and
@@ -72,7 +73,9 @@ class Versions:
         On SQLite the first write of a transaction takes the database's write lock until the
         transaction ends, so a request renders before it writes anything: every other write waits
         for a write lock, never for a render. The variants stored are deleted if the session's
-        transaction does not commit (but the keys ``recorded``, which committed rows name)."""
+        transaction does not commit (but the keys ``recorded``, which committed rows name; and those
+        of a ``version_id`` committed before, left to the janitor: a concurrent rendering of the same
+        version stores the same keys)."""
         core = self.core
         if variants and self.over_pixel_limit(obj):
             raise TooLarge(f"over the {core.ctx.limits.max_pixels} pixel limit of the image pipeline: no variants")
@@ -82,7 +85,8 @@ class Versions:
         made: dict[str, tuple[str, pipeline.Output]] | None = None
         if variants:
             made = {}
-            core.forget_on_rollback(s, lambda: [(core.bucket, key) for key, _ in made.values() if key not in recorded])
+            core.forget_on_rollback(s, lambda: [(core.bucket, key) for key, _ in made.values() if key not in recorded],
+                                    version_id)
             self._render_variants(data, folder, made)
         blur, thumb = self.placeholder_hashes(media_id, obj.mime_type, data)
         return Rendering(made, True, blur, thumb)
