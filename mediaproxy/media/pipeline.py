@@ -285,7 +285,7 @@ LINEAR_MAX_PIXELS = 0
 # faster (384² to 256²: +1.4 ms through Pillow; 1024×768 to 800×600: +14 ms). PNG sources up to
 # RESAMPLE_PILLOW_MAX_PIXELS are decoded whole for it (libvips' thumbnail streams larger ones).
 RESAMPLE_PILLOW = True
-RESAMPLE_PILLOW_MAX_PIXELS = 4_000_000
+RESAMPLE_PILLOW_MAX_PIXELS = 1_048_576
 
 
 def _resize_pillow(src: pyvips.Image, width: int, height: int) -> pyvips.Image | None:
