@@ -300,14 +300,14 @@ def test_a_rendering_that_fails_leaves_a_concurrent_rendering_s_variants(lib):
     unit.commit(s)
     s.close()
     stored_b, go, errors = threading.Event(), threading.Event(), []
-    placeholders = lib.versions.placeholders
+    placeholder_hashes = lib.versions.placeholder_hashes
 
-    def after_storing(media, data):  # called once the rendering has stored its variants, before it flushes
-        placeholders(media, data)
+    def after_storing(*args):  # called once the rendering has stored its variants, before it flushes
         if threading.current_thread().name == "second":
             stored_b.set()
+        return placeholder_hashes(*args)
 
-    lib.versions.placeholders = after_storing
+    lib.versions.placeholder_hashes = after_storing
 
     def second():
         sb = lib.db.session()
