@@ -33,6 +33,9 @@ class AdminResource(V2Resource):
         it; its session's id is ``req.context.admin_session``)."""
         return req.context.admin
 
+    def optional_user(self, req: falcon.Request) -> None:
+        """The admin API takes no end user."""
+
     def tokens(self, req: falcon.Request, a: Admin, refresh: tuple[str, str]) -> dict:
         """The answer of a login or a refresh: ``refresh`` is (the refresh token, its session id)."""
         token, session_id = refresh
@@ -99,7 +102,7 @@ class Logout(AdminResource):
         p = read_json(req)
         s = req.context.db
         refresh = text(p, "refreshToken", most=256)
-        if p.get("everywhere") is True or not refresh:
+        if boolean(p, "everywhere") or not refresh:
             auth.end_every_session(s, a)  # every refresh token and every access token of this admin
         else:
             auth.revoke_family(s, req.context.admin_session)  # this access token's own session

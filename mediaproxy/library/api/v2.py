@@ -137,6 +137,9 @@ class V2Resource(Resource):
     def end_user(self, req: falcon.Request) -> str:
         return _user(req, True)
 
+    def optional_user(self, req: falcon.Request) -> None:
+        _user(req, False)
+
     def image_json(self, req: falcon.Request, media: Media, tags: list[str] | None = None,
                    albums: list[str] | None = None) -> dict:
         s = req.context.db
@@ -211,6 +214,9 @@ class Images(V2Resource):
         s = req.context.db
 
         def album_of(form: dict):
+            # the form's externalUserId names the owner of an admin's upload only; here it is
+            # ignored, but held to the same rules (the client's owner is X-User-Id)
+            text(form, "externalUserId", most=USER_MAX)
             album_id = text(form, "albumId", most=64)
             if not album_id:
                 return None
@@ -228,9 +234,9 @@ class Images(V2Resource):
         limit, offset = page(p)
         private = None if p.get("isPrivate") in (None, "") else boolean(p, "isPrivate")
         album_id = text(p, "albumId", most=64)
+        token = text(p, "token", most=128)  # checked even when no album needs it
         also_sees = None
         if album_id:  # the same images as GET /albums/{id}/images answers this user
-            token = text(p, "token", most=128)
             album = self.library.albums.get(req.context.db, org.id, album_id, user, token)
             if self.library.sharing.sees_as_owner(req.context.db, album, user, token):
                 also_sees = album.owner
