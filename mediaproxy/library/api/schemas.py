@@ -29,6 +29,9 @@ Dimension = Annotated[int, Meta(ge=1, le=4096)]
 Quality = Annotated[int, Meta(ge=1, le=100, description="quality")]
 ExpiresIn = Annotated[int, Meta(ge=1, le=365 * 86400, description="seconds until it expires (default 7 days)")]
 UserId = Annotated[str, Meta(max_length=255)]
+# a form field read as a boolean: true/false in any case, or 1/0 (an empty one keeps the default)
+FormBool = bool | Annotated[str, Meta(pattern=r"^\s*([Tt][Rr][Uu][Ee]|[Ff][Aa][Ll][Ss][Ee]|[01])?\s*$",
+                                      description="true or false (any case), 1 or 0")]
 
 
 def fields(schema: type[Struct]) -> tuple[str, ...]:
@@ -194,9 +197,9 @@ class UploadForm(Body, kw_only=True):
     alt: Text | UnsetType = UNSET
     caption: Text | UnsetType = UNSET
     description: Text | UnsetType = UNSET
-    is_private: bool = False
-    generate_variants: Annotated[bool, Meta(description="render the variants now (or in the job)")] = False
-    async_: Annotated[bool, Meta(description="answer 202 at once; a job does the rest")] = field(
+    is_private: FormBool = False
+    generate_variants: Annotated[FormBool, Meta(description="render the variants now (or in the job)")] = False
+    async_: Annotated[FormBool, Meta(description="answer 202 at once; a job does the rest")] = field(
         default=False, name="async")
 
 
@@ -362,7 +365,7 @@ class ImageForm(Body, kw_only=True):
     tags_list: list[Tag] | UnsetType = field(default=UNSET, name="tags[]")
     tags: Annotated[str, Meta(description="comma-separated")] | UnsetType = UNSET
     description: Text | UnsetType = UNSET
-    is_private: Annotated[bool, Meta(description="needs an owner")] = False
+    is_private: Annotated[FormBool, Meta(description="needs an owner")] = False
     external_user_id: Annotated[UserId, Meta(description="admin upload: the owner")] | UnsetType = UNSET
 
 
@@ -634,7 +637,7 @@ class AdminImageForm(Body, kw_only=True):
     tags_list: list[Tag] | UnsetType = field(default=UNSET, name="tags[]")
     tags: Annotated[str, Meta(description="comma-separated")] | UnsetType = UNSET
     description: Text | UnsetType = UNSET
-    is_private: Annotated[bool, Meta(description="needs an owner")] = False
+    is_private: Annotated[FormBool, Meta(description="needs an owner")] = False
 
 
 class AdminImagesQuery(ClientPageQuery, kw_only=True):
