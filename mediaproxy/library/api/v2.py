@@ -253,9 +253,10 @@ class Image(V2Resource):
     auth = {"GET": PUBLIC, "PATCH": KEY, "DELETE": KEY}
 
     def on_get(self, req: falcon.Request, resp: falcon.Response, image_id: str) -> None:
+        token = text(req.params, "token", most=128)  # checked whether or not the image needs it
         if boolean(req.params, "info"):
             org = self.org(req)
-            media = self._visible(req, org, image_id)
+            media = self._visible(req, org, image_id, token)
             send_json(resp, self.image_json(req, media))
             return
         spec = image_spec(req.params)  # a malformed request is 400 whatever the image
@@ -264,20 +265,19 @@ class Image(V2Resource):
         org = self.org(req) if key is not None else None
         img = self.library.sharing.served(s, image_id)
         if img is None or (org is not None and org.id != img.org_id) or not self.library.sharing.may_view(
-                s, img, org, _user(req, False), text(req.params, "token", most=128)):
+                s, img, org, _user(req, False), token):
             self.fallback(resp)
             return
         self.serve(req, resp, img, spec, OWNER_CACHE if img.is_private else PUBLIC_CACHE)
 
     on_head = on_get
 
-    def _visible(self, req: falcon.Request, org: Organization, image_id: str) -> Media:
+    def _visible(self, req: falcon.Request, org: Organization, image_id: str, token: str | None) -> Media:
         s = req.context.db
         media = self.library.catalog.image(s, org, image_id)
         if media.is_private:
             img = self.library.sharing.served(s, media.id)
-            if img is None or not self.library.sharing.may_view(s, img, org, _user(req, False),
-                                                        text(req.params, "token", most=128)):
+            if img is None or not self.library.sharing.may_view(s, img, org, _user(req, False), token):
                 raise NotFound("no such image")
         return media
 
