@@ -12,7 +12,7 @@ from .. import auth
 from ..models import Admin, Album, Avatar, Media, Organization
 from ..repositories import clients
 from . import schemas as S
-from .common import ADMIN, PUBLIC, boolean, integer, read_json, send_json, text
+from .common import ADMIN, PUBLIC, boolean, convert, integer, read_json, send_json, text
 from .presenters import admin_json, avatar_admin_json, client_json
 from .v2 import V2, V2Resource, album_fields, date_param, page, patch_image
 
@@ -102,7 +102,8 @@ class Logout(AdminResource):
         p = read_json(req)
         s = req.context.db
         refresh = text(p, "refreshToken", most=256)
-        if boolean(p, "everywhere") or not refresh:
+        # the rest read through the schema: a null refreshToken or a non-boolean everywhere is a 400
+        if convert(p, S.LogoutRequest).everywhere or not refresh:
             auth.end_every_session(s, a)  # every refresh token and every access token of this admin
         else:
             auth.revoke_family(s, req.context.admin_session)  # this access token's own session

@@ -213,10 +213,10 @@ def body_params(req: falcon.Request) -> dict:
 # -- typed parameters ---------------------------------------------------------------------------
 
 def convert(body: dict, schema: type[msgspec.Struct]) -> msgspec.Struct:
-    """A JSON body read through its schema: a field of the wrong type or out of its declared
-    bounds is a 400 naming it (msgspec's own message, with the field's path)."""
+    """A JSON body read through its schema: a field of the wrong type (JSON's, strictly: 0 is not
+    false) or out of its declared bounds is a 400 naming it (msgspec's message, with the field's path)."""
     try:
-        return msgspec.convert(body, schema, strict=False)
+        return msgspec.convert(body, schema)
     except msgspec.ValidationError as exc:
         raise BadRequest(str(exc)) from None
 
