@@ -101,7 +101,7 @@ class Logout(AdminResource):
         a = self.admin(req)
         p = read_json(req)
         s = req.context.db
-        refresh = text(p, "refreshToken", most=256)
+        refresh = text(p, "refreshToken", most=S.most(S.LogoutRequest, "refreshToken"))
         # the rest read through the schema: a null refreshToken or a non-boolean everywhere is a 400
         if convert(p, S.LogoutRequest).everywhere or not refresh:
             auth.end_every_session(s, a)  # every refresh token and every access token of this admin

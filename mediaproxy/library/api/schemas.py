@@ -9,9 +9,11 @@ that may be absent — not the same as ``null`` for a PATCH — defaults to ``UN
 
 from __future__ import annotations
 
+import functools
 from typing import Annotated, Any, Literal
 
 import msgspec
+import msgspec.inspect
 from msgspec import UNSET, Meta, Struct, UnsetType, field
 
 # -- field types ---------------------------------------------------------------------------------
@@ -37,6 +39,26 @@ FormBool = bool | Annotated[str, Meta(pattern=r"^\s*([Tt][Rr][Uu][Ee]|[Ff][Aa][L
 def fields(schema: type[Struct]) -> tuple[str, ...]:
     """The wire names of a schema's fields."""
     return tuple(f.encode_name for f in msgspec.structs.fields(schema))
+
+
+def _strings(t) -> list:
+    if isinstance(t, msgspec.inspect.Metadata):
+        return _strings(t.type)
+    if isinstance(t, msgspec.inspect.UnionType):
+        return [s for u in t.types for s in _strings(u)]
+    return [t] if isinstance(t, msgspec.inspect.StrType) else []
+
+
+@functools.cache  # read once per field, not per request
+def most(schema: type[Struct], name: str) -> int:
+    """The longest a schema's text field may be, as its ``Meta(max_length=...)`` declares it: the
+    handlers take their limits from here rather than repeating the numbers."""
+    for f in msgspec.inspect.type_info(schema).fields:
+        if f.encode_name == name:
+            bounds = [t.max_length for t in _strings(f.type) if t.max_length is not None]
+            if bounds:
+                return bounds[0]
+    raise KeyError(f"{schema.__name__}.{name} declares no max_length")
 
 
 def unknown(body: dict, schema: type[Struct]) -> list[str]:

@@ -216,8 +216,8 @@ class Images(V2Resource):
         def album_of(form: dict):
             # the form's externalUserId names the owner of an admin's upload only; here it is
             # ignored, but held to the same rules (the client's owner is X-User-Id)
-            text(form, "externalUserId", most=USER_MAX)
-            album_id = text(form, "albumId", most=64)
+            text(form, "externalUserId", most=S.most(S.ImageForm, "externalUserId"))
+            album_id = text(form, "albumId", most=S.most(S.ImageForm, "albumId"))
             if not album_id:
                 return None
             if user is None:
@@ -233,16 +233,17 @@ class Images(V2Resource):
         p = req.params
         limit, offset = page(p)
         private = None if p.get("isPrivate") in (None, "") else boolean(p, "isPrivate")
-        album_id = text(p, "albumId", most=64)
-        token = text(p, "token", most=128)  # checked even when no album needs it
+        album_id = text(p, "albumId", most=S.most(S.ImagesQuery, "albumId"))
+        token = text(p, "token", most=S.most(S.ImagesQuery, "token"))  # checked even when no album needs it
         also_sees = None
         if album_id:  # the same images as GET /albums/{id}/images answers this user
             album = self.library.albums.get(req.context.db, org.id, album_id, user, token)
             if self.library.sharing.sees_as_owner(req.context.db, album, user, token):
                 also_sees = album.owner
         items, total = self.library.catalog.list_images(
-            req.context.db, org.id, user=user, limit=limit, offset=offset, tag=text(p, "tag", most=64),
-            album_id=album_id, private=private, owner=text(p, "userId", most=USER_MAX),
+            req.context.db, org.id, user=user, limit=limit, offset=offset,
+            tag=text(p, "tag", most=S.most(S.ImagesQuery, "tag")),
+            album_id=album_id, private=private, owner=text(p, "userId", most=S.most(S.ImagesQuery, "userId")),
             since=date_param(p, "from"), until=date_param(p, "to"), also_sees=also_sees)
         send_json(resp, {"items": self.images_json(req, items), "total": total, "limit": limit, "offset": offset})
 
@@ -253,7 +254,7 @@ class Image(V2Resource):
     auth = {"GET": PUBLIC, "PATCH": KEY, "DELETE": KEY}
 
     def on_get(self, req: falcon.Request, resp: falcon.Response, image_id: str) -> None:
-        token = text(req.params, "token", most=128)  # checked whether or not the image needs it
+        token = text(req.params, "token", most=S.most(S.ImageQuery, "token"))  # whether or not the image needs it
         if boolean(req.params, "info"):
             org = self.org(req)
             media = self._visible(req, org, image_id, token)
