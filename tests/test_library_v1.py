@@ -221,6 +221,12 @@ def test_patch_changes_only_the_fields_given(library):
     assert (p["alt"], p["caption"], p["description"]) == ("A", "new", "D")
     assert library.api("PATCH", f"/api/v1/media/{m['id']}", json={"size": 1}).status_code == 400
     assert library.api("PATCH", f"/api/v1/media/{m['id']}", json={"alt": 5}).status_code == 400
+    # a JSON list, null or number is not a boolean, nor a list an absent field: nothing changes
+    for bad in ({"isPrivate": [None, None]}, {"isPrivate": []}, {"isPrivate": None}, {"isPrivate": 0},
+                {"alt": [None, None]}, {"alt": []}):
+        r = library.api("PATCH", f"/api/v1/media/{m['id']}", json=bad)
+        assert r.status_code == 400 and r.json()["error"], bad
+    assert library.api("GET", f"/api/v1/media/{m['id']}").json()["alt"] == "A"
     assert library.api("PATCH", f"/api/v1/media/{m['id']}", data=b"[1,",
                        headers={"Content-Type": "application/json"}).status_code == 400
 

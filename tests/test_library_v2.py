@@ -391,3 +391,36 @@ def test_concurrent_avatar_replacement_leaves_one(library):
     assert info.json()["id"] in made
     for mid in made:  # every replaced one is gone from storage; only the one pointed at is left
         assert bool(library.stored_keys(f"acme/{mid}/")) == (mid == info.json()["id"])
+
+
+def test_what_the_document_calls_invalid_is_refused_even_where_unused(library):
+    """An over-long X-User-Id where the end user is optional, a token or an externalUserId the request
+    does not come to use, a JSON null or list where the document wants a value: 400, nothing stored."""
+    m = created(library)
+    long_user = {"X-User-Id": "u" * 256}
+    assert get(library, m["id"], key="default").status_code == 200
+    for method, path, kw in (("GET", f"{V2}/images/{m['id']}", {}),
+                             ("PATCH", f"{V2}/images/{m['id']}", {"json": {"description": "x"}}),
+                             ("POST", f"{V2}/images/{m['id']}/share", {"json": {}})):
+        r = library.api(method, path, headers=long_user, **kw)
+        assert r.status_code == 400 and "X-User-Id" in r.json()["error"], (method, path)
+    for path in (f"{V2}/images", f"{V2}/images/{m['id']}"):  # a public image needs no token
+        r = library.api("GET", path, params={"token": "t" * 129})
+        assert r.status_code == 400 and "token" in r.json()["error"], path
+    r = library.api("POST", f"{V2}/images/{m['id']}/share", headers={"X-User-Id": "alice"}, json={"expiresIn": None})
+    assert r.status_code == 400 and "expiresIn" in r.json()["error"]
+    r = library.api("PATCH", f"{V2}/images/{m['id']}", headers={"X-User-Id": "alice"},
+                    json={"description": [None, None]})
+    assert r.status_code == 400 and "description" in r.json()["error"]
+    r = library.api("POST", f"{V2}/albums", headers={"X-User-Id": "alice"}, json={"name": "a", "description": []})
+    assert r.status_code == 400 and "description" in r.json()["error"]
+    before = library.api("GET", f"{V2}/images").json()["total"]
+    r = upload(library, externalUserId="e" * 256)
+    assert r.status_code == 400 and "externalUserId" in r.json()["error"]
+    assert library.api("GET", f"{V2}/images").json()["total"] == before
+
+
+@pytest.mark.parametrize("value, private", [("1", True), ("TRUE", True), ("0", False), ("False", False)])
+def test_form_booleans_read_as_documented(library, value, private):
+    r = upload(library, isPrivate=value)
+    assert r.status_code == 201 and r.json()["isPrivate"] is private, r.text

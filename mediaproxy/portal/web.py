@@ -32,7 +32,7 @@ from sqlalchemy import select
 from ..errors import Forbidden, NotFound, Unauthorized
 from ..library import auth
 from ..library.api.admin import AdminResource, Login
-from ..library.api.common import TOKEN, integer, read_json, send_json, text
+from ..library.api.common import TOKEN, boolean, integer, read_json, send_json, text
 from ..library.models import Admin, RefreshToken, now
 from ..media.spec import MAX_DIM, TransformSpec
 from . import signed
@@ -211,7 +211,7 @@ class SessionLogout(_Session):
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         refresh = self.checked_refresh(req)
-        everywhere = read_json(req).get("everywhere") is True
+        everywhere = boolean(read_json(req), "everywhere")
         s = req.context.db
         row = s.scalar(select(RefreshToken).where(RefreshToken.digest == auth.digest(refresh))) if refresh else None
         if row is not None and row.revoked_at is None and row.expires_at > now():

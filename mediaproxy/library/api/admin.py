@@ -12,7 +12,7 @@ from .. import auth
 from ..models import Admin, Album, Avatar, Media, Organization
 from ..repositories import clients
 from . import schemas as S
-from .common import ADMIN, PUBLIC, boolean, integer, read_json, send_json, text
+from .common import ADMIN, PUBLIC, boolean, convert, integer, read_json, send_json, text
 from .presenters import admin_json, avatar_admin_json, client_json
 from .v2 import V2, V2Resource, album_fields, date_param, page, patch_image
 
@@ -32,6 +32,9 @@ class AdminResource(V2Resource):
         """The admin of the request's access token, its session still open (the middleware checked
         it; its session's id is ``req.context.admin_session``)."""
         return req.context.admin
+
+    def optional_user(self, req: falcon.Request) -> None:
+        """The admin API takes no end user."""
 
     def tokens(self, req: falcon.Request, a: Admin, refresh: tuple[str, str]) -> dict:
         """The answer of a login or a refresh: ``refresh`` is (the refresh token, its session id)."""
@@ -98,8 +101,9 @@ class Logout(AdminResource):
         a = self.admin(req)
         p = read_json(req)
         s = req.context.db
-        refresh = text(p, "refreshToken", most=256)
-        if p.get("everywhere") is True or not refresh:
+        refresh = text(p, "refreshToken", most=S.most(S.LogoutRequest, "refreshToken"))
+        # the rest read through the schema: a null refreshToken or a non-boolean everywhere is a 400
+        if convert(p, S.LogoutRequest).everywhere or not refresh:
             auth.end_every_session(s, a)  # every refresh token and every access token of this admin
         else:
             auth.revoke_family(s, req.context.admin_session)  # this access token's own session

@@ -7,6 +7,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import falcon
+import msgspec
 import orjson
 from falcon.uri import parse_query_string
 from streaming_form_data import StreamingFormDataParser
@@ -78,6 +79,9 @@ class LibraryMiddleware:
             req.context.admin, req.context.admin_session = auth.admin_from_token(
                 req.context.db, token.strip() if scheme.lower() == "bearer" else None,
                 self.lib.ctx.settings.secret_key)
+        optional_user = getattr(resource, "optional_user", None)  # not every library resource is a Resource
+        if need in (PUBLIC, TOKEN, KEY) and optional_user is not None:
+            optional_user(req)
 
     def process_response(self, req: falcon.Request, resp: falcon.Response, resource: object,
                          req_succeeded: bool) -> None:
@@ -133,6 +137,10 @@ class Resource:
     def end_user(self, req: falcon.Request) -> str:
         """The end user of a ``KEY_USER`` resource (its dialect's X-User-Id rules)."""
         raise NotImplementedError
+
+    def optional_user(self, req: falcon.Request) -> None:
+        """Where the end user is optional, an X-User-Id that is given is checked all the same (400
+        when it breaks its dialect's rules), whether or not the responder comes to need it."""
 
     def org(self, req: falcon.Request) -> Organization:
         """The request's organization: authenticated by the middleware for a ``KEY`` responder,
@@ -204,12 +212,28 @@ def body_params(req: falcon.Request) -> dict:
 
 # -- typed parameters ---------------------------------------------------------------------------
 
+def convert(body: dict, schema: type[msgspec.Struct]) -> msgspec.Struct:
+    """A JSON body read through its schema: a field of the wrong type (JSON's, strictly: 0 is not
+    false) or out of its declared bounds is a 400 naming it (msgspec's message, with the field's path)."""
+    try:
+        return msgspec.convert(body, schema)
+    except msgspec.ValidationError as exc:
+        raise BadRequest(str(exc)) from None
+
+
+def _last(value):
+    """A repeated query parameter's last value. Only a query string repeats a name, always as
+    strings: a JSON list (``[null, null]``, ``[]``) is not a repeated parameter but a value of the
+    wrong type, kept as it is so that the typed reader refuses it rather than reading it as absent."""
+    if isinstance(value, list) and value and all(isinstance(v, str) for v in value):
+        return value[-1]
+    return value
+
+
 def _given(params: dict, name: str, required: bool):
     """The parameter's last value (a repeated one: the last), None when absent; a 400 when it is
     required and absent or empty."""
-    value = params.get(name)
-    if isinstance(value, list):
-        value = value[-1] if value else None
+    value = _last(params.get(name))
     if (value is None or value == "") and required:
         raise BadRequest(f"{name} is required")
     return value
@@ -231,6 +255,8 @@ def text(params: dict, name: str, required: bool = False, most: int = 4096) -> s
 def integer(params: dict, name: str, default: int | None = None, lo: int | None = None,
             hi: int | None = None, required: bool = False) -> int | None:
     value = _given(params, name, required)
+    if value is None and name in params:  # a JSON null: the field is not optional-nullable
+        raise BadRequest(f"{name} must be an integer")
     if value is None or value == "":
         return default
     if isinstance(value, bool):
@@ -263,13 +289,15 @@ def number(params: dict, name: str, default: float, lo: float, hi: float) -> flo
 
 
 def boolean(params: dict, name: str, default: bool = False) -> bool:
-    value = params.get(name)
-    if isinstance(value, list):
-        value = value[-1] if value else None
+    value = _last(params.get(name))
+    if value is None and name in params:  # a JSON null
+        raise BadRequest(f"{name} must be true or false")
     if value is None or value == "":
         return default
     if isinstance(value, bool):
         return value
+    if not isinstance(value, str):  # a JSON number or list is not a boolean
+        raise BadRequest(f"{name} must be true or false")
     low = str(value).strip().lower()
     if low in ("true", "1"):
         return True

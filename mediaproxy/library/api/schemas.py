@@ -9,9 +9,11 @@ that may be absent — not the same as ``null`` for a PATCH — defaults to ``UN
 
 from __future__ import annotations
 
+import functools
 from typing import Annotated, Any, Literal
 
 import msgspec
+import msgspec.inspect
 from msgspec import UNSET, Meta, Struct, UnsetType, field
 
 # -- field types ---------------------------------------------------------------------------------
@@ -29,11 +31,34 @@ Dimension = Annotated[int, Meta(ge=1, le=4096)]
 Quality = Annotated[int, Meta(ge=1, le=100, description="quality")]
 ExpiresIn = Annotated[int, Meta(ge=1, le=365 * 86400, description="seconds until it expires (default 7 days)")]
 UserId = Annotated[str, Meta(max_length=255)]
+# a form field read as a boolean: true/false in any case, or 1/0 (an empty one keeps the default)
+FormBool = bool | Annotated[str, Meta(pattern=r"^\s*([Tt][Rr][Uu][Ee]|[Ff][Aa][Ll][Ss][Ee]|[01])?\s*$",
+                                      description="true or false (any case), 1 or 0")]
 
 
 def fields(schema: type[Struct]) -> tuple[str, ...]:
     """The wire names of a schema's fields."""
     return tuple(f.encode_name for f in msgspec.structs.fields(schema))
+
+
+def _strings(t) -> list:
+    if isinstance(t, msgspec.inspect.Metadata):
+        return _strings(t.type)
+    if isinstance(t, msgspec.inspect.UnionType):
+        return [s for u in t.types for s in _strings(u)]
+    return [t] if isinstance(t, msgspec.inspect.StrType) else []
+
+
+@functools.cache  # read once per field, not per request
+def most(schema: type[Struct], name: str) -> int:
+    """The longest a schema's text field may be, as its ``Meta(max_length=...)`` declares it: the
+    handlers take their limits from here rather than repeating the numbers."""
+    for f in msgspec.inspect.type_info(schema).fields:
+        if f.encode_name == name:
+            bounds = [t.max_length for t in _strings(f.type) if t.max_length is not None]
+            if bounds:
+                return bounds[0]
+    raise KeyError(f"{schema.__name__}.{name} declares no max_length")
 
 
 def unknown(body: dict, schema: type[Struct]) -> list[str]:
@@ -194,9 +219,9 @@ class UploadForm(Body, kw_only=True):
     alt: Text | UnsetType = UNSET
     caption: Text | UnsetType = UNSET
     description: Text | UnsetType = UNSET
-    is_private: bool = False
-    generate_variants: Annotated[bool, Meta(description="render the variants now (or in the job)")] = False
-    async_: Annotated[bool, Meta(description="answer 202 at once; a job does the rest")] = field(
+    is_private: FormBool = False
+    generate_variants: Annotated[FormBool, Meta(description="render the variants now (or in the job)")] = False
+    async_: Annotated[FormBool, Meta(description="answer 202 at once; a job does the rest")] = field(
         default=False, name="async")
 
 
@@ -362,7 +387,7 @@ class ImageForm(Body, kw_only=True):
     tags_list: list[Tag] | UnsetType = field(default=UNSET, name="tags[]")
     tags: Annotated[str, Meta(description="comma-separated")] | UnsetType = UNSET
     description: Text | UnsetType = UNSET
-    is_private: Annotated[bool, Meta(description="needs an owner")] = False
+    is_private: Annotated[FormBool, Meta(description="needs an owner")] = False
     external_user_id: Annotated[UserId, Meta(description="admin upload: the owner")] | UnsetType = UNSET
 
 
@@ -634,7 +659,7 @@ class AdminImageForm(Body, kw_only=True):
     tags_list: list[Tag] | UnsetType = field(default=UNSET, name="tags[]")
     tags: Annotated[str, Meta(description="comma-separated")] | UnsetType = UNSET
     description: Text | UnsetType = UNSET
-    is_private: Annotated[bool, Meta(description="needs an owner")] = False
+    is_private: Annotated[FormBool, Meta(description="needs an owner")] = False
 
 
 class AdminImagesQuery(ClientPageQuery, kw_only=True):

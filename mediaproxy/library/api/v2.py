@@ -137,6 +137,9 @@ class V2Resource(Resource):
     def end_user(self, req: falcon.Request) -> str:
         return _user(req, True)
 
+    def optional_user(self, req: falcon.Request) -> None:
+        _user(req, False)
+
     def image_json(self, req: falcon.Request, media: Media, tags: list[str] | None = None,
                    albums: list[str] | None = None) -> dict:
         s = req.context.db
@@ -211,7 +214,10 @@ class Images(V2Resource):
         s = req.context.db
 
         def album_of(form: dict):
-            album_id = text(form, "albumId", most=64)
+            # the form's externalUserId names the owner of an admin's upload only; here it is
+            # ignored, but held to the same rules (the client's owner is X-User-Id)
+            text(form, "externalUserId", most=S.most(S.ImageForm, "externalUserId"))
+            album_id = text(form, "albumId", most=S.most(S.ImageForm, "albumId"))
             if not album_id:
                 return None
             if user is None:
@@ -227,16 +233,17 @@ class Images(V2Resource):
         p = req.params
         limit, offset = page(p)
         private = None if p.get("isPrivate") in (None, "") else boolean(p, "isPrivate")
-        album_id = text(p, "albumId", most=64)
+        album_id = text(p, "albumId", most=S.most(S.ImagesQuery, "albumId"))
+        token = text(p, "token", most=S.most(S.ImagesQuery, "token"))  # checked even when no album needs it
         also_sees = None
         if album_id:  # the same images as GET /albums/{id}/images answers this user
-            token = text(p, "token", most=128)
             album = self.library.albums.get(req.context.db, org.id, album_id, user, token)
             if self.library.sharing.sees_as_owner(req.context.db, album, user, token):
                 also_sees = album.owner
         items, total = self.library.catalog.list_images(
-            req.context.db, org.id, user=user, limit=limit, offset=offset, tag=text(p, "tag", most=64),
-            album_id=album_id, private=private, owner=text(p, "userId", most=USER_MAX),
+            req.context.db, org.id, user=user, limit=limit, offset=offset,
+            tag=text(p, "tag", most=S.most(S.ImagesQuery, "tag")),
+            album_id=album_id, private=private, owner=text(p, "userId", most=S.most(S.ImagesQuery, "userId")),
             since=date_param(p, "from"), until=date_param(p, "to"), also_sees=also_sees)
         send_json(resp, {"items": self.images_json(req, items), "total": total, "limit": limit, "offset": offset})
 
@@ -247,9 +254,10 @@ class Image(V2Resource):
     auth = {"GET": PUBLIC, "PATCH": KEY, "DELETE": KEY}
 
     def on_get(self, req: falcon.Request, resp: falcon.Response, image_id: str) -> None:
+        token = text(req.params, "token", most=S.most(S.ImageQuery, "token"))  # whether or not the image needs it
         if boolean(req.params, "info"):
             org = self.org(req)
-            media = self._visible(req, org, image_id)
+            media = self._visible(req, org, image_id, token)
             send_json(resp, self.image_json(req, media))
             return
         spec = image_spec(req.params)  # a malformed request is 400 whatever the image
@@ -258,20 +266,19 @@ class Image(V2Resource):
         org = self.org(req) if key is not None else None
         img = self.library.sharing.served(s, image_id)
         if img is None or (org is not None and org.id != img.org_id) or not self.library.sharing.may_view(
-                s, img, org, _user(req, False), text(req.params, "token", most=128)):
+                s, img, org, _user(req, False), token):
             self.fallback(resp)
             return
         self.serve(req, resp, img, spec, OWNER_CACHE if img.is_private else PUBLIC_CACHE)
 
     on_head = on_get
 
-    def _visible(self, req: falcon.Request, org: Organization, image_id: str) -> Media:
+    def _visible(self, req: falcon.Request, org: Organization, image_id: str, token: str | None) -> Media:
         s = req.context.db
         media = self.library.catalog.image(s, org, image_id)
         if media.is_private:
             img = self.library.sharing.served(s, media.id)
-            if img is None or not self.library.sharing.may_view(s, img, org, _user(req, False),
-                                                        text(req.params, "token", most=128)):
+            if img is None or not self.library.sharing.may_view(s, img, org, _user(req, False), token):
                 raise NotFound("no such image")
         return media
 
