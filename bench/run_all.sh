@@ -19,6 +19,7 @@ echo "== library list"; $PY bench/library.py list --out "$OUT"
 echo "== library v2"; $PY bench/library_v2.py --out "$OUT"
 echo "== admin session check"; $PY bench/admin_session.py --out "$OUT"
 echo "== cache entries"; $PY bench/cache_entries.py --out "$OUT"
+echo "== request schemas"; $PY -m bench.schemas --out "$OUT"
 echo "== admin portal"; $PY -m bench.portal --out "$OUT"; $PY -m bench.portal_paint --out "$OUT"
 echo "== resilience"; $PY bench/resilience.py --duration 20 --out "$OUT"
 if [ "${PEERS:-0}" = 1 ]; then
