@@ -76,12 +76,17 @@ def stored(lib: Library, s, org, data: bytes, name: str = "a.png"):
     return up, *up.finish()
 
 
-def test_a_record_and_what_goes_with_it_are_one_transaction(lib):
+def a_stored_png(lib: Library):
+    """A session of its own, and a PNG stored for the organization "acme" (made first): no record yet."""
     with lib.db.transaction() as s:
         org = auth.organization(s, "acme", create=True)
     s = lib.db.session()
-    org = s.merge(org)
-    up, obj, _ = stored(lib, s, org, png())
+    up, obj, _ = stored(lib, s, s.merge(org), png())
+    return s, up, obj
+
+
+def test_a_record_and_what_goes_with_it_are_one_transaction(lib):
+    s, up, obj = a_stored_png(lib)
 
     def with_record(media):
         s.add(MediaTag(media_id=media.id, tag="first"))
@@ -103,11 +108,7 @@ def test_a_record_and_what_goes_with_it_are_one_transaction(lib):
 
 
 def test_a_record_with_its_tags_in_one_commit(lib):
-    with lib.db.transaction() as s:
-        org = auth.organization(s, "acme", create=True)
-    s = lib.db.session()
-    org = s.merge(org)
-    up, obj, _ = stored(lib, s, org, png())
+    s, up, obj = a_stored_png(lib)
     media = lib.ingest.create_media(s, up, obj, dialect="v2", job="finalize",
                                     with_record=lambda m: lib.catalog.set_tags(s, m.id, ["a", "b"]))
     assert lib.queued == []  # nothing is relayed before the commit
