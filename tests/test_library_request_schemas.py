@@ -265,10 +265,13 @@ def test_json_types_are_never_loosened():
         assert refused({"expiresIn": bad}, S.ShareRequest, strings=True) == "expiresIn must be an integer", bad
     assert common.decode({"expiresIn": "60"}, S.ShareRequest, strings=True).expires_in == 60
     assert refused({"expiresIn": "60"}, S.ShareRequest) == "expiresIn must be an integer"  # strict JSON
-    # a null text field of the old readers is not given; where the schema takes null, it clears
-    assert common.decode({"filename": "a.png", "mimeType": None}, S.PresignRequest, strings=True).mime_type \
-        is msgspec.UNSET
+    # a text field the /api/v1 API always took null for says so (null: not given; a PATCH's: cleared)
+    assert common.decode({"filename": "a.png", "mimeType": None}, S.PresignRequest, strings=True).mime_type is None
     assert common.decode({"alt": None}, S.MediaPatch, strings=True).alt is None
+    assert refused({"filename": None}, S.PresignRequest, strings=True) == "filename must be a string"
+    # a boolean as a string is turned into the boolean, or refused; never kept as a string
+    assert common.decode({"isPrivate": " TRUE "}, S.MediaPatch, strings=True).is_private is True
+    assert refused({"isPrivate": "  "}, S.MediaPatch, strings=True) == "isPrivate must be true or false"
 
 
 def test_refusals_name_the_field_in_words():

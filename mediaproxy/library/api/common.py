@@ -276,8 +276,7 @@ def _from_string(f: _Field, value: str):
 def _wire(values: dict, schema: type[msgspec.Struct], strings: bool, repeated: bool) -> dict:
     """``values`` as the schema takes them. ``repeated``: a query string's or a form's, where a name
     given twice is a list of strings (its last value, unless the field is a list). ``strings``: a
-    number or boolean may come as a string, an empty string is not given (the default), and a null
-    text field is not given either."""
+    number or boolean may come as a string, and an empty one is not given (the default)."""
     fields = _fields(schema)
     out = {}
     for name, value in values.items():
@@ -289,10 +288,9 @@ def _wire(values: dict, schema: type[msgspec.Struct], strings: bool, repeated: b
                 and all(isinstance(v, str) for v in value):
             value = value[-1]
         if strings:
-            text = "str" in f.kinds
+            flag = "bool" in f.kinds  # a boolean that may come as a string (schemas.FormBool)
+            text = "str" in f.kinds and not flag
             if value == "" and not text:
-                continue
-            if value is None and text and "null" not in f.kinds:
                 continue
             if isinstance(value, str) and not text:
                 value = _from_string(f, value)
@@ -371,6 +369,8 @@ def refusal(message: str, values: dict, schema: type[msgspec.Struct]) -> str:
     i = f.info
     if "refused" in i and "regex" in what:
         return f"{name} {i['refused']}"
+    if "bool" in f.kinds:
+        return f"{name} must be true or false"
     if "literals" in i and (what.startswith("Invalid enum value") or ("literal" in f.kinds and "str" not in f.kinds)):
         return f"{name} must be one of {', '.join(map(str, i['literals']))}"
     if path[1 + len(name):].startswith("[") or ("list" in f.kinds and "array" in what and "length" in what):
@@ -390,8 +390,6 @@ def refusal(message: str, values: dict, schema: type[msgspec.Struct]) -> str:
         if ">=" in what or "<=" in what:
             return f"{name} must be a number {i.get('ge', '')}..{i.get('le', '')}"
         return f"{name} must be a number"
-    if "bool" in f.kinds and "str" not in f.kinds:
-        return f"{name} must be true or false"
     if "str" in f.kinds and "list" not in f.kinds:
         return f"{name} must be a string" if "got" in what else f"{name} is malformed"
     return f"{name}: {what[0].lower()}{what[1:]}"

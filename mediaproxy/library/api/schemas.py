@@ -48,8 +48,12 @@ Dimension = Annotated[int, Meta(ge=1, le=MAX_DIM)]
 Quality = Annotated[int, Meta(ge=1, le=100, description="quality")]
 ExpiresIn = Annotated[int, Meta(ge=1, le=365 * 86400, description="seconds until it expires (default 7 days)")]
 UserId = Str(255)
-# a boolean of a form or a query string: true/false in any case, or 1/0 (an empty one keeps the default)
-FormBool = Annotated[bool, Meta(description="true or false (any case), or 1 or 0")]
+# a boolean that may come as a string (a form, a query string, the /api/v1 API's bodies): true/false in
+# any case or 1/0, spaces around; an empty one keeps the default. The reader (common.decode) turns
+# such a string into the boolean; the string's pattern is what the document and the refusal say.
+FormBool = bool | Annotated[str, Meta(
+    pattern=r"^\s*([Tt][Rr][Uu][Ee]|[Ff][Aa][Ll][Ss][Ee]|[01])\s*$|^$", extra={"refused": "must be true or false"},
+    description="true or false (any case), 1 or 0")]
 
 
 def fields(schema: type[Struct]) -> tuple[str, ...]:
@@ -224,9 +228,9 @@ class UploadForm(Body, kw_only=True):
 
 
 class PresignRequest(Body, kw_only=True):
-    org_slug: Str(4096) | UnsetType = UNSET
+    org_slug: Str(4096) | UnsetType | None = UNSET
     filename: Annotated[str, Meta(min_length=1, max_length=255, pattern=NO_NUL, extra=_NUL)]
-    mime_type: Annotated[Str(4096), Meta(description=(
+    mime_type: Annotated[Str(4096) | None, Meta(description=(
         "optional: without it, the filename's type (a type not allowed is 415); when the name tells none, "
         "no type is signed and the bytes decide when the upload completes"))] | UnsetType = UNSET
     size: Annotated[int, Meta(ge=1, description=(
@@ -263,11 +267,11 @@ class BatchRequest(Body, kw_only=True):
 class ByKey(Body, kw_only=True):
     """A media by its id, or by its original's key (and bucket)."""
 
-    id: Annotated[Str(4096), Meta(description="the media's id")] | UnsetType = UNSET
-    object_key: Annotated[Str(1024), Meta(description="the key of one of its originals (without id)")] \
+    id: Annotated[Str(4096) | None, Meta(description="the media's id")] | UnsetType = UNSET
+    object_key: Annotated[Str(1024) | None, Meta(description="the key of one of its originals (without id)")] \
         | UnsetType = UNSET
-    bucket_name: Str(4096) | UnsetType = UNSET
-    bucket: Annotated[Str(4096), Meta(description="bucketName's other name")] | UnsetType = UNSET
+    bucket_name: Str(4096) | UnsetType | None = UNSET
+    bucket: Annotated[Str(4096) | None, Meta(description="bucketName's other name")] | UnsetType = UNSET
 
     def __post_init__(self):
         if not self.id and not self.object_key:
@@ -284,7 +288,7 @@ class CropRequest(ByKey, kw_only=True):
     quality: Quality | UnsetType = UNSET
     format: Annotated[str, Meta(pattern=anycase("webp", "jpeg", "jpg", "png"),
                                 extra={"refused": "must be webp, jpeg or png"}, description="any case")] \
-        | UnsetType = UNSET
+        | UnsetType | None = UNSET
     regenerate_variants: FormBool = False
     async_: FormBool = field(default=False, name="async")
 
@@ -892,6 +896,6 @@ class SignedMediaQuery(Body, kw_only=True):
     h: Dimension
     fit: Annotated[str, Meta(min_length=1, max_length=8, pattern=NO_NUL, extra=_NUL, description="cover or inside")]
     e: Annotated[int, Meta(ge=0, le=2**40, description="expiry, epoch seconds")]
-    s: Annotated[Str(64), Meta(description="the signature")]
+    s: Annotated[Str(64), Meta(description="the signature (without it: a wrong one, 403)")] = ""
 
 

@@ -85,7 +85,7 @@ class Presigned(Resource):
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         org = self.org(req)
         p = params(req, S.PresignRequest)
-        if p.org_slug is not UNSET and p.org_slug != org.slug:
+        if p.org_slug not in (UNSET, None) and p.org_slug != org.slug:
             raise Forbidden("orgSlug is not the API key's organization")
         filename = p.filename
         allowed = self.library.settings.allowed_types
