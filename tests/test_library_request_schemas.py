@@ -295,12 +295,15 @@ def test_refusals_name_the_field_in_words():
 
 
 def test_the_list_sorts_are_the_repository_s():
-    assert set(msgspec.json.schema(S.ListQuery)["$defs"]["ListQuery"]["properties"]["sort"]["enum"]) == set(SORTS)
+    assert set(msgspec.json.schema(S.ListQuery)["$defs"]["ListQuery"]["properties"]["sort"]["enum"]) == {*SORTS, ""}
 
 
 def test_a_form_is_read_without_its_file_part():
     f = common.form({"isPrivate": "", "tags[]": ["a", "b"], "description": ""}, S.ImageForm)
     assert (f.is_private, f.tags_list, f.description) == (False, ["a", "b"], "")
+    q = common.decode({"ids": "a", "w": "1", "h": "1", "fit": ["inside", ""]}, S.ThumbnailsQuery, strings=True,
+                      repeated=True)
+    assert q.fit == "cover"  # the last value, empty: the default
 
 
 def test_a_login_body_is_its_schema(stack):

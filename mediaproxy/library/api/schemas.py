@@ -245,7 +245,8 @@ class ListQuery(Body, kw_only=True):
                                 extra={"refused": "must not contain control characters"},
                                 description="in filename, alt, caption")] | UnsetType = UNSET
     type: Annotated[Str(127), Meta(description="MIME prefix, e.g. image/")] | UnsetType = UNSET
-    sort: Literal["createdAt", "updatedAt", "filename", "size", "mimeType"] = "createdAt"
+    # empty: not given (the default), as a query string's empty values are
+    sort: Literal["createdAt", "updatedAt", "filename", "size", "mimeType", ""] = "createdAt"
     order: Annotated[str, Meta(pattern=anycase("asc", "desc"), extra={"refused": "must be asc or desc"},
                                description="asc or desc, any case")] = "desc"
 
@@ -833,7 +834,7 @@ class SignedUrlsQuery(Body, kw_only=True):
                              description="1 to 100 image ids, comma-separated")]
     w: Dimension
     h: Dimension
-    fit: Literal["cover", "inside"] = "cover"
+    fit: Literal["cover", "inside", ""] = "cover"  # empty: not given (the default), as a query string's
 
     def __post_init__(self):
         _id_list(self)
@@ -845,7 +846,7 @@ class ThumbnailsQuery(Body, kw_only=True):
     # a grid's cell at a phone's density; the signed URLs serve larger sizes
     w: Annotated[int, Meta(ge=1, le=400, description="a thumbnail's width")]
     h: Annotated[int, Meta(ge=1, le=400, description="a thumbnail's height")]
-    fit: Literal["cover", "inside"] = "cover"
+    fit: Literal["cover", "inside", ""] = "cover"  # empty: not given (the default), as a query string's
 
     def __post_init__(self):
         _id_list(self)
