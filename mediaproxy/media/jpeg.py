@@ -155,7 +155,7 @@ def header(buf: bytes | memoryview) -> tuple[int, int, int, bool] | None:
             if exif_seen:
                 return None
             exif_seen = True
-            found = _exif_orientation(bytes(seg[6:]))
+            found = exif_orientation(bytes(seg[6:]))
             if found is None:
                 return None
             orientation = found
@@ -214,7 +214,7 @@ def _huffman_tables_ok(seg: memoryview) -> bool:
     return at == len(seg) and len(seg) > 0
 
 
-def _exif_orientation(tiff: bytes) -> int | None:
+def exif_orientation(tiff: bytes) -> int | None:
     """The Orientation tag of IFD0 (1 when absent), or None for what does not parse or is out of range."""
     if len(tiff) < 8 or tiff[:4] not in (b"II*\x00", b"MM\x00*"):
         return None
