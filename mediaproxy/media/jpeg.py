@@ -56,7 +56,9 @@ def decode(buf: bytes, shrink: int | Fraction, orientation: int) -> pyvips.Image
     im = pyvips.Image.new_from_memory(pixels.data, w, h, bands, "uchar")
     if (w, h) != (keep_w, keep_h):
         im = im.crop(0, 0, keep_w, keep_h)  # the same geometry as libvips' loader
-    im = im.copy(interpretation="srgb" if bands == 3 else "b-w")
+    wanted = "srgb" if bands == 3 else "b-w"
+    if im.interpretation != wanted:  # libvips guesses these from 3 and 1 uchar bands: a copy is an operation
+        im = im.copy(interpretation=wanted)
     if orientation not in (0, 1):
         im.set_type(pyvips.GValue.gint_type, "orientation", orientation)
     return im
