@@ -15,8 +15,8 @@ import zlib
 from .jpeg import exif_orientation
 
 SIGNATURE = b"\x89PNG\r\n\x1a\n"
-# (colour type → bit depths allowed, channels of the colour type itself)
-_COLOUR_TYPES = {0: ((1, 2, 4, 8, 16), 1), 2: ((8, 16), 3), 3: ((1, 2, 4, 8), 1), 4: ((8, 16), 2), 6: ((8, 16), 4)}
+# colour type → the bit depths it allows: grey, RGB, palette, grey with alpha, RGB with alpha
+_COLOUR_TYPES = {0: (1, 2, 4, 8, 16), 2: (8, 16), 3: (1, 2, 4, 8), 4: (8, 16), 6: (8, 16)}
 # Chunks read before the image data whatever they hold: ancillary chunks of the PNG specification
 # that carry nothing the probe reports, and that libpng (libvips' PNG loader) drops with a warning
 # when they are malformed. An ICC profile (iCCP) is not among them: libpng drops one whose
@@ -47,7 +47,7 @@ def header(buf: bytes | memoryview) -> tuple[int, int, bool, int] | None:
         return None
     width, height, depth, colour, compression, filtering, interlace = struct.unpack(">IIBBBBB", mv[16:29])
     allowed = _COLOUR_TYPES.get(colour)
-    if (allowed is None or depth not in allowed[0] or compression != 0 or filtering != 0 or interlace > 1
+    if (allowed is None or depth not in allowed or compression != 0 or filtering != 0 or interlace > 1
             or not (0 < width <= MAX_SIDE and 0 < height <= MAX_SIDE)):
         return None
     if struct.unpack(">I", mv[29:33])[0] != zlib.crc32(mv[12:29]):
