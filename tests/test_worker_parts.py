@@ -365,6 +365,8 @@ def test_a_frozen_config_answers_every_setting_without_its_lookup(monkeypatch):
 @pytest.mark.parametrize(("head", "target"), [
     (b"GET /a/b.webp?size=64 HTTP/1.1\r\nHost: x\r\n\r\n", ("GET", "/a/b.webp", "size=64")),
     (b"HEAD /a HTTP/1.0\r\n\r\n", ("HEAD", "/a", "")),
+    (b"GET /expect/upgrade?content-length=1 HTTP/1.1\r\n\r\n", ("GET", "/expect/upgrade", "content-length=1")),
+    (b"GET /a HTTP/1.1\r\nHost: x\r\ncontent-LENGTH: 0\r\n\r\n", None),
     (b"GET /a?x=1&y= HTTP/1.1\r\nIf-None-Match: \"e\"\r\n\r\nGET /next", ("GET", "/a", "x=1&y=")),
     (b"POST /a HTTP/1.1\r\nContent-Length: 0\r\n\r\n", None),
     (b"GET /a HTTP/1.1\r\nContent-Length: 5\r\n\r\nhello", None),  # a body: a thread reads it

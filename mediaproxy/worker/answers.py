@@ -82,9 +82,9 @@ def quick_target(head: bytes | bytearray) -> tuple[str, str, str] | None:
     field, and whose target is a plain origin-form path (ASCII, no ``%`` escapes, no fragment, not
     ``//``): for those the path and query are what gunicorn's parser makes of them, without parsing."""
     end = head.find(b"\r\n\r\n")
-    if end < 0 or _NOT_HERE.search(head, 0, end) is not None:
-        return None
     line_end = head.find(b"\r\n")
+    if end < 0 or _NOT_HERE.search(head, line_end, end + 2) is not None:  # the fields, not the path
+        return None
     parts = bytes(head[:line_end]).split(b" ")
     if len(parts) != 3 or parts[2] not in _VERSIONS:
         return None
