@@ -15,6 +15,7 @@ sockets. Over real HTTP against gunicorn they are tested in:
   not a reset, after a refused body);
 - errors (gunicorn's error answers in the error format): tests/test_resilience.py
   ``test_gunicorn_error_pages_follow_the_error_contract``;
+- answers (memory-tier hits on the event loop): tests/test_worker_answers.py;
 - thread_worker (accept only with a free thread): tests/test_worker.py.
 """
 
