@@ -406,6 +406,9 @@ AVIF_EFFORT_SMALL, AVIF_EFFORT = 2, 4
 AVIF_SMALL_PIXELS = 512 * 512
 AVIF_SUBSAMPLE = "off"
 AVIF_TUNE = "iq"  # libaom's tune for still images (libvips 8.18's default; "ssim" needed more bytes)
+# Bits per sample of AVIF outputs up to AVIF_SMALL_PIXELS (libaom's 10-bit path: finer quantisation steps for
+# the same bitstream size; larger outputs keep 8, where each encode already costs seconds at effort 4).
+AVIF_BITDEPTH_SMALL = 8
 
 # Still lossy WebP without sharp YUV is written by Pillow's libwebp: the same encoder settings give
 # the same bytes as libvips' saver, for 12-20% less CPU (the libwebp that pyvips-binary bundles runs
@@ -455,8 +458,9 @@ def _encode(im: pyvips.Image, fmt: str, spec: TransformSpec, animate: bool) -> b
     if fmt == "avif":
         if spec.lossless:
             return im.heifsave_buffer(lossless=True, compression="av1", effort=2, keep="none")
-        effort = AVIF_EFFORT_SMALL if im.width * im.height <= AVIF_SMALL_PIXELS else AVIF_EFFORT
-        return im.heifsave_buffer(Q=q, compression="av1", effort=effort, subsample_mode=AVIF_SUBSAMPLE,
+        small = im.width * im.height <= AVIF_SMALL_PIXELS
+        return im.heifsave_buffer(Q=q, compression="av1", effort=AVIF_EFFORT_SMALL if small else AVIF_EFFORT,
+                                  bitdepth=AVIF_BITDEPTH_SMALL if small else 8, subsample_mode=AVIF_SUBSAMPLE,
                                   tune=AVIF_TUNE, keep="none")
     if fmt == "png":
         return im.pngsave_buffer(keep="none", compression=6)
