@@ -455,6 +455,9 @@ VARIANTS: dict[str, dict[str, object]] = {
     "small-e4": {"WEBP_EFFORT_SMALL": 4},
     "large-e3": {"WEBP_EFFORT_LARGE": 3},
     "large-e4": {"WEBP_EFFORT_LARGE": 4},
+    "large-picture": {"WEBP_PRESET_LARGE": "picture"},
+    "large-drawing": {"WEBP_PRESET_LARGE": "drawing"},
+    "large-icon": {"WEBP_PRESET_LARGE": "icon"},
 }
 
 

@@ -385,6 +385,9 @@ WEBP_EFFORT = 4  # effort 2 needs more bytes for the same score; 6 saves little 
 # saved a few percent of the bytes for over twice the encode time, most of the request.
 WEBP_EFFORT_LARGE = 2
 WEBP_LARGE_PIXELS = 512 * 512
+# libwebp's preset for those large outputs (its spatial noise shaping and loop filter settings; None: its
+# defaults). Only libvips' saver takes a preset, so a preset costs the slower saver (see WEBP_PILLOW).
+WEBP_PRESET_LARGE: str | None = None
 # libwebp's sharp RGB->YUV conversion ("smart subsample"): colour edges survive 4:2:0. On small
 # graphics with alpha it buys many SSIMULACRA2 points at sharp's bytes for little CPU; on 256 px
 # photos a few percent of bytes for a third of the request's CPU. Emoji and sticker sizes get it;
@@ -446,15 +449,18 @@ def _encode(im: pyvips.Image, fmt: str, spec: TransformSpec, animate: bool) -> b
             return im.webpsave_buffer(lossless=True, keep="none", effort=2)  # as before: attachments' default
         page_h = im.get("page-height") if animate and im.get_typeof("page-height") else im.height
         frame = im.width * page_h
-        effort = WEBP_EFFORT if frame <= WEBP_LARGE_PIXELS else WEBP_EFFORT_LARGE
+        large = frame > WEBP_LARGE_PIXELS
+        effort = WEBP_EFFORT_LARGE if large else WEBP_EFFORT
         sharp_yuv = frame <= WEBP_SHARP_YUV_PIXELS
         if sharp_yuv and not animate:
             effort = WEBP_EFFORT_SMALL
-        if WEBP_PILLOW and not animate and not sharp_yuv:
+        preset = WEBP_PRESET_LARGE if large else None
+        if WEBP_PILLOW and not animate and not sharp_yuv and preset is None:
             body = _webp_pillow(im, q, effort)
             if body is not None:
                 return body
-        return im.webpsave_buffer(Q=q, keep="none", effort=effort, smart_subsample=sharp_yuv)
+        options = {"preset": preset} if preset else {}
+        return im.webpsave_buffer(Q=q, keep="none", effort=effort, smart_subsample=sharp_yuv, **options)
     if fmt == "avif":
         if spec.lossless:
             return im.heifsave_buffer(lossless=True, compression="av1", effort=2, keep="none")
