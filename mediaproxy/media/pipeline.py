@@ -414,6 +414,9 @@ WEBP_EFFORT = 4  # effort 2 needs more bytes for the same score; 6 saves little 
 # saved a few percent of the bytes for over twice the encode time, most of the request.
 WEBP_EFFORT_LARGE = 2
 WEBP_LARGE_PIXELS = 512 * 512
+# libwebp's preset for those large outputs (its spatial noise shaping and loop filter settings; None: its
+# defaults). Only libvips' saver takes a preset, so a preset costs the slower saver (see WEBP_PILLOW).
+WEBP_PRESET_LARGE: str | None = None
 # libwebp's sharp RGB->YUV conversion ("smart subsample"): colour edges survive 4:2:0. On small
 # graphics with alpha it buys many SSIMULACRA2 points at sharp's bytes for little CPU; on 256 px
 # photos a few percent of bytes for a third of the request's CPU. Emoji and sticker sizes get it;
@@ -435,6 +438,9 @@ AVIF_EFFORT_SMALL, AVIF_EFFORT = 2, 4
 AVIF_SMALL_PIXELS = 512 * 512
 AVIF_SUBSAMPLE = "off"
 AVIF_TUNE = "iq"  # libaom's tune for still images (libvips 8.18's default; "ssim" needed more bytes)
+# Bits per sample of AVIF outputs up to AVIF_SMALL_PIXELS (libaom's 10-bit path: finer quantisation steps for
+# the same bitstream size; larger outputs keep 8, where each encode already costs seconds at effort 4).
+AVIF_BITDEPTH_SMALL = 8
 
 # Still lossy WebP without sharp YUV is written by Pillow's libwebp: the same encoder settings give
 # the same bytes as libvips' saver, for 12-20% less CPU (the libwebp that pyvips-binary bundles runs
@@ -472,20 +478,24 @@ def _encode(im: pyvips.Image, fmt: str, spec: TransformSpec, animate: bool) -> b
             return im.webpsave_buffer(lossless=True, keep="none", effort=2)  # as before: attachments' default
         page_h = im.get("page-height") if animate and im.get_typeof("page-height") else im.height
         frame = im.width * page_h
-        effort = WEBP_EFFORT if frame <= WEBP_LARGE_PIXELS else WEBP_EFFORT_LARGE
+        large = frame > WEBP_LARGE_PIXELS
+        effort = WEBP_EFFORT_LARGE if large else WEBP_EFFORT
         sharp_yuv = frame <= WEBP_SHARP_YUV_PIXELS
         if sharp_yuv and not animate:
             effort = WEBP_EFFORT_SMALL
-        if WEBP_PILLOW and not animate and not sharp_yuv:
+        preset = WEBP_PRESET_LARGE if large else None
+        if WEBP_PILLOW and not animate and not sharp_yuv and preset is None:
             body = _webp_pillow(im, q, effort)
             if body is not None:
                 return body
-        return im.webpsave_buffer(Q=q, keep="none", effort=effort, smart_subsample=sharp_yuv)
+        options = {"preset": preset} if preset else {}
+        return im.webpsave_buffer(Q=q, keep="none", effort=effort, smart_subsample=sharp_yuv, **options)
     if fmt == "avif":
         if spec.lossless:
             return im.heifsave_buffer(lossless=True, compression="av1", effort=2, keep="none")
-        effort = AVIF_EFFORT_SMALL if im.width * im.height <= AVIF_SMALL_PIXELS else AVIF_EFFORT
-        return im.heifsave_buffer(Q=q, compression="av1", effort=effort, subsample_mode=AVIF_SUBSAMPLE,
+        small = im.width * im.height <= AVIF_SMALL_PIXELS
+        return im.heifsave_buffer(Q=q, compression="av1", effort=AVIF_EFFORT_SMALL if small else AVIF_EFFORT,
+                                  bitdepth=AVIF_BITDEPTH_SMALL if small else 8, subsample_mode=AVIF_SUBSAMPLE,
                                   tune=AVIF_TUNE, keep="none")
     if fmt == "png":
         return im.pngsave_buffer(keep="none", compression=6)
