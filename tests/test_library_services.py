@@ -318,6 +318,23 @@ def test_the_sweep_queues_one_completion_per_arrived_upload(lib):
     assert lib.ctx.storage.get(lib.bucket, key)[1] == data
 
 
+def test_an_upload_taken_by_a_request_that_fails_is_completed_by_a_job(lib):
+    """A request that checks an upload (a crop by id) moves its bytes under the record's key, where
+    the workers' sweep does not look; if it then fails, a job is queued to complete the upload."""
+    _, media_id = _waiting_upload(lib, png())
+    s = lib.db.session()
+    try:
+        assert lib.ingest.check_upload(s, media_repo.load(s, media_id)) is not None
+        assert lib.queued == []
+        unit.rollback(s)  # e.g. the crop's rectangle lay outside the image: 400
+    finally:
+        s.close()
+    with lib.db.transaction() as s:
+        assert media_repo.load(s, media_id).state == "uploading"
+        jobs = list(s.scalars(select(Job).where(Job.media_id == media_id)))
+        assert [(j.kind, j.state) for j in jobs] == [("finalize", "pending")] and lib.queued == [jobs[0].id]
+
+
 def test_an_upload_claim_is_seen_at_once_and_given_back_when_its_request_fails(lib):
     _, media_id = _waiting_upload(lib, png())
     s, other = lib.db.session(), lib.db.session()

@@ -133,13 +133,24 @@ def waiting_arrivals(s: Session, bucket: str, keys: list[str], stale) -> list[tu
     completing them (``finalize``, ``variants``) waits for."""
     if not keys:
         return []
-    live = (select(Job.id).where(Job.media_id == Media.id, Job.kind.in_(("finalize", "variants")),
-                                 Job.state.in_(("pending", "active"))).exists())
     return [tuple(row) for row in s.execute(
         current_object(select(Media.id, Media.org_id, Media.state, Media.updated_at))
         .where(StoredObject.bucket == bucket, StoredObject.key.in_(keys),
                or_(Media.state == "uploading", (Media.state == "receiving") & (Media.updated_at < stale)),
-               ~live))]
+               ~_completion_waiting()))]
+
+
+def waiting_alone(s: Session, media_id: str) -> int | None:
+    """The organization id of the record ``media_id`` if it waits for its upload (``uploading``)
+    and no live job completing it (``finalize``, ``variants``) waits for it; None otherwise."""
+    return s.scalar(select(Media.org_id).where(Media.id == media_id, Media.state == "uploading",
+                                               ~_completion_waiting()))
+
+
+def _completion_waiting():
+    """A live job (``pending``, ``active``) that completes the record's upload, if it waits."""
+    return (select(Job.id).where(Job.media_id == Media.id, Job.kind.in_(("finalize", "variants")),
+                                 Job.state.in_(("pending", "active"))).exists())
 
 
 def mark_arrival(s: Session, media_id: str, state: str, updated_at, at) -> bool:

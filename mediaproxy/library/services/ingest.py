@@ -347,7 +347,25 @@ class Ingest:
         refused: the record waits for a new PUT) or another request holds the upload."""
         if media.state == "ready" or not self.arrived(media) or not self.claim_upload(s, media):
             return None
-        return self._check_claimed(media, disposition)
+        checked = self._check_claimed(media, disposition)
+        if checked is not None:
+            # the bytes are under the record's key now, where the workers' sweep does not look:
+            # if this transaction rolls back (a crop refused, a failure), a job completes the upload
+            media_id = media.id
+            unit.after_rollback(s, lambda: self._complete_later(media_id))
+        return checked
+
+    def _complete_later(self, media_id: str) -> None:
+        """Queue the completion of an upload whose bytes a transaction took and then rolled back
+        (a unit of its own, after the claim was given back), unless a live job completes it."""
+        try:
+            with self.core.db.transaction() as own:
+                org_id = objects.waiting_alone(own, media_id)
+                if org_id is not None:
+                    self.jobs.enqueue(own, own.get(Organization, org_id), "finalize", own.get(Media, media_id), {})
+        except Exception as exc:
+            log.warning("could not queue the completion of the upload of media %s: %s: %s", media_id,
+                        type(exc).__name__, exc)
 
     def notice(self, s: Session, org: Organization, media: Media) -> bool:
         """Complete a presigned upload straight to the store for a request that needs its bytes
