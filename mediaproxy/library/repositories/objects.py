@@ -137,19 +137,20 @@ def waiting_arrivals(s: Session, bucket: str, keys: list[str], stale) -> list[tu
         current_object(select(Media.id, Media.org_id, Media.state, Media.updated_at))
         .where(StoredObject.bucket == bucket, StoredObject.key.in_(keys),
                or_(Media.state == "uploading", (Media.state == "receiving") & (Media.updated_at < stale)),
-               ~_completion_waiting()))]
+               ~_completion_waiting(("finalize", "variants"))))]
 
 
 def waiting_alone(s: Session, media_id: str) -> int | None:
     """The organization id of the record ``media_id`` if it waits for its upload (``uploading``)
-    and no live job completing it (``finalize``, ``variants``) waits for it; None otherwise."""
+    and no live ``finalize`` job waits for it (a ``variants`` job does not count: one that fails
+    for good, its image too large to render, leaves the upload to another); None otherwise."""
     return s.scalar(select(Media.org_id).where(Media.id == media_id, Media.state == "uploading",
-                                               ~_completion_waiting()))
+                                               ~_completion_waiting(("finalize",))))
 
 
-def _completion_waiting():
-    """A live job (``pending``, ``active``) that completes the record's upload, if it waits."""
-    return (select(Job.id).where(Job.media_id == Media.id, Job.kind.in_(("finalize", "variants")),
+def _completion_waiting(kinds: tuple[str, ...]):
+    """A live job (``pending``, ``active``) of ``kinds`` for the record, which completes its upload."""
+    return (select(Job.id).where(Job.media_id == Media.id, Job.kind.in_(kinds),
                                  Job.state.in_(("pending", "active"))).exists())
 
 
