@@ -129,7 +129,7 @@ class One(Resource):
         unknown = S.unknown(p, S.MediaPatch)
         if unknown:
             raise BadRequest(f"cannot change {', '.join(unknown)} (only {', '.join(PATCHABLE)})")
-        media = self.library.catalog.get(req.context.db, org, media_id)
+        media = noticed(self.library, req.context.db, org, media_id)
         self.library.catalog.patch(req.context.db, media, changes)
         send_json(resp, presenters.media_json(self.library, media, self.base(req)))
 
@@ -140,9 +140,9 @@ class One(Resource):
 
 
 def noticed(lib, s, org, media_id: str):
-    """The organization's media ``media_id``, for a write that needs its bytes: a presigned upload
-    straight to the store that is still waiting is completed first if its bytes have arrived
-    (``Ingest.notice``; reads never complete it: the workers' sweep does)."""
+    """The organization's media ``media_id``, for a write that needs its bytes or answers the
+    record: a presigned upload straight to the store that is still waiting is completed first if
+    its bytes have arrived (``Ingest.notice``; reads never complete it: the workers' sweep does)."""
     media = lib.catalog.get(s, org, media_id)
     lib.ingest.notice(s, org, media)
     return media
