@@ -123,14 +123,15 @@ class Stack:
             time.sleep(0.1)
         raise AssertionError(f"job {job_id} did not finish: {body}")
 
-    def uploaded(self, path: str, headers: dict | None = None, timeout: float = 60.0) -> dict:
+    def uploaded(self, path: str, headers: dict | None = None, timeout: float = 60.0,
+                 key: str | None = "default") -> dict:
         """The record at ``path`` (``/api/v1/media/{id}``, ``/media/{id}``) once its presigned upload
         has completed: at once where the PUT reached the server (the local backend's upload URL);
         where it went straight to S3, which tells the server nothing, once the worker's sweep has
         seen the bytes and its job has checked them (polled, at most ``timeout`` seconds)."""
 
         def ready() -> dict | None:
-            r = self.api("GET", path, headers=headers)
+            r = self.api("GET", path, key=key, headers=headers)
             assert r.status_code == 200, r.text
             body = r.json()
             return body if body.get("status") in ("ready", "uploaded") else None
