@@ -750,7 +750,8 @@ SETTINGS: tuple[Setting, ...] = (
             "seconds a job stays with a worker that stopped renewing its lease; then another runs it", JOBS),
     Setting("library", "job_heartbeat", "MEDIAPROXY_JOB_HEARTBEAT",
             Float(0.05, lambda got: got["job_lease"] / 2, bounds=f"0.05..half of `{_lease}`"), 5.0,
-            "seconds between lease renewals, sweeps of expired leases and outbox relays", JOBS,
+            "seconds between lease renewals, sweeps of expired leases and of uploads arrived in S3, and "
+            "outbox relays", JOBS,
             computed=lambda got, env: min(5.0, got["job_lease"] / 3), default_doc="`5`, at most a third of the lease"),
     Setting("library", "job_test_delay", "MEDIAPROXY_JOB_TEST_DELAY", Float(0.0, 600.0), 0.0,
             "tests only: seconds a crop job waits between writing its output and committing it", JOBS),

@@ -90,9 +90,9 @@ def revoke_key(session: Session, prefix: str) -> ApiKey | None:
     return row
 
 
-# the key and its organization in one query (every library request asks for both); built once,
-# as building it and its cache key cost more than running it (docs/library.md § Listing)
-_BY_PREFIX = select(ApiKey).options(joinedload(ApiKey.org)).where(ApiKey.prefix == bindparam("prefix"))
+# the key and its organization in one query (every library request asks for both); built once, as
+# the list's statements are: building it per request, with its loader option, cost more than the lookup
+_KEY_BY_PREFIX = select(ApiKey).options(joinedload(ApiKey.org)).where(ApiKey.prefix == bindparam("prefix"))
 
 
 def authenticate(session: Session, key: str | None) -> Organization:
@@ -100,7 +100,7 @@ def authenticate(session: Session, key: str | None) -> Organization:
     if not key:
         raise Unauthorized("missing API key (X-API-Key or Authorization: Bearer)")
     m = _KEY.fullmatch(key.strip())
-    row = session.scalar(_BY_PREFIX, {"prefix": m.group(1)}) if m else None
+    row = session.scalar(_KEY_BY_PREFIX, {"prefix": m.group(1)}) if m else None
     # Compare even when nothing matched, so a wrong prefix costs the same as a wrong secret.
     ok = hmac.compare_digest(row.digest if row is not None else "0" * 64, digest(key.strip()))
     if row is None or not ok or row.revoked_at is not None:
