@@ -134,16 +134,18 @@ os.environ["VIPS_CONCURRENCY"] = str(vips_concurrency)  # read by libvips when a
 # (start gunicorn with LD_PRELOAD=.../libjemalloc.so.2; mallopt is then
 # skipped): bench/memory.py measures all three, docs/performance.md has the table.
 malloc_arena_max = srv.malloc_arena_max
-# Image buffers over this size are mmap()ed and so go back to the system when
+# Image buffers over this size (4 MiB) are mmap()ed and so go back to the system when
 # freed. glibc otherwise raises the threshold after each large free (up to
-# 32 MiB), and later pixel buffers land in the heap and pin it. 0: glibc's default.
+# 32 MiB), and later pixel buffers land in the heap and pin it. Buffers under it stay in
+# the heap from one request to the next: at 1 MiB a 512² RGBA source's buffers were mapped,
+# faulted in page by page and unmapped on every miss (docs/performance.md, "The miss path
+# over HTTP"). 0: glibc's default.
 malloc_mmap_threshold = srv.malloc_mmap_threshold
 # Setting the mmap threshold also fixes glibc's trim threshold at its 128 KiB default (glibc raises
 # both together only while neither is set): every request's freed buffers then shrank the heap
 # at once and the next request faulted the pages in again (a 64 px WebP from a 512² PNG: 575 page
-# faults and 2.7 ms of system time per request). The heap's top is handed back only past this many
-# free bytes; the periodic malloc_trim(0) below returns the rest. 0 (the default until its RSS is
-# measured against bench/memory.py's record on a quiet machine): glibc's 128 KiB.
+# faults and 2.7 ms of system time per request). So the heap's top is handed back by free() only
+# past 32 MiB; the periodic malloc_trim(0) below returns the rest. 0: glibc's 128 KiB.
 malloc_trim_threshold = srv.malloc_trim_threshold
 # Seconds between malloc_trim(0) calls, made after a request at most this often
 # (0: never). Freed memory inside the heap stays resident until trimmed: an

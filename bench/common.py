@@ -154,7 +154,11 @@ class Server:
              "mediaproxy.wsgi:app"],
             cwd=root, env=full, stdout=self.log, stderr=subprocess.STDOUT, process_group=0,
         )
-        wait_port(self.port, path="/_health")
+        try:
+            wait_port(self.port, timeout=180.0, path="/_health")  # a start takes over a minute at a load of 20
+        except RuntimeError:
+            self.stop()  # not left running after a failed start
+            raise
 
     def put(self, key: str, data: bytes, bucket: str = "cdn") -> None:
         path = self.storage / bucket / key

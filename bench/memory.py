@@ -104,11 +104,14 @@ def settle(port: int) -> None:
 
 def run(alloc: str, total: int, work: Path) -> dict:
     env = {"MEDIAPROXY_MAX_REQUESTS": "0"}
-    if alloc != "default":  # only the default trims; the others show what each step alone does
+    if alloc not in ("default", "mmap1m"):  # only these trim; the others show what each step alone does
         env["MEDIAPROXY_MALLOC_TRIM_INTERVAL"] = "0"
     if alloc == "glibc":  # glibc's own defaults: no mallopt, no trim
         env.update(MEDIAPROXY_MALLOC_ARENA_MAX="0", MEDIAPROXY_MALLOC_MMAP_THRESHOLD="0",
                    MEDIAPROXY_MALLOC_TRIM_THRESHOLD="0")
+    elif alloc == "mmap1m":  # the thresholds before: every freed buffer of 1 MiB or more unmapped at once
+        env.update(MEDIAPROXY_MALLOC_MMAP_THRESHOLD=str(1 << 20), MEDIAPROXY_MALLOC_TRIM_THRESHOLD="0",
+                   MEDIAPROXY_MALLOC_TRIM_INTERVAL="1")
     elif alloc == "arena2":  # the arena cap alone
         env.update(MEDIAPROXY_MALLOC_MMAP_THRESHOLD="0", MEDIAPROXY_MALLOC_TRIM_THRESHOLD="0")
     preload = JEMALLOC if alloc == "jemalloc" else ""
@@ -149,7 +152,8 @@ def main() -> None:
     ap.add_argument("--requests", type=int, default=20000)
     ap.add_argument("--allocators", default="default,no-trim,arena2,glibc,jemalloc",
                     help="default = gunicorn.conf.py's (arena cap, fixed mmap threshold, malloc_trim each second); "
-                         "no-trim = the same without malloc_trim")
+                         "no-trim = the same without malloc_trim; mmap1m = the default with the mmap threshold at "
+                         "1 MiB and glibc's trim threshold (the settings before)")
     add_out_argument(ap)
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="bench-mem-"))

@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/miss.py [--duration 10] [--no-thumbor]
     .venv/bin/python bench/miss.py --stages [--cases a,c,e,b,d] [--iterations 20] [--out DIR]
-    .venv/bin/python bench/miss.py --overhead [--cases a,c] [--rounds 3] [--duration 10] [--out DIR]
+    .venv/bin/python bench/miss.py --overhead [--cases a,c] [--rounds 3] [--duration 10] [--baseline DIR] [--out DIR]
 
 ``--stages``: the transform's CPU per image, stage by stage, in-process (no server): for each case of
 bench/quality.py (a 1024² JPEG → 256² WebP, b → 128² JPEG, c 512² PNG with alpha → 64² WebP,
@@ -15,7 +15,9 @@ Written as pipeline-stages.json and .md with ``--out``.
 
 ``--overhead``: the miss path over HTTP (one worker, result cache off, wrk -c1 naming a distinct source
 key per request: bench/peers.py's sources) against the same transform in-process, both as CPU per
-request (the worker's from /proc; this process's), rounds alternating: target <= 1.10. Written as
+request (the worker's from /proc, with its system time and minor page faults; this process's), rounds
+alternating: target <= 1.10. ``--baseline DIR`` serves another checkout's code (the one before a change:
+``git worktree add --detach DIR COMMIT``) beside this one in every round, in alternating order. Written as
 miss-overhead.json and .md with ``--out``.
 
 Workloads: A = 1024px JPEG -> 256px WebP avatar, B = 2048px JPEG -> 800px-wide
@@ -45,7 +47,19 @@ from pathlib import Path
 os.environ.setdefault("VIPS_CONCURRENCY", "1")  # as the server's workers (gunicorn.conf.py)
 
 import pyvips
-from common import BENCH, Server, add_out_argument, free_port, jpeg, loadavg, wait_port, wait_quiet, write_results, wrk
+from common import (
+    BENCH,
+    ROOT,
+    Server,
+    add_out_argument,
+    free_port,
+    jpeg,
+    loadavg,
+    wait_port,
+    wait_quiet,
+    write_results,
+    wrk,
+)
 
 from mediaproxy.media import jpeg as turbo
 
@@ -183,11 +197,13 @@ def stages(case_names: list[str], iterations: int) -> dict:
     return out
 
 
-def overhead(case_names: list[str], rounds: int, duration: int) -> dict:
+def overhead(case_names: list[str], rounds: int, duration: int, baseline: Path | None = None) -> dict:
     """The miss path's CPU over HTTP against the same transform in-process: one worker as shipped (result
     cache off), wrk -c1 naming a distinct source key per request (bench/peers.py's sources, links and
-    Lua script), the worker's CPU per request from /proc; then, in this process, pipeline.transform on
-    the same bytes and spec, its CPU per call. Rounds alternate the two; medians of the per-round ratios."""
+    Lua script), the worker's CPU per request from /proc, with its minor page faults and system time;
+    then, in this process, pipeline.transform on the same bytes and spec, its CPU per call. Rounds
+    alternate the two; medians of the per-round ratios. ``baseline``: another checkout (the code before
+    a change) served the same way in every round, its order alternating with this one's."""
     import peers
     import quality as qb
 
@@ -199,7 +215,8 @@ def overhead(case_names: list[str], rounds: int, duration: int) -> dict:
     src = peers.sources()
     peers.link_sources(src, work, storage)
     limits = pipeline.Limits(100_000_000, 1000, 1_000_000_000)
-    out: dict = {"load": wait_quiet(), "pipeline": pipeline.PIPELINE_VERSION, "cases": {}}
+    out: dict = {"load": wait_quiet(), "pipeline": pipeline.PIPELINE_VERSION, "cases": {},
+                 "baseline": str(baseline) if baseline else None}
     for name in case_names:
         case, qcase = peers.CASES[name], qb.CASES[name]
         buf = src[case.source]
@@ -207,21 +224,50 @@ def overhead(case_names: list[str], rounds: int, duration: int) -> dict:
         n = 4 if qcase.fmt == "avif" else 20
         rows = []
         for r in range(rounds):
-            side = peers.start("mediaproxy", work / f"{name}-{r}", work / "images", storage, 1)
-            try:
-                http = peers.measure(side, case, 1, duration, work, offset=r * 97 + 1000)
-            finally:
-                side.stop()
+            row: dict = {}
+            sides = [("", ROOT)] + ([("baseline_", baseline)] if baseline else [])
+            for prefix, root in sides if r % 2 == 0 else sides[::-1]:
+                http = _http_miss(name, case, root, work / f"{name}-{r}-{prefix}", storage, duration,
+                                  offset=r * 97 + 1000 + (peers.KEYS // 8 if prefix else 0))
+                row.update({prefix + k: v for k, v in http.items()})
             inproc = _cpu_ms(lambda buf=buf, spec=spec: pipeline.transform(buf, spec, limits), n)
-            rows.append({"http_cpu_ms": http["cpu_ms_per_request"], "inprocess_cpu_ms": inproc,
-                         "ratio": round(http["cpu_ms_per_request"] / inproc, 3)})
-            print(f"{name} round {r}: {rows[-1]}", flush=True)
-        out["cases"][name] = {"title": case.title, "rounds": rows,
-                              "http_cpu_ms": statistics.median(x["http_cpu_ms"] for x in rows),
-                              "inprocess_cpu_ms": statistics.median(x["inprocess_cpu_ms"] for x in rows),
-                              "ratio": statistics.median(x["ratio"] for x in rows)}
+            row["inprocess_cpu_ms"] = inproc
+            for prefix, _ in sides:
+                row[prefix + "ratio"] = round(row[prefix + "http_cpu_ms"] / inproc, 3)
+            rows.append(row)
+            print(f"{name} round {r}: {row}", flush=True)
+        med = {k: statistics.median(x[k] for x in rows) for k in rows[0]}
+        out["cases"][name] = {"title": case.title, "rounds": rows, **med}
     out["load"]["loadavg_1m_at_end"] = round(loadavg(), 2)
     return out
+
+
+def _http_miss(name: str, case, root: Path, workdir: Path, storage: Path, duration: int, offset: int) -> dict:
+    """One worker of ``root``'s code (result cache off) under wrk -c1: CPU, system time and minor page
+    faults per request, of the worker and its master (from /proc)."""
+    import peers
+
+    srv = Server(workdir, env={"MEDIAPROXY_CACHE_DIR": "", "MEDIAPROXY_WORKERS": "1",
+                               "MEDIAPROXY_STORAGE": str(storage)}, root=root)
+    side = peers.Side("mediaproxy", [srv], [srv.port], [srv.proc.pid])
+    try:
+        peers.run_wrk(side, case, 1, 1, workdir, offset + peers.KEYS // 4)  # warm-up, other keys
+        pids = [srv.proc.pid, *srv.worker_pids()]
+        before, cpu0 = [_proc_stat(p) for p in pids], side.cpu()
+        got = peers.run_wrk(side, case, 1, duration, workdir, offset)
+        after, cpu = [_proc_stat(p) for p in pids], side.cpu() - cpu0
+    finally:
+        srv.stop()
+    n = got["requests"] or 1
+    faults, stime = (sum(a[i] - b[i] for a, b in zip(after, before, strict=True)) for i in (0, 1))
+    return {"http_cpu_ms": round(cpu / n * 1000, 2), "http_sys_ms": round(stime / n * 1000, 2),
+            "http_faults": round(faults / n, 1), "requests": got["requests"]}
+
+
+def _proc_stat(pid: int) -> tuple[int, float]:
+    """(minor page faults, system seconds) of one process, every thread."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return int(fields[7]), int(fields[12]) / os.sysconf("SC_CLK_TCK")
 
 
 def overhead_markdown(r: dict) -> str:
@@ -229,9 +275,14 @@ def overhead_markdown(r: dict) -> str:
           f"Pipeline {r['pipeline']}; one worker (gunicorn.conf.py, result cache off), wrk -c1, a distinct source "
           f"key per request; CPU per request (the worker's, from /proc) against pipeline.transform's CPU per call "
           f"on the same bytes in-process; medians of the per-round ratios. Load {r['load']}.\n",
-          "| case | HTTP CPU ms/req | in-process CPU ms | ratio (target ≤ 1.10) |", "|---|---:|---:|---:|"]
+          "| case | code | HTTP CPU ms/req | of it system ms | minor faults/req | in-process CPU ms "
+          "| ratio (target ≤ 1.10) |", "|---|---|---:|---:|---:|---:|---:|"]
     for c in r["cases"].values():
-        md.append(f"| {c['title']} | {c['http_cpu_ms']:.2f} | {c['inprocess_cpu_ms']:.2f} | {c['ratio']:.3f} |")
+        for prefix, label in (("", "this checkout"), ("baseline_", r.get("baseline") or "")):
+            if prefix + "ratio" in c:
+                got = {k: c[prefix + k] for k in ("http_cpu_ms", "http_sys_ms", "http_faults", "ratio")}
+                md.append(f"| {c['title']} | {label} | {got['http_cpu_ms']:.2f} | {got['http_sys_ms']:.2f} "
+                          f"| {got['http_faults']:.0f} | {c['inprocess_cpu_ms']:.2f} | {got['ratio']:.3f} |")
     return "\n".join(md)
 
 
@@ -269,10 +320,12 @@ def main() -> None:
     ap.add_argument("--overhead", action="store_true",
                     help="the miss path's CPU over HTTP against the same transform in-process (--cases a,b,c,d,e)")
     ap.add_argument("--rounds", type=int, default=3, help="with --overhead")
+    ap.add_argument("--baseline", type=Path, help="with --overhead: another checkout (the code before a change) "
+                    "served the same way in every round, beside this one")
     add_out_argument(ap)
     args = ap.parse_args()
     if args.overhead:
-        r = overhead(args.cases.split(","), args.rounds, args.duration)
+        r = overhead(args.cases.split(","), args.rounds, args.duration, args.baseline)
         write_results("miss-overhead", r, overhead_markdown(r), args.out)
         return
     if args.stages:

@@ -447,12 +447,17 @@ VARIANTS: dict[str, dict[str, object]] = {
     "avif-e3-420": {"AVIF_EFFORT_SMALL": 3, "AVIF_SUBSAMPLE": "on"},
     "avif-gamma-e2": {**_NO_LINEAR, "AVIF_EFFORT_SMALL": 2, "AVIF_SUBSAMPLE": "off"},
     "avif-gamma-e3": {**_NO_LINEAR, "AVIF_EFFORT_SMALL": 3, "AVIF_SUBSAMPLE": "off"},
+    "avif-8bit": {"AVIF_BITDEPTH_SMALL": 8},
+    "avif-10bit": {"AVIF_BITDEPTH_SMALL": 10},
     # which library does a step (the same settings): libvips' WebP saver, libvips' Lanczos3 on alpha
     "webp-libvips": {"WEBP_PILLOW": False},
     "resample-libvips": {"RESAMPLE_PILLOW": False},
     "small-e4": {"WEBP_EFFORT_SMALL": 4},
     "large-e3": {"WEBP_EFFORT_LARGE": 3},
     "large-e4": {"WEBP_EFFORT_LARGE": 4},
+    "large-picture": {"WEBP_PRESET_LARGE": "picture"},
+    "large-drawing": {"WEBP_PRESET_LARGE": "drawing"},
+    "large-icon": {"WEBP_PRESET_LARGE": "icon"},
 }
 
 

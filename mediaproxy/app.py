@@ -121,10 +121,12 @@ def wsgi_layers(settings: Settings, ctx: Context, app: falcon.App):
     only the observing layer (``observe.py``) and the connection-closing hook wrap it.
     """
     wsgi = app
+    from_memory = None
     if settings.fast_path and cdn in MODES[settings.mode]:  # it answers the image families' hits only
         from .fastpath import install
 
         wsgi = install(wsgi, ctx)  # inside every guard added after it
+        from_memory = getattr(wsgi, "answers_from_memory", None)
     from . import clientip
 
     wsgi = clientip.install(wsgi, settings)  # the client IP allow-list: outermost guard
@@ -136,5 +138,7 @@ def wsgi_layers(settings: Settings, ctx: Context, app: falcon.App):
     from .http import ClosingLayer
 
     # Lets a responder end the connection (http.close_connection): it must see the
-    # server's own start_response, so it is the outermost layer.
-    return ClosingLayer(wsgi)
+    # server's own start_response, so it is the outermost layer. It tells mediaproxy's worker
+    # which requests the fast path answers from memory: the worker answers those on its event
+    # loop, through all of these layers still (mediaproxy/worker/answers.py).
+    return ClosingLayer(wsgi, answers_from_memory=from_memory)

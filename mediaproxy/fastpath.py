@@ -44,6 +44,9 @@ _DATES_MAX = 4096
 _L1_BYTES = 16 * 1024 * 1024  # memory tier per worker (cleared when full)
 _L1_ITEM_MAX = 64 * 1024  # entries up to this size (larger ones are files: sendfile)
 _L1_TTL = 5.0  # seconds an entry is served from memory before the disk cache is asked again
+# An entry promised to the worker's event loop (``answers_from_memory``) has at least this long
+# left in memory, so the answer that follows microseconds later cannot turn into a disk read.
+_L1_PROMISE = 0.5
 _STATUS = {200: "200 OK", 206: "206 Partial Content", 304: "304 Not Modified", 416: "416 Range Not Satisfiable"}
 _TAIL = [("x-content-type-options", "nosniff"), ("access-control-allow-origin", "*")]
 
@@ -110,6 +113,19 @@ class FastPath:
             self._l1[rkey] = (now + _L1_TTL, entry)
             self._l1_bytes += entry.length
         return entry
+
+    def answers_from_memory(self, method: str, path: str, qs: str) -> bool:
+        """Whether this request (its PATH_INFO and QUERY_STRING) is a hit this layer answers from
+        the memory tier: no disk read, no other layer, nothing that waits. The worker then answers
+        it on its event loop instead of a thread (mediaproxy/worker/answers.py); the answer itself
+        still comes from ``__call__``, through every layer around this one."""
+        if (method != "GET" and method != "HEAD") or not self.cache.enabled:
+            return False
+        resolved = self._resolve(path, qs)
+        if resolved is None:
+            return False
+        held = self._l1.get(resolved[0])
+        return held is not None and held[0] > time.monotonic() + _L1_PROMISE
 
     def _date(self, ts: float) -> str:
         s = self._dates.get(ts)

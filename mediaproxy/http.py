@@ -191,10 +191,15 @@ class ClosingLayer:
     ``force_close()`` makes it send ``Connection: close`` and close gracefully
     (half-close, then drain what the client still sends, so it sees no reset).
     On a server without that method nothing changes.
+
+    ``answers_from_memory(method, path, query)``, when given, says which requests the layers
+    inside answer from memory without waiting on anything (mediaproxy's worker answers those
+    on its event loop); None: no such request.
     """
 
-    def __init__(self, app):
+    def __init__(self, app, answers_from_memory=None):
         self.app = app
+        self.answers_from_memory = answers_from_memory
 
     def __call__(self, environ: dict, start_response):
         def start(status, headers, exc_info=None):

@@ -69,7 +69,7 @@ class JsonLines(logging.Handler):
     """The process's log stream: JSON lines, written in batches when ``interval`` > 0.
 
     Lines wait in memory and a background thread writes them every ``interval``
-    seconds (or sooner, once ``batch_bytes`` are waiting); a WARNING or worse is
+    seconds (or as soon as ``batch_bytes`` are waiting); a WARNING or worse is
     written at once, with everything before it, so the order of lines is kept.
     What is left is written at exit (``logging.shutdown`` flushes every handler).
     A cache hit takes ~100 µs of a worker; a write per access line is a system
@@ -89,12 +89,14 @@ class JsonLines(logging.Handler):
         self._take = threading.Lock()  # the waiting lines
         self._write = threading.Lock()  # one writer at a time, so batches keep their order
         self._flusher_running = False  # in this process (a forked child starts its own)
+        self._wake = threading.Event()  # a full batch: the flusher writes it now
         os.register_at_fork(after_in_child=self._forked)
 
     def _forked(self) -> None:
         self._flusher_running = False
         self._lines, self._size = [], 0  # the parent's lines are the parent's to write
         self._take, self._write = threading.Lock(), threading.Lock()
+        self._wake = threading.Event()
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
@@ -113,9 +115,17 @@ class JsonLines(logging.Handler):
         with self._take:
             self._lines.append(line)
             self._size += len(line)
-            full = self._size >= self.batch_bytes
-        if urgent or full:
+            size = self._size
+        if urgent:
             self.flush()
+        elif size >= self.batch_bytes:
+            # A full batch is the flusher thread's to write: the caller may be the worker's event
+            # loop (a hit answered there), which must not wait on the stream. Only a stream that
+            # keeps the flusher from catching up (4 batches waiting) makes the callers write.
+            if self._flusher_running and size < 4 * self.batch_bytes:
+                self._wake.set()
+            else:
+                self.flush()
 
     def flush(self) -> None:
         with self._write:
@@ -137,7 +147,8 @@ class JsonLines(logging.Handler):
 
         def loop() -> None:
             while True:
-                time.sleep(self.interval)
+                self._wake.wait(self.interval)
+                self._wake.clear()
                 self.flush()
 
         threading.Thread(target=loop, name="mediaproxy-log", daemon=True).start()

@@ -675,9 +675,10 @@ SETTINGS: tuple[Setting, ...] = (
             default_doc="`VIPS_CONCURRENCY`, else `1`"),
     Setting("server", "malloc_arena_max", "MEDIAPROXY_MALLOC_ARENA_MAX", Int(0, 1024), 2,
             "glibc heap arenas per worker, set after fork (libvips heap fragmentation)", MEMORY),
-    Setting("server", "malloc_mmap_threshold", "MEDIAPROXY_MALLOC_MMAP_THRESHOLD", Int(0), MiB,
-            "bytes from which glibc maps an allocation on its own, set after fork", MEMORY),
-    Setting("server", "malloc_trim_threshold", "MEDIAPROXY_MALLOC_TRIM_THRESHOLD", Int(0), 0,
+    Setting("server", "malloc_mmap_threshold", "MEDIAPROXY_MALLOC_MMAP_THRESHOLD", Int(0), 4 * MiB,
+            "bytes from which glibc maps an allocation on its own, set after fork (`0`: glibc's dynamic threshold)",
+            MEMORY),
+    Setting("server", "malloc_trim_threshold", "MEDIAPROXY_MALLOC_TRIM_THRESHOLD", Int(0), 32 * MiB,
             "free bytes at the top of glibc's heap before a `free()` hands them back, set after fork (`0`: glibc's "
             "default); the periodic `malloc_trim(0)` hands back the rest", MEMORY),
     Setting("server", "malloc_trim_interval", "MEDIAPROXY_MALLOC_TRIM_INTERVAL", Float(0.0), 1.0,
@@ -749,7 +750,8 @@ SETTINGS: tuple[Setting, ...] = (
             "seconds a job stays with a worker that stopped renewing its lease; then another runs it", JOBS),
     Setting("library", "job_heartbeat", "MEDIAPROXY_JOB_HEARTBEAT",
             Float(0.05, lambda got: got["job_lease"] / 2, bounds=f"0.05..half of `{_lease}`"), 5.0,
-            "seconds between lease renewals, sweeps of expired leases and outbox relays", JOBS,
+            "seconds between lease renewals, sweeps of expired leases and of uploads arrived in S3, and "
+            "outbox relays", JOBS,
             computed=lambda got, env: min(5.0, got["job_lease"] / 3), default_doc="`5`, at most a third of the lease"),
     Setting("library", "job_test_delay", "MEDIAPROXY_JOB_TEST_DELAY", Float(0.0, 600.0), 0.0,
             "tests only: seconds a crop job waits between writing its output and committing it", JOBS),

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import requests
 
-from .server import ROOT, Server
+from .server import ROOT, Server, eventually
 
 MEDIAPROXY = str(Path(sys.executable).with_name("mediaproxy"))
 
@@ -122,6 +122,28 @@ class Stack:
                 return body
             time.sleep(0.1)
         raise AssertionError(f"job {job_id} did not finish: {body}")
+
+    def uploaded(self, path: str, headers: dict | None = None, timeout: float = 60.0,
+                 key: str | None = "default") -> dict:
+        """The record at ``path`` (``/api/v1/media/{id}``, ``/media/{id}``) once its presigned upload
+        has completed: at once where the PUT reached the server (the local backend's upload URL);
+        where it went straight to S3, which tells the server nothing, once the worker's sweep has
+        seen the bytes and its job has checked them (polled, at most ``timeout`` seconds)."""
+
+        def ready() -> dict | None:
+            r = self.api("GET", path, key=key, headers=headers)
+            assert r.status_code == 200, r.text
+            body = r.json()
+            return body if body.get("status") in ("ready", "uploaded") else None
+
+        return eventually(ready, timeout if self.server.backend == "s3" else 0.0, every=0.1)
+
+    def refused(self, prefix: str, timeout: float = 60.0) -> None:
+        """Wait until a PUT straight to S3 under ``prefix`` (an object key, or a record's folder
+        ``{org}/{id}/``) has been checked and refused: its bytes are gone from the incoming key
+        and from the record's (the local backend refuses the PUT itself)."""
+        eventually(lambda: not self.stored_keys(f"incoming/{prefix}") and not self.stored_keys(prefix),
+                   timeout, every=0.1)
 
     def stored_keys(self, prefix: str) -> list[str]:
         if self.server.backend == "s3":

@@ -230,3 +230,16 @@ def test_a_large_output_at_quality_auto_is_the_fixed_quality_s_bytes(fmt):
     fixed = parse_spec(BANNER, {"width": "1100", "quality": str(autoquality.START[fmt]["good"])}, fmt)
     assert auto.canonical() != fixed.canonical()  # their own cache keys all the same
     assert pipeline.transform(src, auto, LIMITS).body == pipeline.transform(src, fixed, LIMITS).body
+
+
+def test_a_10_bit_avif_candidate_is_judged_on_its_pixels():
+    """A 10-bit AVIF decodes to 16-bit samples: the estimate reads them scaled to 8 bits (a cast clipped
+    every sample over 255 to white), so a 10-bit candidate scores as its 8-bit twin does."""
+    im = photo_like(128)
+    ref = autoquality._views(im, "avif")
+    scores = []
+    for bits in (8, 10):
+        body = im.heifsave_buffer(Q=60, compression="av1", effort=2, bitdepth=bits, subsample_mode="off", keep="none")
+        assert pyvips.Image.new_from_buffer(body, "").format == ("uchar" if bits == 8 else "ushort")
+        scores.append(autoquality.estimate(ref, body, "avif"))
+    assert abs(scores[0] - scores[1]) < 5 and scores[1] > 50

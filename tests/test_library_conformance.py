@@ -117,7 +117,7 @@ def test_stats_count_the_clients_media_of_every_api(library):
     c = media_create(library, "two.png", "image/png", user="stats-user", key=key).json()  # /media
     two = media.bands(30, 20, [(1, 2, 3)]).pngsave_buffer()
     assert media_put(c, two).status_code == 200
-    seen = library.api("GET", f"/media/{c['media']['id']}", key=key, headers={"X-User-Id": "stats-user"}).json()
+    seen = library.uploaded(f"/media/{c['media']['id']}", {"X-User-Id": "stats-user"}, key=key)
     assert seen["status"] == "uploaded" and seen["size"] == len(two)
     three = v2_created(library, key=key, data=media.bands(20, 20, [(9, 9, 9)]).pngsave_buffer())  # /v2
     pending = media_create(library, "never.png", "image/png", user="stats-user", key=key)  # never uploaded

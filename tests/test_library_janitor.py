@@ -17,7 +17,7 @@ import pytest
 import requests
 
 from . import media
-from .library import MEDIAPROXY, Stack, library_env
+from .library import MEDIAPROXY, Stack, Worker, library_env
 from .server import ROOT, MotoS3, Server
 from .test_library_rollback import counts
 
@@ -223,8 +223,9 @@ def test_a_write_retries_fast_failures_never_a_timeout():
 
 def test_janitor_keeps_a_presigned_upload_waiting_for_its_check_and_removes_a_late_put(tmp_path):
     """On S3 a presigned PUT lands under the incoming key, and the bytes move to the record's key
-    when the record is next checked, which may be long after: the janitor keeps them while their
-    record waits, and removes what a still-valid URL puts there after the check."""
+    when a worker completes the upload, which may be long after (no worker runs here at first):
+    the janitor keeps them while their record waits, and removes what a still-valid URL puts
+    there after the check."""
     with own_stack(tmp_path, "s3", SHORT_FLIGHT) as (stack, _):
         r = stack.api("POST", "/media", json={"filename": "late.png", "contentType": "image/png"},
                       headers={"X-User-Id": "u1"})
@@ -238,7 +239,13 @@ def test_janitor_keeps_a_presigned_upload_waiting_for_its_check_and_removes_a_la
         r = janitor(stack, "--grace", str(GRACE))
         assert r.returncode == 0 and "removed 0 incomplete upload(s) and 0 orphan(s)" in r.stdout, r.stdout + r.stderr
         assert stack.stored_keys("incoming/") == [waiting]
-        seen = stack.api("GET", f"/media/{body['media']['id']}", headers={"X-User-Id": "u1"}).json()
+        path, user = f"/media/{body['media']['id']}", {"X-User-Id": "u1"}
+        assert stack.api("GET", path, headers=user).json()["status"] == "pending_upload"  # a read completes nothing
+        worker = Worker(stack.env, tmp_path / "worker.log")  # its sweep finds the bytes and completes the upload
+        try:
+            seen = stack.uploaded(path, user)
+        finally:
+            worker.stop()
         assert seen["status"] == "uploaded" and requests.get(seen["publicDownloadUrl"], timeout=30).content == png
         assert stack.stored_keys("incoming/") == []  # moved to the record's key
         late = requests.put(body["uploadUrl"], data=media.png(8, 8), headers=body["headers"], timeout=30)

@@ -266,6 +266,75 @@ def test_a_read_has_no_side_effects(lib):
         s.close()
 
 
+def test_the_sweep_queues_one_completion_per_arrived_upload(lib):
+    """A PUT straight to the store tells the server nothing: the workers' sweep lists the incoming
+    keys and queues one job per arrived upload (of two sweeps that saw it at once, one: a
+    compare-and-set on the record), which completes it with its placeholders and hash."""
+    import hashlib
+    from datetime import timedelta
+
+    from mediaproxy.library import jobs as queue_jobs
+    from mediaproxy.library.models import now
+    from mediaproxy.library.repositories import objects
+    from mediaproxy.library.services.base import incoming_key
+
+    data = png()
+    with lib.db.transaction() as s:
+        org = auth.organization(s, "acme", create=True)
+        media, signed = lib.ingest.presign_upload(s, org, "http://x", "a.png", "image/png", None)
+        media_id, key = media.id, signed["objectKey"]
+    assert lib.ingest.arrived_keys() == []
+    lib.ctx.storage.put(lib.bucket, incoming_key(key), data, "image/png")  # what a PUT to S3 leaves
+    assert lib.ingest.arrived_keys() == [key]
+    late = lib.db.session()  # a second sweep, which saw the arrival before the first queued its job
+    try:
+        stale = now() - timedelta(seconds=lib.ingest.upload_claim_lease)
+        (seen,) = objects.waiting_arrivals(late, lib.bucket, [key], stale)
+        assert seen[0] == media_id
+        with lib.db.transaction() as s:
+            (job,) = lib.ingest.take_arrivals(s, [key])
+            job_id = job.id
+        assert lib.queued == [job_id]  # relayed once committed
+        assert not objects.mark_arrival(late, seen[0], seen[2], seen[3], now())
+        unit.rollback(late)
+    finally:
+        late.close()
+    with lib.db.transaction() as s:
+        assert lib.ingest.take_arrivals(s, [key]) == []  # its job waits for it: none more
+        assert s.scalar(select(func.count()).select_from(Job).where(Job.media_id == media_id)) == 1
+        assert media_repo.load(s, media_id).state == "uploading"
+    assert queue_jobs.claim(lib.db, job_id, "worker", 30.0)
+    s = lib.db.session()
+    try:
+        lib.jobs.run(s, job_id, "worker")
+        unit.commit(s)
+        media = media_repo.load(s, media_id)
+        assert (media.state, media.width, media.height) == ("ready", 64, 48)
+        assert media.blur_hash and media.current.object.sha256 == hashlib.sha256(data).hexdigest()
+        assert s.get(Job, job_id).state == "completed"
+    finally:
+        s.close()
+    assert lib.ingest.arrived_keys() == []  # moved under the record's key, which the client cannot write
+    assert lib.ctx.storage.get(lib.bucket, key)[1] == data
+
+
+def test_an_upload_taken_by_a_request_that_fails_is_completed_by_a_job(lib):
+    """A request that checks an upload (a crop by id) moves its bytes under the record's key, where
+    the workers' sweep does not look; if it then fails, a job is queued to complete the upload."""
+    _, media_id = _waiting_upload(lib, png())
+    s = lib.db.session()
+    try:
+        assert lib.ingest.check_upload(s, media_repo.load(s, media_id)) is not None
+        assert lib.queued == []
+        unit.rollback(s)  # e.g. the crop's rectangle lay outside the image: 400
+    finally:
+        s.close()
+    with lib.db.transaction() as s:
+        assert media_repo.load(s, media_id).state == "uploading"
+        jobs = list(s.scalars(select(Job).where(Job.media_id == media_id)))
+        assert [(j.kind, j.state) for j in jobs] == [("finalize", "pending")] and lib.queued == [jobs[0].id]
+
+
 def test_an_upload_claim_is_seen_at_once_and_given_back_when_its_request_fails(lib):
     _, media_id = _waiting_upload(lib, png())
     s, other = lib.db.session(), lib.db.session()

@@ -344,3 +344,28 @@ def test_unsupported_and_undecodable():
     for buf in (b"", b"garbage" * 50, svg, b"%PDF-1.4\n" + b"0" * 100, b"P5 1 1 255\n\x00"):
         with pytest.raises(BadRequest):
             run(buf, SQUARE, {})
+
+
+@pytest.mark.parametrize("bands, interpretation", [(3, "srgb"), (1, "b-w")])
+@pytest.mark.parametrize("size, target", [((384, 384), (256, 256)), ((1000, 750), (200, 150)),
+                                          ((301, 97), (300, 96)), ((640, 480), (64, 17)), ((77, 1203), (5, 80))])
+def test_the_plain_resize_gives_thumbnail_image_s_pixels(bands, interpretation, size, target):
+    """An upright frame without alpha skips thumbnail_image for libvips' resize: the same pixels."""
+    w, h = size
+    noise = pyvips.Image.gaussnoise(w, h, mean=128, sigma=50)
+    im = noise.bandjoin([noise.rot180().resize(1, vscale=1)] * (bands - 1)) if bands > 1 else noise
+    im = (im + pyvips.Image.xyz(w, h)[0] * (100 / w)).cast("uchar").copy_memory().copy(interpretation=interpretation)
+    fast = P._resize_vips(im, *target)
+    assert fast is not None
+    slow = im.thumbnail_image(target[0], height=target[1], size="force")
+    assert (fast.width, fast.height, fast.bands, fast.interpretation) == (slow.width, slow.height, slow.bands,
+                                                                           slow.interpretation)
+    assert fast.write_to_memory() == slow.write_to_memory()
+
+
+def test_the_plain_resize_leaves_the_rest_to_thumbnail_image():
+    rgb = media.gradient(64, 64).cast("uchar").copy(interpretation="srgb")
+    assert P._resize_vips(rgb.bandjoin(255), 32, 32) is None  # alpha: premultiplied by thumbnail
+    assert P._resize_vips(rgb.cast("ushort"), 32, 32) is None
+    assert P._resize_vips(rgb.copy(interpretation="multiband"), 32, 32) is None
+    assert P._resize_vips(rgb, 65, 32) is None  # an enlargement

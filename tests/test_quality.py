@@ -190,6 +190,20 @@ def test_webp_written_by_pillow_has_libvips_pixels(monkeypatch, alpha):
     assert not [f for f in a.get_fields() if f.startswith(("exif", "xmp", "icc"))]
 
 
+def test_large_webp_preset_reaches_the_encoder_and_only_large_outputs(monkeypatch):
+    # WEBP_PRESET_LARGE (bench/quality.py's preset variants) is libvips' saver's preset for outputs over
+    # WEBP_LARGE_PIXELS; smaller outputs keep libwebp's defaults.
+    src = (quadrants(1200, 900).cast("float") + pyvips.Image.gaussnoise(1200, 900, sigma=20)).cast("uchar")
+    buf = src.copy(interpretation="srgb").pngsave_buffer()
+    before = {size: run(buf, BANNER, {"width": size}, "webp").body for size in ("800", "300")}
+    monkeypatch.setattr(P, "WEBP_PRESET_LARGE", "drawing")
+    after = {size: run(buf, BANNER, {"width": size}, "webp").body for size in ("800", "300")}
+    assert after["300"] == before["300"]
+    assert after["800"] != before["800"]
+    im = pyvips.Image.new_from_buffer(buf, "").thumbnail_image(800, size="force", height=600)
+    assert after["800"] == im.webpsave_buffer(Q=80, keep="none", effort=P.WEBP_EFFORT_LARGE, preset="drawing")
+
+
 def animation(delays: list[int], loop: int) -> bytes:
     frames = [pyvips.Image.black(200, 200).new_from_image([i * 40, 255 - i * 40, 128]) for i in range(len(delays))]
     strip = pyvips.Image.arrayjoin(frames, across=1).cast("uchar").copy(interpretation="srgb")

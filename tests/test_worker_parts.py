@@ -15,6 +15,7 @@ sockets. Over real HTTP against gunicorn they are tested in:
   not a reset, after a refused body);
 - errors (gunicorn's error answers in the error format): tests/test_resilience.py
   ``test_gunicorn_error_pages_follow_the_error_contract``;
+- answers (memory-tier hits on the event loop): tests/test_worker_answers.py;
 - thread_worker (accept only with a free thread): tests/test_worker.py.
 """
 
@@ -357,3 +358,246 @@ def test_a_frozen_config_answers_every_setting_without_its_lookup(monkeypatch):
     assert (cfg.keepalive, cfg.threads, cfg.is_ssl) == (7, 3, None)
     assert cfg.worker_class is not None  # a property: still computed by gunicorn
     assert asked == []
+
+
+# -- answers (memory-tier hits on the event loop) --------------------------------------------------
+
+
+@pytest.mark.parametrize(("head", "target"), [
+    (b"GET /a/b.webp?size=64 HTTP/1.1\r\nHost: x\r\n\r\n", ("GET", "/a/b.webp", "size=64")),
+    (b"HEAD /a HTTP/1.0\r\n\r\n", ("HEAD", "/a", "")),
+    (b"GET /expect/upgrade?content-length=1 HTTP/1.1\r\n\r\n", ("GET", "/expect/upgrade", "content-length=1")),
+    (b"GET /a HTTP/1.1\r\nHost: x\r\ncontent-LENGTH: 0\r\n\r\n", None),
+    (b"GET /a?x=1&y= HTTP/1.1\r\nIf-None-Match: \"e\"\r\n\r\nGET /next", ("GET", "/a", "x=1&y=")),
+    (b"POST /a HTTP/1.1\r\nContent-Length: 0\r\n\r\n", None),
+    (b"GET /a HTTP/1.1\r\nContent-Length: 5\r\n\r\nhello", None),  # a body: a thread reads it
+    (b"GET /a HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n", None),
+    (b"GET /a HTTP/1.1\r\nExpect: 100-continue\r\n\r\n", None),
+    (b"GET /a HTTP/1.1\r\nUpgrade: h2c\r\n\r\n", None),
+    (b"GET /a%2Fb HTTP/1.1\r\n\r\n", None),  # escapes: PATH_INFO is the parser's to decode
+    (b"GET //a HTTP/1.1\r\n\r\n", None),
+    (b"GET http://x/a HTTP/1.1\r\n\r\n", None),
+    (b"GET /a#f HTTP/1.1\r\n\r\n", None),
+    (b"GET /a HTTP/2.0\r\n\r\n", None),
+    (b"GET /a HTTP/1.1\n\n", None),  # bare LF: the parser would wait for more
+    (b"GET /a HTTP/1.1\r\nHost: x\r\n", None),  # not complete
+    ("GET /\u00e9 HTTP/1.1\r\n\r\n".encode(), None),
+    (b"GET  /a HTTP/1.1\r\n\r\n", None),
+])
+def test_the_quick_look_takes_only_plain_gets_and_heads_without_a_body(head, target):
+    from mediaproxy.worker.answers import quick_target
+
+    assert quick_target(head) == target
+
+
+_MEM_BODY = os.urandom(3000)
+
+
+def _memory_app(environ, start_response):
+    """A WSGI application with one URL in memory (``/mem``), the rest "from elsewhere"."""
+    rid = environ.setdefault("test.calls", [])
+    rid.append(environ["PATH_INFO"])
+    body = _MEM_BODY if environ["PATH_INFO"] == "/mem" else b"elsewhere\n"
+    start_response("200 OK", [("Content-Type", "application/octet-stream"), ("Content-Length", str(len(body))),
+                              ("X-Query", environ.get("QUERY_STRING", ""))])
+    return [] if environ["REQUEST_METHOD"] == "HEAD" else [body]
+
+
+_memory_app.answers_from_memory = lambda method, path, query: path == "/mem"
+
+
+class _Worker:
+    """The real worker class over socket pairs, its thread pool run inline on demand."""
+
+    def __init__(self, app=_memory_app, **settings) -> None:
+        from gunicorn.config import Config
+
+        cfg = Config()
+        for name, value in {"threads": 2, **settings}.items():
+            cfg.set(name, value)
+        log = SimpleNamespace(info=lambda *a: None, debug=lambda *a: None, warning=lambda *a: None,
+                              exception=lambda *a: None, error=lambda *a: None, access=lambda *a: None)
+        self.worker = w = ThreadWorker(0, os.getpid(), [], SimpleNamespace(wsgi=lambda: app), 30, cfg, log)
+        w.poller = selectors.DefaultSelector()
+        w.load_wsgi()
+        self.queued: list = []
+        w.enqueue_req = self.queued.append  # a thread's turn: run by threads() below
+
+    def connect(self):
+        from mediaproxy.worker.linger import Conn
+
+        server, client = socket.socketpair()
+        conn = Conn(self.worker.cfg, server, ("127.0.0.1", 40000), ("127.0.0.1", 8000))
+        conn.worker = self.worker
+        self.worker.nr_conns += 1
+        client.settimeout(10)
+        return conn, client
+
+    def threads(self) -> None:
+        """Run the requests handed to threads, each then finished on the "event loop"."""
+        from concurrent.futures import Future
+
+        while self.queued:
+            conn = self.queued.pop(0)
+            done: Future = Future()
+            done.set_result(self.worker.handle(conn))
+            self.worker.finish_request(conn, done)
+
+    def loop(self, seconds: float = 0.05) -> None:
+        end = time.monotonic() + seconds
+        while (left := end - time.monotonic()) > 0:
+            for key, _ in self.worker.poller.select(left):
+                key.data(key.fileobj)
+
+
+def _responses(client: socket.socket, n: int, head: bool = False, buf: bytearray | None = None) -> list[bytes]:
+    """``n`` whole responses; what follows them stays in ``buf``."""
+    buf = bytearray() if buf is None else buf
+    out: list[bytes] = []
+    while len(out) < n:
+        while b"\r\n\r\n" not in buf:
+            buf += client.recv(65536)
+        end = buf.index(b"\r\n\r\n") + 4
+        size = 0 if head else int(bytes(buf[:end]).lower().split(b"content-length: ")[1].split(b"\r\n")[0])
+        while len(buf) < end + size:
+            buf += client.recv(65536)
+        out.append(bytes(buf[: end + size]))
+        del buf[: end + size]
+    return out
+
+
+@pytest.fixture
+def fixed_date(monkeypatch):
+    from gunicorn import util
+
+    monkeypatch.setattr(util, "http_date", lambda *a: "Mon, 07 Dec 2026 09:00:00 GMT")
+
+
+@pytest.mark.parametrize("method", ["GET", "HEAD"])
+def test_the_loop_answers_what_the_app_has_in_memory_as_a_thread_would(fixed_date, method):
+    w = _Worker()
+    loop_conn, loop_client = w.connect()
+    req = f"{method} /mem?size=64 HTTP/1.1\r\nHost: x\r\n\r\n".encode()
+    loop_client.sendall(req)
+    w.worker._read_headers(loop_conn)
+    assert w.queued == []  # no thread
+    by_loop = _responses(loop_client, 1, head=method == "HEAD")[0]
+    assert list(w.worker.keepalived_conns) == [loop_conn] and w.worker.nr == 1
+
+    # the same request forced onto a thread: the application is asked nothing, gunicorn answers
+    w.worker.answers_from_memory = None
+    thread_conn, thread_client = w.connect()
+    thread_client.sendall(req)
+    w.worker._read_headers(thread_conn)
+    assert w.queued == [thread_conn]
+    w.threads()
+    by_thread = _responses(thread_client, 1, head=method == "HEAD")[0]
+    assert by_loop == by_thread
+    assert by_loop.startswith(b"HTTP/1.1 200 OK\r\n") and b"\r\nX-Query: size=64\r\n" in by_loop
+
+
+def test_what_the_app_has_elsewhere_or_with_a_body_takes_a_thread():
+    w = _Worker()
+    for data in (b"GET /disk HTTP/1.1\r\n\r\n", b"POST /mem HTTP/1.1\r\nContent-Length: 2\r\n\r\nhi",
+                 b"GET /m%65m HTTP/1.1\r\n\r\n"):
+        conn, client = w.connect()
+        client.sendall(data)
+        w.worker._read_headers(conn)
+        assert w.queued == [conn] and conn.prebuf == data  # the parser starts from the bytes read
+        w.threads()
+        assert _responses(client, 1)[0].startswith(b"HTTP/1.1 200 OK\r\n")
+
+
+def test_a_request_parsed_on_the_loop_but_not_its_own_goes_to_a_thread_parsed(fixed_date):
+    # a SCRIPT_NAME header changes PATH_INFO: the loop parsed the request, a thread answers it
+    w = _Worker()
+    conn, client = w.connect()
+    client.sendall(b"GET /mem HTTP/1.1\r\nSCRIPT_NAME: /m\r\n\r\n")
+    w.worker._read_headers(conn)
+    assert w.queued == [conn] and getattr(conn, "prebuf", None) is None
+    w.threads()
+    assert _responses(client, 1)[0].endswith(b"elsewhere\n")  # PATH_INFO "em"
+    assert w.worker.nr == 1  # counted once
+
+
+def test_a_malformed_request_the_loop_took_gets_the_threads_error_page():
+    w = _Worker()
+    conn, client = w.connect()
+    client.sendall(b"GET /mem HTTP/1.1\r\nBad Header\r\n\r\n")
+    w.worker._read_headers(conn)
+    assert len(w.queued) == 1
+    w.threads()
+    client.shutdown(socket.SHUT_WR)
+    answer = b""
+    while chunk := client.recv(65536):
+        answer += chunk
+    assert answer == error_page(400, "Bad Request")
+
+
+def test_pipelined_requests_are_answered_in_order_without_recursion(fixed_date):
+    # thousands of pipelined hits in one buffer: each answer takes the next from the buffer in a
+    # loop, not a nested call (which would overflow the stack), and a thread's answer keeps its place
+    w = _Worker()
+    conn, client = w.connect()
+    n = 2000
+    client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 22)
+    conn.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 1 << 22)
+    plan = [b"HEAD /mem?i=%d HTTP/1.1\r\n\r\n" % i for i in range(n)]
+    plan[700] = b"HEAD /disk HTTP/1.1\r\n\r\n"  # a thread's, in the middle
+    got: list[bytes] = []
+    buf = bytearray()
+    client.sendall(b"".join(plan))
+    w.worker._read_headers(conn)
+    for _ in range(5 * n):  # bounded: a failure must not hang the test
+        if len(got) == n:
+            break
+        w.threads()
+        w.loop(0.01)
+        client.setblocking(False)
+        try:
+            buf += client.recv(1 << 20)
+        except BlockingIOError:
+            continue
+        while buf.count(b"\r\n\r\n") and len(got) < n:
+            got += _responses(client, 1, head=True, buf=buf)
+    assert len(got) == n and w.worker.nr == n
+    assert [b"X-Query: i=%d\r\n" % i in r for i, r in enumerate(got)].count(False) == 1
+    assert b"X-Query: \r\n" in got[700]
+
+
+def test_an_answer_the_socket_cannot_take_is_sent_by_the_loops_writer(fixed_date):
+    w = _Worker()
+    conn, client = w.connect()
+    conn.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+    client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    n = 40  # ~120 KB of answers, far over the two buffers
+    client.sendall(b"GET /mem HTTP/1.1\r\n\r\n" * n)
+    w.worker._read_headers(conn)
+    assert id(conn) in w.worker.sending and w.queued == []  # the loop returned, the rest waits
+    got: list[bytes] = []
+    buf = bytearray()
+    client.setblocking(False)
+    while len(got) < n:
+        w.loop(0.01)
+        try:
+            buf += client.recv(1 << 16)
+        except BlockingIOError:
+            continue
+        while b"\r\n\r\n" in buf and len(buf) >= buf.index(b"\r\n\r\n") + 4 + len(_MEM_BODY):
+            end = buf.index(b"\r\n\r\n") + 4 + len(_MEM_BODY)
+            got.append(bytes(buf[:end]))
+            del buf[:end]
+    assert all(r.endswith(_MEM_BODY) for r in got) and len(set(got)) == 1
+    assert not w.worker.sending and list(w.worker.keepalived_conns) == [conn]
+
+
+def test_the_last_request_before_max_requests_is_answered_then_closed(fixed_date):
+    w = _Worker()
+    w.worker.max_requests = 2
+    conn, client = w.connect()
+    client.sendall(b"GET /mem HTTP/1.1\r\n\r\nGET /mem HTTP/1.1\r\n\r\nGET /mem HTTP/1.1\r\n\r\n")
+    w.worker._read_headers(conn)
+    first, second = _responses(client, 2)
+    assert b"Connection: keep-alive" in first and b"Connection: close" in second
+    assert w.worker.alive is False and w.worker.nr == 2  # the worker restarts after it
+    assert conn.sock.fileno() == -1  # closed (a stopping worker lingers on none), the third request unanswered

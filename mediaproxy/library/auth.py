@@ -90,14 +90,17 @@ def revoke_key(session: Session, prefix: str) -> ApiKey | None:
     return row
 
 
+# the key and its organization in one query (every library request asks for both); built once, as
+# the list's statements are: building it per request, with its loader option, cost more than the lookup
+_KEY_BY_PREFIX = select(ApiKey).options(joinedload(ApiKey.org)).where(ApiKey.prefix == bindparam("prefix"))
+
+
 def authenticate(session: Session, key: str | None) -> Organization:
     """The organization of a valid, unrevoked key; ``Unauthorized`` otherwise."""
     if not key:
         raise Unauthorized("missing API key (X-API-Key or Authorization: Bearer)")
     m = _KEY.fullmatch(key.strip())
-    # the key and its organization in one query (every library request asks for both)
-    by_prefix = select(ApiKey).options(joinedload(ApiKey.org))
-    row = session.scalar(by_prefix.where(ApiKey.prefix == m.group(1))) if m else None
+    row = session.scalar(_KEY_BY_PREFIX, {"prefix": m.group(1)}) if m else None
     # Compare even when nothing matched, so a wrong prefix costs the same as a wrong secret.
     ok = hmac.compare_digest(row.digest if row is not None else "0" * 64, digest(key.strip()))
     if row is None or not ok or row.revoked_at is not None:

@@ -73,7 +73,7 @@ def add_routes(app, ctx: Context) -> None:
 
 def run_worker(settings: Settings) -> None:
     """``mediaproxy worker``: the huey consumer, in threads, until SIGINT/SIGTERM; beside it the
-    keeper's heartbeat (leases, expired jobs, the outbox)."""
+    keeper's heartbeat (leases, expired jobs, arrived uploads, the outbox)."""
     configure_vips(settings)
     ctx = Context.build(settings)
     db = Database(settings.library.database_url, pool_size=settings.library.worker_threads + 2)
@@ -81,7 +81,7 @@ def run_worker(settings: Settings) -> None:
         upgrade_locked(db)
     queue = Queue(settings)
     lib = Library(ctx, db, queue.enqueue)
-    keeper = Keeper(db, queue, settings.library)
+    keeper = Keeper(db, queue, settings.library, lib.ingest)
     queue.runner = runner(settings, lib, queue, keeper)
     keeper.start()
     consumer = queue.huey.create_consumer(workers=settings.library.worker_threads, worker_type="thread",

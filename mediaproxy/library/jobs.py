@@ -167,19 +167,22 @@ def claim(db, job_id: str, owner: str, lease: float) -> bool:
 
 class Keeper:
     """The worker's heartbeat: renews the leases of the jobs this process runs, puts back jobs
-    whose lease expired, and relays the outbox; every ``MEDIAPROXY_JOB_HEARTBEAT`` seconds, in
-    every worker (not only at start)."""
+    whose lease expired, queues the completion of presigned uploads whose bytes the store has
+    received (``ingest``: the library's ``Ingest``), and relays the outbox; every
+    ``MEDIAPROXY_JOB_HEARTBEAT`` seconds, in every worker (not only at start)."""
 
-    def __init__(self, db, queue: Queue, settings: LibrarySettings):
+    def __init__(self, db, queue: Queue, settings: LibrarySettings, ingest=None):
         self.db = db
         self.queue = queue
         self.settings = settings
+        self.ingest = ingest
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._held: set[str] = set()
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._failing: str | None = None  # what failed at the last beat: logged once per outage
+        self._arrivals_failing: str | None = None  # the same, for the sweep of arrived uploads
 
     def hold(self, job_id: str) -> None:
         with self._lock:
@@ -220,6 +223,24 @@ class Keeper:
             log.warning("re-queued %d job(s) whose worker's lease expired", expired)
         if relayed:
             log.info("relayed %d job(s) from the outbox", relayed)
+        self.sweep_arrivals()
+
+    def sweep_arrivals(self) -> None:
+        """``take_arrivals``, apart from the rest of the beat: a store that does not answer leaves
+        the leases and the outbox to go on (logged once per outage)."""
+        try:
+            arrived = self.take_arrivals()
+        except Exception as exc:
+            what = type(exc).__name__
+            if self._arrivals_failing != what:
+                log.warning("the sweep of uploads arrived in the store failed (%s): again at the next beat", what)
+            self._arrivals_failing = what
+            return
+        if self._arrivals_failing is not None:
+            log.info("the sweep of uploads arrived in the store works again")
+            self._arrivals_failing = None
+        if arrived:
+            log.info("queued the completion of %d upload(s) the store received", arrived)
 
     def renew(self) -> int:
         with self._lock:
@@ -244,6 +265,18 @@ class Keeper:
                                                              Job.lease_until < t))
                 .values(state="pending", lease_owner=None, lease_until=None, relayed_at=None, run_after=None)
                 .execution_options(synchronize_session=False)).rowcount
+
+    def take_arrivals(self) -> int:
+        """A presigned upload straight to the store tells the server nothing: the store's incoming
+        keys are listed, and each waiting upload found there gets the job that completes it
+        (``Ingest.take_arrivals``), in a unit of work of its own; its relay follows the commit."""
+        if self.ingest is None:
+            return 0
+        keys = self.ingest.arrived_keys()
+        if not keys:
+            return 0
+        with self.db.transaction() as s:
+            return len(self.ingest.take_arrivals(s, keys))
 
     def relay_outbox(self) -> int:
         """Hand the queue what it should hold: due un-relayed jobs, and those relayed so long ago

@@ -69,7 +69,10 @@ Encoder = Callable[[pyvips.Image, int], bytes]
 
 
 def _pixels(im: pyvips.Image) -> np.ndarray:
-    """H×W×bands uint8 of an 8-bit image."""
+    """H×W×bands uint8 of an image: 8-bit as is, 16-bit (a 10-bit AVIF candidate decodes to libvips'
+    rgb16 or grey16) scaled down to 8 bits, not clipped."""
+    if im.interpretation in ("rgb16", "grey16"):
+        im = im.colourspace("srgb" if im.interpretation == "rgb16" else "b-w")
     if im.format != "uchar":
         im = im.cast("uchar")
     return np.ndarray(buffer=im.write_to_memory(), dtype=np.uint8, shape=(im.height, im.width, im.bands))

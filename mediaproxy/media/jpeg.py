@@ -56,7 +56,9 @@ def decode(buf: bytes, shrink: int | Fraction, orientation: int) -> pyvips.Image
     im = pyvips.Image.new_from_memory(pixels.data, w, h, bands, "uchar")
     if (w, h) != (keep_w, keep_h):
         im = im.crop(0, 0, keep_w, keep_h)  # the same geometry as libvips' loader
-    im = im.copy(interpretation="srgb" if bands == 3 else "b-w")
+    wanted = "srgb" if bands == 3 else "b-w"
+    if im.interpretation != wanted:  # libvips guesses these from 3 and 1 uchar bands: a copy is an operation
+        im = im.copy(interpretation=wanted)
     if orientation not in (0, 1):
         im.set_type(pyvips.GValue.gint_type, "orientation", orientation)
     return im
@@ -155,7 +157,7 @@ def header(buf: bytes | memoryview) -> tuple[int, int, int, bool] | None:
             if exif_seen:
                 return None
             exif_seen = True
-            found = _exif_orientation(bytes(seg[6:]))
+            found = exif_orientation(bytes(seg[6:]))
             if found is None:
                 return None
             orientation = found
@@ -214,7 +216,7 @@ def _huffman_tables_ok(seg: memoryview) -> bool:
     return at == len(seg) and len(seg) > 0
 
 
-def _exif_orientation(tiff: bytes) -> int | None:
+def exif_orientation(tiff: bytes) -> int | None:
     """The Orientation tag of IFD0 (1 when absent), or None for what does not parse or is out of range."""
     if len(tiff) < 8 or tiff[:4] not in (b"II*\x00", b"MM\x00*"):
         return None

@@ -23,7 +23,7 @@ import pyvips
 from PIL import Image as PILImage
 
 from ..errors import BadRequest, ProcessingError, TooLarge
-from . import autoquality, jpeg
+from . import autoquality, jpeg, png
 from .spec import ANIMATABLE, MIME, SOURCE, TransformSpec
 
 # Loaders we accept, and the format each one stands for. SVG (a vector format
@@ -109,6 +109,14 @@ def probe(buf: bytes | memoryview) -> Probe:
             if orientation in (5, 6, 7, 8):
                 width, height = height, width
             return Probe(format="jpeg", width=width, height=height, pages=1, has_alpha=False, has_icc=has_icc,
+                         orientation=orientation)
+    elif name.startswith(("png", "spng")):
+        found_png = png.header(buf)  # the chunks read in Python: a tenth of libvips' header read
+        if found_png is not None:
+            width, height, has_alpha, orientation = found_png
+            if orientation in (5, 6, 7, 8):
+                width, height = height, width
+            return Probe(format="png", width=width, height=height, pages=1, has_alpha=has_alpha, has_icc=False,
                          orientation=orientation)
     try:
         head = pyvips.Image.new_from_buffer(buf, "")
@@ -301,6 +309,25 @@ def _resize_pillow(src: pyvips.Image, width: int, height: int) -> pyvips.Image |
         interpretation="srgb")
 
 
+def _resize_vips(src: pyvips.Image, width: int, height: int) -> pyvips.Image | None:
+    """``src`` (one upright 8-bit sRGB or grey frame without alpha, no ICC profile) reduced to exactly
+    ``width`` × ``height`` by libvips' Lanczos3, or None: libvips' thumbnail does it.
+
+    What thumbnail_image does for such an image is a colourspace to the space it is already in and
+    ``resize`` by the same factors, which are computed here as thumbnail computes them: the same
+    pixels (tests/test_pipeline.py), without building thumbnail's own operations around the resize
+    (~0.25 ms of the resample step's ~2 ms at 384² to 256²; docs/performance.md)."""
+    if (src.format != "uchar" or (src.bands, src.interpretation) not in _PLAIN_FRAMES
+            or src.get_typeof("page-height") or width > src.width or height > src.height):
+        return None
+    hshrink, vshrink = src.width / width, src.height / height  # thumbnail's shrinks (size=force)
+    return src.resize(1.0 / hshrink, vscale=1.0 / vshrink)
+
+
+# One-frame layouts _resize_vips takes: what thumbnail's colourspace step leaves as it is.
+_PLAIN_FRAMES = frozenset({(3, "srgb"), (1, "b-w")})
+
+
 def _dct_scale(p: Probe, pl: Plan, fmt: str) -> Fraction:
     """The JPEG shrink-on-load: 8/n for the smallest n/8 scale that leaves the margin for the resampler
     (DCT_MARGIN; none for JPEG outputs up to JPEG_DCT_DIRECT_PIXELS), or the power-of-two scale below
@@ -361,6 +388,8 @@ def _decode(buf: bytes, spec: TransformSpec, p: Probe, pl: Plan, fmt: str, anima
             return src  # decoded at exactly the target size: nothing left for thumbnail to do
         if upright and not p.has_icc and "linear" not in kwargs and "crop" not in kwargs:
             small = _resize_pillow(src, width, kwargs["height"])
+            if small is None:
+                small = _resize_vips(src, width, kwargs["height"])
             if small is not None:
                 return small
         return src.thumbnail_image(width, **kwargs)
@@ -385,6 +414,9 @@ WEBP_EFFORT = 4  # effort 2 needs more bytes for the same score; 6 saves little 
 # saved a few percent of the bytes for over twice the encode time, most of the request.
 WEBP_EFFORT_LARGE = 2
 WEBP_LARGE_PIXELS = 512 * 512
+# libwebp's preset for those large outputs (its spatial noise shaping and loop filter settings; None: its
+# defaults). Only libvips' saver takes a preset, so a preset costs the slower saver (see WEBP_PILLOW).
+WEBP_PRESET_LARGE: str | None = None
 # libwebp's sharp RGB->YUV conversion ("smart subsample"): colour edges survive 4:2:0. On small
 # graphics with alpha it buys many SSIMULACRA2 points at sharp's bytes for little CPU; on 256 px
 # photos a few percent of bytes for a third of the request's CPU. Emoji and sticker sizes get it;
@@ -406,6 +438,9 @@ AVIF_EFFORT_SMALL, AVIF_EFFORT = 2, 4
 AVIF_SMALL_PIXELS = 512 * 512
 AVIF_SUBSAMPLE = "off"
 AVIF_TUNE = "iq"  # libaom's tune for still images (libvips 8.18's default; "ssim" needed more bytes)
+# Bits per sample of AVIF outputs up to AVIF_SMALL_PIXELS (libaom's 10-bit path: finer quantisation steps for
+# the same bitstream size; larger outputs keep 8, where each encode already costs seconds at effort 4).
+AVIF_BITDEPTH_SMALL = 8
 
 # Still lossy WebP without sharp YUV is written by Pillow's libwebp: the same encoder settings give
 # the same bytes as libvips' saver, for 12-20% less CPU (the libwebp that pyvips-binary bundles runs
@@ -443,20 +478,24 @@ def _encode(im: pyvips.Image, fmt: str, spec: TransformSpec, animate: bool) -> b
             return im.webpsave_buffer(lossless=True, keep="none", effort=2)  # as before: attachments' default
         page_h = im.get("page-height") if animate and im.get_typeof("page-height") else im.height
         frame = im.width * page_h
-        effort = WEBP_EFFORT if frame <= WEBP_LARGE_PIXELS else WEBP_EFFORT_LARGE
+        large = frame > WEBP_LARGE_PIXELS
+        effort = WEBP_EFFORT_LARGE if large else WEBP_EFFORT
         sharp_yuv = frame <= WEBP_SHARP_YUV_PIXELS
         if sharp_yuv and not animate:
             effort = WEBP_EFFORT_SMALL
-        if WEBP_PILLOW and not animate and not sharp_yuv:
+        preset = WEBP_PRESET_LARGE if large else None
+        if WEBP_PILLOW and not animate and not sharp_yuv and preset is None:
             body = _webp_pillow(im, q, effort)
             if body is not None:
                 return body
-        return im.webpsave_buffer(Q=q, keep="none", effort=effort, smart_subsample=sharp_yuv)
+        options = {"preset": preset} if preset else {}
+        return im.webpsave_buffer(Q=q, keep="none", effort=effort, smart_subsample=sharp_yuv, **options)
     if fmt == "avif":
         if spec.lossless:
             return im.heifsave_buffer(lossless=True, compression="av1", effort=2, keep="none")
-        effort = AVIF_EFFORT_SMALL if im.width * im.height <= AVIF_SMALL_PIXELS else AVIF_EFFORT
-        return im.heifsave_buffer(Q=q, compression="av1", effort=effort, subsample_mode=AVIF_SUBSAMPLE,
+        small = im.width * im.height <= AVIF_SMALL_PIXELS
+        return im.heifsave_buffer(Q=q, compression="av1", effort=AVIF_EFFORT_SMALL if small else AVIF_EFFORT,
+                                  bitdepth=AVIF_BITDEPTH_SMALL if small else 8, subsample_mode=AVIF_SUBSAMPLE,
                                   tune=AVIF_TUNE, keep="none")
     if fmt == "png":
         return im.pngsave_buffer(keep="none", compression=6)

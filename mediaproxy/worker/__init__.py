@@ -1,6 +1,8 @@
 """mediaproxy's gunicorn worker class (``mediaproxy.worker.ThreadWorker``), by concern:
 
 - ``headers``: request headers read by the event loop, 408 past ``MEDIAPROXY_HEADER_TIMEOUT``;
+- ``answers``: requests the application answers from memory (cache hits in the fast path's
+  memory tier) answered on the event loop, without a thread;
 - ``bodies``: small request bodies read by the event loop, a minimum rate and a deadline for
   every body, what the application is told about its body;
 - ``handoff``: a send deadline on every response, large response bodies written by the event loop;

@@ -39,7 +39,8 @@ class HeaderReading:
     read headers on the event loop, ``handle`` starts the thread's parser from them, and
     ``finish_request`` sends a kept-alive connection's next request through them again.
 
-    ``_headers_done(conn)`` is what happens once a connection's headers are here (here: a thread;
+    ``_request_here(conn)`` is called once a connection's headers are here, and calls
+    ``_headers_done(conn)`` for whatever the event loop does not answer itself (here: a thread;
     the request-body part reads a small body first); ``_prepare_parser(conn)`` may swap the
     parser's socket reader before the buffered bytes go in. ``sweep_headers`` is called by the
     worker's periodic sweep."""
@@ -112,8 +113,13 @@ class HeaderReading:
         if head.find(b"\r\n\r\n", start) < 0 and head.find(b"\n\n", start) < 0 and len(head) < HEADERS_MAX:
             return False
         self._stop_reading(conn)
-        self._headers_done(conn)
+        self._request_here(conn)
         return True
+
+    def _request_here(self, conn) -> None:
+        """A complete header block is here: the loop-answer part may answer it on the event loop
+        (mediaproxy/worker/answers.py); otherwise, and here, on to ``_headers_done``."""
+        self._headers_done(conn)
 
     def _headers_done(self, conn) -> None:
         self._to_thread(conn)

@@ -81,9 +81,8 @@ class MediaItem(MediaResource):
         media = lib.catalog.get(req.context.db, org, media_id)
         if media.owner != user:
             raise NotFound("no such media")
-        # the store tells the server nothing of a PUT: the uploader reads the record to learn that
-        # the upload is done, so a record still waiting is completed here if its bytes have arrived
-        lib.ingest.notice(req.context.db, org, media)
+        # a read writes nothing: a PUT straight to the store is completed by the workers' sweep
+        # (the local backend's PUT reaches the server and is completed at once)
         send_json(resp, presenters.media_api_json(lib, media, self.base(req)))
 
 

@@ -107,7 +107,7 @@ def falcon_415(mime: str, allowed) -> Exception:
 
 class One(Resource):
     def on_get(self, req: falcon.Request, resp: falcon.Response, media_id: str) -> None:
-        media = noticed(self.library, req.context.db, self.org(req), media_id)
+        media = self.library.catalog.get(req.context.db, self.org(req), media_id)
         send_json(resp, presenters.media_json(self.library, media, self.base(req)))
 
     def on_patch(self, req: falcon.Request, resp: falcon.Response, media_id: str) -> None:
@@ -125,10 +125,9 @@ class One(Resource):
 
 
 def noticed(lib, s, org, media_id: str):
-    """The organization's media ``media_id``; a presigned upload straight to the store that is
-    still waiting is completed first if its bytes have arrived (``Ingest.notice``: the store tells
-    the server nothing, and this API's clients read the record, or ask for its variants, to learn
-    that the upload is done)."""
+    """The organization's media ``media_id``, for a write that needs its bytes or answers the
+    record: a presigned upload straight to the store that is still waiting is completed first if
+    its bytes have arrived (``Ingest.notice``; reads never complete it: the workers' sweep does)."""
     media = lib.catalog.get(s, org, media_id)
     lib.ingest.notice(s, org, media)
     return media
@@ -159,7 +158,7 @@ class Batch(Resource):
 
 class Variants(Resource):
     def on_get(self, req: falcon.Request, resp: falcon.Response, media_id: str) -> None:
-        media = noticed(self.library, req.context.db, self.org(req), media_id)
+        media = self.library.catalog.get(req.context.db, self.org(req), media_id)
         send_json(resp, {"id": media.id, "variants": presenters.variants_json(self.library, media, self.base(req))})
 
 
@@ -172,12 +171,22 @@ class Crop(Resource):
                 "quality": p.quality or None, "format": (p.format or "").lower() or None,
                 "regenerateVariants": p.regenerate_variants}
         s = req.context.db
-        media = by_key(lib, s, org, p)
+        finish_upload = None
+        if p.id:
+            media = lib.catalog.get(s, org, p.id)
+            # a waiting presigned upload is completed first; a synchronous crop records it only
+            # after its rendering (render first, then write)
+            if p.async_:
+                lib.ingest.notice(s, org, media)
+            else:
+                finish_upload = lib.ingest.check_notice(s, org, media)
+        else:
+            media = lib.catalog.by_key(s, org, p.bucket_name or p.bucket or None, p.object_key)
         if p.async_:
             job = lib.jobs.enqueue(s, org, "crop", media, crop)
             send_json(resp, presenters.job_started_json(lib, job, media, self.base(req)), 202)
             return
-        lib.versions.crop(s, media, crop)
+        lib.versions.crop(s, media, crop, before_write=finish_upload)
         send_json(resp, presenters.media_json(lib, media, self.base(req)))
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
-from ..models import Media, Organization, StoredObject, Variant, Version
+from ..models import Job, Media, Organization, StoredObject, Variant, Version
 from .media import current_object, current_variants, media_query
 
 
@@ -125,3 +125,39 @@ def key_recorded(s: Session, bucket: str, key: str) -> bool:
     return s.scalar(select(StoredObject.id).where(StoredObject.bucket == bucket, StoredObject.key == key)
                     .union_all(select(Variant.id).where(Variant.bucket == bucket, Variant.key == key))
                     .limit(1)) is not None
+
+
+def waiting_arrivals(s: Session, bucket: str, keys: list[str], stale) -> list[tuple[str, int, str, object]]:
+    """(id, org id, state, updated_at) of the records waiting for the bytes of one of ``keys``
+    (``uploading``, or ``receiving`` under a claim taken before ``stale``) that no live job
+    completing them (``finalize``, ``variants``) waits for."""
+    if not keys:
+        return []
+    return [tuple(row) for row in s.execute(
+        current_object(select(Media.id, Media.org_id, Media.state, Media.updated_at))
+        .where(StoredObject.bucket == bucket, StoredObject.key.in_(keys),
+               or_(Media.state == "uploading", (Media.state == "receiving") & (Media.updated_at < stale)),
+               ~_completion_waiting(("finalize", "variants"))))]
+
+
+def waiting_alone(s: Session, media_id: str) -> int | None:
+    """The organization id of the record ``media_id`` if it waits for its upload (``uploading``)
+    and no live ``finalize`` job waits for it (a ``variants`` job does not count: one that fails
+    for good, its image too large to render, leaves the upload to another); None otherwise."""
+    return s.scalar(select(Media.org_id).where(Media.id == media_id, Media.state == "uploading",
+                                               ~_completion_waiting(("finalize",))))
+
+
+def _completion_waiting(kinds: tuple[str, ...]):
+    """A live job (``pending``, ``active``) of ``kinds`` for the record, which completes its upload."""
+    return (select(Job.id).where(Job.media_id == Media.id, Job.kind.in_(kinds),
+                                 Job.state.in_(("pending", "active"))).exists())
+
+
+def mark_arrival(s: Session, media_id: str, state: str, updated_at, at) -> bool:
+    """Compare-and-set of a waiting record as a sweep saw it (``state``, ``updated_at``): it is
+    ``uploading`` again (a dead claim given back), touched at ``at``. False when another
+    transaction changed it since."""
+    return s.execute(
+        update(Media).where(Media.id == media_id, Media.state == state, Media.updated_at == updated_at)
+        .values(state="uploading", updated_at=at).execution_options(synchronize_session=False)).rowcount == 1

@@ -8,12 +8,25 @@ from __future__ import annotations
 
 from concurrent import futures
 
-from sqlalchemy import Integer, String, Text, and_, case, column, func, literal_column, or_, select, table, union_all
-from sqlalchemy.orm import Session
+from sqlalchemy import (
+    Integer,
+    String,
+    Text,
+    and_,
+    bindparam,
+    case,
+    column,
+    func,
+    literal_column,
+    or_,
+    select,
+    table,
+    union_all,
+)
+from sqlalchemy.orm import Session, joinedload
 
 from ..db import Database
-from ..models import Media, Organization
-from .media import media_query
+from ..models import Media, Organization, Version
 
 SORTS = {
     "createdAt": Media.created_at,
@@ -46,10 +59,41 @@ FOLDED_TO_ASCII = {"\u212a": "k", "\u017f": "s"}
 COUNT_BESIDE_MAX_OFFSET = 1000
 
 
+# A page's media as media_query loads them, but their current version and its object joined in
+# the page's own statement (each at most one row a media) rather than read by two more: a
+# selectinload costs its SQL and, even for media without a version, ~1 ms of CPU building its query
+_LISTED = select(Media).options(joinedload(Media.current).joinedload(Version.object),
+                                joinedload(Media.current).selectinload(Version.variants))
 # the page's statement in each order, built once (building it is a large part of a list's Python time)
-_ORDERED = {(sort, asc): media_query().order_by(col.asc() if asc else col.desc(),
-                                                Media.id.asc() if asc else Media.id.desc())
+_ORDERED = {(sort, asc): _LISTED.order_by(col.asc() if asc else col.desc(), Media.id.asc() if asc else Media.id.desc())
             for sort, col in SORTS.items() for asc in (True, False)}
+
+
+# The list's other statements, built once per shape with their values bound at execution
+# (``org_id``, ``pattern``, ``prefix``, ``match``, ``lo``/``hi``, ``limit``/``offset``): building a
+# statement and its cache key cost ~0.3 ms a statement, a list runs four or five (docs/library.md
+# § Listing). Statements are immutable, so one built by two threads at once is built twice, harmlessly.
+_BUILT: dict[tuple, object] = {}
+
+
+def _built(shape: tuple, build):
+    stmt = _BUILT.get(shape)
+    if stmt is None:
+        stmt = _BUILT[shape] = build()
+    return stmt
+
+
+def _paged(sort: str, asc: bool, *where):
+    return _ORDERED[sort, asc].where(*where).limit(bindparam("limit")).offset(bindparam("offset"))
+
+
+_MIME = Media.mime_type.like(bindparam("prefix"), escape="\\")  # a prefix of the MIME type, escaped, with %
+# SQLite: the matches of one rowid range of media_text, and how many there are
+_TEXT_MATCH = (MEDIA_TEXT.c.media_text.op("MATCH")(bindparam("match")),
+               MEDIA_TEXT.c.rowid.between(bindparam("lo"), bindparam("hi")))
+_TEXT_COUNT = select(func.count()).select_from(MEDIA_TEXT).where(*_TEXT_MATCH)
+_TEXT_ROWIDS = select(MEDIA_TEXT.c.rowid).where(*_TEXT_MATCH)
+_KIND_CODES = select(MEDIA_KINDS.c.code).where(MEDIA_KINDS.c.mime_type.like(bindparam("prefix"), escape="\\"))
 
 
 def like_escape(text: str) -> str:
@@ -85,56 +129,68 @@ class MediaSearch:
         prefix = like_escape(mime_prefix) + "%" if mime_prefix else None
         mime = [Media.mime_type.like(prefix, escape="\\")] if prefix else []
         page = _ORDERED[sort, order == "asc"].limit(limit).offset(offset)
-        return self._page(s, org, page, search, mime_prefix, prefix, mime, limit, offset)
+        values = {"org_id": org.id, "prefix": prefix, "limit": limit, "offset": offset}
+        return self._page(s, org, page, search, mime_prefix, prefix, mime, limit, offset, (sort, order == "asc"),
+                          values)
 
     def _page(self, s: Session, org: Organization, page, search: str | None, mime_prefix: str | None,
-              prefix: str | None, mime: list, limit: int, offset: int) -> tuple[list[Media], int]:
+              prefix: str | None, mime: list, limit: int, offset: int, order: tuple[str, bool],
+              values: dict) -> tuple[list[Media], int]:
         raise NotImplementedError
 
 
 class PostgresSearch(MediaSearch):
     def _page(self, s: Session, org: Organization, page, search: str | None, mime_prefix: str | None,
-              prefix: str | None, mime: list, limit: int, offset: int) -> tuple[list[Media], int]:
-        base = [Media.org_id == org.id, Media.state == "ready", *mime]
-        found = []
-        count = select(func.count()).select_from(Media).where(*base)
+              prefix: str | None, mime: list, limit: int, offset: int, order: tuple[str, bool],
+              values: dict) -> tuple[list[Media], int]:
         if search:
-            pattern = "%" + like_escape(search) + "%"
-            found.append(SEARCH_TEXT.like(func.lower(pattern), escape="\\"))
-            # the total from the narrow table of ready media (0006), not from media's rows
-            count = select(func.count()).select_from(MEDIA_SEARCH).where(
-                MEDIA_SEARCH.c.org_id == org.id, MEDIA_SEARCH.c.search_text.like(func.lower(pattern), escape="\\"),
-                *([MEDIA_SEARCH.c.mime_type.like(prefix, escape="\\")] if prefix else []))
+            values["pattern"] = "%" + like_escape(search) + "%"
+        page = _built(("pg page", *order, bool(prefix), bool(search)), lambda: _paged(
+            *order, Media.org_id == bindparam("org_id"), Media.state == "ready", *([_MIME] if prefix else []),
+            *([SEARCH_TEXT.like(func.lower(bindparam("pattern")), escape="\\")] if search else [])))
+        count = _built(("pg count", bool(prefix), bool(search)), lambda: self._count(bool(prefix), bool(search)))
         if offset <= COUNT_BESIDE_MAX_OFFSET:
             # the total on a connection of its own while this one reads the page: a list costs
             # the longer of the two instead of their sum (docs/library.md § Listing); a deeper
             # page is read only once the total says it exists (past the end, reading it could
             # walk the organization's whole sort index)
-            counting = self.db.beside(lambda conn: conn.scalar(count))
+            counting = self.db.beside(lambda conn: conn.scalar(count, values))
             try:
-                items = list(s.scalars(page.where(*base, *found)))
+                items = list(s.scalars(page, values))
             except BaseException:
                 futures.wait([counting])  # the page's error is the one raised; the count is not left running
                 raise
             total = counting.result() or 0
             return (items if offset < total else []), total
-        total = s.scalar(count) or 0
+        total = s.scalar(count, values) or 0
         if offset >= total:
             return [], total
-        return list(s.scalars(page.where(*base, *found))), total
+        return list(s.scalars(page, values)), total
+
+    @staticmethod
+    def _count(typed: bool, searched: bool):
+        if not searched:
+            return select(func.count()).select_from(Media).where(
+                Media.org_id == bindparam("org_id"), Media.state == "ready", *([_MIME] if typed else []))
+        # the total from the narrow table of ready media (0006), not from media's rows
+        return select(func.count()).select_from(MEDIA_SEARCH).where(
+            MEDIA_SEARCH.c.org_id == bindparam("org_id"),
+            MEDIA_SEARCH.c.search_text.like(func.lower(bindparam("pattern")), escape="\\"),
+            *([MEDIA_SEARCH.c.mime_type.like(bindparam("prefix"), escape="\\")] if typed else []))
 
 
 class SqliteSearch(MediaSearch):
     def _page(self, s: Session, org: Organization, page, search: str | None, mime_prefix: str | None,
-              prefix: str | None, mime: list, limit: int, offset: int) -> tuple[list[Media], int]:
+              prefix: str | None, mime: list, limit: int, offset: int, order: tuple[str, bool],
+              values: dict) -> tuple[list[Media], int]:
         base = [Media.org_id == org.id, Media.state == "ready", *mime]
         # SQLite may read a walked page through (state, org_id, mime_type), which matches more of
         # the WHERE, and then sort every match; the unary + leaves it only the sort indexes
         walking = [Media.org_id == org.id, literal_column("+media.state") == "ready", *mime]
         if search and len(search) >= 3 and org.id < TEXT_ORG_LIMIT:
-            ranges = self._text_ranges(s, org.id, mime_prefix)
+            ranges = self._text_ranges(s, org.id, mime_prefix, values)
             if ranges is not None:
-                return self._list_text(s, org, page, search, mime_prefix, mime, ranges, limit, offset)
+                return self._list_text(s, org, page, search, mime_prefix, mime, ranges, limit, offset, order, values)
         found = []
         count = select(func.count()).select_from(Media).where(*base)
         if search:  # SQLite's LIKE folds ASCII case already; its ILIKE would call lower() on every row
@@ -157,14 +213,14 @@ class SqliteSearch(MediaSearch):
         to read at most WALK_MAX rows."""
         return total > FETCH_BY_ID and (offset + limit) * candidates / total <= WALK_MAX
 
-    def _text_ranges(self, s: Session, org_id: int, mime_prefix: str | None) -> list[tuple[int, int]] | None:
+    def _text_ranges(self, s: Session, org_id: int, mime_prefix: str | None,
+                     values: dict) -> list[tuple[int, int]] | None:
         """The rowid ranges of ``media_text`` that hold the organization's ready media of the MIME
         types the prefix selects; None when one of those types has no kind of its own."""
         org = org_id << 40
         if not mime_prefix:
             return [(org, org | (1 << 40) - 1)]
-        codes = sorted(s.scalars(select(MEDIA_KINDS.c.code).where(
-            MEDIA_KINDS.c.mime_type.like(like_escape(mime_prefix) + "%", escape="\\"))))
+        codes = sorted(s.scalars(_KIND_CODES, {"prefix": values["prefix"]}))
         if codes and codes[-1] >= KIND_SHARED:
             return None
         ranges: list[tuple[int, int]] = []
@@ -176,17 +232,21 @@ class SqliteSearch(MediaSearch):
         return ranges
 
     def _list_text(self, s: Session, org: Organization, page, search: str, mime_prefix: str | None, mime: list,
-                   ranges: list[tuple[int, int]], limit: int, offset: int) -> tuple[list[Media], int]:
-        match = MEDIA_TEXT.c.media_text.op("MATCH")('"' + search.replace('"', '""') + '"')
+                   ranges: list[tuple[int, int]], limit: int, offset: int, order: tuple[str, bool],
+                   values: dict) -> tuple[list[Media], int]:
+        values["match"] = '"' + search.replace('"', '""') + '"'
         total = 0
         for lo, hi in ranges:
-            total += s.scalar(select(func.count()).select_from(MEDIA_TEXT)
-                              .where(match, MEDIA_TEXT.c.rowid.between(lo, hi))) or 0
+            total += s.scalar(_TEXT_COUNT, {"match": values["match"], "lo": lo, "hi": hi}) or 0
         if offset >= total:
             return [], total
+        ready, typed = self._ready_counts(s, org.id, mime_prefix, values)
+        if len(ranges) == 1:  # the common case (every kind the prefix selects is consecutive): built once
+            values["lo"], values["hi"] = ranges[0]
+            return self._list_range(s, search, values, order, total, ready, typed), total
+        match = MEDIA_TEXT.c.media_text.op("MATCH")(values["match"])
         matches = union_all(*(select(MEDIA_TEXT.c.rowid).where(match, MEDIA_TEXT.c.rowid.between(lo, hi))
                               for lo, hi in ranges))
-        ready, typed = self._ready_counts(s, org.id, mime_prefix)
         if search.isascii() and (offset + limit) * ready / total <= ROW_WALK_MAX:
             # a short walk: test each row read in the sort index's order by LIKE (~0.5 µs a row),
             # instead of first gathering every match from media_text (~2 µs a match: 5 ms for a
@@ -212,14 +272,45 @@ class SqliteSearch(MediaSearch):
         # few matches, or sparse ones deep into the list: fetch them by rowid and sort them
         return list(s.scalars(page.where(SEARCH_ROWID.in_(matches)))), total
 
-    def _ready_counts(self, s: Session, org_id: int, mime_prefix: str | None) -> tuple[int, int]:
+    def _list_range(self, s: Session, search: str, values: dict, order: tuple[str, bool], total: int, ready: int,
+                    typed: int) -> list[Media]:
+        """``_list_text``'s page for matches in one rowid range, by statements built once per shape."""
+        offset, limit, prefix = values["offset"], values["limit"], values["prefix"]
+        mime = [_MIME] if prefix else []
+        if search.isascii() and (offset + limit) * ready / total <= ROW_WALK_MAX:
+            # a short walk testing each row by LIKE (as in _list_text, which says why)
+            values["pattern"] = "%" + like_escape(search) + "%"
+            folded = tuple(ch for ch, to in FOLDED_TO_ASCII.items() if to in search.lower())
+
+            def row_walk():
+                cols = (Media.filename, Media.alt, Media.caption)
+                tests = [c.like(bindparam("pattern"), escape="\\") for c in cols]
+                if folded:
+                    glob = "*[" + "".join(folded) + "]*"
+                    tests.append(and_(or_(*(c.op("GLOB")(glob) for c in cols)),
+                                      literal_column("+media.search_rowid").in_(_TEXT_ROWIDS)))
+                return _paged(*order, Media.org_id == bindparam("org_id"), literal_column("+media.state") == "ready",
+                              *mime, or_(*tests))
+
+            return list(s.scalars(_built(("row walk", *order, bool(prefix), folded), row_walk), values))
+        if self._walk_pays(total, typed, offset, limit):
+            # as in _list_text: membership in the matches, tested from the sort index
+            page = _built(("walk", *order), lambda: _paged(
+                *order, Media.org_id == bindparam("org_id"), literal_column("+media.search_rowid").in_(_TEXT_ROWIDS)))
+            return list(s.scalars(page, values))
+        page = _built(("by rowid", *order), lambda: _paged(*order, SEARCH_ROWID.in_(_TEXT_ROWIDS)))
+        return list(s.scalars(page, values))
+
+    _READY_COUNTS = {typed: select(func.coalesce(func.sum(MEDIA_COUNTS.c.n), 0), func.coalesce(func.sum(
+        case((MEDIA_COUNTS.c.mime_type.like(bindparam("prefix"), escape="\\"), MEDIA_COUNTS.c.n), else_=0)
+        if typed else MEDIA_COUNTS.c.n), 0)).where(MEDIA_COUNTS.c.org_id == bindparam("org_id"))
+        for typed in (False, True)}
+
+    def _ready_counts(self, s: Session, org_id: int, mime_prefix: str | None, values: dict) -> tuple[int, int]:
         """SQLite: how many ready media the organization has, of any type and of these types, in
         one query of the counts the triggers of migration 0005 keep."""
-        n = MEDIA_COUNTS.c.n
-        typed = (case((MEDIA_COUNTS.c.mime_type.like(like_escape(mime_prefix) + "%", escape="\\"), n), else_=0)
-                 if mime_prefix else n)
-        every, of_types = s.execute(select(func.coalesce(func.sum(n), 0), func.coalesce(func.sum(typed), 0))
-                                    .where(MEDIA_COUNTS.c.org_id == org_id)).one()
+        every, of_types = s.execute(self._READY_COUNTS[bool(mime_prefix)],
+                                    {"org_id": org_id, "prefix": values["prefix"]}).one()
         return int(every), int(of_types)
 
     def _ready_count(self, s: Session, org_id: int, mime_prefix: str | None) -> int:

@@ -1,7 +1,8 @@
 """The records as every dialect reads and describes them: a media by id, key or folder, the
 list, a batch, what a public URL or a content address serves, a record's descriptive fields and
-a /v2 image's tags. Reads have no side effects (a presigned upload is completed by
-``Ingest.notice``, a write, not by a read)."""
+a /v2 image's tags. Reads have no side effects: a presigned upload is completed where its bytes
+arrive (the local backend's PUT) or by the job the workers' sweep queues for it (S3), never by a
+read."""
 
 from __future__ import annotations
 

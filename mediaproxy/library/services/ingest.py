@@ -6,7 +6,13 @@ is never committed are deleted when the transaction rolls back. One step is a un
 own: claiming a presigned upload (``uploading`` → ``receiving``, compare-and-set) must be seen by
 every other request before this one reads a byte of the body or checks the stored bytes, and
 giving it back when this request fails must happen whatever becomes of the request's own
-transaction."""
+transaction.
+
+A presigned upload is completed where its bytes arrive: the local backend's upload URL is the
+server's own (``receive_put``); a PUT straight to S3 tells the server nothing, so each worker's
+heartbeat lists the store's incoming keys and queues one job per arrived upload
+(``arrived_keys``, ``take_arrivals``), which checks the bytes and renders the placeholders before
+it writes (``check_upload``, then ``record_upload``). Reads never complete an upload."""
 
 from __future__ import annotations
 
@@ -27,12 +33,29 @@ from .. import unit
 from ..ids import new_id
 from ..models import Job, Media, Organization, StoredObject, Version, now
 from ..repositories import objects
-from .base import DISPOSITION_MAX, Core, clean_disposition, incoming_key, iso, safe_filename
+from .base import DISPOSITION_MAX, INCOMING, Core, clean_disposition, incoming_key, iso, safe_filename
 from .signed import sign_query
 
 log = logging.getLogger("mediaproxy.library")
 SNIFF_BYTES = 4096
 PROBE_BYTES = 512 * 1024  # the head kept in memory to read the dimensions from
+ARRIVALS_BATCH = 1000  # incoming keys a sweep takes at a time (one listing page of S3)
+
+
+@dataclass(frozen=True)
+class Checked:
+    """A presigned upload's stored bytes as ``Ingest.check_upload`` found them, before any row is
+    written: what rendering needs to know of them (the fields of a stored object it reads) and
+    what ``Ingest.record_upload`` writes."""
+
+    bucket: str
+    key: str
+    size: int
+    mime_type: str
+    width: int | None
+    height: int | None
+    sha256: str | None  # content-addressed records' (the presigned /media API's); None: hashed later
+    disposition: str | None
 
 
 @dataclass
@@ -288,7 +311,7 @@ class Ingest:
 
     def arrived(self, media: Media) -> bool:
         """Whether a PUT has left bytes for a record still waiting (under the incoming key, or the
-        key itself): a read of such a record that finds nothing costs no write."""
+        key itself): a check of such a record that finds nothing costs no write."""
         if media.state == "ready":
             return False
         obj = media.current.object
@@ -302,45 +325,91 @@ class Ingest:
 
     def complete_upload(self, s: Session, media: Media, disposition: str | None = None) -> bool:
         """An upload by presigned PUT: check the stored bytes (type by content, size) and mark it
-        ready, in the session's transaction. The PUT's Content-Disposition (the local backend's
-        ``disposition``, S3's object metadata) is kept with the record's version when it is a sane
-        one. False while the bytes are not there (or are refused: the record waits for a new PUT)
-        or another request holds the upload."""
+        ready, in the session's transaction (``check_upload``, then ``record_upload``). False while
+        the bytes are not there (or are refused: the record waits for a new PUT) or another
+        request holds the upload."""
         if media.state == "ready":
             return True
-        if not self.arrived(media) or not self.claim_upload(s, media):
+        checked = self.check_upload(s, media, disposition)
+        if checked is None:
             return False
-        return self._check_upload(s, media, disposition)
-
-    def notice(self, s: Session, org: Organization, media: Media) -> bool:
-        """The completion of a presigned upload straight to the store, which tells the server
-        nothing: a record still waiting whose bytes have arrived is checked and made ready, and its
-        placeholders queued, in the session's transaction. The /api/v1 and /media APIs call it
-        before they answer a read of a record that is still waiting (their clients read the
-        record to learn that the upload is done); ``POST /variants`` and the record's jobs
-        complete it too. Whether the record is ready now."""
-        if media.state == "ready":
-            return True
-        if not self.complete_upload(s, media):
-            return False
-        self.jobs.enqueue(s, org, "finalize", media, {})
+        self.record_upload(s, media, checked)
         return True
 
-    def _check_upload(self, s: Session, media: Media, disposition: str | None) -> bool:
-        """complete_upload of an upload this request has claimed; gives it back unless it is ready."""
-        claimed_at = media.updated_at
-        ready = self._check_claimed(s, media, disposition)
-        if not ready:
-            self.release_upload(media.id, claimed_at)
-        return ready
+    def check_upload(self, s: Session, media: Media, disposition: str | None = None) -> Checked | None:
+        """The stored bytes of a waiting presigned upload, checked (type by content, size,
+        dimensions; the SHA-256 where the record is content-addressed) without writing a row of
+        the session's transaction: a caller that renders from them (a job, a crop) does so before
+        its first write, and ``record_upload`` writes the result. The upload is claimed by this
+        request (a unit of its own) and given back if the bytes are refused or the transaction
+        rolls back. The PUT's Content-Disposition (the local backend's ``disposition``, S3's object
+        metadata) is kept when it is a sane one. None while the bytes are not there (or are
+        refused: the record waits for a new PUT) or another request holds the upload."""
+        if media.state == "ready" or not self.arrived(media) or not self.claim_upload(s, media):
+            return None
+        checked = self._check_claimed(media, disposition)
+        if checked is not None:
+            # the bytes are under the record's key now, where the workers' sweep does not look:
+            # if this transaction rolls back (a crop refused, a failure), a job completes the upload
+            media_id = media.id
+            unit.after_rollback(s, lambda: self._complete_later(media_id))
+        return checked
 
-    def _check_claimed(self, s: Session, media: Media, disposition: str | None) -> bool:
+    def _complete_later(self, media_id: str) -> None:
+        """Queue the completion of an upload whose bytes a transaction took and then rolled back
+        (a unit of its own, after the claim was given back), unless a live job completes it."""
+        try:
+            with self.core.db.transaction() as own:
+                org_id = objects.waiting_alone(own, media_id)
+                if org_id is not None:
+                    self.jobs.enqueue(own, own.get(Organization, org_id), "finalize", own.get(Media, media_id), {})
+        except Exception as exc:
+            log.warning("could not queue the completion of the upload of media %s: %s: %s", media_id,
+                        type(exc).__name__, exc)
+
+    def notice(self, s: Session, org: Organization, media: Media) -> bool:
+        """Complete a presigned upload straight to the store for a request that needs its bytes
+        (``POST /variants``, an asynchronous crop): a record still waiting whose bytes have
+        arrived is checked and made ready, and its placeholders queued, in the session's
+        transaction. Reads never call it: the workers' sweep (``take_arrivals``) completes what
+        the store received. Whether the record is ready now."""
+        if media.state == "ready":
+            return True
+        checked = self.check_upload(s, media)
+        if checked is None:
+            return False
+        self.record_notice(s, org, media, checked)
+        return True
+
+    def check_notice(self, s: Session, org: Organization, media: Media) -> Callable[[], None] | None:
+        """``notice`` in two steps, for a request that renders from the bytes (a synchronous crop):
+        the check now, writing no row; the returned step records it and queues the placeholders,
+        to be called before the request's first write. None when there is nothing to complete."""
+        checked = self.check_upload(s, media)
+        if checked is None:
+            return None
+        return lambda: self.record_notice(s, org, media, checked)
+
+    def record_notice(self, s: Session, org: Organization, media: Media, checked: Checked) -> None:
+        self.record_upload(s, media, checked)
+        self.jobs.enqueue(s, org, "finalize", media, {})
+
+    def _check_claimed(self, media: Media, disposition: str | None) -> Checked | None:
+        """check_upload of an upload this request has claimed; gives it back when the bytes are
+        not there or are refused."""
+        claimed_at = media.updated_at
+        checked = self._inspect(media, disposition)
+        if checked is None:
+            self.release_upload(media.id, claimed_at)
+        return checked
+
+    def _inspect(self, media: Media, disposition: str | None) -> Checked | None:
         core = self.core
         st = core.settings
         obj = media.current.object
         info = self._take_upload(obj)
         if info is None:
-            return False
+            return None
         limit = st.media_max_bytes if media.dialect == "media" else st.upload_max_bytes
         allowed = st.media_api_types if media.dialect == "media" else st.allowed_types
         _, body = core.ctx.storage.open(obj.bucket, obj.key, 0, PROBE_BYTES - 1)
@@ -351,23 +420,37 @@ class Ingest:
         mime = sniff(head)
         if info.size > limit or mime not in allowed:
             core.ctx.storage.delete(obj.bucket, obj.key)  # refuse it: the record waits for a new PUT
-            return False
+            return None
         width, height = self.dimensions(head, obj.key)
-        obj.size, obj.mime_type, obj.width, obj.height = info.size, mime, width, height
-        media.current.content_disposition = clean_disposition(disposition or info.content_disposition)
-        drop = self._content_address(s, media, obj) if media.dialect == "media" else None
-        media.size, media.mime_type, media.width, media.height = info.size, mime, width, height
+        # the presigned /media API's uploads are content-addressed: their hash decides, when they are
+        # recorded, whether the organization already has these bytes
+        sha = core.hash_stored(obj) if media.dialect == "media" else None
+        return Checked(obj.bucket, obj.key, info.size, mime, width, height, sha,
+                       clean_disposition(disposition or info.content_disposition))
+
+    def record_upload(self, s: Session, media: Media, checked: Checked) -> None:
+        """Write what ``check_upload`` found: the object's and the record's type, size and
+        dimensions, the version's Content-Disposition; the record is ready. A content-addressed
+        upload whose bytes the organization already has points at that object, and its copy is
+        deleted after the commit, before any URL of the copy has been handed out."""
+        obj = media.current.object
+        obj.size, obj.mime_type, obj.width, obj.height = checked.size, checked.mime_type, checked.width, checked.height
+        media.current.content_disposition = checked.disposition
+        drop = None
+        if checked.sha256 is not None:
+            obj.sha256 = checked.sha256
+            drop = self._content_address(s, media, obj)
+        media.size, media.mime_type = checked.size, checked.mime_type
+        media.width, media.height = checked.width, checked.height
         media.state = "ready"
         media.updated_at = now()
         s.flush()
         if drop is not None:  # the copy: the record now points at the first upload
-            core.remove_after_commit(s, [drop])
-        return True
+            self.core.remove_after_commit(s, [drop])
 
     def _content_address(self, s: Session, media: Media, obj: StoredObject) -> tuple[str, str] | None:
-        """The presigned /media API: hash the bytes; when the organization already has them, point at that object
-        and drop the copy, before any URL of the copy has been handed out."""
-        obj.sha256 = self.core.hash_stored(obj)
+        """When the organization already has the bytes of ``obj`` (hashed), point at that object
+        and drop the copy."""
         same = objects.same_bytes(s, obj.org_id, obj.bucket, obj.sha256, other_than=obj.id)
         if same is None:
             return None
@@ -376,6 +459,37 @@ class Ingest:
         s.delete(obj)
         s.flush()
         return obj.bucket, obj.key
+
+    # -- uploads straight to the store: the workers' sweep ----------------------------------------
+
+    def arrived_keys(self, limit: int = ARRIVALS_BATCH) -> list[str]:
+        """The keys of records whose bytes a PUT straight to the store has left under their
+        incoming key (one listing of ``incoming/``, at most ``limit``). The local backend's PUT
+        reaches the server, which completes it at once: nothing is ever listed there."""
+        core = self.core
+        found = []
+        for key in core.ctx.storage.list(core.bucket, INCOMING):
+            found.append(key.removeprefix(INCOMING))
+            if len(found) >= limit:
+                break
+        return found
+
+    def take_arrivals(self, s: Session, keys: list[str]) -> list[Job]:
+        """Queue the completion of the waiting uploads whose bytes have arrived under ``keys``
+        (``arrived_keys``), in the session's transaction: one ``finalize`` job per upload, which
+        checks the bytes, makes the record ready and computes its placeholders. A record already
+        waiting for such a job, or for a ``variants`` job (which completes it too), gets none;
+        of two sweeps that see the same arrival, one queues its job (compare-and-set on the
+        record: the other finds it changed). A claim whose process died is given back with it."""
+        t = now()
+        stale = t - timedelta(seconds=self.upload_claim_lease)
+        queued = []
+        for media_id, org_id, state, updated_at in objects.waiting_arrivals(s, self.core.bucket, keys, stale):
+            if not objects.mark_arrival(s, media_id, state, updated_at, t):
+                continue  # another sweep took it
+            media = s.get(Media, media_id)
+            queued.append(self.jobs.enqueue(s, s.get(Organization, org_id), "finalize", media, {}))
+        return queued
 
     # -- the local backend's upload URL ------------------------------------------------------------
 
@@ -403,8 +517,9 @@ class Ingest:
                 raise Forbidden("this upload URL has been used: objects never change under a key")
             raise Conflict("another request is uploading to this URL")
         self._receive(bucket, key, stream, content_length, limit, allowed)  # a failure gives the URL back
-        if self._check_upload(s, media, disposition):
-            self.jobs.enqueue(s, s.get(Organization, media.org_id), "finalize", media, {})
+        checked = self._check_claimed(media, disposition)
+        if checked is not None:
+            self.record_notice(s, s.get(Organization, media.org_id), media, checked)
         return media
 
     def _receive(self, bucket: str, key: str, stream, content_length: int | None, limit: int,

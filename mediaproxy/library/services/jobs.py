@@ -76,16 +76,20 @@ class Jobs:
             # the version it starts from was recorded with its first claim, for every attempt
             self.versions.crop(s, media, params, job=job, owner=owner)  # completes the job with the pointer
             return orjson.loads(jobs_repo.result(s, job_id) or "null")
-        if job.kind == "variants":
-            if not self.ingest.complete_upload(s, media):
-                raise not_yet()
-            self.versions.render_variants(s, media)
-        elif job.kind == "finalize":
-            if not self.ingest.complete_upload(s, media):
-                raise not_yet()
-            self.versions.finalize(s, media)
-        else:
+        if job.kind not in ("variants", "finalize"):
             raise BadRequest(f"unknown job kind {job.kind!r}")
+        # a presigned upload still waiting is completed by its job: its bytes are checked and
+        # rendered before the job's first write (on SQLite that write holds the database's write
+        # lock until the commit), then the upload and the rendering are recorded together
+        checked = None
+        if media.state != "ready":
+            checked = self.ingest.check_upload(s, media)
+            if checked is None:
+                raise not_yet()
+        made = self.versions.prepare(s, media, checked, variants=job.kind == "variants")
+        if checked is not None:  # (a variants job's rendering has the placeholders and the hash too)
+            self.ingest.record_upload(s, media, checked)
+        self.versions.record(s, media, made)
         result = {"media": media.id, "objectKey": media.current.object.key,
                   "variants": [x.name for x in media.current.variants]}
         self.complete(s, job_id, owner, result)

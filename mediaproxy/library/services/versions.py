@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import pyvips
@@ -36,6 +37,7 @@ class Rendering:
     placeholders: bool = False
     blur_hash: str | None = None
     thumb_hash: str | None = None
+    sha256: str | None = None  # the original's, when it was asked for (an object not hashed yet)
 
 
 class Versions:
@@ -52,19 +54,29 @@ class Versions:
 
     def render_variants(self, s: Session, media: Media) -> list[Variant]:
         """Render every configured variant of the current version through the origin's pipeline,
-        and its placeholders, then record them (``render``, ``record``)."""
+        and its placeholders, then record them (``prepare``, ``record``)."""
+        return self.record(s, media, self.prepare(s, media, variants=True))
+
+    def prepare(self, s: Session, media: Media, source=None, *, variants: bool) -> Rendering:
+        """The CPU work of the media's current version, touching no row (``render``): its variants
+        (with ``variants``) and placeholders, and its original's SHA-256 when the object has none
+        yet (bytes that came by presigned PUT). ``source`` is what the stored original is known
+        to be, when the object's row does not say it yet: a presigned upload checked and not yet
+        recorded (``Ingest.check_upload``), whose row is written after the rendering."""
         core = self.core
-        if not self.renderable(media) and not self.over_pixel_limit(media):
+        version = media.current
+        obj = version.object
+        source = source if source is not None else obj
+        if variants and not self.renderable(source) and not self.over_pixel_limit(source):
             raise TooLarge(f"over the {core.ctx.settings.max_source_bytes} byte limit of the image pipeline: "
                            "stored, but no variants")
-        version = media.current
-        recorded = frozenset(x.key for x in version.variants)
-        made = self.render(s, version.object, version.folder, media.id, variants=True, recorded=recorded,
-                           version_id=version.id)
-        return self.record(s, media, made)
+        recorded = frozenset(x.key for x in version.variants) if variants else frozenset()
+        return self.render(s, source, version.folder, media.id, variants=variants, recorded=recorded,
+                           version_id=version.id, hashed=(source.sha256 or obj.sha256) is None)
 
     def render(self, s: Session, obj: StoredObject, folder: str, media_id: str, *, variants: bool,
-               recorded: frozenset[str] = frozenset(), version_id: str | None = None) -> Rendering:
+               recorded: frozenset[str] = frozenset(), version_id: str | None = None,
+               hashed: bool = False) -> Rendering:
         """The CPU work of a version, touching no row: its variants (with ``variants``; stored under
         ``folder``) and placeholders, from the stored object ``obj``, whose type, size and
         dimensions say what the pipeline takes (none of it for what it does not: stored and
@@ -75,12 +87,12 @@ class Versions:
         for a write lock, never for a render. The variants stored are deleted if the session's
         transaction does not commit (but the keys ``recorded``, which committed rows name; and those
         of a ``version_id`` committed before, left to the janitor: a concurrent rendering of the same
-        version stores the same keys)."""
+        version stores the same keys). With ``hashed``, the original's SHA-256 too."""
         core = self.core
         if variants and self.over_pixel_limit(obj):
             raise TooLarge(f"over the {core.ctx.limits.max_pixels} pixel limit of the image pipeline: no variants")
         if not self.renderable(obj):
-            return Rendering()
+            return Rendering(sha256=core.hash_stored(obj) if hashed else None)
         data = core.ctx.storage.get(obj.bucket, obj.key, core.ctx.settings.max_source_bytes)[1]
         made: dict[str, tuple[str, pipeline.Output]] | None = None
         if variants:
@@ -89,13 +101,15 @@ class Versions:
                                     version_id)
             self._render_variants(data, folder, made)
         blur, thumb = self.placeholder_hashes(media_id, obj.mime_type, data)
-        return Rendering(made, True, blur, thumb)
+        return Rendering(made, True, blur, thumb, hashlib.sha256(data).hexdigest() if hashed else None)
 
     def record(self, s: Session, media: Media, made: Rendering) -> list[Variant]:
         """Write what ``render`` made for the media's current version: its variant rows (a variant
-        rendered again keeps its row) and its placeholders."""
+        rendered again keeps its row), its placeholders, its original's hash."""
         core = self.core
         version = media.current
+        if made.sha256 is not None and version.object.sha256 is None:
+            version.object.sha256 = made.sha256
         if made.placeholders:
             media.blur_hash, media.thumb_hash = made.blur_hash, made.thumb_hash
         if made.variants is not None:
@@ -139,14 +153,6 @@ class Versions:
         """Does the image's header claim more pixels than the pipeline decodes (a decompression bomb)?"""
         return bool(media.width and media.height and media.width * media.height > self.core.ctx.limits.max_pixels)
 
-    def placeholders(self, media: Media, data: bytes) -> None:
-        """BlurHash and ThumbHash from a ≤100-pixel copy, decoded as the origin's transforms are
-        (``pipeline.decode_inside``: limits checked on the header first, shrink-on-load) and
-        inside a transform place: a 552-byte JPEG claiming 65500x65500 costs nothing."""
-        if not media.mime_type.startswith("image/"):
-            return
-        media.blur_hash, media.thumb_hash = self.placeholder_hashes(media.id, media.mime_type, data)
-
     def placeholder_hashes(self, media_id: str, mime_type: str, data: bytes) -> tuple[str | None, str | None]:
         """(BlurHash, ThumbHash) of an image (``media.hashes``), inside a transform place;
         (None, None) for anything else, or an image it cannot decode."""
@@ -161,24 +167,18 @@ class Versions:
             return None, None
 
     def finalize(self, s: Session, media: Media) -> Media:
-        """The placeholder job: BlurHash (and the canonical hash when the bytes came by presigned PUT)."""
-        obj = media.current.object
-        if not self.renderable(media):
-            if obj.sha256 is None:
-                obj.sha256 = self.core.hash_stored(obj)
-            s.flush()
-            return media
-        data = self.core.original(media)
-        if obj.sha256 is None:
-            obj.sha256 = hashlib.sha256(data).hexdigest()
-        self.placeholders(media, data)
-        s.flush()
+        """The placeholder job: BlurHash (and the canonical hash when the bytes came by presigned
+        PUT), computed before they are written."""
+        self.record(s, media, self.prepare(s, media, variants=False))
         return media
 
     # -- crop: a new version, the pointer moved -------------------------------------------
 
-    def crop(self, s: Session, media: Media, p: dict, job: Job | None = None, owner: str | None = None) -> Media:
+    def crop(self, s: Session, media: Media, p: dict, job: Job | None = None, owner: str | None = None,
+             before_write: Callable[[], None] | None = None) -> Media:
         """Crop/rotate/scale/re-encode the current original into a new version; the old one is removed.
+        The rendering comes before the first write (``before_write``, if given, is that write: the
+        record of an upload completed by this request, ``Ingest.check_notice``).
 
         Idempotent by construction. The new version is made from ``base`` (the current version;
         a job's recorded ``base_version_id``) and the media moves to it by compare-and-set
@@ -207,6 +207,8 @@ class Versions:
         blur, thumb = self.placeholder_hashes(media.id, out.content_type, out.body)
         if job is not None and core.settings.job_test_delay:
             time.sleep(core.settings.job_test_delay)  # tests: a crop that is long enough to be interrupted
+        if before_write is not None:
+            before_write()
         obj = StoredObject(org_id=media.org_id, bucket=core.bucket, key=key,
                            sha256=hashlib.sha256(out.body).hexdigest(), size=len(out.body),
                            mime_type=out.content_type, width=out.width, height=out.height)
