@@ -102,14 +102,3 @@ def test_admin_closed_bodies_refuse_unknown_fields(stack):
     r = stack.api("PATCH", f"{V2}/admin/clients/{client['id']}", key=None, headers=admin,
                   json={"name": "n", "slug": "s"})
     assert r.status_code == 400 and r.json() == {"error": "unknown field(s): slug (a client's slug never changes)"}
-
-
-def test_handlers_take_text_limits_from_the_schemas():
-    """``most`` reads a field's max_length from its Meta, through Annotated, unions and UNSET, so
-    a handler's limit and the document's are one number."""
-    assert S.most(S.ImagesQuery, "token") == 128 and S.most(S.ImagesQuery, "userId") == 255
-    assert S.most(S.LogoutRequest, "refreshToken") == 256 and S.most(S.ImageForm, "albumId") == 64
-    doc = msgspec.json.schema_components([S.ImagesQuery])[1]["ImagesQuery"]["properties"]
-    assert doc["token"]["maxLength"] == S.most(S.ImagesQuery, "token")
-    with pytest.raises(KeyError):
-        S.most(S.ImagesQuery, "limit")  # an integer: no max_length

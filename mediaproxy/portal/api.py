@@ -17,20 +17,17 @@ from urllib3 import encode_multipart_formdata
 from ..errors import BadRequest, NotFound, ProcessingError, TooLarge, UnsupportedType
 from ..hotpath import decimal, result_key
 from ..library import auth
+from ..library.api import schemas as S
 from ..library.api.admin import AdminResource
-from ..library.api.common import integer, read_json, send_json, text
-from ..library.api.v2 import expiry, page
+from ..library.api.common import json_body, query, send_json
 from ..library.models import Media, Organization, ShareToken, now
 from ..library.services.base import iso
 from ..media import pipeline
-from ..media.spec import MAX_DIM, TransformSpec
+from ..media.spec import TransformSpec
 from ..routes.common import transformed
 from . import signed
 
 log = logging.getLogger(__name__)
-SIGNED_MAX = 100
-FITS = ("cover", "inside")
-THUMBNAIL_MAX = 400  # a grid's cell at a phone's density; the signed URLs serve larger sizes
 THUMBNAIL_CACHE = "private, max-age=600"
 # the sizes were checked first: any of these while rendering is the picture's fault, not the request's
 UNRENDERABLE = (BadRequest, ProcessingError, UnsupportedType, TooLarge, NotFound)
@@ -67,8 +64,9 @@ class _Tokens(AdminResource):
         self.admin(req)
         target = self.target(req, params[self.field])
         org = req.context.db.get(Organization, target.org_id)
+        expires = json_body(req, S.ShareRequest, strings=True).expires_in
         token, row = self.library.sharing.create_token(req.context.db, org, self.kind, target.id, self.owner(target),
-                                               expiry(read_json(req)))
+                                                       expires)
         send_json(resp, {**token_json(row), **self.answer(req, target, token, row)}, 201)
 
 
@@ -124,7 +122,8 @@ class AlbumImages(AdminResource):
         self.admin(req)
         s = req.context.db
         album = self.library.albums.get(s, None, album_id)
-        limit, offset = page(req.params)
+        q = query(req, S.PageQuery)
+        limit, offset = q.limit, q.skip
         items, total = self.library.catalog.list_images(s, album.org_id, user=None, limit=limit, offset=offset,
                                                 album_id=album.id, all_private=True)
         send_json(resp, {"items": [{**j, "clientId": m.org_id} for j, m in
@@ -138,9 +137,8 @@ class Uploads(AdminResource):
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         self.admin(req)
-        p = req.params
-        days = integer(p, "days", 30, 1, 366)
-        client = integer(p, "clientId", None, 1)
+        q = query(req, S.UploadsQuery)
+        days, client = q.days, q.client_id or None
         start = (now() - timedelta(days=days - 1)).replace(hour=0, minute=0, second=0, microsecond=0)
         day = func.date(Media.created_at)
         q = (select(day, func.count(), func.coalesce(func.sum(Media.size), 0))
@@ -174,25 +172,13 @@ class SignedUrls(AdminResource):
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         self.admin(req)
-        p = req.params
-        ids, w, h, fit = _sizes(p)
+        q = query(req, S.SignedUrlsQuery)
+        ids, w, h, fit = q.ids, q.w, q.h, q.fit
         e = signed.expiry()
         secret, portal = self.library.ctx.settings.secret_key, self.library.settings.portal_path
         base = self.base(req)
         send_json(resp, {"urls": {i: base + signed.sign(portal, secret, i, w, h, fit, e) for i in ids},
                          "expiresAt": e})
-
-
-def _sizes(p) -> tuple[list[str], int, int, str]:
-    ids = [i for i in (text(p, "ids", required=True, most=SIGNED_MAX * 41) or "").split(",") if i]
-    if not ids or len(ids) > SIGNED_MAX:
-        raise BadRequest(f"ids must name 1 to {SIGNED_MAX} images, comma-separated")
-    w = integer(p, "w", required=True, lo=1, hi=MAX_DIM)
-    h = integer(p, "h", required=True, lo=1, hi=MAX_DIM)
-    fit = text(p, "fit", most=8) or "cover"
-    if fit not in FITS:
-        raise BadRequest("fit must be cover or inside")
-    return ids, w, h, fit
 
 
 class Thumbnails(AdminResource):
@@ -205,10 +191,8 @@ class Thumbnails(AdminResource):
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         self.admin(req)
-        p = req.params
-        ids, w, h, fit = _sizes(p)
-        if w > THUMBNAIL_MAX or h > THUMBNAIL_MAX:
-            raise BadRequest(f"w and h are thumbnail sizes here: at most {THUMBNAIL_MAX}")
+        q = query(req, S.ThumbnailsQuery)
+        ids, w, h, fit = q.ids, q.w, q.h, q.fit
         found = self.library.sharing.served_many(req.context.db, ids, ("v2", "avatar"))
         spec = TransformSpec(width=w, height=h, fit=fit, position="center", format="webp", quality=None,
                              lossless=False, animated=None)

@@ -31,10 +31,11 @@ from sqlalchemy import select
 
 from ..errors import Forbidden, NotFound, Unauthorized
 from ..library import auth
+from ..library.api import schemas as S
 from ..library.api.admin import AdminResource, Login
-from ..library.api.common import TOKEN, boolean, integer, read_json, send_json, text
+from ..library.api.common import TOKEN, json_body, query, send_json
 from ..library.models import Admin, RefreshToken, now
-from ..media.spec import MAX_DIM, TransformSpec
+from ..media.spec import TransformSpec
 from . import signed
 
 STATIC = Path(__file__).resolve().parent / "static"
@@ -183,6 +184,8 @@ class SessionLogin(_Session, Login):
     """``POST {portal}/session`` ``{email, password}``: the admin API's login (its throttle, its
     device cookie), its refresh token set as the cookie instead of answered."""
 
+    request = S.SessionRequest
+
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         self.same_origin(req)
         Login.on_post(self, req, resp)
@@ -211,7 +214,7 @@ class SessionLogout(_Session):
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         refresh = self.checked_refresh(req)
-        everywhere = boolean(read_json(req), "everywhere")
+        everywhere = json_body(req, S.SessionLogoutRequest, strings=True).everywhere
         s = req.context.db
         row = s.scalar(select(RefreshToken).where(RefreshToken.digest == auth.digest(refresh))) if refresh else None
         if row is not None and row.revoked_at is None and row.expires_at > now():
@@ -234,13 +237,9 @@ class SignedMedia(AdminResource):
     auth = TOKEN  # the URL's signature
 
     def on_get(self, req: falcon.Request, resp: falcon.Response, image_id: str) -> None:
-        p = req.params
-        w = integer(p, "w", required=True, lo=1, hi=MAX_DIM)
-        h = integer(p, "h", required=True, lo=1, hi=MAX_DIM)
-        fit = text(p, "fit", required=True, most=8)
-        e = integer(p, "e", required=True, lo=0, hi=2**40)
-        if not signed.valid(self.library.ctx.settings.secret_key, image_id, w, h, fit or "", e,
-                            text(p, "s", most=64) or ""):
+        q = query(req, S.SignedMediaQuery)
+        w, h, fit, e = q.w, q.h, q.fit, q.e
+        if not signed.valid(self.library.ctx.settings.secret_key, image_id, w, h, fit, e, q.s):
             raise Forbidden("a wrong or expired signature")
         img = self.library.sharing.served(req.context.db, image_id)
         if img is None:

@@ -5,6 +5,7 @@ sees every client; the records and verbs are the same as the client API's (``ser
 from __future__ import annotations
 
 import falcon
+from msgspec import UNSET
 
 from ...clientip import NetworkSet, client_address
 from ...errors import BadRequest, MediaError, NotFound
@@ -12,9 +13,9 @@ from .. import auth
 from ..models import Admin, Album, Avatar, Media, Organization
 from ..repositories import clients
 from . import schemas as S
-from .common import ADMIN, PUBLIC, boolean, convert, integer, read_json, send_json, text
+from .common import ADMIN, PUBLIC, json_body, query, send_json
 from .presenters import admin_json, avatar_admin_json, client_json
-from .v2 import V2, V2Resource, album_fields, date_param, page, patch_image
+from .v2 import V2, V2Resource, album_fields, patch_image, when
 
 
 class TooManyAttempts(MediaError):
@@ -59,20 +60,21 @@ class AdminResource(V2Resource):
 
 class Login(AdminResource):
     auth = PUBLIC
+    request = S.LoginRequest  # the portal's sign-in declares its own
 
     def secure(self, req: falcon.Request) -> bool:
         """Whether the device cookie is ``Secure`` (the portal's login relaxes it only on loopback)."""
         return req.scheme == "https"
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
-        p = read_json(req)
+        p = json_body(req, self.request)
         s = req.context.db
-        email = (text(p, "email", required=True, most=255) or "").strip().lower()
-        password = text(p, "password", required=True, most=1024)
+        email = p.email.strip().lower()
+        password = p.password
         secret = self.library.ctx.settings.secret_key
         address = client_address(req.env, NetworkSet(self.library.ctx.settings.trusted_proxy_cidrs))
         a = clients.admin_by_email(s, email)
-        device = auth.device_of(text(p, "deviceToken", most=200) or req.cookies.get(auth.DEVICE_COOKIE), a, secret)
+        device = auth.device_of(p.device_token or req.cookies.get(auth.DEVICE_COOKIE), a, secret)
         keys = auth.throttle_keys(email, auth.throttle_address(address), device)
         wait = auth.throttle_reserve(s, keys)  # counted as a failure until the password proves right
         if wait:
@@ -91,19 +93,18 @@ class Refresh(AdminResource):
     auth = PUBLIC  # the refresh token in the body is the credential
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
-        p = read_json(req)
-        a, refresh, session_id = auth.rotate_refresh(req.context.db, text(p, "refreshToken", required=True, most=256))
+        p = json_body(req, S.RefreshRequest)
+        a, refresh, session_id = auth.rotate_refresh(req.context.db, p.refresh_token)
         send_json(resp, self.tokens(req, a, (refresh, session_id)))
 
 
 class Logout(AdminResource):
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         a = self.admin(req)
-        p = read_json(req)
+        p = json_body(req, S.LogoutRequest)  # a null refreshToken or a non-boolean everywhere is a 400
         s = req.context.db
-        refresh = text(p, "refreshToken", most=S.most(S.LogoutRequest, "refreshToken"))
-        # the rest read through the schema: a null refreshToken or a non-boolean everywhere is a 400
-        if convert(p, S.LogoutRequest).everywhere or not refresh:
+        refresh = p.refresh_token
+        if p.everywhere or not refresh:
             auth.end_every_session(s, a)  # every refresh token and every access token of this admin
         else:
             auth.revoke_family(s, req.context.admin_session)  # this access token's own session
@@ -117,15 +118,12 @@ class Me(AdminResource):
 
     def on_patch(self, req: falcon.Request, resp: falcon.Response) -> None:
         a = self.admin(req)
-        p = read_json(req)
-        unknown = S.unknown(p, S.MePatch)
-        if unknown:
-            raise BadRequest(f"unknown field(s): {', '.join(unknown)}")
+        p = json_body(req, S.MePatch)
         s = req.context.db
-        if "name" in p:
-            a.name = text(p, "name", most=255) or ""
-        if "email" in p:
-            email = auth.check_email(p["email"] if isinstance(p["email"], str) else None)
+        if p.name is not UNSET:
+            a.name = p.name or ""
+        if p.email is not UNSET:
+            email = auth.check_email(p.email)
             if email != a.email and clients.admin_by_email(s, email) is not None:
                 raise BadRequest("that email belongs to another admin")
             a.email = email
@@ -136,9 +134,9 @@ class Me(AdminResource):
 class ChangePassword(AdminResource):
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         a = self.admin(req)
-        p = read_json(req)
-        current = text(p, "currentPassword", required=True, most=1024)
-        new = auth.check_password(text(p, "newPassword", required=True, most=1024))
+        p = json_body(req, S.PasswordChange)
+        current = p.current_password
+        new = auth.check_password(p.new_password)
         if not auth.verify_password(a, current):
             raise BadRequest("the current password is wrong")
         a.password_hash = auth.hash_password(new)
@@ -170,9 +168,9 @@ def _add(total: dict, stats: dict) -> None:
 
 class Clients(AdminResource):
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        limit, offset = page(req.params)
-        rows, total = clients.client_page(req.context.db, limit, offset, text(req.params, "search", most=255))
-        send_json(resp, {"items": [client_json(o) for o in rows], "total": total, "limit": limit, "offset": offset})
+        q = query(req, S.ClientsQuery)
+        rows, total = clients.client_page(req.context.db, q.limit, q.skip, q.search or None)
+        send_json(resp, {"items": [client_json(o) for o in rows], "total": total, "limit": q.limit, "offset": q.skip})
 
 
 class ClientOne(AdminResource):
@@ -182,11 +180,7 @@ class ClientOne(AdminResource):
 
     def on_patch(self, req: falcon.Request, resp: falcon.Response, client_id: str) -> None:
         org = self.client(req, client_id)
-        p = read_json(req)
-        unknown = S.unknown(p, S.ClientPatch)
-        if unknown:
-            raise BadRequest(f"unknown field(s): {', '.join(unknown)} (a client's slug never changes)")
-        org.name = text(p, "name", required=True, most=255)
+        org.name = json_body(req, S.ClientPatch).name
         req.context.db.flush()
         send_json(resp, client_json(org))
 
@@ -195,19 +189,17 @@ class AdminImages(AdminResource):
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         """Upload on behalf of a client: ``clientId`` in the query (the form's fields come after the
         file in many clients, and the upload must know its client before the first byte is stored)."""
-        org = self.client(req, str(integer(req.params, "clientId", required=True, lo=1)))
-        media = self.receive_image(req, org, lambda form: text(form, "externalUserId", most=255), "externalUserId")
+        org = self.client(req, str(query(req, S.AdminUploadQuery).client_id))
+        media = self.receive_image(req, org, S.AdminImageForm, lambda f: f.external_user_id or None, "externalUserId")
         send_json(resp, {**self.image_json(req, media), "clientId": org.id}, 201)
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        p = req.params
-        limit, offset = page(p)
-        client = integer(p, "clientId", None, 1)
-        private = None if p.get("isPrivate") in (None, "") else boolean(p, "isPrivate")
-        items, total = self.library.catalog.list_images(req.context.db, client, user=None, limit=limit, offset=offset,
-                                                tag=text(p, "tag", most=64), owner=text(p, "userId", most=255),
-                                                private=private, since=date_param(p, "from"), until=date_param(p, "to"),
-                                                search=text(p, "search", most=255), all_private=True)
+        q = query(req, S.AdminImagesQuery)
+        limit, offset = q.limit, q.skip
+        items, total = self.library.catalog.list_images(
+            req.context.db, q.client_id or None, user=None, limit=limit, offset=offset, tag=q.tag or None,
+            owner=q.user_id or None, private=None if q.is_private is UNSET else q.is_private,
+            since=when(q.from_, "from"), until=when(q.to, "to"), search=q.search or None, all_private=True)
         send_json(resp, {"items": [{**j, "clientId": m.org_id} for j, m in zip(self.images_json(req, items), items,
                                                                                strict=True)],
                          "total": total, "limit": limit, "offset": offset})
@@ -215,10 +207,9 @@ class AdminImages(AdminResource):
 
 class AdminTags(AdminResource):
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        p = req.params
-        limit = integer(p, "limit", 50, 1, 500)
-        send_json(resp, {"items": self.library.admin.tag_counts(req.context.db, integer(p, "clientId", None, 1),
-                                                          text(p, "search", most=64), limit)})
+        q = query(req, S.TagsQuery)
+        send_json(resp, {"items": self.library.admin.tag_counts(req.context.db, q.client_id or None, q.search or None,
+                                                                q.limit)})
 
 
 class AdminImage(AdminResource):
@@ -239,9 +230,9 @@ class AdminImage(AdminResource):
 
 class AdminAvatars(AdminResource):
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        limit, offset = page(req.params)
-        rows, total = self.library.avatars.page(req.context.db, integer(req.params, "clientId", None, 1),
-                                                limit, offset)
+        q = query(req, S.ClientPageQuery)
+        limit, offset = q.limit, q.skip
+        rows, total = self.library.avatars.page(req.context.db, q.client_id or None, limit, offset)
         send_json(resp, {"items": [avatar_admin_json(a, m) for a, m in rows], "total": total, "limit": limit,
                          "offset": offset})
 
@@ -264,9 +255,9 @@ class AdminAvatar(AdminResource):
 
 class AdminAlbums(AdminResource):
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        limit, offset = page(req.params)
-        items, total = self.library.albums.page(req.context.db, integer(req.params, "clientId", None, 1), None,
-                                                limit, offset)
+        q = query(req, S.ClientPageQuery)
+        limit, offset = q.limit, q.skip
+        items, total = self.library.albums.page(req.context.db, q.client_id or None, None, limit, offset)
         counts = self.library.albums.image_counts(req.context.db, [a.id for a in items])
         send_json(resp, {"items": [{**self.album_json(req, a, counts.get(a.id, 0)), "clientId": a.org_id}
                                    for a in items], "total": total, "limit": limit, "offset": offset})
@@ -282,7 +273,7 @@ class AdminAlbum(AdminResource):
 
     def on_patch(self, req: falcon.Request, resp: falcon.Response, album_id: str) -> None:
         a = self._album(req, album_id)
-        self.library.albums.update(req.context.db, a, album_fields(read_json(req), False))
+        self.library.albums.update(req.context.db, a, album_fields(json_body(req, S.AlbumInput), False))
         send_json(resp, {**self.album_json(req, a), "clientId": a.org_id})
 
     def on_delete(self, req: falcon.Request, resp: falcon.Response, album_id: str) -> None:

@@ -3,6 +3,8 @@ each resource's declared authentication, JSON in and out, and the streaming mult
 
 from __future__ import annotations
 
+import functools
+import re
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
@@ -15,7 +17,6 @@ from streaming_form_data.targets import BaseTarget, ValueTarget
 from streaming_form_data.validators import MaxSizeValidator, ValidationError
 
 from ...errors import BadRequest, MediaError, TooLarge, TooManyRequests
-from ...hotpath import decimal
 from ...http import body_in_memory, close_connection, small_body_max
 from .. import auth, unit
 from ..models import Organization
@@ -194,8 +195,134 @@ def read_json(req: falcon.Request) -> dict:
     return body
 
 
-def body_params(req: falcon.Request) -> dict:
-    """A JSON body, a urlencoded form, or the query string (the API playgrounds send any of them)."""
+# -- request schemas ----------------------------------------------------------------------------
+# Every query string, JSON body and form is read through its declared Struct (schemas.py): the
+# types, bounds, required and unknown fields the OpenAPI document shows are the ones checked here.
+# What is left to this module is the wire's own shape, the same for every field of a type:
+# a query string or a form holds strings (a repeated name: its last value), and the /api/v1 API's
+# bodies, the presigned /media API's and the share requests take a number or a boolean as a
+# string too ("5", "true"/"1"); JSON's own types are never loosened (0 is not false, null is not a
+# number). msgspec's error is then told as a sentence naming the field (``refusal``).
+
+_INT = re.compile(r"-?[0-9]{1,18}")  # ASCII digits, within 64 bits: not "+5", "0x10", "5.0", "1e3", "٥"
+
+
+@dataclass(frozen=True)
+class _Field:
+    name: str  # the wire's
+    kinds: frozenset  # of "int", "float", "bool", "str", "list", "null", "literal"
+    info: dict  # the declared bounds: ge, le, max_length, min_length, min_items, max_items, literals, refused
+
+
+def _kinds(t, kinds: set, info: dict) -> None:
+    if isinstance(t, msgspec.inspect.Metadata):
+        if t.extra and "refused" in t.extra:
+            info["refused"] = t.extra["refused"]
+        _kinds(t.type, kinds, info)
+    elif isinstance(t, msgspec.inspect.UnionType):
+        for u in t.types:
+            _kinds(u, kinds, info)
+    elif isinstance(t, msgspec.inspect.IntType | msgspec.inspect.FloatType):
+        kinds.add("int" if isinstance(t, msgspec.inspect.IntType) else "float")
+        info.update({k: v for k in ("ge", "le") if (v := getattr(t, k)) is not None})
+    elif isinstance(t, msgspec.inspect.BoolType):
+        kinds.add("bool")
+    elif isinstance(t, msgspec.inspect.StrType):
+        kinds.add("str")
+        info.update({k: v for k in ("min_length", "max_length") if (v := getattr(t, k)) is not None})
+    elif isinstance(t, msgspec.inspect.LiteralType):
+        kinds.add("literal")
+        kinds.update("int" if isinstance(v, int) else "str-literal" for v in t.values)
+        info["literals"] = t.values
+    elif isinstance(t, msgspec.inspect.ListType):
+        kinds.add("list")
+        info.update({"min_items": t.min_length, "max_items": t.max_length})
+    elif isinstance(t, msgspec.inspect.NoneType):
+        kinds.add("null")
+
+
+@functools.cache  # once per schema, not per request
+def _fields(schema: type[msgspec.Struct]) -> dict[str, _Field]:
+    out = {}
+    for f in msgspec.inspect.type_info(schema).fields:
+        kinds: set = set()
+        info: dict = {}
+        _kinds(f.type, kinds, info)
+        out[f.encode_name] = _Field(f.encode_name, frozenset(kinds), info)
+    return out
+
+
+def _from_string(f: _Field, value: str):
+    """A number or a boolean written as a string, as the old query-string readers took it: the
+    integer's digits (spaces around), a float as Python reads one, true/false/1/0 in any case. Left
+    as it is when it is none of them: the schema then refuses it as the wrong type."""
+    v = value.strip()
+    if "int" in f.kinds and "float" not in f.kinds and _INT.fullmatch(v):
+        return int(v)
+    if "float" in f.kinds:
+        try:
+            return float(v)
+        except ValueError:
+            return value
+    if "bool" in f.kinds:
+        low = v.lower()
+        if low in ("true", "1"):
+            return True
+        if low in ("false", "0"):
+            return False
+    return value
+
+
+def _wire(values: dict, schema: type[msgspec.Struct], strings: bool, repeated: bool) -> dict:
+    """``values`` as the schema takes them. ``repeated``: a query string's or a form's, where a name
+    given twice is a list of strings (its last value, unless the field is a list). ``strings``: a
+    number or boolean may come as a string, and an empty one is not given (the default)."""
+    fields = _fields(schema)
+    out = {}
+    for name, value in values.items():
+        f = fields.get(name)
+        if f is None:  # refused by a closed schema, ignored by an open one
+            out[name] = value
+            continue
+        if repeated and isinstance(value, list) and value and "list" not in f.kinds \
+                and all(isinstance(v, str) for v in value):
+            value = value[-1]
+        if strings:
+            flag = "bool" in f.kinds  # a boolean that may come as a string (schemas.FormBool)
+            text = "str" in f.kinds and not flag
+            if value == "" and not text:
+                continue
+            if isinstance(value, str) and not text:
+                value = _from_string(f, value)
+            elif isinstance(value, float) and "int" in f.kinds and "float" not in f.kinds and value.is_integer():
+                value = int(value)
+        out[name] = value
+    return out
+
+
+def decode(values: dict, schema: type[msgspec.Struct], strings: bool = False, repeated: bool = False):
+    """``values`` read through ``schema``: a field of the wrong type, out of its declared bounds,
+    missing or (a closed schema) unknown is a 400 naming it."""
+    try:
+        return msgspec.convert(_wire(values, schema, strings, repeated), schema)
+    except msgspec.ValidationError as exc:
+        raise BadRequest(refusal(str(exc), values, schema)) from None
+
+
+def query(req: falcon.Request, schema: type[msgspec.Struct]):
+    """The query string read through its schema."""
+    return decode(req.params, schema, strings=True, repeated=True)
+
+
+def json_body(req: falcon.Request, schema: type[msgspec.Struct], strings: bool = False):
+    """The JSON body (absent: ``{}``) read through its schema; ``strings``: numbers and booleans may
+    be strings too."""
+    return decode(read_json(req), schema, strings=strings)
+
+
+def params(req: falcon.Request, schema: type[msgspec.Struct]):
+    """A JSON body, a urlencoded form or the query string, read through the schema (the API
+    playgrounds send any of them; a body's field wins over the query string's)."""
     ctype = (req.content_type or "").split(";", 1)[0].strip().lower()
     if ctype == "application/x-www-form-urlencoded":
         refuse_unread_body(req, "form body")
@@ -203,107 +330,69 @@ def body_params(req: falcon.Request) -> dict:
         if len(raw) > JSON_MAX:
             raise TooLarge(f"form body over {JSON_MAX} bytes")
         try:
-            return {**req.params, **parse_query_string(raw.decode("utf-8"), keep_blank=True)}
+            form = parse_query_string(raw.decode("utf-8"), keep_blank=True)
         except UnicodeDecodeError:
             raise BadRequest("malformed form body: not UTF-8") from None
-    body = read_json(req)
-    return {**req.params, **body}
+        body = _wire({**req.params, **form}, schema, strings=False, repeated=True)
+    else:
+        body = {**_wire(req.params, schema, strings=False, repeated=True), **read_json(req)}
+    return decode(body, schema, strings=True)
 
 
-# -- typed parameters ---------------------------------------------------------------------------
-
-def convert(body: dict, schema: type[msgspec.Struct]) -> msgspec.Struct:
-    """A JSON body read through its schema: a field of the wrong type (JSON's, strictly: 0 is not
-    false) or out of its declared bounds is a 400 naming it (msgspec's message, with the field's path)."""
-    try:
-        return msgspec.convert(body, schema)
-    except msgspec.ValidationError as exc:
-        raise BadRequest(str(exc)) from None
+def form(fields: dict, schema: type[msgspec.Struct]):
+    """A multipart form's fields other than the file, read through the form's schema (the file part
+    is streamed to storage as it arrives, and stands in here as empty: it was there, or
+    ``receive_upload`` refused the form already)."""
+    return decode({**fields, "file": b""}, schema, strings=True, repeated=True)
 
 
-def _last(value):
-    """A repeated query parameter's last value. Only a query string repeats a name, always as
-    strings: a JSON list (``[null, null]``, ``[]``) is not a repeated parameter but a value of the
-    wrong type, kept as it is so that the typed reader refuses it rather than reading it as absent."""
-    if isinstance(value, list) and value and all(isinstance(v, str) for v in value):
-        return value[-1]
-    return value
+_AT = re.compile(r"^(?P<what>.*?)(?: - at `\$(?P<path>.*)`)?$", re.S)
 
 
-def _given(params: dict, name: str, required: bool):
-    """The parameter's last value (a repeated one: the last), None when absent; a 400 when it is
-    required and absent or empty."""
-    value = _last(params.get(name))
-    if (value is None or value == "") and required:
-        raise BadRequest(f"{name} is required")
-    return value
-
-
-def text(params: dict, name: str, required: bool = False, most: int = 4096) -> str | None:
-    value = _given(params, name, required)
-    if value is None or value == "":
-        return value
-    if not isinstance(value, str):
-        raise BadRequest(f"{name} must be a string")
-    if len(value) > most:
-        raise BadRequest(f"{name} is longer than {most} characters")
-    if "\x00" in value:  # PostgreSQL cannot store it (a 500 there, stored on SQLite): refused alike
-        raise BadRequest(f"{name} must not contain a NUL character")
-    return value
-
-
-def integer(params: dict, name: str, default: int | None = None, lo: int | None = None,
-            hi: int | None = None, required: bool = False) -> int | None:
-    value = _given(params, name, required)
-    if value is None and name in params:  # a JSON null: the field is not optional-nullable
-        raise BadRequest(f"{name} must be an integer")
-    if value is None or value == "":
-        return default
-    if isinstance(value, bool):
-        raise BadRequest(f"{name} must be an integer")
-    if isinstance(value, str):
-        s = value.strip()
-        if not (decimal(s.removeprefix("-")) and len(s) <= 12):  # not "--5", not "²"
-            raise BadRequest(f"{name} must be an integer")
-        value = int(s)
-    if isinstance(value, float) and value.is_integer():
-        value = int(value)
-    if not isinstance(value, int):
-        raise BadRequest(f"{name} must be an integer")
-    if (lo is not None and value < lo) or (hi is not None and value > hi):
-        raise BadRequest(f"{name} must be {lo if lo is not None else ''}..{hi if hi is not None else ''}")
-    return value
-
-
-def number(params: dict, name: str, default: float, lo: float, hi: float) -> float:
-    value = params.get(name)
-    if value is None or value == "":
-        return default
-    try:
-        f = float(value) if not isinstance(value, bool) else float("nan")
-    except (TypeError, ValueError):
-        raise BadRequest(f"{name} must be a number") from None
-    if not lo <= f <= hi:  # also refuses NaN
-        raise BadRequest(f"{name} must be a number {lo}..{hi}")
-    return f
-
-
-def boolean(params: dict, name: str, default: bool = False) -> bool:
-    value = _last(params.get(name))
-    if value is None and name in params:  # a JSON null
-        raise BadRequest(f"{name} must be true or false")
-    if value is None or value == "":
-        return default
-    if isinstance(value, bool):
-        return value
-    if not isinstance(value, str):  # a JSON number or list is not a boolean
-        raise BadRequest(f"{name} must be true or false")
-    low = str(value).strip().lower()
-    if low in ("true", "1"):
-        return True
-    if low in ("false", "0"):
-        return False
-    raise BadRequest(f"{name} must be true or false")
+def refusal(message: str, values: dict, schema: type[msgspec.Struct]) -> str:
+    """msgspec's ``message`` as a sentence naming the field, from the field's declared bounds."""
+    fields = _fields(schema)
+    m = _AT.match(message)
+    what, path = m["what"], m["path"]
+    if what.startswith("Object contains unknown field"):
+        unknown = sorted(set(values) - set(fields))
+        template = getattr(schema, "refused", "unknown field(s): {unknown}")
+        return template.format(unknown=", ".join(unknown), known=", ".join(fields))
+    if what.startswith("Object missing required field"):
+        return f"{what.rsplit('`', 2)[-2]} is required"
+    if path is None or not path.startswith("."):
+        return what  # a schema's own check (__post_init__) says it in words already
+    name = max((n for n in fields if path[1:].startswith(n)), key=len, default=None)
+    if name is None:
+        return message
+    f = fields[name]
+    i = f.info
+    if "refused" in i and "regex" in what:
+        return f"{name} {i['refused']}"
+    if "bool" in f.kinds:
+        return f"{name} must be true or false"
+    if "literals" in i and (what.startswith("Invalid enum value") or ("literal" in f.kinds and "str" not in f.kinds)):
+        return f"{name} must be one of {', '.join(map(str, i['literals']))}"
+    if path[1 + len(name):].startswith("[") or ("list" in f.kinds and "array" in what and "length" in what):
+        lo, hi = i.get("min_items"), i.get("max_items")
+        count = f" of {lo or 0} to {hi}" if hi is not None else " of at least 1" if lo else ""
+        return f"{name} must be a list{count} strings" + (" (or a comma-separated string)" if "str" in f.kinds else "")
+    if "str" in f.kinds and "`str` of length" in what:
+        if "<=" in what:
+            return f"{name} is longer than {i['max_length']} characters"
+        return f"{name} is required" if i.get("min_length") == 1 else \
+            f"{name} must be at least {i['min_length']} characters"
+    if "int" in f.kinds and "float" not in f.kinds and "str" not in f.kinds:
+        if ">=" in what or "<=" in what:
+            return f"{name} must be {i.get('ge', '')}..{i.get('le', '')}"
+        return f"{name} must be an integer"
+    if "float" in f.kinds:
+        if ">=" in what or "<=" in what:
+            return f"{name} must be a number {i.get('ge', '')}..{i.get('le', '')}"
+        return f"{name} must be a number"
+    if "str" in f.kinds and "list" not in f.kinds:
+        return f"{name} must be a string" if "got" in what else f"{name} is malformed"
+    return f"{name}: {what[0].lower()}{what[1:]}"
 
 
 # -- multipart, streamed -------------------------------------------------------------------------

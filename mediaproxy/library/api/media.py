@@ -10,7 +10,8 @@ import falcon
 
 from ...errors import BadRequest, NotFound, UnsupportedType
 from . import presenters
-from .common import KEY_USER, Resource, integer, read_json, send_json, text
+from . import schemas as S
+from .common import KEY_USER, Resource, json_body, send_json
 
 USER_MAX = 255
 
@@ -51,15 +52,15 @@ class MediaCollection(MediaResource):
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         org = self.org(req)
         user = req.context.user
-        p = read_json(req)
+        p = json_body(req, S.CreateMediaRequest, strings=True)
         lib = self.library
-        filename = text(p, "filename", required=True, most=255)
-        ctype = (text(p, "contentType", required=True, most=127) or "").lower()
+        filename = p.filename
+        ctype = p.content_type.lower()
         if ctype not in lib.settings.media_api_types:
             raise UnsupportedType(f"{ctype} is not allowed; allowed: {', '.join(sorted(lib.settings.media_api_types))}")
         # optional (beyond the API's first description): the file's size, signed into the upload URL so that the store
         # itself refuses any other length (S3: Content-Length; the local backend: its own URL)
-        size = integer(p, "size", None, 1)
+        size = p.size or None
         media, signed = lib.ingest.presign_upload(req.context.db, org, self.base(req), filename, ctype, size,
                                                   owner=user, dialect="media", max_bytes=lib.settings.media_max_bytes)
         send_json(resp, {

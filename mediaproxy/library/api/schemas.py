@@ -1,70 +1,64 @@
 """The library's request and response schemas, declared once as ``msgspec.Struct``s: what the
 dialects accept (JSON bodies, forms, query strings) and what they answer. The OpenAPI document is
-generated from them (``openapi.py``, ``msgspec.json.schema_components``), and the handlers read a
-body's field names from them (``fields``, ``unknown``): a body whose schema is declared with
-``forbid_unknown_fields`` is refused when it carries any other field.
+generated from them (``openapi.py``, ``msgspec.json.schema_components``), and the handlers decode
+every query string, JSON body and form through them (``common.decode``): a field's type, bounds
+(``Meta``) and presence are checked from the same declaration the document shows, and a body whose
+schema is declared with ``forbid_unknown_fields`` is refused when it carries any other field.
+A ``Meta(extra={"refused": ...})`` says in words what a field's pattern refuses.
 
 Names are the wire's (camelCase, ``rename="camel"`` or an explicit ``name``). A request field
 that may be absent — not the same as ``null`` for a PATCH — defaults to ``UNSET``."""
 
 from __future__ import annotations
 
-import functools
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 import msgspec
-import msgspec.inspect
 from msgspec import UNSET, Meta, Struct, UnsetType, field
+
+from ...media.spec import FORMATS, MAX_DIM
 
 # -- field types ---------------------------------------------------------------------------------
 
 Time = Annotated[str, Meta(extra_json_schema={"format": "date-time"}, description="ISO 8601, UTC")]
 # a URL as the server builds it: its path may carry a stored name as given (UTF-8), so not always an RFC 3986 "uri"
 Url = str
-Text = Annotated[str, Meta(max_length=4096, pattern=r"^[^\x00]*$", description="at most 4096 characters, no NUL")]
+NO_NUL = r"^[^\x00]*$"  # PostgreSQL cannot store a NUL (SQLite can): refused in every text field alike
+_NUL = {"refused": "must not contain a NUL character"}
+
+
+def Str(most: int) -> Any:
+    """A text field of at most ``most`` characters, without NUL."""
+    return Annotated[str, Meta(max_length=most, pattern=NO_NUL, extra=_NUL)]
+
+
+def anycase(*words: str) -> str:
+    """A pattern for one of ``words`` in any case (JSON Schema's regexes have no flags)."""
+    return "^(" + "|".join("".join(f"[{c.upper()}{c.lower()}]" if c.isalpha() else c for c in w)
+                           for w in words) + ")$"
+
+
+Text = Annotated[Str(4096), Meta(description="at most 4096 characters, no NUL")]
 Binary = Annotated[bytes, Meta(extra_json_schema={"format": "binary"})]  # a form's file part
 Limit = Annotated[int, Meta(ge=1, le=100, description="page size (default 20)")]
-Offset = Annotated[int, Meta(ge=0, description="items to skip")]
+Offset = Annotated[int, Meta(ge=0, le=10**9, description="items to skip")]
 Page = Annotated[int, Meta(ge=1, le=10**6, description="1-based page number (offset = (page - 1) × limit)")]
 ClientId = Annotated[int, Meta(ge=1, description="one client (organization) only")]
-Dimension = Annotated[int, Meta(ge=1, le=4096)]
+Dimension = Annotated[int, Meta(ge=1, le=MAX_DIM)]
 Quality = Annotated[int, Meta(ge=1, le=100, description="quality")]
 ExpiresIn = Annotated[int, Meta(ge=1, le=365 * 86400, description="seconds until it expires (default 7 days)")]
-UserId = Annotated[str, Meta(max_length=255)]
-# a form field read as a boolean: true/false in any case, or 1/0 (an empty one keeps the default)
-FormBool = bool | Annotated[str, Meta(pattern=r"^\s*([Tt][Rr][Uu][Ee]|[Ff][Aa][Ll][Ss][Ee]|[01])?\s*$",
-                                      description="true or false (any case), 1 or 0")]
+UserId = Str(255)
+# a boolean that may come as a string (a form, a query string, the /api/v1 API's bodies): true/false in
+# any case or 1/0, spaces around; an empty one keeps the default. The reader (common.decode) turns
+# such a string into the boolean; the string's pattern is what the document and the refusal say.
+FormBool = bool | Annotated[str, Meta(
+    pattern=r"^\s*([Tt][Rr][Uu][Ee]|[Ff][Aa][Ll][Ss][Ee]|[01])\s*$|^$", extra={"refused": "must be true or false"},
+    description="true or false (any case), 1 or 0")]
 
 
 def fields(schema: type[Struct]) -> tuple[str, ...]:
     """The wire names of a schema's fields."""
     return tuple(f.encode_name for f in msgspec.structs.fields(schema))
-
-
-def _strings(t) -> list:
-    if isinstance(t, msgspec.inspect.Metadata):
-        return _strings(t.type)
-    if isinstance(t, msgspec.inspect.UnionType):
-        return [s for u in t.types for s in _strings(u)]
-    return [t] if isinstance(t, msgspec.inspect.StrType) else []
-
-
-@functools.cache  # read once per field, not per request
-def most(schema: type[Struct], name: str) -> int:
-    """The longest a schema's text field may be, as its ``Meta(max_length=...)`` declares it: the
-    handlers take their limits from here rather than repeating the numbers."""
-    for f in msgspec.inspect.type_info(schema).fields:
-        if f.encode_name == name:
-            bounds = [t.max_length for t in _strings(f.type) if t.max_length is not None]
-            if bounds:
-                return bounds[0]
-    raise KeyError(f"{schema.__name__}.{name} declares no max_length")
-
-
-def unknown(body: dict, schema: type[Struct]) -> list[str]:
-    """The fields of ``body`` its schema does not declare, sorted (refused by the handler when the
-    schema forbids unknown fields: ``schema.__struct_config__.forbid_unknown_fields``)."""
-    return sorted(set(body) - set(fields(schema)))
 
 
 class Schema(Struct, kw_only=True, rename="camel"):
@@ -76,7 +70,9 @@ class Body(Struct, kw_only=True, rename="camel", omit_defaults=True):
 
 
 class Closed(Body, kw_only=True, forbid_unknown_fields=True):
-    """A request whose unknown fields are refused (400)."""
+    """A request whose unknown fields are refused (400, in the words of ``refused``)."""
+
+    refused: ClassVar[str] = "unknown field(s): {unknown}"  # {unknown}: the fields refused; {known}: the others
 
 
 # -- shared --------------------------------------------------------------------------------------
@@ -91,6 +87,11 @@ class PageQuery(Body, kw_only=True):
     limit: Limit = 20
     offset: Offset = 0
     page: Page | UnsetType = UNSET
+
+    @property
+    def skip(self) -> int:
+        """The items skipped: ``offset``, or the page's first."""
+        return (self.page - 1) * self.limit if self.page is not UNSET else self.offset
 
 
 # -- the /api/v1 API -----------------------------------------------------------------------------
@@ -215,7 +216,8 @@ class Stored(Schema, kw_only=True):
 
 class UploadForm(Body, kw_only=True):
     file: Binary
-    org_slug: Annotated[str, Meta(description="must be the API key's organization when given")] | UnsetType = UNSET
+    org_slug: Annotated[Str(4096), Meta(description="must be the API key's organization when given")] \
+        | UnsetType = UNSET
     alt: Text | UnsetType = UNSET
     caption: Text | UnsetType = UNSET
     description: Text | UnsetType = UNSET
@@ -226,9 +228,9 @@ class UploadForm(Body, kw_only=True):
 
 
 class PresignRequest(Body, kw_only=True):
-    org_slug: str | UnsetType = UNSET
-    filename: Annotated[str, Meta(max_length=255)]
-    mime_type: Annotated[str, Meta(max_length=4096, description=(
+    org_slug: Str(4096) | UnsetType | None = UNSET
+    filename: Annotated[str, Meta(min_length=1, max_length=255, pattern=NO_NUL, extra=_NUL)]
+    mime_type: Annotated[Str(4096) | None, Meta(description=(
         "optional: without it, the filename's type (a type not allowed is 415); when the name tells none, "
         "no type is signed and the bytes decide when the upload completes"))] | UnsetType = UNSET
     size: Annotated[int, Meta(ge=1, description=(
@@ -239,23 +241,42 @@ class PresignRequest(Body, kw_only=True):
 class ListQuery(Body, kw_only=True):
     limit: Limit = 20
     offset: Annotated[int, Meta(ge=0, le=10_000_000, description="items to skip")] = 0
-    search: Annotated[str, Meta(max_length=200, description="in filename, alt, caption")] | UnsetType = UNSET
-    type: Annotated[str, Meta(max_length=127, description="MIME prefix, e.g. image/")] | UnsetType = UNSET
-    sort: Literal["createdAt", "updatedAt", "filename", "size", "mimeType"] = "createdAt"
-    order: Literal["asc", "desc"] = "desc"
+    search: Annotated[str, Meta(max_length=200, pattern=r"^[^\x00-\x1f\x7f]*$",
+                                extra={"refused": "must not contain control characters"},
+                                description="in filename, alt, caption")] | UnsetType = UNSET
+    type: Annotated[Str(127), Meta(description="MIME prefix, e.g. image/")] | UnsetType = UNSET
+    # empty: not given (the default), as a query string's empty values are
+    sort: Literal["createdAt", "updatedAt", "filename", "size", "mimeType", ""] = "createdAt"
+    order: Annotated[str, Meta(pattern=anycase("asc", "desc"), extra={"refused": "must be asc or desc"},
+                               description="asc or desc, any case")] = "desc"
+
+
+IDS_MAX = 100
 
 
 class BatchRequest(Body, kw_only=True):
-    ids: Annotated[list[str], Meta(min_length=1, max_length=100)] | Annotated[
+    ids: Annotated[list[str], Meta(min_length=1, max_length=IDS_MAX)] | Annotated[
         str, Meta(description="comma-separated")]
+
+    def __post_init__(self):
+        if isinstance(self.ids, str):  # the list's bounds hold for the ids a string names too
+            self.ids = [i.strip() for i in self.ids.split(",") if i.strip()]
+            if not 1 <= len(self.ids) <= IDS_MAX:
+                raise ValueError(f"ids must name 1 to {IDS_MAX} ids")
 
 
 class ByKey(Body, kw_only=True):
     """A media by its id, or by its original's key (and bucket)."""
 
-    id: Annotated[str, Meta(description="the media's id")] | UnsetType = UNSET
-    object_key: Annotated[str, Meta(max_length=1024, description="the key of one of its originals")] | UnsetType = UNSET
-    bucket_name: str | UnsetType = UNSET
+    id: Annotated[Str(4096) | None, Meta(description="the media's id")] | UnsetType = UNSET
+    object_key: Annotated[Str(1024) | None, Meta(description="the key of one of its originals (without id)")] \
+        | UnsetType = UNSET
+    bucket_name: Str(4096) | UnsetType | None = UNSET
+    bucket: Annotated[Str(4096) | None, Meta(description="bucketName's other name")] | UnsetType = UNSET
+
+    def __post_init__(self):
+        if not self.id and not self.object_key:
+            raise ValueError("objectKey is required (or id)")
 
 
 class CropRequest(ByKey, kw_only=True):
@@ -266,33 +287,41 @@ class CropRequest(ByKey, kw_only=True):
     rotate: Literal[0, 90, 180, 270] = 0
     scale: Annotated[float, Meta(ge=0.01, le=4.0)] = 1.0
     quality: Quality | UnsetType = UNSET
-    format: Literal["webp", "jpeg", "jpg", "png"] | UnsetType = UNSET
-    regenerate_variants: bool = False
-    async_: bool = field(default=False, name="async")
+    format: Annotated[str, Meta(pattern=anycase("webp", "jpeg", "jpg", "png"),
+                                extra={"refused": "must be webp, jpeg or png"}, description="any case")] \
+        | UnsetType | None = UNSET
+    regenerate_variants: FormBool = False
+    async_: FormBool = field(default=False, name="async")
 
 
 class MediaPatch(Closed, kw_only=True):
     """Only the fields given change; any other field is refused."""
 
+    refused: ClassVar[str] = "cannot change {unknown} (only {known})"
+
     alt: Text | UnsetType | None = UNSET
     caption: Text | UnsetType | None = UNSET
     description: Text | UnsetType | None = UNSET
-    is_private: bool | UnsetType = UNSET
+    is_private: FormBool | UnsetType = UNSET
 
 
 class KeyQuery(Body, kw_only=True):
-    object_key: Annotated[str, Meta(max_length=1024, description="the original's key")]
-    bucket: Annotated[str, Meta(description="the library's bucket")] | UnsetType = UNSET
+    object_key: Annotated[str, Meta(min_length=1, max_length=1024, pattern=NO_NUL, extra=_NUL,
+                                    description="the original's key")]
+    bucket: Annotated[Str(4096), Meta(description="the library's bucket")] | UnsetType = UNSET
+    bucket_name: Annotated[Str(4096), Meta(description="bucket's other name")] | UnsetType = UNSET
 
 
 class PresignQuery(KeyQuery, kw_only=True):
-    expiry: Annotated[int, Meta(ge=1, description="seconds (default and most: MEDIAPROXY_PRESIGN_DEFAULT, "
-                                                  "MEDIAPROXY_PRESIGN_MAX)")] | UnsetType = UNSET
+    expiry: Annotated[int, Meta(description="seconds (default and bounds: MEDIAPROXY_PRESIGN_DEFAULT, "
+                                            "MEDIAPROXY_PRESIGN_MIN, MEDIAPROXY_PRESIGN_MAX)")] | UnsetType = UNSET
 
 
 class SignedQuery(Body, kw_only=True):
-    expires: Annotated[int, Meta(description="epoch seconds")]
-    signature: Annotated[str, Meta(description="HMAC")]
+    """A signed URL's query (a missing or malformed one is 403, as a wrong signature)."""
+
+    expires: Annotated[int, Meta(ge=0, description="epoch seconds")]
+    signature: Annotated[str, Meta(max_length=128, description="HMAC")]
 
 
 class SignedPutQuery(SignedQuery, kw_only=True):
@@ -319,8 +348,9 @@ class PublicQuery(Body, kw_only=True):
 # -- the presigned /media API --------------------------------------------------------------------
 
 class CreateMediaRequest(Body, kw_only=True):
-    filename: Annotated[str, Meta(max_length=255)]
-    content_type: Annotated[str, Meta(max_length=127, description="one of MEDIAPROXY_MEDIA_API_TYPES",
+    filename: Annotated[str, Meta(min_length=1, max_length=255, pattern=NO_NUL, extra=_NUL)]
+    content_type: Annotated[str, Meta(min_length=1, max_length=127, pattern=NO_NUL, extra=_NUL,
+                                      description="one of MEDIAPROXY_MEDIA_API_TYPES",
                                       examples=["image/png", "image/jpeg", "image/gif", "image/webp"])]
     size: Annotated[int, Meta(ge=1, description=(
         "optional: the file's size in bytes; the upload URL then takes exactly that many bytes (S3 signs "
@@ -378,13 +408,13 @@ class ImageList(Schema, kw_only=True):
     offset: int
 
 
-Tag = Annotated[str, Meta(max_length=64)]
+Tag = Str(64)
 
 
 class ImageForm(Body, kw_only=True):
     file: Binary
-    album_id: Annotated[str, Meta(max_length=64, description="add it to this album of X-User-Id")] | UnsetType = UNSET
-    tags_list: list[Tag] | UnsetType = field(default=UNSET, name="tags[]")
+    album_id: Annotated[Str(64), Meta(description="add it to this album of X-User-Id")] | UnsetType = UNSET
+    tags_list: list[str] | UnsetType = field(default=UNSET, name="tags[]")
     tags: Annotated[str, Meta(description="comma-separated")] | UnsetType = UNSET
     description: Text | UnsetType = UNSET
     is_private: Annotated[FormBool, Meta(description="needs an owner")] = False
@@ -393,40 +423,39 @@ class ImageForm(Body, kw_only=True):
 
 class ImagesQuery(PageQuery, kw_only=True):
     tag: Tag | UnsetType = UNSET
-    album_id: Annotated[str, Meta(max_length=64, description="an album's images, as the album answers them")] \
+    album_id: Annotated[Str(64), Meta(description="an album's images, as the album answers them")] \
         | UnsetType = UNSET
-    is_private: bool | UnsetType = UNSET
+    is_private: FormBool | UnsetType = UNSET
     user_id: Annotated[UserId, Meta(description="one owner's")] | UnsetType = UNSET
-    from_: Annotated[str, Meta(max_length=40, description="ISO 8601: created at or after")] | UnsetType = field(
+    from_: Annotated[Str(40), Meta(description="ISO 8601: created at or after")] | UnsetType = field(
         default=UNSET, name="from")
-    to: Annotated[str, Meta(max_length=40, description="ISO 8601: created before")] | UnsetType = UNSET
-    token: Annotated[str, Meta(max_length=128, description="the album's access token")] | UnsetType = UNSET
+    to: Annotated[Str(40), Meta(description="ISO 8601: created before")] | UnsetType = UNSET
+    token: Annotated[Str(128), Meta(description="the album's access token")] | UnsetType = UNSET
 
 
 class ServeQuery(Body, kw_only=True):
     w: Annotated[Dimension, Meta(description="width")] | UnsetType = UNSET
     h: Annotated[Dimension, Meta(description="height")] | UnsetType = UNSET
     q: Quality | UnsetType = UNSET
-    format: Annotated[str, Meta(description="jpeg, jpg, png, webp (default), avif, gif", max_length=8)] \
-        | UnsetType = UNSET
-    thumb: Annotated[bool, Meta(description="a 256-pixel square crop (unless w/h say otherwise)")] = False
+    format: Annotated[str, Meta(pattern=anycase(*FORMATS), extra={"refused": f"must be one of {', '.join(FORMATS)}"},
+                                description=f"{', '.join(FORMATS)} (any case; default webp)")] | UnsetType = UNSET
+    thumb: Annotated[FormBool, Meta(description="a 256-pixel square crop (unless w/h say otherwise)")] = False
 
 
 class ImageQuery(ServeQuery, kw_only=True):
-    info: Annotated[bool, Meta(description="the image's JSON (needs the key) instead of its bytes")] = False
+    info: Annotated[FormBool, Meta(description="the image's JSON (needs the key) instead of its bytes")] = False
     t: Annotated[str, Meta(description="cache buster; not part of the result")] | UnsetType = UNSET
-    token: Annotated[str, Meta(max_length=128, description="a share link's or an album's access token")] \
-        | UnsetType = UNSET
+    token: Annotated[Str(128), Meta(description="a share link's or an album's access token")] | UnsetType = UNSET
 
 
 class AvatarQuery(ServeQuery, kw_only=True):
-    info: Annotated[bool, Meta(description="the avatar's JSON instead of its bytes")] = False
+    info: Annotated[FormBool, Meta(description="the avatar's JSON instead of its bytes")] = False
 
 
 class ImagePatch(Closed, kw_only=True):
     """Only the fields given change; any other field is refused."""
 
-    tags: list[Tag] | str | UnsetType | None = UNSET
+    tags: list[str] | str | UnsetType | None = UNSET
     description: Text | UnsetType | None = UNSET
     is_private: Annotated[bool, Meta(description="needs an owner")] | UnsetType = UNSET
 
@@ -471,10 +500,11 @@ class Avatar(Schema, kw_only=True):
 class AlbumInput(Closed, kw_only=True):
     """An album's fields (``name`` is required to create one); any other field is refused."""
 
-    name: Annotated[str, Meta(min_length=1, max_length=255)] | UnsetType = UNSET
+    name: Annotated[str, Meta(max_length=255, pattern=r"^[^\x00]*[^\s\x00][^\x00]*$",
+                              extra={"refused": "is required: a non-empty string, without NUL"})] | UnsetType = UNSET
     description: Text | UnsetType | None = UNSET
     is_public: bool | UnsetType = UNSET
-    album_id: Annotated[str | None, Meta(description="the client's own id for it")] | UnsetType = UNSET
+    album_id: Annotated[Str(255) | None, Meta(description="the client's own id for it")] | UnsetType = UNSET
 
 
 class Album(Schema, kw_only=True):
@@ -497,15 +527,25 @@ class AlbumList(Schema, kw_only=True):
 
 
 class TokenQuery(Body, kw_only=True):
-    token: Annotated[str, Meta(max_length=128, description="an access token of the album")] | UnsetType = UNSET
+    token: Annotated[Str(128), Meta(description="an access token of the album")] | UnsetType = UNSET
 
 
 class AlbumImagesQuery(PageQuery, kw_only=True):
-    token: Annotated[str, Meta(max_length=128, description="an access token of the album")] | UnsetType = UNSET
+    token: Annotated[Str(128), Meta(description="an access token of the album")] | UnsetType = UNSET
+
+
+ImageIdList = Annotated[list[str], Meta(min_length=1, max_length=1000)]
 
 
 class ImageIds(Body, kw_only=True):
-    image_ids: Annotated[list[str], Meta(min_length=1, max_length=1000)]
+    image_ids: ImageIdList | UnsetType = UNSET
+    images: Annotated[ImageIdList, Meta(description="imageIds' other name")] | UnsetType = UNSET
+
+    def __post_init__(self):
+        if self.image_ids is UNSET:
+            if self.images is UNSET:
+                raise ValueError("imageIds is required: a non-empty list of image ids")
+            self.image_ids = self.images
 
 
 class AlbumAdded(Schema, kw_only=True):
@@ -580,19 +620,19 @@ class LoginTokens(Tokens, kw_only=True):
 
 
 class LoginRequest(Body, kw_only=True):
-    email: Annotated[str, Meta(max_length=255)]
-    password: Annotated[str, Meta(max_length=1024)]
-    device_token: Annotated[str, Meta(max_length=200, description=(
+    email: Annotated[str, Meta(min_length=1, max_length=255, pattern=NO_NUL, extra=_NUL)]
+    password: Annotated[str, Meta(min_length=1, max_length=1024, pattern=NO_NUL, extra=_NUL)]
+    device_token: Annotated[Str(200), Meta(description=(
         "the deviceToken of an earlier login of this account (or the cookie mediaproxy_admin_device): judged only "
         "by this device's own failed logins"))] | UnsetType = UNSET
 
 
 class RefreshRequest(Body, kw_only=True):
-    refresh_token: Annotated[str, Meta(max_length=256)]
+    refresh_token: Annotated[str, Meta(min_length=1, max_length=256, pattern=NO_NUL, extra=_NUL)]
 
 
 class LogoutRequest(Body, kw_only=True):
-    refresh_token: Annotated[str, Meta(max_length=256, description="end this session (default: every session)")] \
+    refresh_token: Annotated[Str(256), Meta(description="end this session (default: every session)")] \
         | UnsetType = UNSET
     everywhere: Annotated[bool, Meta(description="end every session of this admin")] = False
 
@@ -600,13 +640,13 @@ class LogoutRequest(Body, kw_only=True):
 class MePatch(Closed, kw_only=True):
     """Only the fields given change; any other field is refused."""
 
-    name: Annotated[str, Meta(max_length=255)] | UnsetType = UNSET
-    email: Annotated[str, Meta(max_length=255)] | UnsetType = UNSET
+    name: Str(255) | UnsetType | None = UNSET  # null: ""
+    email: Str(255) | UnsetType = UNSET
 
 
 class PasswordChange(Body, kw_only=True):
-    current_password: Annotated[str, Meta(max_length=1024)]
-    new_password: Annotated[str, Meta(min_length=10, max_length=1024)]
+    current_password: Annotated[str, Meta(min_length=1, max_length=1024, pattern=NO_NUL, extra=_NUL)]
+    new_password: Annotated[str, Meta(min_length=10, max_length=1024, pattern=NO_NUL, extra=_NUL)]
 
 
 class Client(Schema, kw_only=True):
@@ -627,7 +667,9 @@ class ClientList(Schema, kw_only=True):
 class ClientPatch(Closed, kw_only=True):
     """A client's name (its slug never changes); any other field is refused."""
 
-    name: Annotated[str, Meta(max_length=255)]
+    refused: ClassVar[str] = "unknown field(s): {unknown} (a client's slug never changes)"
+
+    name: Annotated[str, Meta(min_length=1, max_length=255, pattern=NO_NUL, extra=_NUL)]
 
 
 class AdminStats(Schema, kw_only=True):
@@ -656,7 +698,7 @@ class AdminUploadQuery(Body, kw_only=True):
 class AdminImageForm(Body, kw_only=True):
     file: Binary
     external_user_id: Annotated[UserId, Meta(description="the owner")] | UnsetType = UNSET
-    tags_list: list[Tag] | UnsetType = field(default=UNSET, name="tags[]")
+    tags_list: list[str] | UnsetType = field(default=UNSET, name="tags[]")
     tags: Annotated[str, Meta(description="comma-separated")] | UnsetType = UNSET
     description: Text | UnsetType = UNSET
     is_private: Annotated[FormBool, Meta(description="needs an owner")] = False
@@ -665,10 +707,10 @@ class AdminImageForm(Body, kw_only=True):
 class AdminImagesQuery(ClientPageQuery, kw_only=True):
     tag: Tag | UnsetType = UNSET
     user_id: UserId | UnsetType = UNSET
-    is_private: bool | UnsetType = UNSET
-    from_: Annotated[str, Meta(max_length=40, description="ISO 8601")] | UnsetType = field(default=UNSET, name="from")
-    to: Annotated[str, Meta(max_length=40, description="ISO 8601")] | UnsetType = UNSET
-    search: Annotated[str, Meta(max_length=255, description="in the file name and description")] | UnsetType = UNSET
+    is_private: FormBool | UnsetType = UNSET
+    from_: Annotated[Str(40), Meta(description="ISO 8601")] | UnsetType = field(default=UNSET, name="from")
+    to: Annotated[Str(40), Meta(description="ISO 8601")] | UnsetType = UNSET
+    search: Annotated[Str(255), Meta(description="in the file name and description")] | UnsetType = UNSET
 
 
 class AdminImage(Image, kw_only=True):
@@ -684,7 +726,7 @@ class AdminImageList(Schema, kw_only=True):
 
 class TagsQuery(Body, kw_only=True):
     client_id: ClientId | UnsetType = UNSET
-    search: Annotated[str, Meta(max_length=64, description="tags starting with it")] | UnsetType = UNSET
+    search: Annotated[Str(64), Meta(description="tags starting with it")] | UnsetType = UNSET
     limit: Annotated[int, Meta(ge=1, le=500)] = 50
 
 
@@ -788,21 +830,38 @@ class KeyList(Schema, kw_only=True):
 
 
 class SignedUrlsQuery(Body, kw_only=True):
-    ids: Annotated[str, Meta(max_length=100 * 41, description="1 to 100 image ids, comma-separated")]
+    ids: Annotated[str, Meta(max_length=IDS_MAX * 41, pattern=NO_NUL, extra=_NUL,
+                             description="1 to 100 image ids, comma-separated")]
     w: Dimension
     h: Dimension
-    fit: Literal["cover", "inside"] = "cover"
+    fit: Literal["cover", "inside", ""] = "cover"  # empty: not given (the default), as a query string's
+
+    def __post_init__(self):
+        _id_list(self)
 
 
 class ThumbnailsQuery(Body, kw_only=True):
-    ids: Annotated[str, Meta(max_length=100 * 41, description="1 to 100 image or avatar ids, comma-separated")]
+    ids: Annotated[str, Meta(max_length=IDS_MAX * 41, pattern=NO_NUL, extra=_NUL,
+                             description="1 to 100 image or avatar ids, comma-separated")]
+    # a grid's cell at a phone's density; the signed URLs serve larger sizes
     w: Annotated[int, Meta(ge=1, le=400, description="a thumbnail's width")]
     h: Annotated[int, Meta(ge=1, le=400, description="a thumbnail's height")]
-    fit: Literal["cover", "inside"] = "cover"
+    fit: Literal["cover", "inside", ""] = "cover"  # empty: not given (the default), as a query string's
+
+    def __post_init__(self):
+        _id_list(self)
+
+
+def _id_list(query) -> None:
+    """``ids`` (comma-separated) as the list of ids it names, 1 to IDS_MAX of them."""
+    ids = [i for i in query.ids.split(",") if i]
+    if not 1 <= len(ids) <= IDS_MAX:
+        raise ValueError(f"ids must name 1 to {IDS_MAX} images, comma-separated")
+    query.ids = ids
 
 
 class ClientsQuery(PageQuery, kw_only=True):
-    search: Annotated[str, Meta(max_length=255,
+    search: Annotated[str, Meta(max_length=255, pattern=NO_NUL, extra=_NUL,
                                 description="text in the slug or the name, any case")] | UnsetType = UNSET
 
 
@@ -812,9 +871,9 @@ class SignedUrls(Schema, kw_only=True):
 
 
 class SessionRequest(Body, kw_only=True):
-    email: Annotated[str, Meta(max_length=255)]
-    password: Annotated[str, Meta(max_length=1024)]
-    device_token: Annotated[str, Meta(max_length=200)] | UnsetType = UNSET
+    email: Annotated[str, Meta(min_length=1, max_length=255, pattern=NO_NUL, extra=_NUL)]
+    password: Annotated[str, Meta(min_length=1, max_length=1024, pattern=NO_NUL, extra=_NUL)]
+    device_token: Str(200) | UnsetType = UNSET
 
 
 class Session(Schema, kw_only=True):
@@ -830,14 +889,14 @@ class Session(Schema, kw_only=True):
 
 
 class SessionLogoutRequest(Body, kw_only=True):
-    everywhere: Annotated[bool, Meta(description="end every session of the cookie's admin")] = False
+    everywhere: Annotated[FormBool, Meta(description="end every session of the cookie's admin")] = False
 
 
 class SignedMediaQuery(Body, kw_only=True):
     w: Dimension
     h: Dimension
-    fit: Annotated[str, Meta(max_length=8, description="cover or inside")]
-    e: Annotated[int, Meta(ge=0, description="expiry, epoch seconds")]
-    s: Annotated[str, Meta(max_length=64, description="the signature")]
+    fit: Annotated[str, Meta(min_length=1, max_length=8, pattern=NO_NUL, extra=_NUL, description="cover or inside")]
+    e: Annotated[int, Meta(ge=0, le=2**40, description="expiry, epoch seconds")]
+    s: Annotated[Str(64), Meta(description="the signature (without it: a wrong one, 403)")] = ""
 
 

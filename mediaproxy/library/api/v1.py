@@ -6,14 +6,13 @@ import mimetypes
 from datetime import UTC, datetime, timedelta
 
 import falcon
-import msgspec
+from msgspec import UNSET
 
 from ...clientip import NetworkSet, client_address
 from ...errors import BadRequest, Forbidden, NotFound, UnsupportedType
 from ...routes.attachments import SANDBOX
 from ...routes.common import serve_stored
 from ..repositories import ping
-from ..repositories.search import SORTS
 from ..services.base import iso
 from ..services.signed import check_signature
 from . import presenters
@@ -22,22 +21,19 @@ from .common import (
     PUBLIC,
     TOKEN,
     Resource,
-    body_params,
     body_stream,
-    boolean,
-    integer,
-    number,
-    read_json,
+    form,
+    json_body,
+    params,
+    query,
     receive_upload,
     send_json,
-    text,
     upload_place,
 )
 
 P = "/api/v1/media"
 FORM_FIELDS = tuple(f for f in S.fields(S.UploadForm) if f != "file")
 UNKNOWN = "application/octet-stream"  # a filename's type that says nothing (.bin)
-PATCHABLE = {f.encode_name: f.name for f in msgspec.structs.fields(S.MediaPatch)}  # wire name → record attribute
 
 
 class Health(Resource):
@@ -57,13 +53,13 @@ class Upload(Resource):
         org = self.org(req)
         lib = self.library
 
-        def validate(form: dict) -> tuple[dict, bool, bool]:
-            slug = form.get("orgSlug")
-            if slug and slug != org.slug:  # sent empty: not given
+        def validate(fields: dict) -> tuple[dict, bool, bool]:
+            f = form(fields, S.UploadForm)
+            if f.org_slug and f.org_slug != org.slug:  # sent empty: not given
                 raise Forbidden("orgSlug is not the API key's organization")
-            fields = {"alt": text(form, "alt"), "caption": text(form, "caption"),
-                      "description": text(form, "description"), "is_private": boolean(form, "isPrivate")}
-            return fields, boolean(form, "generateVariants"), boolean(form, "async")
+            fields = {k: None if v is UNSET else v for k, v in
+                      (("alt", f.alt), ("caption", f.caption), ("description", f.description))}
+            return {**fields, "is_private": f.is_private}, f.generate_variants, f.async_
 
         up, obj, (fields, variants, run_async) = receive_upload(req, lib, org, FORM_FIELDS, validate)
         s = req.context.db
@@ -88,20 +84,19 @@ class Upload(Resource):
 class Presigned(Resource):
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         org = self.org(req)
-        p = body_params(req)
-        slug = text(p, "orgSlug")
-        if slug is not None and slug != org.slug:
+        p = params(req, S.PresignRequest)
+        if p.org_slug not in (UNSET, None) and p.org_slug != org.slug:
             raise Forbidden("orgSlug is not the API key's organization")
-        filename = text(p, "filename", required=True, most=255)
+        filename = p.filename
         allowed = self.library.settings.allowed_types
         # mimeType is optional in the /api/v1 API: the filename's, else none at all, and either way the
         # bytes decide when the upload completes (a type they do not show is refused then)
-        mime = (text(p, "mimeType") or mimetypes.guess_type(filename)[0] or "").lower() or None
+        mime = (p.mime_type or mimetypes.guess_type(filename)[0] or "").lower() or None
         if mime == UNKNOWN:
             mime = None
         if mime is not None and mime not in allowed:
             raise falcon_415(mime, allowed)
-        size = integer(p, "size", None, 1)
+        size = p.size or None
         media, signed = self.library.ingest.presign_upload(req.context.db, org, self.base(req), filename, mime, size)
         send_json(resp, {**signed, "id": media.id, "bucket": self.library.bucket}, 201)
 
@@ -117,18 +112,8 @@ class One(Resource):
 
     def on_patch(self, req: falcon.Request, resp: falcon.Response, media_id: str) -> None:
         org = self.org(req)
-        p = read_json_or_form(req)
-        changes = {}
-        for name, attr in PATCHABLE.items():
-            if name not in p:
-                continue
-            if name == "isPrivate":
-                changes[attr] = boolean(p, name)
-            else:
-                changes[attr] = text(p, name)  # a string (at most 4096 characters, no NUL) or null
-        unknown = S.unknown(p, S.MediaPatch)
-        if unknown:
-            raise BadRequest(f"cannot change {', '.join(unknown)} (only {', '.join(PATCHABLE)})")
+        patch = json_body(req, S.MediaPatch, strings=True)
+        changes = {f: v for f in patch.__struct_fields__ if (v := getattr(patch, f)) is not UNSET}
         media = noticed(self.library, req.context.db, org, media_id)
         self.library.catalog.patch(req.context.db, media, changes)
         send_json(resp, presenters.media_json(self.library, media, self.base(req)))
@@ -148,43 +133,22 @@ def noticed(lib, s, org, media_id: str):
     return media
 
 
-def read_json_or_form(req: falcon.Request) -> dict:
-    return read_json(req)
-
-
 class ListMedia(Resource):
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         org = self.org(req)
-        p = req.params
-        limit = integer(p, "limit", 20, 1, 100)
-        offset = integer(p, "offset", 0, 0, 10_000_000)
-        sort = text(p, "sort") or "createdAt"
-        if sort not in SORTS:
-            raise BadRequest(f"sort must be one of {', '.join(SORTS)}")
-        order = (text(p, "order") or "desc").lower()
-        if order not in ("asc", "desc"):
-            raise BadRequest("order must be asc or desc")
-        search = text(p, "search", most=200)
-        if search and any(ch < " " or ch == "\x7f" for ch in search):
-            raise BadRequest("search must not contain control characters")
-        items, total = self.library.catalog.list(req.context.db, org, limit=limit, offset=offset, search=search,
-                                         mime_prefix=text(p, "type", most=127), sort=sort, order=order)
+        q = query(req, S.ListQuery)
+        items, total = self.library.catalog.list(req.context.db, org, limit=q.limit, offset=q.offset,
+                                                 search=q.search or None, mime_prefix=q.type or None, sort=q.sort,
+                                                 order=q.order.lower())
         base = self.base(req)
         send_json(resp, {"items": [presenters.media_json(self.library, m, base) for m in items], "total": total,
-                         "limit": limit, "offset": offset})
+                         "limit": q.limit, "offset": q.offset})
 
 
 class Batch(Resource):
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         org = self.org(req)
-        p = body_params(req)
-        ids = p.get("ids")
-        if isinstance(ids, str):
-            ids = [i.strip() for i in ids.split(",") if i.strip()]
-        if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids) or not ids:
-            raise BadRequest("ids must be a non-empty list of ids (or a comma-separated string)")
-        if len(ids) > 100:
-            raise BadRequest("at most 100 ids")
+        ids = params(req, S.BatchRequest).ids
         items = self.library.catalog.batch(req.context.db, org, ids)
         base = self.base(req)
         found = {m.id for m in items}
@@ -201,66 +165,53 @@ class Variants(Resource):
 class Crop(Resource):
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         org = self.org(req)
-        p = body_params(req)
+        p = params(req, S.CropRequest)
         lib = self.library
-        params = {
-            "x": integer(p, "x", 0, 0, 1_000_000),
-            "y": integer(p, "y", 0, 0, 1_000_000),
-            "width": integer(p, "width", None, 1, 1_000_000, required=True),
-            "height": integer(p, "height", None, 1, 1_000_000, required=True),
-            "rotate": integer(p, "rotate", 0),
-            "scale": number(p, "scale", 1.0, 0.01, 4.0),
-            "quality": integer(p, "quality", None, 1, 100),
-            "format": (text(p, "format") or "").lower() or None,
-            "regenerateVariants": boolean(p, "regenerateVariants"),
-        }
-        if params["rotate"] not in (0, 90, 180, 270):
-            raise BadRequest("rotate must be 0, 90, 180 or 270")
-        if params["format"] not in (None, "webp", "jpeg", "jpg", "png"):
-            raise BadRequest("format must be webp, jpeg or png")
+        crop = {"x": p.x, "y": p.y, "width": p.width, "height": p.height, "rotate": p.rotate, "scale": p.scale,
+                "quality": p.quality or None, "format": (p.format or "").lower() or None,
+                "regenerateVariants": p.regenerate_variants}
         s = req.context.db
-        run_async = boolean(p, "async")
         finish_upload = None
-        if text(p, "id"):
-            media = lib.catalog.get(s, org, text(p, "id"))
+        if p.id:
+            media = lib.catalog.get(s, org, p.id)
             # a waiting presigned upload is completed first; a synchronous crop records it only
             # after its rendering (render first, then write)
-            if run_async:
+            if p.async_:
                 lib.ingest.notice(s, org, media)
             else:
                 finish_upload = lib.ingest.check_notice(s, org, media)
         else:
-            media = lib.catalog.by_key(s, org, text(p, "bucketName") or text(p, "bucket"),
-                               text(p, "objectKey", required=True, most=1024))
-        if run_async:
-            job = lib.jobs.enqueue(s, org, "crop", media, params)
+            media = lib.catalog.by_key(s, org, p.bucket_name or p.bucket or None, p.object_key)
+        if p.async_:
+            job = lib.jobs.enqueue(s, org, "crop", media, crop)
             send_json(resp, presenters.job_started_json(lib, job, media, self.base(req)), 202)
             return
-        lib.versions.crop(s, media, params, before_write=finish_upload)
+        lib.versions.crop(s, media, crop, before_write=finish_upload)
         send_json(resp, presenters.media_json(lib, media, self.base(req)))
 
 
 class Regenerate(Resource):
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         org = self.org(req)
-        p = body_params(req)
         lib = self.library
         s = req.context.db
-        if text(p, "id"):
-            media = noticed(lib, s, org, text(p, "id"))
-        else:
-            key = text(p, "objectKey", required=True, most=1024)
-            media = lib.catalog.by_key(s, org, text(p, "bucketName") or text(p, "bucket"), key)
+        media = by_key(lib, s, org, params(req, S.ByKey))
         job = lib.jobs.enqueue(s, org, "variants", media, {})
         send_json(resp, presenters.job_started_json(lib, job, media, self.base(req)), 202)
+
+
+def by_key(lib, s, org, p: S.ByKey):
+    """The media a request names by ``id``, or by ``objectKey`` (and ``bucketName``)."""
+    if p.id:
+        return noticed(lib, s, org, p.id)
+    return lib.catalog.by_key(s, org, p.bucket_name or p.bucket or None, p.object_key)
 
 
 class VariantsInfo(Resource):
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         org = self.org(req)
-        p = req.params
-        media = self.library.catalog.by_key(req.context.db, org, text(p, "bucket") or text(p, "bucketName"),
-                                    text(p, "objectKey", required=True, most=1024))
+        q = query(req, S.KeyQuery)
+        media = self.library.catalog.by_key(req.context.db, org, q.bucket or q.bucket_name or None, q.object_key)
         base = self.base(req)
         send_json(resp, {"id": media.id, "objectKey": media.current.object.key, "bucket": self.library.bucket,
                          "variants": presenters.variants_json(self.library, media, base)})
@@ -284,12 +235,12 @@ class VariantRedirect(Resource):
 class Presign(Resource):
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         org = self.org(req)
-        p = req.params
+        q = query(req, S.PresignQuery)
         lib = self.library
-        key = text(p, "objectKey", required=True, most=1024)
-        expires = lib.catalog.expiry(integer(p, "expiry", None))
+        key = q.object_key
+        expires = lib.catalog.expiry(None if q.expiry is UNSET else q.expiry)
         db = req.context.db
-        lib.catalog.owned_key(db, org, text(p, "bucket") or text(p, "bucketName"), key)
+        lib.catalog.owned_key(db, org, q.bucket or q.bucket_name or None, key)
         at = datetime.now(UTC).replace(tzinfo=None) + timedelta(seconds=expires)
         # the type recorded from the bytes, never what the uploader told the store
         url = lib.catalog.presign_download(self.base(req), key, expires, lib.catalog.key_mime(db, lib.bucket, key),
@@ -324,9 +275,8 @@ class Signed(Resource):
 
     def on_put(self, req: falcon.Request, resp: falcon.Response, bucket: str, key: str) -> None:
         lib = self.library
-        lib_check(req, "PUT", bucket, key, lib)
-        size = req.get_param("size")
-        if size is not None and req.content_length != int(size):
+        size = lib_check(req, "PUT", bucket, key, lib)
+        if size is not None and req.content_length != size:
             # as S3 answers a PUT whose Content-Length is not the signed one; nothing is read
             raise Forbidden(f"this URL takes exactly {size} bytes, with that Content-Length")
         sender = client_address(req.env, NetworkSet(lib.ctx.settings.trusted_proxy_cidrs))
@@ -338,11 +288,18 @@ class Signed(Resource):
         send_json(resp, {"objectKey": key, "bucket": bucket, "uploaded": True})
 
 
-def lib_check(req: falcon.Request, method: str, bucket: str, key: str, lib) -> None:
+def lib_check(req: falcon.Request, method: str, bucket: str, key: str, lib) -> int | None:
+    """403 unless the URL's signature is right and unexpired; a PUT's signed size (None without)."""
     if bucket != lib.bucket:
         raise NotFound("no such object")
-    check_signature(method, bucket, key, req.get_param("expires"), req.get_param("signature"),
-                    lib.ctx.settings.secret_key, req.get_param("size") if method == "PUT" else None)
+    try:
+        q = query(req, S.SignedPutQuery if method == "PUT" else S.SignedQuery)
+    except BadRequest:  # a signature that cannot be read is a wrong one
+        raise Forbidden("missing or malformed signature") from None
+    size = None if method != "PUT" or q.size is UNSET else q.size
+    check_signature(method, bucket, key, str(q.expires), q.signature, lib.ctx.settings.secret_key,
+                    None if size is None else str(size))
+    return size
 
 
 def serve_object(req, resp, lib, bucket: str, key: str, private: bool) -> None:
@@ -358,17 +315,13 @@ def serve_object(req, resp, lib, bucket: str, key: str, private: bool) -> None:
 class Delete(Resource):
     def on_delete(self, req: falcon.Request, resp: falcon.Response) -> None:
         org = self.org(req)
-        p = body_params(req)
+        p = params(req, S.ByKey)
         lib = self.library
         s = req.context.db
-        media_id = text(p, "id")
-        if media_id:
-            media = lib.catalog.get(s, org, media_id)
+        if p.id:
+            media = lib.catalog.get(s, org, p.id)
         else:
-            key = text(p, "objectKey", most=1024)
-            if not key:
-                raise BadRequest("give id, or objectKey and bucketName")
-            media = lib.catalog.by_key(s, org, text(p, "bucketName") or text(p, "bucket"), key)
+            media = lib.catalog.by_key(s, org, p.bucket_name or p.bucket or None, p.object_key)
         mid = media.id
         n = lib.versions.delete(s, media)
         send_json(resp, {"deleted": True, "id": mid, "objectsDeleted": n})

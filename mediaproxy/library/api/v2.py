@@ -20,10 +20,11 @@ import logging
 from datetime import UTC, datetime
 
 import falcon
+from msgspec import UNSET
 
 from ...errors import BadRequest, NotFound
 from ...media.hashes import fallback_webp
-from ...media.spec import FORMATS, MAX_DIM, TransformSpec
+from ...media.spec import FORMATS, TransformSpec
 from ...routes.common import serve_transform
 from ..models import Album, Media, Organization
 from ..repositories import media as media_repo
@@ -33,14 +34,11 @@ from ..services.base import iso
 from ..services.catalog import clean_tags
 from . import presenters
 from . import schemas as S
-from .common import KEY, KEY_USER, PUBLIC, TOKEN, Resource, boolean, integer, read_json, receive_upload, send_json, text
+from .common import KEY, KEY_USER, PUBLIC, TOKEN, Resource, form, json_body, query, receive_upload, send_json
 
 log = logging.getLogger("mediaproxy.library")
 USER_MAX = 255
 THUMB_SIDE = 256
-SHARE_DEFAULT = 7 * 86400
-SHARE_MAX = 365 * 86400
-LIMIT_DEFAULT, LIMIT_MAX = 20, 100
 IMAGE_FIELDS = tuple(f for f in S.fields(S.ImageForm) if f not in ("file", "tags[]"))  # tags[]: a list
 PUBLIC_CACHE = "public, no-cache"  # always revalidated (ETag → 304): making it private takes effect at once
 OWNER_CACHE = "private, no-cache"
@@ -62,15 +60,8 @@ def _user(req: falcon.Request, required: bool) -> str | None:
     return user
 
 
-def page(params: dict) -> tuple[int, int]:
-    limit = integer(params, "limit", LIMIT_DEFAULT, 1, LIMIT_MAX)
-    page = integer(params, "page", None, 1, 10**6)
-    offset = (page - 1) * limit if page is not None else integer(params, "offset", 0, 0, 10**9)
-    return limit, offset
-
-
-def date_param(params: dict, name: str) -> datetime | None:
-    raw = text(params, name, most=40)
+def when(raw, name: str) -> datetime | None:
+    """A ``from``/``to`` filter's time (ISO 8601, a date alone too) as a naive UTC datetime; None when not given."""
     if not raw:
         return None
     try:
@@ -80,10 +71,6 @@ def date_param(params: dict, name: str) -> datetime | None:
     if dt.tzinfo is not None:
         dt = dt.astimezone(UTC).replace(tzinfo=None)
     return dt
-
-
-def expiry(p: dict) -> int:
-    return integer(p, "expiresIn", SHARE_DEFAULT, 1, SHARE_MAX)
 
 
 def _tags(value) -> list[str]:
@@ -102,20 +89,13 @@ def _tags(value) -> list[str]:
     return clean_tags(out)
 
 
-def image_spec(params: dict) -> TransformSpec:
-    """``w``, ``h`` (1..4096), ``q`` (1..100), ``format`` (default WebP), ``thumb`` (a 256-pixel
-    square crop unless ``w``/``h`` say otherwise); ``t`` and ``token`` are not part of the result."""
-
-    def dim(name: str) -> int | None:
-        return integer(params, name, None, 1, MAX_DIM)
-
-    width, height = dim("w"), dim("h")
-    thumb = boolean(params, "thumb")
-    fmt_raw = text(params, "format", most=8)
-    fmt = FORMATS.get(fmt_raw.lower()) if fmt_raw else "webp"
-    if fmt is None:
-        raise BadRequest("format must be one of jpeg, jpg, png, webp, avif, gif")
-    quality = integer(params, "q", None, 1, 100)
+def image_spec(q: S.ServeQuery) -> TransformSpec:
+    """``w``, ``h``, ``q``, ``format`` (default WebP), ``thumb`` (a 256-pixel square crop unless
+    ``w``/``h`` say otherwise); ``t`` and ``token`` are not part of the result."""
+    width, height = q.w or None, q.h or None
+    thumb = q.thumb
+    fmt = FORMATS[q.format.lower()] if q.format else "webp"
+    quality = q.q or None
     fit = "inside"
     if thumb:
         if width is None and height is None:
@@ -170,20 +150,22 @@ class V2Resource(Resource):
         serve_transform(req, resp, ctx, img.bucket, img.key, spec)
         resp.set_header("Cache-Control", cache_control)
 
-    def receive_image(self, req: falcon.Request, org, owner_of, owner_name: str, album_of=None) -> Media:
-        """An image upload (the client's and the admin's): the form's fields checked before the
-        bytes are committed, then the record, its tags (and album), and the placeholders queued.
-        ``owner_of(fields)`` names the owner; ``album_of(fields)`` the album to add it to, if any."""
+    def receive_image(self, req: falcon.Request, org, schema: type[S.ImageForm | S.AdminImageForm], owner_of,
+                      owner_name: str, album_of=None) -> Media:
+        """An image upload (the client's and the admin's): the form's fields (``schema``) checked
+        before the bytes are committed, then the record, its tags (and album), and the placeholders
+        queued. ``owner_of(form)`` names the owner; ``album_of(form)`` the album to add it to, if any."""
         lib, s = self.library, req.context.db
 
-        def validate(form: dict):
-            owner = owner_of(form)
-            private = boolean(form, "isPrivate")
+        def validate(fields: dict):
+            f = form(fields, schema)
+            owner = owner_of(f)
+            private = f.is_private
             if private and not owner:
                 raise BadRequest(f"a private image needs {owner_name}: its owner")
-            tags = _tags(form.get("tags[]", []) + ([form["tags"]] if "tags" in form else []))
-            description = text(form, "description", most=4096)
-            album = album_of(form) if album_of is not None else None
+            tags = _tags((f.tags_list or []) + ([f.tags] if f.tags is not UNSET else []))
+            description = None if f.description is UNSET else f.description
+            album = album_of(f) if album_of is not None else None
             return owner, private, tags, description, album
 
         up, obj, (owner, private, tags, description, album) = receive_upload(
@@ -213,38 +195,33 @@ class Images(V2Resource):
         user = _user(req, False)
         s = req.context.db
 
-        def album_of(form: dict):
+        def album_of(f: S.ImageForm):
             # the form's externalUserId names the owner of an admin's upload only; here it is
             # ignored, but held to the same rules (the client's owner is X-User-Id)
-            text(form, "externalUserId", most=S.most(S.ImageForm, "externalUserId"))
-            album_id = text(form, "albumId", most=S.most(S.ImageForm, "albumId"))
-            if not album_id:
+            if not f.album_id:
                 return None
             if user is None:
                 raise BadRequest("albumId needs X-User-Id: the album's owner")
-            return self.library.albums.get(s, org.id, album_id, user, write=True)
+            return self.library.albums.get(s, org.id, f.album_id, user, write=True)
 
-        media = self.receive_image(req, org, lambda form: user, "X-User-Id", album_of)
+        media = self.receive_image(req, org, S.ImageForm, lambda f: user, "X-User-Id", album_of)
         send_json(resp, self.image_json(req, media), 201)
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         org = self.org(req)
         user = _user(req, False)
-        p = req.params
-        limit, offset = page(p)
-        private = None if p.get("isPrivate") in (None, "") else boolean(p, "isPrivate")
-        album_id = text(p, "albumId", most=S.most(S.ImagesQuery, "albumId"))
-        token = text(p, "token", most=S.most(S.ImagesQuery, "token"))  # checked even when no album needs it
+        q = query(req, S.ImagesQuery)  # the token is checked even when no album needs it
+        limit, offset = q.limit, q.skip
+        album_id, token = q.album_id or None, q.token or None
         also_sees = None
         if album_id:  # the same images as GET /albums/{id}/images answers this user
             album = self.library.albums.get(req.context.db, org.id, album_id, user, token)
             if self.library.sharing.sees_as_owner(req.context.db, album, user, token):
                 also_sees = album.owner
         items, total = self.library.catalog.list_images(
-            req.context.db, org.id, user=user, limit=limit, offset=offset,
-            tag=text(p, "tag", most=S.most(S.ImagesQuery, "tag")),
-            album_id=album_id, private=private, owner=text(p, "userId", most=S.most(S.ImagesQuery, "userId")),
-            since=date_param(p, "from"), until=date_param(p, "to"), also_sees=also_sees)
+            req.context.db, org.id, user=user, limit=limit, offset=offset, tag=q.tag or None,
+            album_id=album_id, private=None if q.is_private is UNSET else q.is_private, owner=q.user_id or None,
+            since=when(q.from_, "from"), until=when(q.to, "to"), also_sees=also_sees)
         send_json(resp, {"items": self.images_json(req, items), "total": total, "limit": limit, "offset": offset})
 
 
@@ -254,13 +231,14 @@ class Image(V2Resource):
     auth = {"GET": PUBLIC, "PATCH": KEY, "DELETE": KEY}
 
     def on_get(self, req: falcon.Request, resp: falcon.Response, image_id: str) -> None:
-        token = text(req.params, "token", most=S.most(S.ImageQuery, "token"))  # whether or not the image needs it
-        if boolean(req.params, "info"):
+        q = query(req, S.ImageQuery)  # a malformed request is 400 whatever the image
+        token = q.token or None
+        if q.info:
             org = self.org(req)
             media = self._visible(req, org, image_id, token)
             send_json(resp, self.image_json(req, media))
             return
-        spec = image_spec(req.params)  # a malformed request is 400 whatever the image
+        spec = image_spec(q)
         s = req.context.db
         key = req.get_header("X-API-Key")
         org = self.org(req) if key is not None else None
@@ -297,20 +275,15 @@ class Image(V2Resource):
 
 def patch_image(r: V2Resource, req: falcon.Request, media: Media) -> None:
     """PATCH's fields (``tags``, ``description``, ``isPrivate``): the client's and the admin's."""
-    p = read_json(req)
-    unknown = S.unknown(p, S.ImagePatch)
-    if unknown:
-        raise BadRequest(f"unknown field(s): {', '.join(unknown)}")
+    p = json_body(req, S.ImagePatch)
     changes: dict = {}
-    if "description" in p:
-        changes["description"] = text(p, "description", most=4096)  # a string or null
-    if "isPrivate" in p:
-        if not isinstance(p["isPrivate"], bool):
-            raise BadRequest("isPrivate must be true or false")
-        if p["isPrivate"] and media.owner is None:
+    if p.description is not UNSET:
+        changes["description"] = p.description  # a string or null
+    if p.is_private is not UNSET:
+        if p.is_private and media.owner is None:
             raise BadRequest("an image without an owner (X-User-Id at upload) cannot be private")
-        changes["is_private"] = p["isPrivate"]
-    tags = _tags(p["tags"]) if "tags" in p and p["tags"] is not None else None
+        changes["is_private"] = p.is_private
+    tags = _tags(p.tags) if p.tags not in (UNSET, None) else None
     s = req.context.db
     if tags is not None:
         r.library.catalog.set_tags(s, media.id, tags)
@@ -330,8 +303,7 @@ class Share(V2Resource):
     def on_post(self, req: falcon.Request, resp: falcon.Response, image_id: str) -> None:
         org = self.org(req)
         media = owned_image(self, req, org, image_id)
-        p = read_json(req)
-        expires = expiry(p)
+        expires = json_body(req, S.ShareRequest, strings=True).expires_in
         token, row = self.library.sharing.create_token(req.context.db, org, "image", media.id, media.owner, expires)
         base = self.base(req)
         send_json(resp, {"token": token, "imageId": media.id, "expiresAt": iso(row.expires_at),
@@ -353,7 +325,7 @@ class Shared(V2Resource):
     auth = TOKEN
 
     def on_get(self, req: falcon.Request, resp: falcon.Response, token: str) -> None:
-        spec = image_spec(req.params)
+        spec = image_spec(query(req, S.ServeQuery))
         s = req.context.db
         row = self.library.sharing.valid_token(s, token, "image")
         img = self.library.sharing.served(s, row.target_id) if row is not None else None
@@ -372,8 +344,8 @@ class Avatars(V2Resource):
         org = self.org(req)
         lib, s = self.library, req.context.db
 
-        def validate(form: dict) -> str:
-            user = text(form, "externalUserId", most=USER_MAX) or _user(req, False)
+        def validate(fields: dict) -> str:
+            user = form(fields, S.AvatarForm).external_user_id or _user(req, False)
             if not user or not user.isprintable():
                 raise BadRequest("externalUserId is required")
             return user
@@ -399,11 +371,12 @@ class AvatarOne(V2Resource):
         return org, row, media
 
     def on_get(self, req: falcon.Request, resp: falcon.Response, user: str) -> None:
-        if boolean(req.params, "info"):
+        q = query(req, S.AvatarQuery)
+        if q.info:
             _, _, media = self._find(req, user)
             send_json(resp, Avatars.avatar_json(self, req, user, media))
             return
-        spec = image_spec(req.params)
+        spec = image_spec(q)
         _, _, media = self._find(req, user)
         obj = media.current.object
         img = Served(media.id, media.org_id, media.owner, False, obj.bucket, obj.key, obj.mime_type,
@@ -421,37 +394,13 @@ class AvatarOne(V2Resource):
 
 # -- albums ---------------------------------------------------------------------------------------
 
-def album_fields(p: dict, creating: bool) -> dict:
-    unknown = S.unknown(p, S.AlbumInput)
-    if unknown:
-        raise BadRequest(f"unknown field(s): {', '.join(unknown)}")
-    out: dict = {}
-    if creating or "name" in p:
-        name = p.get("name")
-        if not isinstance(name, str) or not name.strip():
-            raise BadRequest("name is required: a non-empty string")
-        out["name"] = text(p, "name", most=255).strip()
-    if "description" in p:
-        out["description"] = text(p, "description", most=4096)  # a string or null
-    if "isPublic" in p:
-        if not isinstance(p["isPublic"], bool):
-            raise BadRequest("isPublic must be true or false")
-        out["is_public"] = p["isPublic"]
-    if "albumId" in p:
-        a = p["albumId"]
-        if a is not None and (not isinstance(a, str) or len(a) > 255):
-            raise BadRequest("albumId must be a string of at most 255 characters, or null")
-        out["external_id"] = a
-    return out
-
-
-def _image_ids(p: dict) -> list[str]:
-    ids = p.get("imageIds", p.get("images"))
-    if not isinstance(ids, list) or not ids or not all(isinstance(i, str) for i in ids):
-        raise BadRequest("imageIds must be a non-empty list of image ids")
-    if len(ids) > 1000:
-        raise BadRequest("at most 1000 imageIds at once")
-    return ids
+def album_fields(a: S.AlbumInput, creating: bool) -> dict:
+    """An album's fields as the record takes them (``name`` is required to create one)."""
+    if creating and a.name is UNSET:
+        raise BadRequest("name is required: a non-empty string")
+    given = {"name": a.name.strip() if a.name else a.name, "description": a.description, "is_public": a.is_public,
+             "external_id": a.album_id}
+    return {k: v for k, v in given.items() if v is not UNSET}
 
 
 class Albums(V2Resource):
@@ -460,13 +409,14 @@ class Albums(V2Resource):
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         org = self.org(req)
         user = req.context.user
-        album = self.library.albums.create(req.context.db, org, user, album_fields(read_json(req), True))
+        album = self.library.albums.create(req.context.db, org, user, album_fields(json_body(req, S.AlbumInput), True))
         send_json(resp, self.album_json(req, album, 0), 201)
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         org = self.org(req)
         user = req.context.user
-        limit, offset = page(req.params)
+        q = query(req, S.PageQuery)
+        limit, offset = q.limit, q.skip
         items, total = self.library.albums.page(req.context.db, org.id, user, limit, offset)
         counts = self.library.albums.image_counts(req.context.db, [a.id for a in items])
         send_json(resp, {"items": [self.album_json(req, a, counts.get(a.id, 0)) for a in items], "total": total,
@@ -479,8 +429,8 @@ class AlbumBase(V2Resource):
     def _album(self, req: falcon.Request, album_id: str, write: bool = False) -> Album:
         org = self.org(req)
         user = req.context.user
-        return self.library.albums.get(req.context.db, org.id, album_id, user, text(req.params, "token", most=128),
-                                  write=write)
+        token = query(req, S.TokenQuery).token or None
+        return self.library.albums.get(req.context.db, org.id, album_id, user, token, write=write)
 
 
 class AlbumOne(AlbumBase):
@@ -489,7 +439,7 @@ class AlbumOne(AlbumBase):
 
     def on_patch(self, req: falcon.Request, resp: falcon.Response, album_id: str) -> None:
         album = self._album(req, album_id, write=True)
-        self.library.albums.update(req.context.db, album, album_fields(read_json(req), False))
+        self.library.albums.update(req.context.db, album, album_fields(json_body(req, S.AlbumInput), False))
         send_json(resp, self.album_json(req, album))
 
     def on_delete(self, req: falcon.Request, resp: falcon.Response, album_id: str) -> None:
@@ -501,10 +451,11 @@ class AlbumImages(AlbumBase):
     def on_get(self, req: falcon.Request, resp: falcon.Response, album_id: str) -> None:
         album = self._album(req, album_id)
         user = req.context.user
-        limit, offset = page(req.params)
+        q = query(req, S.AlbumImagesQuery)
+        limit, offset = q.limit, q.skip
         # the owner, or a token holder, sees what the owner may see (public images and the owner's
         # private ones), never another user's private image that was added while it was public
-        token = text(req.params, "token", most=128)
+        token = q.token or None
         owners_view = self.library.sharing.sees_as_owner(req.context.db, album, user, token)
         items, total = self.library.catalog.list_images(req.context.db, album.org_id, user=user, limit=limit,
                                                 offset=offset, album_id=album.id,
@@ -513,7 +464,7 @@ class AlbumImages(AlbumBase):
 
     def on_post(self, req: falcon.Request, resp: falcon.Response, album_id: str) -> None:
         album = self._album(req, album_id, write=True)
-        ids = _image_ids(read_json(req))
+        ids = json_body(req, S.ImageIds).image_ids
         s = req.context.db
         self.library.albums.check_addable(s, album, ids)
         added = self.library.albums.add(s, album, ids)
@@ -521,7 +472,7 @@ class AlbumImages(AlbumBase):
 
     def on_delete(self, req: falcon.Request, resp: falcon.Response, album_id: str) -> None:
         album = self._album(req, album_id, write=True)
-        removed = self.library.albums.remove(req.context.db, album, _image_ids(read_json(req)))
+        removed = self.library.albums.remove(req.context.db, album, json_body(req, S.ImageIds).image_ids)
         send_json(resp, {"removed": removed, "album": self.album_json(req, album)})
 
 
@@ -529,8 +480,8 @@ class AlbumTokens(AlbumBase):
     def on_post(self, req: falcon.Request, resp: falcon.Response, album_id: str) -> None:
         album = self._album(req, album_id, write=True)
         org = self.org(req)
-        token, row = self.library.sharing.create_token(req.context.db, org, "album", album.id, album.owner,
-                                               expiry(read_json(req)))
+        expires = json_body(req, S.ShareRequest, strings=True).expires_in
+        token, row = self.library.sharing.create_token(req.context.db, org, "album", album.id, album.owner, expires)
         base = self.base(req)
         send_json(resp, {"token": token, "albumId": album.id, "expiresAt": iso(row.expires_at),
                          "url": f"{base}{self.api.prefix}/albums/{album.id}?token={token}"}, 201)
