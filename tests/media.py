@@ -81,3 +81,26 @@ def pages(data: bytes) -> int:
 
 def pixel(data: bytes, x: int, y: int) -> list[float]:
     return decode(data).getpoint(x, y)
+
+
+def edit_header(draw, source: bytes, end: int, meaningful: list[int]) -> bytes:
+    """``source`` with up to 4 byte edits (set, insert, delete) at or before offset ``end``, or cut
+    there: a hypothesis ``draw`` picks them, the bytes from ``meaningful`` (markers, lengths, chunk
+    names) or any. For fuzzing a header reader against the library it stands in for."""
+    from hypothesis import strategies as st
+
+    data = bytearray(source)
+    for _ in range(draw(st.integers(1, 4))):
+        at = draw(st.integers(0, end))
+        kind = draw(st.sampled_from(["set", "set", "insert", "delete", "cut"]))
+        byte = draw(st.sampled_from(meaningful) | st.integers(0, 255))
+        if kind == "set":
+            data[at] = byte
+        elif kind == "insert":
+            data.insert(at, byte)
+        elif kind == "delete":
+            del data[at]
+        else:
+            del data[at:]
+            break
+    return bytes(data)

@@ -261,23 +261,10 @@ _MEANINGFUL = [0x00, 0x01, 0x02, 0x03, 0x06, 0x08, 0x09, 0x12, 0x2A, 0x49, 0x4D,
 def _mutated_headers(draw) -> bytes:
     """A real JPEG with up to 4 byte edits (set, insert, delete) before the end of its first
     scan header, or cut there."""
-    data = bytearray(draw(st.sampled_from(FUZZ_SOURCES)))
+    data = draw(st.sampled_from(FUZZ_SOURCES))
     sos = data.index(b"\xff\xda")
     header_end = sos + 2 + ((data[sos + 2] << 8) | data[sos + 3])
-    for _ in range(draw(st.integers(1, 4))):
-        at = draw(st.integers(0, min(header_end, len(data) - 1)))
-        kind = draw(st.sampled_from(["set", "set", "insert", "delete", "cut"]))
-        byte = draw(st.sampled_from(_MEANINGFUL) | st.integers(0, 255))
-        if kind == "set":
-            data[at] = byte
-        elif kind == "insert":
-            data.insert(at, byte)
-        elif kind == "delete":
-            del data[at]
-        else:
-            del data[at:]
-            break
-    return bytes(data)
+    return media.edit_header(draw, data, min(header_end, len(data) - 1), _MEANINGFUL)
 
 
 def _libvips_header(data: bytes) -> tuple[int, int, int, bool] | None:

@@ -15,6 +15,7 @@ from mediaproxy.errors import BadRequest
 from mediaproxy.media import pipeline as P
 from mediaproxy.media import png
 
+from . import media
 from .test_jpeg import photo
 
 
@@ -124,22 +125,8 @@ _MEANINGFUL = [0x00, 0x01, 0x02, 0x03, 0x04, 0x06, 0x08, 0x10, 0x49, 0x44, 0x41,
 @st.composite
 def _mutated_headers(draw) -> bytes:
     """A real PNG with up to 4 byte edits (set, insert, delete) before its image data, or cut there."""
-    data = bytearray(draw(st.sampled_from(FUZZ_SOURCES)))
-    end = data.index(b"IDAT") + 4
-    for _ in range(draw(st.integers(1, 4))):
-        at = draw(st.integers(0, end))
-        kind = draw(st.sampled_from(["set", "set", "insert", "delete", "cut"]))
-        byte = draw(st.sampled_from(_MEANINGFUL) | st.integers(0, 255))
-        if kind == "set":
-            data[at] = byte
-        elif kind == "insert":
-            data.insert(at, byte)
-        elif kind == "delete":
-            del data[at]
-        else:
-            del data[at:]
-            break
-    return bytes(data)
+    data = draw(st.sampled_from(FUZZ_SOURCES))
+    return media.edit_header(draw, data, data.index(b"IDAT") + 4, _MEANINGFUL)
 
 
 def _libvips_header(data: bytes) -> tuple[int, int, bool, int] | None:

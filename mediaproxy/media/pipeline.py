@@ -94,6 +94,14 @@ def sniff(buf: bytes | memoryview) -> str | None:
     return pyvips.ffi.string(found).decode()
 
 
+def _stored_still(fmt: str, width: int, height: int, orientation: int, has_alpha: bool, has_icc: bool) -> Probe:
+    """The probe of a one-frame image from its stored size: an orientation of 5-8 turns it a quarter."""
+    if orientation in (5, 6, 7, 8):
+        width, height = height, width
+    return Probe(format=fmt, width=width, height=height, pages=1, has_alpha=has_alpha, has_icc=has_icc,
+                 orientation=orientation)
+
+
 def probe(buf: bytes | memoryview) -> Probe:
     """Read the header only; raise BadRequest for anything we cannot decode."""
     loader_class = sniff(buf)
@@ -106,18 +114,12 @@ def probe(buf: bytes | memoryview) -> Probe:
         found = jpeg.header(buf)  # the markers read in Python: a quarter of libvips' header read
         if found is not None:
             width, height, orientation, has_icc = found
-            if orientation in (5, 6, 7, 8):
-                width, height = height, width
-            return Probe(format="jpeg", width=width, height=height, pages=1, has_alpha=False, has_icc=has_icc,
-                         orientation=orientation)
+            return _stored_still("jpeg", width, height, orientation, has_alpha=False, has_icc=has_icc)
     elif name.startswith(("png", "spng")):
         found_png = png.header(buf)  # the chunks read in Python: a tenth of libvips' header read
         if found_png is not None:
             width, height, has_alpha, orientation = found_png
-            if orientation in (5, 6, 7, 8):
-                width, height = height, width
-            return Probe(format="png", width=width, height=height, pages=1, has_alpha=has_alpha, has_icc=False,
-                         orientation=orientation)
+            return _stored_still("png", width, height, orientation, has_alpha=has_alpha, has_icc=False)
     try:
         head = pyvips.Image.new_from_buffer(buf, "")
         loader = head.get("vips-loader")
