@@ -6,6 +6,8 @@ from __future__ import annotations
 import pytest
 import requests
 
+from mediaproxy.library.api import schemas
+from mediaproxy.library.api.common import decode
 from mediaproxy.library.api.v2 import image_spec
 from mediaproxy.media import pipeline
 
@@ -109,7 +111,7 @@ def test_the_pipeline_makes_the_planned_size():
             data = encode(fmt, w, h)
             for q in ({"w": "200"}, {"h": "200"}, {"w": "200", "h": "150"}, {"w": "150", "format": "jpeg"},
                       {"w": "100", "thumb": "true"}, {"w": "333", "format": "png"}):
-                spec = image_spec(q)
+                spec = image_spec(decode(q, schemas.ServeQuery, strings=True, repeated=True))
                 out = pipeline.transform(data, spec, limits)
                 plan = pipeline.plan(spec, w, h)
                 assert (out.width, out.height) == (plan.out_w, plan.out_h), ((w, h), fmt, q)

@@ -58,7 +58,9 @@ def test_metrics_after_real_traffic(metered, origin):
         now = scrape(srv.metrics)
         counted = now.get(lat) and value(now, lat, lat + "_count", route="avatars") - (
             value(before, lat, lat + "_count", route="avatars") if lat in before else 0)
-        return now if counted == 5 and req in now else None
+        refused = req in now and value(now, req, req + "_total", route="external", status="403") - (
+            value(before, req, req + "_total", route="external", status="403") if req in before else 0)
+        return now if counted == 5 and refused == 2 else None
 
     after = eventually(flushed)
 
