@@ -409,3 +409,23 @@ def test_a_rendering_that_fails_leaves_a_concurrent_rendering_s_variants(lib):
             lib.ctx.storage.head(v.bucket, v.key)
     finally:
         s.close()
+
+
+def test_the_sweep_reaches_every_arrival_past_keys_it_cannot_complete(lib):
+    """What lies under incoming/ without a waiting record (a second PUT to a completed upload's URL
+    that is still valid, the bytes of a deleted record: the janitor's, days later) must not hide the
+    arrivals after it: a sweep takes a batch at a time, each beat the batch after the last, so an
+    upload behind any number of such keys is reached."""
+    from mediaproxy.library.services.base import incoming_key
+
+    with lib.db.transaction() as s:
+        org = auth.organization(s, "acme", create=True)
+        _, signed = lib.ingest.presign_upload(s, org, "http://x", "a.png", "image/png", None)
+        key = signed["objectKey"]
+    for i in range(3):  # stray PUTs, listed before the waiting upload
+        lib.ctx.storage.put(lib.bucket, incoming_key(f"0stray{i}"), b"x", "image/png")
+    lib.ctx.storage.put(lib.bucket, incoming_key(key), png(), "image/png")
+    seen = set()
+    for _ in range(3):  # three beats of two keys each reach all four
+        seen.update(lib.ingest.arrived_keys(limit=2))
+    assert key in seen

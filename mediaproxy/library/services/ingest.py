@@ -133,6 +133,7 @@ class Ingest:
     def __init__(self, core: Core, jobs):
         self.core = core
         self.jobs = jobs  # services.jobs.Jobs: a completed presigned upload queues its placeholders
+        self._arrivals_after = ""  # where the sweep's next batch of incoming keys starts
 
     # -- uploads through the server ------------------------------------------------------------
 
@@ -468,10 +469,16 @@ class Ingest:
         reaches the server, which completes it at once: nothing is ever listed there."""
         core = self.core
         found = []
-        for key in core.ctx.storage.list(core.bucket, INCOMING):
+        # each batch starts after the last one (back at the start once a listing ends): keys the
+        # sweep cannot complete (a second PUT to a completed upload's URL, a deleted record's bytes,
+        # which the janitor removes days later) would otherwise hide every arrival listed after them
+        for key in core.ctx.storage.list(core.bucket, INCOMING, start_after=self._arrivals_after):
             found.append(key.removeprefix(INCOMING))
             if len(found) >= limit:
+                self._arrivals_after = key
                 break
+        else:
+            self._arrivals_after = ""
         return found
 
     def take_arrivals(self, s: Session, keys: list[str]) -> list[Job]:
