@@ -498,6 +498,23 @@ class Ingest:
             queued.append(self.jobs.enqueue(s, s.get(Organization, org_id), "finalize", media, {}))
         return queued
 
+    def take_dead_claims(self, s: Session, limit: int = ARRIVALS_BATCH) -> list[Job]:
+        """Give back the claims whose request died holding them (``receiving`` past the lease, no
+        live job for the record), in the session's transaction, and queue the completion of those
+        whose bytes are in the store: a request that checked an upload has moved its bytes under
+        the record's own key, where no listing of incoming/ finds them, and died before any rollback
+        could queue a job (a worker killed past its timeout, out of memory)."""
+        t = now()
+        stale = t - timedelta(seconds=self.upload_claim_lease)
+        queued = []
+        for media_id, org_id, state, updated_at in objects.dead_claims(s, stale, limit):
+            if not objects.mark_arrival(s, media_id, state, updated_at, t):
+                continue  # taken meanwhile
+            media = s.get(Media, media_id)
+            if self.arrived(media):
+                queued.append(self.jobs.enqueue(s, s.get(Organization, org_id), "finalize", media, {}))
+        return queued
+
     # -- the local backend's upload URL ------------------------------------------------------------
 
     def receive_put(self, s: Session, bucket: str, key: str, stream, content_length: int | None,
