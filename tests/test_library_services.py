@@ -409,3 +409,49 @@ def test_a_rendering_that_fails_leaves_a_concurrent_rendering_s_variants(lib):
             lib.ctx.storage.head(v.bucket, v.key)
     finally:
         s.close()
+
+
+def test_the_sweep_reaches_every_arrival_past_keys_it_cannot_complete(lib):
+    """What lies under incoming/ without a waiting record (a second PUT to a completed upload's URL
+    that is still valid, the bytes of a deleted record: the janitor's, days later) must not hide the
+    arrivals after it: a sweep takes a batch at a time, each beat the batch after the last, so an
+    upload behind any number of such keys is reached."""
+    from mediaproxy.library.services.base import incoming_key
+
+    with lib.db.transaction() as s:
+        org = auth.organization(s, "acme", create=True)
+        _, signed = lib.ingest.presign_upload(s, org, "http://x", "a.png", "image/png", None)
+        key = signed["objectKey"]
+    for i in range(3):  # stray PUTs, listed before the waiting upload
+        lib.ctx.storage.put(lib.bucket, incoming_key(f"0stray{i}"), b"x", "image/png")
+    lib.ctx.storage.put(lib.bucket, incoming_key(key), png(), "image/png")
+    seen = set()
+    for _ in range(3):  # three beats of two keys each reach all four
+        seen.update(lib.ingest.arrived_keys(limit=2))
+    assert key in seen
+
+
+def test_the_sweep_completes_an_upload_whose_checker_died_holding_it(lib):
+    """A request that claimed a waiting upload (a crop by id, POST /variants, the local backend's
+    PUT) and died before its transaction ended (a worker killed past its timeout, out of memory)
+    leaves the record ``receiving`` with its bytes under the record's own key, where no listing of
+    incoming/ finds them and no rollback queues a job: the sweep takes the dead claim back once
+    its lease is over and queues the one job that completes the upload."""
+    from datetime import timedelta
+
+    from mediaproxy.library.jobs import Keeper
+    from mediaproxy.library.models import now
+    from mediaproxy.library.repositories import objects
+
+    _, media_id = _waiting_upload(lib, png())
+    lease = lib.ingest.upload_claim_lease
+    with lib.db.transaction() as s:  # the dead request's claim, taken before the lease
+        claimed = now() - timedelta(seconds=lease + 5)
+        assert objects.claim_upload(s, media_id, claimed, claimed - timedelta(seconds=lease))
+    keeper = Keeper(lib.db, None, lib.settings, lib.ingest)
+    assert keeper.take_arrivals() == 1
+    with lib.db.transaction() as s:
+        jobs = s.scalars(select(Job).where(Job.media_id == media_id)).all()
+        assert [j.kind for j in jobs] == ["finalize"]
+        assert media_repo.load(s, media_id).state == "uploading"
+    assert keeper.take_arrivals() == 0  # its job waits for it: none more

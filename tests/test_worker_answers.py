@@ -208,3 +208,59 @@ def test_a_client_with_a_full_socket_buffer_gets_every_answer_and_holds_nothing(
     finally:
         slow.close()
     assert all(_masked(a) == one for a in answers)
+
+
+def test_a_client_pipelining_hits_without_pause_leaves_the_loop_to_other_connections(make_server):
+    # One client streams pipelined hits and reads its answers as fast as they come: the loop answers
+    # what one read brought, then reads that socket again only in turn with every other connection.
+    # Were each next read taken at once, the loop would answer that client alone for as long as it
+    # keeps sending (until its entry leaves memory), and every other connection of the worker would
+    # wait: here another client's request is answered while a few read-fulls of hits go by. (No
+    # limit of requests per connection here: one would close the stream after that many.)
+    srv = make_server("local", env={"MEDIAPROXY_KEEPALIVE_REQUESTS": "0"}, workers=1, threads=2)
+    path = _new_result(srv)
+    _exchange(srv.port, [("GET", _request("GET", path))])  # in memory now
+    one = _request("HEAD", path)
+    answer_size = len(_exchange(srv.port, [("HEAD", one)])[0])
+    stop = threading.Event()
+    answered = [0]
+
+    attacker = socket.create_connection(("127.0.0.1", srv.port), timeout=60)
+
+    def send() -> None:
+        chunk = one * ((1 << 20) // len(one))
+        try:
+            while not stop.is_set():
+                attacker.sendall(chunk)
+        except OSError:
+            pass
+
+    def read() -> None:
+        got = 0
+        try:
+            while not stop.is_set():
+                data = attacker.recv(1 << 20)
+                if not data:
+                    return
+                got += len(data)
+                answered[0] = got // answer_size
+        except OSError:
+            pass
+
+    threads = [threading.Thread(target=send, daemon=True), threading.Thread(target=read, daemon=True)]
+    for t in threads:
+        t.start()
+    try:
+        while answered[0] < 2000 and all(t.is_alive() for t in threads):  # the stream runs
+            time.sleep(0.01)
+        assert answered[0] >= 2000, f"the stream stopped after {answered[0]} answers"
+        before = answered[0]
+        other = _exchange(srv.port, [("GET", _request("GET", "/_health"))])[0]
+        between = answered[0] - before
+    finally:
+        stop.set()
+        attacker.close()
+        for t in threads:
+            t.join()
+    assert other.startswith(b"HTTP/1.1 200 ")
+    assert between < 5000, f"{between} hits of one client answered while another waited"

@@ -269,14 +269,14 @@ class Keeper:
     def take_arrivals(self) -> int:
         """A presigned upload straight to the store tells the server nothing: the store's incoming
         keys are listed, and each waiting upload found there gets the job that completes it
-        (``Ingest.take_arrivals``), in a unit of work of its own; its relay follows the commit."""
+        (``Ingest.take_arrivals``), as does one whose checking request died holding its claim
+        (``Ingest.take_dead_claims``), in a unit of work of its own; the relay follows the commit."""
         if self.ingest is None:
             return 0
         keys = self.ingest.arrived_keys()
-        if not keys:
-            return 0
         with self.db.transaction() as s:
-            return len(self.ingest.take_arrivals(s, keys))
+            # a claim whose request died is given back first (its bytes may be under the record's key)
+            return len(self.ingest.take_dead_claims(s)) + len(self.ingest.take_arrivals(s, keys))
 
     def relay_outbox(self) -> int:
         """Hand the queue what it should hold: due un-relayed jobs, and those relayed so long ago

@@ -89,8 +89,9 @@ class Storage(Protocol):
         """Remove one object; a missing one is not an error."""
         ...
 
-    def list(self, bucket: str, prefix: str) -> Iterator[str]:
-        """The keys under ``prefix`` (a plain string prefix, as S3's), in no promised order."""
+    def list(self, bucket: str, prefix: str, start_after: str | None = None) -> Iterator[str]:
+        """The keys under ``prefix`` (a plain string prefix, as S3's), in no promised order; with
+        ``start_after`` (None: not given), in key order and only those after it (S3's ``StartAfter``)."""
         ...
 
     def presign_get(self, bucket: str, key: str, expires: int, content_type: str | None = None,

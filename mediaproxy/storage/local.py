@@ -161,7 +161,10 @@ class LocalStorage:
                 break
             parent = parent.parent
 
-    def list(self, bucket: str, prefix: str) -> Iterator[str]:
+    def list(self, bucket: str, prefix: str, start_after: str | None = None) -> Iterator[str]:
+        if start_after is not None:  # in key order, as S3's StartAfter: the walk's own order is the file system's
+            yield from (key for key in sorted(self.list(bucket, prefix)) if key > start_after)
+            return
         top = self.root / bucket
         folder = prefix.rpartition("/")[0]
         start = top / folder if folder else top

@@ -228,9 +228,10 @@ class S3Storage:
             if not isinstance(err, NotFound):
                 raise err from None
 
-    def list(self, bucket: str, prefix: str) -> Iterator[str]:
+    def list(self, bucket: str, prefix: str, start_after: str | None = None) -> Iterator[str]:
+        extra = {"StartAfter": start_after} if start_after else {}
         try:
-            for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+            for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix, **extra):
                 for item in page.get("Contents", ()):
                     yield item["Key"]
         except _ERRORS as exc:

@@ -127,6 +127,12 @@ class LoopAnswers:
         finally:
             self._answering = False
 
+    def _read_now(self) -> bool:
+        # After a loop answer, the next request's bytes beyond what was read already are read when
+        # the selector says so, in turn with every other connection: read at once, a client that
+        # keeps pipelining hits would have the event loop to itself for as long as it sends.
+        return not self._answering
+
     def _answer_here(self, conn) -> bool:
         """Answer the request on the event loop if the application has it in memory; False: not taken."""
         probe = self.answers_from_memory

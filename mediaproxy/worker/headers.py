@@ -87,7 +87,12 @@ class HeaderReading:
         self.poller.register(conn.sock, selectors.EVENT_READ, partial(self._on_header_bytes, conn))
         if pending and self._headers_here(conn, 0):
             return
-        self._on_header_bytes(conn, conn.sock)  # bytes may be here already
+        if self._read_now():
+            self._on_header_bytes(conn, conn.sock)  # bytes may be here already
+
+    def _read_now(self) -> bool:
+        """Whether ``_read_headers`` reads the socket at once (else: when the selector says so)."""
+        return True
 
     def _on_header_bytes(self, conn, sock) -> None:
         if conn.head is None:  # a kept-alive connection (``_keep_alive``) starts its next request

@@ -140,6 +140,16 @@ def waiting_arrivals(s: Session, bucket: str, keys: list[str], stale) -> list[tu
                ~_completion_waiting(("finalize", "variants"))))]
 
 
+def dead_claims(s: Session, stale, limit: int) -> list[tuple[str, int, str, object]]:
+    """(id, org id, state, updated_at) of at most ``limit`` records under a claim taken before
+    ``stale`` (``receiving``: its request died) that no live job completing them waits for."""
+    return [tuple(row) for row in s.execute(
+        select(Media.id, Media.org_id, Media.state, Media.updated_at)
+        .where(Media.state == "receiving", Media.updated_at < stale,
+               ~_completion_waiting(("finalize", "variants")))
+        .limit(limit))]
+
+
 def waiting_alone(s: Session, media_id: str) -> int | None:
     """The organization id of the record ``media_id`` if it waits for its upload (``uploading``)
     and no live ``finalize`` job waits for it (a ``variants`` job does not count: one that fails

@@ -133,6 +133,7 @@ class Ingest:
     def __init__(self, core: Core, jobs):
         self.core = core
         self.jobs = jobs  # services.jobs.Jobs: a completed presigned upload queues its placeholders
+        self._arrivals_after = ""  # where the sweep's next batch of incoming keys starts
 
     # -- uploads through the server ------------------------------------------------------------
 
@@ -468,10 +469,16 @@ class Ingest:
         reaches the server, which completes it at once: nothing is ever listed there."""
         core = self.core
         found = []
-        for key in core.ctx.storage.list(core.bucket, INCOMING):
+        # each batch starts after the last one (back at the start once a listing ends): keys the
+        # sweep cannot complete (a second PUT to a completed upload's URL, a deleted record's bytes,
+        # which the janitor removes days later) would otherwise hide every arrival listed after them
+        for key in core.ctx.storage.list(core.bucket, INCOMING, start_after=self._arrivals_after):
             found.append(key.removeprefix(INCOMING))
             if len(found) >= limit:
+                self._arrivals_after = key
                 break
+        else:
+            self._arrivals_after = ""
         return found
 
     def take_arrivals(self, s: Session, keys: list[str]) -> list[Job]:
@@ -489,6 +496,23 @@ class Ingest:
                 continue  # another sweep took it
             media = s.get(Media, media_id)
             queued.append(self.jobs.enqueue(s, s.get(Organization, org_id), "finalize", media, {}))
+        return queued
+
+    def take_dead_claims(self, s: Session, limit: int = ARRIVALS_BATCH) -> list[Job]:
+        """Give back the claims whose request died holding them (``receiving`` past the lease, no
+        live job for the record), in the session's transaction, and queue the completion of those
+        whose bytes are in the store: a request that checked an upload has moved its bytes under
+        the record's own key, where no listing of incoming/ finds them, and died before any rollback
+        could queue a job (a worker killed past its timeout, out of memory)."""
+        t = now()
+        stale = t - timedelta(seconds=self.upload_claim_lease)
+        queued = []
+        for media_id, org_id, state, updated_at in objects.dead_claims(s, stale, limit):
+            if not objects.mark_arrival(s, media_id, state, updated_at, t):
+                continue  # taken meanwhile
+            media = s.get(Media, media_id)
+            if self.arrived(media):
+                queued.append(self.jobs.enqueue(s, s.get(Organization, org_id), "finalize", media, {}))
         return queued
 
     # -- the local backend's upload URL ------------------------------------------------------------
