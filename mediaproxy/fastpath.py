@@ -24,6 +24,7 @@ allow-list is outermost), so it can never bypass one.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Iterable
 
@@ -67,6 +68,10 @@ class FastPath:
         self._dates: dict[float, str] = {}
         self._l1: dict[str, tuple[float, Entry]] = {}
         self._l1_bytes = 0
+        # the entry ``answers_from_memory`` promised, kept for the answer that follows on the same
+        # thread (the event loop's): another thread clearing the full memory tier in between must not
+        # turn that answer into a disk read or a transform on the loop
+        self._promised = threading.local()
 
     def _resolve(self, path: str, qs: str) -> tuple[str, str] | None:
         """(result key, route template) of an image-route URL that parses, else None."""
@@ -118,14 +123,18 @@ class FastPath:
         """Whether this request (its PATH_INFO and QUERY_STRING) is a hit this layer answers from
         the memory tier: no disk read, no other layer, nothing that waits. The worker then answers
         it on its event loop instead of a thread (mediaproxy/worker/answers.py); the answer itself
-        still comes from ``__call__``, through every layer around this one."""
+        still comes from ``__call__``, through every layer around this one, with the entry seen here."""
         if (method != "GET" and method != "HEAD") or not self.cache.enabled:
             return False
+        self._promised.entry = None
         resolved = self._resolve(path, qs)
         if resolved is None:
             return False
         held = self._l1.get(resolved[0])
-        return held is not None and held[0] > time.monotonic() + _L1_PROMISE
+        if held is None or held[0] <= time.monotonic() + _L1_PROMISE:
+            return False
+        self._promised.entry = (resolved[0], held[1])
+        return True
 
     def _date(self, ts: float) -> str:
         s = self._dates.get(ts)
@@ -143,7 +152,12 @@ class FastPath:
         resolved = self._resolve(path, environ.get("QUERY_STRING", ""))
         if resolved is None:
             return self.app(environ, start_response)
-        entry = self._lookup(resolved[0])
+        promised = getattr(self._promised, "entry", None)
+        if promised is not None and promised[0] == resolved[0]:
+            self._promised.entry = None
+            entry = promised[1]
+        else:
+            entry = self._lookup(resolved[0])
         if entry is None:
             return self.app(environ, start_response)
 

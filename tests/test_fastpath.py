@@ -215,3 +215,44 @@ def test_animated_hash_shares_the_entry_on_the_fast_path(pair, objects):
     assert status == 200 and ("x-cache", "HIT") in headers and media.pages(body) == 1
     line = wait_for_line(fast, lambda d: d["path"] == path.split("?")[0] and d["status"] == 200)
     assert line.get("fast") is True
+
+
+def test_an_answer_promised_to_the_event_loop_survives_the_memory_tier_emptied_meanwhile():
+    """In process: once ``answers_from_memory`` has said yes, the answer that follows on the same
+    thread (the worker's event loop) is that entry, even if another thread emptied the full memory
+    tier in between and the disk cache lost it too: no disk read and no transform on the loop."""
+    from types import SimpleNamespace
+
+    from mediaproxy.cache import Entry
+    from mediaproxy.fastpath import FastPath
+
+    stored: dict = {}
+    cache = SimpleNamespace(enabled=True, get=stored.get)
+    passed_on = []
+
+    def app(environ, start_response):
+        passed_on.append(environ["PATH_INFO"])
+        start_response("502 Bad Gateway", [])
+        return [b""]
+
+    fp = FastPath(app, SimpleNamespace(cache=cache, settings=SimpleNamespace(cdn_bucket="cdn")))
+    user, h = _ids()
+    path, qs = f"/avatars/{user}/{h}.webp", "size=64"
+    rkey = fp._resolve(path, qs)[0]
+    stored[rkey] = Entry("image/webp", '"e"', 1_700_000_000.0, 4, body=b"RIFF")
+    environ = {"REQUEST_METHOD": "GET", "PATH_INFO": path, "QUERY_STRING": qs}
+    answered = []
+
+    def start_response(status, headers):
+        answered.append(status)
+
+    assert not fp.answers_from_memory("GET", path, qs)  # not in memory yet
+    assert b"".join(fp(environ, start_response)) == b"RIFF"  # a disk hit puts it there
+    assert fp.answers_from_memory("GET", path, qs)
+    fp._l1.clear()  # another thread's insert found the tier full
+    stored.clear()  # and the disk cache evicted the entry
+    assert b"".join(fp(dict(environ), start_response)) == b"RIFF"
+    assert answered == ["200 OK", "200 OK"] and passed_on == []
+    # the promise is for one answer: the next request looks again (and now passes on)
+    fp(dict(environ), start_response)
+    assert passed_on == [path]
