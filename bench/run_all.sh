@@ -16,7 +16,7 @@ done
 echo "== load"; $PY bench/load.py --out "$OUT"
 echo "== library upload"; $PY bench/library.py upload --out "$OUT"
 echo "== library list"; $PY bench/library.py list --out "$OUT"
-echo "== library v2"; $PY bench/library_v2.py --out "$OUT"
+echo "== library v2"; $PY -m bench.library_v2 --out "$OUT"
 echo "== admin session check"; $PY bench/admin_session.py --out "$OUT"
 echo "== cache entries"; $PY bench/cache_entries.py --out "$OUT"
 echo "== request schemas"; $PY -m bench.schemas --out "$OUT"
