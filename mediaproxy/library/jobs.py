@@ -181,8 +181,8 @@ class Keeper:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._failing: str | None = None  # what failed at the last beat: logged once per outage
-        self._arrivals_failing: str | None = None  # the same, for the sweep of arrived uploads
+        # what failed at the last beat, per part of it: logged once per outage, and its end
+        self._failing: dict[str, str | None] = {"jobs": None, "arrivals": None}
 
     def hold(self, job_id: str) -> None:
         with self._lock:
@@ -205,20 +205,26 @@ class Keeper:
             if self._stop.wait(self.settings.job_heartbeat):
                 return
 
+    def _outage(self, part: str, exc: Exception | None, failed: str, works: str) -> None:
+        """Log ``failed`` once per outage of ``part`` (``exc`` given), ``works`` when it ends."""
+        if exc is not None:
+            what = type(exc).__name__
+            if self._failing[part] != what:
+                log.warning(failed, what)
+            self._failing[part] = what
+        elif self._failing[part] is not None:
+            log.info(works)
+            self._failing[part] = None
+
     def beat(self) -> None:
         try:
             self.renew()
             expired = self.expire()
             relayed = self.relay_outbox()
         except Exception as exc:
-            what = type(exc).__name__
-            if self._failing != what:
-                log.warning("job sweep failed (%s): leases and the outbox wait for the next beat", what)
-            self._failing = what
+            self._outage("jobs", exc, "job sweep failed (%s): leases and the outbox wait for the next beat", "")
             return
-        if self._failing is not None:
-            log.info("job sweep works again")
-            self._failing = None
+        self._outage("jobs", None, "", "job sweep works again")
         if expired:
             log.warning("re-queued %d job(s) whose worker's lease expired", expired)
         if relayed:
@@ -231,14 +237,10 @@ class Keeper:
         try:
             arrived = self.take_arrivals()
         except Exception as exc:
-            what = type(exc).__name__
-            if self._arrivals_failing != what:
-                log.warning("the sweep of uploads arrived in the store failed (%s): again at the next beat", what)
-            self._arrivals_failing = what
+            self._outage("arrivals", exc,
+                         "the sweep of uploads arrived in the store failed (%s): again at the next beat", "")
             return
-        if self._arrivals_failing is not None:
-            log.info("the sweep of uploads arrived in the store works again")
-            self._arrivals_failing = None
+        self._outage("arrivals", None, "", "the sweep of uploads arrived in the store works again")
         if arrived:
             log.info("queued the completion of %d upload(s) the store received", arrived)
 
