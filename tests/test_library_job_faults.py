@@ -6,6 +6,7 @@ none answers 500; a job's lease never waits on the store."""
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import time
 import uuid
@@ -345,41 +346,45 @@ def test_a_frozen_store_holds_back_the_sweep_of_arrivals_never_the_leases(tmp_pa
         def queued_ids(self) -> set[str]:
             return set(self.ids)
 
-    moto = MotoS3()  # this test's own: freezing it disturbs no other test
-    for k, v in {**AWS_ENV, "AWS_ENDPOINT_URL": moto.endpoint}.items():
-        monkeypatch.setenv(k, v)
-    settings = Settings.from_env({
-        "MEDIAPROXY_MODE": "library", "MEDIAPROXY_STORAGE": "s3", "MEDIAPROXY_S3_ADDRESSING_STYLE": "path",
-        "MEDIAPROXY_S3_READ_TIMEOUT": "120",  # a listing that hangs holds its sweep far past the lease
-        "MEDIAPROXY_CACHE_DIR": str(tmp_path / "cache"), "MEDIAPROXY_SECRET_KEY": "s" * 40,
-        "MEDIAPROXY_DATABASE_URL": f"sqlite:///{tmp_path}/lib.db",
-        "MEDIAPROXY_QUEUE_URL": f"sqlite:///{tmp_path}/queue.db",
-        "MEDIAPROXY_JOB_LEASE": "1", "MEDIAPROXY_JOB_HEARTBEAT": "0.1"})
-    db = Database(settings.library.database_url)
-    db.upgrade()
-    queue = Recorded()
-    lib = Library(Context.build(settings), db, queue.enqueue)
-    keeper = Keeper(db, queue, settings.library, lib.ingest)
-    listings: list[list[str]] = []  # what each of the sweep's listings of incoming/ found
-    list_incoming = lib.ingest.arrived_keys
+    with contextlib.ExitStack() as cleanup:  # every step runs, even after one that fails
+        moto = MotoS3()  # this test's own: freezing it disturbs no other test
+        cleanup.callback(moto.stop)
+        for k, v in {**AWS_ENV, "AWS_ENDPOINT_URL": moto.endpoint}.items():
+            monkeypatch.setenv(k, v)
+        settings = Settings.from_env({
+            "MEDIAPROXY_MODE": "library", "MEDIAPROXY_STORAGE": "s3", "MEDIAPROXY_S3_ADDRESSING_STYLE": "path",
+            "MEDIAPROXY_S3_READ_TIMEOUT": "120",  # a listing that hangs holds its sweep far past the lease
+            "MEDIAPROXY_CACHE_DIR": str(tmp_path / "cache"), "MEDIAPROXY_SECRET_KEY": "s" * 40,
+            "MEDIAPROXY_DATABASE_URL": f"sqlite:///{tmp_path}/lib.db",
+            "MEDIAPROXY_QUEUE_URL": f"sqlite:///{tmp_path}/queue.db",
+            "MEDIAPROXY_JOB_LEASE": "1", "MEDIAPROXY_JOB_HEARTBEAT": "0.1"})
+        db = Database(settings.library.database_url)
+        cleanup.callback(db.dispose)
+        db.upgrade()
+        queue = Recorded()
+        lib = Library(Context.build(settings), db, queue.enqueue)
+        keeper = Keeper(db, queue, settings.library, lib.ingest)
+        cleanup.callback(keeper.stop, timeout=10)
+        cleanup.callback(moto.proc.send_signal, signal.SIGCONT)  # first: a frozen store holds the sweep
+        listings: list[list[str]] = []  # what each of the sweep's listings of incoming/ found
+        list_incoming = lib.ingest.arrived_keys
 
-    def arrived_keys() -> list[str]:
-        listings.append(list_incoming())
-        return listings[-1]
+        def arrived_keys() -> list[str]:
+            listings.append(list_incoming())
+            return listings[-1]
 
-    monkeypatch.setattr(lib.ingest, "arrived_keys", arrived_keys)
+        monkeypatch.setattr(lib.ingest, "arrived_keys", arrived_keys)
 
-    def row(job_id: str) -> Job:
-        with db.transaction() as s:
-            job = s.get(Job, job_id)
-            s.expunge(job)
-            return job
+        def row(job_id: str) -> Job:
+            with db.transaction() as s:
+                job = s.get(Job, job_id)
+                s.expunge(job)
+                return job
 
-    def jobs_of(media_id: str) -> list[str]:
-        with db.transaction() as s:
-            return list(s.scalars(select(Job.id).where(Job.media_id == media_id)))
+        def jobs_of(media_id: str) -> list[str]:
+            with db.transaction() as s:
+                return list(s.scalars(select(Job.id).where(Job.media_id == media_id)))
 
-    try:
         with db.transaction() as s:
             org = auth.organization(s, "acme", create=True)
             held = Job(id=uuid.uuid4().hex, org_id=org.id, kind="finalize", params="{}", state="pending")
@@ -415,8 +420,3 @@ def test_a_frozen_store_holds_back_the_sweep_of_arrivals_never_the_leases(tmp_pa
         assert jobs_of(media_id) == [job_id] and queue.ids.count(job_id) == 1
         assert row(job_id).kind == "finalize"
         assert row(held_id).state == "active"  # held all along
-    finally:
-        moto.proc.send_signal(signal.SIGCONT)
-        keeper.stop(timeout=10)
-        db.dispose()
-        moto.stop()
