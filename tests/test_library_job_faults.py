@@ -1,12 +1,16 @@
 """Jobs under faults, against the real servers: a worker SIGKILLed mid-crop, a rolling restart of
 workers, Redis stopped during uploads, PostgreSQL restarted during jobs, S3 frozen past a job's
-retries. A crop applies exactly once, leaves no object that no record points at, and no job is
-stranded; an upload that answers success has its jobs run, and none answers 500."""
+retries, S3 frozen while a worker holds a job. A crop applies exactly once, leaves no object that
+no record points at, and no job is stranded; an upload that answers success has its jobs run, and
+none answers 500; a job's lease never waits on the store."""
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import time
+import uuid
+from datetime import timedelta
 
 import pytest
 import pyvips
@@ -15,7 +19,7 @@ import requests
 from . import media
 from .conftest import LIBRARY_STACKS
 from .library import Stack, Worker, library_env
-from .server import MotoS3, Server
+from .server import AWS_ENV, MotoS3, Server
 
 # leases short enough for a test, heartbeats well inside them
 FAST_JOBS = {
@@ -313,3 +317,106 @@ def test_concurrent_synchronous_crops_each_apply_once_or_answer_409(stacks):
     assert (got["width"], got["height"]) == (BIG[1], BIG[0])
     assert _rotation(got["url"]) == 90
     assert _orphans(stack, m["id"]) == set()
+
+
+def test_a_frozen_store_holds_back_the_sweep_of_arrivals_never_the_leases(tmp_path, monkeypatch):
+    """A worker's keeper over S3 frozen (SIGSTOP), with S3 timeouts raised past the lease, as a
+    deployment may: the sweep of arrived uploads waits on the store, the leases do not. The lease
+    of a job the worker runs keeps moving ahead across heartbeats while the store hangs (were the
+    sweep in the renewals' thread, the lease would run out and another worker would run the job
+    again); once the store answers, the sweep queues the completion of an upload that arrived, once."""
+    from sqlalchemy import select
+
+    from mediaproxy.context import Context
+    from mediaproxy.library import auth
+    from mediaproxy.library.db import Database
+    from mediaproxy.library.jobs import Keeper, claim
+    from mediaproxy.library.models import Job
+    from mediaproxy.library.services import Library
+    from mediaproxy.library.services.base import incoming_key
+    from mediaproxy.settings import Settings
+
+    class Recorded:  # the queue: what was handed to it, in order
+        def __init__(self):
+            self.ids: list[str] = []
+
+        def enqueue(self, job_id: str) -> None:
+            self.ids.append(job_id)
+
+        def queued_ids(self) -> set[str]:
+            return set(self.ids)
+
+    with contextlib.ExitStack() as cleanup:  # every step runs, even after one that fails
+        moto = MotoS3()  # this test's own: freezing it disturbs no other test
+        cleanup.callback(moto.stop)
+        for k, v in {**AWS_ENV, "AWS_ENDPOINT_URL": moto.endpoint}.items():
+            monkeypatch.setenv(k, v)
+        settings = Settings.from_env({
+            "MEDIAPROXY_MODE": "library", "MEDIAPROXY_STORAGE": "s3", "MEDIAPROXY_S3_ADDRESSING_STYLE": "path",
+            "MEDIAPROXY_S3_READ_TIMEOUT": "120",  # a listing that hangs holds its sweep far past the lease
+            "MEDIAPROXY_CACHE_DIR": str(tmp_path / "cache"), "MEDIAPROXY_SECRET_KEY": "s" * 40,
+            "MEDIAPROXY_DATABASE_URL": f"sqlite:///{tmp_path}/lib.db",
+            "MEDIAPROXY_QUEUE_URL": f"sqlite:///{tmp_path}/queue.db",
+            "MEDIAPROXY_JOB_LEASE": "1", "MEDIAPROXY_JOB_HEARTBEAT": "0.1"})
+        db = Database(settings.library.database_url)
+        cleanup.callback(db.dispose)
+        db.upgrade()
+        queue = Recorded()
+        lib = Library(Context.build(settings), db, queue.enqueue)
+        keeper = Keeper(db, queue, settings.library, lib.ingest)
+        cleanup.callback(keeper.stop, timeout=10)
+        cleanup.callback(moto.proc.send_signal, signal.SIGCONT)  # first: a frozen store holds the sweep
+        listings: list[list[str]] = []  # what each of the sweep's listings of incoming/ found
+        list_incoming = lib.ingest.arrived_keys
+
+        def arrived_keys() -> list[str]:
+            listings.append(list_incoming())
+            return listings[-1]
+
+        monkeypatch.setattr(lib.ingest, "arrived_keys", arrived_keys)
+
+        def row(job_id: str) -> Job:
+            with db.transaction() as s:
+                job = s.get(Job, job_id)
+                s.expunge(job)
+                return job
+
+        def jobs_of(media_id: str) -> list[str]:
+            with db.transaction() as s:
+                return list(s.scalars(select(Job.id).where(Job.media_id == media_id)))
+
+        with db.transaction() as s:
+            org = auth.organization(s, "acme", create=True)
+            held = Job(id=uuid.uuid4().hex, org_id=org.id, kind="finalize", params="{}", state="pending")
+            s.add(held)
+            record, signed = lib.ingest.presign_upload(s, org, "http://x", "a.png", "image/png", None)
+            held_id, media_id, key = held.id, record.id, signed["objectKey"]
+        assert claim(db, held_id, keeper.owner, settings.library.job_lease)
+        keeper.hold(held_id)  # a job this worker runs
+        keeper.start()
+        _wait(lambda: listings, 30, "a first sweep of arrivals")
+        moto.proc.send_signal(signal.SIGSTOP)
+        try:
+            frozen_at = row(held_id).lease_until
+            leases = set()
+
+            def renewed_past_its_lease() -> bool:
+                job = row(held_id)
+                assert (job.state, job.lease_owner) == ("active", keeper.owner), "the held job's lease ran out"
+                leases.add(job.lease_until)
+                past = frozen_at + timedelta(seconds=2 * settings.library.job_lease)
+                return len(leases) >= 5 and job.lease_until > past
+
+            _wait(renewed_past_its_lease, 30, "renewals of the held job's lease while the store is frozen", step=0.05)
+            assert keeper.sweep_arrivals() is None  # the sweep waiting on the store holds it: none overlaps
+        finally:
+            moto.proc.send_signal(signal.SIGCONT)
+        # what a PUT straight to S3 leaves
+        moto.client.put_object(Bucket=lib.bucket, Key=incoming_key(key), Body=media.png(64, 48),
+                               ContentType="image/png")
+        (job_id,) = _wait(lambda: jobs_of(media_id), 60, "the sweep to queue the arrived upload's completion")
+        swept = len(listings)
+        _wait(lambda: len(listings) >= swept + 3, 30, "three more sweeps")
+        assert jobs_of(media_id) == [job_id] and queue.ids.count(job_id) == 1
+        assert row(job_id).kind == "finalize"
+        assert row(held_id).state == "active"  # held all along

@@ -73,10 +73,12 @@ def add_routes(app, ctx: Context) -> None:
 
 def run_worker(settings: Settings) -> None:
     """``mediaproxy worker``: the huey consumer, in threads, until SIGINT/SIGTERM; beside it the
-    keeper's heartbeat (leases, expired jobs, arrived uploads, the outbox)."""
+    keeper's heartbeat (leases, expired jobs, the outbox) and its sweep of arrived uploads, each on
+    a thread of its own."""
     configure_vips(settings)
     ctx = Context.build(settings)
-    db = Database(settings.library.database_url, pool_size=settings.library.worker_threads + 2)
+    # a connection per consumer thread and one more, and one each for the keeper's two threads
+    db = Database(settings.library.database_url, pool_size=settings.library.worker_threads + 3)
     if settings.library.migrate_on_start:
         upgrade_locked(db)
     queue = Queue(settings)

@@ -166,10 +166,14 @@ def claim(db, job_id: str, owner: str, lease: float) -> bool:
 
 
 class Keeper:
-    """The worker's heartbeat: renews the leases of the jobs this process runs, puts back jobs
-    whose lease expired, queues the completion of presigned uploads whose bytes the store has
-    received (``ingest``: the library's ``Ingest``), and relays the outbox; every
-    ``MEDIAPROXY_JOB_HEARTBEAT`` seconds, in every worker (not only at start)."""
+    """The worker's heartbeat, every ``MEDIAPROXY_JOB_HEARTBEAT`` seconds in every worker (not only
+    at start), on two threads: ``job-leases`` renews the leases of the jobs this process runs, puts
+    back jobs whose lease expired and relays the outbox (``beat``); ``upload-arrivals`` queues the
+    completion of presigned uploads whose bytes the store has received (``sweep_arrivals``;
+    ``ingest``: the library's ``Ingest``). The leases never wait on the store: a store that hangs
+    holds back the sweep by up to the S3 client's timeouts and retries, which in the renewals'
+    thread could outlast a lease (timeouts raised near it) and let another worker run a running
+    job again."""
 
     def __init__(self, db, queue: Queue, settings: LibrarySettings, ingest=None):
         self.db = db
@@ -179,8 +183,9 @@ class Keeper:
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._held: set[str] = set()
         self._lock = threading.Lock()
+        self._sweeping = threading.Lock()  # one sweep of arrivals at a time in this process
         self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._threads: list[threading.Thread] = []
         # what failed at the last beat, per part of it: logged once per outage, and its end
         self._failing: dict[str, str | None] = {"jobs": None, "arrivals": None}
 
@@ -193,20 +198,30 @@ class Keeper:
             self._held.discard(job_id)
 
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="job-leases", daemon=True)
-        self._thread.start()
+        self._threads = [threading.Thread(target=self._every, args=(self.beat,), name="job-leases", daemon=True)]
+        if self.ingest is not None:
+            self._threads.append(threading.Thread(target=self._every, args=(self.sweep_arrivals,),
+                                                  name="upload-arrivals", daemon=True))
+        for t in self._threads:
+            t.start()
 
-    def stop(self) -> None:
+    def stop(self, timeout: float | None = None) -> None:
+        """Both threads end after their current round; ``timeout`` waits that long for them (a
+        sweep waiting on a hung store ends at the S3 client's timeouts)."""
         self._stop.set()
+        if timeout is not None:
+            for t in self._threads:
+                t.join(timeout)
 
-    def _run(self) -> None:
+    def _every(self, work: Callable[[], object]) -> None:
         while True:
-            self.beat()
+            work()
             if self._stop.wait(self.settings.job_heartbeat):
                 return
 
     def _outage(self, part: str, exc: Exception | None, failed: str, works: str) -> None:
-        """Log ``failed`` once per outage of ``part`` (``exc`` given), ``works`` when it ends."""
+        """Log ``failed`` once per outage of ``part`` (``exc`` given), ``works`` when it ends. Each
+        part has one thread, which alone reads and writes its entry."""
         if exc is not None:
             what = type(exc).__name__
             if self._failing[part] != what:
@@ -217,6 +232,7 @@ class Keeper:
             self._failing[part] = None
 
     def beat(self) -> None:
+        """The leases and the outbox: the database and the queue, never the store."""
         try:
             self.renew()
             expired = self.expire()
@@ -229,20 +245,27 @@ class Keeper:
             log.warning("re-queued %d job(s) whose worker's lease expired", expired)
         if relayed:
             log.info("relayed %d job(s) from the outbox", relayed)
-        self.sweep_arrivals()
 
-    def sweep_arrivals(self) -> None:
-        """``take_arrivals``, apart from the rest of the beat: a store that does not answer leaves
-        the leases and the outbox to go on (logged once per outage)."""
+    def sweep_arrivals(self) -> int | None:
+        """``take_arrivals``, on its own thread: a store that does not answer holds back only this
+        sweep (logged once per outage). One sweep at a time: a call while another is running (it
+        waits on a slow store) returns None at once; otherwise the number of completions queued
+        (0 when the sweep failed)."""
+        if not self._sweeping.acquire(blocking=False):
+            return None
         try:
-            arrived = self.take_arrivals()
-        except Exception as exc:
-            self._outage("arrivals", exc,
-                         "the sweep of uploads arrived in the store failed (%s): again at the next beat", "")
-            return
-        self._outage("arrivals", None, "", "the sweep of uploads arrived in the store works again")
+            try:
+                arrived = self.take_arrivals()
+            except Exception as exc:
+                self._outage("arrivals", exc,
+                             "the sweep of uploads arrived in the store failed (%s): again at the next beat", "")
+                return 0
+            self._outage("arrivals", None, "", "the sweep of uploads arrived in the store works again")
+        finally:
+            self._sweeping.release()
         if arrived:
             log.info("queued the completion of %d upload(s) the store received", arrived)
+        return arrived
 
     def renew(self) -> int:
         with self._lock:
