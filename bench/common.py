@@ -130,23 +130,9 @@ class Server:
         self.workdir = workdir
         self.storage = workdir / "storage"
         self.storage.mkdir(parents=True, exist_ok=True)
-        full = {
-            **{k: v for k, v in os.environ.items() if not k.startswith("MEDIAPROXY_")},
-            "MEDIAPROXY_SECRET_KEY": "bench-secret",
-            "MEDIAPROXY_STORAGE": str(self.storage),
-            "MEDIAPROXY_CACHE_DIR": str(workdir / "cache"),
-            "MEDIAPROXY_LOG_LEVEL": "warning",
-            "MEDIAPROXY_ACCESS_LOG": "0",
-            "MEDIAPROXY_FETCH_ALLOW_CIDRS": "127.0.0.0/8",
-            # gunicorn.conf.py imports mediaproxy before gunicorn puts the working directory on the
-            # path: without this a checkout other than the installed one would run the installed code
-            "PYTHONPATH": str(root),
-        }
+        full = self.environment(workdir, env, root)
         if preload:
             full["LD_PRELOAD"] = preload
-        if root != ROOT:  # its own package, not the one a shared venv or PYTHONPATH points at
-            full["PYTHONPATH"] = str(root)
-        full.update(env or {})
         self.env = full
         self.log = open(workdir / f"{name}-{self.port}.log", "wb")  # noqa: SIM115
         self.proc = subprocess.Popen(
@@ -159,6 +145,24 @@ class Server:
         except RuntimeError:
             self.stop()  # not left running after a failed start
             raise
+
+    @staticmethod
+    def environment(workdir: Path, env: dict[str, str] | None = None, root: Path = ROOT) -> dict[str, str]:
+        """The environment the server's processes get: the benchmark's settings, then ``env``."""
+        return {
+            **{k: v for k, v in os.environ.items() if not k.startswith("MEDIAPROXY_")},
+            "MEDIAPROXY_SECRET_KEY": "bench-secret",
+            "MEDIAPROXY_STORAGE": str(workdir / "storage"),
+            "MEDIAPROXY_CACHE_DIR": str(workdir / "cache"),
+            "MEDIAPROXY_LOG_LEVEL": "warning",
+            "MEDIAPROXY_ACCESS_LOG": "0",
+            "MEDIAPROXY_FETCH_ALLOW_CIDRS": "127.0.0.0/8",
+            # gunicorn.conf.py imports mediaproxy before gunicorn puts the working directory on the
+            # path: without this a checkout other than the installed one would run the installed code
+            # (and a checkout other than ROOT gets its own package, not the one the venv points at)
+            "PYTHONPATH": str(root),
+            **(env or {}),
+        }
 
     def put(self, key: str, data: bytes, bucket: str = "cdn") -> None:
         path = self.storage / bucket / key

@@ -15,10 +15,14 @@ Written as pipeline-stages.json and .md with ``--out``.
 
 ``--overhead``: the miss path over HTTP (one worker, result cache off, wrk -c1 naming a distinct source
 key per request: bench/peers.py's sources) against the same transform in-process, both as CPU per
-request (the worker's from /proc, with its system time and minor page faults; this process's), rounds
-alternating: target <= 1.10. ``--baseline DIR`` serves another checkout's code (the one before a change:
-``git worktree add --detach DIR COMMIT``) beside this one in every round, in alternating order. Written as
-miss-overhead.json and .md with ``--out``.
+request (the worker's from /proc, with its system time and minor page faults), rounds alternating:
+target <= 1.10. The in-process side runs in a process set up as a worker is (gunicorn.conf.py's
+libvips threads, allocator settings and frozen GC) and measures, alternately, ``pipeline.transform`` on
+the source's bytes and the whole WSGI application answering the same requests (routing, storage read,
+transform, headers), each as the mean CPU per call: HTTP ÷ application is the server's share of the
+overhead, application ÷ transform the application's. ``--baseline DIR`` serves another checkout's code
+(the one before a change: ``git worktree add --detach DIR COMMIT``) beside this one in every round, in
+alternating order. Written as miss-overhead.json and .md with ``--out``.
 
 Workloads: A = 1024px JPEG -> 256px WebP avatar, B = 2048px JPEG -> 800px-wide
 WebP banner, both at WebP quality 80 (thumbor's default) from local disk.
@@ -50,6 +54,7 @@ import pyvips
 from common import (
     BENCH,
     ROOT,
+    VENV_BIN,
     Server,
     add_out_argument,
     free_port,
@@ -201,8 +206,9 @@ def overhead(case_names: list[str], rounds: int, duration: int, baseline: Path |
     """The miss path's CPU over HTTP against the same transform in-process: one worker as shipped (result
     cache off), wrk -c1 naming a distinct source key per request (bench/peers.py's sources, links and
     Lua script), the worker's CPU per request from /proc, with its minor page faults and system time;
-    then, in this process, pipeline.transform on the same bytes and spec, its CPU per call. Rounds
-    alternate the two; medians of the per-round ratios. ``baseline``: another checkout (the code before
+    then, in a process set up as a worker, pipeline.transform on the same bytes and spec and the WSGI
+    application on the same requests, the mean CPU per call of each. Rounds alternate the two; medians
+    of the per-round ratios. ``baseline``: another checkout (the code before
     a change) served the same way in every round, its order alternating with this one's."""
     import peers
     import quality as qb
@@ -214,14 +220,12 @@ def overhead(case_names: list[str], rounds: int, duration: int, baseline: Path |
     storage = work / "storage"
     src = peers.sources()
     peers.link_sources(src, work, storage)
-    limits = pipeline.Limits(100_000_000, 1000, 1_000_000_000)
     out: dict = {"load": wait_quiet(), "pipeline": pipeline.PIPELINE_VERSION, "cases": {},
                  "baseline": str(baseline) if baseline else None}
     for name in case_names:
         case, qcase = peers.CASES[name], qb.CASES[name]
-        buf = src[case.source]
         spec = qb.mediaproxy_spec(qcase, None)
-        n = 4 if qcase.fmt == "avif" else 20
+        n = 4 if qcase.fmt == "avif" else 30
         rows = []
         for r in range(rounds):
             row: dict = {}
@@ -230,10 +234,12 @@ def overhead(case_names: list[str], rounds: int, duration: int, baseline: Path |
                 http = _http_miss(name, case, root, work / f"{name}-{r}-{prefix}", storage, duration,
                                   offset=r * 97 + 1000 + (peers.KEYS // 8 if prefix else 0))
                 row.update({prefix + k: v for k, v in http.items()})
-            inproc = _cpu_ms(lambda buf=buf, spec=spec: pipeline.transform(buf, spec, limits), n)
-            row["inprocess_cpu_ms"] = inproc
+            inproc = _inprocess_miss(case, spec, storage, work / f"{name}-{r}-inprocess", n)
+            row.update(inproc)
             for prefix, _ in sides:
-                row[prefix + "ratio"] = round(row[prefix + "http_cpu_ms"] / inproc, 3)
+                row[prefix + "ratio"] = round(row[prefix + "http_cpu_ms"] / inproc["inprocess_cpu_ms"], 3)
+                row[prefix + "http_over_app"] = round(row[prefix + "http_cpu_ms"] / inproc["app_cpu_ms"], 3)
+            row["app_over_transform"] = round(inproc["app_cpu_ms"] / inproc["inprocess_cpu_ms"], 3)
             rows.append(row)
             print(f"{name} round {r}: {row}", flush=True)
         med = {k: statistics.median(x[k] for x in rows) for k in rows[0]}
@@ -264,6 +270,66 @@ def _http_miss(name: str, case, root: Path, workdir: Path, storage: Path, durati
             "http_faults": round(faults / n, 1), "requests": got["requests"]}
 
 
+# A process set up as a gunicorn worker is (gunicorn.conf.py run as a module: VIPS_CONCURRENCY, the
+# mallopt calls of post_fork, the frozen GC of post_worker_init), then the application mediaproxy.wsgi
+# builds; it measures pipeline.transform on the source's bytes and the application answering the
+# benchmark's requests (distinct source keys), alternately, the mean CPU per call of each.
+_WORKER_INPROC = r"""
+import importlib.util, json, logging, os, sys, time
+root, path_fmt, source, spec_json, n, offset = sys.argv[1:7]
+spec = importlib.util.spec_from_file_location("worker_conf", os.path.join(root, "gunicorn.conf.py"))
+conf = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(conf)
+conf._mallopt(logging.getLogger("bench"))
+from falcon import testing
+from mediaproxy.media import pipeline
+from mediaproxy.media.spec import TransformSpec
+from mediaproxy.wsgi import app, settings
+conf.post_worker_init(None)
+data = open(source, "rb").read()
+tspec = TransformSpec(**json.loads(spec_json))
+limits = pipeline.Limits(settings.max_pixels, settings.max_frames, settings.max_animation_pixels)
+count = [int(offset)]
+def answer():
+    count[0] += 1
+    path, _, query = (path_fmt % count[0]).partition("?")
+    got = []
+    body = b"".join(app(testing.create_environ(path=path, query_string=query), lambda s, h, e=None: got.append(s)))
+    assert got[0].startswith("200") and body, got
+def transform():
+    pipeline.transform(data, tspec, limits)
+def cpu(fn, k):
+    t = time.process_time()
+    for _ in range(k):
+        fn()
+    return time.process_time() - t
+answer(); transform()
+k, spent = int(n), {"app": 0.0, "transform": 0.0}
+for half in range(4):
+    for name, fn in (("app", answer), ("transform", transform))[:: 1 if half % 2 == 0 else -1]:
+        spent[name] += cpu(fn, k)
+print(json.dumps({"inprocess_cpu_ms": round(spent["transform"] / (4 * k) * 1000, 2),
+                  "app_cpu_ms": round(spent["app"] / (4 * k) * 1000, 2)}))
+"""
+
+
+def _inprocess_miss(case, spec, storage: Path, workdir: Path, n: int) -> dict:
+    """The same transform and the same requests in a process set up as a worker (``_WORKER_INPROC``)."""
+    import dataclasses
+    import json
+
+    import peers
+
+    workdir.mkdir(parents=True, exist_ok=True)
+    env = Server.environment(workdir, {"MEDIAPROXY_CACHE_DIR": "", "MEDIAPROXY_WORKERS": "1",
+                                       "MEDIAPROXY_STORAGE": str(storage)})
+    source = next((storage / "cdn" / peers.STORED[case.source]).iterdir())
+    got = subprocess.run([str(VENV_BIN / "python"), "-c", _WORKER_INPROC, str(ROOT), case.paths["mediaproxy"],
+                          str(source), json.dumps(dataclasses.asdict(spec)), str(n), str(peers.KEYS // 2)],
+                         cwd=ROOT, env=env, capture_output=True, text=True, check=True, timeout=1800)
+    return json.loads(got.stdout.strip().splitlines()[-1])
+
+
 def _proc_stat(pid: int) -> tuple[int, float]:
     """(minor page faults, system seconds) of one process, every thread."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -273,16 +339,20 @@ def _proc_stat(pid: int) -> tuple[int, float]:
 def overhead_markdown(r: dict) -> str:
     md = ["# The miss path over HTTP against the same transform in-process (bench/miss.py --overhead)\n",
           f"Pipeline {r['pipeline']}; one worker (gunicorn.conf.py, result cache off), wrk -c1, a distinct source "
-          f"key per request; CPU per request (the worker's, from /proc) against pipeline.transform's CPU per call "
-          f"on the same bytes in-process; medians of the per-round ratios. Load {r['load']}.\n",
-          "| case | code | HTTP CPU ms/req | of it system ms | minor faults/req | in-process CPU ms "
-          "| ratio (target ≤ 1.10) |", "|---|---|---:|---:|---:|---:|---:|"]
+          f"key per request; CPU per request (the worker's, from /proc) against, in a process set up as a worker, "
+          f"pipeline.transform's CPU per call on the same bytes and the WSGI application's per request; medians "
+          f"of the per-round values and ratios. Load {r['load']}.\n",
+          "| case | code | HTTP CPU ms/req | of it system ms | minor faults/req | transform in-process ms "
+          "| application in-process ms | HTTP ÷ transform (target ≤ 1.10) | HTTP ÷ application "
+          "| application ÷ transform |", "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for c in r["cases"].values():
         for prefix, label in (("", "this checkout"), ("baseline_", r.get("baseline") or "")):
             if prefix + "ratio" in c:
-                got = {k: c[prefix + k] for k in ("http_cpu_ms", "http_sys_ms", "http_faults", "ratio")}
+                got = {k: c[prefix + k] for k in ("http_cpu_ms", "http_sys_ms", "http_faults", "ratio",
+                                                  "http_over_app")}
                 md.append(f"| {c['title']} | {label} | {got['http_cpu_ms']:.2f} | {got['http_sys_ms']:.2f} "
-                          f"| {got['http_faults']:.0f} | {c['inprocess_cpu_ms']:.2f} | {got['ratio']:.3f} |")
+                          f"| {got['http_faults']:.0f} | {c['inprocess_cpu_ms']:.2f} | {c['app_cpu_ms']:.2f} "
+                          f"| {got['ratio']:.3f} | {got['http_over_app']:.3f} | {c['app_over_transform']:.3f} |")
     return "\n".join(md)
 
 
