@@ -104,7 +104,7 @@ def settle(port: int) -> None:
 
 def run(alloc: str, total: int, work: Path) -> dict:
     env = {"MEDIAPROXY_MAX_REQUESTS": "0"}
-    if alloc not in ("default", "mmap1m"):  # only these trim; the others show what each step alone does
+    if alloc not in ("default", "mmap1m", "trim32m"):  # only these trim; the others show what each step alone does
         env["MEDIAPROXY_MALLOC_TRIM_INTERVAL"] = "0"
     if alloc == "glibc":  # glibc's own defaults: no mallopt, no trim
         env.update(MEDIAPROXY_MALLOC_ARENA_MAX="0", MEDIAPROXY_MALLOC_MMAP_THRESHOLD="0",
@@ -112,6 +112,8 @@ def run(alloc: str, total: int, work: Path) -> dict:
     elif alloc == "mmap1m":  # the thresholds before: every freed buffer of 1 MiB or more unmapped at once
         env.update(MEDIAPROXY_MALLOC_MMAP_THRESHOLD=str(1 << 20), MEDIAPROXY_MALLOC_TRIM_THRESHOLD="0",
                    MEDIAPROXY_MALLOC_TRIM_INTERVAL="1")
+    elif alloc == "trim32m":  # the trim threshold before: the free top of a heap kept up to 32 MiB
+        env.update(MEDIAPROXY_MALLOC_TRIM_THRESHOLD=str(32 << 20))
     elif alloc == "arena2":  # the arena cap alone
         env.update(MEDIAPROXY_MALLOC_MMAP_THRESHOLD="0", MEDIAPROXY_MALLOC_TRIM_THRESHOLD="0")
     preload = JEMALLOC if alloc == "jemalloc" else ""
@@ -153,7 +155,8 @@ def main() -> None:
     ap.add_argument("--allocators", default="default,no-trim,arena2,glibc,jemalloc",
                     help="default = gunicorn.conf.py's (arena cap, fixed mmap threshold, malloc_trim each second); "
                          "no-trim = the same without malloc_trim; mmap1m = the default with the mmap threshold at "
-                         "1 MiB and glibc's trim threshold (the settings before)")
+                         "1 MiB and glibc's trim threshold (the settings before); trim32m = the default with the trim "
+                         "threshold at 32 MiB (the setting before)")
     add_out_argument(ap)
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="bench-mem-"))

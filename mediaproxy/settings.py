@@ -678,7 +678,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("server", "malloc_mmap_threshold", "MEDIAPROXY_MALLOC_MMAP_THRESHOLD", Int(0), 4 * MiB,
             "bytes from which glibc maps an allocation on its own, set after fork (`0`: glibc's dynamic threshold)",
             MEMORY),
-    Setting("server", "malloc_trim_threshold", "MEDIAPROXY_MALLOC_TRIM_THRESHOLD", Int(0), 32 * MiB,
+    Setting("server", "malloc_trim_threshold", "MEDIAPROXY_MALLOC_TRIM_THRESHOLD", Int(0), 4 * MiB,
             "free bytes at the top of glibc's heap before a `free()` hands them back, set after fork (`0`: glibc's "
             "default); the periodic `malloc_trim(0)` hands back the rest", MEMORY),
     Setting("server", "malloc_trim_interval", "MEDIAPROXY_MALLOC_TRIM_INTERVAL", Float(0.0), 1.0,
