@@ -149,12 +149,14 @@ def test_janitor_removes_old_leftovers_only(tmp_path, backend):
         # an object whose record is being written: younger than the grace, left alone. When the janitor
         # takes longer than the grace to reach it (a machine loaded far past its cores), the object is
         # old by then and its removal is right: that try says nothing, and another object is made.
+        # S3 gives an object's LastModified to the second, down: there it may look a second older.
+        resolution = 1 if moto is not None else 0
         for attempt in range(3):
             young = f"acme/lost/young-{attempt}.jpg"
             stack.server.put("library", young, b"bytes whose record is being written")
             put_at = time.monotonic()
             r = janitor(stack, "--grace", str(GRACE))
-            slow = time.monotonic() - put_at >= GRACE
+            slow = time.monotonic() - put_at >= GRACE - resolution
             assert r.returncode == 0, r.stderr
             if attempt == 0 and not slow:
                 assert "removed 1 incomplete upload(s) and 1 orphan(s)" in r.stdout

@@ -455,3 +455,51 @@ def test_the_sweep_completes_an_upload_whose_checker_died_holding_it(lib):
         assert [j.kind for j in jobs] == ["finalize"]
         assert media_repo.load(s, media_id).state == "uploading"
     assert keeper.take_arrivals() == 0  # its job waits for it: none more
+
+
+def test_the_sweep_of_arrivals_never_waits_on_the_store_inside_its_transaction(lib, monkeypatch):
+    """The sweep gives back a dead claim and queues its completion in a transaction that never waits
+    on the store: asked inside it, after its first write, a store that hangs would hold that
+    transaction open, and with it SQLite's write lock (the whole database's), so the renewal of a
+    running job's lease on the keeper's other thread would wait for the store too, then fail."""
+    import threading
+    import uuid
+    from datetime import timedelta
+
+    from mediaproxy.library.jobs import Keeper, claim
+    from mediaproxy.library.models import now
+    from mediaproxy.library.repositories import objects
+
+    org, media_id = _waiting_upload(lib, png())
+    lease = lib.ingest.upload_claim_lease
+    with lib.db.transaction() as s:  # a request that died holding its claim
+        claimed = now() - timedelta(seconds=lease + 5)
+        assert objects.claim_upload(s, media_id, claimed, claimed - timedelta(seconds=lease))
+        held = Job(id=uuid.uuid4().hex, org_id=org.id, kind="crop", params="{}", state="pending")
+        s.add(held)
+        held_id = held.id
+    keeper = Keeper(lib.db, None, lib.settings, lib.ingest)
+    assert claim(lib.db, held_id, keeper.owner, lib.settings.job_lease)
+    keeper.hold(held_id)  # a job this worker runs
+    asked, answer = threading.Event(), threading.Event()
+    head = lib.ctx.storage.head
+
+    def hanging_head(bucket: str, key: str):
+        asked.set()
+        answer.wait(120)
+        return head(bucket, key)
+
+    monkeypatch.setattr(lib.ctx.storage, "head", hanging_head)
+    swept: list[int] = []
+    sweep = threading.Thread(target=lambda: swept.append(keeper.take_arrivals()))
+    sweep.start()
+    try:
+        assert asked.wait(60), "the sweep never asked the store whether the dead claim's bytes arrived"
+        assert keeper.renew() == 1  # while the sweep waits on the store
+    finally:
+        answer.set()
+        sweep.join(60)
+    assert swept == [1]
+    with lib.db.transaction() as s:
+        assert [j.kind for j in s.scalars(select(Job).where(Job.media_id == media_id))] == ["finalize"]
+        assert media_repo.load(s, media_id).state == "uploading"

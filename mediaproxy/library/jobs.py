@@ -295,13 +295,19 @@ class Keeper:
         """A presigned upload straight to the store tells the server nothing: the store's incoming
         keys are listed, and each waiting upload found there gets the job that completes it
         (``Ingest.take_arrivals``), as does one whose checking request died holding its claim
-        (``Ingest.take_dead_claims``), in a unit of work of its own; the relay follows the commit."""
+        (``Ingest.dead_claims``, ``Ingest.take_dead_claims``), in a unit of work of its own; the
+        relay follows the commit. The store is asked before that unit writes anything: a store
+        that hangs would otherwise hold its transaction open, and with SQLite the whole database's
+        write lock, which the renewal of leases on the other thread (and every request) waits for."""
         if self.ingest is None:
             return 0
         keys = self.ingest.arrived_keys()
         with self.db.transaction() as s:
+            claims = self.ingest.dead_claims(s)
+        arrived = self.ingest.claims_arrived(claims)  # the store, outside any transaction
+        with self.db.transaction() as s:
             # a claim whose request died is given back first (its bytes may be under the record's key)
-            return len(self.ingest.take_dead_claims(s)) + len(self.ingest.take_arrivals(s, keys))
+            return len(self.ingest.take_dead_claims(s, claims, arrived)) + len(self.ingest.take_arrivals(s, keys))
 
     def relay_outbox(self) -> int:
         """Hand the queue what it should hold: due un-relayed jobs, and those relayed so long ago

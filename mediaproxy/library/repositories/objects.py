@@ -140,11 +140,13 @@ def waiting_arrivals(s: Session, bucket: str, keys: list[str], stale) -> list[tu
                ~_completion_waiting(("finalize", "variants"))))]
 
 
-def dead_claims(s: Session, stale, limit: int) -> list[tuple[str, int, str, object]]:
-    """(id, org id, state, updated_at) of at most ``limit`` records under a claim taken before
-    ``stale`` (``receiving``: its request died) that no live job completing them waits for."""
+def dead_claims(s: Session, stale, limit: int) -> list[tuple[str, int, str, object, str, str]]:
+    """(id, org id, state, updated_at, bucket, key of the current object) of at most ``limit``
+    records under a claim taken before ``stale`` (``receiving``: its request died) that no live job
+    completing them waits for."""
     return [tuple(row) for row in s.execute(
-        select(Media.id, Media.org_id, Media.state, Media.updated_at)
+        current_object(select(Media.id, Media.org_id, Media.state, Media.updated_at,
+                              StoredObject.bucket, StoredObject.key))
         .where(Media.state == "receiving", Media.updated_at < stale,
                ~_completion_waiting(("finalize", "variants")))
         .limit(limit))]

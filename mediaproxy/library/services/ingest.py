@@ -43,6 +43,20 @@ ARRIVALS_BATCH = 1000  # incoming keys a sweep takes at a time (one listing page
 
 
 @dataclass(frozen=True)
+class DeadClaim:
+    """A claimed upload whose request died holding it, as the workers' sweep read it
+    (``Ingest.dead_claims``): the record's state and ``updated_at`` then, for the compare-and-set
+    that gives it back, and where its bytes would be (its current object)."""
+
+    media_id: str
+    org_id: int
+    state: str
+    updated_at: datetime
+    bucket: str
+    key: str
+
+
+@dataclass(frozen=True)
 class Checked:
     """A presigned upload's stored bytes as ``Ingest.check_upload`` found them, before any row is
     written: what rendering needs to know of them (the fields of a stored object it reads) and
@@ -316,9 +330,13 @@ class Ingest:
         if media.state == "ready":
             return False
         obj = media.current.object
-        for key in (incoming_key(obj.key), obj.key):
+        return self.arrived_at(obj.bucket, obj.key)
+
+    def arrived_at(self, bucket: str, key: str) -> bool:
+        """Whether the store holds bytes for the object ``key``, under its incoming key or itself."""
+        for stored in (incoming_key(key), key):
             try:
-                self.core.ctx.storage.head(obj.bucket, key)
+                self.core.ctx.storage.head(bucket, stored)
                 return True
             except NotFound:
                 continue
@@ -498,21 +516,34 @@ class Ingest:
             queued.append(self.jobs.enqueue(s, s.get(Organization, org_id), "finalize", media, {}))
         return queued
 
-    def take_dead_claims(self, s: Session, limit: int = ARRIVALS_BATCH) -> list[Job]:
-        """Give back the claims whose request died holding them (``receiving`` past the lease, no
-        live job for the record), in the session's transaction, and queue the completion of those
-        whose bytes are in the store: a request that checked an upload has moved its bytes under
-        the record's own key, where no listing of incoming/ finds them, and died before any rollback
-        could queue a job (a worker killed past its timeout, out of memory)."""
+    def dead_claims(self, s: Session, limit: int = ARRIVALS_BATCH) -> list[DeadClaim]:
+        """The claims whose request died holding them (``receiving`` past the lease, no live job
+        for the record), as the session reads them now, with no write: a request that checked an
+        upload has moved its bytes under the record's own key, where no listing of incoming/ finds
+        them, and died before any rollback could queue a job (a worker killed past its timeout, out
+        of memory). Whether their bytes are there (``claims_arrived``) is asked outside any
+        transaction, then ``take_dead_claims`` writes: a transaction waiting on the store holds
+        what it has taken meanwhile (after a write, with SQLite, the whole database's write lock)."""
+        stale = now() - timedelta(seconds=self.upload_claim_lease)
+        return [DeadClaim(*row) for row in objects.dead_claims(s, stale, limit)]
+
+    def claims_arrived(self, claims: list[DeadClaim]) -> set[str]:
+        """The ids of the records of ``claims`` whose bytes the store holds (it is asked: call it
+        outside any transaction)."""
+        return {claim.media_id for claim in claims if self.arrived_at(claim.bucket, claim.key)}
+
+    def take_dead_claims(self, s: Session, claims: list[DeadClaim], arrived: set[str]) -> list[Job]:
+        """Give back ``claims`` (``dead_claims``), in the session's transaction, and queue the
+        completion of those whose bytes the store holds (``arrived``: ``claims_arrived``); a record
+        changed since it was read is left alone (compare-and-set: another sweep or a request took it)."""
         t = now()
-        stale = t - timedelta(seconds=self.upload_claim_lease)
         queued = []
-        for media_id, org_id, state, updated_at in objects.dead_claims(s, stale, limit):
-            if not objects.mark_arrival(s, media_id, state, updated_at, t):
+        for claim in claims:
+            if not objects.mark_arrival(s, claim.media_id, claim.state, claim.updated_at, t):
                 continue  # taken meanwhile
-            media = s.get(Media, media_id)
-            if self.arrived(media):
-                queued.append(self.jobs.enqueue(s, s.get(Organization, org_id), "finalize", media, {}))
+            if claim.media_id in arrived:
+                queued.append(self.jobs.enqueue(s, s.get(Organization, claim.org_id), "finalize",
+                                                s.get(Media, claim.media_id), {}))
         return queued
 
     # -- the local backend's upload URL ------------------------------------------------------------
