@@ -68,16 +68,21 @@ class MotoS3:
             stderr=subprocess.DEVNULL,
             env={**os.environ, **AWS_ENV},
         )
-        wait_http(self.endpoint + "/moto-api/", proc=self.proc)
-        self.client = boto3.client(
-            "s3",
-            endpoint_url=self.endpoint,
-            aws_access_key_id="testing",
-            aws_secret_access_key="testing",
-            region_name="us-east-1",
-        )
-        for bucket in BUCKETS:
-            self.client.create_bucket(Bucket=bucket)
+        try:
+            wait_http(self.endpoint + "/moto-api/", proc=self.proc)
+            self.client = boto3.client(
+                "s3",
+                endpoint_url=self.endpoint,
+                aws_access_key_id="testing",
+                aws_secret_access_key="testing",
+                region_name="us-east-1",
+            )
+            for bucket in BUCKETS:
+                self.client.create_bucket(Bucket=bucket)
+        except BaseException:  # a start that failed leaves no server running behind the test
+            self.proc.kill()
+            self.proc.wait(10)
+            raise
 
     def stop(self) -> None:
         self.proc.terminate()
