@@ -271,7 +271,8 @@ def _http_miss(name: str, case, root: Path, workdir: Path, storage: Path, durati
 
 
 # A process set up as a gunicorn worker is (gunicorn.conf.py run as a module: VIPS_CONCURRENCY, the
-# mallopt calls of post_fork, the frozen GC of post_worker_init), then the application mediaproxy.wsgi
+# mallopt calls of post_fork, the frozen GC of post_worker_init, post_request's malloc_trim after each
+# request), then the application mediaproxy.wsgi
 # builds; it measures pipeline.transform on the source's bytes and the application answering the
 # benchmark's requests (distinct source keys), alternately, the mean CPU per call of each.
 _WORKER_INPROC = r"""
@@ -294,8 +295,13 @@ def answer():
     count[0] += 1
     path, _, query = (path_fmt % count[0]).partition("?")
     got = []
-    body = b"".join(app(testing.create_environ(path=path, query_string=query), lambda s, h, e=None: got.append(s)))
+    answered = app(testing.create_environ(path=path, query_string=query), lambda s, h, e=None: got.append(s))
+    try:
+        body = b"".join(answered)
+    finally:
+        getattr(answered, "close", lambda: None)()
     assert got[0].startswith("200") and body, got
+    conf.post_request(None, None, None, None)  # the worker's hook after each request (its malloc_trim)
 def transform():
     pipeline.transform(data, tspec, limits)
 def cpu(fn, k):
