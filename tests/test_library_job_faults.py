@@ -357,7 +357,8 @@ def test_a_frozen_store_holds_back_the_sweep_of_arrivals_never_the_leases(tmp_pa
             "MEDIAPROXY_CACHE_DIR": str(tmp_path / "cache"), "MEDIAPROXY_SECRET_KEY": "s" * 40,
             "MEDIAPROXY_DATABASE_URL": f"sqlite:///{tmp_path}/lib.db",
             "MEDIAPROXY_QUEUE_URL": f"sqlite:///{tmp_path}/queue.db",
-            "MEDIAPROXY_JOB_LEASE": "1", "MEDIAPROXY_JOB_HEARTBEAT": "0.1"})
+            # a lease thirty heartbeats long: a keeper starved for a second on a loaded machine keeps it
+            "MEDIAPROXY_JOB_LEASE": "3", "MEDIAPROXY_JOB_HEARTBEAT": "0.1"})
         db = Database(settings.library.database_url)
         cleanup.callback(db.dispose)
         db.upgrade()
