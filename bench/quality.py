@@ -453,6 +453,9 @@ VARIANTS: dict[str, dict[str, object]] = {
     "webp-libvips": {"WEBP_PILLOW": False},
     "resample-libvips": {"RESAMPLE_PILLOW": False},
     "small-e4": {"WEBP_EFFORT_SMALL": 4},
+    # small frames without sharp YUV, so through Pillow's libwebp (the faster saver) at effort 2 or 4
+    "small-plain-e2": {**_NO_SHARP_YUV, "WEBP_EFFORT": 2},
+    "small-plain-e4": {**_NO_SHARP_YUV, "WEBP_EFFORT": 4},
     "large-e3": {"WEBP_EFFORT_LARGE": 3},
     "large-e4": {"WEBP_EFFORT_LARGE": 4},
     "large-picture": {"WEBP_PRESET_LARGE": "picture"},
