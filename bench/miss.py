@@ -17,10 +17,11 @@ Written as pipeline-stages.json and .md with ``--out``.
 key per request: bench/peers.py's sources) against the same transform in-process, both as CPU per
 request (the worker's from /proc, with its system time and minor page faults), rounds alternating:
 target <= 1.10. The in-process side runs in a process set up as a worker is (gunicorn.conf.py's
-libvips threads, allocator settings and frozen GC) and measures, alternately, ``pipeline.transform`` on
-the source's bytes and the whole WSGI application answering the same requests (routing, storage read,
-transform, headers), each as the mean CPU per call: HTTP ÷ application is the server's share of the
-overhead, application ÷ transform the application's. ``--baseline DIR`` serves another checkout's code
+libvips threads, allocator settings, frozen GC and per-request trim) and measures, alternately,
+``pipeline.transform`` on the source's bytes and the whole WSGI application answering the same
+requests (routing, storage read, transform, headers), each as the mean CPU per call: HTTP ÷
+application is the server's share of the overhead, application ÷ transform the application's.
+``--baseline DIR`` serves another checkout's code
 (the one before a change: ``git worktree add --detach DIR COMMIT``) beside this one in every round, in
 alternating order. Written as miss-overhead.json and .md with ``--out``.
 
@@ -277,7 +278,7 @@ def _http_miss(name: str, case, root: Path, workdir: Path, storage: Path, durati
 # benchmark's requests (distinct source keys), alternately, the mean CPU per call of each.
 _WORKER_INPROC = r"""
 import importlib.util, json, logging, os, sys, time
-root, path_fmt, source, spec_json, n, offset = sys.argv[1:7]
+root, path_fmt, source, spec_json, n, offset, keys = sys.argv[1:8]
 spec = importlib.util.spec_from_file_location("worker_conf", os.path.join(root, "gunicorn.conf.py"))
 conf = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(conf)
@@ -293,7 +294,7 @@ limits = pipeline.Limits(settings.max_pixels, settings.max_frames, settings.max_
 count = [int(offset)]
 def answer():
     count[0] += 1
-    path, _, query = (path_fmt % count[0]).partition("?")
+    path, _, query = (path_fmt % (count[0] % int(keys))).partition("?")
     got = []
     answered = app(testing.create_environ(path=path, query_string=query), lambda s, h, e=None: got.append(s))
     try:
@@ -331,7 +332,8 @@ def _inprocess_miss(case, spec, storage: Path, workdir: Path, n: int) -> dict:
                                        "MEDIAPROXY_STORAGE": str(storage)})
     source = next((storage / "cdn" / peers.STORED[case.source]).iterdir())
     got = subprocess.run([str(VENV_BIN / "python"), "-c", _WORKER_INPROC, str(ROOT), case.paths["mediaproxy"],
-                          str(source), json.dumps(dataclasses.asdict(spec)), str(n), str(peers.KEYS // 2)],
+                          str(source), json.dumps(dataclasses.asdict(spec)), str(n), str(peers.KEYS // 2),
+                          str(peers.KEYS)],
                          cwd=ROOT, env=env, capture_output=True, text=True, check=True, timeout=1800)
     return json.loads(got.stdout.strip().splitlines()[-1])
 
