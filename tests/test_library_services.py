@@ -503,3 +503,38 @@ def test_the_sweep_of_arrivals_never_waits_on_the_store_inside_its_transaction(l
     with lib.db.transaction() as s:
         assert [j.kind for j in s.scalars(select(Job).where(Job.media_id == media_id))] == ["finalize"]
         assert media_repo.load(s, media_id).state == "uploading"
+
+
+def test_a_sweep_whose_unit_of_work_failed_takes_the_same_batch_again(lib, monkeypatch):
+    """The sweep lists incoming/ a batch at a time, each after the last; when the unit of work that
+    takes a batch fails (the database gone for a beat), the next sweep lists that batch again
+    instead of the one after it, so its uploads do not wait for the listing to come round."""
+    from mediaproxy.library.jobs import Keeper
+    from mediaproxy.library.services.base import incoming_key
+
+    keys = []
+    with lib.db.transaction() as s:
+        org = auth.organization(s, "acme", create=True)
+        for i in range(4):
+            _, signed = lib.ingest.presign_upload(s, org, "http://x", f"{i}.png", "image/png", None)
+            keys.append(signed["objectKey"])
+    for key in keys:
+        lib.ctx.storage.put(lib.bucket, incoming_key(key), png(), "image/png")
+    listed = lib.ingest.arrived_keys
+    monkeypatch.setattr(lib.ingest, "arrived_keys", lambda: listed(limit=2))
+    keeper = Keeper(lib.db, None, lib.settings, lib.ingest)
+    dead_claims = lib.ingest.dead_claims
+
+    def database_gone(s):
+        raise OSError("the database went away")
+
+    monkeypatch.setattr(lib.ingest, "dead_claims", database_gone)
+    with pytest.raises(OSError):
+        keeper.take_arrivals()
+    monkeypatch.setattr(lib.ingest, "dead_claims", dead_claims)
+    assert keeper.take_arrivals() == 2  # the first two uploads, not the two after them
+    assert keeper.take_arrivals() == 2
+    with lib.db.transaction() as s:
+        queued = {media_repo.load(s, j.media_id).current.object.key
+                  for j in s.scalars(select(Job).where(Job.kind == "finalize"))}
+    assert queued == set(keys)

@@ -301,13 +301,18 @@ class Keeper:
         write lock, which the renewal of leases on the other thread (and every request) waits for."""
         if self.ingest is None:
             return 0
+        cursor = self.ingest.arrivals_cursor
         keys = self.ingest.arrived_keys()
-        with self.db.transaction() as s:
-            claims = self.ingest.dead_claims(s)
-        arrived = self.ingest.claims_arrived(claims)  # the store, outside any transaction
-        with self.db.transaction() as s:
-            # a claim whose request died is given back first (its bytes may be under the record's key)
-            return len(self.ingest.take_dead_claims(s, claims, arrived)) + len(self.ingest.take_arrivals(s, keys))
+        try:
+            with self.db.transaction() as s:
+                claims = self.ingest.dead_claims(s)
+            arrived = self.ingest.claims_arrived(claims)  # the store, outside any transaction
+            with self.db.transaction() as s:
+                # a claim whose request died is given back first (its bytes may be under the record's key)
+                return len(self.ingest.take_dead_claims(s, claims, arrived)) + len(self.ingest.take_arrivals(s, keys))
+        except Exception:
+            self.ingest.rewind_arrivals(cursor)  # the batch listed is taken again at the next sweep
+            raise
 
     def relay_outbox(self) -> int:
         """Hand the queue what it should hold: due un-relayed jobs, and those relayed so long ago

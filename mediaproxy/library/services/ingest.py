@@ -499,6 +499,16 @@ class Ingest:
             self._arrivals_after = ""
         return found
 
+    @property
+    def arrivals_cursor(self) -> str:
+        """Where the next ``arrived_keys`` batch starts (after this key; "": at the start)."""
+        return self._arrivals_after
+
+    def rewind_arrivals(self, cursor: str) -> None:
+        """Take the batch after ``cursor`` again at the next ``arrived_keys``: the one listed since
+        was not taken (its unit of work failed), and would otherwise wait for the listing to wrap."""
+        self._arrivals_after = cursor
+
     def take_arrivals(self, s: Session, keys: list[str]) -> list[Job]:
         """Queue the completion of the waiting uploads whose bytes have arrived under ``keys``
         (``arrived_keys``), in the session's transaction: one ``finalize`` job per upload, which
