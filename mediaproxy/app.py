@@ -122,11 +122,12 @@ def wsgi_layers(settings: Settings, ctx: Context, app: falcon.App):
     """
     wsgi = app
     from_memory = None
-    if settings.fast_path and cdn in MODES[settings.mode]:  # it answers the image families' hits only
-        from .fastpath import install
+    if settings.fast_path and cdn in MODES[settings.mode]:  # it answers the image families only
+        from .fastpath import FastPath
 
-        wsgi = install(wsgi, ctx)  # inside every guard added after it
-        from_memory = getattr(wsgi, "answers_from_memory", None)
+        wsgi = FastPath(wsgi, ctx)  # inside every guard added after it
+        if ctx.cache.enabled:
+            from_memory = wsgi.answers_from_memory
     from . import clientip
 
     wsgi = clientip.install(wsgi, settings)  # the client IP allow-list: outermost guard

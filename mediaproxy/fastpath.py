@@ -1,22 +1,29 @@
-"""The cache-hit fast path: a WSGI layer that answers result-cache hits of the
-image routes without entering Falcon.
+"""The image routes' fast path: a WSGI layer that answers the image families (avatars, icons,
+emojis…) without entering Falcon: result-cache hits, and misses too.
 
 A hit is the common case of a CDN origin (the same avatar asked for again by
 another edge), and on a sync WSGI stack Falcon's per-request machinery
 (Request/Response objects, middleware, routing, header handling) costs more
-than the hit itself. This layer does only what a hit needs:
+than the hit itself. A miss is a transform, but on the small outputs that are
+most of a chat CDN's misses (a 64 px emoji costs ~10 ms) the same machinery, a
+second parse and the cache asked three times instead of twice were several
+percent of it. This layer does only what an image answer needs:
 
   route the path with the image families' own table (``cdn.FAMILIES``) →
   parse and validate with the resource's own ``target()`` (the same code
   Falcon's responder runs, so the same canonical spec and the same key) →
-  one cache read → headers from the stored entry → body (bytes, or the
-  cached file through ``wsgi.file_wrapper``/sendfile).
+  one cache read → on a miss, the same compute Falcon's responder calls
+  (``routes.common.computed``: storage, the transform, the cache) → headers
+  from the entry → body (bytes, or the cached file through
+  ``wsgi.file_wrapper``/sendfile).
 
 Parsing is memoised per (path, query): a URL always parses to the same key.
-Anything else — another route or method, a bad parameter (the 400 comes from
-Falcon), a miss, a Lottie sticker, a non-ASCII path, a cache error — falls
-through to Falcon untouched. The responses are byte-identical to Falcon's for
-the same request (tests/test_fastpath.py compares both over HTTP).
+A failed miss (a missing source, an undecodable one, a full worker) is answered
+here as app.py's error handlers and FaultLog answer and log it. Anything else —
+another route or method, a bad parameter (the 400 comes from Falcon), a Lottie
+sticker, a non-ASCII path — falls through to Falcon untouched. The responses
+are byte-identical to Falcon's for the same request (tests/test_fastpath.py
+compares both over HTTP, hits and misses).
 
 It sits *inside* every guard layer of ``app.wsgi_layers`` (the client IP
 allow-list is outermost), so it can never bypass one.
@@ -24,21 +31,29 @@ allow-list is outermost), so it can never bypass one.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable, Iterable
 
+from falcon import code_to_http_status
 from falcon.routing import CompiledRouter
 from falcon.uri import parse_query_string
 
+from . import metrics
 from .cache import Entry
 from .context import Context
 from .errors import MediaError
 from .hotpath import result_key
-from .http import IMMUTABLE, NO_STORE, http_date, not_modified, pick_range
+from .http import CLOSE, IMMUTABLE, NO_STORE, http_date, not_modified, pick_range
+from .logs import error_answered
 from .media.pipeline import PIPELINE_VERSION
+from .media.spec import TransformSpec
 from .routes.cdn import FAMILIES, ImageResource
+from .routes.common import computed
 from .storage import BoundedFile
+
+log = logging.getLogger("mediaproxy")
 
 _MEMO_MAX = 8192  # parsed URLs kept per worker (a few hundred bytes each)
 _DATES_MAX = 4096
@@ -50,21 +65,25 @@ _L1_TTL = 5.0  # seconds an entry is served from memory before the disk cache is
 _L1_PROMISE = 0.5
 _STATUS = {200: "200 OK", 206: "206 Partial Content", 304: "304 Not Modified", 416: "416 Range Not Satisfiable"}
 _TAIL = [("x-content-type-options", "nosniff"), ("access-control-allow-origin", "*")]
+_ERROR_TYPE = ("content-type", "text/plain; charset=utf-8")
 
 WSGIApp = Callable[[dict, Callable], Iterable[bytes]]
+# An image URL that parses: (result key, route template, object key, spec)
+Resolved = tuple[str, str, str, TransformSpec]
 
 
 class FastPath:
-    """WSGI layer: answer result-cache hits of the image routes, pass everything else to ``app``."""
+    """WSGI layer: answer the image routes (hits and misses), pass everything else to ``app``."""
 
     def __init__(self, app: WSGIApp, ctx: Context):
         self.app = app
+        self.ctx = ctx
         self.cache = ctx.cache
         self.bucket = ctx.settings.cdn_bucket
         self.router = CompiledRouter()
         for family in FAMILIES:
             self.router.add_route(family.route, ImageResource(ctx, family))
-        self._memo: dict[tuple[str, str], tuple[str, str] | None] = {}
+        self._memo: dict[tuple[str, str], Resolved | None] = {}
         self._dates: dict[float, str] = {}
         self._l1: dict[str, tuple[float, Entry]] = {}
         self._l1_bytes = 0
@@ -73,8 +92,8 @@ class FastPath:
         # turn that answer into a disk read or a transform on the loop
         self._promised = threading.local()
 
-    def _resolve(self, path: str, qs: str) -> tuple[str, str] | None:
-        """(result key, route template) of an image-route URL that parses, else None."""
+    def _resolve(self, path: str, qs: str) -> Resolved | None:
+        """(result key, route template, object key, spec) of an image-route URL that parses, else None."""
         memo = self._memo
         found = memo.get((path, qs), False)
         if found is not False:
@@ -88,7 +107,7 @@ class FastPath:
             except MediaError:
                 spec = None  # a bad request: Falcon answers it (and the memo remembers to pass it on)
             if spec is not None:
-                resolved = (result_key(self.bucket, key, spec.canonical(), PIPELINE_VERSION), template)
+                resolved = (result_key(self.bucket, key, spec.canonical(), PIPELINE_VERSION), template, key, spec)
         if len(memo) >= _MEMO_MAX:
             memo.clear()
         memo[(path, qs)] = resolved
@@ -146,24 +165,46 @@ class FastPath:
 
     def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
         method = environ["REQUEST_METHOD"]
-        if (method != "GET" and method != "HEAD") or not self.cache.enabled:
+        if method != "GET" and method != "HEAD":
             return self.app(environ, start_response)
         path = environ.get("PATH_INFO") or "/"
         resolved = self._resolve(path, environ.get("QUERY_STRING", ""))
         if resolved is None:
             return self.app(environ, start_response)
-        promised = getattr(self._promised, "entry", None)
-        if promised is not None and promised[0] == resolved[0]:
-            self._promised.entry = None
-            entry = promised[1]
-        else:
-            entry = self._lookup(resolved[0])
-        if entry is None:
-            return self.app(environ, start_response)
+        entry = None
+        if self.cache.enabled:
+            promised = getattr(self._promised, "entry", None)
+            if promised is not None and promised[0] == resolved[0]:
+                self._promised.entry = None
+                entry = promised[1]
+            else:
+                entry = self._lookup(resolved[0])
+        if entry is not None:
+            return self._answer(environ, start_response, method, resolved[1], entry, True)
+        rkey, route, key, spec = resolved
+        try:
+            entry, hit = computed(self.ctx, self.bucket, key, spec, rkey)
+        except MediaError as exc:
+            return self._error(environ, start_response, method, path, route, exc.status, exc.reason, exc.headers)
+        except TimeoutError:  # as app.py's handler takes it: the client's request body stalled
+            log.warning("%s %s: 408 the request body stalled", method, path)
+            environ[CLOSE] = True
+            return self._error(environ, start_response, method, path, route, 408, "request body timed out", None,
+                               logged=True)
+        except Exception:
+            log.exception("unhandled error on %s %s", method, path)  # as app.py's handler: the trace is the line
+            return self._error(environ, start_response, method, path, route, 500, "internal error", None,
+                               logged=True)
+        if not hit:
+            metrics.cache_outcome(False)  # a hit is counted with the request (``_mark``)
+        return self._answer(environ, start_response, method, route, entry, hit)
 
+    def _answer(self, environ: dict, start_response: Callable, method: str, route: str, entry: Entry,
+                hit: bool) -> Iterable[bytes]:
+        """The entry's answer, as app.py's route gives it (``http.respond``): 200, 206, 304 or 416."""
         etag, lm, size = entry.etag, entry.last_modified, entry.length
         headers = [
-            ("x-cache", "HIT"),
+            ("x-cache", "HIT" if hit else "MISS"),
             ("content-type", entry.content_type),
             ("etag", etag),
             ("last-modified", self._date(lm)),
@@ -183,7 +224,7 @@ class FastPath:
             except MediaError as exc:  # 416: the error body, as app.py's handler writes it
                 entry.close()
                 status, data = exc.status, (exc.reason + "\n").encode()
-                headers[1] = ("content-type", "text/plain; charset=utf-8")
+                headers[1] = _ERROR_TYPE
                 headers[4] = ("cache-control", NO_STORE)
                 headers.extend((k.lower(), v) for k, v in exc.headers.items())
                 length = str(len(data))
@@ -191,7 +232,7 @@ class FastPath:
                 headers.append(("content-length", length))
                 body = [data] if method == "GET" else ()
                 start_response(_STATUS[status], headers)
-                _mark(environ, resolved[1], 0)
+                _mark(environ, route, hit, 0)
                 return body
             else:
                 start, end = (0, size - 1) if rng is None else rng
@@ -212,18 +253,38 @@ class FastPath:
                     body = [data if rng is None else data[start : end + 1]]
         headers.extend(_TAIL)
         start_response(_STATUS[status], headers)
-        _mark(environ, resolved[1], length if isinstance(length, int) and method == "GET" else 0)
+        _mark(environ, route, hit, length if isinstance(length, int) and method == "GET" else 0)
         return body
 
+    @staticmethod
+    def _error(environ: dict, start_response: Callable, method: str, path: str, route: str, status: int,
+               reason: str, extra: dict[str, str] | None, logged: bool = False) -> Iterable[bytes]:
+        """A failed miss, answered as app.py's error handlers and ``logs.FaultLog`` answer and log it."""
+        data = (reason.rstrip("\n") + "\n").encode()
+        headers = [_ERROR_TYPE, ("cache-control", NO_STORE)]
+        if extra:
+            headers.extend((k.lower(), v) for k, v in extra.items())
+        headers.extend(_TAIL)
+        headers.append(("content-length", str(len(data))))
+        if not logged:
+            error_answered(method, path, status, reason)
+        start_response(code_to_http_status(status), headers)  # as Falcon writes the status line
+        environ["mediaproxy.route"] = route
+        environ["mediaproxy.cache"] = "-"
+        environ["mediaproxy.fast"] = True
+        return [data] if method == "GET" else []
 
 
-def _mark(environ: dict, route: str, length: int) -> None:
+def _mark(environ: dict, route: str, hit: bool, length: int) -> None:
     """What the access log and the metrics need: observe.RequestLayer writes them, and counts
-    the cache hit (``mediaproxy.fast``) with the request, under one lock."""
+    a cache hit (``mediaproxy.hit_bytes``) with the request, under one lock."""
     environ["mediaproxy.route"] = route
-    environ["mediaproxy.cache"] = "hit"
     environ["mediaproxy.fast"] = True
-    environ["mediaproxy.hit_bytes"] = length
+    if hit:
+        environ["mediaproxy.cache"] = "hit"
+        environ["mediaproxy.hit_bytes"] = length
+    else:
+        environ["mediaproxy.cache"] = "miss"
 
 
 def _chunks(f) -> Iterable[bytes]:
@@ -232,11 +293,3 @@ def _chunks(f) -> Iterable[bytes]:
             yield data
     finally:
         f.close()
-
-
-def install(app: WSGIApp, ctx: Context) -> WSGIApp:
-    """Wrap ``app`` in the fast path when the result cache is on."""
-    if not ctx.cache.enabled:
-        return app
-    return FastPath(app, ctx)
-

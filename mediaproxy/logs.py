@@ -255,6 +255,11 @@ class FaultLog:
         status = int(resp.status_code)
         if status < 400 or req.context.get("logged"):
             return
-        reason = (resp.data or b"").decode("utf-8", "replace").strip()[:200]
-        if status >= 500 or any(f in reason for f in _MEDIA_FAULTS):
-            fault(req.method, req.path, f"{status} {reason}")
+        error_answered(req.method, req.path, status, (resp.data or b"").decode("utf-8", "replace"))
+
+
+def error_answered(method: str, path: str, status: int, body: str) -> None:
+    """The WARNING line of an error answer that is worth one: a 5xx, or a 4xx the media caused."""
+    reason = body.strip()[:200]
+    if status >= 500 or any(f in reason for f in _MEDIA_FAULTS):
+        fault(method, path, f"{status} {reason}")

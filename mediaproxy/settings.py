@@ -567,7 +567,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("", "cache_size", "MEDIAPROXY_CACHE_SIZE", Int(MiB), 2 * 1024**3,
             "bytes the cache may hold (the least recently stored entries are culled)", CACHE),
     Setting("", "fast_path", "MEDIAPROXY_FAST_PATH", BOOL, True,
-            "answer result-cache hits in a thin WSGI layer before Falcon (off only to compare)", CACHE),
+            "answer the image routes (cache hits and misses) in a thin WSGI layer before Falcon (off only to "
+            "compare)", CACHE),
     Setting("", "max_source_bytes", "MEDIAPROXY_MAX_SOURCE_BYTES", Int(1024), 50 * MiB,
             "largest original the image pipeline reads (`413` above)", LIMITS),
     Setting("", "max_pixels", "MEDIAPROXY_MAX_PIXELS", Int(1), 100_000_000,

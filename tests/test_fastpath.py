@@ -1,10 +1,11 @@
-"""The cache-hit fast path (mediaproxy/fastpath.py) answers exactly what Falcon answers.
+"""The image routes' fast path (mediaproxy/fastpath.py) answers exactly what Falcon answers.
 
 Two gunicorn servers share one storage directory and one result cache: one
 with the fast path off (every request through Falcon), one with it on. The
 same request to both must give the same status line, the same headers in the
 same order (Date aside) and the same body. The access log shows which path
-answered.
+answered. A second pair has the result cache off, so that every answer of
+both is a miss: the fast path's misses and their failures are compared too.
 """
 
 from __future__ import annotations
@@ -217,7 +218,7 @@ def test_animated_hash_shares_the_entry_on_the_fast_path(pair, objects):
     assert line.get("fast") is True
 
 
-def test_an_answer_promised_to_the_event_loop_survives_the_memory_tier_emptied_meanwhile():
+def test_an_answer_promised_to_the_event_loop_survives_the_memory_tier_emptied_meanwhile(monkeypatch):
     """In process: once ``answers_from_memory`` has said yes, the answer that follows on the same
     thread (the worker's event loop) is that entry, even if another thread emptied the full memory
     tier in between and the disk cache lost it too: no disk read and no transform on the loop."""
@@ -253,6 +254,146 @@ def test_an_answer_promised_to_the_event_loop_survives_the_memory_tier_emptied_m
     stored.clear()  # and the disk cache evicted the entry
     assert b"".join(fp(dict(environ), start_response)) == b"RIFF"
     assert answered == ["200 OK", "200 OK"] and passed_on == []
-    # the promise is for one answer: the next request looks again (and now passes on)
-    fp(dict(environ), start_response)
-    assert passed_on == [path]
+    # the promise is for one answer: the next request looks again (a miss now: computed here)
+    import mediaproxy.fastpath as fastpath
+
+    computed = []
+
+    def compute(ctx, bucket, key, spec, rkey):
+        computed.append(rkey)
+        return Entry("image/webp", '"f"', 1_700_000_000.0, 4, body=b"RIFF"), False
+
+    monkeypatch.setattr(fastpath, "computed", compute)
+    assert b"".join(fp(dict(environ), start_response)) == b"RIFF"
+    assert computed == [rkey] and passed_on == [] and answered[-1] == "200 OK"
+
+
+@pytest.fixture(scope="module")
+def uncached_pair(make_server):
+    """(falcon-only server, fast-path server) over the same storage, result cache off: every answer is a miss."""
+    env = {"MEDIAPROXY_ACCESS_LOG": "1", "MEDIAPROXY_LOG_LEVEL": "info", "MEDIAPROXY_CACHE_DIR": "",
+           "MEDIAPROXY_MAX_PIXELS": "2000000"}
+    slow = make_server("local", env={**env, "MEDIAPROXY_FAST_PATH": "0"})
+    fast = make_server("local", env={**env, "MEDIAPROXY_STORAGE": str(slow.storage_dir)})
+    return slow, fast
+
+
+@pytest.fixture(scope="module")
+def miss_objects(uncached_pair):
+    slow, _ = uncached_pair
+    user, h = _ids()
+    emoji = _ids()[0]
+    gh, bad, text, huge = (secrets.token_hex(8) for _ in range(4))
+    slow.put("cdn", f"avatars/{user}/{h}", media.jpeg(512, 512))
+    slow.put("cdn", f"avatars/{user}/{gh}", media.animation())
+    slow.put("cdn", f"avatars/{user}/{bad}", media.jpeg(64, 64)[:40] + b"\x00" * 64)
+    slow.put("cdn", f"avatars/{user}/{text}", b"this is not an image at all\n" * 4)
+    slow.put("cdn", f"avatars/{user}/{huge}", media.jpeg(1600, 1600))
+    slow.put("cdn", f"emojis/{emoji}", media.png(96, 96, alpha=True))
+    return {
+        "avatar": f"/avatars/{user}/{h}.webp?size=128",
+        "avatar_jpeg": f"/avatars/{user}/{h}.jpg?size=64&quality=low",
+        "animated": f"/avatars/{user}/a_{gh}.gif?size=64",
+        "emoji": f"/emojis/{emoji}.webp?size=48",
+        "truncated": f"/avatars/{user}/{bad}.webp?size=64",
+        "not_an_image": f"/avatars/{user}/{text}.png?size=64",
+        "too_large": f"/avatars/{user}/{huge}.webp?size=64",
+        "missing": f"/avatars/{user}/{secrets.token_hex(16)}.webp",
+        "bad_size": f"/avatars/{user}/{h}.webp?size=7",
+    }
+
+
+MISS_HEADERS = [{}, {"Range": "bytes=0-9"}, {"Range": "bytes=99999999-"}, {"If-None-Match": "*"},
+                {"If-Modified-Since": "Tue, 01 Jan 2999 00:00:00 GMT"}]
+
+
+@pytest.mark.parametrize("method", ["GET", "HEAD"])
+@pytest.mark.parametrize(
+    "name", ["avatar", "avatar_jpeg", "animated", "emoji", "truncated", "not_an_image", "too_large", "missing",
+             "bad_size"],
+)
+def test_a_miss_on_the_fast_path_matches_falcon(uncached_pair, miss_objects, name, method):
+    """Misses, and misses that fail (no source, a truncated or foreign one, one over the pixel limit):
+    the same answer, byte for byte, with and without the fast path."""
+    slow, fast = uncached_pair
+    path = miss_objects[name]
+    first = raw(slow, "GET", path)
+    etag = dict(first[2]).get("etag")
+    extra = [{"If-None-Match": etag}, {"Range": "bytes=0-3", "If-Range": etag}] if etag else []
+    for headers in MISS_HEADERS + extra:
+        expected = raw(slow, method, path, headers)
+        got = raw(fast, method, path, headers)
+        assert got == expected, (name, method, headers)
+        assert got[0] >= 400 or dict(got[2]).get("x-cache") == "MISS"
+
+
+def test_the_fast_path_logs_its_misses_and_their_faults_as_falcon_does(uncached_pair, miss_objects):
+    slow, fast = uncached_pair
+    huge = miss_objects["too_large"].split("?")[0]
+
+    def faults(srv) -> list[str]:
+        srv.log.flush()
+        text = Path(srv.log.name).read_text(errors="replace")
+        assert f"GET {miss_objects['missing'].split('?')[0]}: 404" not in text  # a missing source is no fault
+        return [x for x in text.splitlines() if f"GET {huge}: 413" in x]
+
+    before = [len(faults(srv)) for srv in (slow, fast)]
+    for name in ("avatar", "too_large", "missing"):
+        raw(fast, "GET", miss_objects[name])
+        raw(slow, "GET", miss_objects[name])
+    bare = miss_objects["avatar"].split("?")[0]
+    line = wait_for_line(fast, lambda d: d.get("path") == bare and d.get("status") == 200)
+    assert line["fast"] is True and line["cache"] == "miss" and line["route"] == "/avatars/{user_id}/{filename}"
+    assert line["bytes"] > 0
+    line = wait_for_line(fast, lambda d: d.get("path") == huge and d.get("status") == 413)
+    assert line["fast"] is True and line["cache"] == "-"
+    # the media's fault is one WARNING line on both servers
+    for srv, n in zip((slow, fast), before, strict=True):
+        lines = faults(srv)
+        assert len(lines) == n + 1 and '"level":"warning"' in lines[-1] and "pixel limit" in lines[-1], lines
+    assert not any(d.get("fast") for d in access_lines(slow))
+
+
+@pytest.mark.parametrize("failure", ["overloaded", "bug", "stalled"])
+def test_a_failed_miss_is_answered_as_falcon_answers_it(tmp_path, monkeypatch, caplog, failure):
+    """In process, the failures a server cannot be made to show at will: a full worker (503 with
+    Retry-After), a bug (500, its stack trace logged once) and a TimeoutError (app.py's 408)."""
+    from mediaproxy.app import create_falcon_app
+    from mediaproxy.context import Context
+    from mediaproxy.errors import Overloaded
+    from mediaproxy.fastpath import FastPath
+    from mediaproxy.routes import common
+    from mediaproxy.settings import Settings
+
+    raised = {"overloaded": Overloaded("too many misses in progress", headers={"Retry-After": "1"}),
+              "bug": RuntimeError("boom"), "stalled": TimeoutError()}[failure]
+
+    def render(*args):
+        raise raised
+
+    monkeypatch.setattr(common, "render", render)
+    settings = Settings.from_env({"MEDIAPROXY_SECRET_KEY": "s" * 40, "MEDIAPROXY_CACHE_DIR": "",
+                                  "MEDIAPROXY_STORAGE": str(tmp_path)})
+    ctx = Context.build(settings, None)
+    falcon_app = create_falcon_app(settings, ctx)
+    fast = FastPath(falcon_app, ctx)
+    user, h = _ids()
+    answers = []
+    for app in (falcon_app, fast):
+        environ = {"REQUEST_METHOD": "GET", "PATH_INFO": f"/avatars/{user}/{h}.webp", "QUERY_STRING": "size=64",
+                   "SERVER_NAME": "localhost", "SERVER_PORT": "80", "SERVER_PROTOCOL": "HTTP/1.1",
+                   "wsgi.url_scheme": "http", "wsgi.input": __import__("io").BytesIO(), "wsgi.errors": None}
+        got: list = []
+        caplog.clear()
+        body = b"".join(app(environ, lambda status, headers, exc=None, got=got: got.extend((status, headers))))
+        status, headers = got
+        logged = [r for r in caplog.records if r.name == "mediaproxy"]
+        answers.append((status, [(k.lower(), v) for k, v in headers], body, environ.get("mediaproxy.close_connection"),
+                        [(r.levelname, r.getMessage(), r.exc_info is not None) for r in logged]))
+    assert answers[1] == answers[0]
+    status, headers, body, close, logged = answers[0]
+    assert status[:3] == {"overloaded": "503", "bug": "500", "stalled": "408"}[failure]
+    assert len(logged) == 1 and logged[0][2] == (failure == "bug")
+    assert (failure == "stalled") == bool(close)
+    if failure == "overloaded":
+        assert ("retry-after", "1") in headers and body == b"too many misses in progress\n"

@@ -88,7 +88,14 @@ def transformed(ctx: Context, bucket: str, key: str, spec: TransformSpec,
     entry = ctx.cache.get(rkey)
     if entry is not None:
         return entry, True
-    with ctx.miss_slot():  # a miss: storage and a transform, in a bounded share of the threads
+    return computed(ctx, bucket, key, spec, rkey, compute)
+
+
+def computed(ctx: Context, bucket: str, key: str, spec: TransformSpec, rkey: str,
+             compute: Callable[[], Entry] | None = None) -> tuple[Entry, bool]:
+    """A miss of result ``rkey``: storage and a transform, in a bounded share of the threads, computed
+    once; (entry, True) when another request computed it meanwhile (the cache is asked again, once)."""
+    with ctx.miss_slot():
         return ctx.cache.get_or_compute(
             rkey, compute or (lambda: render(ctx, bucket, key, spec)), ctx.settings.transform_wait, (bucket, key)
         )
