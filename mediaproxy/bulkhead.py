@@ -13,8 +13,7 @@ from __future__ import annotations
 import math
 import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 
 from . import metrics
 from .errors import Overloaded, StorageUnavailable
@@ -23,53 +22,64 @@ from .errors import Overloaded, StorageUnavailable
 class Bulkhead:
     """At most ``limit`` holders at once; a caller waits at most ``wait`` seconds for a place,
     and at most ``max_waiters`` callers wait at once (None: any number) — the rest are refused
-    at once, so a burst queues briefly but waiting never takes every thread."""
+    at once, so a burst queues briefly but waiting never takes every thread.
+
+    ``with bulkhead.slot():`` holds a place for the block. Every miss takes three of these
+    (the miss, the storage read, the transform): a free place is one lock round, without the
+    Python-level semaphore, condition and generator a place cost before (docs/performance.md,
+    "The miss path beside Falcon")."""
 
     def __init__(self, name: str, limit: int, wait: float, max_waiters: int | None = None):
         self.name = name
         self.limit = limit
         self.wait = wait
         self.max_waiters = max_waiters
-        self._sem = threading.BoundedSemaphore(limit)
         self._lock = threading.Lock()
+        self._freed = threading.Condition(self._lock)
         self.in_use = 0
         self.waiting = 0
         self.refused = 0
 
-    def _wait_for_place(self) -> bool:
-        with self._lock:
-            if self.max_waiters is not None and self.waiting >= self.max_waiters:
-                return False
-            self.waiting += 1
-        try:
-            return self._sem.acquire(timeout=self.wait)
-        finally:
-            with self._lock:
-                self.waiting -= 1
+    def _has_room(self) -> bool:
+        return self.in_use < self.limit
 
     def acquire(self) -> None:
         """Take a place or raise ``Overloaded``; pair with ``release()`` (or use ``slot()``)."""
-        acquired = self._sem.acquire(blocking=False) or (self.wait > 0 and self._wait_for_place())
-        if not acquired:
-            with self._lock:
-                self.refused += 1
-            metrics.OVERLOADED.labels(self.name).inc()
-            raise Overloaded(f"too many {self.name} in progress", headers={"Retry-After": "1"})
         with self._lock:
-            self.in_use += 1
+            if self.in_use < self.limit:
+                self.in_use += 1
+                return
+            if self.wait > 0 and (self.max_waiters is None or self.waiting < self.max_waiters):
+                self.waiting += 1
+                try:
+                    room = self._freed.wait_for(self._has_room, timeout=self.wait)
+                finally:
+                    self.waiting -= 1
+                if room:
+                    self.in_use += 1
+                    return
+            self.refused += 1
+        metrics.OVERLOADED.labels(self.name).inc()
+        raise Overloaded(f"too many {self.name} in progress", headers={"Retry-After": "1"})
 
     def release(self) -> None:
         with self._lock:
+            if self.in_use <= 0:
+                raise ValueError(f"{self.name}: a place given back that was not taken")
             self.in_use -= 1
-        self._sem.release()
+            if self.waiting:
+                self._freed.notify()
 
-    @contextmanager
-    def slot(self) -> Iterator[None]:
+    def slot(self) -> Bulkhead:
+        """A place for the ``with`` block (the bulkhead is its own context manager: it keeps no
+        state per holder, so one object serves every thread and nesting)."""
+        return self
+
+    def __enter__(self) -> None:
         self.acquire()
-        try:
-            yield
-        finally:
-            self.release()
+
+    def __exit__(self, *exc) -> None:
+        self.release()
 
     def hold(self, stream):
         """Take a place for as long as ``stream`` (a response body) is open."""

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from . import metrics
@@ -51,19 +50,10 @@ class Context:
             streams=Bulkhead("streams", settings.max_concurrent_streams, 0.0),
         )
 
-    @contextmanager
-    def miss_slot(self) -> Iterator[None]:
+    def miss_slot(self) -> MissSlot:
         """Work that needs storage or a transform (a miss, a stream, an internal call) holds
         one of ``max_concurrent_misses`` places per worker; nested calls share the outer one."""
-        if getattr(self._held, "miss", False):
-            yield
-            return
-        with self.misses.slot():
-            self._held.miss = True
-            try:
-                yield
-            finally:
-                self._held.miss = False
+        return MissSlot(self)
 
     def open_stream(self, bucket: str, key: str, start: int, end: int):
         """A stored object's bytes as a response body, holding a stream place until closed."""
@@ -75,12 +65,45 @@ class Context:
             raise
         return HeldStream(body, self.streams.release)
 
-    @contextmanager
-    def transform_slot(self) -> Iterator[None]:
+    def transform_slot(self) -> TransformSlot:
         """Bound the CPU-heavy work a worker takes on; past the wait, shed load (503)."""
-        with self.transforms.slot():
-            metrics.TRANSFORMS_IN_FLIGHT.inc()
-            try:
-                yield
-            finally:
-                metrics.TRANSFORMS_IN_FLIGHT.dec()
+        return TransformSlot(self.transforms)
+
+
+class MissSlot:
+    """``Context.miss_slot``: a place among the misses, or the one this thread already holds."""
+
+    __slots__ = ("ctx", "outer")
+
+    def __init__(self, ctx: Context):
+        self.ctx = ctx
+        self.outer = False
+
+    def __enter__(self) -> None:
+        held = self.ctx._held
+        if getattr(held, "miss", False):
+            return
+        self.ctx.misses.acquire()
+        held.miss = self.outer = True
+
+    def __exit__(self, *exc) -> None:
+        if self.outer:
+            self.ctx._held.miss = self.outer = False
+            self.ctx.misses.release()
+
+
+class TransformSlot:
+    """``Context.transform_slot``: a transform place, counted in the in-flight gauge while held."""
+
+    __slots__ = ("transforms",)
+
+    def __init__(self, transforms: Bulkhead):
+        self.transforms = transforms
+
+    def __enter__(self) -> None:
+        self.transforms.acquire()
+        metrics.TRANSFORMS_IN_FLIGHT.inc()
+
+    def __exit__(self, *exc) -> None:
+        metrics.TRANSFORMS_IN_FLIGHT.dec()
+        self.transforms.release()

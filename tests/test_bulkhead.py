@@ -161,3 +161,59 @@ def test_guard_counts_only_store_faults_towards_the_breaker():
     with pytest.raises(StorageUnavailable):
         g.head("b", "k")
     assert store.calls == calls  # refused without asking the store
+
+
+def test_bulkhead_never_holds_more_than_its_limit_under_contention():
+    bh = Bulkhead("transforms", 2, 5.0)
+    lock = threading.Lock()
+    inside, most = [0], [0]
+
+    def work() -> None:
+        for _ in range(300):
+            with bh.slot():
+                with lock:
+                    inside[0] += 1
+                    most[0] = max(most[0], inside[0])
+                time.sleep(0)
+                with lock:
+                    inside[0] -= 1
+
+    threads = [threading.Thread(target=work) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert most[0] == 2 and bh.in_use == 0 and bh.waiting == 0 and bh.refused == 0
+    with pytest.raises(ValueError):
+        bh.release()  # a place given back that was never taken
+
+
+def test_a_nested_miss_shares_the_outer_place(tmp_path):
+    from mediaproxy.context import Context
+    from mediaproxy.settings import Settings
+
+    ctx = Context.build(Settings.from_env({"MEDIAPROXY_SECRET_KEY": "s" * 40, "MEDIAPROXY_CACHE_DIR": "",
+                                           "MEDIAPROXY_STORAGE": str(tmp_path),
+                                           "MEDIAPROXY_MAX_CONCURRENT_MISSES": "1",
+                                           "MEDIAPROXY_MAX_QUEUED_MISSES": "0"}))
+    with ctx.miss_slot():
+        with ctx.miss_slot():  # the same thread: no second place (there is none)
+            assert ctx.misses.in_use == 1
+        assert ctx.misses.in_use == 1
+        other: list = []
+        t = threading.Thread(target=lambda: other.append(_try(ctx.miss_slot)))
+        t.start()
+        t.join()
+        assert isinstance(other[0], Overloaded)  # another thread finds the one place taken
+    assert ctx.misses.in_use == 0
+    with ctx.transform_slot():
+        assert ctx.transforms.in_use == 1
+    assert ctx.transforms.in_use == 0
+
+
+def _try(slot):
+    try:
+        with slot():
+            return None
+    except Overloaded as exc:
+        return exc
