@@ -14,7 +14,7 @@ endpoints and ``/metrics``, which authenticate with their secret. The refusal is
 ``Cache-Control: no-store``, ``X-Content-Type-Options: nosniff``.
 
 This layer is the outermost one of ``app.wsgi_layers``: nothing inside it
-(the cache-hit fast path included) answers a request it refused.
+(the image routes' fast path included) answers a request it refused.
 """
 
 from __future__ import annotations

@@ -56,6 +56,7 @@ from .storage import BoundedFile
 log = logging.getLogger("mediaproxy")
 
 _MEMO_MAX = 8192  # parsed URLs kept per worker (a few hundred bytes each)
+_MEMO_URL_MAX = 512  # characters of path and query a kept URL has at most
 _DATES_MAX = 4096
 _L1_BYTES = 16 * 1024 * 1024  # memory tier per worker (cleared when full)
 _L1_ITEM_MAX = 64 * 1024  # entries up to this size (larger ones are files: sendfile)
@@ -108,9 +109,10 @@ class FastPath:
                 spec = None  # a bad request: Falcon answers it (and the memo remembers to pass it on)
             if spec is not None:
                 resolved = (result_key(self.bucket, key, spec.canonical(), PIPELINE_VERSION), template, key, spec)
-        if len(memo) >= _MEMO_MAX:
-            memo.clear()
-        memo[(path, qs)] = resolved
+        if len(path) + len(qs) <= _MEMO_URL_MAX:  # a URL padded with unknown parameters is parsed, not kept
+            if len(memo) >= _MEMO_MAX:
+                memo.clear()
+            memo[(path, qs)] = resolved
         return resolved
 
     def _lookup(self, rkey: str) -> Entry | None:
@@ -179,11 +181,15 @@ class FastPath:
                 entry = promised[1]
             else:
                 entry = self._lookup(resolved[0])
-        if entry is not None:
-            return self._answer(environ, start_response, method, resolved[1], entry, True)
-        rkey, route, key, spec = resolved
+        route = resolved[1]
+        hit = True
         try:
-            entry, hit = computed(self.ctx, self.bucket, key, spec, rkey)
+            if entry is None:
+                rkey, route, key, spec = resolved
+                entry, hit = computed(self.ctx, self.bucket, key, spec, rkey)
+                if not hit:
+                    metrics.cache_outcome(False)  # a hit is counted with the request (``_mark``)
+            return self._answer(environ, start_response, method, route, entry, hit)
         except MediaError as exc:
             return self._error(environ, start_response, method, path, route, exc.status, exc.reason, exc.headers)
         except TimeoutError:  # as app.py's handler takes it: the client's request body stalled
@@ -192,12 +198,11 @@ class FastPath:
             return self._error(environ, start_response, method, path, route, 408, "request body timed out", None,
                                logged=True)
         except Exception:
+            if entry is not None:
+                entry.close()
             log.exception("unhandled error on %s %s", method, path)  # as app.py's handler: the trace is the line
             return self._error(environ, start_response, method, path, route, 500, "internal error", None,
                                logged=True)
-        if not hit:
-            metrics.cache_outcome(False)  # a hit is counted with the request (``_mark``)
-        return self._answer(environ, start_response, method, route, entry, hit)
 
     def _answer(self, environ: dict, start_response: Callable, method: str, route: str, entry: Entry,
                 hit: bool) -> Iterable[bytes]:

@@ -115,7 +115,7 @@ def objects(pair):
 
 
 def test_miss_then_hit_is_identical(server):
-    """On both storage backends: the first answer (a miss, through Falcon) and the second (a hit) match."""
+    """On both storage backends: the first answer (a miss) and the second (a hit) match."""
     user, h = _ids()
     server.put("cdn", f"avatars/{user}/{h}", media.jpeg(1024, 1024))
     path = f"/avatars/{user}/{h}.webp?size=256"
@@ -153,7 +153,7 @@ CONDITIONAL = [
 def test_fast_path_matches_falcon(pair, objects, name, method):
     slow, fast = pair
     path = objects[name]
-    raw(slow, "GET", path)  # fill the shared cache (a miss through Falcon)
+    raw(slow, "GET", path)  # fill the shared cache (a miss, on the server without the fast path)
     first = raw(slow, method, path)
     etag = dict(first[2]).get("etag")
     extra = [{"If-None-Match": etag}, {"If-None-Match": f'W/{etag}, "x"'}, {"Range": "bytes=0-3", "If-Range": etag}]
@@ -325,6 +325,16 @@ def test_a_miss_on_the_fast_path_matches_falcon(uncached_pair, miss_objects, nam
         got = raw(fast, method, path, headers)
         assert got == expected, (name, method, headers)
         assert got[0] >= 400 or dict(got[2]).get("x-cache") == "MISS"
+    # and the fast path answered them (a bad parameter is Falcon's to answer)
+    bare, _, query = path.partition("?")
+    deadline = time.monotonic() + 5
+    while True:
+        lines = [d for d in access_lines(fast) if d.get("path") == bare and d.get("query") == query
+                 and d.get("method") == method]
+        if len(lines) >= len(MISS_HEADERS + extra) or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    assert len(lines) >= len(MISS_HEADERS + extra) and all(d["fast"] is (name != "bad_size") for d in lines), lines
 
 
 def test_the_fast_path_logs_its_misses_and_their_faults_as_falcon_does(uncached_pair, miss_objects):
@@ -354,35 +364,45 @@ def test_the_fast_path_logs_its_misses_and_their_faults_as_falcon_does(uncached_
     assert not any(d.get("fast") for d in access_lines(slow))
 
 
-@pytest.mark.parametrize("failure", ["overloaded", "bug", "stalled"])
-def test_a_failed_miss_is_answered_as_falcon_answers_it(tmp_path, monkeypatch, caplog, failure):
+@pytest.mark.parametrize("method", ["GET", "HEAD"])
+@pytest.mark.parametrize("failure", ["overloaded", "bug", "stalled", "late"])
+def test_a_failed_miss_is_answered_as_falcon_answers_it(tmp_path, monkeypatch, caplog, failure, method):
     """In process, the failures a server cannot be made to show at will: a full worker (503 with
-    Retry-After), a bug (500, its stack trace logged once) and a TimeoutError (app.py's 408)."""
+    Retry-After), a bug (500, its stack trace logged once), a TimeoutError (app.py's 408), and a bug
+    after the result is computed (while the answer is made)."""
+    import io
+
+    from mediaproxy import fastpath, http
     from mediaproxy.app import create_falcon_app
     from mediaproxy.context import Context
     from mediaproxy.errors import Overloaded
-    from mediaproxy.fastpath import FastPath
     from mediaproxy.routes import common
     from mediaproxy.settings import Settings
 
     raised = {"overloaded": Overloaded("too many misses in progress", headers={"Retry-After": "1"}),
-              "bug": RuntimeError("boom"), "stalled": TimeoutError()}[failure]
+              "bug": RuntimeError("boom"), "stalled": TimeoutError(), "late": RuntimeError("late")}[failure]
 
-    def render(*args):
+    def fail(*args):
         raise raised
 
-    monkeypatch.setattr(common, "render", render)
+    if failure == "late":
+        (tmp_path / "cdn").mkdir()
+        monkeypatch.setattr(http, "not_modified", fail)
+        monkeypatch.setattr(fastpath, "not_modified", fail)
+    else:
+        monkeypatch.setattr(common, "render", fail)
     settings = Settings.from_env({"MEDIAPROXY_SECRET_KEY": "s" * 40, "MEDIAPROXY_CACHE_DIR": "",
                                   "MEDIAPROXY_STORAGE": str(tmp_path)})
     ctx = Context.build(settings, None)
-    falcon_app = create_falcon_app(settings, ctx)
-    fast = FastPath(falcon_app, ctx)
     user, h = _ids()
+    if failure == "late":
+        ctx.storage.put("cdn", f"avatars/{user}/{h}", media.png(32, 32))
+    falcon_app = create_falcon_app(settings, ctx)
     answers = []
-    for app in (falcon_app, fast):
-        environ = {"REQUEST_METHOD": "GET", "PATH_INFO": f"/avatars/{user}/{h}.webp", "QUERY_STRING": "size=64",
+    for app in (falcon_app, fastpath.FastPath(falcon_app, ctx)):
+        environ = {"REQUEST_METHOD": method, "PATH_INFO": f"/avatars/{user}/{h}.webp", "QUERY_STRING": "size=16",
                    "SERVER_NAME": "localhost", "SERVER_PORT": "80", "SERVER_PROTOCOL": "HTTP/1.1",
-                   "wsgi.url_scheme": "http", "wsgi.input": __import__("io").BytesIO(), "wsgi.errors": None}
+                   "wsgi.url_scheme": "http", "wsgi.input": io.BytesIO(), "wsgi.errors": None}
         got: list = []
         caplog.clear()
         body = b"".join(app(environ, lambda status, headers, exc=None, got=got: got.extend((status, headers))))
@@ -390,10 +410,17 @@ def test_a_failed_miss_is_answered_as_falcon_answers_it(tmp_path, monkeypatch, c
         logged = [r for r in caplog.records if r.name == "mediaproxy"]
         answers.append((status, [(k.lower(), v) for k, v in headers], body, environ.get("mediaproxy.close_connection"),
                         [(r.levelname, r.getMessage(), r.exc_info is not None) for r in logged]))
+        assert environ.get("mediaproxy.fast", False) is (app is not falcon_app)
+    if failure == "late":
+        # Falcon's 500 keeps the headers the answer had set before it failed (the ETag, Last-Modified…);
+        # the fast path's carries the error's own, as every other failure
+        assert [x for x in answers[1][1] if x[0] in ("etag", "last-modified", "x-cache")] == []
+        answers[1] = (answers[1][0], answers[0][1], *answers[1][2:])
     assert answers[1] == answers[0]
     status, headers, body, close, logged = answers[0]
-    assert status[:3] == {"overloaded": "503", "bug": "500", "stalled": "408"}[failure]
-    assert len(logged) == 1 and logged[0][2] == (failure == "bug")
+    assert status[:3] == {"overloaded": "503", "bug": "500", "stalled": "408", "late": "500"}[failure]
+    assert len(logged) == 1 and logged[0][2] == (failure in ("bug", "late"))
     assert (failure == "stalled") == bool(close)
+    assert (body == b"") is (method == "HEAD")
     if failure == "overloaded":
-        assert ("retry-after", "1") in headers and body == b"too many misses in progress\n"
+        assert ("retry-after", "1") in headers and body in (b"too many misses in progress\n", b"")

@@ -88,7 +88,7 @@ class ImageResource:
     def target(self, params: dict[str, str], query: Mapping[str, object]) -> tuple[str, TransformSpec | None]:
         """(object key, spec) for one request, validated; spec None means "serve the stored bytes" (Lottie).
 
-        The one parse of these routes: ``on_get`` and the cache-hit fast path
+        The one parse of these routes: ``on_get`` and the image routes' fast path
         (mediaproxy/fastpath.py) both call it, so both derive the same key.
         """
         key, ext = self._object_key(params)
