@@ -88,6 +88,7 @@ class FastPath:
         self._dates: dict[float, str] = {}
         self._l1: dict[str, tuple[float, Entry]] = {}
         self._l1_bytes = 0
+        self._l1_lock = threading.Lock()  # taken to fill the tier (a disk hit), never to read it
         # the entry ``answers_from_memory`` promised, kept for the answer that follows on the same
         # thread (the event loop's): another thread clearing the full memory tier in between must not
         # turn that answer into a disk read or a transform on the loop
@@ -131,13 +132,15 @@ class FastPath:
             return held[1]
         entry = self.cache.get(rkey)
         if entry is not None and entry.body is not None and entry.length <= _L1_ITEM_MAX:
-            if held is not None:  # an expired copy is replaced: count its bytes once
-                self._l1_bytes -= held[1].length
-            if self._l1_bytes + entry.length > _L1_BYTES:
-                self._l1.clear()
-                self._l1_bytes = 0
-            self._l1[rkey] = (now + _L1_TTL, entry)
-            self._l1_bytes += entry.length
+            with self._l1_lock:  # threads filling the tier at once must not lose count of its bytes
+                held = self._l1.get(rkey)
+                if held is not None:  # a copy (expired, or another thread's) is replaced: count its bytes once
+                    self._l1_bytes -= held[1].length
+                if self._l1_bytes + entry.length > _L1_BYTES:
+                    self._l1.clear()
+                    self._l1_bytes = 0
+                self._l1[rkey] = (now + _L1_TTL, entry)
+                self._l1_bytes += entry.length
         return entry
 
     def answers_from_memory(self, method: str, path: str, qs: str) -> bool:

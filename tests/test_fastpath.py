@@ -424,3 +424,34 @@ def test_a_failed_miss_is_answered_as_falcon_answers_it(tmp_path, monkeypatch, c
     assert (body == b"") is (method == "HEAD")
     if failure == "overloaded":
         assert ("retry-after", "1") in headers and body in (b"too many misses in progress\n", b"")
+
+
+def test_the_memory_tier_counts_its_bytes_when_threads_fill_it_at_once():
+    """In process: disk hits of many threads fill the memory tier at once (some of the same keys);
+    its byte count stays the sum of what it holds, which is what keeps it under its cap."""
+    import sys
+    import threading
+    from types import SimpleNamespace
+
+    from mediaproxy.cache import Entry
+    from mediaproxy.fastpath import FastPath
+
+    def get(rkey):
+        return Entry("image/webp", '"e"', 1_700_000_000.0, 100 + len(rkey) % 7, body=b"x" * (100 + len(rkey) % 7))
+
+    fp = FastPath(lambda e, s: [], SimpleNamespace(cache=SimpleNamespace(enabled=True, get=get),
+                                                    settings=SimpleNamespace(cdn_bucket="cdn")))
+    keys = [f"k{i}" for i in range(3000)]
+    before = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        threads = [threading.Thread(target=lambda n=n: [fp._lookup(k) for k in keys[n * 300:] + keys[:n * 300]])
+                   for n in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
+        sys.setswitchinterval(before)
+    assert len(fp._l1) == len(keys)
+    assert fp._l1_bytes == sum(entry.length for _, entry in fp._l1.values())
