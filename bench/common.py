@@ -125,7 +125,7 @@ class Server:
     checkout whose code it runs (another one's, to compare two versions in one run)."""
 
     def __init__(self, workdir: Path, env: dict[str, str] | None = None, name: str = "mediaproxy",
-                 preload: str = "", root: Path = ROOT):
+                 preload: str = "", root: Path = ROOT, app: str = "mediaproxy.wsgi:app"):
         self.port = free_port()
         self.workdir = workdir
         self.storage = workdir / "storage"
@@ -137,7 +137,7 @@ class Server:
         self.log = open(workdir / f"{name}-{self.port}.log", "wb")  # noqa: SIM115
         self.proc = subprocess.Popen(
             [str(VENV_BIN / "gunicorn"), "-c", str(root / "gunicorn.conf.py"), "-b", f"127.0.0.1:{self.port}",
-             "mediaproxy.wsgi:app"],
+             app],
             cwd=root, env=full, stdout=self.log, stderr=subprocess.STDOUT, process_group=0,
         )
         try:

@@ -3,6 +3,7 @@
     .venv/bin/python bench/miss.py [--duration 10] [--no-thumbor]
     .venv/bin/python bench/miss.py --stages [--cases a,c,e,b,d] [--iterations 20] [--out DIR]
     .venv/bin/python bench/miss.py --overhead [--cases a,c] [--rounds 3] [--duration 10] [--baseline DIR] [--out DIR]
+    .venv/bin/python bench/miss.py --overhead --stub [--cases c,b] [--baseline DIR] [--out DIR]
 
 ``--stages``: the transform's CPU per image, stage by stage, in-process (no server): for each case of
 bench/quality.py (a 1024² JPEG → 256² WebP, b → 128² JPEG, c 512² PNG with alpha → 64² WebP,
@@ -23,7 +24,10 @@ requests (routing, storage read, transform, headers), each as the mean CPU per c
 application is the server's share of the overhead, application ÷ transform the application's.
 ``--baseline DIR`` serves another checkout's code
 (the one before a change: ``git worktree add --detach DIR COMMIT``) beside this one in every round, in
-alternating order. Written as miss-overhead.json and .md with ``--out``.
+alternating order. ``--stub``: both sides run with the transform answered from memory after its first
+call for a source (bench/memoised_transform.py), so the figures are what a miss costs besides the
+transform — over HTTP, in process, and the server's share between them. Written as miss-overhead.json
+and .md (miss-overhead-stub with ``--stub``) with ``--out``.
 
 Workloads: A = 1024px JPEG -> 256px WebP avatar, B = 2048px JPEG -> 800px-wide
 WebP banner, both at WebP quality 80 (thumbor's default) from local disk.
@@ -203,7 +207,8 @@ def stages(case_names: list[str], iterations: int) -> dict:
     return out
 
 
-def overhead(case_names: list[str], rounds: int, duration: int, baseline: Path | None = None) -> dict:
+def overhead(case_names: list[str], rounds: int, duration: int, baseline: Path | None = None,
+             stub: bool = False) -> dict:
     """The miss path's CPU over HTTP against the same transform in-process: one worker as shipped (result
     cache off), wrk -c1 naming a distinct source key per request (bench/peers.py's sources, links and
     Lua script), the worker's CPU per request from /proc, with its minor page faults and system time;
@@ -222,25 +227,31 @@ def overhead(case_names: list[str], rounds: int, duration: int, baseline: Path |
     src = peers.sources()
     peers.link_sources(src, work, storage)
     out: dict = {"load": wait_quiet(), "pipeline": pipeline.PIPELINE_VERSION, "cases": {},
-                 "baseline": str(baseline) if baseline else None}
+                 "baseline": str(baseline) if baseline else None, "stub": stub}
     for name in case_names:
         case, qcase = peers.CASES[name], qb.CASES[name]
         spec = qb.mediaproxy_spec(qcase, None)
-        n = 4 if qcase.fmt == "avif" else 30
+        n = 2000 if stub else 4 if qcase.fmt == "avif" else 30
         rows = []
         for r in range(rounds):
             row: dict = {}
             sides = [("", ROOT)] + ([("baseline_", baseline)] if baseline else [])
             for prefix, root in sides if r % 2 == 0 else sides[::-1]:
                 http = _http_miss(name, case, root, work / f"{name}-{r}-{prefix}", storage, duration,
-                                  offset=r * 97 + 1000 + (peers.KEYS // 8 if prefix else 0))
+                                  offset=r * 97 + 1000 + (peers.KEYS // 8 if prefix else 0), stub=stub)
                 row.update({prefix + k: v for k, v in http.items()})
-            inproc = _inprocess_miss(case, spec, storage, work / f"{name}-{r}-inprocess", n)
-            row.update(inproc)
-            for prefix, _ in sides:
-                row[prefix + "ratio"] = round(row[prefix + "http_cpu_ms"] / inproc["inprocess_cpu_ms"], 3)
-                row[prefix + "http_over_app"] = round(row[prefix + "http_cpu_ms"] / inproc["app_cpu_ms"], 3)
-            row["app_over_transform"] = round(inproc["app_cpu_ms"] / inproc["inprocess_cpu_ms"], 3)
+                if stub:  # the application in process, for each checkout
+                    inproc = _inprocess_miss(case, spec, storage, work / f"{name}-{r}-inprocess{prefix}", n,
+                                             root=root, stub=True)
+                    row[prefix + "app_cpu_ms"] = inproc["app_cpu_ms"]
+                    row[prefix + "server_ms"] = round(row[prefix + "http_cpu_ms"] - inproc["app_cpu_ms"], 3)
+            if not stub:
+                inproc = _inprocess_miss(case, spec, storage, work / f"{name}-{r}-inprocess", n)
+                row.update(inproc)
+                for prefix, _ in sides:
+                    row[prefix + "ratio"] = round(row[prefix + "http_cpu_ms"] / inproc["inprocess_cpu_ms"], 3)
+                    row[prefix + "http_over_app"] = round(row[prefix + "http_cpu_ms"] / inproc["app_cpu_ms"], 3)
+                row["app_over_transform"] = round(inproc["app_cpu_ms"] / inproc["inprocess_cpu_ms"], 3)
             rows.append(row)
             print(f"{name} round {r}: {row}", flush=True)
         med = {k: statistics.median(x[k] for x in rows) for k in rows[0]}
@@ -249,13 +260,17 @@ def overhead(case_names: list[str], rounds: int, duration: int, baseline: Path |
     return out
 
 
-def _http_miss(name: str, case, root: Path, workdir: Path, storage: Path, duration: int, offset: int) -> dict:
+def _http_miss(name: str, case, root: Path, workdir: Path, storage: Path, duration: int, offset: int,
+               stub: bool = False) -> dict:
     """One worker of ``root``'s code (result cache off) under wrk -c1: CPU, system time and minor page
-    faults per request, of the worker and its master (from /proc)."""
+    faults per request, of the worker and its master (from /proc). ``stub``: the transform answered
+    from memory (bench/memoised_transform.py)."""
     import peers
 
-    srv = Server(workdir, env={"MEDIAPROXY_CACHE_DIR": "", "MEDIAPROXY_WORKERS": "1",
-                               "MEDIAPROXY_STORAGE": str(storage)}, root=root)
+    env = {"MEDIAPROXY_CACHE_DIR": "", "MEDIAPROXY_WORKERS": "1", "MEDIAPROXY_STORAGE": str(storage)}
+    if stub:
+        env["PYTHONPATH"] = f"{root}{os.pathsep}{BENCH}"
+    srv = Server(workdir, env=env, root=root, app="memoised_transform:app" if stub else "mediaproxy.wsgi:app")
     side = peers.Side("mediaproxy", [srv], [srv.port], [srv.proc.pid])
     try:
         peers.run_wrk(side, case, 1, 1, workdir, offset + peers.KEYS // 4)  # warm-up, other keys
@@ -278,7 +293,7 @@ def _http_miss(name: str, case, root: Path, workdir: Path, storage: Path, durati
 # benchmark's requests (distinct source keys), alternately, the mean CPU per call of each.
 _WORKER_INPROC = r"""
 import importlib.util, json, logging, os, sys, time
-root, path_fmt, source, spec_json, n, offset, keys = sys.argv[1:8]
+root, path_fmt, source, spec_json, n, offset, keys, stub = sys.argv[1:9]
 spec = importlib.util.spec_from_file_location("worker_conf", os.path.join(root, "gunicorn.conf.py"))
 conf = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(conf)
@@ -286,6 +301,8 @@ conf._mallopt(logging.getLogger("bench"))
 from falcon import testing
 from mediaproxy.media import pipeline
 from mediaproxy.media.spec import TransformSpec
+if stub == "1":
+    import memoised_transform  # noqa: F401 - the transform answered from memory after its first call
 from mediaproxy.wsgi import app, settings
 conf.post_worker_init(None)
 data = open(source, "rb").read()
@@ -320,8 +337,10 @@ print(json.dumps({"inprocess_cpu_ms": round(spent["transform"] / (4 * k) * 1000,
 """
 
 
-def _inprocess_miss(case, spec, storage: Path, workdir: Path, n: int) -> dict:
-    """The same transform and the same requests in a process set up as a worker (``_WORKER_INPROC``)."""
+def _inprocess_miss(case, spec, storage: Path, workdir: Path, n: int, root: Path = ROOT,
+                    stub: bool = False) -> dict:
+    """The same transform and the same requests in a process set up as a worker (``_WORKER_INPROC``),
+    running ``root``'s code; ``stub``: with the transform answered from memory."""
     import dataclasses
     import json
 
@@ -329,12 +348,14 @@ def _inprocess_miss(case, spec, storage: Path, workdir: Path, n: int) -> dict:
 
     workdir.mkdir(parents=True, exist_ok=True)
     env = Server.environment(workdir, {"MEDIAPROXY_CACHE_DIR": "", "MEDIAPROXY_WORKERS": "1",
-                                       "MEDIAPROXY_STORAGE": str(storage)})
+                                       "MEDIAPROXY_STORAGE": str(storage)}, root)
+    if stub:
+        env["PYTHONPATH"] = f"{root}{os.pathsep}{BENCH}"
     source = next((storage / "cdn" / peers.STORED[case.source]).iterdir())
-    got = subprocess.run([str(VENV_BIN / "python"), "-c", _WORKER_INPROC, str(ROOT), case.paths["mediaproxy"],
+    got = subprocess.run([str(VENV_BIN / "python"), "-c", _WORKER_INPROC, str(root), case.paths["mediaproxy"],
                           str(source), json.dumps(dataclasses.asdict(spec)), str(n), str(peers.KEYS // 2),
-                          str(peers.KEYS)],
-                         cwd=ROOT, env=env, capture_output=True, text=True, check=True, timeout=1800)
+                          str(peers.KEYS), "1" if stub else "0"],
+                         cwd=root, env=env, capture_output=True, text=True, check=True, timeout=1800)
     return json.loads(got.stdout.strip().splitlines()[-1])
 
 
@@ -345,6 +366,8 @@ def _proc_stat(pid: int) -> tuple[int, float]:
 
 
 def overhead_markdown(r: dict) -> str:
+    if r.get("stub"):
+        return stub_markdown(r)
     md = ["# The miss path over HTTP against the same transform in-process (bench/miss.py --overhead)\n",
           f"Pipeline {r['pipeline']}; one worker (gunicorn.conf.py, result cache off), wrk -c1, a distinct source "
           f"key per request; CPU per request (the worker's, from /proc) against, in a process set up as a worker, "
@@ -361,6 +384,24 @@ def overhead_markdown(r: dict) -> str:
                 md.append(f"| {c['title']} | {label} | {got['http_cpu_ms']:.2f} | {got['http_sys_ms']:.2f} "
                           f"| {got['http_faults']:.0f} | {c['inprocess_cpu_ms']:.2f} | {c['app_cpu_ms']:.2f} "
                           f"| {got['ratio']:.3f} | {got['http_over_app']:.3f} | {c['app_over_transform']:.3f} |")
+    return "\n".join(md)
+
+
+def stub_markdown(r: dict) -> str:
+    md = ["# What a miss costs besides the transform (bench/miss.py --overhead --stub)\n",
+          f"Pipeline {r['pipeline']}; the transform answered from memory after its first call for a source "
+          f"(bench/memoised_transform.py), everything else as shipped: one worker (gunicorn.conf.py, result cache "
+          f"off), wrk -c1, a distinct source key per request, the worker's and master's CPU per request from "
+          f"/proc; in process, the WSGI application answering the same requests in a process set up as a worker. "
+          f"Medians of the per-round values. Load {r['load']}.\n",
+          "| case | code | HTTP CPU ms/req | of it system ms | application in-process ms | the server's share ms "
+          "(HTTP − application) |", "|---|---|---:|---:|---:|---:|"]
+    for c in r["cases"].values():
+        for prefix, label in (("", "this checkout"), ("baseline_", r.get("baseline") or "")):
+            if prefix + "server_ms" in c:
+                md.append(f"| {c['title']} | {label} | {c[prefix + 'http_cpu_ms']:.3f} | "
+                          f"{c[prefix + 'http_sys_ms']:.3f} | {c[prefix + 'app_cpu_ms']:.3f} | "
+                          f"{c[prefix + 'server_ms']:.3f} |")
     return "\n".join(md)
 
 
@@ -400,11 +441,13 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3, help="with --overhead")
     ap.add_argument("--baseline", type=Path, help="with --overhead: another checkout (the code before a change) "
                     "served the same way in every round, beside this one")
+    ap.add_argument("--stub", action="store_true", help="with --overhead: the transform answered from memory "
+                    "after its first call (what a miss costs besides it)")
     add_out_argument(ap)
     args = ap.parse_args()
     if args.overhead:
-        r = overhead(args.cases.split(","), args.rounds, args.duration, args.baseline)
-        write_results("miss-overhead", r, overhead_markdown(r), args.out)
+        r = overhead(args.cases.split(","), args.rounds, args.duration, args.baseline, args.stub)
+        write_results("miss-overhead-stub" if args.stub else "miss-overhead", r, overhead_markdown(r), args.out)
         return
     if args.stages:
         r = stages(args.cases.split(","), args.iterations)
