@@ -16,6 +16,8 @@ from .routes import attachments, cdn, external, internal, ops, static
 from .settings import Settings
 from .storage import Storage
 
+log = logging.getLogger("mediaproxy")
+
 
 class _LibraryGroup:
     """The library's route group (mediaproxy/library/build.py), imported only by the modes
@@ -38,8 +40,6 @@ MODES = {
     "library": (library,),
     "all": (cdn, attachments, external, internal, library),
 }
-
-log = logging.getLogger("mediaproxy")
 
 
 class CommonHeaders:
@@ -75,19 +75,27 @@ def _http_error(req: falcon.Request, resp: falcon.Response, exc: falcon.HTTPErro
     _error(req, resp, exc.status_code, str(reason).lower(), headers)
 
 
-def _client_timeout(req: falcon.Request, resp: falcon.Response, exc: TimeoutError, params: dict) -> None:
-    # Storage and origin timeouts arrive as MediaError (504); a bare socket timeout here is the
-    # client's request body stalling past MEDIAPROXY_SEND_TIMEOUT: its fault, one line, no trace.
-    log.warning("%s %s: 408 the request body stalled", req.method, req.path)
-    req.context.logged = True
-    close_connection(req)  # what is left of the body must not be read as the next request
-    _error(req, resp, 408, "request body timed out")
+def unexpected_answer(method: str, path: str, exc: BaseException) -> tuple[int, str, bool]:
+    """(status, reason, close the connection) for an exception that is no MediaError, logged once.
+
+    Storage and origin timeouts arrive as MediaError (504); a bare socket timeout is the client's
+    request body stalling past MEDIAPROXY_SEND_TIMEOUT: its fault, one line, no trace, and the
+    connection closed (what is left of the body must not be read as the next request). Anything
+    else is a bug: 500, and its stack trace is the line. Falcon's handler below and the image routes'
+    fast path (fastpath.py) answer with this."""
+    if isinstance(exc, TimeoutError):
+        log.warning("%s %s: 408 the request body stalled", method, path)
+        return 408, "request body timed out", True
+    log.error("unhandled error on %s %s", method, path, exc_info=exc)
+    return 500, "internal error", False
 
 
 def _unexpected(req: falcon.Request, resp: falcon.Response, exc: Exception, params: dict) -> None:
-    log.exception("unhandled error on %s %s", req.method, req.path)
-    req.context.logged = True  # logs.FaultLog: the stack trace is the line
-    _error(req, resp, 500, "internal error")
+    status, reason, close = unexpected_answer(req.method, req.path, exc)
+    req.context.logged = True  # logs.FaultLog: the line is written
+    if close:
+        close_connection(req)  # what is left of the body must not be read as the next request
+    _error(req, resp, status, reason)
 
 
 def create_app(settings: Settings, storage: Storage | None = None):
@@ -103,8 +111,7 @@ def create_falcon_app(settings: Settings, ctx: Context) -> falcon.App:
     app.req_options.keep_blank_qs_values = True
     app.req_options.strip_url_path_trailing_slash = False
     app.resp_options.secure_cookies_by_default = False
-    app.add_error_handler(Exception, _unexpected)
-    app.add_error_handler(TimeoutError, _client_timeout)
+    app.add_error_handler(Exception, _unexpected)  # a TimeoutError too: unexpected_answer tells them apart
     app.add_error_handler(falcon.HTTPError, _http_error)
     app.add_error_handler(MediaError, _media_error)
     ops.add_routes(app, ctx)

@@ -31,7 +31,6 @@ allow-list is outermost), so it can never bypass one.
 
 from __future__ import annotations
 
-import logging
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -41,6 +40,7 @@ from falcon.routing import CompiledRouter
 from falcon.uri import parse_query_string
 
 from . import metrics
+from .app import unexpected_answer
 from .cache import Entry
 from .context import Context
 from .errors import MediaError
@@ -52,8 +52,6 @@ from .media.spec import TransformSpec
 from .routes.cdn import FAMILIES, ImageResource
 from .routes.common import computed
 from .storage import BoundedFile
-
-log = logging.getLogger("mediaproxy")
 
 _MEMO_MAX = 8192  # parsed URLs kept per worker (a few hundred bytes each)
 _MEMO_URL_MAX = 512  # characters of path and query a kept URL has at most
@@ -195,17 +193,13 @@ class FastPath:
             return self._answer(environ, start_response, method, route, entry, hit)
         except MediaError as exc:
             return self._error(environ, start_response, method, path, route, exc.status, exc.reason, exc.headers)
-        except TimeoutError:  # as app.py's handler takes it: the client's request body stalled
-            log.warning("%s %s: 408 the request body stalled", method, path)
-            environ[CLOSE] = True
-            return self._error(environ, start_response, method, path, route, 408, "request body timed out", None,
-                               logged=True)
-        except Exception:
+        except Exception as exc:  # as app.py's handler answers it (a bug, or a TimeoutError)
             if entry is not None:
                 entry.close()
-            log.exception("unhandled error on %s %s", method, path)  # as app.py's handler: the trace is the line
-            return self._error(environ, start_response, method, path, route, 500, "internal error", None,
-                               logged=True)
+            status, reason, close = unexpected_answer(method, path, exc)
+            if close:
+                environ[CLOSE] = True
+            return self._error(environ, start_response, method, path, route, status, reason, None, logged=True)
 
     def _answer(self, environ: dict, start_response: Callable, method: str, route: str, entry: Entry,
                 hit: bool) -> Iterable[bytes]:
