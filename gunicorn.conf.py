@@ -272,6 +272,7 @@ def post_fork(server, worker) -> None:
         worker.header_timeout, worker.send_timeout = header_timeout, send_timeout
         worker.small_body_max, worker.body_min_rate = srv.small_body_max, srv.body_min_rate
         worker.body_grace, worker.body_timeout = srv.body_grace, srv.body_timeout
+        worker.next_request_wait = srv.next_request_wait
 
 
 def post_worker_init(worker) -> None:

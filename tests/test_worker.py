@@ -65,3 +65,26 @@ def test_keepalive_request_limit_off(make_server):
             assert _conn_header(conn) == (200, "keep-alive")
     finally:
         conn.close()
+
+
+def test_threads_waiting_for_a_next_request_keep_no_new_connection_waiting(make_server):
+    # One worker of two threads, and a thread that answered a kept-alive connection waits up to 3 s
+    # for its next request: it waits only while the other thread is free, so connections held open
+    # without a next request never keep a new connection from its answer. (With the wait allowed
+    # on every thread, the third connection waits ~3 s to be accepted.)
+    srv = make_server("local", env={"MEDIAPROXY_NEXT_REQUEST_WAIT": "3"}, workers=1, threads=2)
+    conns = []
+    try:
+        waits = []
+        for _ in range(4):
+            conn = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=30)
+            conns.append(conn)
+            t = time.monotonic()
+            assert _conn_header(conn) == (200, "keep-alive")
+            waits.append(time.monotonic() - t)  # then held open, sending nothing for now
+        assert max(waits) < 1.5, [round(w, 2) for w in waits]
+        for conn in conns:  # each connection's next request: its waiting thread's or the event loop's
+            assert _conn_header(conn) == (200, "keep-alive")
+    finally:
+        for conn in conns:
+            conn.close()

@@ -16,6 +16,8 @@ sockets. Over real HTTP against gunicorn they are tested in:
 - errors (gunicorn's error answers in the error format): tests/test_resilience.py
   ``test_gunicorn_error_pages_follow_the_error_contract``;
 - answers (memory-tier hits on the event loop): tests/test_worker_answers.py;
+- followup (a kept-alive connection's next request on the same thread): below, and
+  tests/test_worker.py ``test_threads_waiting_for_a_next_request_keep_no_new_connection_waiting``;
 - thread_worker (accept only with a free thread): tests/test_worker.py.
 """
 
@@ -32,6 +34,7 @@ import pytest
 from gunicorn.http import errors as gerrors
 
 from mediaproxy.worker import ThreadWorker, classify_error, error_page, header_end
+from mediaproxy.worker.followup import NextRequestOnThread
 from mediaproxy.worker.handoff import Handoff, ResponseHandoff
 from mediaproxy.worker.headers import HeaderReading
 from mediaproxy.worker.linger import LINGER, LINGER_DRAIN, LINGER_MAX, Lingering
@@ -96,6 +99,8 @@ def test_the_worker_is_made_of_its_parts_and_sweeps_each():
     # the header part reads (new and kept-alive) connections; the response part's finish_request
     # hands a body to the event loop before the header part keeps the connection alive
     assert mro.index(ResponseHandoff) < mro.index(HeaderReading) < mro.index(Lingering)
+    # a thread's next request on the same connection starts its parser from the bytes it read
+    assert mro.index(NextRequestOnThread) < mro.index(HeaderReading)
 
 
 # -- handoff ---------------------------------------------------------------------------------------
@@ -601,3 +606,164 @@ def test_the_last_request_before_max_requests_is_answered_then_closed(fixed_date
     assert b"Connection: keep-alive" in first and b"Connection: close" in second
     assert w.worker.alive is False and w.worker.nr == 2  # the worker restarts after it
     assert conn.sock.fileno() == -1  # closed (a stopping worker lingers on none), the third request unanswered
+
+
+# -- followup (a kept-alive connection's next request on the same thread) ------------------------------
+
+
+def _answered_on_a_thread(w: _Worker, conn) -> bool:
+    """One thread's turn for ``conn``, as the pool runs it (the worker counts it busy), finished on
+    the "event loop"; what the thread's ``handle`` returned."""
+    from concurrent.futures import Future
+
+    assert w.queued == [conn]
+    w.queued.clear()
+    w.worker.busy += 1
+    try:
+        keepalive = w.worker.handle(conn)
+    finally:
+        w.worker.busy -= 1
+    done: Future = Future()
+    done.set_result(keepalive)
+    w.worker.finish_request(conn, done)
+    return keepalive
+
+
+def _client_sends_after_each_answer(client: socket.socket, then: list[bytes], got: list[bytes],
+                                    read_last: bool = True):
+    """A client thread that reads an answer, then sends the next of ``then``, as a load tool or an
+    edge's pooled connection does; and reads the last answer too if ``read_last``."""
+    import threading
+
+    def run():
+        buf = bytearray()
+        for data in [*then, None] if read_last else then:
+            got.extend(_responses(client, 1, buf=buf))
+            if data is not None:
+                client.sendall(data)
+
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    return t
+
+
+def test_a_next_request_that_comes_at_once_is_answered_by_the_same_thread(fixed_date):
+    w = _Worker()
+    w.worker.next_request_wait = 0.5  # the client thread sends well within it; after the last, nothing
+    conn, client = w.connect()
+    client.sendall(b"GET /disk?i=0 HTTP/1.1\r\n\r\n")
+    got: list[bytes] = []
+    t = _client_sends_after_each_answer(client, [b"GET /disk?i=1 HTTP/1.1\r\n\r\n",
+                                                 b"GET /mem?i=2 HTTP/1.1\r\n\r\n"], got)
+    w.worker._read_headers(conn)
+    started = time.monotonic()
+    # the second and third requests come while the thread waits: one turn of the pool answers all three
+    assert _answered_on_a_thread(w, conn) is True
+    t.join(5)
+    assert [r.split(b"X-Query: ")[1][:3] for r in got] == [b"i=0", b"i=1", b"i=2"]
+    assert w.worker.nr == 3 and w.queued == []
+    assert list(w.worker.keepalived_conns) == [conn]  # then kept alive by the event loop, as before
+    assert time.monotonic() - started < 4.0
+
+
+def test_a_thread_waits_for_the_next_request_no_longer_than_its_wait(fixed_date):
+    w = _Worker()
+    w.worker.next_request_wait = 0.2
+    conn, client = w.connect()
+    client.sendall(b"GET /disk HTTP/1.1\r\n\r\n")
+    w.worker._read_headers(conn)
+    started = time.monotonic()
+    assert _answered_on_a_thread(w, conn) is True
+    assert 0.15 <= time.monotonic() - started < 2.0
+    assert list(w.worker.keepalived_conns) == [conn]
+    client.sendall(b"GET /disk?later HTTP/1.1\r\n\r\n")  # later: the event loop reads it, a thread answers
+    w.loop(0.05)
+    assert w.queued == [conn]
+    w.worker.next_request_wait = 0.0
+    _answered_on_a_thread(w, conn)
+    assert [r.split(b"X-Query: ")[1].split(b"\r\n")[0] for r in _responses(client, 2)] == [b"", b"later"]
+
+
+def test_no_thread_waits_while_the_worker_has_no_other_thread_free(fixed_date):
+    w = _Worker()  # 2 threads
+    w.worker.next_request_wait = 5.0
+    conn, client = w.connect()
+    client.sendall(b"GET /disk HTTP/1.1\r\n\r\n")
+    w.worker._read_headers(conn)
+    w.worker.busy += 1  # another connection holds the other thread
+    started = time.monotonic()
+    assert _answered_on_a_thread(w, conn) is True
+    assert time.monotonic() - started < 1.0
+    assert list(w.worker.keepalived_conns) == [conn]
+
+
+def test_what_a_waiting_thread_reads_that_is_not_a_whole_plain_request_goes_to_the_event_loop(fixed_date):
+    # a header block in parts (the header deadline applies, as to any request), a body (read by the
+    # event loop before a thread), a request the quick look does not take: each is handed back with
+    # the bytes already read, which the event loop reads first
+    w = _Worker()
+    w.worker.header_timeout = 0.3
+    for nxt, rest in ((b"GET /disk?a HTTP/1.1\r\nHost: x\r\n", b"\r\n"),
+                      (b"POST /disk?b HTTP/1.1\r\nContent-Length: 4\r\n\r\nbo", b"dy"),
+                      (b"GET /m%65m?c HTTP/1.1\r\n\r\n", b"")):
+        w.worker.next_request_wait = 5.0
+        conn, client = w.connect()
+        client.sendall(b"GET /disk HTTP/1.1\r\n\r\n")
+        got: list[bytes] = []
+        t = _client_sends_after_each_answer(client, [nxt], got, read_last=False)
+        w.worker._read_headers(conn)
+        started = time.monotonic()
+        assert _answered_on_a_thread(w, conn) is True
+        assert time.monotonic() - started < 4.0  # handed back as soon as read, not after the wait
+        t.join(5)
+        assert len(got) == 1 and w.worker.nr == 1
+        if rest:
+            assert w.queued == [] and id(conn) in (w.worker.reading.keys() | w.worker.bodies.keys())
+            client.sendall(rest)
+            w.loop(0.05)
+        assert w.queued == [conn] and conn.prebuf == nxt + rest  # nothing read twice, nothing lost
+        w.worker.next_request_wait = 0.0
+        _answered_on_a_thread(w, conn)
+        assert _responses(client, 1)[0].startswith(b"HTTP/1.1 200 OK\r\n")
+        w.worker.nr = 0
+
+
+def test_an_incomplete_next_request_still_gets_the_header_deadline(fixed_date):
+    w = _Worker()
+    w.worker.header_timeout = 0.3
+    w.worker.next_request_wait = 5.0
+    conn, client = w.connect()
+    client.sendall(b"GET /disk HTTP/1.1\r\n\r\n")
+    got: list[bytes] = []
+    t = _client_sends_after_each_answer(client, [b"GET /disk HTTP/1.1\r\nHost: sl"], got, read_last=False)
+    w.worker._read_headers(conn)
+    assert _answered_on_a_thread(w, conn) is True  # back to the loop at once, not after the wait
+    t.join(5)
+    w.loop(0.5)
+    w.worker.sweep_headers(time.monotonic())
+    client.shutdown(socket.SHUT_WR)
+    rest = b""
+    while chunk := client.recv(65536):
+        rest += chunk
+    assert rest == error_page(408, "Request Timeout") and w.queued == []
+
+
+def test_a_client_that_closes_while_a_thread_waits_is_closed_by_the_thread(fixed_date):
+    w = _Worker()
+    w.worker.next_request_wait = 5.0
+    conn, client = w.connect()
+    client.sendall(b"GET /disk HTTP/1.1\r\n\r\n")
+    w.worker._read_headers(conn)
+    import threading
+
+    def read_then_close():
+        _responses(client, 1)
+        client.close()
+
+    threading.Thread(target=read_then_close, daemon=True).start()
+    started = time.monotonic()
+    assert _answered_on_a_thread(w, conn) is False
+    assert time.monotonic() - started < 4.0
+    assert w.worker.nr_conns == 0 and not w.worker.keepalived_conns and not w.worker.reading
+    w.loop(0.2)  # the lingering close sees the client's end
+    assert conn.sock.fileno() == -1

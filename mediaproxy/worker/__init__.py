@@ -6,6 +6,8 @@
 - ``bodies``: small request bodies read by the event loop, a minimum rate and a deadline for
   every body, what the application is told about its body;
 - ``handoff``: a send deadline on every response, large response bodies written by the event loop;
+- ``followup``: a kept-alive connection's next request, taken by the thread that answered the last
+  one when it comes within ``MEDIAPROXY_NEXT_REQUEST_WAIT`` (no hand-off through the event loop);
 - ``linger``: closing a connection gracefully without blocking the event loop;
 - ``errors``: gunicorn's own error answers in the project's error format;
 - ``thread_worker``: the class made of them, which accepts only with a free thread.

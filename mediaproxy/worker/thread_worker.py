@@ -30,6 +30,7 @@ from gunicorn.workers.gthread import ThreadWorker as _GThreadWorker
 from .answers import LoopAnswers
 from .bodies import RequestBodies
 from .errors import ErrorPages
+from .followup import NextRequestOnThread
 from .handoff import ResponseHandoff
 from .headers import HeaderReading
 from .linger import Lingering
@@ -51,18 +52,22 @@ def freeze_config(cfg) -> None:
             object.__setattr__(cfg, name, setting.get())
 
 
-class ThreadWorker(ErrorPages, LoopAnswers, RequestBodies, ResponseHandoff, HeaderReading, Lingering, _GThreadWorker):
+class ThreadWorker(ErrorPages, LoopAnswers, RequestBodies, ResponseHandoff, NextRequestOnThread, HeaderReading,
+                   Lingering, _GThreadWorker):
     """gthread, plus: a thread only for a request whose headers (and small body) are all here,
     requests the application answers from memory answered on the event loop (no thread), a
     header deadline, a minimum rate for every body, a send deadline, large bodies written by the
-    event loop, lingering closes on the event loop, and error answers in the project's format.
+    event loop, lingering closes on the event loop, error answers in the project's format, and a
+    kept-alive connection's next request taken by the thread that answered the last one when it
+    comes at once.
 
     The order of the parts matters where two extend the same gunicorn method: the loop-answer part
     takes a complete header block first (``_request_here``) and passes on what it does not answer;
     the request-body part wraps the response part (``load_wsgi``, ``handle_request``) and overrides
     the header part's hooks (``_headers_done``, ``_prepare_parser``); the response part's
-    ``finish_request`` comes before the header part's. The settings (``header_timeout``,
-    ``send_timeout``, ``small_body_max``, ``body_*``) are set by gunicorn.conf.py's post_fork.
+    ``finish_request`` comes before the header part's; the next-request part's ``handle`` wraps the
+    header part's. The settings (``header_timeout``, ``send_timeout``, ``small_body_max``,
+    ``body_*``, ``next_request_wait``) are set by gunicorn.conf.py's post_fork.
     """
 
     def __init__(self, *args, **kwargs) -> None:
