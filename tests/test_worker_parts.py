@@ -697,6 +697,30 @@ def test_no_thread_waits_while_the_worker_has_no_other_thread_free(fixed_date):
     assert list(w.worker.keepalived_conns) == [conn]
 
 
+@pytest.mark.parametrize("event", ["last free thread taken", "worker stopping"])
+def test_a_waiting_thread_stops_waiting_when_its_worker_needs_it(fixed_date, event):
+    import threading
+
+    w = _Worker()
+    w.worker.next_request_wait = 30.0
+    conn, client = w.connect()
+    client.sendall(b"GET /disk HTTP/1.1\r\n\r\n")
+    w.worker._read_headers(conn)
+
+    def then():
+        _responses(client, 1)
+        time.sleep(0.3)  # the thread waits by now
+        if event == "worker stopping":
+            w.worker.alive = False
+        else:
+            w.worker.busy += 1
+
+    threading.Thread(target=then, daemon=True).start()
+    started = time.monotonic()
+    _answered_on_a_thread(w, conn)
+    assert 0.25 < time.monotonic() - started < 2.0  # within a slice of the event, not the 30 s wait
+
+
 def test_what_a_waiting_thread_reads_that_is_not_a_whole_plain_request_goes_to_the_event_loop(fixed_date):
     # a header block in parts (the header deadline applies, as to any request), a body (read by the
     # event loop before a thread), a request the quick look does not take: each is handed back with

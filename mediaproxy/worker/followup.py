@@ -18,16 +18,19 @@ parser's buffer (which the loop reads first: the header deadline, the small-body
 loop's own answers apply as to any request): nothing within the wait, a partial header block, a
 request with a body, a pipelined request, an answer whose body the loop writes, a stopping
 worker. A thread waits only while the worker has a thread free for other connections' requests,
-so the wait never queues another client's request behind an idle one.
+so the wait does not queue another client's request behind an idle one (for longer than the
+wait's slice, 50 ms, when the wait is set longer than its 2 ms default).
 """
 
 from __future__ import annotations
 
 import select
+import time
 
 from .answers import quick_target
 
 _READABLE = select.POLLIN | select.POLLPRI | select.POLLHUP | select.POLLERR
+_SLICE = 0.05  # seconds: how soon a waiting thread sees the worker stop or its last free thread taken
 
 
 class NextRequestOnThread:
@@ -69,9 +72,13 @@ class NextRequestOnThread:
         sock = conn.sock
         poll = select.poll()
         poll.register(sock, _READABLE)
+        deadline = time.monotonic() + self.next_request_wait
         try:
-            if not poll.poll(self.next_request_wait * 1000.0):
-                return None
+            # in slices, so that a longer wait than the default still ends soon after the worker
+            # starts stopping or its last free thread is taken
+            while not poll.poll(max(0.0, min(deadline - time.monotonic(), _SLICE)) * 1000.0):
+                if time.monotonic() >= deadline or not self.alive or self.busy >= self.thread_count:
+                    return None
             data = sock.recv(65536)
         except OSError:
             return b""
