@@ -631,8 +631,8 @@ SETTINGS: tuple[Setting, ...] = (
             "gunicorn worker class: gthread that accepts a connection only while it has a free thread", GUNICORN),
     Setting("server", "next_request_wait", "MEDIAPROXY_NEXT_REQUEST_WAIT", Float(0.0, 60.0), 0.002,
             "seconds a thread that answered a kept-alive connection waits for its next request before handing the "
-            "connection back to the event loop, while the worker has another thread free (`0`: at once; "
-            "mediaproxy's worker class only)", GUNICORN),
+            "connection back to the event loop, while the worker has another thread free, and never past "
+            "`MEDIAPROXY_KEEPALIVE` (`0`: at once; mediaproxy's worker class only)", GUNICORN),
     Setting("server", "timeout", "MEDIAPROXY_TIMEOUT", Int(1, 86400), 60,
             "seconds a silent worker lives before gunicorn restarts it", GUNICORN),
     Setting("server", "graceful_timeout", "MEDIAPROXY_GRACEFUL_TIMEOUT", Int(0, 86400), 30,

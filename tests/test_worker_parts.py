@@ -791,3 +791,47 @@ def test_a_client_that_closes_while_a_thread_waits_is_closed_by_the_thread(fixed
     assert w.worker.nr_conns == 0 and not w.worker.keepalived_conns and not w.worker.reading
     w.loop(0.2)  # the lingering close sees the client's end
     assert conn.sock.fileno() == -1
+
+
+def test_urgent_data_does_not_hold_a_waiting_thread(fixed_date):
+    # TCP urgent data makes a socket "priority"-readable with no byte recv() can read, and a socket
+    # with a timeout (the send deadline's) waits in recv() for ordinary bytes: a waiting thread
+    # must neither wake for it nor block on it (it did, for the whole send deadline)
+    w = _Worker()
+    w.worker.send_timeout = 0.5  # what the blocking recv would have waited (0: for ever)
+    w.worker.next_request_wait = 0.3
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        client = socket.create_connection(listener.getsockname(), timeout=10)
+        server, _ = listener.accept()
+    from mediaproxy.worker.linger import Conn
+
+    conn = Conn(w.worker.cfg, server, ("127.0.0.1", 40000), ("127.0.0.1", 8000))
+    conn.worker = w.worker
+    w.worker.nr_conns += 1
+    client.sendall(b"GET /disk HTTP/1.1\r\n\r\n")
+    import threading
+
+    def urgent_after_the_answer():
+        _responses(client, 1)
+        client.send(b"!", socket.MSG_OOB)
+
+    threading.Thread(target=urgent_after_the_answer, daemon=True).start()
+    w.worker._read_headers(conn)
+    assert _answered_on_a_thread(w, conn) is True  # back to the event loop, not closed after a blocked recv
+    assert list(w.worker.keepalived_conns) == [conn]
+    client.sendall(b"GET /disk?next HTTP/1.1\r\n\r\n")  # the connection still serves
+    w.loop(0.05)
+    w.worker.next_request_wait = 0.0
+    _answered_on_a_thread(w, conn)
+    assert b"X-Query: next" in _responses(client, 1)[0]
+
+
+def test_a_thread_waits_no_longer_than_the_connection_may_stay_idle(fixed_date):
+    w = _Worker(keepalive=1)
+    w.worker.next_request_wait = 30.0
+    conn, client = w.connect()
+    client.sendall(b"GET /disk HTTP/1.1\r\n\r\n")
+    w.worker._read_headers(conn)
+    started = time.monotonic()
+    assert _answered_on_a_thread(w, conn) is True
+    assert 0.9 < time.monotonic() - started < 3.0  # gunicorn's keep-alive (1 s), not the 30 s wait

@@ -29,7 +29,6 @@ import time
 
 from .answers import quick_target
 
-_READABLE = select.POLLIN | select.POLLPRI | select.POLLHUP | select.POLLERR
 _SLICE = 0.05  # seconds: how soon a waiting thread sees the worker stop or its last free thread taken
 
 
@@ -71,15 +70,23 @@ class NextRequestOnThread:
             return None
         sock = conn.sock
         poll = select.poll()
-        poll.register(sock, _READABLE)
-        deadline = time.monotonic() + self.next_request_wait
+        poll.register(sock, select.POLLIN)  # a hang-up or an error is reported anyway
+        # never longer than the connection may stay idle at all (gunicorn's keep-alive)
+        deadline = time.monotonic() + min(self.next_request_wait, self.cfg.keepalive)
         try:
             # in slices, so that a longer wait than the default still ends soon after the worker
             # starts stopping or its last free thread is taken
             while not poll.poll(max(0.0, min(deadline - time.monotonic(), _SLICE)) * 1000.0):
                 if time.monotonic() >= deadline or not self.alive or self.busy >= self.thread_count:
                     return None
+            # Non-blocking: the socket still has the send deadline as its timeout, and a socket
+            # with a timeout waits in recv() for ordinary bytes; whatever woke the poll, this
+            # thread must not wait past it (the event loop makes the socket non-blocking anyway,
+            # and the thread's handle() blocking again).
+            sock.setblocking(False)
             data = sock.recv(65536)
+        except (BlockingIOError, InterruptedError):
+            return None
         except OSError:
             return b""
         if data and quick_target(data) is None:
