@@ -5,13 +5,13 @@ On the event loop's path a thread's answer on a kept-alive connection costs, bes
 application: the future's callback and a wake-up byte through gunicorn's pipe, the socket made
 non-blocking and registered with the selector, the selector's wake-up when the next request
 comes, its header bytes read, the socket unregistered, the thread pool's queue and lock, and the
-GIL passed between the event loop and the thread at each step — ~0.75 ms of CPU a miss on the
-2-core machine, where the application's own Python around the transform is ~0.2 ms
-(docs/performance.md, "The miss path beside Falcon"). A client that sends its next request as
-soon as it has the answer (an edge cache's pooled connection, a load tool) finds the thread still
-there: it waits ``next_request_wait`` seconds for the socket to turn readable, reads what came,
-and if that is a whole plain GET or HEAD (the event loop's quick look: no body, no continuation)
-answers it the same way, parser, layers and all.
+GIL passed between the event loop and the thread at each step: several times the application's
+own Python around a miss's transform (docs/performance.md, "A thread takes its connection's next
+request"). A client that sends its next request as soon as it has the answer (an edge cache's
+pooled connection, a load tool) finds the thread still there: it waits ``next_request_wait``
+seconds (never past gunicorn's keep-alive) for the socket to turn readable, reads what came
+without blocking, and if that is a whole plain GET or HEAD (the event loop's quick look: no body,
+no continuation) answers it the same way, parser, layers and all.
 
 Anything else goes back to the event loop exactly as before, with the bytes read so far in the
 parser's buffer (which the loop reads first: the header deadline, the small-body reading and the
@@ -19,7 +19,7 @@ loop's own answers apply as to any request): nothing within the wait, a partial 
 request with a body, a pipelined request, an answer whose body the loop writes, a stopping
 worker. A thread waits only while the worker has a thread free for other connections' requests,
 so the wait does not queue another client's request behind an idle one (for longer than the
-wait's slice, 50 ms, when the wait is set longer than its 2 ms default).
+wait's slice, when the wait is set longer than its default).
 """
 
 from __future__ import annotations
