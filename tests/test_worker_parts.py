@@ -27,6 +27,7 @@ import os
 import selectors
 import socket
 import ssl
+import threading
 import time
 from types import SimpleNamespace
 
@@ -633,8 +634,6 @@ def _client_sends_after_each_answer(client: socket.socket, then: list[bytes], go
                                     read_last: bool = True):
     """A client thread that reads an answer, then sends the next of ``then``, as a load tool or an
     edge's pooled connection does; and reads the last answer too if ``read_last``."""
-    import threading
-
     def run():
         buf = bytearray()
         for data in [*then, None] if read_last else then:
@@ -645,6 +644,17 @@ def _client_sends_after_each_answer(client: socket.socket, then: list[bytes], go
     t = threading.Thread(target=run, daemon=True)
     t.start()
     return t
+
+
+def _first_request_read(wait: float, **settings):
+    """A worker whose threads wait ``wait`` seconds for a connection's next request, and a
+    connection whose first request the event loop has read (queued for a thread)."""
+    w = _Worker(**settings)
+    w.worker.next_request_wait = wait
+    conn, client = w.connect()
+    client.sendall(b"GET /disk HTTP/1.1\r\n\r\n")
+    w.worker._read_headers(conn)
+    return w, conn, client
 
 
 def test_a_next_request_that_comes_at_once_is_answered_by_the_same_thread(fixed_date):
@@ -667,11 +677,7 @@ def test_a_next_request_that_comes_at_once_is_answered_by_the_same_thread(fixed_
 
 
 def test_a_thread_waits_for_the_next_request_no_longer_than_its_wait(fixed_date):
-    w = _Worker()
-    w.worker.next_request_wait = 0.2
-    conn, client = w.connect()
-    client.sendall(b"GET /disk HTTP/1.1\r\n\r\n")
-    w.worker._read_headers(conn)
+    w, conn, client = _first_request_read(0.2)
     started = time.monotonic()
     assert _answered_on_a_thread(w, conn) is True
     assert 0.15 <= time.monotonic() - started < 2.0
@@ -699,13 +705,7 @@ def test_no_thread_waits_while_the_worker_has_no_other_thread_free(fixed_date):
 
 @pytest.mark.parametrize("event", ["last free thread taken", "worker stopping"])
 def test_a_waiting_thread_stops_waiting_when_its_worker_needs_it(fixed_date, event):
-    import threading
-
-    w = _Worker()
-    w.worker.next_request_wait = 30.0
-    conn, client = w.connect()
-    client.sendall(b"GET /disk HTTP/1.1\r\n\r\n")
-    w.worker._read_headers(conn)
+    w, conn, client = _first_request_read(30.0)
 
     def then():
         _responses(client, 1)
@@ -773,13 +773,7 @@ def test_an_incomplete_next_request_still_gets_the_header_deadline(fixed_date):
 
 
 def test_a_client_that_closes_while_a_thread_waits_is_closed_by_the_thread(fixed_date):
-    w = _Worker()
-    w.worker.next_request_wait = 5.0
-    conn, client = w.connect()
-    client.sendall(b"GET /disk HTTP/1.1\r\n\r\n")
-    w.worker._read_headers(conn)
-    import threading
-
+    w, conn, client = _first_request_read(5.0)
     def read_then_close():
         _responses(client, 1)
         client.close()
@@ -809,8 +803,6 @@ def test_urgent_data_does_not_hold_a_waiting_thread(fixed_date):
     conn.worker = w.worker
     w.worker.nr_conns += 1
     client.sendall(b"GET /disk HTTP/1.1\r\n\r\n")
-    import threading
-
     def urgent_after_the_answer():
         _responses(client, 1)
         client.send(b"!", socket.MSG_OOB)
@@ -827,11 +819,7 @@ def test_urgent_data_does_not_hold_a_waiting_thread(fixed_date):
 
 
 def test_a_thread_waits_no_longer_than_the_connection_may_stay_idle(fixed_date):
-    w = _Worker(keepalive=1)
-    w.worker.next_request_wait = 30.0
-    conn, client = w.connect()
-    client.sendall(b"GET /disk HTTP/1.1\r\n\r\n")
-    w.worker._read_headers(conn)
+    w, conn, _client = _first_request_read(30.0, keepalive=1)  # kept open
     started = time.monotonic()
     assert _answered_on_a_thread(w, conn) is True
     assert 0.9 < time.monotonic() - started < 3.0  # gunicorn's keep-alive (1 s), not the 30 s wait
