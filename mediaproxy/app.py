@@ -3,20 +3,16 @@ the one place where exceptions become status codes."""
 
 from __future__ import annotations
 
-import logging
-
 import falcon
 
 from . import logs
 from .context import Context
-from .errors import MediaError
+from .errors import MediaError, unexpected_answer
 from .http import close_connection, error_body, error_json
 from .media.runtime import configure_vips
 from .routes import attachments, cdn, external, internal, ops, static
 from .settings import Settings
 from .storage import Storage
-
-log = logging.getLogger("mediaproxy")
 
 
 class _LibraryGroup:
@@ -73,21 +69,6 @@ def _http_error(req: falcon.Request, resp: falcon.Response, exc: falcon.HTTPErro
     headers = dict(exc.headers or {})
     reason = exc.title if exc.description is None else exc.description
     _error(req, resp, exc.status_code, str(reason).lower(), headers)
-
-
-def unexpected_answer(method: str, path: str, exc: BaseException) -> tuple[int, str, bool]:
-    """(status, reason, close the connection) for an exception that is no MediaError, logged once.
-
-    Storage and origin timeouts arrive as MediaError (504); a bare socket timeout is the client's
-    request body stalling past MEDIAPROXY_SEND_TIMEOUT: its fault, one line, no trace, and the
-    connection closed (what is left of the body must not be read as the next request). Anything
-    else is a bug: 500, and its stack trace is the line. Falcon's handler below and the image routes'
-    fast path (fastpath.py) answer with this."""
-    if isinstance(exc, TimeoutError):
-        log.warning("%s %s: 408 the request body stalled", method, path)
-        return 408, "request body timed out", True
-    log.error("unhandled error on %s %s", method, path, exc_info=exc)
-    return 500, "internal error", False
 
 
 def _unexpected(req: falcon.Request, resp: falcon.Response, exc: Exception, params: dict) -> None:

@@ -1,6 +1,11 @@
-"""One exception hierarchy; app.py maps it to status codes in one place."""
+"""One exception hierarchy; app.py maps it to status codes in one place. What any other exception
+answers is here too (``unexpected_answer``), for app.py's handler and the image routes' fast path."""
 
 from __future__ import annotations
+
+import logging
+
+log = logging.getLogger("mediaproxy")
 
 
 class MediaError(Exception):
@@ -95,3 +100,18 @@ class Degraded(Exception):
 
 class ConfigError(Exception):
     """Invalid settings at start-up; the message is meant for the operator."""
+
+
+def unexpected_answer(method: str, path: str, exc: BaseException) -> tuple[int, str, bool]:
+    """(status, reason, close the connection) for an exception that is no MediaError, logged once.
+
+    Storage and origin timeouts arrive as MediaError (504); a bare socket timeout is the client's
+    request body stalling past MEDIAPROXY_SEND_TIMEOUT: its fault, one line, no trace, and the
+    connection closed (what is left of the body must not be read as the next request). Anything
+    else is a bug: 500, and its stack trace is the line. app.py's Falcon handler and the image
+    routes' fast path (fastpath.py) answer with this."""
+    if isinstance(exc, TimeoutError):
+        log.warning("%s %s: 408 the request body stalled", method, path)
+        return 408, "request body timed out", True
+    log.error("unhandled error on %s %s", method, path, exc_info=exc)
+    return 500, "internal error", False

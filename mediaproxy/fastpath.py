@@ -40,10 +40,9 @@ from falcon.routing import CompiledRouter
 from falcon.uri import parse_query_string
 
 from . import metrics
-from .app import unexpected_answer
 from .cache import Entry
 from .context import Context
-from .errors import MediaError
+from .errors import MediaError, unexpected_answer
 from .hotpath import result_key
 from .http import CLOSE, IMMUTABLE, NO_STORE, http_date, not_modified, pick_range
 from .logs import error_answered
