@@ -1,6 +1,8 @@
 """The gunicorn worker class and connection settings of gunicorn.conf.py, over real HTTP:
-a worker with no free thread leaves new connections to the others, and a
-kept-alive connection is closed after MEDIAPROXY_KEEPALIVE_REQUESTS requests."""
+a worker with no free thread leaves new connections to the others, a
+kept-alive connection is closed after MEDIAPROXY_KEEPALIVE_REQUESTS requests, and a thread
+waiting for a kept-alive connection's next request (MEDIAPROXY_NEXT_REQUEST_WAIT) keeps no new
+connection waiting and every deadline of what follows."""
 
 from __future__ import annotations
 
@@ -88,3 +90,45 @@ def test_threads_waiting_for_a_next_request_keep_no_new_connection_waiting(make_
     finally:
         for conn in conns:
             conn.close()
+
+
+def _answer_on(sock, request: bytes) -> bytes:
+    """Send one request on a raw connection; its whole answer (headers and a Content-Length body)."""
+    sock.sendall(request)
+    def more() -> bytes:
+        chunk = sock.recv(65536)
+        assert chunk, "the server closed the connection"
+        return chunk
+
+    buf = b""
+    while b"\r\n\r\n" not in buf:
+        buf += more()
+    head, _, body = buf.partition(b"\r\n\r\n")
+    length = int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
+    while len(body) < length:
+        body += more()
+    return head + b"\r\n\r\n" + body
+
+
+def test_what_follows_an_answer_on_a_kept_alive_connection_keeps_every_deadline(make_server):
+    # The thread that answered waits (here up to 1 s) for the connection's next request and reads
+    # it: an incomplete header block still gets the header deadline's 408, and TCP urgent data (a
+    # byte ordinary reads never see) neither holds the thread nor costs the connection.
+    import socket
+
+    srv = make_server("local", env={"MEDIAPROXY_NEXT_REQUEST_WAIT": "1", "MEDIAPROXY_HEADER_TIMEOUT": "1",
+                                    "MEDIAPROXY_SEND_TIMEOUT": "1"}, workers=1, threads=3)
+    health = b"GET /_health HTTP/1.1\r\nHost: x\r\n\r\n"
+    with socket.create_connection(("127.0.0.1", srv.port), timeout=10) as s:
+        assert _answer_on(s, health).startswith(b"HTTP/1.1 200")
+        s.sendall(b"GET /_health HTTP/1.1\r\nHo")  # and nothing more
+        t = time.monotonic()
+        rest = b""
+        while chunk := s.recv(65536):
+            rest += chunk
+        assert rest.startswith(b"HTTP/1.1 408") and time.monotonic() - t < 5
+    with socket.create_connection(("127.0.0.1", srv.port), timeout=10) as s:
+        assert _answer_on(s, health).startswith(b"HTTP/1.1 200")
+        s.send(b"!", socket.MSG_OOB)
+        time.sleep(2.5)  # past the send deadline a blocked read would have waited, then closed
+        assert _answer_on(s, health).startswith(b"HTTP/1.1 200")

@@ -17,7 +17,8 @@ sockets. Over real HTTP against gunicorn they are tested in:
   ``test_gunicorn_error_pages_follow_the_error_contract``;
 - answers (memory-tier hits on the event loop): tests/test_worker_answers.py;
 - followup (a kept-alive connection's next request on the same thread): below, and
-  tests/test_worker.py ``test_threads_waiting_for_a_next_request_keep_no_new_connection_waiting``;
+  tests/test_worker.py ``test_threads_waiting_for_a_next_request_keep_no_new_connection_waiting``,
+  ``test_what_follows_an_answer_on_a_kept_alive_connection_keeps_every_deadline``;
 - thread_worker (accept only with a free thread): tests/test_worker.py.
 """
 
