@@ -18,7 +18,7 @@ from pathlib import Path
 
 from . import __version__
 from .errors import ConfigError, MediaError
-from .settings import DEMO_SECRET, Settings
+from .settings import DEMO_SECRET, LIBRARY_MODES, Settings
 
 
 def _settings(demo_default: bool = False) -> Settings:
@@ -77,7 +77,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print(f"  curl -s {hdr} -d '{{\"url\": \"{video}\"}}' {base}/_metadata")
     print(f"  curl -s {hdr} -d '{{\"video_url\": \"{video}\", \"timestamp\": 1.5}}' {base}/_thumbnail -o thumb.jpg")
     print(f"  curl -s {hdr} -d '{{\"video_url\": \"{video}\", \"count\": 4}}' {base}/_frames")
-    if settings.mode in ("library", "all"):
+    if settings.mode in LIBRARY_MODES:
         from .library import demo as library_demo
 
         print("The media library (MEDIAPROXY_MODE=" + settings.mode + "): one image uploaded through it. Try:")

@@ -22,6 +22,8 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Callable, Iterable
 
+from .settings import LIBRARY_MODES
+
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -137,6 +139,6 @@ def library_api_prefixes(settings) -> tuple[str, ...]:
     """The library's API routes (``library``/``all`` modes): clients authenticate with keys and are not
     the CDN, so the allow-list (an origin only its CDN may reach) does not apply to them. Its public
     URLs (``/library/``, ``/sha256/``) are CDN-pulled and stay guarded."""
-    if settings.mode not in ("library", "all"):
+    if settings.mode not in LIBRARY_MODES:
         return ()
     return ("/healthz", "/api", "/media", settings.library.api_prefix)

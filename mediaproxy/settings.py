@@ -40,6 +40,9 @@ IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 DEMO_SECRET = "mediaproxy-demo-secret-do-not-use-in-production"
 # MEDIAPROXY_MODE values: which routes one instance serves (app.MODES maps each to its route groups).
 MODES = ("media", "static", "library", "all")
+# The modes that serve the media library (app.MODES gives them its route group); the others never
+# import it (SQLAlchemy, Alembic, huey and the multipart parser stay out of their workers).
+LIBRARY_MODES = ("library", "all")
 DEFAULT_STORAGE = "./var/storage"
 
 _TRUE = {"1", "true", "yes", "on"}
@@ -859,7 +862,7 @@ class Settings:
                 "endpoints (/_metadata, /_thumbnail, /_frames, /metrics) accept the same secret "
                 "that signs /external URLs and the admin API's tokens, so whoever learns one has all. "
                 "Set MEDIAPROXY_INTERNAL_SECRET to a separate long random string.")
-        if self.mode in ("library", "all") and not self.trusted_proxy_cidrs:
+        if self.mode in LIBRARY_MODES and not self.trusted_proxy_cidrs:
             out.append(
                 "MEDIAPROXY_TRUSTED_PROXY_CIDRS is empty: admin logins are throttled by client address, and "
                 "behind a proxy or load balancer every client shares the proxy's address (and its failed "

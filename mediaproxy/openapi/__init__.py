@@ -11,7 +11,9 @@ tables, declared operations and msgspec schemas (``library/api/operations.py``),
 for the API prefix and portal path the server runs with.
 
 ``build(mode)`` merges the base with the fragments whose ``x-modes`` include
-the running mode (``MEDIAPROXY_MODE``), in file-name order, then the library's. Two fragments may
+the running mode (``MEDIAPROXY_MODE``), in file-name order, then the library's. The library's is
+generated, and its modules imported, only for the modes that serve it: a media-only worker never
+loads SQLAlchemy, huey or the multipart parser for its document. Two fragments may
 share a component only if they define it identically; a path may be defined
 once. A path whose Falcon template differs from its OpenAPI form (a
 ``{rest:path}`` catch-all) names the template in ``x-falcon-route``.
@@ -24,7 +26,7 @@ from pathlib import Path
 
 import orjson
 
-from ..library.api.operations import fragment as library_fragment
+from ..settings import LIBRARY_MODES
 
 HERE = Path(__file__).resolve().parent
 
@@ -42,9 +44,13 @@ def build(mode: str, directory: Path = HERE, api_prefix: str = "/v2", portal_pat
     doc.setdefault("paths", {})
     doc.setdefault("components", {})
     doc.setdefault("tags", [])
-    for name, frag in [*fragments(directory), ("the library", library_fragment(api_prefix, portal_path))]:
+    for name, frag in fragments(directory):
         if mode in frag.get("x-modes", ()):
             merge(doc, name, frag)
+    if mode in LIBRARY_MODES:
+        from ..library.api.operations import fragment as library_fragment
+
+        merge(doc, "the library", library_fragment(api_prefix, portal_path))
     from .. import __version__
 
     doc["info"]["version"] = __version__

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 from datetime import UTC, datetime
 from pathlib import Path
@@ -116,9 +117,12 @@ class DocsResource:
     (``swagger-ui-bundle`` ships Swagger UI 4.15, which cannot read OpenAPI 3.1.)"""
 
     def __init__(self) -> None:
-        import swagger_ui
-
-        self.static = Path(swagger_ui.__file__).resolve().parent / "static"
+        # located, not imported: the package imports Jinja2 and PyYAML for the frameworks it
+        # integrates with, which a worker would carry for nothing (only its files are served)
+        spec = importlib.util.find_spec("swagger_ui")
+        if spec is None or spec.origin is None:
+            raise ImportError("the swagger-ui-py package is not installed")
+        self.static = Path(spec.origin).resolve().parent / "static"
         self.files: dict[str, bytes] = {}
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:

@@ -14,10 +14,10 @@ from dataclasses import dataclass, field
 
 import msgspec
 
+from ...settings import LIBRARY_MODES
 from .common import ADMIN, KEY, KEY_USER, PUBLIC, TOKEN, requirement
 from .schemas import Error
 
-MODES = ("library", "all")
 METHODS = ("get", "put", "post", "patch", "delete")  # HEAD is derived from GET
 BINARY = "binary"  # a reply's bytes (an image, a stored file)
 
@@ -211,7 +211,7 @@ class Generator:
         if "AdminJWT" in components["securitySchemes"]:
             admin = components["securitySchemes"]["AdminJWT"]
             admin["description"] = admin["description"].replace("{prefix}", prefix)
-        return {"x-modes": list(MODES), "paths": paths, "components": components,
+        return {"x-modes": list(LIBRARY_MODES), "paths": paths, "components": components,
                 "tags": [{"name": d.tag, "description": d.description} for d in dialects]}
 
     def components(self) -> dict:
