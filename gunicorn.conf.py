@@ -103,7 +103,7 @@ keepalive = srv.keepalive
 # this the connections a recycled worker dropped would stay piled on the
 # others for good. 0: no limit.
 keepalive_requests = srv.keepalive_requests
-# Recycling a worker costs a cold start (~1 s of imports) and a cold memory tier;
+# Recycling a worker costs a cold start (its imports) and a cold memory tier;
 # with the mallopt settings below RSS stays bounded (bench/memory.py), so this
 # is a safety net only. gunicorn's jitter alone does not keep workers apart: with
 # the load split evenly, two workers given 100k +- 10k reach their limits a few
