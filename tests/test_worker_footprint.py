@@ -1,11 +1,13 @@
-"""What a worker loads, over real gunicorn: a media-only worker carries none of the library (its
-database layer, queue, password hashing, multipart parser) nor the packages a dependency imports
-for frameworks it is not used with; a library worker loads the multipart parser (and the smart_open,
-boto3 and requests it imports) with its first form. Read from the worker's memory map, the
-compiled modules each of those packages loads."""
+"""What a worker loads: a media-only worker carries none of the library (its database layer, queue,
+password hashing, multipart parser) nor the packages a dependency imports for frameworks it is not
+used with. Read over real gunicorn from the worker's memory map (the compiled modules of those
+packages), and from a fresh interpreter's ``sys.modules`` for the pure-Python ones."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -23,9 +25,11 @@ LIBRARY_ONLY = {
     "argon2-cffi": "/_argon2_cffi_bindings/",
     "streaming-form-data": "/streaming_form_data/",
 }
-MULTIPART = LIBRARY_ONLY["streaming-form-data"]
+# the same and the rest, compiled or not, by their import names
+NOT_IN_A_MEDIA_WORKER = ("mediaproxy.library", "sqlalchemy", "alembic", "huey", "redis", "psycopg", "argon2", "jwt",
+                         "msgspec", "streaming_form_data", "smart_open", "jinja2", "yaml")
 # what swagger-ui-py imports for the frameworks it integrates with: Jinja2 (MarkupSafe) and PyYAML
-FOR_OTHER_FRAMEWORKS = {"MarkupSafe": "/markupsafe/", "PyYAML": "/_yaml/"}
+FOR_OTHER_FRAMEWORKS = {"MarkupSafe": "/markupsafe/", "PyYAML": "/yaml/_yaml."}
 
 
 def _worker_pid(server) -> int:
@@ -53,19 +57,49 @@ def test_a_worker_without_the_library_loads_none_of_it(make_server, mode):
     assert _loaded(srv, FOR_OTHER_FRAMEWORKS) == set()
 
 
-def test_a_library_worker_loads_the_multipart_parser_with_its_first_form(make_server, tmp_path_factory):
+def test_a_library_worker_loads_it(make_server, tmp_path_factory):
+    """The other side of the checks above: in a library mode the same fragments are found, so their
+    absence in a media worker means something."""
     workdir = tmp_path_factory.mktemp("footprint")
     stack = Stack(make_server("local", env=library_env(workdir), workers=1), workdir, worker=False)
     try:
         srv = stack.server
         assert "/api/v1/media/upload" in srv.get("/openapi.json").json()["paths"]
-        assert stack.api("GET", "/api/v1/media/list").status_code == 200  # the database layer is there
+        assert stack.upload(media.jpeg(64, 64)).status_code == 201
         loaded = _loaded(srv, LIBRARY_ONLY)
-        assert "SQLAlchemy" in loaded and "streaming-form-data" not in loaded, loaded
-        assert _loaded(srv, {"PyYAML": "/_yaml/"}) == set()  # (Alembic's templates use MarkupSafe)
-        r = stack.upload(media.jpeg(64, 64))
-        assert r.status_code in (200, 201, 202), r.text
-        assert _loaded(srv, {"streaming-form-data": MULTIPART}) == {"streaming-form-data"}
-        assert stack.upload(media.jpeg(48, 48), filename="second.jpg").status_code == r.status_code
+        assert {"SQLAlchemy", "argon2-cffi", "streaming-form-data"} <= loaded, loaded
+        assert _loaded(srv, {"PyYAML": FOR_OTHER_FRAMEWORKS["PyYAML"]}) == set()  # (Alembic's templates use MarkupSafe)
     finally:
         stack.stop()
+
+
+def _imported(code: str, env: dict) -> set[str]:
+    """Which of NOT_IN_A_MEDIA_WORKER a fresh interpreter has imported after running ``code``."""
+    code += (
+        "\nimport sys\n"
+        f"wanted = {NOT_IN_A_MEDIA_WORKER!r}\n"
+        "print(' '.join(w for w in wanted if any(m == w or m.startswith(w + '.') for m in sys.modules)))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    return set(out.stdout.split())
+
+
+def test_a_media_worker_imports_none_of_the_library_s_python(tmp_path):
+    """What the memory map cannot show (packages without compiled modules), from a fresh interpreter
+    that builds the media mode's app and answers through it."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MEDIAPROXY_")}
+    env.update(MEDIAPROXY_MODE="media", MEDIAPROXY_SECRET_KEY="x" * 40, MEDIAPROXY_STORAGE=str(tmp_path / "s"),
+               MEDIAPROXY_CACHE_DIR=str(tmp_path / "c"))
+    served = (
+        "import mediaproxy.wsgi\n"
+        "from falcon import testing\n"
+        "c = testing.TestClient(mediaproxy.wsgi.app)\n"
+        "assert c.simulate_get('/openapi.json').json['info']['x-mode'] == 'media'\n"
+        "assert c.simulate_get('/docs/swagger-ui-bundle.js').status_code == 200\n"
+        "assert c.simulate_get('/_health').status_code == 200\n"
+    )
+    assert _imported(served, env) == set()
+    # the same look finds them where they are loaded
+    assert {"sqlalchemy", "huey", "jwt", "msgspec", "mediaproxy.library"} <= _imported(
+        "import mediaproxy.library.build", env)

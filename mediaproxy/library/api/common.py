@@ -7,12 +7,14 @@ import functools
 import re
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from types import SimpleNamespace
 
 import falcon
 import msgspec
 import orjson
 from falcon.uri import parse_query_string
+from streaming_form_data import StreamingFormDataParser
+from streaming_form_data.targets import BaseTarget, ValueTarget
+from streaming_form_data.validators import MaxSizeValidator, ValidationError
 
 from ...errors import BadRequest, MediaError, TooLarge, TooManyRequests
 from ...http import body_in_memory, close_connection, small_body_max
@@ -395,6 +397,23 @@ def refusal(message: str, values: dict, schema: type[msgspec.Struct]) -> str:
 
 # -- multipart, streamed -------------------------------------------------------------------------
 
+class _FileTarget(BaseTarget):
+    def __init__(self, form: Form):
+        super().__init__()
+        self.form = form
+
+    def on_start(self) -> None:
+        if self.form.upload is not None:
+            raise BadRequest("more than one file in the form")
+        self.form.upload = self.form.begin(self.multipart_filename)
+
+    def on_data_received(self, chunk: bytes) -> None:
+        self.form.upload.write(chunk)
+
+    def on_finish(self) -> None:
+        self.form.file_ended = True
+
+
 @dataclass
 class Form:
     begin: object  # filename → Upload
@@ -454,18 +473,17 @@ def read_multipart(req: falcon.Request, begin, names: tuple[str, ...], max_bytes
         raise BadRequest("expected a multipart/form-data body")
     if req.content_length is not None and req.content_length > max_bytes + FIELD_MAX * (len(names) + 2):
         raise TooLarge(f"upload is over the {max_bytes} byte limit")
-    kit = _multipart()
     try:
-        parser = kit.Parser(headers={"Content-Type": ctype})
+        parser = StreamingFormDataParser(headers={"Content-Type": ctype})
     except Exception as exc:  # the parser's own error types: a missing or bad boundary
         raise BadRequest(f"malformed multipart body: {exc}") from None
     parts = _PartCounter(ctype)
     form = Form(begin=begin)
-    targets = {n: kit.FieldTarget(validator=kit.MaxSizeValidator(FIELD_MAX)) for n in names}
+    targets = {n: _FieldTarget(validator=MaxSizeValidator(FIELD_MAX)) for n in names}
     for n, t in targets.items():
         parser.register(n, t)
-    parser.register("file", kit.FileTarget(form))
-    repeated = {n: kit.ListTarget() for n in lists}  # a field sent several times (the /v2 image service's tags[])
+    parser.register("file", _FileTarget(form))
+    repeated = {n: _ListTarget() for n in lists}  # a field sent several times (the /v2 image service's tags[])
     for n, t in repeated.items():
         parser.register(n, t)
     stream = body_stream(req)
@@ -484,7 +502,7 @@ def read_multipart(req: falcon.Request, begin, names: tuple[str, ...], max_bytes
     except MediaError:
         _abort(form, stream)
         raise
-    except kit.ValidationError:
+    except ValidationError:
         _abort(form, stream)
         raise BadRequest(f"a form field is longer than {FIELD_MAX} bytes") from None
     except Exception as exc:
@@ -521,61 +539,31 @@ def read_multipart(req: falcon.Request, begin, names: tuple[str, ...], max_bytes
     return form
 
 
-@functools.cache
-def _multipart() -> SimpleNamespace:
-    """streaming-form-data's parser and the targets a form's parts are read into, loaded with the
-    first form a process reads, not with the library: streaming-form-data imports smart_open, and
-    smart_open every transport it finds (boto3, requests, aiofiles with asyncio), which a worker
-    that never reads a form, or stores on local disk, would otherwise carry for its whole life."""
-    from streaming_form_data import StreamingFormDataParser
-    from streaming_form_data.targets import BaseTarget, ValueTarget
-    from streaming_form_data.validators import MaxSizeValidator, ValidationError
+class _ListTarget(BaseTarget):
+    """Every value of a repeated field, at most FIELD_MAX bytes in all."""
 
-    class FileTarget(BaseTarget):
-        """The ``file`` part, written into the upload ``form.begin`` starts; one per form."""
+    def __init__(self):
+        super().__init__()
+        self.values: list[bytearray] = []
+        self.size = 0
 
-        def __init__(self, form: Form):
-            super().__init__()
-            self.form = form
+    def on_start(self) -> None:
+        self.values.append(bytearray())
 
-        def on_start(self) -> None:
-            if self.form.upload is not None:
-                raise BadRequest("more than one file in the form")
-            self.form.upload = self.form.begin(self.multipart_filename)
+    def on_data_received(self, chunk: bytes) -> None:
+        self.size += len(chunk)
+        if self.size > FIELD_MAX:
+            raise ValidationError(f"a form field is longer than {FIELD_MAX} bytes")
+        self.values[-1] += chunk
 
-        def on_data_received(self, chunk: bytes) -> None:
-            self.form.upload.write(chunk)
 
-        def on_finish(self) -> None:
-            self.form.file_ended = True
+class _FieldTarget(ValueTarget):
+    """A form field's value, and whether the field was sent at all (an empty one included)."""
 
-    class ListTarget(BaseTarget):
-        """Every value of a repeated field, at most FIELD_MAX bytes in all."""
+    sent = False
 
-        def __init__(self):
-            super().__init__()
-            self.values: list[bytearray] = []
-            self.size = 0
-
-        def on_start(self) -> None:
-            self.values.append(bytearray())
-
-        def on_data_received(self, chunk: bytes) -> None:
-            self.size += len(chunk)
-            if self.size > FIELD_MAX:
-                raise ValidationError(f"a form field is longer than {FIELD_MAX} bytes")
-            self.values[-1] += chunk
-
-    class FieldTarget(ValueTarget):
-        """A form field's value, and whether the field was sent at all (an empty one included)."""
-
-        sent = False
-
-        def on_start(self) -> None:
-            self.sent = True
-
-    return SimpleNamespace(Parser=StreamingFormDataParser, FileTarget=FileTarget, ListTarget=ListTarget,
-                           FieldTarget=FieldTarget, MaxSizeValidator=MaxSizeValidator, ValidationError=ValidationError)
+    def on_start(self) -> None:
+        self.sent = True
 
 
 class _PartCounter:
