@@ -299,11 +299,6 @@ def _store_big(server, key: str) -> None:
                 f.write(mark)
 
 
-def _worker_pid(server) -> int:
-    children = Path(f"/proc/{server.proc.pid}/task/{server.proc.pid}/children").read_text().split()
-    assert len(children) == 1, children
-    return int(children[0])
-
 
 def _status_kib(pid: int, field: str) -> int:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -322,7 +317,7 @@ def test_200_mib_attachment_streams_in_bounded_memory(make_server, backend):
     path = f"/attachments/{channel}/{attachment}/big.mp4"
     server.get("/_health")
     assert server.get(path, headers={"Range": "bytes=0-4"}).content == b"START"  # warm the code path
-    pid = _worker_pid(server)
+    pid = server.worker_pid()
     baseline = _status_kib(pid, "VmRSS")
     Path(f"/proc/{pid}/clear_refs").write_text("5")  # reset the peak (VmHWM) to the current RSS
     peak = [0]

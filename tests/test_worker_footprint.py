@@ -32,14 +32,9 @@ NOT_IN_A_MEDIA_WORKER = ("mediaproxy.library", "sqlalchemy", "alembic", "huey", 
 FOR_OTHER_FRAMEWORKS = {"MarkupSafe": "/markupsafe/", "PyYAML": "/yaml/_yaml."}
 
 
-def _worker_pid(server) -> int:
-    children = Path(f"/proc/{server.proc.pid}/task/{server.proc.pid}/children").read_text().split()
-    assert len(children) == 1, children
-    return int(children[0])
-
 
 def _loaded(server, fragments: dict[str, str]) -> set[str]:
-    maps = Path(f"/proc/{_worker_pid(server)}/maps").read_text()
+    maps = Path(f"/proc/{server.worker_pid()}/maps").read_text()
     return {name for name, fragment in fragments.items() if fragment in maps}
 
 
