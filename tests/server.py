@@ -146,11 +146,15 @@ class Server:
     def url(self, path: str) -> str:
         return self.base + path
 
+    def worker_pids(self) -> list[int]:
+        """The gunicorn workers running now (the master's children)."""
+        return [int(p) for p in Path(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children").read_text().split()]
+
     def worker_pid(self) -> int:
         """The pid of the one gunicorn worker (a server started with ``workers=1``)."""
-        children = Path(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children").read_text().split()
-        assert len(children) == 1, children
-        return int(children[0])
+        pids = self.worker_pids()
+        assert len(pids) == 1, pids
+        return pids[0]
 
     def get(self, path: str, **kw) -> requests.Response:
         kw.setdefault("timeout", 60)

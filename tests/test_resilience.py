@@ -250,6 +250,18 @@ def small_tmpfs(tmp_path):
         subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
 
 
+def _with_cache_open(srv: Server, database: Path) -> int:
+    """How many of the server's workers hold the cache's database open."""
+    found = 0
+    for pid in srv.worker_pids():
+        try:
+            fds = os.listdir(f"/proc/{pid}/fd")
+            found += any(os.readlink(f"/proc/{pid}/fd/{fd}") == os.path.realpath(database) for fd in fds)
+        except OSError:  # a worker (or one of its descriptors) went away meanwhile
+            pass
+    return found
+
+
 def test_full_then_read_only_cache_disk_costs_no_request_more_than_its_work(make_server, small_tmpfs):
     srv = make_server("local", env={"MEDIAPROXY_CACHE_DIR": str(small_tmpfs / "cache")}, workers=2)
     u = snowflake()
@@ -258,6 +270,10 @@ def test_full_then_read_only_cache_disk_costs_no_request_more_than_its_work(make
         srv.put("cdn", f"avatars/{u}/{h}", media.jpeg(640, 640))
     first = srv.get(f"/avatars/{u}/{hashes[0]}.png?size=64")
     assert first.status_code == 200, (first.status_code, first.text[:200])  # database and locks exist
+    # Both workers have opened the cache before the disk fills: opening it writes (diskcache
+    # records its settings), so a worker still starting then would serve without a cache, and the
+    # hit below would depend on which worker answers. (Opening a read-only cache: further down.)
+    eventually(lambda: _with_cache_open(srv, small_tmpfs / "cache" / "cache.db") == 2, timeout=60)
     with open(small_tmpfs / "filler", "wb", buffering=0) as f:  # fill the disk to the last byte
         for block in (65536, 4096, 512, 1):
             try:
